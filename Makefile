@@ -1,0 +1,38 @@
+# One command on a fresh machine: `make demo` or `make test` (both install first).
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+SCALE ?= small
+
+.PHONY: setup test demo bench lint clean
+
+setup: $(STAMP)
+
+# Idempotent: the stamp makes a second run take well under a second.
+# torch is installed first and pinned by constraints.txt (CPU build here); if the venv already
+# holds a torch (a GPU user's own CUDA build), it is kept as it is.
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q -c constraints.txt "torch==2.13.0"
+	$(BIN)/pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+test: setup
+	$(BIN)/python -m pytest -q tests
+
+demo: setup
+	$(BIN)/emoshift synth demo-data --scale $(SCALE) --seed 0
+	$(BIN)/emoshift study configs/study.yaml --corpus ravdess=demo-data/ravdess --corpus crema-d=demo-data/crema-d --profile demo -o demo-out
+
+bench: setup
+	$(BIN)/python benchmarks/bench_features.py
+	$(BIN)/python benchmarks/bench_train.py
+	$(BIN)/python benchmarks/bench_predict.py
+
+lint: setup
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/mypy src
+
+clean:
+	rm -rf $(VENV) demo-out demo-data .pytest_cache .mypy_cache .ruff_cache

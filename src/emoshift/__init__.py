@@ -1,0 +1,3 @@
+"""emoshift: cross-corpus speech emotion recognition, honestly measured."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,173 @@
+"""Audio I/O: decode (soundfile), downmix, resample (soxr), silence trim, crop/pad, and bad-file detection.
+
+Every function that reads a file raises :class:`AudioError` whose message is the one-line *reason* shown to
+the user when the file is skipped ("git-LFS pointer: run git lfs pull", "silent", "truncated: ...").
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+TARGET_SR = 16_000
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
+LFS_REASON = "git-LFS pointer: run git lfs pull"
+# A take whose loudest 25 ms frame stays below this level (dBFS) carries no speech.
+SILENCE_DBFS = -60.0
+
+
+class AudioError(Exception):
+    """A file that cannot be used; ``str(err)`` is the reason shown to the user."""
+
+
+def is_lfs_pointer(path: str | os.PathLike[str]) -> bool:
+    """git-LFS pointer files are tiny text files starting with the spec line."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64)
+    except OSError:
+        return False
+    return head.startswith(b"version https://git-lfs")
+
+
+def _wav_truncation(path: Path) -> str | None:
+    """Reason string if a RIFF/WAVE file's ``data`` chunk declares more bytes than the file holds.
+
+    Hand-written on purpose: libsndfile (and so soundfile) silently returns the frames that are present
+    when a WAV is cut short, so truncation is invisible through it. Only the chunk headers are read.
+    """
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return None  # not a plain RIFF WAV (RF64, FLAC, ...): nothing to say
+        pos = 12
+        while pos + 8 <= size:
+            f.seek(pos)
+            chunk = f.read(8)
+            if len(chunk) < 8:
+                return None
+            cid, csize = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+            if cid == b"data":
+                have = size - (pos + 8)
+                if csize != 0xFFFFFFFF and have < csize:
+                    return f"truncated: header declares {csize} audio bytes, file holds {have}"
+                return None
+            pos += 8 + csize + (csize & 1)
+    return None
+
+
+def read(path: str | os.PathLike[str]) -> tuple[np.ndarray, int]:
+    """Decode a file to float32 mono ``(samples,)`` at its native rate; raise AudioError on bad input."""
+    p = Path(path)
+    try:
+        size = p.stat().st_size
+    except OSError as e:
+        raise AudioError(f"unreadable: {e.strerror or e}") from None
+    if size == 0:
+        raise AudioError("empty: file has 0 bytes")
+    if is_lfs_pointer(p):
+        raise AudioError(LFS_REASON)
+    try:
+        data, sr = sf.read(str(p), dtype="float32", always_2d=True)
+        trunc = _wav_truncation(p) if p.suffix.lower() == ".wav" else None
+    except (sf.LibsndfileError, OSError, RuntimeError, ValueError, TypeError, MemoryError) as e:
+        msg = str(e).replace(f"'{p}'", "file").replace(str(p), "file").strip()
+        raise AudioError(f"unreadable: {msg}") from None
+    if trunc:
+        raise AudioError(trunc)
+    if data.shape[0] == 0:
+        raise AudioError("empty: no audio frames")
+    wave = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]  # (samples,)
+    if not np.all(np.isfinite(wave)):
+        raise AudioError("unreadable: non-finite samples")
+    return np.ascontiguousarray(wave, dtype=np.float32), int(sr)
+
+
+def peak_dbfs(wave: np.ndarray, sr: int, frame_s: float = 0.025) -> float:
+    """Level of the loudest frame (RMS, dBFS). Energy, not file size, decides whether a take is silent."""
+    n = max(1, int(sr * frame_s))
+    usable = (len(wave) // n) * n
+    if usable == 0:
+        rms = float(np.sqrt(np.mean(wave.astype(np.float64) ** 2))) if len(wave) else 0.0
+    else:
+        frames = wave[:usable].astype(np.float64).reshape(-1, n)
+        rms = float(np.sqrt((frames**2).mean(axis=1)).max())
+    return 20.0 * np.log10(max(rms, 1e-10))
+
+
+def is_silent(wave: np.ndarray, sr: int, threshold_dbfs: float = SILENCE_DBFS) -> bool:
+    return peak_dbfs(wave, sr) < threshold_dbfs
+
+
+def check_not_silent(wave: np.ndarray, sr: int, threshold_dbfs: float = SILENCE_DBFS) -> None:
+    """Raise AudioError("silent: ...") for a take with no speech (judged by energy, never by file size)."""
+    if is_silent(wave, sr, threshold_dbfs):
+        raise AudioError(f"silent: loudest frame below {threshold_dbfs:.0f} dBFS")
+
+
+def resample(wave: np.ndarray, sr_in: int, sr_out: int = TARGET_SR) -> np.ndarray:
+    if sr_in == sr_out:
+        return wave
+    return soxr.resample(wave, sr_in, sr_out, quality="HQ").astype(np.float32, copy=False)
+
+
+def trim_silence(wave: np.ndarray, sr: int, top_db: float = 40.0, frame_s: float = 0.025) -> np.ndarray:
+    """Cut leading and trailing frames more than ``top_db`` below the loudest frame (as librosa.effects.trim).
+
+    RAVDESS clips carry about a second of silence at both ends; trimming keeps crops on the speech.
+    """
+    n = max(1, int(sr * frame_s))
+    hop = max(1, n // 4)
+    if len(wave) <= n:
+        return wave
+    starts = np.arange(0, len(wave) - n + 1, hop)
+    idx = starts[:, None] + np.arange(n)[None, :]
+    rms = np.sqrt((wave[idx].astype(np.float64) ** 2).mean(axis=1))  # (frames,)
+    db = 20.0 * np.log10(np.maximum(rms, 1e-10))
+    keep = np.nonzero(db > db.max() - top_db)[0]
+    if len(keep) == 0:
+        return wave
+    return wave[starts[keep[0]] : starts[keep[-1]] + n]
+
+
+def load(
+    path: str | os.PathLike[str],
+    sr: int = TARGET_SR,
+    *,
+    trim: bool = False,
+    trim_top_db: float = 40.0,
+    reject_silent: bool = True,
+) -> np.ndarray:
+    """Decode -> mono -> resample to ``sr`` (soxr) -> optional trim. Raises AudioError with the reason."""
+    wave, native_sr = read(path)
+    if reject_silent:
+        check_not_silent(wave, native_sr)
+    wave = resample(wave, native_sr, sr)
+    if trim:
+        wave = trim_silence(wave, sr, top_db=trim_top_db)
+    return wave
+
+
+def crop_or_pad(
+    x: np.ndarray, length: int, *, mode: str = "center", rng: np.random.Generator | None = None
+) -> np.ndarray:
+    """Fix the last axis to ``length``: centred (evaluation) or random (training) crop, zero-pad at the end."""
+    n = x.shape[-1]
+    if n == length:
+        return x
+    if n < length:
+        pad = [(0, 0)] * (x.ndim - 1) + [(0, length - n)]
+        return np.pad(x, pad)
+    if mode == "center":
+        start = (n - length) // 2
+    elif mode == "random":
+        start = int((rng or np.random.default_rng()).integers(0, n - length + 1))
+    else:
+        raise ValueError(f"crop mode must be 'center' or 'random', got {mode!r}")
+    return x[..., start : start + length]
