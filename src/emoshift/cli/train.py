@@ -1,0 +1,123 @@
+"""`emoshift train` and `emoshift evaluate`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from emoshift.cli import app
+from emoshift.cli._common import console, fail, parse_named_roots
+
+
+def _friendly_errors():  # type: ignore[no-untyped-def]
+    """The exception types that end a command with a one-line message instead of a traceback."""
+    from emoshift.config import ConfigError
+    from emoshift.corpora import CorpusError, ScanValidationError
+    from emoshift.evaluate import EvaluationError
+    from emoshift.models import PretrainedUnavailableError
+    from emoshift.rundir import RunError
+    from emoshift.splits import SpeakerLeakError
+    from emoshift.train import TrainError
+
+    return (
+        ConfigError,
+        CorpusError,
+        ScanValidationError,
+        EvaluationError,
+        PretrainedUnavailableError,
+        RunError,
+        SpeakerLeakError,
+        TrainError,
+        KeyError,
+        FileNotFoundError,
+    )
+
+
+def build_cli_config(
+    config: Path | None,
+    corpus: list[str] | None,
+    model: str | None,
+    epochs: int | None,
+    overrides: list[str] | None,
+):  # type: ignore[no-untyped-def]
+    """YAML (optional) + CLI shortcuts + --set overrides -> validated ExperimentConfig."""
+    from emoshift.config import load_config
+
+    roots = parse_named_roots(corpus)
+    shortcut: list[str] = []
+    if roots:
+        shortcut.append(f"data.corpora=[{', '.join(roots)}]")
+        shortcut.extend(f"data.roots.{k}={v}" for k, v in roots.items())
+    if model:
+        shortcut.append(f"model.name={model}")
+    if epochs is not None:
+        shortcut.append(f"training.epochs={epochs}")
+    return load_config(config, [*shortcut, *(overrides or [])])
+
+
+@app.command()
+def train(
+    config: Annotated[Path | None, typer.Argument(help="experiment YAML (optional)")] = None,
+    corpus: Annotated[list[str] | None, typer.Option("--corpus", "-c", help="NAME=ROOT, repeatable")] = None,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="registered model name")] = None,
+    epochs: Annotated[int | None, typer.Option("--epochs", "-e")] = None,
+    overrides: Annotated[list[str] | None, typer.Option("--set", "-s", help="key.path=value, repeatable")] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="run directory")] = Path("runs/run"),
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
+    """Train a model (resumes RUN if it was interrupted) and evaluate it on its test speakers."""
+    errors = _friendly_errors()
+    try:
+        cfg = build_cli_config(config, corpus, model, epochs, overrides)
+        from emoshift.train import train as run_train
+
+        run = run_train(cfg, out, progress=not quiet)
+    except errors as e:
+        fail(str(e).strip("'\""))
+    _print_metrics(run)
+
+
+def _print_metrics(run: Path) -> None:
+    import json
+
+    from rich.table import Table
+
+    metrics = sorted((run / "metrics").glob("*.json")) if (run / "metrics").is_dir() else []
+    if not metrics:
+        return
+    table = Table(title=f"{run}")
+    for col in ("corpus", "split", "n", "accuracy [95% CI]", "UAR [95% CI]", "macro-F1", "leaky"):
+        table.add_column(col)
+    for p in metrics:
+        m = json.loads(p.read_text())
+        ci = m.get("ci95", {})
+
+        def fmt(key: str) -> str:
+            lo_hi = ci.get(key) or [float("nan"), float("nan")]
+            return f"{m[key]:.3f} [{lo_hi[0]:.3f}, {lo_hi[1]:.3f}]"
+
+        table.add_row(p.stem, m.get("split", ""), str(m["n"]), fmt("accuracy"), fmt("uar"), f"{m['macro_f1']:.3f}",
+                      "[red]LEAKY[/]" if m.get("leaky") else "no")
+    console.print(table)
+
+
+@app.command()
+def evaluate(
+    run: Annotated[Path, typer.Argument(help="run directory")],
+    on: Annotated[list[str], typer.Option("--on", help="NAME=ROOT, repeatable")],
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
+    """Evaluate RUN on held-out test speakers of its corpora, or on every utterance of an unseen corpus."""
+    errors = _friendly_errors()
+    roots = parse_named_roots(on, "--on")
+    if not roots:
+        fail("give at least one --on NAME=ROOT")
+    try:
+        from emoshift.evaluate import evaluate_run
+
+        evaluate_run(run, roots, progress=not quiet)
+    except errors as e:
+        fail(str(e).strip("'\""))
+    _print_metrics(run)

@@ -1,0 +1,334 @@
+"""One typed experiment schema: data, features, model, training, trainer, evaluation.
+
+Configs are data (YAML) validated by pydantic; objects are built from them in Python, never by class path.
+``load_config(path, overrides=["training.lr=3e-4"])`` merges a YAML file with ``--set`` overrides; an unknown key
+raises :class:`ConfigError` naming the key and the closest valid one.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from emoshift.features import FeatureConfig
+from emoshift.splits import SplitConfig
+
+
+class ConfigError(ValueError):
+    """A config problem, explained in one message for the user."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+def default_cache_dir() -> str:
+    return os.environ.get("EMOSHIFT_CACHE", str(Path.home() / ".cache" / "emoshift"))
+
+
+class DataConfig(Strict):
+    corpora: list[str] = Field(default_factory=lambda: ["ravdess"], description="training corpora")
+    roots: dict[str, str] = Field(default_factory=dict, description="corpus name -> root folder")
+    labels: Literal["six", "calm-as-neutral", "four", "native"] = "six"
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    include_song: bool = False
+    cache_dir: str = Field(default_factory=default_cache_dir)
+    num_workers: int = Field(0, ge=0, description="DataLoader worker processes")
+
+    @field_validator("corpora")
+    @classmethod
+    def _known_corpora(cls, v: list[str]) -> list[str]:
+        from emoshift.corpora import canonical_name
+
+        if not v:
+            raise ValueError("data.corpora needs at least one training corpus")
+        try:
+            return [canonical_name(c) for c in v]
+        except KeyError as e:
+            raise ValueError(str(e).strip("'\"")) from None
+
+    @field_validator("roots")
+    @classmethod
+    def _known_roots(cls, v: dict[str, str]) -> dict[str, str]:
+        from emoshift.corpora import canonical_name
+
+        try:
+            return {canonical_name(k): str(r) for k, r in v.items()}
+        except KeyError as e:
+            raise ValueError(str(e).strip("'\"")) from None
+
+
+class ModelConfig(Strict):
+    name: str = "resnet18"
+    pretrained: str | None = Field(None, description="Hugging Face id or local folder")
+    dropout: float = Field(0.2, ge=0.0, lt=1.0)
+    width_mult: float = Field(1.0, gt=0.0, description="CNN channel multiplier (1.0 = the published width)")
+    # self-supervised encoders (hubert / ssl)
+    mode: Literal["frozen", "finetune"] = "finetune"
+    preset: Literal["tiny", "base"] | None = None
+    pooling: Literal["mean", "attentive"] = "mean"
+    layer_sum: bool = False
+    head_hidden: int = Field(256, ge=1)
+
+    @field_validator("name")
+    @classmethod
+    def _known_model(cls, v: str) -> str:
+        from emoshift.models import list_models
+
+        if v not in list_models():
+            close = difflib.get_close_matches(v, list_models(), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(f"unknown model {v!r}{hint}; available: {', '.join(list_models())}")
+        return v
+
+    @property
+    def input_kind(self) -> str:
+        from emoshift.models import model_input_kind
+
+        return model_input_kind(self.name)
+
+    def builder_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments of this model's builder (CNN and SSL builders take different ones)."""
+        if self.input_kind == "spectrogram":
+            return {"pretrained": self.pretrained, "dropout": self.dropout, "width_mult": self.width_mult}
+        kw: dict[str, Any] = {
+            "preset": self.preset,
+            "pooling": self.pooling,
+            "layer_sum": self.layer_sum,
+            "head_hidden": self.head_hidden,
+            "dropout": self.dropout,
+            "mode": self.mode,
+        }
+        if self.pretrained is not None or self.name == "ssl":
+            kw["pretrained"] = self.pretrained
+        return kw
+
+
+class AugmentConfig(Strict):
+    """Augmentation of training batches only (never validation or test)."""
+
+    specaugment: bool = False
+    freq_masks: int = Field(2, ge=0)
+    freq_width: int = Field(12, ge=0, description="max mel bins per frequency mask")
+    time_masks: int = Field(2, ge=0)
+    time_width: int = Field(24, ge=0, description="max frames per time mask")
+    mixup_alpha: float = Field(0.0, ge=0.0, description="0 disables mixup")
+    # channel (domain) augmentation on log-mels: random band-limiting and additive noise floor
+    bandlimit_p: float = Field(0.0, ge=0.0, le=1.0)
+    noise_p: float = Field(0.0, ge=0.0, le=1.0)
+    noise_snr_db: tuple[float, float] = (10.0, 40.0)
+    gain_db: float = Field(0.0, ge=0.0, description="random gain in +-dB (waveform models)")
+
+
+class StageConfig(Strict):
+    """One stage of multi-stage fine-tuning of an SSL encoder."""
+
+    epochs: int = Field(..., ge=1)
+    train: Literal["head", "top", "all"]
+    top_k: int | None = Field(None, ge=1, description="transformer layers trained in a 'top' stage")
+    layer_decay: float = Field(1.0, gt=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _top_needs_k(self) -> StageConfig:
+        if self.train == "top" and self.top_k is None:
+            raise ValueError("a stage with train: top needs top_k (how many transformer layers to train)")
+        return self
+
+
+class DistillConfig(Strict):
+    teacher: str = Field(..., description="run directory of the teacher model")
+    temperature: float = Field(4.0, gt=0.0)
+    alpha: float = Field(0.5, ge=0.0, le=1.0, description="weight of the hard-label cross-entropy")
+
+
+class TrainingConfig(Strict):
+    epochs: int = Field(30, ge=1)
+    batch_size: int = Field(32, ge=1)
+    lr: float = Field(1e-3, gt=0.0, description="head / CNN learning rate")
+    encoder_lr: float = Field(5e-5, gt=0.0, description="SSL encoder learning rate (fine-tuning)")
+    weight_decay: float = Field(1e-2, ge=0.0)
+    schedule: Literal["onecycle", "cosine", "plateau", "constant"] = "cosine"
+    warmup_epochs: float = Field(1.0, ge=0.0, description="linear warm-up for the cosine schedule")
+    sampling: Literal["none", "class", "class_corpus"] = "none"
+    class_weighted_loss: bool = False
+    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    early_stopping_patience: int | None = Field(10, ge=1)
+    gradient_clip: float | None = Field(1.0, gt=0.0)
+    seed: int = 0
+    stages: list[StageConfig] = Field(default_factory=list, description="SSL multi-stage fine-tuning")
+    distill: DistillConfig | None = None
+    max_batch_seconds: float = Field(120.0, gt=0.0, description="cap on padded audio per batch (SSL)")
+
+    @model_validator(mode="after")
+    def _stages_fit(self) -> TrainingConfig:
+        if self.stages and sum(s.epochs for s in self.stages) != self.epochs:
+            total = sum(s.epochs for s in self.stages)
+            raise ValueError(f"training.stages last {total} epochs in all but training.epochs is {self.epochs}")
+        return self
+
+
+class TrainerConfig(Strict):
+    """Passed to Lightning's Trainer: DDP is ``devices: 2, strategy: ddp`` (torchrun/SLURM for multi-node)."""
+
+    accelerator: str = "auto"
+    devices: int | str = 1
+    strategy: str = "auto"
+    num_nodes: int = Field(1, ge=1)
+    precision: str = Field("auto", description="auto = 32-true on CPU, bf16-mixed/16-mixed on GPU")
+    deterministic: bool = True
+    progress: bool = True
+
+
+class EvaluationConfig(Strict):
+    corpora: list[str] = Field(default_factory=list, description="extra corpora to test on (every utterance)")
+    n_bootstrap: int = Field(1000, ge=0)
+    seed: int = 0
+    batch_size: int = Field(64, ge=1)
+
+
+class ExperimentConfig(Strict):
+    name: str = "experiment"
+    data: DataConfig = Field(default_factory=DataConfig)
+    features: FeatureConfig = Field(default_factory=FeatureConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    trainer: TrainerConfig = Field(default_factory=TrainerConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ExperimentConfig:
+        if self.model.input_kind == "spectrogram" and self.training.stages:
+            raise ValueError("training.stages (multi-stage fine-tuning) applies to SSL models (hubert, ssl) only")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    def fingerprint(self, *, exclude_roots: bool = False) -> str:
+        """Stable hash of the resolved config (the study skips experiments whose fingerprint is unchanged)."""
+        d = self.to_dict()
+        d.pop("name", None)
+        d["trainer"].pop("progress", None)
+        if exclude_roots:
+            d["data"].pop("roots", None)
+            d["data"].pop("cache_dir", None)
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# loading, overrides and friendly errors
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """``"training.lr=3e-4"`` -> (["training", "lr"], 3e-4); values are parsed as YAML scalars/lists."""
+    key, sep, raw = item.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set expects key.path=value, got {item!r}")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    return [k for k in key.strip().split(".") if k], value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str] | None) -> dict[str, Any]:
+    out = copy.deepcopy(data)
+    for item in overrides or []:
+        path, value = parse_override(item)
+        node = out
+        for k in path[:-1]:
+            nxt = node.get(k)
+            if nxt is None:
+                nxt = node[k] = {}
+            if not isinstance(nxt, dict):
+                raise ConfigError(f"--set {item}: {k!r} is a value, not a section")
+            node = nxt
+        node[path[-1]] = value
+    return out
+
+
+def merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
+    """Deep-merge ``overlay`` onto ``base`` (dicts merge, everything else replaces)."""
+    out = copy.deepcopy(base)
+    for k, v in overlay.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """The valid field names of the sub-model at ``loc`` (for 'did you mean' hints)."""
+    cls: Any = model
+    for part in loc:
+        field = cls.model_fields.get(part) if isinstance(part, str) and hasattr(cls, "model_fields") else None
+        if field is None:
+            break
+        ann = field.annotation
+        sub = next((a for a in getattr(ann, "__args__", (ann,)) if isinstance(a, type) and issubclass(a, BaseModel)), None)
+        if sub is None:
+            break
+        cls = sub
+    return list(getattr(cls, "model_fields", {}))
+
+
+def explain(err: ValidationError, model: type[BaseModel] = ExperimentConfig) -> str:
+    lines = []
+    for e in err.errors():
+        loc = tuple(e["loc"])
+        key = ".".join(str(p) for p in loc)
+        if e["type"] == "extra_forbidden":
+            valid = _fields_at(model, loc[:-1])
+            close = difflib.get_close_matches(str(loc[-1]), valid, n=1)
+            hint = f"; did you mean {'.'.join([*map(str, loc[:-1]), close[0]])!r}?" if close else ""
+            lines.append(f"unknown config key {key!r}{hint} (valid here: {', '.join(valid)})")
+        else:
+            msg = e["msg"].removeprefix("Value error, ")
+            lines.append(f"{key}: {msg} (got {e.get('input')!r})" if key else msg)
+    return "; ".join(lines)
+
+
+def build_config(data: dict[str, Any]) -> ExperimentConfig:
+    try:
+        return ExperimentConfig.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(explain(e)) from None
+
+
+def read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file {str(p)!r} not found")
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{p}: not valid YAML ({e})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: expected a mapping at the top level")
+    return data
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None,
+    overrides: list[str] | None = None,
+    *,
+    base: dict[str, Any] | None = None,
+) -> ExperimentConfig:
+    data = merge(base or {}, read_yaml(path) if path else {})
+    return build_config(apply_overrides(data, overrides))
+
+
+def save_config(cfg: ExperimentConfig, path: str | os.PathLike[str]) -> None:
+    from emoshift.io import atomic_write_text
+
+    atomic_write_text(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))

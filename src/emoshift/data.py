@@ -1,0 +1,333 @@
+"""Datasets, samplers and the Lightning DataModule.
+
+Items are plain records (utterance, label index, corpus index). The DataModule does its I/O in ``setup()``:
+nothing in ``__init__`` touches the disk. Randomness (crops, sampling order) derives from (seed, epoch), so an
+interrupted run that resumes at epoch k sees exactly the batches an uninterrupted run would.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from emoshift.audio import crop_or_pad
+from emoshift.corpora.base import Utterance
+
+
+@dataclass(frozen=True)
+class Item:
+    utt: Utterance
+    label: int
+    corpus: int  # index into the list of training corpora
+
+
+# ------------------------------------------------------------------------------------------------ datasets
+
+
+class SpectrogramDataset(Dataset[tuple[torch.Tensor, int, int, int]]):
+    """Cached log-mels cropped/padded to ``frames``: random crop for training, centred otherwise."""
+
+    def __init__(self, items: Sequence[Item], stores: dict[str, Any], *, frames: int, train: bool, seed: int) -> None:
+        self.items = list(items)
+        self.stores = stores  # corpus name -> FeatureStore (memory-mapped)
+        self.frames = frames
+        self.train = train
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int, int, int]:
+        it = self.items[i]
+        spec = self.stores[it.utt.corpus].get(it.utt.id)  # (n_mels, frames_i)
+        if self.train:
+            rng = np.random.default_rng((self.seed, self.epoch, i))
+            spec = crop_or_pad(spec, self.frames, mode="random", rng=rng)
+        else:
+            spec = crop_or_pad(spec, self.frames, mode="center")
+        x = torch.from_numpy(np.ascontiguousarray(spec, dtype=np.float32)).unsqueeze(0)  # (1, n_mels, T)
+        return x, it.label, it.corpus, i
+
+
+class WaveformDataset(Dataset[tuple[np.ndarray, int, int, int]]):
+    """16 kHz waveforms for SSL fine-tuning; training crops long clips to ``max_seconds`` at random."""
+
+    def __init__(
+        self, items: Sequence[Item], *, sample_rate: int, max_seconds: float, train: bool, seed: int, trim: bool
+    ) -> None:
+        self.items = list(items)
+        self.sample_rate = sample_rate
+        self.max_len = int(max_seconds * sample_rate)
+        self.train = train
+        self.seed = seed
+        self.trim = trim
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def length(self, i: int) -> int:
+        """Samples after cropping (for length bucketing), from the scanned duration."""
+        d = self.items[i].utt.duration_s or (self.max_len / self.sample_rate)
+        return min(int(d * self.sample_rate), self.max_len)
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, int, int, int]:
+        from emoshift.audio import load
+
+        it = self.items[i]
+        wave = load(it.utt.path, self.sample_rate, trim=self.trim, reject_silent=False)
+        if len(wave) > self.max_len:
+            rng = np.random.default_rng((self.seed, self.epoch, i))
+            wave = crop_or_pad(wave, self.max_len, mode="random" if self.train else "center", rng=rng)
+        return wave, it.label, it.corpus, i
+
+
+class EmbeddingDataset(Dataset[tuple[torch.Tensor, int, int, int]]):
+    """Cached pooled SSL layer embeddings ``(L+1, E)`` for frozen-encoder training."""
+
+    def __init__(self, items: Sequence[Item], stores: dict[str, Any]) -> None:
+        self.items = list(items)
+        self.stores = stores
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int, int, int]:
+        it = self.items[i]
+        emb = self.stores[it.utt.corpus].get(it.utt.id)  # (L+1, E)
+        return torch.from_numpy(np.asarray(emb, dtype=np.float32)), it.label, it.corpus, i
+
+
+def collate_waveform_batch(batch: list[tuple[np.ndarray, int, int, int]]) -> dict[str, torch.Tensor]:
+    from emoshift.bucketing import collate_waveforms
+
+    wave, mask = collate_waveforms([b[0] for b in batch])  # (B, S), (B, S)
+    return {
+        "x": wave,
+        "attention_mask": mask,
+        "y": torch.tensor([b[1] for b in batch]),
+        "corpus": torch.tensor([b[2] for b in batch]),
+        "index": torch.tensor([b[3] for b in batch]),
+    }
+
+
+def collate_tensor_batch(batch: list[tuple[torch.Tensor, int, int, int]]) -> dict[str, torch.Tensor]:
+    return {
+        "x": torch.stack([b[0] for b in batch]),
+        "y": torch.tensor([b[1] for b in batch]),
+        "corpus": torch.tensor([b[2] for b in batch]),
+        "index": torch.tensor([b[3] for b in batch]),
+    }
+
+
+# ------------------------------------------------------------------------------------------------ sampling
+
+
+def sampling_weights(items: Sequence[Item], mode: str) -> np.ndarray | None:
+    """Per-item weights so that draws are balanced as ``mode`` promises.
+
+    ``class``: every class equally likely. ``class_corpus``: every corpus equally likely, and within a corpus
+    every class equally likely (each (corpus, class) cell gets the same mass). ``none``: None (plain shuffle).
+    """
+    if mode == "none":
+        return None
+    if mode == "class":
+        keys = [it.label for it in items]
+    elif mode == "class_corpus":
+        keys = [(it.corpus, it.label) for it in items]  # type: ignore[misc]
+    else:
+        raise ValueError(f"unknown sampling mode {mode!r}")
+    counts = Counter(keys)
+    if mode == "class_corpus":
+        # mass per corpus 1/n_corpora, split equally over that corpus's classes
+        classes_per_corpus = Counter(c for c, _ in counts)
+        n_corpora = len(classes_per_corpus)
+        w = np.array([1.0 / (n_corpora * classes_per_corpus[k[0]] * counts[k]) for k in keys])  # type: ignore[index]
+    else:
+        w = np.array([1.0 / (len(counts) * counts[k]) for k in keys])
+    return w / w.sum()
+
+
+class EpochSampler(Sampler[int]):
+    """Seeded per-epoch order: a permutation (``weights=None``) or ``num_samples`` weighted draws with replacement.
+
+    Hand-written rather than torch's WeightedRandomSampler so the order is a pure function of (seed, epoch),
+    which makes resumed runs identical to uninterrupted ones.
+    """
+
+    def __init__(self, n: int, *, weights: np.ndarray | None, seed: int, num_samples: int | None = None) -> None:
+        self.n = n
+        self.weights = weights
+        self.seed = seed
+        self.num_samples = num_samples or n
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def indices(self) -> list[int]:
+        rng = np.random.default_rng((self.seed, 7919, self.epoch))
+        if self.weights is None:
+            return rng.permutation(self.n).tolist()
+        return rng.choice(self.n, size=self.num_samples, replace=True, p=self.weights).tolist()
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self.indices())
+
+    def __len__(self) -> int:
+        return self.num_samples if self.weights is not None else self.n
+
+
+class BucketedEpochBatches(Sampler[list[int]]):
+    """Length-bucketed batches (cap on padded samples) over an EpochSampler's draws; sharded for DDP."""
+
+    def __init__(
+        self, base: EpochSampler, lengths: Sequence[int], *, max_batch_samples: int, rank: int = 0, world: int = 1
+    ) -> None:
+        self.base = base
+        self.lengths = list(lengths)
+        self.max_batch_samples = max_batch_samples
+        self.rank = rank
+        self.world = world
+
+    def set_epoch(self, epoch: int) -> None:
+        self.base.set_epoch(epoch)
+
+    def batches(self) -> list[list[int]]:
+        from emoshift.bucketing import BucketBatchSampler
+
+        bucket = BucketBatchSampler(
+            self.lengths,
+            max_batch_samples=self.max_batch_samples,
+            shuffle=True,
+            seed=self.base.seed,
+            indices=self.base.indices(),
+        )
+        bucket.set_epoch(self.base.epoch)
+        out = list(bucket)
+        if self.world > 1:  # every rank takes the same number of batches
+            per = len(out) // self.world
+            out = out[self.rank * per : (self.rank + 1) * per] if per else out[: 1]
+        return out
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self.batches())
+
+    def __len__(self) -> int:
+        return len(self.batches())
+
+
+# ------------------------------------------------------------------------------------------------ module
+
+
+class EmotionDataModule(L.LightningDataModule):
+    """Builds datasets from prepared items; the heavy I/O (scans, feature cache) is done in ``setup``.
+
+    ``prepare`` is a callable returning ``(train_items, val_items, stores)``; train.py passes one that scans
+    corpora and fills the caches, so constructing the module is free.
+    """
+
+    def __init__(
+        self,
+        *,
+        prepare: Any,
+        input_kind: str,
+        batch_size: int,
+        sampling: str,
+        seed: int,
+        frames: int = 0,
+        sample_rate: int = 16000,
+        max_seconds: float = 8.0,
+        max_batch_seconds: float = 120.0,
+        trim: bool = False,
+        num_workers: int = 0,
+    ) -> None:
+        super().__init__()
+        self.prepare = prepare
+        self.input_kind = input_kind
+        self.batch_size = batch_size
+        self.sampling = sampling
+        self.seed = seed
+        self.frames = frames
+        self.sample_rate = sample_rate
+        self.max_seconds = max_seconds
+        self.max_batch_seconds = max_batch_seconds
+        self.trim = trim
+        self.num_workers = num_workers
+        self.train_set: Dataset[Any] | None = None
+        self.val_set: Dataset[Any] | None = None
+        self.train_sampler: EpochSampler | None = None
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is not None:
+            return
+        train_items, val_items, stores = self.prepare()
+        if self.input_kind == "spectrogram":
+            self.train_set = SpectrogramDataset(train_items, stores, frames=self.frames, train=True, seed=self.seed)
+            self.val_set = SpectrogramDataset(val_items, stores, frames=self.frames, train=False, seed=self.seed)
+        elif self.input_kind == "embedding":
+            self.train_set = EmbeddingDataset(train_items, stores)
+            self.val_set = EmbeddingDataset(val_items, stores)
+        else:
+            kw = {"sample_rate": self.sample_rate, "max_seconds": self.max_seconds, "seed": self.seed, "trim": self.trim}
+            self.train_set = WaveformDataset(train_items, train=True, **kw)  # type: ignore[arg-type]
+            self.val_set = WaveformDataset(val_items, train=False, **kw)  # type: ignore[arg-type]
+        self.train_items = list(train_items)
+        self.val_items = list(val_items)
+        self.train_sampler = EpochSampler(
+            len(self.train_items), weights=sampling_weights(self.train_items, self.sampling), seed=self.seed
+        )
+
+    def set_epoch(self, epoch: int) -> None:
+        for ds in (self.train_set, self.val_set):
+            if hasattr(ds, "set_epoch"):
+                ds.set_epoch(epoch)  # type: ignore[union-attr]
+        if self.train_sampler is not None:
+            self.train_sampler.set_epoch(epoch)
+
+    def _loader(self, ds: Dataset[Any], *, train: bool) -> DataLoader[Any]:
+        common: dict[str, Any] = {"num_workers": self.num_workers, "persistent_workers": False}
+        if self.input_kind == "waveform":
+            rank = self.trainer.global_rank if self.trainer else 0
+            world = self.trainer.world_size if self.trainer else 1
+            lengths = [ds.length(i) for i in range(len(ds))]  # type: ignore[attr-defined]
+            base = self.train_sampler if train else EpochSampler(len(ds), weights=None, seed=self.seed)
+            batches = BucketedEpochBatches(
+                base,  # type: ignore[arg-type]
+                lengths,
+                max_batch_samples=int(self.max_batch_seconds * self.sample_rate),
+                rank=rank,
+                world=world,
+            )
+            return DataLoader(ds, batch_sampler=batches, collate_fn=collate_waveform_batch, **common)
+        return DataLoader(
+            ds,
+            batch_size=self.batch_size,
+            sampler=self.train_sampler if train else None,
+            shuffle=False,
+            collate_fn=collate_tensor_batch,
+            drop_last=False,
+            **common,
+        )
+
+    def train_dataloader(self) -> DataLoader[Any]:
+        assert self.train_set is not None, "setup() was not called"  # internal invariant, not user input
+        return self._loader(self.train_set, train=True)
+
+    def val_dataloader(self) -> DataLoader[Any]:
+        assert self.val_set is not None, "setup() was not called"
+        return self._loader(self.val_set, train=False)

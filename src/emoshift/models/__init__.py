@@ -1,0 +1,86 @@
+"""Model registry, in the manner of torchvision: ``list_models()`` and ``get_model(name, num_labels=..., **cfg)``.
+
+The CLI, the tests, the study and the prediction service all enumerate this registry. Every model maps one
+input kind to logits ``(B, num_labels)``:
+
+- ``"spectrogram"``: log-mel batches ``(B, 1, n_mels, T)`` (``resnet18``, ``efficientnet_b0``);
+- ``"waveform"``: 16 kHz waveforms ``(B, S)`` with an attention mask ``(B, S)`` (``hubert``, ``ssl``).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from torch import nn
+
+
+class PretrainedUnavailableError(RuntimeError):
+    """Pretrained weights could not be found locally nor fetched; the message says how to fix it (one line)."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    input_kind: str  # "spectrogram" | "waveform"
+    module: str  # module holding the builder
+    builder: str  # builder function name in that module
+    description: str
+
+
+_REGISTRY: dict[str, ModelSpec] = {
+    "resnet18": ModelSpec(
+        "resnet18", "spectrogram", "emoshift.models.cnn", "resnet18", "ResNet-18 (transformers) on log-mels"
+    ),
+    "efficientnet_b0": ModelSpec(
+        "efficientnet_b0",
+        "spectrogram",
+        "emoshift.models.cnn",
+        "efficientnet_b0",
+        "EfficientNet-B0 (transformers) on log-mels",
+    ),
+}
+
+
+def register_model(spec: ModelSpec) -> None:
+    """Add a model to the registry (used by emoshift.models.ssl and by plug-ins)."""
+    _REGISTRY[spec.name] = spec
+
+
+def _ensure_builtin() -> None:
+    # SSL encoders live in their own module; importing it registers `hubert` and `ssl`.
+    importlib.import_module("emoshift.models.ssl_registry")
+
+
+def list_models() -> list[str]:
+    _ensure_builtin()
+    return sorted(_REGISTRY)
+
+
+def get_spec(name: str) -> ModelSpec:
+    _ensure_builtin()
+    if name not in _REGISTRY:
+        raise KeyError(f"unknown model {name!r}; available: {', '.join(sorted(_REGISTRY))}")
+    return _REGISTRY[name]
+
+
+def model_input_kind(name: str) -> str:
+    return get_spec(name).input_kind
+
+
+def get_builder(name: str) -> Callable[..., nn.Module]:
+    spec = get_spec(name)
+    return getattr(importlib.import_module(spec.module), spec.builder)  # type: ignore[no-any-return]
+
+
+def get_model(name: str, *, num_labels: int, **cfg: Any) -> nn.Module:
+    """Build registered model ``name`` with a fresh head of ``num_labels`` classes.
+
+    ``cfg`` holds the builder's keyword arguments (e.g. ``pretrained``, ``dropout``); an unknown one raises
+    a TypeError naming it.
+    """
+    if num_labels < 2:
+        raise ValueError(f"num_labels must be at least 2, got {num_labels}")
+    return get_builder(name)(num_labels=num_labels, **cfg)

@@ -1,0 +1,170 @@
+"""Spectrogram CNNs: ResNet-18 and EfficientNet-B0 from transformers, adapted to one-channel log-mels.
+
+Input ``(B, 1, n_mels, T)`` log-mel dB -> logits ``(B, num_labels)``. Each spectrogram is standardised per
+utterance first (mean 0, std 1 over mels and time), so level differences between corpora do not reach the
+network and ImageNet-pretrained stems see inputs on the scale they were trained on.
+
+Pretrained weights come from a Hugging Face id (``microsoft/resnet-18``, ``google/efficientnet-b0``) or a
+local folder saved with ``save_pretrained``. The first convolution's three RGB filters are summed into one
+channel, which keeps the response of a grey image identical.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+from torch import nn
+
+from emoshift.models import PretrainedUnavailableError
+
+DEFAULT_PRETRAINED = {"resnet18": "microsoft/resnet-18", "efficientnet_b0": "google/efficientnet-b0"}
+
+
+class SpecStandardize(nn.Module):
+    """Per-utterance standardisation over (mels, time)."""
+
+    def __init__(self, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, 1, n_mels, T)
+        mean = x.mean(dim=(1, 2, 3), keepdim=True)
+        std = x.std(dim=(1, 2, 3), keepdim=True)
+        return (x - mean) / (std + self.eps)
+
+
+class SpectrogramClassifier(nn.Module):
+    """standardise -> backbone (pooled features) -> dropout -> linear head."""
+
+    input_kind = "spectrogram"
+
+    def __init__(self, backbone: nn.Module, feature_dim: int, num_labels: int, dropout: float) -> None:
+        super().__init__()
+        self.norm = SpecStandardize()
+        self.backbone = backbone
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(feature_dim, num_labels)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:  # (B, 1, n_mels, T) -> (B, D)
+        out = self.backbone(pixel_values=self.norm(x))
+        return out.pooler_output.flatten(1)  # (B, D)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, 1, n_mels, T) -> (B, C)
+        return self.head(self.dropout(self.features(x)))
+
+
+def _load_pretrained(cls: Any, name_or_path: str, **overrides: Any) -> Any:
+    """from_pretrained with a one-line, actionable error when the weights cannot be reached."""
+    try:
+        return cls.from_pretrained(name_or_path, **overrides)
+    except (OSError, ValueError) as e:
+        where = "local folder" if os.path.isdir(name_or_path) else "Hugging Face id"
+        raise PretrainedUnavailableError(
+            f"cannot load pretrained weights from {where} {name_or_path!r} ({type(e).__name__}): "
+            "it is neither in the local Hugging Face cache nor reachable; download it where you have network "
+            "(e.g. `huggingface-cli download ID`) or pass a folder saved with save_pretrained via "
+            "--set model.pretrained=/path/to/folder"
+        ) from None
+
+
+def _to_one_channel(conv: nn.Conv2d) -> nn.Conv2d:
+    """Replace a 3-channel stem convolution by a 1-channel one (RGB filters summed)."""
+    new = nn.Conv2d(
+        1,
+        conv.out_channels,
+        kernel_size=conv.kernel_size,  # type: ignore[arg-type]
+        stride=conv.stride,  # type: ignore[arg-type]
+        padding=conv.padding,  # type: ignore[arg-type]
+        bias=conv.bias is not None,
+    )
+    with torch.no_grad():
+        new.weight.copy_(conv.weight.sum(dim=1, keepdim=True))
+        if conv.bias is not None:
+            new.bias.copy_(conv.bias)  # type: ignore[union-attr]
+    return new
+
+
+def _check_width(width_mult: float, pretrained: str | None) -> None:
+    if width_mult <= 0:
+        raise ValueError(f"model.width_mult must be positive, got {width_mult}")
+    if pretrained and width_mult != 1.0:
+        raise ValueError("model.width_mult must be 1.0 with pretrained weights (their widths are fixed)")
+
+
+def resnet18(
+    *, num_labels: int, pretrained: str | None = None, dropout: float = 0.2, width_mult: float = 1.0
+) -> SpectrogramClassifier:
+    """ResNet-18 (basic blocks, depths 2-2-2-2, widths 64-512 x ``width_mult``); ``pretrained``: HF id or folder.
+
+    ``width_mult`` < 1 gives the same architecture with fewer channels (tests and the CPU demo use it).
+    """
+    from transformers import ResNetConfig, ResNetModel
+
+    _check_width(width_mult, pretrained)
+    if pretrained:
+        backbone = _load_pretrained(ResNetModel, pretrained)
+        emb = backbone.embedder
+        emb.embedder.convolution = _to_one_channel(emb.embedder.convolution)
+        emb.num_channels = 1
+        backbone.config.num_channels = 1
+    else:
+        config = ResNetConfig(
+            num_channels=1,
+            embedding_size=max(4, round(64 * width_mult)),
+            hidden_sizes=[max(4, round(w * width_mult)) for w in (64, 128, 256, 512)],
+            depths=[2, 2, 2, 2],
+            layer_type="basic",
+            hidden_act="relu",
+            downsample_in_first_stage=False,
+        )
+        backbone = ResNetModel(config)
+    return SpectrogramClassifier(backbone, backbone.config.hidden_sizes[-1], num_labels, dropout)
+
+
+def efficientnet_b0(
+    *, num_labels: int, pretrained: str | None = None, dropout: float = 0.2, width_mult: float = 1.0
+) -> SpectrogramClassifier:
+    """EfficientNet-B0 (depth 1.0, width 1.0 x ``width_mult``, 1280 features); ``pretrained``: HF id or folder."""
+    from transformers import EfficientNetConfig, EfficientNetModel
+
+    _check_width(width_mult, pretrained)
+    # transformers ports TensorFlow's batch-norm momentum (0.99 = keep 99%) straight into PyTorch, where
+    # momentum is the weight of the *new* batch; 0.01 is the PyTorch equivalent.
+    if pretrained:
+        backbone = _load_pretrained(EfficientNetModel, pretrained, batch_norm_momentum=0.01)
+        backbone.embeddings.convolution = _to_one_channel(backbone.embeddings.convolution)
+        backbone.config.num_channels = 1
+    else:
+        config = EfficientNetConfig(
+            num_channels=1,
+            image_size=224,
+            width_coefficient=width_mult,
+            depth_coefficient=1.0,
+            hidden_dim=max(16, round(1280 * width_mult)),
+            dropout_rate=dropout,
+            batch_norm_momentum=0.01,
+        )
+        backbone = EfficientNetModel(config)
+    for m in backbone.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.momentum = 0.01
+    return SpectrogramClassifier(backbone, backbone.config.hidden_dim, num_labels, dropout)
+
+
+def from_backbone_config(
+    name: str, backbone_config: dict[str, Any], *, num_labels: int, dropout: float = 0.0
+) -> SpectrogramClassifier:
+    """Rebuild a saved spectrogram model from its transformers backbone config (no download)."""
+    if name == "resnet18":
+        from transformers import ResNetConfig, ResNetModel
+
+        r = ResNetModel(ResNetConfig.from_dict(backbone_config))
+        return SpectrogramClassifier(r, r.config.hidden_sizes[-1], num_labels, dropout)
+    if name == "efficientnet_b0":
+        from transformers import EfficientNetConfig, EfficientNetModel
+
+        e = EfficientNetModel(EfficientNetConfig.from_dict(backbone_config))
+        return SpectrogramClassifier(e, e.config.hidden_dim, num_labels, dropout)
+    raise ValueError(f"{name!r} is not a spectrogram model")

@@ -1,0 +1,637 @@
+"""Self-supervised speech encoders (HuBERT, wav2vec 2.0, WavLM, data2vec-audio, Whisper's encoder) + a small head.
+
+Input: 16 kHz waveforms ``(B, S)`` with a sample mask ``(B, S)`` (1 = real sample, 0 = padding) -> logits
+``(B, num_labels)``. The encoders are transformers models, wrapped, never re-implemented::
+
+    wave (B, S) --normalise per utterance--> conv feature encoder (always frozen) --> (B, T, H) frames
+        --> transformer layers --> hidden states h_0 .. h_L, each (B, T, H)
+        --> last layer, or a learned softmax-weighted sum of all L+1 (SUPERB style, ``layer_sum=True``)
+        --> pooling over *valid* frames: "mean" (H), "stats" (mean ++ std, 2H) or "attentive" (2H)
+        --> MLP head: Linear -> GELU -> Dropout -> Linear                                  --> (B, C)
+
+Two modes:
+
+- ``mode="finetune"``: the encoder is part of the network; ``set_trainable`` picks what trains (head only, the
+  top k transformer layers, or all of them) and ``param_groups`` hands AdamW layer-wise decayed learning rates.
+- ``mode="frozen"``: the encoder never trains. For every utterance the per-layer pooled statistics
+  ``(L+1, 2H)`` (mean ++ std over valid frames, one row per hidden state) are computed once
+  (:meth:`SSLClassifier.pooled_layer_embeddings`, cached on disk by :mod:`emoshift.ssl_cache`) and the head
+  trains on them (:class:`FrozenHead`). ``forward`` takes that same path, so a head trained on the cache and the
+  full model fed waveforms give the same logits. Attentive pooling needs frame-level states, which the cache does
+  not keep, so ``mode="frozen"`` with ``pooling="attentive"`` is refused (use "stats", its unweighted
+  counterpart, or "mean").
+
+Padding. Waveforms are standardised per utterance over valid samples (as ``Wav2Vec2FeatureExtractor`` with
+``do_normalize=True``) and padded samples are zeroed, inside the model, so training and prediction agree. The
+frame mask comes from the encoder's own ``_get_feature_vector_attention_mask``, and pooling only ever sees valid
+frames. The sample mask is passed to the encoder only for ``feat_extract_norm == "layer"`` configs (HuBERT-large,
+wav2vec2-large-lv60, WavLM, data2vec-audio, the ``tiny`` preset): there a padded batch gives the per-item results
+of each item run alone (up to float rounding). Caveat: group-norm checkpoints (``facebook/hubert-base-ls960``,
+``facebook/wav2vec2-base``) were trained without an attention mask and transformers advises not to pass one;
+their first convolution normalises over time, so the padding still shifts the valid frames a little. Bucketing by
+length (:mod:`emoshift.bucketing`) keeps that padding small. data2vec-audio's stacked positional convolutions
+also leak a little across the padding boundary (a property of the architecture).
+
+Whisper (``ssl(pretrained="openai/whisper-base")``): the encoder of ``WhisperModel``. Its log-mel input is
+computed inside ``forward`` by transformers' ``WhisperFeatureExtractor`` (numpy, on CPU, no gradient to the
+waveform): each clip is padded to Whisper's fixed 30 s window, so a clip gives the same result alone or in a
+batch; pooling uses the frames that cover real audio. Whisper is fed raw levels (no standardisation), as its
+own feature extractor does.
+
+Other choices: ``layerdrop`` is set to 0 (a skipped layer would leave the layer-weighted sum without one of its
+inputs); transformers' SpecAugment-style time masking of the checkpoint's config (``mask_time_prob``) stays on
+in training, as in the reference fine-tuning recipes.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from emoshift.models import PretrainedUnavailableError
+
+DEFAULT_HUBERT = "facebook/hubert-base-ls960"
+POOLINGS = ("mean", "stats", "attentive")
+MODES = ("finetune", "frozen")
+PRESETS = ("tiny", "base")
+STAGES = ("head", "top", "all")
+# Encoders that take the 16 kHz waveform directly (the wav2vec 2.0 family); Whisper takes log-mels.
+WAVEFORM_MODEL_TYPES = (
+    "hubert",
+    "wav2vec2",
+    "wav2vec2-conformer",
+    "wavlm",
+    "data2vec-audio",
+    "unispeech",
+    "unispeech-sat",
+)
+SUPPORTED_MODEL_TYPES = (*WAVEFORM_MODEL_TYPES, "whisper")
+SAMPLE_RATE = 16_000
+STD_EPS = 1e-5  # floor of the variance before the square root (finite gradients on constant frames)
+_HEAD_PREFIXES = ("head.", "pool.", "layer_weights.")
+
+
+# ------------------------------------------------------------------------------------------------ pooling
+
+
+def normalize_waveform(wave: torch.Tensor, mask: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
+    """Zero mean, unit variance over each utterance's valid samples; padded samples set to 0.
+
+    The same arithmetic as ``Wav2Vec2FeatureExtractor(do_normalize=True)`` (population variance, ``+1e-7``).
+    """
+    m = mask.to(wave.dtype)  # (B, S)
+    n = m.sum(dim=1, keepdim=True).clamp_min(1.0)  # (B, 1)
+    mean = (wave * m).sum(dim=1, keepdim=True) / n
+    var = (((wave - mean) * m) ** 2).sum(dim=1, keepdim=True) / n
+    return (wave - mean) / torch.sqrt(var + eps) * m  # (B, S)
+
+
+def masked_mean_std(h: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and (population) std over the valid frames: ``(B, T, H)``, ``(B, T)`` bool -> ``(B, H)`` twice."""
+    m = mask.to(h.dtype).unsqueeze(-1)  # (B, T, 1)
+    n = m.sum(dim=1).clamp_min(1.0)  # (B, 1)
+    mean = (h * m).sum(dim=1) / n  # (B, H)
+    var = (((h - mean.unsqueeze(1)) * m) ** 2).sum(dim=1) / n
+    return mean, var.clamp_min(STD_EPS).sqrt()
+
+
+class AttentiveStatsPool(nn.Module):
+    """Attentive statistics pooling (Okabe et al., 2018): learned frame weights -> weighted mean ++ weighted std."""
+
+    def __init__(self, dim: int, hidden: int = 128) -> None:
+        super().__init__()
+        self.score = nn.Sequential(nn.Linear(dim, hidden), nn.Tanh(), nn.Linear(hidden, 1))
+
+    def forward(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:  # (B, T, H), (B, T) -> (B, 2H)
+        e = self.score(h).squeeze(-1)  # (B, T)
+        e = e.masked_fill(~mask, float("-inf"))
+        a = torch.softmax(e, dim=1).unsqueeze(-1)  # (B, T, 1); padded frames get weight 0
+        mean = (a * h).sum(dim=1)  # (B, H)
+        var = (a * (h - mean.unsqueeze(1)) ** 2).sum(dim=1)
+        return torch.cat([mean, var.clamp_min(STD_EPS).sqrt()], dim=-1)
+
+
+class LayerWeights(nn.Module):
+    """Softmax-normalised weights over the L+1 hidden states (zeros at start = a plain average)."""
+
+    def __init__(self, num_states: int) -> None:
+        super().__init__()
+        self.weights = nn.Parameter(torch.zeros(num_states))
+
+    def forward(self, stacked: torch.Tensor) -> torch.Tensor:  # (B, L+1, ...) -> (B, ...)
+        w = torch.softmax(self.weights, dim=0).to(stacked.dtype)
+        return (stacked * w.view(1, -1, *([1] * (stacked.dim() - 2)))).sum(dim=1)
+
+
+def _mlp(in_dim: int, hidden: int, num_labels: int, dropout: float) -> nn.Sequential:
+    """Linear -> GELU -> Dropout -> Linear; ``hidden=0`` gives a linear probe (Dropout -> Linear)."""
+    if hidden <= 0:
+        return nn.Sequential(nn.Dropout(dropout), nn.Linear(in_dim, num_labels))
+    return nn.Sequential(
+        nn.Linear(in_dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, num_labels)
+    )
+
+
+def _head_on_stats(
+    stats: torch.Tensor, layer_weights: LayerWeights | None, head: nn.Module, pooling: str, hidden_size: int
+) -> torch.Tensor:
+    """The frozen-mode head: per-layer pooled stats ``(B, L+1, 2H)`` -> logits ``(B, C)``."""
+    x = layer_weights(stats) if layer_weights is not None else stats[:, -1]  # (B, 2H)
+    if pooling == "mean":
+        x = x[:, :hidden_size]  # (B, H): the mean half
+    return head(x)  # type: ignore[no-any-return]
+
+
+class FrozenHead(nn.Module):
+    """Head trained on cached per-layer statistics ``(B, L+1, 2H)`` (mean ++ std per hidden state) -> logits.
+
+    Applies the learned layer weights (or takes the last layer), then "mean" keeps the mean half and "stats"
+    keeps mean ++ std, then the MLP. It holds the *same* modules as the :class:`SSLClassifier` it came from
+    (``SSLClassifier.frozen_head()``), so training it trains the classifier's head.
+    """
+
+    def __init__(self, layer_weights: LayerWeights | None, head: nn.Module, *, pooling: str, hidden_size: int) -> None:
+        super().__init__()
+        if pooling not in ("mean", "stats"):
+            raise ValueError(
+                f"a head on cached embeddings supports pooling 'mean' or 'stats', got {pooling!r} "
+                "(attentive pooling needs frame-level states, which the cache does not keep)"
+            )
+        self.layer_weights = layer_weights
+        self.head = head
+        self.pooling = pooling
+        self.hidden_size = hidden_size
+
+    def forward(self, stats: torch.Tensor) -> torch.Tensor:  # (B, L+1, 2H) -> (B, C)
+        return _head_on_stats(stats, self.layer_weights, self.head, self.pooling, self.hidden_size)
+
+
+# ------------------------------------------------------------------------------------------------ classifier
+
+
+class SSLClassifier(nn.Module):
+    """A transformers speech encoder + pooling + MLP head; see the module docstring."""
+
+    input_kind = "waveform"
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        *,
+        num_labels: int,
+        pooling: str = "mean",
+        layer_sum: bool = False,
+        head_hidden: int = 256,
+        dropout: float = 0.1,
+        mode: str = "finetune",
+    ) -> None:
+        super().__init__()
+        _check_choice("pooling", pooling, POOLINGS)
+        _check_choice("mode", mode, MODES)
+        if mode == "frozen" and pooling == "attentive":
+            raise ValueError(
+                "pooling 'attentive' needs frame-level states, which the frozen mode's embedding cache does not "
+                "keep; use pooling 'stats' (mean and std) or 'mean', or mode 'finetune'"
+            )
+        model_type = getattr(encoder.config, "model_type", "")
+        if model_type not in SUPPORTED_MODEL_TYPES:
+            raise ValueError(
+                f"unsupported encoder type {model_type!r}; supported: {', '.join(SUPPORTED_MODEL_TYPES)}"
+            )
+        self.encoder = encoder
+        self.is_whisper = model_type == "whisper"
+        self.pooling = pooling
+        self.mode = mode
+        self.hidden_size = int(encoder.config.hidden_size)
+        self.layer_weights = LayerWeights(self.num_layers + 1) if layer_sum else None
+        self.pool = AttentiveStatsPool(self.hidden_size) if pooling == "attentive" else None
+        feat_dim = self.hidden_size if pooling == "mean" else 2 * self.hidden_size
+        self.head = _mlp(feat_dim, head_hidden, num_labels, dropout)
+        self._whisper_fe: Any = None  # WhisperFeatureExtractor, made on first use
+        self.freeze_feature_encoder()
+        if mode == "frozen":
+            self.set_trainable("head")
+
+    # -------------------------------------------------------------------------------- structure
+
+    @property
+    def layers(self) -> nn.ModuleList:
+        """The transformer layers, bottom first."""
+        return self.encoder.layers if self.is_whisper else self.encoder.encoder.layers  # type: ignore[no-any-return]
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.layers)
+
+    @property
+    def supports_cache(self) -> bool:
+        """Whether a head trained on cached pooled embeddings computes exactly what ``forward`` does."""
+        if self.mode == "frozen" or self.pooling == "mean":
+            return True  # mean pooling and the layer-weighted sum commute (both linear)
+        return self.pooling == "stats" and self.layer_weights is None
+
+    def _stem_prefixes(self) -> tuple[str, ...]:
+        """Parameter names (inside the encoder) of the conv feature encoder, frozen always."""
+        if self.is_whisper:
+            return ("conv1.", "conv2.", "embed_positions.")  # conv stem + fixed sinusoidal positions
+        return ("feature_extractor.",)
+
+    def _output_norm_prefix(self) -> str | None:
+        """The encoder's final layer norm when it sits *after* the last layer (pre-LN transformers)."""
+        if self.is_whisper:
+            return "layer_norm."
+        if getattr(self.encoder.config, "do_stable_layer_norm", False):
+            return "encoder.layer_norm."
+        return None  # post-LN: encoder.layer_norm normalises the embeddings, below layer 0
+
+    def _encoder_part(self, name: str) -> str | int:
+        """Where an encoder parameter sits: "stem", a layer index (output norm -> top layer) or "embeddings"."""
+        if name.startswith(self._stem_prefixes()):
+            return "stem"
+        m = re.match(r"^(?:encoder\.)?layers\.(\d+)\.", name)
+        if m:
+            return int(m.group(1))
+        norm = self._output_norm_prefix()
+        if norm is not None and name.startswith(norm):
+            return self.num_layers - 1
+        return "embeddings"  # feature projection, positional conv, masked_spec_embed, ...
+
+    # -------------------------------------------------------------------------------- training control
+
+    def freeze_feature_encoder(self) -> None:
+        """Freeze the convolutional feature encoder (done at construction; it never trains)."""
+        stem = getattr(self.encoder, "feature_extractor", None)
+        if stem is not None and hasattr(stem, "_freeze_parameters"):
+            stem._freeze_parameters()  # also stops transformers from forcing requires_grad on its input
+        for name, p in self.encoder.named_parameters():
+            if name.startswith(self._stem_prefixes()):
+                p.requires_grad_(False)
+
+    def set_trainable(self, stage: str, *, top_k: int | None = None) -> None:
+        """Choose what trains: "head" (head, pooling, layer weights), "top" (+ the top ``top_k`` transformer
+        layers, and the output norm of pre-LN encoders) or "all" (every encoder parameter except the conv
+        feature encoder). Sets ``requires_grad``; ``param_groups`` already covers every stage."""
+        _check_choice("stage", stage, STAGES)
+        if self.mode == "frozen" and stage != "head":
+            raise ValueError(f"mode 'frozen' trains the head only; stage {stage!r} needs mode 'finetune'")
+        n = self.num_layers
+        if stage == "top" and (top_k is None or not 1 <= top_k <= n):
+            raise ValueError(f"stage 'top' needs top_k between 1 and {n} (the encoder has {n} layers), got {top_k}")
+        for name, p in self.named_parameters():
+            if name.startswith(_HEAD_PREFIXES):
+                p.requires_grad_(True)
+                continue
+            part = self._encoder_part(name.removeprefix("encoder."))
+            if part == "stem" or stage == "head":
+                train = False
+            elif stage == "all":
+                train = True
+            else:  # "top"
+                train = isinstance(part, int) and part >= n - int(top_k)  # type: ignore[arg-type]
+            p.requires_grad_(train)
+
+    def param_groups(
+        self, *, head_lr: float, encoder_lr: float, layer_decay: float = 1.0, weight_decay: float = 0.01
+    ) -> list[dict[str, Any]]:
+        """AdamW parameter groups over every parameter except the conv feature encoder.
+
+        Head (+ pooling, layer weights) at ``head_lr``; transformer layer ``i`` (0 = bottom, of ``n``) at
+        ``encoder_lr * layer_decay ** (n - 1 - i)``; embeddings (feature projection, positional conv) at
+        ``encoder_lr * layer_decay ** n``. Biases, norms and other 1-d parameters get no weight decay. Frozen
+        parameters are included (with ``requires_grad=False`` they are skipped), so one optimizer serves every
+        stage. Each group carries a ``name`` ("head", "embeddings", "layer.3", with "/no_decay" where it applies).
+        """
+        n = self.num_layers
+        groups: dict[str, dict[str, Any]] = {}
+        for name, p in self.named_parameters():
+            if name.startswith(_HEAD_PREFIXES):
+                key, lr = "head", head_lr
+            else:
+                part = self._encoder_part(name.removeprefix("encoder."))
+                if part == "stem":
+                    continue
+                if part == "embeddings":
+                    key, lr = "embeddings", encoder_lr * layer_decay**n
+                else:
+                    key, lr = f"layer.{part}", encoder_lr * layer_decay ** (n - 1 - int(part))
+            no_decay = p.dim() <= 1 or "norm" in name or name.endswith(("bias", "original0", "weight_g"))
+            if no_decay:
+                key += "/no_decay"
+            group = groups.setdefault(
+                key, {"name": key, "params": [], "lr": lr, "weight_decay": 0.0 if no_decay else weight_decay}
+            )
+            group["params"].append(p)
+        return list(groups.values())
+
+    # -------------------------------------------------------------------------------- encoding
+
+    def _whisper_features(self, wave: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Log-mels by transformers' WhisperFeatureExtractor (numpy, CPU) -> ``(B, n_mels, 3000)``, frames ``(B,)``."""
+        from transformers import WhisperFeatureExtractor
+
+        if self._whisper_fe is None:
+            self._whisper_fe = WhisperFeatureExtractor(feature_size=int(self.encoder.config.num_mel_bins))
+        lengths = mask.sum(dim=1).long().cpu()  # (B,)
+        clips = [w[: int(n)].detach().float().cpu().numpy() for w, n in zip(wave, lengths, strict=True)]
+        feats = self._whisper_fe(clips, sampling_rate=SAMPLE_RATE, return_tensors="np").input_features
+        x = torch.from_numpy(np.asarray(feats)).to(device=wave.device, dtype=wave.dtype)  # (B, n_mels, 3000)
+        mel_frames = torch.clamp(lengths // self._whisper_fe.hop_length, 1, x.shape[-1])
+        return x, mel_frames
+
+    def _encode(
+        self, wave: torch.Tensor, attention_mask: torch.Tensor | None, *, all_layers: bool
+    ) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """Hidden states (all L+1, or only the last) ``(B, T, H)`` and the valid-frame mask ``(B, T)`` bool."""
+        if attention_mask is None:
+            attention_mask = torch.ones(wave.shape, dtype=torch.long, device=wave.device)
+        mask = attention_mask.to(torch.long)  # (B, S)
+        if self.is_whisper:
+            feats, mel_frames = self._whisper_features(wave, mask)
+            out = self.encoder(feats, output_hidden_states=all_layers)
+            n_frames = (mel_frames - 1) // 2 + 1  # conv2 has stride 2 (kernel 3, padding 1)
+            t = out.last_hidden_state.shape[1]
+            frame_mask = torch.arange(t, device=wave.device)[None, :] < n_frames.to(wave.device)[:, None]
+        else:
+            x = normalize_waveform(wave, mask)  # (B, S)
+            pass_mask = getattr(self.encoder.config, "feat_extract_norm", "layer") == "layer"
+            out = self.encoder(x, attention_mask=mask if pass_mask else None, output_hidden_states=all_layers)
+            t = out.last_hidden_state.shape[1]
+            frame_mask = self.encoder._get_feature_vector_attention_mask(t, mask).bool()  # (B, T)
+        if all_layers:
+            # transformers 5 records each layer's output before a pre-LN encoder's final norm; use the normed
+            # last_hidden_state as the top state, as transformers 4 did.
+            hidden = [*out.hidden_states[:-1], out.last_hidden_state]
+        else:
+            hidden = [out.last_hidden_state]
+        return hidden, frame_mask
+
+    def pooled_layer_embeddings(self, wave: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+        """Per hidden state, mean ++ std over valid frames: ``(B, S)`` -> ``(B, L+1, 2H)`` float32.
+
+        Always in eval mode (no dropout, no time masking) and without gradients: what the embedding cache stores.
+        """
+        was_training = self.encoder.training
+        self.encoder.eval()
+        try:
+            with torch.no_grad():
+                hidden, frame_mask = self._encode(wave, attention_mask, all_layers=True)
+                stats = [torch.cat(masked_mean_std(h.float(), frame_mask), dim=-1) for h in hidden]  # (B, 2H) each
+        finally:
+            self.encoder.train(was_training)
+        return torch.stack(stats, dim=1)  # (B, L+1, 2H)
+
+    def frozen_head(self) -> FrozenHead:
+        """A head over cached ``pooled_layer_embeddings`` sharing this model's head and layer weights."""
+        if not self.supports_cache:
+            raise ValueError(
+                f"pooling {self.pooling!r}{' with layer_sum' if self.layer_weights is not None else ''} in mode "
+                "'finetune' pools frame-level states, which cached embeddings cannot reproduce; use pooling "
+                "'mean' or mode 'frozen' to train on the cache"
+            )
+        pooling = "stats" if self.pooling == "stats" else "mean"
+        return FrozenHead(self.layer_weights, self.head, pooling=pooling, hidden_size=self.hidden_size)
+
+    def forward(self, wave: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``(B, S)`` float waveforms, ``(B, S)`` sample mask -> logits ``(B, C)``."""
+        if self.mode == "frozen":
+            stats = self.pooled_layer_embeddings(wave, attention_mask)  # (B, L+1, 2H)
+            return _head_on_stats(stats, self.layer_weights, self.head, self.pooling, self.hidden_size)
+        hidden, frame_mask = self._encode(wave, attention_mask, all_layers=self.layer_weights is not None)
+        if self.layer_weights is not None:
+            h = self.layer_weights(torch.stack(hidden, dim=1))  # (B, L+1, T, H) -> (B, T, H)
+        else:
+            h = hidden[-1]  # (B, T, H)
+        if self.pool is not None:
+            x = self.pool(h, frame_mask)  # (B, 2H)
+        else:
+            mean, std = masked_mean_std(h, frame_mask)
+            x = mean if self.pooling == "mean" else torch.cat([mean, std], dim=-1)
+        return self.head(x)  # type: ignore[no-any-return]
+
+
+# ------------------------------------------------------------------------------------------------ encoders
+
+
+def _check_choice(what: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{what} must be one of {', '.join(choices)}; got {value!r}")
+
+
+def tiny_config(model_type: str = "hubert") -> Any:
+    """A small random-init config (hidden 32, 2 layers, 2 heads, 3 convs at HuBERT's 20 ms frame rate).
+
+    ``feat_extract_norm="layer"`` + pre-LN layers, so padding is exact. For tests and CPU smoke runs; other
+    ``model_type`` values (wav2vec2, wavlm, data2vec-audio, whisper) exercise the other encoder families.
+    """
+    from transformers import AutoConfig
+
+    if model_type == "whisper":
+        return AutoConfig.for_model(
+            "whisper",
+            d_model=32,
+            encoder_layers=2,
+            encoder_attention_heads=2,
+            encoder_ffn_dim=64,
+            decoder_layers=1,
+            decoder_attention_heads=2,
+            decoder_ffn_dim=64,
+            num_mel_bins=80,
+        )
+    common: dict[str, Any] = {
+        "hidden_size": 32,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "intermediate_size": 64,
+        "conv_dim": (32, 32, 32),
+        "conv_kernel": (10, 8, 8),
+        "conv_stride": (5, 8, 8),  # 320 samples per frame = 50 frames/s, as HuBERT
+        "conv_bias": True,
+        "num_conv_pos_embeddings": 16,
+        "num_conv_pos_embedding_groups": 4,
+        "feat_extract_norm": "layer",
+        "do_stable_layer_norm": True,
+        "layerdrop": 0.0,
+        "mask_time_length": 2,
+    }
+    if model_type == "data2vec-audio":
+        common.update(num_conv_pos_embeddings=5, num_conv_pos_embedding_layers=2)
+        del common["feat_extract_norm"], common["do_stable_layer_norm"]
+    if model_type == "wavlm":
+        common.update(num_buckets=32, max_bucket_distance=100)
+    return AutoConfig.for_model(model_type, **common)
+
+
+def _preset_encoder(preset: str) -> nn.Module:
+    """Random-init HuBERT: "tiny" (tests, CPU) or "base" (HuBERT-base architecture, for speed measurements).
+
+    Weights come from torch's global RNG: ``torch.manual_seed`` before building makes them reproducible.
+    """
+    from transformers import HubertConfig, HubertModel
+
+    _check_choice("preset", preset, PRESETS)
+    config = tiny_config("hubert") if preset == "tiny" else HubertConfig(layerdrop=0.0)
+    return HubertModel(config)
+
+
+def _encoder_from_config(config: Any) -> nn.Module:
+    """Random-init encoder for a config (Whisper: the encoder of WhisperModel)."""
+    from transformers import AutoModel
+
+    model = AutoModel.from_config(config)
+    return model.get_encoder() if config.model_type == "whisper" else model
+
+
+def _is_true(value: str | None) -> bool:
+    return (value or "").strip().upper() in {"1", "ON", "YES", "TRUE"}
+
+
+def _hub_offline() -> bool:
+    """HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE, read now (huggingface_hub reads them once, at import)."""
+    from huggingface_hub import constants
+
+    env = _is_true(os.environ.get("HF_HUB_OFFLINE")) or _is_true(os.environ.get("TRANSFORMERS_OFFLINE"))
+    return env or bool(getattr(constants, "HF_HUB_OFFLINE", False))
+
+
+def _looks_like_path(name: str) -> bool:
+    return os.path.isabs(name) or name.startswith((".", "~")) or name.count("/") > 1 or os.path.exists(name)
+
+
+def _unavailable(name: str, err: Exception | None) -> PretrainedUnavailableError:
+    why = ""
+    if err is not None:
+        first = (str(err).strip().splitlines() or [""])[0][:160]
+        why = f" ({type(err).__name__}: {first})" if first else f" ({type(err).__name__})"
+    return PretrainedUnavailableError(
+        f"cannot load pretrained model {name!r}: it is neither in the local Hugging Face cache nor reachable"
+        f"{why}; download it where you have network (`huggingface-cli download {name}`) or pass a folder saved "
+        "with save_pretrained via --set model.pretrained=/path/to/folder"
+    )
+
+
+def _from_pretrained(load: Any, name: str, **kwargs: Any) -> Any:
+    """``load(name, local_files_only=...)``: the local cache first (fast, offline), the Hub only if allowed."""
+    attempts = [True] if (os.path.isdir(name) or _hub_offline()) else [True, False]
+    err: Exception | None = None
+    for local_only in attempts:
+        try:
+            return load(name, local_files_only=local_only, **kwargs)
+        except (OSError, ValueError) as e:
+            err = e
+    raise _unavailable(name, err) from None
+
+
+def load_encoder(name_or_path: str) -> nn.Module:
+    """A pretrained encoder from a Hugging Face id or a ``save_pretrained`` folder.
+
+    Raises PretrainedUnavailableError (one line) when it can be neither found nor fetched; ValueError for a
+    checkpoint of an unsupported type.
+    """
+    from transformers import AutoConfig, AutoModel
+
+    name = os.path.expanduser(name_or_path)
+    if _looks_like_path(name_or_path) and not os.path.isdir(name):
+        raise PretrainedUnavailableError(
+            f"pretrained model folder {name_or_path!r} does not exist; pass a folder saved with save_pretrained "
+            "(or a Hugging Face id) via --set model.pretrained=/path/to/folder"
+        )
+    config = _from_pretrained(AutoConfig.from_pretrained, name)
+    if config.model_type not in SUPPORTED_MODEL_TYPES:
+        raise ValueError(
+            f"{name_or_path!r} is a {config.model_type!r} model; supported encoders: "
+            f"{', '.join(SUPPORTED_MODEL_TYPES)}"
+        )
+    if hasattr(config, "layerdrop"):
+        config.layerdrop = 0.0
+    model = _from_pretrained(AutoModel.from_pretrained, name, config=config)
+    return model.get_encoder() if config.model_type == "whisper" else model
+
+
+def _build(
+    *,
+    num_labels: int,
+    pretrained: str | None,
+    preset: str | None,
+    pooling: str,
+    layer_sum: bool,
+    head_hidden: int,
+    dropout: float,
+    mode: str,
+) -> SSLClassifier:
+    # Validate the cheap arguments before any download.
+    _check_choice("pooling", pooling, POOLINGS)
+    _check_choice("mode", mode, MODES)
+    if preset is not None:
+        encoder = _preset_encoder(preset)
+    elif pretrained:
+        encoder = load_encoder(pretrained)
+    else:
+        raise ValueError("an SSL model needs pretrained (a Hugging Face id or folder) or preset ('tiny' or 'base')")
+    return SSLClassifier(
+        encoder,
+        num_labels=num_labels,
+        pooling=pooling,
+        layer_sum=layer_sum,
+        head_hidden=head_hidden,
+        dropout=dropout,
+        mode=mode,
+    )
+
+
+def hubert(
+    *,
+    num_labels: int,
+    pretrained: str | None = DEFAULT_HUBERT,
+    preset: str | None = None,
+    pooling: str = "mean",
+    layer_sum: bool = False,
+    head_hidden: int = 256,
+    dropout: float = 0.1,
+    mode: str = "finetune",
+) -> SSLClassifier:
+    """HuBERT (default ``facebook/hubert-base-ls960``); ``preset`` "tiny"/"base" builds a random-init one instead."""
+    if preset is not None and pretrained not in (None, DEFAULT_HUBERT):
+        raise ValueError(f"pass either pretrained ({pretrained!r}) or preset ({preset!r}), not both")
+    return _build(
+        num_labels=num_labels,
+        pretrained=None if preset is not None else pretrained,
+        preset=preset,
+        pooling=pooling,
+        layer_sum=layer_sum,
+        head_hidden=head_hidden,
+        dropout=dropout,
+        mode=mode,
+    )
+
+
+def ssl(
+    *,
+    num_labels: int,
+    pretrained: str | None = None,
+    preset: str | None = None,
+    pooling: str = "mean",
+    layer_sum: bool = False,
+    head_hidden: int = 256,
+    dropout: float = 0.1,
+    mode: str = "finetune",
+) -> SSLClassifier:
+    """Any supported transformers speech encoder: ``pretrained`` is a Hugging Face id or folder
+    (``microsoft/wavlm-base-plus``, ``facebook/wav2vec2-base``, ``facebook/data2vec-audio-base``,
+    ``facebook/hubert-large-ll60k``, ``openai/whisper-base``, ...); or ``preset`` "tiny"/"base" (random HuBERT)."""
+    if preset is not None and pretrained is not None:
+        raise ValueError(f"pass either pretrained ({pretrained!r}) or preset ({preset!r}), not both")
+    return _build(
+        num_labels=num_labels,
+        pretrained=pretrained,
+        preset=preset,
+        pooling=pooling,
+        layer_sum=layer_sum,
+        head_hidden=head_hidden,
+        dropout=dropout,
+        mode=mode,
+    )

@@ -1,0 +1,222 @@
+"""The LightningModule: a plain ``nn.Module`` inside, and the loss, metrics, optimiser and schedule around it.
+
+Input kinds: ``spectrogram`` batches ``x (B, 1, n_mels, T)``, ``waveform`` batches ``x (B, S)`` with an
+``attention_mask (B, S)``, ``embedding`` batches ``x (B, L+1, E)`` (frozen SSL encoder, cached).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from emoshift.augment import augment_spectrograms, augment_waveforms, mixup
+from emoshift.config import TrainingConfig
+
+
+def distillation_loss(
+    student: torch.Tensor, teacher: torch.Tensor, target: torch.Tensor, *, temperature: float, alpha: float, **ce: Any
+) -> torch.Tensor:
+    """Hinton et al. (2015): alpha * CE(student, y) + (1 - alpha) * T^2 * KL(teacher_T || student_T)."""
+    hard = F.cross_entropy(student, target, **ce)
+    t = temperature
+    soft = F.kl_div(F.log_softmax(student / t, dim=-1), F.log_softmax(teacher / t, dim=-1), reduction="batchmean", log_target=True)
+    return alpha * hard + (1.0 - alpha) * (t * t) * soft
+
+
+def uar_from_confusion(conf: torch.Tensor) -> float:
+    """Unweighted average recall over classes present in the targets (rows = true)."""
+    support = conf.sum(dim=1)
+    present = support > 0
+    if not bool(present.any()):
+        return float("nan")
+    recall = conf.diag()[present].float() / support[present].float()
+    return float(recall.mean())
+
+
+class EmotionModule(L.LightningModule):
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        labels: list[str],
+        training: TrainingConfig,
+        input_kind: str,
+        class_weights: torch.Tensor | None = None,
+        teacher_logits: torch.Tensor | None = None,
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.labels = list(labels)
+        self.cfg = training
+        self.input_kind = input_kind
+        self.num_labels = len(labels)
+        self.register_buffer("class_weights", class_weights if class_weights is not None else torch.ones(len(labels)))
+        self.use_class_weights = class_weights is not None
+        # (N_train, C) teacher logits indexed by training item; not a parameter, not in checkpoints' state
+        self.teacher_logits = teacher_logits
+        self.gen = torch.Generator().manual_seed(training.seed)
+        self._val_conf = torch.zeros(self.num_labels, self.num_labels, dtype=torch.long)
+        self._val_loss: list[tuple[float, int]] = []
+        self._train_loss: list[tuple[float, int]] = []
+        self._stage: int | None = None
+
+    # -- forward ------------------------------------------------------------------------------------
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        if self.input_kind == "waveform":
+            return self.model(batch["x"], batch["attention_mask"])  # (B, C)
+        return self.model(batch["x"])  # (B, C)
+
+    # -- epochs: seeding, stages -------------------------------------------------------------------
+    def on_train_epoch_start(self) -> None:
+        epoch = self.current_epoch
+        # Everything random in an epoch derives from (seed, epoch): resumed runs replay it exactly.
+        seed = (self.cfg.seed * 1_000_003 + epoch * 7919) % (2**31)
+        self.gen.manual_seed(seed)
+        torch.manual_seed(seed)
+        np.random.seed(seed)
+        dm = getattr(self.trainer, "datamodule", None)
+        if dm is not None and hasattr(dm, "set_epoch"):
+            dm.set_epoch(epoch)
+        self._apply_stage(epoch)
+
+    def _apply_stage(self, epoch: int) -> None:
+        if not self.cfg.stages or not hasattr(self.model, "set_trainable"):
+            return
+        end = 0
+        for i, stage in enumerate(self.cfg.stages):
+            end += stage.epochs
+            if epoch < end:
+                if self._stage != i:
+                    self.model.set_trainable(stage.train, top_k=stage.top_k)  # type: ignore[operator]
+                    self._stage = i
+                return
+
+    # -- steps --------------------------------------------------------------------------------------
+    def _ce(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(
+            logits,
+            y,
+            weight=self.class_weights if self.use_class_weights else None,
+            label_smoothing=self.cfg.label_smoothing,
+        )
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        x, y = batch["x"], batch["y"]
+        aug = self.cfg.augment
+        if self.input_kind == "spectrogram":
+            x = augment_spectrograms(x, aug, self.gen)
+        elif self.input_kind == "waveform":
+            x = augment_waveforms(x, batch["attention_mask"], aug, self.gen)
+        soft = None
+        if aug.mixup_alpha > 0 and self.input_kind != "waveform":
+            x, soft = mixup(x, y, self.num_labels, aug.mixup_alpha, self.gen)
+        logits = self.forward({**batch, "x": x})
+        if soft is not None:
+            logp = F.log_softmax(logits, dim=-1)
+            w = self.class_weights if self.use_class_weights else torch.ones_like(self.class_weights)
+            loss = -(soft * logp * w).sum(-1).mean()
+        elif self.teacher_logits is not None and self.cfg.distill is not None:
+            t = self.teacher_logits.to(logits.device)[batch["index"]]
+            loss = distillation_loss(
+                logits,
+                t,
+                y,
+                temperature=self.cfg.distill.temperature,
+                alpha=self.cfg.distill.alpha,
+                weight=self.class_weights if self.use_class_weights else None,
+                label_smoothing=self.cfg.label_smoothing,
+            )
+        else:
+            loss = self._ce(logits, y)
+        self._train_loss.append((float(loss.detach()), int(y.shape[0])))
+        self.log("loss", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=int(y.shape[0]))
+        return loss
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        logits = self.forward(batch)
+        y = batch["y"]
+        loss = F.cross_entropy(logits, y)
+        self._val_loss.append((float(loss), int(y.shape[0])))
+        pred = logits.argmax(-1)
+        idx = (y * self.num_labels + pred).cpu()
+        self._val_conf += torch.bincount(idx, minlength=self.num_labels**2).view(self.num_labels, -1)
+
+    def on_validation_epoch_start(self) -> None:
+        self._val_conf.zero_()
+        self._val_loss.clear()
+
+    def on_validation_epoch_end(self) -> None:
+        conf = self._val_conf.to(self.device)
+        loss_sum = torch.tensor(sum(l * n for l, n in self._val_loss), device=self.device, dtype=torch.float64)
+        count = torch.tensor(sum(n for _, n in self._val_loss), device=self.device, dtype=torch.float64)
+        if self.trainer.world_size > 1:  # DDP: every rank saw a shard of the validation set
+            conf = self.all_gather(conf).sum(0)
+            loss_sum = self.all_gather(loss_sum).sum()
+            count = self.all_gather(count).sum()
+        acc = float(conf.diag().sum()) / max(1, int(conf.sum()))
+        self.log_dict(
+            {
+                "val_uar": uar_from_confusion(conf),
+                "val_accuracy": acc,
+                "val_loss": float(loss_sum / count.clamp_min(1)),
+            },
+            prog_bar=True,
+            sync_dist=False,
+        )
+
+    def on_train_epoch_end(self) -> None:
+        n = sum(k for _, k in self._train_loss)
+        mean = sum(v * k for v, k in self._train_loss) / max(1, n)
+        t = torch.tensor(mean, device=self.device)
+        if self.trainer.world_size > 1:
+            t = self.all_gather(t).mean()
+        self.log("train_loss", float(t), prog_bar=False, sync_dist=False)
+        self._train_loss.clear()
+
+    # -- optimiser and schedule ---------------------------------------------------------------------
+    def configure_optimizers(self) -> Any:
+        cfg = self.cfg
+        if hasattr(self.model, "param_groups") and self.input_kind == "waveform":
+            decay = cfg.stages[-1].layer_decay if cfg.stages else 1.0
+            groups = self.model.param_groups(  # type: ignore[operator]
+                head_lr=cfg.lr, encoder_lr=cfg.encoder_lr, layer_decay=decay, weight_decay=cfg.weight_decay
+            )
+        else:
+            decay_p, no_decay_p = [], []
+            for name, p in self.model.named_parameters():
+                if not p.requires_grad:
+                    continue
+                (no_decay_p if p.ndim <= 1 or name.endswith(".bias") else decay_p).append(p)
+            groups = [
+                {"params": decay_p, "lr": cfg.lr, "weight_decay": cfg.weight_decay},
+                {"params": no_decay_p, "lr": cfg.lr, "weight_decay": 0.0},
+            ]
+        opt = torch.optim.AdamW(groups, lr=cfg.lr)
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        if cfg.schedule == "constant":
+            return opt
+        if cfg.schedule == "plateau":
+            sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=0.5, patience=2)
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": "val_uar", "interval": "epoch"}}
+        if cfg.schedule == "onecycle":
+            sched = torch.optim.lr_scheduler.OneCycleLR(
+                opt, max_lr=[g["lr"] for g in groups], total_steps=total, pct_start=0.3, anneal_strategy="cos"
+            )
+        else:  # cosine with linear warm-up
+            steps_per_epoch = total / max(1, self.trainer.max_epochs or 1)
+            warm = int(cfg.warmup_epochs * steps_per_epoch)
+
+            def factor(step: int) -> float:
+                if step < warm:
+                    return (step + 1) / (warm + 1)
+                progress = (step - warm) / max(1, total - warm)
+                return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+            sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
