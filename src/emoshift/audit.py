@@ -1,0 +1,545 @@
+"""Fairness audit: does a model work equally well for every group of speakers?
+
+The audit joins a run's predictions on one corpus (``RUN/predictions/<corpus>.csv``) with the corpus's
+speaker demographics (gender, age, race, ethnicity, as the corpus records them) and reports, per grouping
+(``--by gender,age_band,...``):
+
+- per group: speakers, utterances, accuracy / UAR / macro-F1, each with a 95% bootstrap CI over speakers,
+  recall per class and a confusion matrix;
+- the largest gap between groups per metric, the worst/best ratio, and per class the recall gap
+  (equal-opportunity difference);
+- a permutation test over speakers: is the UAR gap larger than shuffling group labels among speakers gives?
+
+Groups with fewer than ``min_speakers`` (default 3) speakers are flagged ``too_small``: they are reported, never
+dropped, but left out of the gaps, ratios and the test (a note says so), because with one or two voices a
+"group" difference is a speaker difference. Missing demographics form a group ``unknown``, which is reported
+and likewise not compared. A grouping the corpus does not record at all (race for RAVDESS) is reported as
+unavailable, not an error, unless no requested grouping is available.
+
+:func:`audit_predictions` is the pure computation; :func:`audit_run` reads a run directory, scans the corpus
+for demographics, and writes ``RUN/audit/<corpus>.json``, ``.md`` and the plots.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from emoshift.io import atomic_write_text
+from emoshift.metrics import (
+    METRICS,
+    bootstrap_ci,
+    classification_metrics,
+    permutation_p_floor,
+    permutation_test_groups,
+    prediction_labels,
+    read_predictions,
+)
+
+BY_KEYS: tuple[str, ...] = ("gender", "age_band", "race", "ethnicity")
+DEFAULT_BY: tuple[str, ...] = ("gender", "age_band")
+MIN_SPEAKERS = 3
+UNKNOWN = "unknown"
+METRIC_LABELS: dict[str, str] = {"accuracy": "accuracy", "uar": "UAR", "macro_f1": "macro-F1"}
+
+
+class AuditError(ValueError):
+    """The audit cannot be done as asked (message is one line, for the user)."""
+
+
+# --------------------------------------------------------------------------------------------------------
+# Groups
+# --------------------------------------------------------------------------------------------------------
+
+
+def parse_by(text: str | Sequence[str]) -> list[str]:
+    """``"gender,age_band"`` -> ``["gender", "age_band"]``, checked against :data:`BY_KEYS`."""
+    items = text.split(",") if isinstance(text, str) else list(text)
+    keys = [k.strip().lower().replace("-", "_") for k in items if k.strip()]
+    keys = ["age_band" if k == "age" else k for k in keys]
+    bad = [k for k in keys if k not in BY_KEYS]
+    if bad or not keys:
+        raise AuditError(f"unknown audit grouping {bad or text!r}; choose from {', '.join(BY_KEYS)}")
+    return list(dict.fromkeys(keys))
+
+
+def parse_age_bands(text: str | Sequence[int] | None) -> list[int] | None:
+    """Lower edges of the age bands, e.g. ``"20,35,50"`` -> bands 20-34, 35-49, 50+ (and "<20" below).
+
+    None means decades (20-29, 30-39, ...).
+    """
+    if text is None:
+        return None
+    try:
+        edges = [int(x) for x in (text.split(",") if isinstance(text, str) else text) if str(x).strip()]
+    except ValueError:
+        raise AuditError(
+            f"age bands must be comma-separated whole years, e.g. 20,35,50; got {text!r}"
+        ) from None
+    if not edges or sorted(set(edges)) != edges or edges[0] < 0:
+        raise AuditError(f"age band edges must be increasing non-negative years, got {text!r}")
+    return edges
+
+
+def age_band(age: int | float | None, edges: Sequence[int] | None = None) -> str | None:
+    """The band an age falls in: decades by default ("20-29"), else by the lower ``edges``."""
+    if age is None:
+        return None
+    age = int(age)
+    if edges is None:
+        lo = age // 10 * 10
+        return f"{lo}-{lo + 9}"
+    if age < edges[0]:
+        return f"<{edges[0]}"
+    for lo, hi in zip(edges, edges[1:], strict=False):
+        if lo <= age < hi:
+            return f"{lo}-{hi - 1}"
+    return f"{edges[-1]}+"
+
+
+def _band_order(name: str) -> tuple[int, int, str]:
+    """Sort age bands numerically ("<20" < "20-29" < "60+"), other names alphabetically, unknown last."""
+    if name == UNKNOWN:
+        return (2, 0, name)
+    m = re.match(r"^(<)?(\d+)", name)
+    if m:
+        return (0, int(m.group(2)) - (1 if m.group(1) else 0), name)
+    return (1, 0, name)
+
+
+def _value(key: str, demo: Mapping[str, Any], edges: Sequence[int] | None) -> str | None:
+    if key == "age_band":
+        return age_band(demo.get("age"), edges)
+    value = demo.get(key)
+    if value is None or not str(value).strip():
+        return None
+    return str(value).strip().lower()
+
+
+def demographics_from_utterances(utterances: Iterable[Any]) -> dict[str, dict[str, Any]]:
+    """utterance id -> {speaker, gender, age, race, ethnicity} from scanned ``Utterance`` records."""
+    return {
+        u.id: {
+            "speaker": u.speaker,
+            "gender": u.gender,
+            "age": u.age,
+            "race": u.race,
+            "ethnicity": u.ethnicity,
+        }
+        for u in utterances
+    }
+
+
+# --------------------------------------------------------------------------------------------------------
+# The audit
+# --------------------------------------------------------------------------------------------------------
+
+
+def _group_record(
+    rows: Sequence[Mapping[str, Any]], labels: list[str], *, seed: int, n_resamples: int
+) -> dict:
+    y_true = [r["true"] for r in rows]
+    y_pred = [r["pred"] for r in rows]
+    speakers = [r["speaker"] for r in rows]
+    m = classification_metrics(y_true, y_pred, labels)
+    ci = bootstrap_ci(y_true, y_pred, speakers, labels, metrics=METRICS, n_resamples=n_resamples, seed=seed)
+    record: dict[str, Any] = {"speakers": len(set(speakers)), "n": m["n"]}
+    for metric in METRICS:
+        record[metric] = m[metric]
+        record[f"{metric}_ci"] = ci[metric]
+    record["recall"] = m["per_class_recall"]
+    record["confusion"] = m["confusion"]
+    return record
+
+
+def _audit_one(
+    key: str,
+    rows: Sequence[Mapping[str, Any]],
+    values: Sequence[str | None],
+    labels: list[str],
+    *,
+    corpus: str,
+    seed: int,
+    n_resamples: int,
+    n_permutations: int,
+    min_speakers: int,
+) -> dict[str, Any]:
+    if all(v is None for v in values):
+        return {"available": False, "groups": {}, "note": f"{corpus} does not record {key.replace('_', ' ')}"}
+    notes: list[str] = []
+    # Demographics belong to speakers: a speaker's group is its one recorded value ("unknown" if none).
+    recorded: dict[str, set[str]] = {}
+    for row, value in zip(rows, values, strict=True):
+        recorded.setdefault(row["speaker"], set()).update([value] if value else [])
+    speaker_group: dict[str, str] = {}
+    for speaker, found in recorded.items():
+        if len(found) > 1:
+            raise AuditError(f"speaker {speaker} has several {key} values ({', '.join(sorted(found))})")
+        speaker_group[speaker] = found.pop() if found else UNKNOWN
+    members: dict[str, list[Mapping[str, Any]]] = {}
+    for row in rows:
+        members.setdefault(speaker_group[row["speaker"]], []).append(row)
+
+    groups: dict[str, dict[str, Any]] = {}
+    for name in sorted(members, key=_band_order if key == "age_band" else lambda n: (n == UNKNOWN, n)):
+        record = _group_record(members[name], labels, seed=seed, n_resamples=n_resamples)
+        record["too_small"] = record["speakers"] < min_speakers
+        groups[name] = record
+    small = [g for g, r in groups.items() if r["too_small"]]
+    if small:
+        notes.append(
+            f"fewer than {min_speakers} speakers in {', '.join(small)}: reported, not compared (gap, ratio, p-value)"
+        )
+    if UNKNOWN in groups:
+        notes.append(
+            f"{groups[UNKNOWN]['speakers']} speakers whose {key.replace('_', ' ')} is not recorded (or recorded as "
+            "unknown) form the group 'unknown': reported, not compared"
+        )
+    compared = [g for g, r in groups.items() if not r["too_small"] and g != UNKNOWN]
+
+    out: dict[str, Any] = {"available": True, "groups": groups, "compared": compared}
+    if len(compared) < 2:
+        notes.append("fewer than two groups large enough to compare: no gap, ratio or p-value")
+        out.update(gap={m: None for m in METRICS}, ratio={m: None for m in METRICS}, p_value_uar=None)
+        out["p_value_floor"] = None
+        out.update(recall_gap={label: None for label in labels}, best_uar=None, worst_uar=None)
+        out["notes"] = notes
+        return out
+
+    gap, ratio = {}, {}
+    for metric in METRICS:
+        scores = [groups[g][metric] for g in compared]
+        gap[metric] = max(scores) - min(scores)
+        ratio[metric] = min(scores) / max(scores) if max(scores) > 0 else None
+    recall_gap: dict[str, float | None] = {}
+    for label in labels:
+        recalls = [groups[g]["recall"][label] for g in compared if groups[g]["recall"][label] is not None]
+        recall_gap[label] = max(recalls) - min(recalls) if len(recalls) >= 2 else None
+    kept = [r for r in rows if speaker_group[r["speaker"]] in compared]
+    _, p_value = permutation_test_groups(
+        [r["true"] for r in kept],
+        [r["pred"] for r in kept],
+        [r["speaker"] for r in kept],
+        speaker_group,
+        labels,
+        metric="uar",
+        n_permutations=n_permutations,
+        seed=seed,
+    )
+    floor = permutation_p_floor([groups[g]["speakers"] for g in compared])
+    out.update(gap=gap, ratio=ratio, p_value_uar=p_value, p_value_floor=floor, recall_gap=recall_gap)
+    out["best_uar"] = max(compared, key=lambda g: groups[g]["uar"])
+    out["worst_uar"] = min(compared, key=lambda g: groups[g]["uar"])
+    out["notes"] = notes
+    return out
+
+
+def audit_predictions(
+    rows: Sequence[Mapping[str, Any]],
+    demographics: Mapping[str, Mapping[str, Any]],
+    *,
+    by: Sequence[str] = DEFAULT_BY,
+    labels: Sequence[str] | None = None,
+    age_bands: Sequence[int] | None = None,
+    seed: int = 0,
+    n_resamples: int = 1000,
+    n_permutations: int = 1000,
+    min_speakers: int = MIN_SPEAKERS,
+    corpus: str = "",
+) -> dict[str, Any]:
+    """Audit prediction rows (dicts with id, speaker, true, pred[, gender]) against ``demographics``
+    (utterance id -> {gender, age, race, ethnicity}). Pure: reads and writes nothing."""
+    if not rows:
+        raise AuditError("no predictions to audit")
+    for name, value in (
+        ("min_speakers", min_speakers),
+        ("n_resamples", n_resamples),
+        ("n_permutations", n_permutations),
+    ):
+        if value < 1:
+            raise AuditError(f"{name} must be at least 1, got {value}")
+    keys = parse_by(by)
+    edges = parse_age_bands(age_bands)
+    label_list = prediction_labels(rows, labels)
+    matched = sum(1 for r in rows if r["id"] in demographics)
+    if matched == 0:
+        example = next(iter(demographics), "none")
+        raise AuditError(
+            f"none of the {len(rows)} predictions matches an utterance of the corpus "
+            f"(prediction ids look like {rows[0]['id']!r}, corpus ids like {example!r})"
+        )
+    notes: list[str] = []
+    if matched < len(rows):
+        notes.append(f"{len(rows) - matched} predictions have no demographic record in the corpus scan")
+
+    report: dict[str, Any] = {"corpus": corpus, "labels": label_list}
+    overall = _group_record(rows, label_list, seed=seed, n_resamples=n_resamples)
+    report["overall"] = {k: v for k, v in overall.items() if k not in ("recall", "confusion")}
+    report["settings"] = {
+        "seed": seed,
+        "n_resamples": n_resamples,
+        "n_permutations": n_permutations,
+        "min_speakers": min_speakers,
+        "age_bands": edges if edges is not None else "decades",
+        "ci": "95% percentile bootstrap over speakers",
+        "p_value": "permutation test over speakers of the largest UAR gap between compared groups",
+    }
+    report["by"] = {}
+    for key in keys:
+        values = []
+        for r in rows:
+            demo = dict(demographics.get(r["id"], {}))
+            if key == "gender" and not demo.get("gender") and r.get("gender"):
+                demo["gender"] = r["gender"]  # the predictions file carries gender too
+            values.append(_value(key, demo, edges))
+        report["by"][key] = _audit_one(
+            key,
+            rows,
+            values,
+            label_list,
+            corpus=corpus or "the corpus",
+            seed=seed,
+            n_resamples=n_resamples,
+            n_permutations=n_permutations,
+            min_speakers=min_speakers,
+        )
+    if not any(section["available"] for section in report["by"].values()):
+        raise AuditError(f"{corpus or 'the corpus'} records none of {', '.join(keys)}; nothing to audit")
+    report["notes"] = notes
+    return report
+
+
+# --------------------------------------------------------------------------------------------------------
+# Report text
+# --------------------------------------------------------------------------------------------------------
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def _with_ci(value: float | None, ci: Sequence[float] | None) -> str:
+    return _fmt(value) + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
+
+
+def verdict(key: str, section: Mapping[str, Any], alpha: float = 0.05) -> str:
+    """One sentence on whether the groups of ``key`` differ in UAR beyond chance."""
+    name = key.replace("_", " ")
+    if not section.get("available"):
+        return f"By {name}: not audited ({section.get('note', 'not recorded')})."
+    if section.get("p_value_uar") is None:
+        return f"By {name}: no comparison (fewer than two groups with enough speakers)."
+    groups = section["groups"]
+    best, worst = section["best_uar"], section["worst_uar"]
+    p = section["p_value_uar"]
+    head = (
+        f"By {name}: UAR ranges from {groups[worst]['uar']:.3f} ({worst}) to {groups[best]['uar']:.3f} ({best}), "
+        f"a gap of {section['gap']['uar']:.3f} (permutation p = {p:.3f})"
+    )
+    if p < alpha:
+        return head + f": larger than chance; the model serves {worst} speakers worse."
+    floor = section.get("p_value_floor")
+    if floor is not None and floor >= alpha:
+        return head + (
+            f": too few speakers for this test to reach p < {alpha:g} (smallest possible p = {floor:.3f}), "
+            "so this is not evidence either way."
+        )
+    return head + f": consistent with chance at the {alpha:.0%} level (no evidence of a group difference)."
+
+
+def render_markdown(report: Mapping[str, Any]) -> str:
+    """Readable tables and verdict sentences for one audit report."""
+    labels = report["labels"]
+    settings = report["settings"]
+    overall = report["overall"]
+    lines = [
+        f"# Fairness audit: {report['corpus'] or 'predictions'}",
+        "",
+        f"{overall['n']} test utterances from {overall['speakers']} speakers; labels: {', '.join(labels)}.",
+        f"Intervals: {settings['ci']} ({settings['n_resamples']} resamples). "
+        f"p-values: {settings['p_value']} ({settings['n_permutations']} permutations). "
+        f"Groups with fewer than {settings['min_speakers']} speakers are reported but not compared.",
+        "",
+        "Overall: "
+        + ", ".join(f"{METRIC_LABELS[m]} {_with_ci(overall[m], overall[f'{m}_ci'])}" for m in METRICS)
+        + ".",
+        "",
+        "## Verdict",
+        "",
+    ]
+    if report.get("leaky"):
+        lines.append(
+            "- **Leaky evaluation**: some test speakers were also in training, so every figure here is optimistic."
+        )
+    lines += [f"- {verdict(key, section)}" for key, section in report["by"].items()]
+    for note in report.get("notes", []):
+        lines.append(f"- Note: {note}.")
+    for key, section in report["by"].items():
+        lines += ["", f"## By {key.replace('_', ' ')}", ""]
+        if not section["available"]:
+            lines.append(f"Not available: {section['note']}.")
+            continue
+        groups = section["groups"]
+        lines += [
+            "| group | speakers | utterances | accuracy (95% CI) | UAR (95% CI) | macro-F1 (95% CI) |",
+            "|---|---:|---:|---|---|---|",
+        ]
+        for g, r in groups.items():
+            flag = " (too small)" if r["too_small"] else ""
+            cells = " | ".join(_with_ci(r[m], r[f"{m}_ci"]) for m in METRICS)
+            lines.append(f"| {g}{flag} | {r['speakers']} | {r['n']} | {cells} |")
+        lines.append("")
+        if section.get("p_value_uar") is not None:
+            lines.append(
+                "Gap (best - worst): "
+                + ", ".join(f"{METRIC_LABELS[m]} {_fmt(section['gap'][m])}" for m in METRICS)
+                + ". Worst/best ratio: "
+                + ", ".join(f"{METRIC_LABELS[m]} {_fmt(section['ratio'][m])}" for m in METRICS)
+                + f". Permutation p-value (UAR gap): {section['p_value_uar']:.3f}."
+            )
+            lines.append("")
+        lines += [
+            "Recall per class (equal opportunity):",
+            "",
+            "| class | " + " | ".join(groups) + " | gap |",
+            "|---|" + "---:|" * (len(groups) + 1),
+        ]
+        for label in labels:
+            cells = " | ".join(_fmt(groups[g]["recall"][label]) for g in groups)
+            lines.append(f"| {label} | {cells} | {_fmt(section.get('recall_gap', {}).get(label))} |")
+        for note in section.get("notes", []):
+            lines += ["", f"Note: {note}."]
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------------------------------------
+# Run directories
+# --------------------------------------------------------------------------------------------------------
+
+
+def write_text(path: Path, text: str) -> Path:
+    """Write ``text`` atomically (temp file in the same folder, then rename); returns ``path``."""
+    atomic_write_text(path, text)
+    return path
+
+
+def read_model_info(run_dir: Path) -> dict[str, Any]:
+    """RUN/model.json as a dict ({} when absent); its ``labels`` and ``label_policy`` are used here."""
+    path = run_dir / "model.json"
+    if not path.is_file():
+        return {}
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise AuditError(f"{path} is not valid JSON: {e.msg} (line {e.lineno})") from None
+    if not isinstance(info, dict):
+        raise AuditError(f"{path} must hold a JSON object")
+    return info
+
+
+def read_leaky(run_dir: Path, corpus: str) -> bool | None:
+    """``leaky`` from RUN/metrics/<corpus>.json (None when unknown): were test speakers seen in training?"""
+    path = run_dir / "metrics" / f"{corpus}.json"
+    if not path.is_file():
+        return None
+    try:
+        value = json.loads(path.read_text(encoding="utf-8")).get("leaky")
+    except (json.JSONDecodeError, AttributeError):
+        return None
+    return bool(value) if value is not None else None
+
+
+def predictions_for(run_dir: str | os.PathLike[str], name: str, root: str) -> tuple[Path, str]:
+    """(RUN/predictions/<corpus>.csv, canonical corpus name), evaluating the run on the corpus first if the
+    file is missing (``emoshift.evaluate.evaluate_run``)."""
+    from emoshift.corpora import canonical_name
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise AuditError(f"run directory not found: {run_dir}")
+    try:
+        corpus = canonical_name(name)
+    except KeyError as e:
+        raise AuditError(str(e.args[0])) from None
+    candidates = [run_dir / "predictions" / f"{corpus}.csv", run_dir / "predictions" / f"{name}.csv"]
+    for path in candidates:
+        if path.is_file():
+            return path, corpus
+    try:
+        evaluate = importlib.import_module("emoshift.evaluate")
+    except ModuleNotFoundError as e:
+        if e.name != "emoshift.evaluate":
+            raise
+        raise AuditError(
+            f"{run_dir} has no predictions/{corpus}.csv and this install cannot evaluate"
+        ) from None
+    evaluate.evaluate_run(run_dir, {corpus: root})
+    for path in candidates:
+        if path.is_file():
+            return path, corpus
+    raise AuditError(f"evaluating {run_dir} on {corpus} wrote no predictions/{corpus}.csv")
+
+
+def audit_run(
+    run_dir: str | os.PathLike[str],
+    name: str,
+    root: str,
+    *,
+    by: Sequence[str] = DEFAULT_BY,
+    age_bands: Sequence[int] | None = None,
+    seed: int = 0,
+    n_resamples: int = 1000,
+    n_permutations: int = 1000,
+    min_speakers: int = MIN_SPEAKERS,
+) -> Path:
+    """Audit RUN on corpus ``name`` at ``root``; writes RUN/audit/<corpus>.json, .md and plots.
+
+    Returns the JSON path. Demographics come from scanning the corpus under the run's label policy
+    (``label_policy`` in RUN/model.json, default "six").
+    """
+    from emoshift import plots
+    from emoshift.corpora import scan
+
+    run_dir = Path(run_dir)
+    pred_path, corpus = predictions_for(run_dir, name, root)
+    info = read_model_info(run_dir)
+    rows = read_predictions(pred_path)
+    result = scan(corpus, root, labels=str(info.get("label_policy") or "six"))
+    report = audit_predictions(
+        rows,
+        demographics_from_utterances(result.utterances),
+        by=by,
+        labels=info.get("labels"),
+        age_bands=age_bands,
+        seed=seed,
+        n_resamples=n_resamples,
+        n_permutations=n_permutations,
+        min_speakers=min_speakers,
+        corpus=corpus,
+    )
+    report["run"] = str(run_dir)
+    report["leaky"] = read_leaky(run_dir, corpus)
+    out_dir = run_dir / "audit"
+    for key, section in report["by"].items():
+        if not section["available"]:
+            continue
+        groups = section["groups"]
+        plots.plot_group_bars(
+            groups,
+            METRICS,
+            out_dir / f"{corpus}_{key}_bars.png",
+            title=f"{corpus}: by {key.replace('_', ' ')}",
+        )
+        plots.plot_confusions(
+            {f"{g} ({r['speakers']} spk, n={r['n']})": r["confusion"] for g, r in groups.items()},
+            report["labels"],
+            out_dir / f"{corpus}_{key}_confusion.png",
+            title=f"{corpus}: confusion by {key.replace('_', ' ')} (share of each true class)",
+        )
+    write_text(out_dir / f"{corpus}.md", render_markdown(report))
+    return write_text(out_dir / f"{corpus}.json", json.dumps(report, indent=2) + "\n")

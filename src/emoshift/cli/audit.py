@@ -1,0 +1,106 @@
+"""`emoshift audit` (fairness audit per speaker group) and `emoshift compare` (paired test of two runs)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+
+from emoshift.cli import app
+from emoshift.cli._common import console, fail, parse_named_roots
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that are the user's input, shown as one line (no traceback). Evaluation's own errors are
+    included when evaluation ran (the modules are only loaded then, so `--help` stays fast)."""
+    from emoshift.corpora import CorpusError, ScanValidationError
+
+    errors: list[type[BaseException]] = [ValueError, OSError, KeyError, CorpusError, ScanValidationError]
+    for module, name in (("emoshift.evaluate", "EvaluationError"), ("emoshift.rundir", "RunError")):
+        if module in sys.modules and hasattr(sys.modules[module], name):
+            errors.append(getattr(sys.modules[module], name))
+    return tuple(errors)
+
+
+def _message(err: BaseException) -> str:
+    return str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
+
+
+@app.command("audit")
+def audit(
+    run: Path = typer.Argument(..., help="Run directory (holds model.json and predictions/<corpus>.csv)."),
+    on: list[str] = typer.Option(..., "--on", help="NAME=ROOT of a corpus to audit on (repeatable)."),
+    by: str = typer.Option(
+        "gender,age_band", "--by", help="Groupings, comma-separated: gender, age_band, race, ethnicity."
+    ),
+    age_bands: str | None = typer.Option(
+        None,
+        "--age-bands",
+        help="Lower edges of age bands, e.g. 20,35,50 (default: decades 20-29, 30-39, ...).",
+    ),
+    min_speakers: int = typer.Option(
+        3, "--min-speakers", help="Groups with fewer speakers are not compared."
+    ),
+    resamples: int = typer.Option(1000, "--resamples", help="Bootstrap resamples (over speakers) per CI."),
+    permutations: int = typer.Option(
+        1000, "--permutations", help="Permutations for the group-difference test."
+    ),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Audit a run for group differences: per-group metrics with CIs, gaps, ratios, a permutation test.
+
+    Writes RUN/audit/<corpus>.json, <corpus>.md and per-grouping bar and confusion plots.
+    """
+    import json
+
+    from emoshift.audit import audit_run, parse_age_bands, parse_by, verdict
+
+    roots = parse_named_roots(on, "--on")
+    try:
+        keys = parse_by(by)
+        edges = parse_age_bands(age_bands)
+        for name, root in roots.items():
+            path = audit_run(
+                run,
+                name,
+                root,
+                by=keys,
+                age_bands=edges,
+                seed=seed,
+                n_resamples=resamples,
+                n_permutations=permutations,
+                min_speakers=min_speakers,
+            )
+            report = json.loads(path.read_text(encoding="utf-8"))
+            console.print(
+                f"[bold]{report['corpus']}[/]: wrote {path} and {path.with_suffix('.md').name}",
+                soft_wrap=True,
+            )
+            for key, section in report["by"].items():
+                console.print(f"  {verdict(key, section)}", highlight=False, soft_wrap=True)
+    except _user_errors() as e:
+        fail(_message(e))
+
+
+@app.command("compare")
+def compare(
+    run_a: Path = typer.Argument(..., help="First run directory (A)."),
+    run_b: Path = typer.Argument(..., help="Second run directory (B)."),
+    on: str = typer.Option(..., "--on", help="NAME=ROOT of the corpus both runs are tested on."),
+    out: Path | None = typer.Option(
+        None, "-o", "--out", help="Output JSON (default RUN_A/compare/<RUN_B name>_<corpus>.json)."
+    ),
+    resamples: int = typer.Option(1000, "--resamples", help="Bootstrap resamples (over speakers)."),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Paired comparison of two runs on the same test utterances: McNemar + bootstrap CI of the UAR difference."""
+    from emoshift.compare import compare_runs
+
+    ((name, root),) = parse_named_roots([on], "--on").items()
+    try:
+        path, result = compare_runs(run_a, run_b, name, root, out=out, seed=seed, n_resamples=resamples)
+    except _user_errors() as e:
+        fail(_message(e))
+    console.print(result["verdict"], highlight=False, soft_wrap=True)
+    console.print(f"wrote {path}", highlight=False, soft_wrap=True)

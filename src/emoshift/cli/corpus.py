@@ -1,0 +1,155 @@
+"""`emoshift corpus ...`: index a corpus into a manifest CSV and say what was kept, left out and skipped.
+
+emoshift corpus index ravdess /data/RAVDESS -o manifests/ravdess.csv
+emoshift corpus index crema-d /data/CREMA-D --labels four -o manifests/crema-d.csv --verbose
+emoshift corpus list
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.markup import escape
+
+from emoshift.cli import app
+from emoshift.cli._common import console, err_console, fail
+from emoshift.corpora import LABEL_POLICIES, list_corpora
+
+if TYPE_CHECKING:
+    from emoshift.corpora.base import Scan
+
+corpus_app = typer.Typer(
+    help="Index emotional-speech corpora into manifest CSV files.",
+    no_args_is_help=True,
+)
+app.add_typer(corpus_app, name="corpus")
+
+_CORPUS_HELP = f"Corpus name: {', '.join(list_corpora())}."
+_LABELS_HELP = (
+    f"Label policy: {', '.join(LABEL_POLICIES)}. six = the classes RAVDESS and CREMA-D share; "
+    "calm-as-neutral = six, with RAVDESS calm counted as neutral; four = angry, happy, neutral, sad; "
+    "native = every canonical emotion the corpus has."
+)
+
+
+@corpus_app.command("index")
+def index(
+    corpus: Annotated[str, typer.Argument(metavar="CORPUS", help=_CORPUS_HELP, show_default=False)],
+    root: Annotated[
+        Path,
+        typer.Argument(metavar="ROOT", help="Folder holding the corpus as distributed.", show_default=False),
+    ],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Manifest CSV to write (one row per kept utterance).")
+    ],
+    labels: Annotated[str, typer.Option("--labels", help=_LABELS_HELP)] = "six",
+    include_song: Annotated[
+        bool, typer.Option("--include-song", help="RAVDESS only: keep the sung takes too.")
+    ] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="List every skipped file with its reason.")
+    ] = False,
+    workers: Annotated[
+        int | None,
+        typer.Option("--workers", min=1, help="Decoding threads (default: min(32, CPU cores + 4))."),
+    ] = None,
+) -> None:
+    """Scan ROOT as CORPUS, write the kept utterances to a manifest CSV and print a summary."""
+    from emoshift.corpora import CorpusError, ScanValidationError, canonical_name, get_corpus
+    from emoshift.corpora.manifest import write_manifest
+
+    try:
+        name = canonical_name(corpus)
+    except KeyError as e:
+        fail(escape(str(e.args[0])))
+    if labels not in LABEL_POLICIES:
+        fail(escape(f"unknown label policy {labels!r}; choose one of: {', '.join(LABEL_POLICIES)}"))
+    if include_song and name != "ravdess":
+        fail(f"--include-song applies to ravdess only, not {name}")
+    extra = {"include_song": True} if include_song else {}
+    try:
+        result = get_corpus(name).scan(
+            root, labels=labels, workers=workers, progress=err_console.is_terminal, **extra
+        )
+    except CorpusError as e:
+        fail(escape(str(e)))
+    except ScanValidationError as e:
+        fail(escape(f"the scan is inconsistent: {e}"), code=1)
+
+    print_summary(result, verbose=verbose)
+    if not result.utterances:
+        reasons = ", ".join(f"{k} {n}" for k, n in result.skipped_by_reason().most_common())
+        left_out = sum(result.left_out.values())
+        fail(
+            escape(
+                f"nothing kept from {result.root}: {len(result.skipped)} files skipped ({reasons or 'none'}), "
+                f"{left_out} left out by label policy {labels!r}; no manifest written"
+            ),
+            code=1,
+        )
+    try:
+        written = write_manifest(output, result.utterances)
+    except OSError as e:
+        fail(escape(f"cannot write {output}: {e.strerror or e}"), code=1)
+    console.print(
+        f"wrote {len(result.utterances)} utterances to {escape(str(written))}",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+@corpus_app.command("list")
+def list_() -> None:
+    """List the corpora emoshift can index, with the first line of each loader's description."""
+    from emoshift.corpora import get_corpus
+
+    for name in list_corpora():
+        doc = (get_corpus(name).__doc__ or "").strip().splitlines()
+        console.print(f"[bold]{name:<8}[/] {doc[0] if doc else ''}", highlight=False, soft_wrap=True)
+
+
+def print_summary(result: Scan, *, verbose: bool = False) -> None:
+    """Kept utterances per emotion x gender, speakers, left out by policy, skipped by reason, warnings."""
+    from rich.table import Table
+
+    kept = result.utterances
+    console.print(
+        f"[bold]{result.corpus}[/]: {len(kept)} utterances kept from {escape(result.root)} (labels: {result.labels})",
+        highlight=False,
+        soft_wrap=True,
+    )
+    if kept:
+        genders = sorted({u.gender or "unknown" for u in kept}, key=("male", "female", "unknown").index)
+        counts = Counter((u.emotion, u.gender or "unknown") for u in kept)
+        table = Table(title="kept per emotion x gender", title_justify="left")
+        table.add_column("emotion")
+        for g in [*genders, "total"]:
+            table.add_column(g, justify="right")
+        for emotion in result.label_set:
+            row = [counts[emotion, g] for g in genders]
+            table.add_row(emotion, *map(str, row), str(sum(row)))
+        totals = [sum(counts[e, g] for e in result.label_set) for g in genders]
+        table.add_row("total", *map(str, totals), str(len(kept)), style="bold")
+        console.print(table)
+        per_gender = Counter(u.gender or "unknown" for u in {u.speaker: u for u in kept}.values())
+        split = ", ".join(f"{per_gender[g]} {g}" for g in genders)
+        console.print(f"speakers: {len(result.speakers)} ({split})", highlight=False)
+    if result.left_out:
+        items = ", ".join(f"{e} {n}" for e, n in sorted(result.left_out.items()))
+        console.print(
+            f"left out by label policy {result.labels}: {sum(result.left_out.values())} ({items})",
+            highlight=False,
+        )
+    if result.skipped:
+        items = ", ".join(f"{k} {n}" for k, n in result.skipped_by_reason().most_common())
+        console.print(f"skipped: {len(result.skipped)} ({items})", highlight=False, soft_wrap=True)
+        if verbose:
+            for s in result.skipped:
+                console.print(f"  {s.path}: {s.reason}", highlight=False, soft_wrap=True, markup=False)
+        else:
+            console.print("  (--verbose lists each skipped file)", highlight=False)
+    for w in result.warnings:
+        console.print(f"[yellow]warning:[/] {escape(w)}", highlight=False, soft_wrap=True)

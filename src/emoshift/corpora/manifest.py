@@ -1,0 +1,91 @@
+"""Manifest CSV files: a scan's kept utterances, one row each, columns :data:`base.UTTERANCE_FIELDS`.
+
+A manifest freezes a scan: later steps (features, training, evaluation) read it instead of decoding the
+corpus again. Empty cells mean None. Relative paths are read relative to the manifest's own folder, so a
+manifest can travel with its audio.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+from emoshift.corpora.base import UTTERANCE_FIELDS, Utterance
+
+# Columns a manifest must have (Utterance fields without a default); the others may be absent.
+REQUIRED_COLUMNS: tuple[str, ...] = tuple(
+    f.name for f in dataclasses.fields(Utterance) if f.default is dataclasses.MISSING
+)
+# Fields whose cell may be empty (None): those typed "... | None".
+_NULLABLE = frozenset(f.name for f in dataclasses.fields(Utterance) if "None" in str(f.type))
+_INT_FIELDS = frozenset({"age"})
+_FLOAT_FIELDS = frozenset({"duration_s"})
+
+
+class ManifestError(ValueError):
+    """A manifest that cannot be read back (message is one line, for the user)."""
+
+
+def write_manifest(path: str | os.PathLike[str], utterances: Iterable[Utterance]) -> Path:
+    """Write ``utterances`` as CSV to ``path`` atomically (temp file, then os.replace); return the path."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    try:
+        with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, fieldnames=list(UTTERANCE_FIELDS))
+            writer.writeheader()
+            for u in utterances:
+                writer.writerow(u.to_row())
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return out
+
+
+def read_manifest(path: str | os.PathLike[str]) -> list[Utterance]:
+    """Read a manifest written by :func:`write_manifest`; ManifestError on a missing file or a bad row."""
+    src = Path(path)
+    try:
+        with open(src, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            columns = reader.fieldnames or []
+            missing = [c for c in REQUIRED_COLUMNS if c not in columns]
+            if missing:
+                raise ManifestError(f"{src}: not a manifest, missing columns {', '.join(missing)}")
+            return [_utterance(row, src, line=i + 2) for i, row in enumerate(reader)]
+    except OSError as e:
+        raise ManifestError(f"{src}: cannot read manifest ({e.strerror or e})") from None
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise ManifestError(f"{src}: not a CSV manifest ({e})") from None
+
+
+def _utterance(row: dict[str, str | None], src: Path, *, line: int) -> Utterance:
+    values: dict[str, object] = {}
+    for name in UTTERANCE_FIELDS:
+        cell = (row.get(name) or "").strip()
+        if not cell:
+            if name not in _NULLABLE:
+                raise ManifestError(f"{src}:{line}: empty {name}")
+            values[name] = None
+        elif name in _INT_FIELDS:
+            values[name] = _number(int, cell, name, src, line)
+        elif name in _FLOAT_FIELDS:
+            values[name] = _number(float, cell, name, src, line)
+        else:
+            values[name] = cell
+    if not os.path.isabs(str(values["path"])):
+        values["path"] = str((src.parent / str(values["path"])).resolve())
+    return Utterance(**values)  # type: ignore[arg-type]
+
+
+def _number(kind: type[int] | type[float], cell: str, name: str, src: Path, line: int) -> int | float:
+    try:
+        return kind(cell)
+    except ValueError:
+        raise ManifestError(f"{src}:{line}: {name} must be a number, got {cell!r}") from None

@@ -1,0 +1,384 @@
+"""Classification metrics, speaker-level bootstrap confidence intervals, and paired / group tests.
+
+Everything is computed from confusion matrices. The point metrics equal scikit-learn's on the same
+predictions (the tests check ``accuracy_score``, ``balanced_accuracy_score``, ``f1_score(average="macro")``,
+``recall_score`` and ``confusion_matrix``):
+
+- accuracy: correct / n
+- uar (unweighted average recall = balanced accuracy): mean recall over the labels present in ``y_true``
+- macro_f1: mean F1 over the labels present in ``y_true`` or ``y_pred`` (scikit-learn's default label set)
+
+Utterances of one speaker are not independent (same voice, same sentences), so confidence intervals resample
+*speakers* with replacement and keep all of a resampled speaker's utterances. The bootstrap is vectorised: one
+confusion matrix per speaker is computed once, and each resample's confusion matrix is a weighted sum of them
+(weights = how often each speaker was drawn), so 1,000 resamples are a single matrix product.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy.stats import binomtest
+
+METRICS: tuple[str, ...] = ("accuracy", "uar", "macro_f1")
+
+
+class PredictionsError(ValueError):
+    """A predictions file or array that cannot be used (message is one line, for the user)."""
+
+
+# --------------------------------------------------------------------------------------------------------
+# Encoding and confusion matrices
+# --------------------------------------------------------------------------------------------------------
+
+
+def _encode(values: Sequence[str], labels: Sequence[str], what: str) -> np.ndarray:
+    """Label strings -> indices into ``labels`` (int64). Unknown labels are an error, not silently dropped."""
+    index = {label: i for i, label in enumerate(labels)}
+    try:
+        return np.fromiter((index[v] for v in values), dtype=np.int64, count=len(values))
+    except KeyError as e:
+        raise PredictionsError(f"{what} label {e.args[0]!r} is not one of {list(labels)}") from None
+
+
+def _encode_groups(groups: Sequence[str]) -> tuple[np.ndarray, list[str]]:
+    names = sorted(set(groups))
+    return _encode(groups, names, "group"), names
+
+
+def _prepare(
+    y_true: Sequence[str], y_pred: Sequence[str], labels: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    labels = list(labels)
+    if len(set(labels)) != len(labels) or not labels:
+        raise PredictionsError(f"labels must be a non-empty list without repeats, got {labels}")
+    if len(y_true) != len(y_pred):
+        raise PredictionsError(f"y_true has {len(y_true)} items but y_pred has {len(y_pred)}")
+    if len(y_true) == 0:
+        raise PredictionsError("no predictions to score")
+    return _encode(y_true, labels, "true"), _encode(y_pred, labels, "predicted"), labels
+
+
+def confusion_stack(
+    t: np.ndarray, p: np.ndarray, groups: np.ndarray, n_labels: int, n_groups: int
+) -> np.ndarray:
+    """One confusion matrix per group from encoded arrays: (G, L, L), rows true, columns predicted."""
+    flat = (groups * n_labels + t) * n_labels + p
+    counts = np.bincount(flat, minlength=n_groups * n_labels * n_labels)
+    return counts.reshape(n_groups, n_labels, n_labels)
+
+
+def batch_metrics(conf: np.ndarray) -> dict[str, np.ndarray]:
+    """accuracy, uar and macro_f1 of a batch of confusion matrices (..., L, L); NaN where undefined."""
+    conf = np.asarray(conf, dtype=np.float64)
+    tp = np.diagonal(conf, axis1=-2, axis2=-1)  # (..., L)
+    support = conf.sum(axis=-1)  # true counts per class
+    predicted = conf.sum(axis=-2)
+    total = support.sum(axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        accuracy = tp.sum(axis=-1) / total
+        present = support > 0
+        recall = np.where(present, tp / np.where(present, support, 1), 0.0)
+        uar = recall.sum(axis=-1) / present.sum(axis=-1)
+        seen = (support + predicted) > 0
+        f1 = np.where(seen, 2 * tp / np.where(seen, support + predicted, 1), 0.0)
+        macro_f1 = f1.sum(axis=-1) / seen.sum(axis=-1)
+    return {"accuracy": accuracy, "uar": uar, "macro_f1": macro_f1}
+
+
+def _percentile(values: np.ndarray, alpha: float) -> list[float] | None:
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return None
+    lo, hi = np.quantile(values, [alpha / 2, 1 - alpha / 2])
+    return [float(lo), float(hi)]
+
+
+def _speaker_draws(n_speakers: int, n_resamples: int, rng: np.random.Generator) -> np.ndarray:
+    """(R, S) how many times each speaker is drawn in each resample (speakers drawn with replacement)."""
+    draws = rng.integers(0, n_speakers, size=(n_resamples, n_speakers))
+    draws += (np.arange(n_resamples) * n_speakers)[:, None]
+    counts = np.bincount(draws.ravel(), minlength=n_resamples * n_speakers)
+    return counts.reshape(n_resamples, n_speakers).astype(np.float64)
+
+
+def _resampled(per_speaker: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """(R, S) weights x (S, L, L) confusions -> (R, L, L)."""
+    s, n_labels, _ = per_speaker.shape
+    return (weights @ per_speaker.reshape(s, -1).astype(np.float64)).reshape(-1, n_labels, n_labels)
+
+
+def _check_resampling(n_resamples: int, alpha: float) -> None:
+    if n_resamples < 1:
+        raise ValueError(f"n_resamples must be at least 1, got {n_resamples}")
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+
+
+# --------------------------------------------------------------------------------------------------------
+# Point metrics
+# --------------------------------------------------------------------------------------------------------
+
+
+def classification_metrics(
+    y_true: Sequence[str], y_pred: Sequence[str], labels: Sequence[str]
+) -> dict[str, Any]:
+    """accuracy, uar, macro_f1, n, labels, per_class_recall and confusion (rows true, columns predicted).
+
+    ``per_class_recall[label]`` is None for a label with no true utterances (recall is undefined there).
+    """
+    t, p, labels = _prepare(y_true, y_pred, labels)
+    conf = confusion_stack(t, p, np.zeros_like(t), len(labels), 1)[0]
+    m = batch_metrics(conf)
+    support = conf.sum(axis=1)
+    recall = {
+        label: (float(conf[i, i] / support[i]) if support[i] > 0 else None) for i, label in enumerate(labels)
+    }
+    return {
+        "accuracy": float(m["accuracy"]),
+        "uar": float(m["uar"]),
+        "macro_f1": float(m["macro_f1"]),
+        "n": len(t),
+        "labels": labels,
+        "per_class_recall": recall,
+        "confusion": conf.tolist(),
+    }
+
+
+# --------------------------------------------------------------------------------------------------------
+# Bootstrap over speakers
+# --------------------------------------------------------------------------------------------------------
+
+
+def bootstrap_ci(
+    y_true: Sequence[str],
+    y_pred: Sequence[str],
+    speakers: Sequence[str],
+    labels: Sequence[str],
+    *,
+    metrics: Sequence[str] = ("accuracy", "uar"),
+    n_resamples: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.05,
+) -> dict[str, list[float] | None]:
+    """Percentile bootstrap interval per metric, resampling speakers with replacement.
+
+    Returns e.g. ``{"accuracy": [lo, hi], "uar": [lo, hi]}``; ``metrics`` may name accuracy, uar, macro_f1.
+    With a single speaker the interval collapses to the point value (there is nothing to resample).
+    """
+    unknown = [m for m in metrics if m not in METRICS]
+    if unknown:
+        raise ValueError(f"unknown metric(s) {unknown}; choose from {', '.join(METRICS)}")
+    _check_resampling(n_resamples, alpha)
+    t, p, labels = _prepare(y_true, y_pred, labels)
+    if len(speakers) != len(t):
+        raise PredictionsError(f"speakers has {len(speakers)} items but y_true has {len(t)}")
+    g, names = _encode_groups(speakers)
+    per_speaker = confusion_stack(t, p, g, len(labels), len(names))  # (S, L, L)
+    weights = _speaker_draws(len(names), n_resamples, np.random.default_rng(seed))  # (R, S)
+    values = batch_metrics(_resampled(per_speaker, weights))
+    return {m: _percentile(values[m], alpha) for m in metrics}
+
+
+def evaluate_predictions(
+    y_true: Sequence[str],
+    y_pred: Sequence[str],
+    speakers: Sequence[str],
+    labels: Sequence[str],
+    *,
+    seed: int = 0,
+    n_resamples: int = 1000,
+) -> dict[str, Any]:
+    """The metrics JSON content: the point metrics plus ``ci95`` for accuracy and UAR (speaker bootstrap)."""
+    out = classification_metrics(y_true, y_pred, labels)
+    out["ci95"] = bootstrap_ci(y_true, y_pred, speakers, labels, n_resamples=n_resamples, seed=seed)
+    return out
+
+
+# --------------------------------------------------------------------------------------------------------
+# Paired comparison of two models on the same utterances
+# --------------------------------------------------------------------------------------------------------
+
+
+def mcnemar_exact(correct_a: Sequence[bool], correct_b: Sequence[bool]) -> tuple[int, int, float]:
+    """McNemar's exact test on paired correctness: (b, c, two-sided p).
+
+    b = utterances A got right and B got wrong, c = the reverse. Under "same error rate" b ~ Binomial(b+c, 1/2).
+    """
+    a = np.asarray(correct_a, dtype=bool)
+    b_ = np.asarray(correct_b, dtype=bool)
+    if a.shape != b_.shape:
+        raise PredictionsError(f"correct_a has {a.size} items but correct_b has {b_.size}")
+    b = int(np.sum(a & ~b_))
+    c = int(np.sum(~a & b_))
+    p = 1.0 if b + c == 0 else float(binomtest(b, b + c, 0.5, alternative="two-sided").pvalue)
+    return b, c, p
+
+
+def paired_bootstrap_diff(
+    y_true: Sequence[str],
+    pred_a: Sequence[str],
+    pred_b: Sequence[str],
+    speakers: Sequence[str],
+    labels: Sequence[str],
+    *,
+    metric: str = "uar",
+    n_resamples: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.05,
+) -> dict[str, Any]:
+    """Difference ``metric(A) - metric(B)`` with a paired bootstrap interval over speakers.
+
+    Both models are scored on the same resampled speakers in every resample. Returns
+    ``{"a": .., "b": .., "diff": .., "ci": [lo, hi]}``.
+    """
+    if metric not in METRICS:
+        raise ValueError(f"unknown metric {metric!r}; choose from {', '.join(METRICS)}")
+    _check_resampling(n_resamples, alpha)
+    t, pa, labels = _prepare(y_true, pred_a, labels)
+    _, pb, _ = _prepare(y_true, pred_b, labels)
+    if len(speakers) != len(t):
+        raise PredictionsError(f"speakers has {len(speakers)} items but y_true has {len(t)}")
+    g, names = _encode_groups(speakers)
+    conf_a = confusion_stack(t, pa, g, len(labels), len(names))
+    conf_b = confusion_stack(t, pb, g, len(labels), len(names))
+    a = float(batch_metrics(conf_a.sum(axis=0))[metric])
+    b = float(batch_metrics(conf_b.sum(axis=0))[metric])
+    weights = _speaker_draws(len(names), n_resamples, np.random.default_rng(seed))
+    diffs = (
+        batch_metrics(_resampled(conf_a, weights))[metric]
+        - batch_metrics(_resampled(conf_b, weights))[metric]
+    )
+    return {"a": a, "b": b, "diff": a - b, "ci": _percentile(diffs, alpha)}
+
+
+# --------------------------------------------------------------------------------------------------------
+# Do groups of speakers differ? (permutation test)
+# --------------------------------------------------------------------------------------------------------
+
+
+def _gap(values: np.ndarray) -> np.ndarray:
+    """Largest minus smallest over the last axis (the group axis), ignoring NaN."""
+    return np.nanmax(values, axis=-1) - np.nanmin(values, axis=-1)
+
+
+def permutation_test_groups(
+    y_true: Sequence[str],
+    y_pred: Sequence[str],
+    speakers: Sequence[str],
+    speaker_groups: Mapping[str, str],
+    labels: Sequence[str],
+    *,
+    metric: str = "uar",
+    statistic: Callable[[np.ndarray], np.ndarray] = _gap,
+    n_permutations: int = 1000,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Is the gap in ``metric`` between groups of speakers larger than chance? -> (observed, p-value).
+
+    Group labels are permuted across speakers (each speaker keeps all its utterances and group sizes in
+    speakers stay fixed); the statistic (default: largest minus smallest group metric) is recomputed for every
+    permutation. p = (1 + #{permuted >= observed}) / (1 + n_permutations), so it is never 0.
+    """
+    if metric not in METRICS:
+        raise ValueError(f"unknown metric {metric!r}; choose from {', '.join(METRICS)}")
+    if n_permutations < 1:
+        raise ValueError(f"n_permutations must be at least 1, got {n_permutations}")
+    t, p, labels = _prepare(y_true, y_pred, labels)
+    if len(speakers) != len(t):
+        raise PredictionsError(f"speakers has {len(speakers)} items but y_true has {len(t)}")
+    g, names = _encode_groups(speakers)
+    missing = [s for s in names if s not in speaker_groups]
+    if missing:
+        raise PredictionsError(f"speaker {missing[0]!r} has no group")
+    group_idx, group_names = _encode_groups([speaker_groups[s] for s in names])  # (S,)
+    if len(group_names) < 2:
+        raise ValueError("a permutation test needs speakers from at least two groups")
+    per_speaker = confusion_stack(t, p, g, len(labels), len(names)).reshape(len(names), -1).astype(np.float64)
+
+    def group_values(assign: np.ndarray) -> np.ndarray:
+        # assign: (R, S) group index per speaker -> (R, G) metric per group
+        out = []
+        for k in range(len(group_names)):
+            conf = (assign == k).astype(np.float64) @ per_speaker  # (R, L*L)
+            out.append(batch_metrics(conf.reshape(-1, len(labels), len(labels)))[metric])
+        return np.stack(out, axis=-1)
+
+    observed = float(statistic(group_values(group_idx[None, :]))[0])
+    rng = np.random.default_rng(seed)
+    perms = np.stack([rng.permutation(group_idx) for _ in range(n_permutations)])  # (R, S)
+    null = statistic(group_values(perms))
+    exceed = int(np.sum(null >= observed - 1e-12))
+    return observed, (1 + exceed) / (1 + n_permutations)
+
+
+def permutation_p_floor(group_sizes: Sequence[int]) -> float:
+    """The smallest p-value an exact permutation test of a symmetric group statistic (such as the largest
+    minus smallest group metric) can reach with these group sizes (in speakers).
+
+    Only the observed partition of speakers (and its relabelings among equally large groups) is as extreme as
+    itself, so p >= (ways to reproduce it) / (ways to assign the labels). With 3 + 3 speakers that is
+    2 / 20 = 0.1: no gap, however large, can then be called significant at 5%.
+    """
+    sizes = [int(n) for n in group_sizes]
+    if len(sizes) < 2 or min(sizes) < 1:
+        raise ValueError(f"need at least two non-empty groups, got sizes {sizes}")
+    log_assignments = math.lgamma(sum(sizes) + 1) - sum(math.lgamma(n + 1) for n in sizes)
+    log_same = sum(math.lgamma(c + 1) for c in Counter(sizes).values())
+    return min(1.0, math.exp(log_same - log_assignments))
+
+
+# --------------------------------------------------------------------------------------------------------
+# The predictions CSV (written by `emoshift evaluate`): id, path, corpus, speaker, gender, true, pred, p_<label>
+# --------------------------------------------------------------------------------------------------------
+
+REQUIRED_COLUMNS: tuple[str, ...] = ("id", "speaker", "true", "pred")
+
+
+def read_predictions(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Rows of a predictions CSV as dicts; ``p_<label>`` columns become floats (empty -> None)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"predictions file not found: {path}")
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        columns = list(reader.fieldnames or [])
+        missing = [c for c in REQUIRED_COLUMNS if c not in columns]
+        if missing:
+            raise PredictionsError(
+                f"{path}: missing column(s) {', '.join(missing)} (found {', '.join(columns)})"
+            )
+        rows: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        for line, raw in enumerate(reader, start=2):
+            row: dict[str, Any] = dict(raw)
+            if not row["id"] or not row["true"] or not row["pred"]:
+                raise PredictionsError(f"{path}:{line}: empty id, true or pred")
+            if row["id"] in seen:
+                raise PredictionsError(f"{path}:{line}: duplicate id {row['id']!r}")
+            seen.add(row["id"])
+            for c in columns:
+                if c.startswith("p_"):
+                    try:
+                        row[c] = float(raw[c]) if raw[c] not in ("", None) else None
+                    except ValueError:
+                        raise PredictionsError(f"{path}:{line}: {c} is not a number: {raw[c]!r}") from None
+            rows.append(row)
+    if not rows:
+        raise PredictionsError(f"{path}: no predictions")
+    return rows
+
+
+def prediction_labels(rows: Sequence[Mapping[str, Any]], declared: Sequence[str] | None = None) -> list[str]:
+    """The label list to score with: ``declared`` (the model's labels, in order) plus any other label seen in
+    the rows (appended, sorted), else the ``p_<label>`` columns, else the sorted labels seen."""
+    seen = sorted({r["true"] for r in rows} | {r["pred"] for r in rows})
+    base = list(declared) if declared else [c[2:] for c in rows[0] if c.startswith("p_")] if rows else []
+    return base + [label for label in seen if label not in base]

@@ -1,0 +1,309 @@
+"""Figures: confusion matrices, training curves, cross-corpus heatmaps and per-group bars with CIs.
+
+matplotlib with the non-interactive Agg backend (no display needed). Every figure is written to a temporary
+file and renamed into place, then closed, so a crash never leaves half a PNG and long runs do not leak figures.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import math
+import os
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.axes import Axes  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from emoshift.io import atomic_open  # noqa: E402
+
+METRIC_NAMES: dict[str, str] = {"accuracy": "accuracy", "uar": "UAR", "macro_f1": "macro-F1"}
+
+
+def save_figure(fig: Figure, path: str | os.PathLike[str], *, dpi: int = 120) -> Path:
+    """Write ``fig`` as PNG atomically and close it."""
+    path = Path(path)
+    try:
+        with atomic_open(path, "wb") as f:
+            fig.savefig(f, format="png", dpi=dpi, bbox_inches="tight")
+    finally:
+        plt.close(fig)
+    return path
+
+
+@contextlib.contextmanager
+def _figure(path: str | os.PathLike[str], *args: Any, **kwargs: Any) -> Iterator[tuple[Figure, Any]]:
+    """``plt.subplots(*args, **kwargs)`` for the ``with`` block; saved to ``path`` when the block succeeds
+    and closed either way, so a drawing error never leaves an open figure behind."""
+    fig, axes = plt.subplots(*args, **kwargs)
+    try:
+        yield fig, axes
+    except BaseException:
+        plt.close(fig)
+        raise
+    save_figure(fig, path)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Confusion matrices
+# --------------------------------------------------------------------------------------------------------
+
+
+def _row_normalised(confusion: Sequence[Sequence[float]]) -> tuple[np.ndarray, np.ndarray]:
+    counts = np.asarray(confusion, dtype=np.float64)
+    if counts.ndim != 2 or counts.shape[0] != counts.shape[1]:
+        raise ValueError(f"a confusion matrix must be square, got shape {counts.shape}")
+    support = counts.sum(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = np.where(support > 0, counts / np.where(support > 0, support, 1), np.nan)
+    return share, counts
+
+
+def _draw_confusion(ax: Axes, confusion: Sequence[Sequence[float]], labels: Sequence[str], title: str) -> Any:
+    share, counts = _row_normalised(confusion)
+    if len(labels) != share.shape[0]:
+        raise ValueError(f"{len(labels)} labels for a {share.shape[0]}x{share.shape[0]} confusion matrix")
+    image = ax.imshow(np.nan_to_num(share), cmap="Blues", vmin=0.0, vmax=1.0)
+    small = len(labels) > 8
+    for i in range(share.shape[0]):
+        for j in range(share.shape[1]):
+            if np.isnan(share[i, j]):
+                continue
+            colour = "white" if share[i, j] > 0.6 else "black"
+            text = f"{share[i, j]:.2f}" if small else f"{share[i, j]:.2f}\n({int(counts[i, j])})"
+            ax.text(j, i, text, ha="center", va="center", color=colour, fontsize=7 if small else 8)
+    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    return image
+
+
+def plot_confusion(
+    confusion: Sequence[Sequence[float]],
+    labels: Sequence[str],
+    path: str | os.PathLike[str],
+    *,
+    title: str = "",
+) -> Path:
+    """Confusion matrix normalised per true class (rows sum to 1), with the share and count in each cell."""
+    size = max(4.0, 0.75 * len(labels) + 2)
+    with _figure(path, figsize=(size + 1, size)) as (fig, ax):
+        image = _draw_confusion(ax, confusion, labels, title or "confusion (share of each true class)")
+        fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    return Path(path)
+
+
+def plot_confusions(
+    confusions: Mapping[str, Sequence[Sequence[float]]],
+    labels: Sequence[str],
+    path: str | os.PathLike[str],
+    *,
+    title: str = "",
+) -> Path:
+    """Several row-normalised confusion matrices side by side (e.g. one per speaker group)."""
+    if not confusions:
+        raise ValueError("no confusion matrices to plot")
+    n = len(confusions)
+    cols = min(n, 3)
+    rows = math.ceil(n / cols)
+    size = max(3.5, 0.6 * len(labels) + 1.5)
+    with _figure(path, rows, cols, figsize=(cols * size, rows * size), squeeze=False) as (fig, axes):
+        for ax, (name, conf) in zip(axes.ravel(), confusions.items(), strict=False):
+            _draw_confusion(ax, conf, labels, name)
+        for ax in axes.ravel()[n:]:
+            ax.axis("off")
+        if title:
+            fig.suptitle(title)
+        fig.tight_layout()
+    return Path(path)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Training curves
+# --------------------------------------------------------------------------------------------------------
+
+LOSS_COLUMNS: tuple[str, ...] = ("train_loss", "val_loss")
+SCORE_COLUMNS: tuple[str, ...] = ("val_uar", "val_accuracy")
+
+
+def _read_log(log: str | os.PathLike[str] | Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    if isinstance(log, str | os.PathLike):
+        path = Path(log)
+        if not path.is_file():
+            raise FileNotFoundError(f"training log not found: {path}")
+        with open(path, newline="", encoding="utf-8") as f:
+            return list(csv.DictReader(f))
+    return list(log)
+
+
+def _series(rows: Sequence[Mapping[str, Any]], column: str) -> tuple[list[float], list[float]]:
+    """(epochs, values) for rows where ``column`` holds a number; the last value per epoch wins (a CSV
+    logger may write several rows per epoch, each with only some columns filled)."""
+    by_epoch: dict[float, float] = {}
+    for row in rows:
+        value, epoch = row.get(column), row.get("epoch")
+        if value in (None, "") or epoch in (None, ""):
+            continue
+        try:
+            v, e = float(value), float(epoch)
+        except (TypeError, ValueError):
+            continue
+        if math.isfinite(v):
+            by_epoch[e] = v
+    epochs = sorted(by_epoch)
+    return epochs, [by_epoch[e] for e in epochs]
+
+
+def plot_curves(
+    log: str | os.PathLike[str] | Iterable[Mapping[str, Any]], path: str | os.PathLike[str]
+) -> Path:
+    """Training curves from a CSV log (column ``epoch`` and any of train_loss, val_loss, val_uar,
+    val_accuracy) or from the same rows as dicts: losses on the left, validation scores on the right."""
+    rows = _read_log(log)
+    panels = []
+    for columns, ylabel in ((LOSS_COLUMNS, "loss"), (SCORE_COLUMNS, "score")):
+        lines = {c: _series(rows, c) for c in columns}
+        lines = {c: s for c, s in lines.items() if s[0]}
+        if lines:
+            panels.append((ylabel, lines))
+    if not panels:
+        raise ValueError(f"the log has no epoch values for any of {', '.join(LOSS_COLUMNS + SCORE_COLUMNS)}")
+    with _figure(path, 1, len(panels), figsize=(5.5 * len(panels), 4), squeeze=False) as (fig, axes):
+        for ax, (ylabel, lines) in zip(axes[0], panels, strict=True):
+            for column, (epochs, values) in lines.items():
+                ax.plot(epochs, values, marker="o" if len(epochs) < 30 else None, markersize=3, label=column)
+            ax.set_xlabel("epoch")
+            ax.set_ylabel(ylabel)
+            if ylabel == "score":
+                ax.set_ylim(0.0, 1.0)
+            ax.grid(alpha=0.3)
+            ax.legend()
+        fig.tight_layout()
+    return Path(path)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Heatmaps (train corpus x test corpus)
+# --------------------------------------------------------------------------------------------------------
+
+
+def plot_heatmap(
+    matrix: Sequence[Sequence[float | None]],
+    row_labels: Sequence[str],
+    col_labels: Sequence[str],
+    path: str | os.PathLike[str],
+    *,
+    title: str = "",
+    fmt: str = ".2f",
+    xlabel: str = "",
+    ylabel: str = "",
+) -> Path:
+    """A labelled heatmap; ``None``/NaN cells are drawn blank with a dash. Colour scale 0-1 when the values
+    fit in it (accuracies, UARs), else the data range. ``fmt`` is a format spec such as ``.2f`` or ``.1%``."""
+    values = np.array([[np.nan if v is None else float(v) for v in row] for row in matrix], dtype=np.float64)
+    if values.shape != (len(row_labels), len(col_labels)):
+        raise ValueError(
+            f"matrix shape {values.shape} does not match {len(row_labels)}x{len(col_labels)} labels"
+        )
+    finite = values[np.isfinite(values)]
+    unit = finite.size == 0 or (finite.min() >= 0.0 and finite.max() <= 1.0)
+    vmin, vmax = (0.0, 1.0) if unit else (float(finite.min()), float(finite.max()))
+    figsize = (max(4.0, 1.1 * len(col_labels) + 2), max(3.0, 0.8 * len(row_labels) + 1.5))
+    cmap = plt.get_cmap("viridis").with_extremes(bad="lightgrey")
+    with _figure(path, figsize=figsize) as (fig, ax):
+        image = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, vmin=vmin, vmax=vmax)
+        for i in range(values.shape[0]):
+            for j in range(values.shape[1]):
+                v = values[i, j]
+                if np.isfinite(v):
+                    bright = (v - vmin) / ((vmax - vmin) or 1.0) > 0.6
+                    ax.text(
+                        j, i, format(v, fmt), ha="center", va="center", color="black" if bright else "white"
+                    )
+                else:
+                    ax.text(j, i, "–", ha="center", va="center", color="black")
+        ax.set_xticks(range(len(col_labels)), col_labels, rotation=30, ha="right")
+        ax.set_yticks(range(len(row_labels)), row_labels)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+        fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    return Path(path)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Grouped bars with CI error bars
+# --------------------------------------------------------------------------------------------------------
+
+
+def plot_group_bars(
+    groups: Mapping[str, Mapping[str, Any]],
+    metrics: Sequence[str],
+    path: str | os.PathLike[str],
+    *,
+    title: str = "",
+) -> Path:
+    """One cluster of bars per group, one bar per metric, with ``<metric>_ci`` as error bars.
+
+    ``groups`` is ``{group: {metric: value, metric_ci: [lo, hi], ...}}`` (the audit's group records fit).
+    Groups marked ``too_small`` are hatched and starred; their bars are shown, not hidden.
+    """
+    if not groups or not metrics:
+        raise ValueError("plot_group_bars needs at least one group and one metric")
+    names = list(groups)
+    width = 0.8 / len(metrics)
+    x = np.arange(len(names))
+    with _figure(path, figsize=(max(5.0, 1.4 * len(names) + 2), 4)) as (fig, ax):
+        for k, metric in enumerate(metrics):
+            heights, errors = [], []
+            for name in names:
+                record = groups[name]
+                value = record.get(metric)
+                value = float("nan") if value is None else float(value)
+                ci = record.get(f"{metric}_ci")
+                if ci is None or not np.isfinite(value):
+                    errors.append((0.0, 0.0))
+                else:
+                    errors.append((max(value - float(ci[0]), 0.0), max(float(ci[1]) - value, 0.0)))
+                heights.append(value)
+            yerr = np.array(errors).T  # (2, G)
+            bars = ax.bar(
+                x + (k - (len(metrics) - 1) / 2) * width,
+                heights,
+                width,
+                yerr=yerr,
+                capsize=3,
+                label=METRIC_NAMES.get(metric, metric),
+            )
+            for bar, name in zip(bars, names, strict=True):
+                if groups[name].get("too_small"):
+                    bar.set_hatch("//")
+                    bar.set_alpha(0.6)
+        ticks = []
+        for name in names:
+            record = groups[name]
+            label = name + (" *" if record.get("too_small") else "")
+            if record.get("speakers") is not None:
+                label += f"\n({record['speakers']} spk, n={record.get('n', '?')})"
+            ticks.append(label)
+        ax.set_xticks(x, ticks)
+        ax.set_ylim(0.0, 1.05)
+        ax.set_ylabel("score (95% CI)")
+        ax.grid(axis="y", alpha=0.3)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
+        full_title = title
+        if any(groups[n].get("too_small") for n in names):
+            full_title += ("\n" if title else "") + "* too few speakers to compare"
+        ax.set_title(full_title)
+        fig.tight_layout()
+    return Path(path)

@@ -1,0 +1,60 @@
+"""Manifest CSV: round trip, atomic write, relative paths, clear errors."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+
+from emoshift.corpora import UTTERANCE_FIELDS, get_corpus
+from emoshift.corpora.manifest import ManifestError, read_manifest, write_manifest
+
+from .fakes import BUILDERS
+
+
+def test_round_trip_for_every_corpus(corpus_name: str, tmp_path: Path) -> None:
+    fake = BUILDERS[corpus_name](tmp_path / corpus_name)
+    utterances = get_corpus(corpus_name).scan(fake.root, labels="native").utterances
+    out = write_manifest(tmp_path / "out" / "manifest.csv", utterances)
+    assert read_manifest(out) == utterances
+    with open(out, newline="") as f:
+        assert tuple(next(csv.reader(f))) == UTTERANCE_FIELDS
+    assert [p.name for p in out.parent.iterdir()] == ["manifest.csv"], "no temp file may be left behind"
+
+
+def test_overwrite_is_atomic_and_complete(tmp_path: Path) -> None:
+    fake = BUILDERS["crema-d"](tmp_path / "c")
+    utterances = get_corpus("crema-d").scan(fake.root).utterances
+    out = tmp_path / "m.csv"
+    write_manifest(out, utterances)
+    write_manifest(out, utterances[:3])
+    assert len(read_manifest(out)) == 3
+
+
+def test_relative_paths_are_read_relative_to_the_manifest(tmp_path: Path) -> None:
+    (tmp_path / "m.csv").write_text(
+        ",".join(UTTERANCE_FIELDS) + "\n" + "x/a,audio/a.wav,x,x/1,,angry,A,,,30,,,1.5\n"
+    )
+    (u,) = read_manifest(tmp_path / "m.csv")
+    assert u.path == str((tmp_path / "audio" / "a.wav").resolve())
+    assert (u.gender, u.age, u.duration_s, u.race) == (None, 30, 1.5, None)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("id,path\nx/a,/a.wav\n", "missing columns corpus, speaker, gender, emotion, native_label"),
+        (",".join(UTTERANCE_FIELDS) + "\nx/a,/a.wav,x,x/1,,,A,,,,,,\n", ":2: empty emotion"),
+        (",".join(UTTERANCE_FIELDS) + "\nx/a,/a.wav,x,x/1,,angry,A,,,old,,,\n", ":2: age must be a number"),
+    ],
+)
+def test_bad_manifests(tmp_path: Path, text: str, message: str) -> None:
+    (tmp_path / "m.csv").write_text(text)
+    with pytest.raises(ManifestError, match=message):
+        read_manifest(tmp_path / "m.csv")
+
+
+def test_missing_manifest(tmp_path: Path) -> None:
+    with pytest.raises(ManifestError, match="cannot read manifest"):
+        read_manifest(tmp_path / "none.csv")

@@ -1,0 +1,79 @@
+"""Every plot writes a real PNG atomically, closes its figure, and tolerates missing data."""
+
+from __future__ import annotations
+
+import matplotlib.image
+import matplotlib.pyplot as plt
+import pytest
+
+from emoshift.plots import plot_confusion, plot_confusions, plot_curves, plot_group_bars, plot_heatmap
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _check_png(path, min_width=200):
+    assert path.read_bytes()[:8] == PNG_MAGIC
+    height, width = matplotlib.image.imread(path).shape[:2]
+    assert width >= min_width and height >= 100
+    assert not [p for p in path.parent.iterdir() if p.name.endswith(".tmp")]  # atomic: no temp left
+    assert plt.get_fignums() == []  # figure closed
+
+
+def test_confusion_plots(tmp_path):
+    labels = ["angry", "happy", "sad"]
+    conf = [[8, 2, 0], [1, 9, 0], [0, 0, 0]]  # "sad" has no true utterances: the row stays blank
+    _check_png(plot_confusion(conf, labels, tmp_path / "c.png", title="test"))
+    _check_png(plot_confusions({"female": conf, "male": conf}, labels, tmp_path / "g.png", title="by gender"))
+    with pytest.raises(ValueError, match="3 labels for a 2x2"):
+        plot_confusion([[1, 0], [0, 1]], labels, tmp_path / "x.png")
+    assert plt.get_fignums() == []
+
+
+def test_curves_from_csv_with_missing_columns_and_blank_cells(tmp_path):
+    log = tmp_path / "log.csv"
+    log.write_text("epoch,train_loss,val_uar\n0,1.8,\n0,,0.31\n1,1.2,0.45\n2,0.9,0.52\n")
+    _check_png(plot_curves(log, tmp_path / "curves.png"))
+    rows = [
+        {"epoch": e, "train_loss": 2 - e / 3, "val_loss": 2.1 - e / 4, "val_accuracy": 0.2 + e / 10}
+        for e in range(5)
+    ]
+    _check_png(plot_curves(rows, tmp_path / "curves_rows.png"))
+    with pytest.raises(ValueError, match="no epoch values"):
+        plot_curves([{"epoch": 0, "lr": 0.1}], tmp_path / "none.png")
+    with pytest.raises(FileNotFoundError):
+        plot_curves(tmp_path / "missing.csv", tmp_path / "none.png")
+
+
+def test_heatmap_with_missing_cells(tmp_path):
+    matrix = [[0.81, 0.22], [None, 0.63]]
+    _check_png(
+        plot_heatmap(matrix, ["ravdess", "combined"], ["ravdess", "crema-d"], tmp_path / "h.png", title="UAR")
+    )
+    _check_png(plot_heatmap([[12.0, -3.5]], ["a"], ["x", "y"], tmp_path / "h2.png", fmt=".1f"), min_width=150)
+    with pytest.raises(ValueError, match="does not match"):
+        plot_heatmap(matrix, ["a"], ["x", "y"], tmp_path / "bad.png")
+
+
+def test_group_bars_with_ci_and_too_small_group(tmp_path):
+    groups = {
+        "female": {
+            "speakers": 12,
+            "n": 480,
+            "accuracy": 0.61,
+            "accuracy_ci": [0.55, 0.66],
+            "uar": 0.6,
+            "uar_ci": [0.54, 0.65],
+        },
+        "male": {
+            "speakers": 12,
+            "n": 470,
+            "accuracy": 0.52,
+            "accuracy_ci": [0.47, 0.58],
+            "uar": 0.5,
+            "uar_ci": None,
+        },
+        "other": {"speakers": 1, "n": 40, "accuracy": 0.4, "uar": 0.38, "too_small": True},
+    }
+    _check_png(plot_group_bars(groups, ["accuracy", "uar"], tmp_path / "bars.png", title="by gender"))
+    with pytest.raises(ValueError, match="at least one group"):
+        plot_group_bars({}, ["uar"], tmp_path / "empty.png")
