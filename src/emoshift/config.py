@@ -74,7 +74,9 @@ class ModelConfig(Strict):
     # self-supervised encoders (hubert / ssl)
     mode: Literal["frozen", "finetune"] = "finetune"
     preset: Literal["tiny", "base"] | None = None
-    pooling: Literal["mean", "attentive"] = "mean"
+    pooling: Literal["mean", "stats", "attentive"] = Field(
+        "mean", description="mean; stats = mean and std; attentive = attentive statistics (finetune only)"
+    )
     layer_sum: bool = False
     head_hidden: int = Field(256, ge=1)
 
@@ -94,6 +96,15 @@ class ModelConfig(Strict):
         from emoshift.models import model_input_kind
 
         return model_input_kind(self.name)
+
+    @model_validator(mode="after")
+    def _frozen_pooling(self) -> ModelConfig:
+        if self.mode == "frozen" and self.pooling == "attentive":
+            raise ValueError(
+                "model.pooling=attentive needs frame-level states, which the frozen mode's embedding cache does "
+                "not keep: use model.pooling=stats (mean and std) or mean, or model.mode=finetune"
+            )
+        return self
 
     def builder_kwargs(self) -> dict[str, Any]:
         """The keyword arguments of this model's builder (CNN and SSL builders take different ones)."""

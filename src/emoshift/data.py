@@ -207,31 +207,45 @@ class BucketedEpochBatches(Sampler[list[int]]):
     def set_epoch(self, epoch: int) -> None:
         self.base.set_epoch(epoch)
 
-    def batches(self) -> list[list[int]]:
+    def _raw_batches(self, epoch: int) -> list[list[int]]:
         from emoshift.bucketing import BucketBatchSampler
 
+        saved = self.base.epoch
+        self.base.set_epoch(epoch)
+        draws = self.base.indices()
+        self.base.set_epoch(saved)
         bucket = BucketBatchSampler(
-            self.lengths,
-            max_batch_samples=self.max_batch_samples,
-            shuffle=True,
-            seed=self.base.seed,
-            indices=self.base.indices(),
+            self.lengths, max_batch_samples=self.max_batch_samples, shuffle=True, seed=self.base.seed, indices=draws
         )
-        bucket.set_epoch(self.base.epoch)
-        out = list(bucket)
-        if self.world > 1:  # every rank takes the same number of batches
-            per = len(out) // self.world
-            out = out[self.rank * per : (self.rank + 1) * per] if per else out[: 1]
-        return out
+        bucket.set_epoch(epoch)
+        return list(bucket)
+
+    def _count(self) -> int:
+        """Batches per epoch, fixed (Lightning sizes an epoch once): the count epoch 0 gives, rounded to ranks."""
+        if not hasattr(self, "_n"):
+            self._n = max(self.world, len(self._raw_batches(0)) // self.world * self.world)
+        return self._n
+
+    def batches(self) -> list[list[int]]:
+        out = self._raw_batches(self.base.epoch)
+        n = self._count()
+        # Other epochs draw other lengths and may bucket into a different number of batches: split the
+        # largest batches (the cap still holds) or drop the last ones so every epoch has exactly n.
+        while len(out) < n:
+            i = max(range(len(out)), key=lambda j: len(out[j]))
+            if len(out[i]) < 2:
+                break
+            half = len(out[i]) // 2
+            out[i : i + 1] = [out[i][:half], out[i][half:]]
+        out = out[:n]
+        per = len(out) // self.world
+        return out[self.rank * per : (self.rank + 1) * per]
 
     def __iter__(self):  # type: ignore[no-untyped-def]
         return iter(self.batches())
 
     def __len__(self) -> int:
-        return len(self.batches())
-
-
-# ------------------------------------------------------------------------------------------------ module
+        return self._count() // self.world
 
 
 class EmotionDataModule(L.LightningDataModule):

@@ -20,12 +20,23 @@ from emoshift.config import TrainingConfig
 
 
 def distillation_loss(
-    student: torch.Tensor, teacher: torch.Tensor, target: torch.Tensor, *, temperature: float, alpha: float, **ce: Any
+    student: torch.Tensor,
+    teacher: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    temperature: float,
+    alpha: float,
+    **ce: Any,
 ) -> torch.Tensor:
     """Hinton et al. (2015): alpha * CE(student, y) + (1 - alpha) * T^2 * KL(teacher_T || student_T)."""
     hard = F.cross_entropy(student, target, **ce)
     t = temperature
-    soft = F.kl_div(F.log_softmax(student / t, dim=-1), F.log_softmax(teacher / t, dim=-1), reduction="batchmean", log_target=True)
+    soft = F.kl_div(
+        F.log_softmax(student / t, dim=-1),
+        F.log_softmax(teacher / t, dim=-1),
+        reduction="batchmean",
+        log_target=True,
+    )
     return alpha * hard + (1.0 - alpha) * (t * t) * soft
 
 
@@ -56,7 +67,9 @@ class EmotionModule(L.LightningModule):
         self.cfg = training
         self.input_kind = input_kind
         self.num_labels = len(labels)
-        self.register_buffer("class_weights", class_weights if class_weights is not None else torch.ones(len(labels)))
+        self.register_buffer(
+            "class_weights", class_weights if class_weights is not None else torch.ones(len(labels))
+        )
         self.use_class_weights = class_weights is not None
         # (N_train, C) teacher logits indexed by training item; not a parameter, not in checkpoints' state
         self.teacher_logits = teacher_logits
@@ -74,15 +87,18 @@ class EmotionModule(L.LightningModule):
 
     # -- epochs: seeding, stages -------------------------------------------------------------------
     def on_train_epoch_start(self) -> None:
-        epoch = self.current_epoch
-        # Everything random in an epoch derives from (seed, epoch): resumed runs replay it exactly.
-        seed = (self.cfg.seed * 1_000_003 + epoch * 7919) % (2**31)
-        self.gen.manual_seed(seed)
-        torch.manual_seed(seed)
-        np.random.seed(seed)
         dm = getattr(self.trainer, "datamodule", None)
         if dm is not None and hasattr(dm, "set_epoch"):
-            dm.set_epoch(epoch)
+            dm.set_epoch(self.current_epoch)  # crops and sampling order derive from (seed, epoch)
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        # Every random draw in a step (augmentation, dropout) derives from (seed, epoch, step), set right
+        # before the step: nothing else that consumes the global RNG (DataLoader iterators, Lightning's
+        # restore) can shift it, so a resumed run replays an uninterrupted one exactly.
+        epoch = self.current_epoch
+        seed = (self.cfg.seed * 1_000_003 + epoch * 7919 + batch_idx * 104_729) % (2**31 - 1)
+        self.gen.manual_seed(seed)
+        torch.manual_seed(seed)
         self._apply_stage(epoch)
 
     def _apply_stage(self, epoch: int) -> None:
@@ -152,8 +168,19 @@ class EmotionModule(L.LightningModule):
         self._val_loss.clear()
 
     def on_validation_epoch_end(self) -> None:
+        # Validation runs at the end of each training epoch, before on_train_epoch_end hooks: log the
+        # epoch's mean training loss here so the epoch log sees it.
+        if self._train_loss and not self.trainer.sanity_checking:
+            n = sum(k for _, k in self._train_loss)
+            t = torch.tensor(sum(v * k for v, k in self._train_loss) / max(1, n), device=self.device)
+            if self.trainer.world_size > 1:
+                t = self.all_gather(t).mean()
+            self.log("train_loss", float(t), prog_bar=False, sync_dist=False)
+            self._train_loss.clear()
         conf = self._val_conf.to(self.device)
-        loss_sum = torch.tensor(sum(l * n for l, n in self._val_loss), device=self.device, dtype=torch.float64)
+        loss_sum = torch.tensor(
+            sum(l * n for l, n in self._val_loss), device=self.device, dtype=torch.float64
+        )
         count = torch.tensor(sum(n for _, n in self._val_loss), device=self.device, dtype=torch.float64)
         if self.trainer.world_size > 1:  # DDP: every rank saw a shard of the validation set
             conf = self.all_gather(conf).sum(0)
@@ -169,15 +196,6 @@ class EmotionModule(L.LightningModule):
             prog_bar=True,
             sync_dist=False,
         )
-
-    def on_train_epoch_end(self) -> None:
-        n = sum(k for _, k in self._train_loss)
-        mean = sum(v * k for v, k in self._train_loss) / max(1, n)
-        t = torch.tensor(mean, device=self.device)
-        if self.trainer.world_size > 1:
-            t = self.all_gather(t).mean()
-        self.log("train_loss", float(t), prog_bar=False, sync_dist=False)
-        self._train_loss.clear()
 
     # -- optimiser and schedule ---------------------------------------------------------------------
     def configure_optimizers(self) -> Any:
@@ -203,7 +221,10 @@ class EmotionModule(L.LightningModule):
             return opt
         if cfg.schedule == "plateau":
             sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=0.5, patience=2)
-            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": "val_uar", "interval": "epoch"}}
+            return {
+                "optimizer": opt,
+                "lr_scheduler": {"scheduler": sched, "monitor": "val_uar", "interval": "epoch"},
+            }
         if cfg.schedule == "onecycle":
             sched = torch.optim.lr_scheduler.OneCycleLR(
                 opt, max_lr=[g["lr"] for g in groups], total_steps=total, pct_start=0.3, anneal_strategy="cos"

@@ -79,15 +79,15 @@ def prepare_data(cfg: ExperimentConfig, run: RunDir, *, progress: bool = False) 
     splits = {}
     for name, sc in scans.items():
         path = run.split(name)
-        if path.is_file():
-            split = load_split(path)
-            missing = [u.id for u in sc.utterances if u.id not in split.assignment]
-            if missing:
-                raise TrainError(f"{path} does not cover {len(missing)} scanned utterances (e.g. {missing[0]}); "
-                                 "the corpus changed since this run started: use a new run directory")
+        split = make_split(sc.utterances, cfg.data.split)  # deterministic for the config's seed
+        check_disjoint(split, allow_leak=cfg.data.split.allow_leak)
+        if path.is_file():  # resuming: the saved split must be the one this corpus and config give
+            if load_split(path).assignment != split.assignment:
+                raise TrainError(
+                    f"{path} no longer matches corpus {name!r} (files were added, removed or relabelled "
+                    "since this run started): use a new run directory"
+                )
         else:
-            split = make_split(sc.utterances, cfg.data.split)
-            check_disjoint(split, allow_leak=cfg.data.split.allow_leak)
             save_split(split, path)
         splits[name] = split
     index = {lab: i for i, lab in enumerate(labels)}
@@ -100,7 +100,9 @@ def prepare_data(cfg: ExperimentConfig, run: RunDir, *, progress: bool = False) 
             elif part == "val":
                 val.append(Item(u, index[u.emotion], ci))
     if not train or not val:
-        raise TrainError("the split left no training or no validation utterances; use more speakers or other ratios")
+        raise TrainError(
+            "the split left no training or no validation utterances; use more speakers or other ratios"
+        )
     return Prepared(scans, splits, labels, train, val)
 
 
@@ -108,7 +110,9 @@ def feature_stores(cfg: ExperimentConfig, scans: dict[str, Scan], *, progress: b
     from emoshift.cache import FeatureCache
 
     cache = FeatureCache(Path(cfg.data.cache_dir) / "features")
-    return {name: cache.build(name, sc.utterances, cfg.features, progress=progress) for name, sc in scans.items()}
+    return {
+        name: cache.build(name, sc.utterances, cfg.features, progress=progress) for name, sc in scans.items()
+    }
 
 
 def drop_uncached(items: list[Item], stores: dict[str, Any]) -> list[Item]:
@@ -139,7 +143,9 @@ class _EpochLog:
             def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
                 self.t0 = time.time()
 
-            def on_validation_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+            def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
+                # Runs after the module logged this epoch's metrics and before ModelCheckpoint writes
+                # last.ckpt (Lightning orders checkpoint callbacks last), so a resumed run never lacks a row.
                 if trainer.sanity_checking or trainer.global_rank != 0:
                     return
                 m = trainer.callback_metrics
@@ -147,11 +153,6 @@ class _EpochLog:
                 if uar > self.best:  # best weights by validation UAR, kept as safetensors
                     self.best = uar
                     save_weights(pl_module.model, self.run.checkpoints / "best.safetensors")
-
-            def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
-                if trainer.global_rank != 0:
-                    return
-                m = trainer.callback_metrics
                 epoch = trainer.current_epoch
                 rows = [r for r in (read_csv(self.run.log) if self.run.log.is_file() else []) if int(r["epoch"]) < epoch]
                 lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else float("nan")
@@ -188,11 +189,21 @@ def build_trainer(cfg: ExperimentConfig, run: RunDir, *, progress: bool) -> Any:
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, RichProgressBar, TQDMProgressBar
 
     callbacks: list[Any] = [
-        ModelCheckpoint(dirpath=run.checkpoints, filename="epoch{epoch}", save_last=True, save_top_k=0),
+        ModelCheckpoint(
+            dirpath=run.checkpoints,
+            filename="best",
+            monitor="val_uar",
+            mode="max",
+            save_last=True,
+            save_top_k=1,
+            save_on_train_epoch_end=True,  # a checkpoint is a whole finished epoch: resume starts the next
+        ),
         _EpochLog(run),
     ]
     if cfg.training.early_stopping_patience:
-        callbacks.append(EarlyStopping(monitor="val_uar", mode="max", patience=cfg.training.early_stopping_patience))
+        callbacks.append(
+            EarlyStopping(monitor="val_uar", mode="max", patience=cfg.training.early_stopping_patience)
+        )
     show = progress and cfg.trainer.progress
     if show:
         try:
@@ -246,7 +257,11 @@ def architecture_info(cfg: ExperimentConfig, model: torch.nn.Module) -> dict[str
 
 
 def train(
-    cfg: ExperimentConfig, run_dir: str | os.PathLike[str], *, progress: bool = True, callbacks: list[Any] | None = None
+    cfg: ExperimentConfig,
+    run_dir: str | os.PathLike[str],
+    *,
+    progress: bool = True,
+    callbacks: list[Any] | None = None,
 ) -> Path:
     """Train ``cfg`` into ``run_dir`` (resuming it if interrupted) and evaluate on every training corpus."""
     import lightning as L
@@ -263,7 +278,9 @@ def train(
     if run.config.is_file():
         old = load_config(run.config)
         if old.fingerprint(exclude_roots=True) != fingerprint:
-            raise TrainError(f"{run.path} holds an unfinished run of a different config; choose another -o or delete it")
+            raise TrainError(
+                f"{run.path} holds an unfinished run of a different config; choose another -o or delete it"
+            )
     run.path.mkdir(parents=True, exist_ok=True)
     save_config(cfg, run.config)
     started = time.time()
@@ -296,7 +313,9 @@ def train(
     if cfg.training.distill is not None:
         from emoshift.distill import teacher_logits
 
-        teacher = teacher_logits(cfg.training.distill.teacher, prep.train, prep.labels, cfg, progress=progress)
+        teacher = teacher_logits(
+            cfg.training.distill.teacher, prep.train, prep.labels, cfg, progress=progress
+        )
 
     from emoshift.data import EmotionDataModule
     from emoshift.module import EmotionModule
@@ -319,7 +338,9 @@ def train(
         labels=prep.labels,
         training=cfg.training,
         input_kind=train_kind,
-        class_weights=class_weights(prep.train, len(prep.labels)) if cfg.training.class_weighted_loss else None,
+        class_weights=class_weights(prep.train, len(prep.labels))
+        if cfg.training.class_weighted_loss
+        else None,
         teacher_logits=teacher,
     )
     trainer = build_trainer(cfg, run, progress=progress)
@@ -379,7 +400,9 @@ def train(
     )
     import shutil
 
-    shutil.rmtree(run.checkpoints, ignore_errors=True)  # the run is complete: checkpoints are no longer needed
+    shutil.rmtree(
+        run.checkpoints, ignore_errors=True
+    )  # the run is complete: checkpoints are no longer needed
     return run.path
 
 

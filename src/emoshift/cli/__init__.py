@@ -21,6 +21,9 @@ from emoshift.cli import corpus  # noqa: E402,F401
 from emoshift.cli import audit  # noqa: E402,F401
 from emoshift.cli import train  # noqa: E402,F401
 from emoshift.cli import predict  # noqa: E402,F401
+from emoshift.cli import study  # noqa: E402,F401
+from emoshift.cli import features  # noqa: E402,F401
+from emoshift.cli import synth  # noqa: E402,F401
 
 
 def main() -> None:

@@ -25,12 +25,15 @@ Padding. Waveforms are standardised per utterance over valid samples (as ``Wav2V
 ``do_normalize=True``) and padded samples are zeroed, inside the model, so training and prediction agree. The
 frame mask comes from the encoder's own ``_get_feature_vector_attention_mask``, and pooling only ever sees valid
 frames. The sample mask is passed to the encoder only for ``feat_extract_norm == "layer"`` configs (HuBERT-large,
-wav2vec2-large-lv60, WavLM, data2vec-audio, the ``tiny`` preset): there a padded batch gives the per-item results
-of each item run alone (up to float rounding). Caveat: group-norm checkpoints (``facebook/hubert-base-ls960``,
-``facebook/wav2vec2-base``) were trained without an attention mask and transformers advises not to pass one;
-their first convolution normalises over time, so the padding still shifts the valid frames a little. Bucketing by
+wav2vec2-large-lv60, WavLM-large, data2vec-audio, the ``tiny`` preset): there a padded batch gives the per-item
+results of each item run alone (up to float rounding). Caveat: group-norm checkpoints
+(``facebook/hubert-base-ls960``, ``facebook/wav2vec2-base``, ``microsoft/wavlm-base-plus``) were trained without
+an attention mask and transformers advises not to pass one; their first convolution normalises over time, so the
+padding still shifts the valid frames a little (``SSLClassifier.padding_exact`` says which case applies; the
+embedding cache runs such encoders one clip at a time). Bucketing by
 length (:mod:`emoshift.bucketing`) keeps that padding small. data2vec-audio's stacked positional convolutions
-also leak a little across the padding boundary (a property of the architecture).
+and wav2vec2-conformer's convolution modules also see across the padding boundary (a property of those
+architectures), so for them too a padded item differs slightly from the item alone.
 
 Whisper (``ssl(pretrained="openai/whisper-base")``): the encoder of ``WhisperModel``. Its log-mel input is
 computed inside ``forward`` by transformers' ``WhisperFeatureExtractor`` (numpy, on CPU, no gradient to the
@@ -155,7 +158,9 @@ class FrozenHead(nn.Module):
     (``SSLClassifier.frozen_head()``), so training it trains the classifier's head.
     """
 
-    def __init__(self, layer_weights: LayerWeights | None, head: nn.Module, *, pooling: str, hidden_size: int) -> None:
+    def __init__(
+        self, layer_weights: LayerWeights | None, head: nn.Module, *, pooling: str, hidden_size: int
+    ) -> None:
         super().__init__()
         if pooling not in ("mean", "stats"):
             raise ValueError(
@@ -178,6 +183,7 @@ class SSLClassifier(nn.Module):
     """A transformers speech encoder + pooling + MLP head; see the module docstring."""
 
     input_kind = "waveform"
+    encoder: Any  # a transformers PreTrainedModel (typed loosely: its config and helpers are duck-typed)
 
     def __init__(
         self,
@@ -198,7 +204,8 @@ class SSLClassifier(nn.Module):
                 "pooling 'attentive' needs frame-level states, which the frozen mode's embedding cache does not "
                 "keep; use pooling 'stats' (mean and std) or 'mean', or mode 'finetune'"
             )
-        model_type = getattr(encoder.config, "model_type", "")
+        config: Any = getattr(encoder, "config", None)
+        model_type = getattr(config, "model_type", "")
         if model_type not in SUPPORTED_MODEL_TYPES:
             raise ValueError(
                 f"unsupported encoder type {model_type!r}; supported: {', '.join(SUPPORTED_MODEL_TYPES)}"
@@ -207,7 +214,7 @@ class SSLClassifier(nn.Module):
         self.is_whisper = model_type == "whisper"
         self.pooling = pooling
         self.mode = mode
-        self.hidden_size = int(encoder.config.hidden_size)
+        self.hidden_size = int(config.hidden_size)
         self.layer_weights = LayerWeights(self.num_layers + 1) if layer_sum else None
         self.pool = AttentiveStatsPool(self.hidden_size) if pooling == "attentive" else None
         feat_dim = self.hidden_size if pooling == "mean" else 2 * self.hidden_size
@@ -222,11 +229,24 @@ class SSLClassifier(nn.Module):
     @property
     def layers(self) -> nn.ModuleList:
         """The transformer layers, bottom first."""
-        return self.encoder.layers if self.is_whisper else self.encoder.encoder.layers  # type: ignore[no-any-return]
+        return self.encoder.layers if self.is_whisper else self.encoder.encoder.layers
 
     @property
     def num_layers(self) -> int:
         return len(self.layers)
+
+    @property
+    def padding_exact(self) -> bool:
+        """Whether a clip in a padded batch gives exactly (up to rounding) what it gives alone.
+
+        False for group-norm feature encoders (run without a mask, see the module docstring), data2vec-audio
+        and wav2vec2-conformer (convolutions that see across the padding boundary).
+        """
+        if self.is_whisper:
+            return True  # every clip is padded to the same 30 s window anyway
+        cfg = self.encoder.config
+        leaky = cfg.model_type in ("data2vec-audio", "wav2vec2-conformer")
+        return not leaky and getattr(cfg, "feat_extract_norm", "layer") == "layer"
 
     @property
     def supports_cache(self) -> bool:
@@ -281,7 +301,9 @@ class SSLClassifier(nn.Module):
             raise ValueError(f"mode 'frozen' trains the head only; stage {stage!r} needs mode 'finetune'")
         n = self.num_layers
         if stage == "top" and (top_k is None or not 1 <= top_k <= n):
-            raise ValueError(f"stage 'top' needs top_k between 1 and {n} (the encoder has {n} layers), got {top_k}")
+            raise ValueError(
+                f"stage 'top' needs top_k between 1 and {n} (the encoder has {n} layers), got {top_k}"
+            )
         for name, p in self.named_parameters():
             if name.startswith(_HEAD_PREFIXES):
                 p.requires_grad_(True)
@@ -326,7 +348,13 @@ class SSLClassifier(nn.Module):
                 key, {"name": key, "params": [], "lr": lr, "weight_decay": 0.0 if no_decay else weight_decay}
             )
             group["params"].append(p)
-        return list(groups.values())
+
+        def order(key: str) -> tuple[int, bool]:  # head, embeddings, layer 0 .. n-1; decay first
+            base = key.split("/")[0]
+            rank = -2 if base == "head" else -1 if base == "embeddings" else int(base.split(".")[1])
+            return (rank, key.endswith("/no_decay"))
+
+        return [groups[k] for k in sorted(groups, key=order)]
 
     # -------------------------------------------------------------------------------- encoding
 
@@ -340,7 +368,9 @@ class SSLClassifier(nn.Module):
         clips = [w[: int(n)].detach().float().cpu().numpy() for w, n in zip(wave, lengths, strict=True)]
         feats = self._whisper_fe(clips, sampling_rate=SAMPLE_RATE, return_tensors="np").input_features
         x = torch.from_numpy(np.asarray(feats)).to(device=wave.device, dtype=wave.dtype)  # (B, n_mels, 3000)
-        mel_frames = torch.clamp(lengths // self._whisper_fe.hop_length, 1, x.shape[-1])
+        hop = int(self._whisper_fe.hop_length)
+        # frames that hold real audio, counted as the extractor's own frame mask counts them
+        mel_frames = torch.clamp((lengths + hop - 1) // hop, 1, x.shape[-1])
         return x, mel_frames
 
     def _encode(
@@ -362,15 +392,14 @@ class SSLClassifier(nn.Module):
             out = self.encoder(x, attention_mask=mask if pass_mask else None, output_hidden_states=all_layers)
             t = out.last_hidden_state.shape[1]
             frame_mask = self.encoder._get_feature_vector_attention_mask(t, mask).bool()  # (B, T)
-        if all_layers:
-            # transformers 5 records each layer's output before a pre-LN encoder's final norm; use the normed
-            # last_hidden_state as the top state, as transformers 4 did.
-            hidden = [*out.hidden_states[:-1], out.last_hidden_state]
-        else:
-            hidden = [out.last_hidden_state]
-        return hidden, frame_mask
+        # transformers 5 records the last layer's output before a pre-LN encoder's final norm; the top state is
+        # the normed last_hidden_state, as in transformers 4.
+        top = out.last_hidden_state  # (B, T, H)
+        return ([*out.hidden_states[:-1], top] if all_layers else [top]), frame_mask
 
-    def pooled_layer_embeddings(self, wave: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+    def pooled_layer_embeddings(
+        self, wave: torch.Tensor, attention_mask: torch.Tensor | None
+    ) -> torch.Tensor:
         """Per hidden state, mean ++ std over valid frames: ``(B, S)`` -> ``(B, L+1, 2H)`` float32.
 
         Always in eval mode (no dropout, no time masking) and without gradients: what the embedding cache stores.
@@ -380,7 +409,8 @@ class SSLClassifier(nn.Module):
         try:
             with torch.no_grad():
                 hidden, frame_mask = self._encode(wave, attention_mask, all_layers=True)
-                stats = [torch.cat(masked_mean_std(h.float(), frame_mask), dim=-1) for h in hidden]  # (B, 2H) each
+                # one (B, 2H) row of mean ++ std per hidden state
+                stats = [torch.cat(masked_mean_std(h.float(), frame_mask), dim=-1) for h in hidden]
         finally:
             self.encoder.train(was_training)
         return torch.stack(stats, dim=1)  # (B, L+1, 2H)
@@ -402,10 +432,8 @@ class SSLClassifier(nn.Module):
             stats = self.pooled_layer_embeddings(wave, attention_mask)  # (B, L+1, 2H)
             return _head_on_stats(stats, self.layer_weights, self.head, self.pooling, self.hidden_size)
         hidden, frame_mask = self._encode(wave, attention_mask, all_layers=self.layer_weights is not None)
-        if self.layer_weights is not None:
-            h = self.layer_weights(torch.stack(hidden, dim=1))  # (B, L+1, T, H) -> (B, T, H)
-        else:
-            h = hidden[-1]  # (B, T, H)
+        # (B, L+1, T, H) -> (B, T, H) by the learned layer weights, or the last layer
+        h = self.layer_weights(torch.stack(hidden, dim=1)) if self.layer_weights is not None else hidden[-1]
         if self.pool is not None:
             x = self.pool(h, frame_mask)  # (B, 2H)
         else:
@@ -459,7 +487,7 @@ def tiny_config(model_type: str = "hubert") -> Any:
         "mask_time_length": 2,
     }
     if model_type == "data2vec-audio":
-        common.update(num_conv_pos_embeddings=5, num_conv_pos_embedding_layers=2)
+        common.update(num_conv_pos_embeddings=2, conv_pos_kernel_size=5)  # 2 positional convs of width 5
         del common["feat_extract_norm"], common["do_stable_layer_norm"]
     if model_type == "wavlm":
         common.update(num_buckets=32, max_bucket_distance=100)
@@ -498,6 +526,25 @@ def _hub_offline() -> bool:
     return env or bool(getattr(constants, "HF_HUB_OFFLINE", False))
 
 
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """A quick TCP probe of the Hub endpoint, so a machine without network fails in seconds, not after the
+    Hub client's retries (about 25 s). Behind a proxy the probe cannot tell, so it says yes."""
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    if any(os.environ.get(k) for k in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return True
+    url = urlparse(constants.ENDPOINT)
+    port = url.port or (80 if url.scheme == "http" else 443)
+    try:
+        socket.create_connection((url.hostname or "huggingface.co", port), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
+
+
 def _looks_like_path(name: str) -> bool:
     return os.path.isabs(name) or name.startswith((".", "~")) or name.count("/") > 1 or os.path.exists(name)
 
@@ -519,6 +566,8 @@ def _from_pretrained(load: Any, name: str, **kwargs: Any) -> Any:
     attempts = [True] if (os.path.isdir(name) or _hub_offline()) else [True, False]
     err: Exception | None = None
     for local_only in attempts:
+        if not local_only and not _hub_reachable():
+            break  # no network: report the local miss now
         try:
             return load(name, local_files_only=local_only, **kwargs)
         except (OSError, ValueError) as e:
@@ -571,7 +620,9 @@ def _build(
     elif pretrained:
         encoder = load_encoder(pretrained)
     else:
-        raise ValueError("an SSL model needs pretrained (a Hugging Face id or folder) or preset ('tiny' or 'base')")
+        raise ValueError(
+            "an SSL model needs pretrained (a Hugging Face id or folder) or preset ('tiny' or 'base')"
+        )
     return SSLClassifier(
         encoder,
         num_labels=num_labels,
@@ -634,4 +685,35 @@ def ssl(
         head_hidden=head_hidden,
         dropout=dropout,
         mode=mode,
+    )
+
+
+def saved_info(model: SSLClassifier, model_cfg: Any) -> dict[str, Any]:
+    """What model.json needs to rebuild ``model`` without a download: the encoder config and the head options."""
+    return {
+        "encoder_config": model.encoder.config.to_dict(),
+        "pooling": model.pooling,
+        "layer_sum": model.layer_weights is not None,
+        "head_hidden": int(getattr(model_cfg, "head_hidden", 256)),
+        "dropout": float(getattr(model_cfg, "dropout", 0.1)),
+        "mode": model.mode,
+        "pretrained": getattr(model_cfg, "pretrained", None),
+        "preset": getattr(model_cfg, "preset", None),
+    }
+
+
+def from_saved(info: dict[str, Any]) -> SSLClassifier:
+    """Rebuild an SSLClassifier from model.json (random weights; the run's safetensors fill them)."""
+    from transformers import CONFIG_MAPPING
+
+    enc = dict(info["encoder_config"])
+    config = CONFIG_MAPPING[enc["model_type"]].from_dict(enc)
+    return SSLClassifier(
+        _encoder_from_config(config),
+        num_labels=len(info["labels"]),
+        pooling=info["pooling"],
+        layer_sum=info["layer_sum"],
+        head_hidden=info["head_hidden"],
+        dropout=info["dropout"],
+        mode=info["mode"],
     )

@@ -1,0 +1,5 @@
+"""``python -m emoshift`` runs the CLI."""
+
+from emoshift.cli import main
+
+main()

@@ -1,0 +1,42 @@
+"""Shared fixtures: the synthetic corpus (generated once per session) and a tiny, fast experiment config."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a model hub
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session")
+def synth_tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny synthetic RAVDESS + CREMA-D pair in the real layouts (seconds to generate)."""
+    from emoshift.synth import generate
+
+    out = tmp_path_factory.mktemp("synth") / "tiny"
+    generate(out, scale="tiny", seed=0)
+    return out
+
+
+def tiny_overrides(root: Path, cache: Path, *, corpora: tuple[str, ...] = ("ravdess",)) -> list[str]:
+    """--set overrides that make a run take seconds on 2 CPU cores."""
+    sets = [
+        f"data.corpora=[{', '.join(corpora)}]",
+        f"data.cache_dir={cache}",
+        "features.n_mels=32",
+        "features.crop_s=1.0",
+        "model.name=resnet18",
+        "model.width_mult=0.125",
+        "training.batch_size=16",
+        "training.lr=0.003",
+        "training.epochs=4",
+        "training.early_stopping_patience=null",
+        "evaluation.n_bootstrap=100",
+        "trainer.progress=false",
+    ]
+    for name in ("ravdess", "crema-d"):
+        sets.append(f"data.roots.{name}={root / name}")
+    return sets

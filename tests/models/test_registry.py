@@ -1,0 +1,48 @@
+"""Every registered model builds and runs forward and backward on a tiny input."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from emoshift.models import PretrainedUnavailableError, get_model, list_models, model_input_kind
+
+
+def _tiny_kwargs(name: str) -> dict[str, object]:
+    if model_input_kind(name) == "spectrogram":
+        return {"width_mult": 0.125}
+    return {"preset": "tiny"}
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_forward_backward(name: str) -> None:
+    torch.manual_seed(0)
+    model = get_model(name, num_labels=4, **_tiny_kwargs(name))
+    if model_input_kind(name) == "spectrogram":
+        logits = model(torch.randn(3, 1, 32, 101))  # (B, 1, n_mels, T)
+    else:
+        wave = torch.randn(3, 16000)
+        mask = torch.ones(3, 16000, dtype=torch.long)
+        mask[1, 12000:] = 0
+        logits = model(wave, mask)
+    assert logits.shape == (3, 4)
+    logits.sum().backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert any(g is not None and g.abs().sum() > 0 for g in grads)
+
+
+def test_registry_lists_the_study_models() -> None:
+    assert {"resnet18", "efficientnet_b0", "hubert", "ssl"} <= set(list_models())
+
+
+def test_unknown_model_names_the_choices() -> None:
+    with pytest.raises(KeyError, match="resnet18"):
+        get_model("resnet19", num_labels=4)
+
+
+@pytest.mark.parametrize("name", ["resnet18", "efficientnet_b0"])
+def test_unreachable_pretrained_is_one_line(name: str, tmp_path) -> None:
+    with pytest.raises(PretrainedUnavailableError) as err:
+        get_model(name, num_labels=4, pretrained=str(tmp_path / "no-such-folder"))
+    msg = str(err.value)
+    assert "\n" not in msg and "model.pretrained" in msg

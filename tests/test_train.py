@@ -1,0 +1,170 @@
+"""Training end to end on the synthetic tiny corpus: run directory contract, learning, resume, DDP."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
+
+from emoshift.config import ConfigError, load_config
+from emoshift.io import read_csv
+from emoshift.train import train
+from tests.conftest import tiny_overrides
+
+RUN_FILES = [
+    "config.yaml",
+    "model.safetensors",
+    "model.json",
+    "splits/ravdess.csv",
+    "log.csv",
+    "metrics/ravdess.json",
+    "predictions/ravdess.csv",
+    "plots/confusion_ravdess.png",
+    "plots/curves.png",
+    "done.json",
+]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(synth_tiny: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tmp = tmp_path_factory.mktemp("run")
+    cfg = load_config(overrides=[*tiny_overrides(synth_tiny, tmp / "cache"), "training.epochs=8", "evaluation.corpora=[crema-d]"])
+    return train(cfg, tmp / "run", progress=False)
+
+
+def test_run_directory_contract(tiny_run: Path) -> None:
+    for rel in RUN_FILES:
+        assert (tiny_run / rel).is_file(), rel
+    info = json.loads((tiny_run / "model.json").read_text())
+    assert info["labels"] == ["angry", "disgust", "fearful", "happy", "neutral", "sad"]
+    assert info["features"]["n_mels"] == 32
+    m = json.loads((tiny_run / "metrics/ravdess.json").read_text())
+    for key in ("accuracy", "uar", "macro_f1", "n", "labels", "per_class_recall", "confusion", "ci95", "leaky"):
+        assert key in m
+    assert m["leaky"] is False and m["split"] == "test"
+    assert set(m["ci95"]) >= {"accuracy", "uar"}
+    log = read_csv(tiny_run / "log.csv")
+    assert [int(r["epoch"]) for r in log] == list(range(len(log))) and len(log) >= 1
+    assert not (tiny_run / "checkpoints").exists()  # cleaned once complete
+
+
+def test_learns_above_chance_on_held_out_speakers(tiny_run: Path) -> None:
+    m = json.loads((tiny_run / "metrics/ravdess.json").read_text())
+    assert m["uar"] > 1 / 6 + 0.1, m["uar"]
+
+
+def test_cross_corpus_evaluation_uses_every_utterance(tiny_run: Path) -> None:
+    m = json.loads((tiny_run / "metrics/crema-d.json").read_text())
+    assert m["split"] == "all" and m["n"] == 96 and m["leaky"] is False
+
+
+def test_test_speakers_unseen_in_training(tiny_run: Path) -> None:
+    split = read_csv(tiny_run / "splits/ravdess.csv")
+    parts: dict[str, set[str]] = {}
+    for r in split:
+        parts.setdefault(r["split"], set()).add(r["speaker"])
+    assert not parts["test"] & (parts["train"] | parts["val"])
+    preds = read_csv(tiny_run / "predictions/ravdess.csv")
+    assert {r["speaker"] for r in preds} == parts["test"]
+
+
+def test_metrics_equal_sklearn(tiny_run: Path) -> None:
+    rows = read_csv(tiny_run / "predictions/ravdess.csv")
+    m = json.loads((tiny_run / "metrics/ravdess.json").read_text())
+    y, p = [r["true"] for r in rows], [r["pred"] for r in rows]
+    assert m["n"] == len(rows)
+    assert m["accuracy"] == pytest.approx(accuracy_score(y, p))
+    assert m["uar"] == pytest.approx(balanced_accuracy_score(y, p))
+    assert m["macro_f1"] == pytest.approx(f1_score(y, p, average="macro", labels=m["labels"], zero_division=0))
+    probs = np.array([[float(r[f"p_{lab}"]) for lab in m["labels"]] for r in rows])
+    assert np.allclose(probs.sum(1), 1, atol=1e-4)
+    assert [m["labels"][i] for i in probs.argmax(1)] == p
+
+
+def test_complete_run_is_not_retrained(tiny_run: Path) -> None:
+    cfg_text = (tiny_run / "config.yaml").read_text()
+    before = (tiny_run / "done.json").stat().st_mtime_ns
+    cfg = load_config(tiny_run / "config.yaml")
+    t0 = time.time()
+    train(cfg, tiny_run, progress=False)
+    assert time.time() - t0 < 5
+    assert (tiny_run / "done.json").stat().st_mtime_ns == before
+    assert (tiny_run / "config.yaml").read_text() == cfg_text
+
+
+def test_predict_cli(tiny_run: Path, synth_tiny: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from emoshift.cli import app
+
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"version https://git-lfs.github.com/spec/v1\noid sha256:abc\nsize 123\n")
+    good = sorted((synth_tiny / "crema-d" / "AudioWAV").glob("*.wav"))[:2]
+    res = CliRunner().invoke(app, ["predict", str(tiny_run), *map(str, good), str(bad), "--format", "json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert [o["error"] is None for o in out] == [True, True, False]
+    assert "git-LFS" in out[2]["error"]
+    assert abs(sum(out[0]["probabilities"].values()) - 1) < 1e-4
+
+
+def test_config_errors_name_the_key() -> None:
+    with pytest.raises(ConfigError, match=r"training\.lr_schedule.*training\.schedule"):
+        load_config(overrides=["training.lr_schedule=cosine"])
+    with pytest.raises(ConfigError, match=r"trainer\.device.*trainer\.devices"):
+        load_config(overrides=["trainer.device=2"])
+    with pytest.raises(ConfigError, match="unknown model 'resnet19'"):
+        load_config(overrides=["model.name=resnet19"])
+
+
+def _run_cli(args: list[str], **kw: object) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "emoshift", *args], env=env, **kw)  # type: ignore[call-overload]
+
+
+def test_resume_after_kill_equals_uninterrupted(synth_tiny: Path, tmp_path: Path) -> None:
+    sets = [*tiny_overrides(synth_tiny, tmp_path / "cache"), "training.epochs=5", "training.augment.specaugment=true"]
+    full = train(load_config(overrides=sets), tmp_path / "full", progress=False)
+
+    args = ["train", "-q", "-o", str(tmp_path / "cut"), *[a for s in sets for a in ("--set", s)]]
+    proc = _run_cli(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = tmp_path / "cut" / "log.csv"
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        if log.is_file() and len(read_csv(log)) >= 2:
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.05)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be interrupted"
+    assert not (tmp_path / "cut" / "done.json").exists()
+    assert (tmp_path / "cut" / "checkpoints" / "last.ckpt").is_file()
+
+    resumed = train(load_config(overrides=sets), tmp_path / "cut", progress=False)
+    a = json.loads((full / "metrics/ravdess.json").read_text())
+    b = json.loads((resumed / "metrics/ravdess.json").read_text())
+    for key in ("accuracy", "uar", "macro_f1", "confusion", "ci95"):
+        assert a[key] == b[key], key
+    la, lb = read_csv(full / "log.csv"), read_csv(resumed / "log.csv")
+    assert [r["val_uar"] for r in la] == [r["val_uar"] for r in lb]
+
+
+def test_ddp_on_cpu(synth_tiny: Path, tmp_path: Path) -> None:
+    sets = [*tiny_overrides(synth_tiny, tmp_path / "cache"), "training.epochs=2",
+            "trainer.devices=2", "trainer.strategy=ddp", "trainer.accelerator=cpu"]
+    out = tmp_path / "ddp"
+    proc = _run_cli(["train", "-q", "-o", str(out), *[a for s in sets for a in ("--set", s)]],
+                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    output, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, output.decode()[-3000:]
+    for rel in RUN_FILES:
+        assert (out / rel).is_file(), rel
+    assert len(read_csv(out / "log.csv")) == 2

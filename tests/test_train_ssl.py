@@ -1,0 +1,94 @@
+"""SSL encoders through the training engine: frozen embedding cache, multi-stage fine-tuning, distillation."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from emoshift.config import ConfigError, load_config
+from emoshift.rundir import load_model
+from emoshift.train import train
+from tests.conftest import tiny_overrides
+
+SSL = ["model.name=hubert", "model.preset=tiny", "training.epochs=2", "training.max_batch_seconds=30"]
+
+
+def test_frozen_mode_trains_head_on_cache_and_predicts_from_waveforms(synth_tiny: Path, tmp_path: Path) -> None:
+    sets = [*tiny_overrides(synth_tiny, tmp_path / "cache"), *SSL, "model.mode=frozen", "model.layer_sum=true",
+            "model.pooling=stats"]
+    run = train(load_config(overrides=sets), tmp_path / "run", progress=False)
+    cache_files = sorted((tmp_path / "cache" / "ssl").rglob("*"))
+    assert cache_files, "frozen mode builds an embedding cache"
+    stamp = {p: p.stat().st_mtime_ns for p in cache_files if p.is_file()}
+    m = json.loads((run / "metrics" / "ravdess.json").read_text())
+    assert m["n"] > 0 and 0.0 <= m["uar"] <= 1.0
+    # The saved model is the whole encoder + head: it predicts from waveforms without the cache.
+    model, info = load_model(run)
+    assert info["input_kind"] == "waveform" and info["mode"] == "frozen"
+    with torch.no_grad():
+        out = model(torch.randn(2, 16000), torch.ones(2, 16000, dtype=torch.long))
+    assert out.shape == (2, len(info["labels"]))
+    # A second run with the same encoder reuses the cache: nothing is rewritten.
+    train(load_config(overrides=[*sets, "training.lr=0.001"]), tmp_path / "run2", progress=False)
+    assert {p: p.stat().st_mtime_ns for p in cache_files if p.is_file()} == stamp
+
+
+def test_multi_stage_finetune_changes_trainable_parameters(synth_tiny: Path, tmp_path: Path) -> None:
+    import lightning as L
+
+    seen: dict[int, int] = {}
+
+    class Count(L.Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):  # type: ignore[no-untyped-def]
+            if batch_idx == 0:
+                seen[trainer.current_epoch] = sum(
+                    p.numel() for p in pl_module.model.parameters() if p.requires_grad
+                )
+
+    stages = "training.stages=[{epochs: 1, train: head}, {epochs: 1, train: top, top_k: 1}, {epochs: 1, train: all, layer_decay: 0.8}]"
+    sets = [*tiny_overrides(synth_tiny, tmp_path / "cache"), *SSL, "training.epochs=3", stages]
+    run = train(load_config(overrides=sets), tmp_path / "run", progress=False, callbacks=[Count()])
+    assert seen[0] < seen[1] < seen[2], seen
+    model, info = load_model(run)
+    conv = [p for n, p in model.named_parameters() if "feature_extractor" in n]
+    assert conv, "the conv feature encoder exists"
+    assert (run / "done.json").is_file()
+
+
+def test_stages_must_cover_the_epochs() -> None:
+    with pytest.raises(ConfigError, match="stages"):
+        load_config(overrides=["model.name=hubert", "model.preset=tiny", "training.epochs=5",
+                               "training.stages=[{epochs: 1, train: head}]"])
+    with pytest.raises(ConfigError, match="top_k"):
+        load_config(overrides=["model.name=hubert", "model.preset=tiny", "training.epochs=1",
+                               "training.stages=[{epochs: 1, train: top}]"])
+
+
+def test_frozen_attentive_is_refused_with_a_reason() -> None:
+    with pytest.raises(ConfigError, match="frame-level"):
+        load_config(overrides=["model.name=hubert", "model.preset=tiny", "model.mode=frozen", "model.pooling=attentive"])
+
+
+def test_distillation_end_to_end(synth_tiny: Path, tmp_path: Path) -> None:
+    base = tiny_overrides(synth_tiny, tmp_path / "cache")
+    teacher = train(load_config(overrides=[*base, "training.epochs=3"]), tmp_path / "teacher", progress=False)
+    student_sets = [*base, "training.epochs=2", "model.width_mult=0.0625", f"training.distill.teacher={teacher}",
+                    "training.distill.temperature=3", "training.distill.alpha=0.3"]
+    student = train(load_config(overrides=student_sets), tmp_path / "student", progress=False)
+    m = json.loads((student / "metrics" / "ravdess.json").read_text())
+    assert m["distill_teacher"] == str(teacher)
+    cached = list((teacher / "teacher_logits").glob("*.npy"))
+    assert len(cached) == 1  # teacher logits computed once, cached beside the teacher
+
+
+def test_distillation_refuses_a_teacher_with_other_labels(synth_tiny: Path, tmp_path: Path) -> None:
+    from emoshift.rundir import RunError
+
+    base = tiny_overrides(synth_tiny, tmp_path / "cache")
+    teacher = train(load_config(overrides=[*base, "training.epochs=1", "data.labels=four"]), tmp_path / "t", progress=False)
+    with pytest.raises(RunError, match="predicts"):
+        train(load_config(overrides=[*base, "training.epochs=1", f"training.distill.teacher={teacher}"]),
+              tmp_path / "s", progress=False)
