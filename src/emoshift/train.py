@@ -283,6 +283,8 @@ def train(
             )
     run.path.mkdir(parents=True, exist_ok=True)
     save_config(cfg, run.config)
+    if not progress:  # quiet: keep Lightning's banners (GPU available, tips) out of the output
+        logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     started = time.time()
     L.seed_everything(cfg.training.seed, workers=True, verbose=False)
 
@@ -350,6 +352,7 @@ def train(
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
         warnings.filterwarnings("ignore", ".*Checkpoint directory.*exists and is not empty.*")
+        warnings.filterwarnings("ignore", ".*LeafSpec.*")  # lightning internals vs newer torch, not ours
         trainer.fit(module, datamodule=dm, ckpt_path=str(last) if last.is_file() else None)
     if trainer.global_rank != 0:
         return run.path  # DDP workers stop here; rank 0 saves and evaluates

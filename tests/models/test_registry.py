@@ -46,3 +46,26 @@ def test_unreachable_pretrained_is_one_line(name: str, tmp_path) -> None:
         get_model(name, num_labels=4, pretrained=str(tmp_path / "no-such-folder"))
     msg = str(err.value)
     assert "\n" not in msg and "model.pretrained" in msg
+
+
+def test_pretrained_from_local_folder_adapts_the_rgb_stem(tmp_path) -> None:
+    """A 3-channel (ImageNet-style) checkpoint saved with save_pretrained loads, its stem summed to one channel."""
+    from transformers import ResNetConfig, ResNetModel
+
+    torch.manual_seed(0)
+    rgb = ResNetModel(ResNetConfig(num_channels=3, embedding_size=8, hidden_sizes=[8, 8, 8, 8], depths=[1, 1, 1, 1],
+                                   layer_type="basic"))
+    rgb.save_pretrained(tmp_path / "resnet-rgb")
+    model = get_model("resnet18", num_labels=5, pretrained=str(tmp_path / "resnet-rgb"))
+    stem = model.backbone.embedder.embedder.convolution
+    assert stem.in_channels == 1
+    torch.testing.assert_close(stem.weight, rgb.embedder.embedder.convolution.weight.sum(dim=1, keepdim=True))
+    # A grey image through the RGB net equals the one-channel image through the adapted net.
+    grey = torch.randn(2, 1, 32, 40)
+    rgb.eval()
+    model.eval()
+    with torch.no_grad():
+        a = rgb(pixel_values=grey.expand(-1, 3, -1, -1)).pooler_output
+        b = model.backbone(pixel_values=grey).pooler_output
+    torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    assert model(grey).shape == (2, 5)

@@ -121,3 +121,20 @@ def evaluate(
     except errors as e:
         fail(str(e).strip("'\""))
     _print_metrics(run)
+
+
+@app.command("models")
+def models_cmd() -> None:
+    """List the registered models (what --model / model.name accepts)."""
+    from rich.table import Table
+
+    from emoshift.models import get_spec, list_models
+
+    t = Table(title="registered models")
+    t.add_column("name")
+    t.add_column("input")
+    t.add_column("description")
+    for name in list_models():
+        spec = get_spec(name)
+        t.add_row(name, spec.input_kind, spec.description)
+    console.print(t)
