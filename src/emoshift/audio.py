@@ -127,9 +127,10 @@ def trim_silence(wave: np.ndarray, sr: int, top_db: float = 40.0, frame_s: float
     if len(wave) <= n:
         return wave
     starts = np.arange(0, len(wave) - n + 1, hop)
-    idx = starts[:, None] + np.arange(n)[None, :]
-    rms = np.sqrt((wave[idx].astype(np.float64) ** 2).mean(axis=1))  # (frames,)
-    db = 20.0 * np.log10(np.maximum(rms, 1e-10))
+    # Frame energies from a running sum of squares: O(samples) instead of materialising (frames, n).
+    csum = np.concatenate(([0.0], np.cumsum(wave.astype(np.float64) ** 2)))
+    mean_sq = np.maximum((csum[starts + n] - csum[starts]) / n, 0.0)  # (frames,)
+    db = 10.0 * np.log10(np.maximum(mean_sq, 1e-20))
     keep = np.nonzero(db > db.max() - top_db)[0]
     if len(keep) == 0:
         return wave
