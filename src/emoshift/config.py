@@ -38,7 +38,7 @@ class DataConfig(Strict):
     corpora: list[str] = Field(default_factory=lambda: ["ravdess"], description="training corpora")
     roots: dict[str, str] = Field(default_factory=dict, description="corpus name -> root folder")
     labels: Literal["six", "calm-as-neutral", "four", "native"] = "six"
-    split: SplitConfig = Field(default_factory=SplitConfig)
+    split: SplitConfig = Field(default_factory=lambda: SplitConfig())
     include_song: bool = False
     cache_dir: str = Field(default_factory=default_cache_dir)
     num_workers: int = Field(0, ge=0, description="DataLoader worker processes")
@@ -171,7 +171,7 @@ class TrainingConfig(Strict):
     sampling: Literal["none", "class", "class_corpus"] = "none"
     class_weighted_loss: bool = False
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
-    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    augment: AugmentConfig = Field(default_factory=lambda: AugmentConfig())
     early_stopping_patience: int | None = Field(10, ge=1)
     gradient_clip: float | None = Field(1.0, gt=0.0)
     seed: int = 0
@@ -208,12 +208,12 @@ class EvaluationConfig(Strict):
 
 class ExperimentConfig(Strict):
     name: str = "experiment"
-    data: DataConfig = Field(default_factory=DataConfig)
-    features: FeatureConfig = Field(default_factory=FeatureConfig)
-    model: ModelConfig = Field(default_factory=ModelConfig)
-    training: TrainingConfig = Field(default_factory=TrainingConfig)
-    trainer: TrainerConfig = Field(default_factory=TrainerConfig)
-    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    data: DataConfig = Field(default_factory=lambda: DataConfig())
+    features: FeatureConfig = Field(default_factory=lambda: FeatureConfig())
+    model: ModelConfig = Field(default_factory=lambda: ModelConfig())
+    training: TrainingConfig = Field(default_factory=lambda: TrainingConfig())
+    trainer: TrainerConfig = Field(default_factory=lambda: TrainerConfig())
+    evaluation: EvaluationConfig = Field(default_factory=lambda: EvaluationConfig())
 
     @model_validator(mode="after")
     def _consistent(self) -> ExperimentConfig:

@@ -145,20 +145,15 @@ def sampling_weights(items: Sequence[Item], mode: str) -> np.ndarray | None:
     """
     if mode == "none":
         return None
-    if mode == "class":
-        keys = [it.label for it in items]
-    elif mode == "class_corpus":
-        keys = [(it.corpus, it.label) for it in items]  # type: ignore[misc]
-    else:
+    if mode not in ("class", "class_corpus"):
         raise ValueError(f"unknown sampling mode {mode!r}")
+    # class: one cell per class; class_corpus: one cell per (corpus, class)
+    keys = [(it.corpus if mode == "class_corpus" else 0, it.label) for it in items]
     counts = Counter(keys)
-    if mode == "class_corpus":
-        # mass per corpus 1/n_corpora, split equally over that corpus's classes
-        classes_per_corpus = Counter(c for c, _ in counts)
-        n_corpora = len(classes_per_corpus)
-        w = np.array([1.0 / (n_corpora * classes_per_corpus[k[0]] * counts[k]) for k in keys])  # type: ignore[index]
-    else:
-        w = np.array([1.0 / (len(counts) * counts[k]) for k in keys])
+    # each group (a corpus, or everything) gets equal mass, split equally over its classes
+    classes_per_group = Counter(g for g, _ in counts)
+    n_groups = len(classes_per_group)
+    w = np.array([1.0 / (n_groups * classes_per_group[k[0]] * counts[k]) for k in keys])
     return w / w.sum()
 
 
@@ -248,6 +243,23 @@ class BucketedEpochBatches(Sampler[list[int]]):
         return self._count() // self.world
 
 
+class EpochDataLoader(DataLoader):  # type: ignore[type-arg]
+    """A DataLoader whose iterator starts at the first batch, not at ``iter()``.
+
+    Lightning calls ``iter()`` on the training loader while setting up: before ``on_train_epoch_start`` sets
+    the epoch and, when resuming, before the checkpoint's epoch is restored. Worker processes copy the dataset
+    (its epoch picks the random crops) and the sampler draws the epoch's order when the iterator starts, so a
+    resumed run with ``num_workers > 0`` would replay epoch 0 first. Starting lazily, both see the right epoch.
+    """
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return _started_on_first_batch(super().__iter__)
+
+
+def _started_on_first_batch(start: Any) -> Any:
+    yield from start()
+
+
 class EmotionDataModule(L.LightningDataModule):
     """Builds datasets from prepared items; the heavy I/O (scans, feature cache) is done in ``setup``.
 
@@ -318,8 +330,9 @@ class EmotionDataModule(L.LightningDataModule):
         if self.input_kind == "waveform":
             rank = self.trainer.global_rank if self.trainer else 0
             world = self.trainer.world_size if self.trainer else 1
-            lengths = [ds.length(i) for i in range(len(ds))]  # type: ignore[attr-defined]
-            base = self.train_sampler if train else EpochSampler(len(ds), weights=None, seed=self.seed)
+            n = len(ds)  # type: ignore[arg-type]
+            lengths = [ds.length(i) for i in range(n)]  # type: ignore[attr-defined]
+            base = self.train_sampler if train else EpochSampler(n, weights=None, seed=self.seed)
             batches = BucketedEpochBatches(
                 base,  # type: ignore[arg-type]
                 lengths,
@@ -327,8 +340,8 @@ class EmotionDataModule(L.LightningDataModule):
                 rank=rank,
                 world=world,
             )
-            return DataLoader(ds, batch_sampler=batches, collate_fn=collate_waveform_batch, **common)
-        return DataLoader(
+            return EpochDataLoader(ds, batch_sampler=batches, collate_fn=collate_waveform_batch, **common)
+        return EpochDataLoader(
             ds,
             batch_size=self.batch_size,
             sampler=self.train_sampler if train else None,

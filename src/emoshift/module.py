@@ -10,7 +10,6 @@ import math
 from typing import Any
 
 import lightning as L
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -51,6 +50,7 @@ def uar_from_confusion(conf: torch.Tensor) -> float:
 
 
 class EmotionModule(L.LightningModule):
+    class_weights: torch.Tensor  # buffer (C,)
     def __init__(
         self,
         model: nn.Module,
@@ -174,18 +174,18 @@ class EmotionModule(L.LightningModule):
             n = sum(k for _, k in self._train_loss)
             t = torch.tensor(sum(v * k for v, k in self._train_loss) / max(1, n), device=self.device)
             if self.trainer.world_size > 1:
-                t = self.all_gather(t).mean()
+                t = torch.as_tensor(self.all_gather(t)).mean()
             self.log("train_loss", float(t), prog_bar=False, sync_dist=False)
             self._train_loss.clear()
         conf = self._val_conf.to(self.device)
         loss_sum = torch.tensor(
-            sum(l * n for l, n in self._val_loss), device=self.device, dtype=torch.float64
+            sum(v * n for v, n in self._val_loss), device=self.device, dtype=torch.float64
         )
         count = torch.tensor(sum(n for _, n in self._val_loss), device=self.device, dtype=torch.float64)
         if self.trainer.world_size > 1:  # DDP: every rank saw a shard of the validation set
-            conf = self.all_gather(conf).sum(0)
-            loss_sum = self.all_gather(loss_sum).sum()
-            count = self.all_gather(count).sum()
+            conf = torch.as_tensor(self.all_gather(conf)).sum(0)
+            loss_sum = torch.as_tensor(self.all_gather(loss_sum)).sum()
+            count = torch.as_tensor(self.all_gather(count)).sum()
         acc = float(conf.diag().sum()) / max(1, int(conf.sum()))
         self.log_dict(
             {
@@ -206,7 +206,8 @@ class EmotionModule(L.LightningModule):
                 head_lr=cfg.lr, encoder_lr=cfg.encoder_lr, layer_decay=decay, weight_decay=cfg.weight_decay
             )
         else:
-            decay_p, no_decay_p = [], []
+            decay_p: list[torch.nn.Parameter] = []
+            no_decay_p: list[torch.nn.Parameter] = []
             for name, p in self.model.named_parameters():
                 if not p.requires_grad:
                     continue
@@ -217,6 +218,7 @@ class EmotionModule(L.LightningModule):
             ]
         opt = torch.optim.AdamW(groups, lr=cfg.lr)
         total = max(1, int(self.trainer.estimated_stepping_batches))
+        sched: torch.optim.lr_scheduler.LRScheduler
         if cfg.schedule == "constant":
             return opt
         if cfg.schedule == "plateau":

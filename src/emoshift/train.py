@@ -12,7 +12,7 @@ import time
 import warnings
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -212,9 +212,8 @@ def build_trainer(cfg: ExperimentConfig, run: RunDir, *, progress: bool) -> Any:
             callbacks.append(TQDMProgressBar())
     loggers: list[Any] = []
     try:
-        from lightning.pytorch.loggers import TensorBoardLogger
-
         import tensorboard  # noqa: F401
+        from lightning.pytorch.loggers import TensorBoardLogger
 
         loggers.append(TensorBoardLogger(str(run.path), name="tensorboard", version=""))
     except ImportError:
@@ -252,7 +251,7 @@ def architecture_info(cfg: ExperimentConfig, model: torch.nn.Module) -> dict[str
     else:
         from emoshift.models.ssl import saved_info  # type: ignore[attr-defined]
 
-        info.update(saved_info(model, cfg.model))
+        info.update(saved_info(model, cfg.model))  # type: ignore[arg-type]
     return info
 
 
@@ -396,7 +395,7 @@ def train(
             "fingerprint": fingerprint,
             "seconds": round(time.time() - started, 2),
             "epochs_run": trainer.current_epoch,
-            "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "finished": datetime.now(UTC).isoformat(timespec="seconds"),
             "samples": {"train": len(prep.train), "val": len(prep.val)},
             "label_counts": dict(Counter(prep.labels[it.label] for it in prep.train)),
         },

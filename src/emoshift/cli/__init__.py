@@ -17,13 +17,15 @@ app = typer.Typer(
 )
 
 # Registration: importing a module adds its commands to `app`.
-from emoshift.cli import corpus  # noqa: E402,F401
-from emoshift.cli import audit  # noqa: E402,F401
-from emoshift.cli import train  # noqa: E402,F401
-from emoshift.cli import predict  # noqa: E402,F401
-from emoshift.cli import study  # noqa: E402,F401
-from emoshift.cli import features  # noqa: E402,F401
-from emoshift.cli import synth  # noqa: E402,F401
+from emoshift.cli import (  # noqa: E402
+    audit,  # noqa: F401
+    corpus,  # noqa: F401
+    features,  # noqa: F401
+    predict,  # noqa: F401
+    study,  # noqa: F401
+    synth,  # noqa: F401
+    train,  # noqa: F401
+)
 
 
 def main() -> None:

@@ -90,16 +90,15 @@ def _print_metrics(run: Path) -> None:
     table = Table(title=f"{run}")
     for col in ("corpus", "split", "n", "accuracy [95% CI]", "UAR [95% CI]", "macro-F1", "leaky"):
         table.add_column(col)
+    def fmt(m: dict, key: str) -> str:  # type: ignore[type-arg]
+        lo, hi = m.get("ci95", {}).get(key) or [float("nan"), float("nan")]
+        return f"{m[key]:.3f} [{lo:.3f}, {hi:.3f}]"
+
     for p in metrics:
         m = json.loads(p.read_text())
-        ci = m.get("ci95", {})
-
-        def fmt(key: str) -> str:
-            lo_hi = ci.get(key) or [float("nan"), float("nan")]
-            return f"{m[key]:.3f} [{lo_hi[0]:.3f}, {lo_hi[1]:.3f}]"
-
-        table.add_row(p.stem, m.get("split", ""), str(m["n"]), fmt("accuracy"), fmt("uar"), f"{m['macro_f1']:.3f}",
-                      "[red]LEAKY[/]" if m.get("leaky") else "no")
+        leaky = "[red]LEAKY[/]" if m.get("leaky") else "no"
+        table.add_row(p.stem, m.get("split", ""), str(m["n"]), fmt(m, "accuracy"), fmt(m, "uar"),
+                      f"{m['macro_f1']:.3f}", leaky)
     console.print(table)
 
 

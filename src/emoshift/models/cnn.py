@@ -120,7 +120,7 @@ def resnet18(
             downsample_in_first_stage=False,
         )
         backbone = ResNetModel(config)
-    return SpectrogramClassifier(backbone, backbone.config.hidden_sizes[-1], num_labels, dropout)
+    return SpectrogramClassifier(backbone, int(backbone.config.hidden_sizes[-1]), num_labels, dropout)
 
 
 def efficientnet_b0(
@@ -161,7 +161,7 @@ def from_backbone_config(
         from transformers import ResNetConfig, ResNetModel
 
         r = ResNetModel(ResNetConfig.from_dict(backbone_config))
-        return SpectrogramClassifier(r, r.config.hidden_sizes[-1], num_labels, dropout)
+        return SpectrogramClassifier(r, int(r.config.hidden_sizes[-1]), num_labels, dropout)  # type: ignore[index]
     if name == "efficientnet_b0":
         from transformers import EfficientNetConfig, EfficientNetModel
 
