@@ -159,7 +159,7 @@ def test_resume_after_kill_equals_uninterrupted(synth_tiny: Path, tmp_path: Path
 
 def test_ddp_on_cpu(synth_tiny: Path, tmp_path: Path) -> None:
     sets = [*tiny_overrides(synth_tiny, tmp_path / "cache"), "training.epochs=2",
-            "trainer.devices=2", "trainer.strategy=ddp", "trainer.accelerator=cpu"]
+            "trainer.devices=2", "trainer.strategy=ddp"]  # the exact flags; CPU here, so gloo
     out = tmp_path / "ddp"
     proc = _run_cli(["train", "-q", "-o", str(out), *[a for s in sets for a in ("--set", s)]],
                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT)

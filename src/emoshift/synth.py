@@ -71,6 +71,8 @@ import soundfile as sf
 from scipy import fft as sp_fft
 from scipy import signal
 
+from emoshift.corpora import cremad, ravdess
+
 # Bump whenever the bytes written for a (scale, seed) change: a cached corpus of another version is rebuilt.
 SYNTH_VERSION = 1
 MARKER = ".synth.json"
@@ -122,24 +124,9 @@ def get_scale(name: str) -> Scale:
 # --------------------------------------------------------------------------------------------------------------
 
 # RAVDESS emotion codes -> canonical names (neutral has no strong intensity).
-RAVDESS_EMOTIONS: dict[str, str] = {
-    "01": "neutral",
-    "02": "calm",
-    "03": "happy",
-    "04": "sad",
-    "05": "angry",
-    "06": "fearful",
-    "07": "disgust",
-    "08": "surprised",
-}
-CREMAD_EMOTIONS: dict[str, str] = {
-    "ANG": "angry",
-    "DIS": "disgust",
-    "FEA": "fearful",
-    "HAP": "happy",
-    "NEU": "neutral",
-    "SAD": "sad",
-}
+# The emotion codes are the loaders' own label maps: the generator writes what the loaders read.
+RAVDESS_EMOTIONS: dict[str, str] = ravdess.LABEL_MAP
+CREMAD_EMOTIONS: dict[str, str] = cremad.LABEL_MAP
 RAVDESS_INTENSITY: dict[str, float] = {"01": 1.0, "02": 1.5}  # normal, strong
 CREMAD_LEVELS: dict[str, float] = {"LO": 0.7, "MD": 1.0, "HI": 1.3, "XX": 1.0}
 CREMAD_RACES: tuple[str, ...] = ("African American", "Asian", "Caucasian", "Unknown")
