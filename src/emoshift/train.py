@@ -291,6 +291,13 @@ def train(
     kind = cfg.model.input_kind
     torch.manual_seed(cfg.training.seed)
     model = get_model(cfg.model.name, num_labels=len(prep.labels), **cfg.model.builder_kwargs())
+    teacher_by_id: dict[str, torch.Tensor] = {}
+    if cfg.training.distill is not None:
+        # Before the student opens its feature stores: the teacher's inference may add to the same cache.
+        from emoshift.distill import teacher_logits
+
+        logits = teacher_logits(cfg.training.distill.teacher, prep.train, prep.labels, cfg, progress=progress)
+        teacher_by_id = {it.utt.id: row for it, row in zip(prep.train, logits, strict=True)}
     train_kind = kind
     stores: dict[str, Any] = {}
     if kind == "spectrogram":
@@ -310,14 +317,7 @@ def train(
     elif hasattr(model, "freeze_feature_encoder"):
         model.freeze_feature_encoder()  # type: ignore[operator]
 
-    teacher = None
-    if cfg.training.distill is not None:
-        from emoshift.distill import teacher_logits
-
-        teacher = teacher_logits(
-            cfg.training.distill.teacher, prep.train, prep.labels, cfg, progress=progress
-        )
-
+    teacher = torch.stack([teacher_by_id[it.utt.id] for it in prep.train]) if teacher_by_id else None  # (N, C)
     from emoshift.data import EmotionDataModule
     from emoshift.module import EmotionModule
 

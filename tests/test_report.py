@@ -1,0 +1,278 @@
+"""Report rendering on fabricated run directories (no training): results.csv, report.md, report.html."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from emoshift.audit import audit_predictions
+from emoshift.io import atomic_write_json, atomic_write_text
+from emoshift.report import REPORTED_PROTOCOL, RESULT_COLUMNS, collect, key_results, render_markdown
+from emoshift.study import Outcome, StudyResult, load_study, write_report
+
+LABELS = ["angry", "happy", "neutral", "sad"]
+
+STUDY = """
+title: Fabricated study
+defaults:
+  data: {corpora: [ravdess]}
+  model: {width_mult: 0.25}
+  training: {epochs: 1}
+experiments:
+  - id: A
+    title: Specialist
+    architecture: ResNet18
+    data_strategy: RAVDESS only
+    reported_accuracy: {ravdess: 80.56, crema-d: 22.39}
+  - id: B
+    title: Generalist
+    architecture: EfficientNet-B0
+    data_strategy: combined
+    config:
+      data: {corpora: [ravdess, crema-d]}
+      model: {name: efficientnet_b0}
+  - id: AUD
+    title: Audit of A
+    architecture: ResNet18 (the A model)
+    data_strategy: "-"
+    audit_of: A
+    audit: {by: [gender, race]}
+  - id: NEVER
+    title: Never run
+    architecture: ResNet18
+    data_strategy: RAVDESS only
+"""
+
+
+def _metrics(acc: float, uar: float, n: int, *, leaky: bool = False, split: str = "test") -> dict:
+    conf = np.diag([n // 4] * 4).tolist()
+    return {
+        "accuracy": acc,
+        "uar": uar,
+        "macro_f1": uar,
+        "n": n,
+        "labels": LABELS,
+        "per_class_recall": dict.fromkeys(LABELS, uar),
+        "confusion": conf,
+        "ci95": {"accuracy": [acc - 0.05, acc + 0.04], "uar": [uar - 0.06, uar + 0.03]},
+        "leaky": leaky,
+        "split": split,
+    }
+
+
+def _fake_run(run: Path, metrics: dict[str, dict], *, seconds: float = 12.5) -> None:
+    for corpus, m in metrics.items():
+        atomic_write_json(run / "metrics" / f"{corpus}.json", m)
+    atomic_write_text(
+        run / "log.csv",
+        "epoch,train_loss,val_loss,val_uar,val_accuracy,lr,seconds\n0,1.7,1.6,0.30,0.31,0.001,3\n1,1.2,1.3,0.52,0.50,0.0005,3\n",
+    )
+    atomic_write_json(
+        run / "model.json", {"model": "resnet18", "labels": LABELS, "architecture": "resnet18 x0.25"}
+    )
+    atomic_write_json(
+        run / "done.json",
+        {"fingerprint": "x", "seconds": seconds, "epochs_run": 2, "finished": "2026-01-01T00:00:00+00:00"},
+    )
+
+
+def _fake_audit(folder: Path, corpus: str) -> dict:
+    rng = np.random.default_rng(0)
+    rows, demo = [], {}
+    for s in range(8):
+        gender = "male" if s % 2 else "female"
+        for i in range(12):
+            uid = f"{corpus}-{s}-{i}"
+            true = LABELS[i % 4]
+            # women are recognised better than men: a real gap for the permutation test
+            pred = true if rng.random() < (0.9 if gender == "female" else 0.4) else LABELS[(i + 1) % 4]
+            rows.append({"id": uid, "speaker": f"s{s}", "true": true, "pred": pred})
+            demo[uid] = {"gender": gender}
+    report = audit_predictions(
+        rows, demo, by=["gender", "race"], labels=LABELS, n_resamples=50, n_permutations=99, corpus=corpus
+    )
+    atomic_write_json(folder / f"{corpus}.json", report)
+    return report
+
+
+@pytest.fixture()
+def fabricated(tmp_path: Path) -> tuple:
+    study_file = tmp_path / "study.yaml"
+    study_file.write_text(STUDY)
+    roots = {}
+    for corpus in ("ravdess", "crema-d"):
+        (tmp_path / "data" / corpus).mkdir(parents=True)
+        roots[corpus] = str(tmp_path / "data" / corpus)
+    study = load_study(study_file, roots=roots)
+    out = tmp_path / "out"
+    _fake_run(
+        out / "runs" / "A",
+        {"ravdess": _metrics(0.61, 0.58, 96), "crema-d": _metrics(0.25, 0.22, 480, split="all")},
+    )
+    _fake_run(
+        out / "runs" / "B",
+        {"ravdess": _metrics(0.97, 0.96, 96, leaky=True), "crema-d": _metrics(0.55, 0.53, 120)},
+        seconds=3725,
+    )
+    audit_dir = out / "runs" / "AUD" / "audit"
+    report = _fake_audit(audit_dir, "crema-d")
+    atomic_write_json(
+        out / "runs" / "AUD" / "done.json",
+        {"fingerprint": "y", "kind": "audit", "seconds": 2.0, "finished": "2026-01-01T00:00:00+00:00"},
+    )
+    return study, out, report
+
+
+def _results(out: Path) -> list[dict[str, str]]:
+    with open(out / "results.csv", newline="") as f:
+        reader = csv.DictReader(f)
+        assert tuple(reader.fieldnames or ()) == RESULT_COLUMNS
+        return list(reader)
+
+
+def test_results_csv_rows_and_values(fabricated: tuple) -> None:
+    study, out, _ = fabricated
+    write_report(out, study)
+    rows = _results(out)
+    assert [(r["experiment"], r["corpus"]) for r in rows] == [
+        ("A", "ravdess"),
+        ("A", "crema-d"),
+        ("B", "ravdess"),
+        ("B", "crema-d"),
+        ("AUD", "ravdess"),
+        ("AUD", "crema-d"),
+    ]
+    a = rows[0]
+    assert float(a["accuracy"]) == pytest.approx(0.61)
+    assert float(a["accuracy_lo"]) == pytest.approx(0.56)
+    assert float(a["uar_hi"]) == pytest.approx(0.61)
+    assert a["n"] == "96" and a["leaky"] == "false"
+    assert rows[2]["leaky"] == "true"
+    # the audit-only experiment repeats the metrics of the run it audits
+    assert {k: v for k, v in rows[4].items() if k != "experiment"} == {
+        k: v for k, v in rows[0].items() if k != "experiment"
+    }
+
+
+def test_markdown_has_every_section_and_number(fabricated: tuple) -> None:
+    study, out, audit = fabricated
+    write_report(out, study)
+    md = (out / "report.md").read_text()
+    for heading in (
+        "## Key results",
+        "## Cross-corpus matrix (UAR)",
+        "## Confusion matrices",
+        "## Training curves",
+        "## Fairness audit",
+        "## Leakage flags",
+        "## Run time",
+        "## Environment",
+    ):
+        assert heading in md
+    for eid in ("A", "B", "AUD", "NEVER"):
+        assert f"| {eid} |" in md
+    assert "61.0 [56.0, 65.0]" in md  # accuracy with its 95% CI, in %
+    assert "22.0 [16.0, 25.0] (unseen)" in md  # a corpus the model never saw
+    assert REPORTED_PROTOCOL in md and "80.56" in md and "22.39" in md
+    assert "⚠ leaky" in md and "LEAKY" in md
+    assert "AUD trains nothing: its scores are those of A (the same model)" in md
+    p = audit["by"]["gender"]["p_value_uar"]
+    assert f"{p:.3f}" in md and "not recorded" in md  # race is not in the fabricated demographics
+    assert "1:02:05 (training)" in md  # B's recorded 3725 s
+    assert "not run" in md
+    for version in ("python", "torch", "transformers", "lightning", "git commit", "seeds", "device", "date"):
+        assert f"| {version} |" in md
+    # every image link points at a file that exists
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
+    assert links and all((out / link).is_file() for link in links)
+    assert "plots/cross_corpus_uar.png" in links
+
+
+def test_html_is_self_contained(fabricated: tuple) -> None:
+    study, out, _ = fabricated
+    write_report(out, study)
+    page = (out / "report.html").read_text()
+    assert page.startswith("<!DOCTYPE html>")
+    assert "<script" not in page and "<link" not in page and "@import" not in page
+    sources = re.findall(r'<img src="([^"]+)"', page)
+    assert len(sources) >= 6  # heatmap, 4 confusions, curves, audit plots ...
+    assert all(s.startswith("data:image/png;base64,") for s in sources)
+    png = base64.b64decode(sources[0].split(",", 1)[1])
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "Fabricated study" in page and "&lt;" not in page.split("<body>")[0]
+
+
+def test_failures_and_wall_time_from_study_result(fabricated: tuple) -> None:
+    study, out, _ = fabricated
+    atomic_write_text(out / "errors" / "NEVER.txt", "Traceback ...\n")
+    result = StudyResult(
+        out=out,
+        selected=["A", "NEVER"],
+        outcomes={
+            "A": Outcome("A", "skipped", out / "runs" / "A", seconds=0.4),
+            "NEVER": Outcome(
+                "NEVER", "failed", out / "runs" / "NEVER", seconds=1.0, error="no | pipes allowed"
+            ),
+        },
+        seconds=1.4,
+    )
+    paths = write_report(out, study, result)
+    md = paths["markdown"].read_text()
+    assert "## Errors" in md and "no \\| pipes allowed" in md and "errors/NEVER.txt" in md
+    assert "FAILED: NEVER (no | pipes allowed)" in md
+    summaries = {s.id: s for s in collect(out, study, result)}
+    assert summaries["A"].status == "skipped" and summaries["NEVER"].status == "failed"
+    assert "NEVER" not in {r["experiment"] for r in _results(out)}
+
+
+def test_key_results_compact_for_the_terminal(fabricated: tuple) -> None:
+    study, out, _ = fabricated
+    summaries = collect(out, study)
+    header, rows = key_results(summaries, ["ravdess", "crema-d"], compact=True)
+    assert header[:2] == ["ID", "RAVDESS acc"] and "RAVDESS study†" in header and "CREMA-D UAR" in header
+    assert rows[0][:5] == ["A", "61.0", "58.0", "25.0*", "22.0*"]
+    assert rows[1][1] == "97.0!" and rows[2][1] == "61.0"  # B is leaky; AUD repeats A
+    assert len({len(r) for r in rows}) == 1 and len(rows[0]) == len(header)
+
+
+def test_report_of_an_empty_output_folder(tmp_path: Path, fabricated: tuple) -> None:
+    study, _, _ = fabricated
+    paths = write_report(tmp_path / "empty", study)
+    assert _results(tmp_path / "empty") == []
+    md = paths["markdown"].read_text()
+    assert "No run has been evaluated yet." in md and "No audit has been run." in md
+
+
+def test_markdown_escapes_table_pipes(tmp_path: Path) -> None:
+    from emoshift.report import Heading, Image, Table
+
+    png = tmp_path / "x" / "a.png"
+    png.parent.mkdir()
+    png.write_bytes(b"\x89PNG\r\n\x1a\n")
+    text = render_markdown([Heading("T", 1), Table(["a|b"], [["c|d"]]), Image(png, "alt")], tmp_path)
+    assert "| a\\|b |" in text and "| c\\|d |" in text and "![alt](x/a.png)" in text
+
+
+def test_write_report_is_atomic(fabricated: tuple, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A crash while rendering leaves the previous report untouched (files are replaced, never half-written)."""
+    import emoshift.report as report
+
+    study, out, _ = fabricated
+    write_report(out, study)
+    before = (out / "report.html").read_text()
+
+    def boom(*args: object, **kwargs: object) -> str:
+        raise RuntimeError("render failed")
+
+    monkeypatch.setattr(report, "render_html", boom)
+    with pytest.raises(RuntimeError):
+        write_report(out, study)
+    assert (out / "report.html").read_text() == before
+    assert not list(out.glob(".report.html.*"))
+    assert json.loads(json.dumps(_results(out)))  # results.csv still parses

@@ -1,0 +1,387 @@
+"""The study: configs/study.yaml resolution and errors (fast), then `emoshift study` end to end on the synthetic
+tiny corpus (slow: every phase trains for one epoch at tiny widths)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from emoshift.cli import app
+from emoshift.study import StudyError, fit_stages, load_study, run_dir
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG = REPO / "configs" / "study.yaml"
+PHASES = ["L2", "L2b", "L2c", "L3", "L4.3", "L4.5", "L4.6", "L4.7", "L4.9"]
+RESULT_COLUMNS = [
+    "experiment",
+    "corpus",
+    "accuracy",
+    "accuracy_lo",
+    "accuracy_hi",
+    "uar",
+    "uar_lo",
+    "uar_hi",
+    "n",
+    "leaky",
+]
+
+
+# --------------------------------------------------------------------------------------------------------
+# Resolution (no training)
+
+
+@pytest.fixture()
+def roots(tmp_path: Path) -> dict[str, str]:
+    out = {}
+    for corpus in ("ravdess", "crema-d"):
+        (tmp_path / "corpora" / corpus).mkdir(parents=True)
+        out[corpus] = str(tmp_path / "corpora" / corpus)
+    return out
+
+
+def test_study_file_names_every_phase_with_the_studys_numbers(roots: dict[str, str]) -> None:
+    for profile in (None, "demo", "paper"):
+        study = load_study(CONFIG, profile=profile, roots=roots)
+        assert study.ids == PHASES
+    reported = {e.id: e.spec.reported_accuracy for e in study.experiments if e.spec.reported_accuracy}
+    assert reported == {
+        "L2": {"ravdess": 80.56, "crema-d": 22.39},
+        "L4.5": {"ravdess": 99.73, "crema-d": 62.71},
+        "L4.9": {"ravdess": 45.86, "crema-d": 44.71},
+    }
+    for e in study.experiments:
+        assert e.spec.title and e.spec.architecture and e.spec.data_strategy
+
+
+def test_phases_resolve_to_the_studys_design(roots: dict[str, str]) -> None:
+    study = load_study(CONFIG, profile="paper", roots=roots)
+    cfg = {e.id: e.config for e in study.experiments}
+    assert cfg["L2"].data.corpora == ["ravdess"] and cfg["L2"].model.name == "resnet18"
+    aug = cfg["L2b"].training.augment
+    assert aug.specaugment and aug.bandlimit_p > 0 and aug.noise_p > 0
+    assert cfg["L2c"].training.distill.teacher == "L2b" and study.experiment("L2c").depends == ("L2b",)
+    assert cfg["L3"] is None and study.experiment("L3").depends == ("L2",)
+    assert set(study.experiment("L3").audit.by) == {"gender", "age_band", "race", "ethnicity"}
+    assert cfg["L4.3"].data.corpora == ["ravdess", "crema-d"]
+    champion = cfg["L4.5"].training
+    assert (champion.sampling, champion.schedule, champion.augment.specaugment) == (
+        "class_corpus",
+        "onecycle",
+        True,
+    )
+    # the ablations are the champion with one thing changed
+    assert cfg["L4.6"].training.sampling == "none" and cfg["L4.6"].training.schedule == "onecycle"
+    assert cfg["L4.7"].model.name == "efficientnet_b0" and cfg["L4.7"].training.sampling == "class_corpus"
+    hubert = cfg["L4.9"]
+    assert hubert.model.name == "hubert" and hubert.model.pretrained == "facebook/hubert-base-ls960"
+    assert [s.train for s in hubert.training.stages] == ["head", "top", "all"]
+    assert hubert.training.stages[-1].layer_decay < 1.0
+    assert cfg["L2"].features.n_mels == 128 and cfg["L2"].features.crop_s == 3.0
+    assert cfg["L2"].model.pretrained is None  # the study's CNNs are trained from scratch
+    assert all(c.data.roots == {k: roots[k] for k in c.data.corpora} for c in cfg.values() if c)
+
+
+def test_demo_profile_is_small(roots: dict[str, str]) -> None:
+    study = load_study(CONFIG, profile="demo", roots=roots)
+    for e in study.experiments:
+        if e.config is None:
+            continue
+        assert e.config.training.epochs <= 4
+        if e.config.model.input_kind == "spectrogram":
+            assert e.config.model.width_mult <= 0.25 and e.config.features.n_mels == 64
+        else:
+            assert e.config.model.preset == "tiny"
+    assert study.experiment("L2c").config.model.width_mult < study.experiment("L2b").config.model.width_mult
+
+
+def test_overrides_apply_to_every_experiment_or_one(roots: dict[str, str]) -> None:
+    study = load_study(
+        CONFIG, profile="demo", roots=roots, overrides=["training.lr=0.01", "L4.5:training.batch_size=7"]
+    )
+    assert all(e.config.training.lr == 0.01 for e in study.experiments if e.config)
+    assert study.experiment("L4.5").config.training.batch_size == 7
+    assert (
+        study.experiment("L4.6").config.training.batch_size == 32
+    )  # extends L4.5's file overlay, not its --set
+    assert study.experiment("L4.5").config.name == "L4.5"
+
+
+def test_later_epochs_fit_the_stage_schedule(roots: dict[str, str]) -> None:
+    study = load_study(CONFIG, profile="paper", roots=roots, overrides=["training.epochs=5"])
+    hubert = study.experiment("L4.9")
+    assert [(s.train, s.epochs) for s in hubert.config.training.stages] == [("head", 2), ("top", 3)]
+    assert "fitted" in hubert.notes[0]
+    assert fit_stages([{"epochs": 2, "train": "head"}, {"epochs": 3, "train": "all"}], 9)[-1]["epochs"] == 7
+    assert fit_stages([{"epochs": 2, "train": "head"}, {"epochs": 3, "train": "all"}], 1) == [
+        {"epochs": 1, "train": "head"}
+    ]
+
+
+def test_teacher_id_becomes_a_run_directory(roots: dict[str, str], tmp_path: Path) -> None:
+    study = load_study(CONFIG, profile="demo", roots=roots)
+    cfg = study.run_config("L2c", tmp_path / "out")
+    assert cfg.training.distill.teacher == str(tmp_path / "out" / "runs" / "L2b")
+    assert run_dir(tmp_path / "out", "L2b") == tmp_path / "out" / "runs" / "L2b"
+
+
+def test_only_adds_dependencies_in_run_order(roots: dict[str, str]) -> None:
+    study = load_study(CONFIG, roots=roots)
+    assert study.select(["L2c"]) == ["L2b", "L2c"]
+    assert study.select(["L3", "L4.5"]) == ["L2", "L3", "L4.5"]
+    assert study.select(None) == PHASES
+
+
+def _write(tmp_path: Path, data: dict) -> Path:
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def _experiment(eid: str, **extra: object) -> dict:
+    return {"id": eid, "title": eid, "architecture": "ResNet18", "data_strategy": "x", **extra}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"profile": "fast"}, "unknown profile 'fast'; "),
+        ({"only": ["L9"]}, "--only: unknown experiment 'L9'"),
+        ({"roots": "ravdess-only"}, "experiment L4.3 trains on crema-d but no root was given"),
+        ({"roots": "missing-folder"}, "folder not found"),
+        ({"roots": "unknown-corpus"}, "unknown corpus 'nosuch'"),
+        ({"overrides": ["L9:training.lr=1"]}, "unknown experiment 'L9'"),
+        ({"overrides": ["training.lrr=1"]}, "did you mean 'training.lr'?"),
+        ({"overrides": ["L3:training.lr=1"]}, "trains nothing"),
+        ({"overrides": ["training.distill.teacher=nowhere"]}, "neither an experiment id"),
+    ],
+)
+def test_load_study_errors_are_one_line(
+    roots: dict[str, str], tmp_path: Path, kwargs: dict, message: str
+) -> None:
+    chosen = {
+        "ravdess-only": {"ravdess": roots["ravdess"]},
+        "missing-folder": {**roots, "crema-d": str(tmp_path / "nope")},
+        "unknown-corpus": {**roots, "nosuch": roots["ravdess"]},
+    }.get(kwargs.pop("roots", ""), roots)
+    with pytest.raises(StudyError) as err:
+        load_study(CONFIG, roots=chosen, **kwargs)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_only_checks_roots_of_the_selection(roots: dict[str, str]) -> None:
+    study = load_study(CONFIG, roots={"ravdess": roots["ravdess"]}, only=["L2c", "L3"])
+    assert study.select(study.only) == ["L2", "L2b", "L2c", "L3"]
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (
+            {"experiments": [_experiment("A", confg={})]},
+            "unknown config key 'experiments.0.confg'; did you mean",
+        ),
+        ({"experiments": [_experiment("A"), _experiment("A")]}, "experiment id(s) used twice: A"),
+        ({"experiments": [_experiment("A", extends="B")]}, "extends 'B', which is not a training experiment"),
+        ({"experiments": [_experiment("A", audit_of="A", config={"x": 1})]}, "trains nothing: drop config"),
+        ({"experiments": [_experiment("a/b")]}, "names a folder"),
+        ({"experiments": [_experiment("A", reported_accuracy={"ravdess": 180})]}, "percentage"),
+        (
+            {"experiments": [_experiment("A", config={"training": {"epoch": 3}})]},
+            "did you mean 'training.epochs'?",
+        ),
+        ({"experiments": [_experiment("A", extends="B"), _experiment("B", extends="A")]}, "'extends' loops"),
+        ({"experiments": []}, "the study has no experiments"),
+        (
+            {"profiles": {"p": {"experiments": {"Z": {}}}}, "experiments": [_experiment("A")]},
+            "unknown experiment(s) Z",
+        ),
+    ],
+)
+def test_study_file_errors(roots: dict[str, str], tmp_path: Path, data: dict, message: str) -> None:
+    with pytest.raises(StudyError) as err:
+        load_study(_write(tmp_path, data), roots=roots)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_cli_errors_exit_2_with_one_line(roots: dict[str, str], tmp_path: Path) -> None:
+    base = ["study", str(CONFIG), "--corpus", f"ravdess={roots['ravdess']}", "-o", str(tmp_path / "o")]
+    for extra, message in (
+        (["--only", "L9"], "unknown experiment 'L9'"),
+        (["--profile", "huge"], "unknown profile 'huge'"),
+        ([], "trains on crema-d but no root was given"),
+        (["--corpus", "ravdess"], "--corpus expects NAME=ROOT"),
+    ):
+        result = CliRunner().invoke(app, base + extra)
+        assert result.exit_code == 2, result.output
+        assert message in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "o").exists()
+
+
+# --------------------------------------------------------------------------------------------------------
+# End to end on the synthetic corpus
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    from emoshift.synth import generate
+
+    out = tmp_path_factory.mktemp("synth-study")
+    generate(out, scale="tiny", seed=0)
+    return {"ravdess": str(out / "ravdess"), "crema-d": str(out / "crema-d")}
+
+
+def _fast(cache: Path) -> list[str]:
+    sets = [
+        "training.epochs=1",
+        "training.batch_size=16",
+        "model.width_mult=0.125",
+        "features.n_mels=32",
+        "features.crop_s=1.0",
+        "evaluation.n_bootstrap=50",
+        f"data.cache_dir={cache}",
+    ]
+    return [a for s in sets for a in ("--set", s)]
+
+
+def _study(corpus: dict[str, str], out: Path, *extra: str) -> tuple[int, str, float]:
+    args = ["study", str(CONFIG), "-o", str(out), "--profile", "demo"]
+    for name, root in corpus.items():
+        args += ["--corpus", f"{name}={root}"]
+    started = time.monotonic()
+    result = CliRunner().invoke(app, [*args, *_fast(out.parent / "cache"), *extra])
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, result.output, time.monotonic() - started
+
+
+def _rows(out: Path) -> list[dict[str, str]]:
+    with open(out / "results.csv", newline="") as f:
+        reader = csv.DictReader(f)
+        assert reader.fieldnames == RESULT_COLUMNS
+        return list(reader)
+
+
+@pytest.fixture(scope="module")
+def full_study(
+    tiny_corpus: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, str, float]:
+    out = tmp_path_factory.mktemp("study") / "out"
+    code, output, seconds = _study(tiny_corpus, out)
+    assert code == 0, output
+    return out, output, seconds
+
+
+@pytest.mark.slow
+def test_full_study_runs_every_phase_and_reports_it(full_study: tuple[Path, str, float]) -> None:
+    out, output, _ = full_study
+    for eid in PHASES:
+        done = json.loads((out / "runs" / eid / "done.json").read_text())
+        assert done["seconds"] >= 0
+    for eid in PHASES:
+        if eid != "L3":
+            assert (out / "runs" / eid / "model.safetensors").is_file()
+            assert {p.stem for p in (out / "runs" / eid / "metrics").glob("*.json")} == {"ravdess", "crema-d"}
+    for corpus in ("ravdess", "crema-d"):
+        audit = json.loads((out / "runs" / "L3" / "audit" / f"{corpus}.json").read_text())
+        assert audit["by"]["gender"]["available"]
+    # progress: index/total, elapsed and ETA
+    assert "[1/9] L2" in output and "[9/9] L4.9" in output and "ETA" in output
+    assert "Key results" in output and "report.html" in output
+
+    rows = _rows(out)
+    assert [(r["experiment"], r["corpus"]) for r in rows] == [
+        (e, c) for e in PHASES for c in ("ravdess", "crema-d")
+    ]
+    for r in rows:
+        assert 0 <= float(r["accuracy_lo"]) <= float(r["accuracy"]) <= float(r["accuracy_hi"]) <= 1
+        assert 0 <= float(r["uar_lo"]) <= float(r["uar"]) <= float(r["uar_hi"]) <= 1
+        assert int(r["n"]) > 0 and r["leaky"] == "false"
+    by = {(r["experiment"], r["corpus"]): r for r in rows}
+    assert {k: v for k, v in by["L3", "crema-d"].items() if k != "experiment"} == {
+        k: v for k, v in by["L2", "crema-d"].items() if k != "experiment"
+    }
+
+    md = (out / "report.md").read_text()
+    page = (out / "report.html").read_text()
+    for eid in PHASES:
+        assert f"| {eid} |" in md and f"<td>{eid}</td>" in page
+    for text in ("RAVDESS", "CREMA-D", "random utterance split, likely leaky", "p-value", "## Environment"):
+        assert text in md
+    images = re.findall(r'<img src="([^"]+)"', page)
+    assert len(images) >= 9 * 2 and all(i.startswith("data:image/png;base64,") for i in images)
+
+
+@pytest.mark.slow
+def test_second_run_skips_complete_experiments(
+    full_study: tuple[Path, str, float], tiny_corpus: dict[str, str]
+) -> None:
+    out, _, first = full_study
+    weights = {e: (out / "runs" / e / "model.safetensors").stat().st_mtime_ns for e in PHASES if e != "L3"}
+    dones = {e: (out / "runs" / e / "done.json").stat().st_mtime_ns for e in PHASES}
+    code, output, seconds = _study(tiny_corpus, out)
+    assert code == 0, output
+    assert output.count("complete with the same") == 9
+    assert {e: (out / "runs" / e / "done.json").stat().st_mtime_ns for e in PHASES} == dones
+    assert {e: (out / "runs" / e / "model.safetensors").stat().st_mtime_ns for e in weights} == weights
+    assert seconds < first / 2
+    assert len(_rows(out)) == 18
+
+
+@pytest.mark.slow
+def test_changed_config_moves_the_stale_run_aside(
+    full_study: tuple[Path, str, float], tiny_corpus: dict[str, str], tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    shutil.copytree(full_study[0], out)
+    old = json.loads((out / "runs" / "L2" / "done.json").read_text())
+    code, output, _ = _study(tiny_corpus, out, "--only", "L2", "--set", "L2:training.lr=0.01")
+    assert code == 0, output
+    assert "moved to" in output
+    (stale,) = (out / "stale").glob("L2-*")
+    assert json.loads((stale / "done.json").read_text()) == old
+    new = json.loads((out / "runs" / "L2" / "done.json").read_text())
+    assert new["fingerprint"] != old["fingerprint"]
+    assert yaml.safe_load((out / "runs" / "L2" / "config.yaml").read_text())["training"]["lr"] == 0.01
+    # the audit of L2 (L3) is now stale too: it is redone against the retrained model
+    code, output, _ = _study(tiny_corpus, out, "--only", "L3", "--set", "L2:training.lr=0.01")
+    assert code == 0, output
+    assert "L3 audited" in output and list((out / "stale").glob("L3-*"))
+    assert output.count("complete with the same") == 1
+
+
+@pytest.mark.slow
+def test_only_runs_the_experiment_and_its_teacher(tiny_corpus: dict[str, str], tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    code, output, _ = _study(tiny_corpus, out, "--only", "L2c")
+    assert code == 0, output
+    assert sorted(p.name for p in (out / "runs").iterdir()) == ["L2b", "L2c"]
+    assert {r["experiment"] for r in _rows(out)} == {"L2b", "L2c"}
+    cfg = yaml.safe_load((out / "runs" / "L2c" / "config.yaml").read_text())
+    assert cfg["training"]["distill"]["teacher"] == str(out / "runs" / "L2b")
+    md = (out / "report.md").read_text()
+    assert "7 not run" in md and "| L4.9 |" in md
+
+
+@pytest.mark.slow
+def test_a_failing_experiment_does_not_stop_the_others(
+    full_study: tuple[Path, str, float], tiny_corpus: dict[str, str], tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    shutil.copytree(full_study[0], out)
+    bad = ["--set", "L4.3:model.pretrained=/nonexistent/weights", "--set", "L4.3:model.width_mult=1.0"]
+    code, output, _ = _study(tiny_corpus, out, *bad)
+    assert code == 1
+    assert "L4.3 failed" in output and "failed: L4.3" in output
+    assert output.count("complete with the same") == 8  # every other experiment was still handled
+    md = (out / "report.md").read_text()
+    assert "## Errors" in md and "/nonexistent/weights" in md and "errors/L4.3.txt" in md
+    assert (out / "errors" / "L4.3.txt").read_text().startswith("Traceback")
+    assert "L4.3" not in {r["experiment"] for r in _rows(out)} and len(_rows(out)) == 16
