@@ -351,6 +351,13 @@ class EmotionDataModule(L.LightningDataModule):
             **common,
         )
 
+    def calibration_dataloader(self) -> DataLoader[Any]:
+        """Training items in a fixed order, without augmentation (BatchNorm recalibration)."""
+        assert self.train_set is not None, "setup() was not called"
+        if self.input_kind == "waveform":
+            return self._loader(self.train_set, train=False)
+        return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=False, collate_fn=collate_tensor_batch)
+
     def train_dataloader(self) -> DataLoader[Any]:
         assert self.train_set is not None, "setup() was not called"  # internal invariant, not user input
         return self._loader(self.train_set, train=True)

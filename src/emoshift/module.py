@@ -166,6 +166,36 @@ class EmotionModule(L.LightningModule):
     def on_validation_epoch_start(self) -> None:
         self._val_conf.zero_()
         self._val_loss.clear()
+        if not self.trainer.sanity_checking:
+            self._recalibrate_batchnorm()
+
+    @torch.no_grad()
+    def _recalibrate_batchnorm(self, max_batches: int = 32) -> None:
+        """Precise BatchNorm: recompute running statistics with the current weights on training batches.
+
+        Running averages collected while the weights move fast are stale; on deep BN stacks (EfficientNet)
+        eval-mode outputs then collapse to a constant after the few hundred steps an SER corpus gives. A
+        pass over up to ``max_batches`` un-augmented training batches with a cumulative average fixes them.
+        Deterministic: the batches and their crops are a function of (seed, epoch).
+        """
+        bns = [m for m in self.model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        dm = getattr(self.trainer, "datamodule", None)
+        if not bns or dm is None or not hasattr(dm, "calibration_dataloader"):
+            return
+        momenta = [m.momentum for m in bns]
+        for m in bns:
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average over the calibration batches
+        was_training = self.model.training
+        self.model.train()
+        for i, batch in enumerate(dm.calibration_dataloader()):
+            if i >= max_batches:
+                break
+            batch = {k: v.to(self.device) for k, v in batch.items()}
+            self.forward(batch)
+        self.model.train(was_training)
+        for m, momentum in zip(bns, momenta, strict=True):
+            m.momentum = momentum
 
     def on_validation_epoch_end(self) -> None:
         # Validation runs at the end of each training epoch, before on_train_epoch_end hooks: log the

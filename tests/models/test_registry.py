@@ -69,3 +69,47 @@ def test_pretrained_from_local_folder_adapts_the_rgb_stem(tmp_path) -> None:
         b = model.backbone(pixel_values=grey).pooler_output
     torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
     assert model(grey).shape == (2, 5)
+
+
+@pytest.mark.parametrize("name", ["resnet18", "efficientnet_b0"])
+def test_from_scratch_activations_do_not_vanish(name: str) -> None:
+    """transformers' EfficientNet init draws BatchNorm scales from N(0, 0.02): features would be ~1e-35."""
+    torch.manual_seed(0)
+    model = get_model(name, num_labels=6, width_mult=0.25).train()
+    feats = model.features(torch.randn(8, 1, 32, 101))  # (B, D)
+    assert feats.abs().mean() > 1e-2
+    assert feats.std(dim=0).mean() > 1e-2  # inputs give different features
+
+
+def test_batchnorm_recalibration_rescues_eval_mode() -> None:
+    """After fast training, precise-BN statistics make eval-mode outputs depend on the input again."""
+    import torch.nn.functional as F
+
+    from emoshift.config import TrainingConfig
+    from emoshift.module import EmotionModule
+
+    torch.manual_seed(0)
+    model = get_model("efficientnet_b0", num_labels=6, width_mult=0.25)
+    x, y = torch.randn(16, 1, 32, 101), torch.randint(0, 6, (16,))
+    opt = torch.optim.AdamW(model.parameters(), 3e-3)
+    for _ in range(30):
+        model.train()
+        loss = F.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    class DM:
+        def calibration_dataloader(self):  # type: ignore[no-untyped-def]
+            return [{"x": x, "y": y}]
+
+    module = EmotionModule(model, labels=[str(i) for i in range(6)], training=TrainingConfig(), input_kind="spectrogram")
+    module.trainer = type("T", (), {"datamodule": DM(), "sanity_checking": False})()  # type: ignore[assignment]
+    model.eval()
+    with torch.no_grad():
+        stale = F.cross_entropy(model(x), y).item()
+    module._recalibrate_batchnorm()
+    assert not model.training  # the mode is restored
+    with torch.no_grad():
+        fresh = F.cross_entropy(model(x), y).item()
+    assert fresh < stale / 2, (stale, fresh)

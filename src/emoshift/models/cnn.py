@@ -19,6 +19,7 @@ from torch import nn
 
 from emoshift.models import PretrainedUnavailableError
 
+BN_MOMENTUM = 0.1  # PyTorch semantics (weight of the new batch)
 DEFAULT_PRETRAINED = {"resnet18": "microsoft/resnet-18", "efficientnet_b0": "google/efficientnet-b0"}
 
 
@@ -123,6 +124,26 @@ def resnet18(
     return SpectrogramClassifier(backbone, int(backbone.config.hidden_sizes[-1]), num_labels, dropout)
 
 
+def _torchvision_init(model: nn.Module) -> None:
+    """Re-initialise a from-scratch EfficientNet as torchvision does.
+
+    transformers' EfficientNet ``_init_weights`` draws BatchNorm scales from N(0, 0.02) (fine when pretrained
+    weights overwrite them, fatal from scratch: activations shrink ~50x per block and training never starts).
+    """
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear):
+            bound = 1.0 / m.out_features**0.5
+            nn.init.uniform_(m.weight, -bound, bound)
+            nn.init.zeros_(m.bias)
+
+
 def efficientnet_b0(
     *, num_labels: int, pretrained: str | None = None, dropout: float = 0.2, width_mult: float = 1.0
 ) -> SpectrogramClassifier:
@@ -131,9 +152,11 @@ def efficientnet_b0(
 
     _check_width(width_mult, pretrained)
     # transformers ports TensorFlow's batch-norm momentum (0.99 = keep 99%) straight into PyTorch, where
-    # momentum is the weight of the *new* batch; 0.01 is the PyTorch equivalent.
+    # momentum is the weight of the *new* batch, so its running statistics would follow the last batch alone.
+    # We use PyTorch's default 0.1: the TF-equivalent 0.01 needs thousands of steps before the running
+    # statistics are usable, and SER corpora give a few hundred steps per run (eval would be at chance).
     if pretrained:
-        backbone = _load_pretrained(EfficientNetModel, pretrained, batch_norm_momentum=0.01)
+        backbone = _load_pretrained(EfficientNetModel, pretrained, batch_norm_momentum=BN_MOMENTUM)
         backbone.embeddings.convolution = _to_one_channel(backbone.embeddings.convolution)
         backbone.config.num_channels = 1
     else:
@@ -144,12 +167,13 @@ def efficientnet_b0(
             depth_coefficient=1.0,
             hidden_dim=max(16, round(1280 * width_mult)),
             dropout_rate=dropout,
-            batch_norm_momentum=0.01,
+            batch_norm_momentum=BN_MOMENTUM,
         )
         backbone = EfficientNetModel(config)
+        _torchvision_init(backbone)
     for m in backbone.modules():
         if isinstance(m, nn.BatchNorm2d):
-            m.momentum = 0.01
+            m.momentum = BN_MOMENTUM
     return SpectrogramClassifier(backbone, backbone.config.hidden_dim, num_labels, dropout)
 
 
