@@ -14,25 +14,30 @@ import torch
 from emoshift.config import AugmentConfig
 
 
+def _band_masks(
+    b: int, n: int, count: int, max_width: int, gen: torch.Generator, device: torch.device
+) -> torch.Tensor:
+    """``count`` bands of 0..``max_width`` consecutive positions out of ``n``, drawn per item.  # (B, n) bool"""
+    pos = torch.arange(n, device=device).view(1, n)  # (1, n)
+    mask = torch.zeros(b, n, dtype=torch.bool, device=device)  # (B, n)
+    for _ in range(count):
+        width = torch.randint(0, max_width + 1, (b, 1), generator=gen).to(device)
+        start = (torch.rand((b, 1), generator=gen).to(device) * (n - width + 1)).long()
+        mask |= (pos >= start) & (pos < start + width)
+    return mask
+
+
 def spec_augment(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator) -> torch.Tensor:
-    """SpecAugment (Park et al. 2019): frequency and time masks, filled with each item's mean.  # (B, 1, F, T)"""
+    """SpecAugment (Park et al. 2019): frequency and time masks, filled with each item's mean.  # (B, 1, F, T)
+
+    The masks are drawn as (B, F) and (B, T) bands and broadcast, so the full-size work is one ``where``.
+    """
     b, _, f, t = x.shape
-    out = x.clone()
-    fill = x.mean(dim=(1, 2, 3), keepdim=True).expand_as(x)
-    freqs = torch.arange(f, device=x.device).view(1, f, 1)  # (1, F, 1)
-    times = torch.arange(t, device=x.device).view(1, 1, t)  # (1, 1, T)
-    mask = torch.zeros(b, f, t, dtype=torch.bool, device=x.device)  # (B, F, T)
-    for _ in range(cfg.freq_masks):
-        width = torch.randint(0, cfg.freq_width + 1, (b, 1, 1), generator=gen).to(x.device)
-        start = (torch.rand((b, 1, 1), generator=gen).to(x.device) * (f - width + 1)).long()
-        mask |= (freqs >= start) & (freqs < start + width)
-    for _ in range(cfg.time_masks):
-        width = torch.randint(0, min(cfg.time_width, t) + 1, (b, 1, 1), generator=gen).to(x.device)
-        start = (torch.rand((b, 1, 1), generator=gen).to(x.device) * (t - width + 1)).long()
-        mask |= (times >= start) & (times < start + width)
-    mask4 = mask.unsqueeze(1)  # (B, 1, F, T)
-    out[mask4] = fill[mask4]
-    return out
+    fill = x.mean(dim=(1, 2, 3), keepdim=True)  # (B, 1, 1, 1)
+    freq = _band_masks(b, f, cfg.freq_masks, cfg.freq_width, gen, x.device)  # (B, F)
+    frames = _band_masks(b, t, cfg.time_masks, min(cfg.time_width, t), gen, x.device)  # (B, T)
+    mask = freq.view(b, 1, f, 1) | frames.view(b, 1, 1, t)  # (B, 1, F, T)
+    return torch.where(mask, fill, x)
 
 
 def channel_augment(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator) -> torch.Tensor:
@@ -50,13 +55,16 @@ def channel_augment(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator) -
         floor = x.amin(dim=(1, 2, 3), keepdim=True)  # (B, 1, 1, 1)
         out = torch.where(cut.view(b, 1, f, 1).to(x.device), floor, out)
     if cfg.noise_p > 0:
-        hit = (torch.rand(b, generator=gen) < cfg.noise_p).to(x.device)
+        hit = torch.rand(b, generator=gen) < cfg.noise_p  # (B,) on the CPU: no device sync below
         lo, hi = cfg.noise_snr_db
-        snr = (torch.rand(b, generator=gen) * (hi - lo) + lo).to(x.device)  # (B,)
-        peak = out.amax(dim=(1, 2, 3))  # (B,) dB
-        noise_db = (peak - snr).view(b, 1, 1, 1)
-        noisy = 10.0 * torch.log10(torch.pow(10.0, out / 10.0) + torch.pow(10.0, noise_db / 10.0))
-        out = torch.where(hit.view(b, 1, 1, 1), noisy, out)
+        snr = torch.rand(b, generator=gen) * (hi - lo) + lo  # (B,)
+        idx = hit.nonzero().squeeze(1)  # only the hit items pay for the power-domain sum
+        if len(idx):
+            snr, idx = snr[idx].to(x.device), idx.to(x.device)
+            sel = out[idx]  # (H, 1, F, T)
+            noise_db = (sel.amax(dim=(1, 2, 3)) - snr).view(-1, 1, 1, 1)  # peak dB - SNR
+            out = out.clone() if out is x else out  # never write into the caller's batch
+            out[idx] = 10.0 * torch.log10(torch.pow(10.0, sel / 10.0) + torch.pow(10.0, noise_db / 10.0))
     return out
 
 
