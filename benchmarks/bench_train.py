@@ -23,6 +23,9 @@ gradient clipping; samples/s are over ``--steps`` optimiser steps after ``--warm
 step, from a Lightning callback, and each is timed on its own; another process slowing the machine then slows
 both alike, which a shared 2-core machine makes necessary. ``--mode blocks`` (the default with workers, whose
 prefetching would otherwise overlap the bare steps): whole bare and pipeline runs alternate ``--repeat`` times.
+Each run's ratio is printed, and their median. On a machine that other processes keep busy, torch's OpenMP
+threads stall at every parallel region (both sides slow down several-fold, and unevenly): ``--threads 1``
+gives steady figures there.
 """
 
 from __future__ import annotations
@@ -243,7 +246,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--steps", type=int, default=30, help="timed optimiser steps per run")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first")
-    parser.add_argument("--repeat", type=int, default=2, help="runs of each side; the median run is reported")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each side (each ratio and the median)")
     parser.add_argument("--num-workers", type=int, default=0, help="DataLoader workers (data.num_workers)")
     parser.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0 = torch's default)")
     parser.add_argument("--mode", choices=["interleaved", "blocks"], help="see above (default: by workers)")
