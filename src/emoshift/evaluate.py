@@ -11,11 +11,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from emoshift.corpora import Scan, scan
+from emoshift.corpora import Scan, canonical_name, scan
 from emoshift.corpora.base import Utterance
 from emoshift.inference import default_device, logits_for_utterances, softmax
 from emoshift.io import atomic_write_csv, atomic_write_json
-from emoshift.rundir import RunDir, RunError, load_model
+from emoshift.rundir import RunDir, RunError, load_model, load_run_config
 
 
 class EvaluationError(RuntimeError):
@@ -51,7 +51,6 @@ def evaluate_run(
     """Evaluate a finished run on each ``name -> root``; writes metrics/, predictions/ and plots/."""
     from emoshift.metrics import evaluate_predictions
     from emoshift.plots import plot_confusion
-    from emoshift.train import load_run_config
 
     run = RunDir.of(run_dir)
     cfg = load_run_config(run.path)
@@ -59,8 +58,6 @@ def evaluate_run(
     labels: list[str] = info["labels"]
     results: dict[str, dict[str, Any]] = {}
     for raw_name, root in corpora.items():
-        from emoshift.corpora import canonical_name
-
         name = canonical_name(raw_name)
         sc = (scans or {}).get(name) or scan(name, root, labels=info.get("label_policy", "six"))
         utts, part, leaky = test_utterances(run, name, sc, info)

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from emoshift.audio import AUDIO_EXTENSIONS, AudioError, read
+from emoshift.audio import AUDIO_EXTENSIONS, AudioError, check_not_silent, read
 
 
 @dataclass
@@ -56,12 +56,9 @@ class Predictor:
     def predict_file(self, path: str | os.PathLike[str]) -> Prediction:
         try:
             wave, sr = read(path)
+            check_not_silent(wave, sr)  # the same reason a corpus scan gives
         except AudioError as e:
             return Prediction(str(path), None, error=str(e))
-        from emoshift.audio import is_silent
-
-        if is_silent(wave, sr):
-            return Prediction(str(path), None, error="silent: no speech energy")
         probs = self.predict_waveform(wave, sr)
         return Prediction(str(path), max(probs, key=probs.__getitem__), probs)
 

@@ -18,12 +18,15 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
-from emoshift.io import atomic_write_json
+if TYPE_CHECKING:
+    from emoshift.config import ExperimentConfig
+
+from emoshift.io import atomic_write_bytes, atomic_write_json
 
 MODEL_FORMAT = 1
 
@@ -93,15 +96,10 @@ class RunDir:
 
 
 def save_weights(model: nn.Module, path: str | os.PathLike[str]) -> None:
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    # safetensors writes by path: write a sibling temp file, then rename over the target.
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp")
-    save_file(state, str(tmp))
-    os.replace(tmp, target)
+    atomic_write_bytes(path, save(state))
 
 
 def load_weights(model: nn.Module, path: str | os.PathLike[str]) -> None:
@@ -150,3 +148,16 @@ def load_model(run_dir: str | os.PathLike[str], *, device: str | torch.device = 
 
 def write_model_json(run: RunDir, info: dict[str, Any]) -> None:
     atomic_write_json(run.model_json, {"format": MODEL_FORMAT, **info})
+
+
+def load_run_config(run_dir: str | os.PathLike[str]) -> ExperimentConfig:
+    """The resolved experiment config a run was trained with (RUN/config.yaml)."""
+    from emoshift.config import ConfigError, load_config
+
+    run = RunDir.of(run_dir)
+    if not run.config.is_file():
+        raise RunError(f"{run.path} is not a run directory (config.yaml missing)")
+    try:
+        return load_config(run.config)
+    except ConfigError as e:
+        raise RunError(f"{run.config}: {e}") from None

@@ -16,14 +16,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import lightning as L
 import numpy as np
 import torch
 
-from emoshift.config import ConfigError, ExperimentConfig, load_config, save_config
+from emoshift.config import ExperimentConfig, load_config, save_config
 from emoshift.corpora import EMOTIONS, Scan
 from emoshift.data import Item
 from emoshift.io import atomic_write_csv, atomic_write_json, read_csv
-from emoshift.rundir import RunDir, RunError, save_weights, write_model_json
+from emoshift.rundir import RunDir, save_weights, write_model_json
 
 log = logging.getLogger("emoshift.train")
 
@@ -122,54 +123,48 @@ def drop_uncached(items: list[Item], stores: dict[str, Any]) -> list[Item]:
 # ------------------------------------------------------------------------------------------------ training
 
 
-class _EpochLog:
-    """Lightning callback writing RUN/log.csv (one row per epoch, atomically) and keeping the best weights."""
+class EpochLog(L.Callback):
+    """Writes RUN/log.csv (one row per epoch, atomically) and keeps the best weights by validation UAR."""
 
-    def __new__(cls, *args: Any, **kwargs: Any) -> Any:  # build the real class lazily (lightning import)
-        import lightning as L
+    def __init__(self, run: RunDir) -> None:
+        self.run = run
+        self.best = -float("inf")
+        self.t0 = time.time()
 
-        class EpochLog(L.Callback):
-            def __init__(self, run: RunDir) -> None:
-                self.run = run
-                self.best = -float("inf")
-                self.t0 = time.time()
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best}
 
-            def state_dict(self) -> dict[str, Any]:
-                return {"best": self.best}
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best = float(state.get("best", -float("inf")))
 
-            def load_state_dict(self, state: dict[str, Any]) -> None:
-                self.best = float(state.get("best", -float("inf")))
+    def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
+        self.t0 = time.time()
 
-            def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
-                self.t0 = time.time()
-
-            def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
-                # Runs after the module logged this epoch's metrics and before ModelCheckpoint writes
-                # last.ckpt (Lightning orders checkpoint callbacks last), so a resumed run never lacks a row.
-                if trainer.sanity_checking or trainer.global_rank != 0:
-                    return
-                m = trainer.callback_metrics
-                uar = float(m.get("val_uar", float("nan")))
-                if uar > self.best:  # best weights by validation UAR, kept as safetensors
-                    self.best = uar
-                    save_weights(pl_module.model, self.run.checkpoints / "best.safetensors")
-                epoch = trainer.current_epoch
-                rows = [r for r in (read_csv(self.run.log) if self.run.log.is_file() else []) if int(r["epoch"]) < epoch]
-                lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else float("nan")
-                rows.append(
-                    {
-                        "epoch": epoch,
-                        "train_loss": _fmt(m.get("train_loss")),
-                        "val_loss": _fmt(m.get("val_loss")),
-                        "val_uar": _fmt(m.get("val_uar")),
-                        "val_accuracy": _fmt(m.get("val_accuracy")),
-                        "lr": f"{lr:.6g}",
-                        "seconds": f"{time.time() - self.t0:.2f}",
-                    }
-                )
-                atomic_write_csv(self.run.log, LOG_COLUMNS, rows)
-
-        return EpochLog(*args, **kwargs)
+    def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
+        # Runs after the module logged this epoch's metrics and before ModelCheckpoint writes
+        # last.ckpt (Lightning orders checkpoint callbacks last), so a resumed run never lacks a row.
+        if trainer.sanity_checking or trainer.global_rank != 0:
+            return
+        m = trainer.callback_metrics
+        uar = float(m.get("val_uar", float("nan")))
+        if uar > self.best:  # best weights by validation UAR, kept as safetensors
+            self.best = uar
+            save_weights(pl_module.model, self.run.checkpoints / "best.safetensors")
+        epoch = trainer.current_epoch
+        rows = [r for r in (read_csv(self.run.log) if self.run.log.is_file() else []) if int(r["epoch"]) < epoch]
+        lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else float("nan")
+        rows.append(
+            {
+                "epoch": epoch,
+                "train_loss": _fmt(m.get("train_loss")),
+                "val_loss": _fmt(m.get("val_loss")),
+                "val_uar": _fmt(m.get("val_uar")),
+                "val_accuracy": _fmt(m.get("val_accuracy")),
+                "lr": f"{lr:.6g}",
+                "seconds": f"{time.time() - self.t0:.2f}",
+            }
+        )
+        atomic_write_csv(self.run.log, LOG_COLUMNS, rows)
 
 
 def _fmt(v: Any) -> str:
@@ -185,7 +180,6 @@ def _precision(cfg: ExperimentConfig) -> str:
 
 
 def build_trainer(cfg: ExperimentConfig, run: RunDir, *, progress: bool) -> Any:
-    import lightning as L
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, RichProgressBar, TQDMProgressBar
 
     callbacks: list[Any] = [
@@ -198,7 +192,7 @@ def build_trainer(cfg: ExperimentConfig, run: RunDir, *, progress: bool) -> Any:
             save_top_k=1,
             save_on_train_epoch_end=True,  # a checkpoint is a whole finished epoch: resume starts the next
         ),
-        _EpochLog(run),
+        EpochLog(run),
     ]
     if cfg.training.early_stopping_patience:
         callbacks.append(
@@ -263,7 +257,6 @@ def train(
     callbacks: list[Any] | None = None,
 ) -> Path:
     """Train ``cfg`` into ``run_dir`` (resuming it if interrupted) and evaluate on every training corpus."""
-    import lightning as L
 
     from emoshift.models import get_model
 
@@ -416,13 +409,3 @@ def _describe(cfg: ExperimentConfig) -> str:
         return f"{m.name}{w} on {cfg.features.n_mels}-mel log-mels{pre}"
     src = f"preset {m.preset}" if m.preset else (m.pretrained or "default weights")
     return f"{m.name} ({src}), {m.mode}, {m.pooling} pooling{', layer sum' if m.layer_sum else ''}"
-
-
-def load_run_config(run_dir: str | os.PathLike[str]) -> ExperimentConfig:
-    run = RunDir.of(run_dir)
-    if not run.config.is_file():
-        raise RunError(f"{run.path} is not a run directory (config.yaml missing)")
-    try:
-        return load_config(run.config)
-    except ConfigError as e:
-        raise RunError(f"{run.config}: {e}") from None
