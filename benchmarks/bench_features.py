@@ -1,6 +1,6 @@
 """Feature extraction speed: emoshift's cache build against librosa, on the same files, in the same run.
 
-    python benchmarks/bench_features.py                      # synthetic corpora (emoshift.synth, scale small)
+    python benchmarks/bench_features.py                      # synthetic corpora (emoshift.synth.generate, scale small)
     python benchmarks/bench_features.py --root /data/RAVDESS # any folder of audio files
     python benchmarks/bench_features.py --scale tiny --repeat 1
 
@@ -68,11 +68,11 @@ def measure(fn: Callable[[], object], repeat: int) -> Timing:
 
 
 def _speechlike_tree(out: Path, scale: str, seed: int) -> str:
-    """Synthetic RAVDESS (48 kHz) and CREMA-D (16 kHz) look-alikes from emoshift.synth."""
-    from emoshift.synth import generate
+    """Synthetic RAVDESS (48 kHz) and CREMA-D (16 kHz) look-alikes from emoshift.synth.generate."""
+    from emoshift.synth.generate import generate
 
     summary = generate(out, scale=scale, seed=seed, progress=sys.stderr.isatty())
-    return f"emoshift.synth scale={scale} seed={seed}" + (" (reused)" if summary.get("cached") else "")
+    return f"emoshift.synth.generate scale={scale} seed={seed}" + (" (reused)" if summary.get("cached") else "")
 
 
 def _audio_files(root: Path) -> list[Path]:
@@ -90,7 +90,7 @@ def _loadavg() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--root", type=Path, help="folder of audio files (default: synthetic corpora)")
-    parser.add_argument("--scale", default="small", help="emoshift.synth scale when --root is not given")
+    parser.add_argument("--scale", default="small", help="emoshift.synth.generate scale when --root is not given")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=2, help="emoshift worker processes (default 2)")
     parser.add_argument("--repeat", type=int, default=3, help="runs per measurement; the fastest counts")
@@ -102,10 +102,10 @@ def main() -> None:
     import torch
     from threadpoolctl import threadpool_limits  # comes with scikit-learn
 
-    from emoshift import audio
-    from emoshift.cache import FeatureCache, FeatureStore
+    from emoshift.core import audio
     from emoshift.corpora.base import Utterance
-    from emoshift.features import FeatureConfig, log_mel_many
+    from emoshift.features.cache import FeatureCache, FeatureStore
+    from emoshift.features.logmel import FeatureConfig, log_mel_many
 
     work = Path(tempfile.mkdtemp(prefix="emoshift-bench-"))
     try:

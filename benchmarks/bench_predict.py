@@ -14,7 +14,7 @@ What is timed:
   ``Predictor.predict_file`` in a new process split into import / model load / first prediction, and the full
   ``emoshift predict RUN file.wav`` command.
 
-The default run is trained for one epoch on ``emoshift.synth`` scale tiny with the default features (128 mels,
+The default run is trained for one epoch on ``emoshift.synth.generate`` scale tiny with the default features (128 mels,
 3 s crops) and ResNet-18 at full width, so the model costs what a real one does (its accuracy is irrelevant).
 The default file is a synthetic RAVDESS take at 48 kHz repeated to exactly 3.0 s, so resampling is timed too.
 """
@@ -44,8 +44,8 @@ warnings.filterwarnings("ignore")
 COLD = """
 import json, sys, time
 t0 = time.perf_counter()
-from emoshift.predict import Predictor
-from emoshift.rundir import build_from_info  # noqa: F401
+from emoshift.evaluation.predict import Predictor
+from emoshift.core.rundir import build_from_info  # noqa: F401
 t1 = time.perf_counter()
 p = Predictor(sys.argv[1])
 p.labels  # loads the model
@@ -90,8 +90,8 @@ def _loadavg() -> str:
 def train_run(work: Path) -> Path:
     """One epoch on the tiny synthetic RAVDESS: default features, ResNet-18 at full width."""
     from emoshift.config import load_config
-    from emoshift.synth import generate
-    from emoshift.train import train
+    from emoshift.synth.generate import generate
+    from emoshift.training.train import train
 
     root = work / "synth-tiny"
     generate(root, scale="tiny", seed=0)
@@ -114,10 +114,10 @@ def three_second_take(work: Path, source_root: Path | None, sr: int) -> Path:
     """A synthetic RAVDESS take resampled to ``sr`` and repeated/cut to exactly 3.0 s, as 16-bit WAV."""
     import soundfile as sf
 
-    from emoshift.audio import read, resample
+    from emoshift.core.audio import read, resample
 
     if source_root is None:
-        from emoshift.synth import generate
+        from emoshift.synth.generate import generate
 
         source_root = work / "synth-tiny"
         generate(source_root, scale="tiny", seed=0)
@@ -168,9 +168,9 @@ def main() -> None:
 
         if args.threads:
             torch.set_num_threads(args.threads)
-        from emoshift import audio
-        from emoshift.inference import _forward, prepare_waveform
-        from emoshift.predict import Predictor
+        from emoshift.core import audio
+        from emoshift.evaluation.inference import _forward, prepare_waveform
+        from emoshift.evaluation.predict import Predictor
 
         t0 = time.perf_counter()
         run = args.run if args.run is not None else train_run(work)
@@ -230,7 +230,7 @@ def main() -> None:
             print(f"  {name:52s} {statistics.median(ts):8.2f}  {min(ts):8.2f}")
         cold = [json.loads(_wall([py, "-c", COLD, str(run), str(path)], env)[1]) for _ in range(args.procs)]
         for key, name in [
-            ("import", "cold Predictor: import emoshift.predict + rundir"),
+            ("import", "cold Predictor: import emoshift.evaluation.predict + rundir"),
             ("load", "cold Predictor: build model + load weights"),
             ("first", "cold Predictor: first predict_file"),
         ]:

@@ -1,6 +1,6 @@
 """Training throughput: the whole spectrogram pipeline against a bare loop of the same model, in the same run.
 
-    python benchmarks/bench_train.py                            # synthetic corpora (emoshift.synth, small)
+    python benchmarks/bench_train.py                            # synthetic corpora (emoshift.synth.generate, small)
     python benchmarks/bench_train.py --width-mult 1.0           # the published ResNet-18 width
     python benchmarks/bench_train.py --root DIR                 # DIR/ravdess and DIR/crema-d (real or synthetic)
     python benchmarks/bench_train.py --work /tmp/es --threads 1 # keep corpus + feature cache; 1 torch thread
@@ -189,9 +189,9 @@ def run_pipeline(
     """
     import lightning as L
 
-    from emoshift.data import EmotionDataModule
+    from emoshift.data.datasets import EmotionDataModule
     from emoshift.models import get_model
-    from emoshift.module import EmotionModule
+    from emoshift.training.module import EmotionModule
 
     model = get_model(cfg.model.name, num_labels=len(prep.labels), **cfg.model.builder_kwargs())
     model.load_state_dict(init)
@@ -238,7 +238,7 @@ def run_pipeline(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--root", type=Path, help="folder holding ravdess/ and crema-d/ (default: synthetic)")
-    parser.add_argument("--scale", default="small", help="emoshift.synth scale when --root is not given")
+    parser.add_argument("--scale", default="small", help="emoshift.synth.generate scale when --root is not given")
     parser.add_argument("--work", type=Path, help="folder for the synthetic corpus and feature cache (kept)")
     parser.add_argument("--width-mult", type=float, default=0.25, help="ResNet-18 width (1.0 = published)")
     parser.add_argument("--n-mels", type=int, default=128)
@@ -259,9 +259,9 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
+    from emoshift.core.rundir import RunDir
     from emoshift.models import get_model
-    from emoshift.rundir import RunDir
-    from emoshift.train import drop_uncached, feature_stores, prepare_data
+    from emoshift.training.train import drop_uncached, feature_stores, prepare_data
 
     tmp = None
     if args.work is None:
@@ -274,11 +274,11 @@ def main() -> None:
         if args.root is not None:
             root, source = args.root, str(args.root)
         else:
-            from emoshift.synth import generate
+            from emoshift.synth.generate import generate
 
             root = work / f"synth-{args.scale}"
             summary = generate(root, scale=args.scale, seed=args.seed, progress=sys.stderr.isatty())
-            source = f"emoshift.synth scale={args.scale} seed={args.seed}"
+            source = f"emoshift.synth.generate scale={args.scale} seed={args.seed}"
             source += " (reused)" if summary["cached"] else ""
         cfg = _config(args, root, work / "cache")
         t0 = time.perf_counter()

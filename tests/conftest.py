@@ -14,7 +14,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 @pytest.fixture(scope="session")
 def synth_tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny synthetic RAVDESS + CREMA-D pair in the real layouts (seconds to generate)."""
-    from emoshift.synth import generate
+    from emoshift.synth.generate import generate
 
     out = tmp_path_factory.mktemp("synth") / "tiny"
     generate(out, scale="tiny", seed=0)

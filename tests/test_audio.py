@@ -1,4 +1,4 @@
-"""emoshift.audio: decoding, bad-file reasons, resampling, silence, trim, crop/pad."""
+"""emoshift.core.audio: decoding, bad-file reasons, resampling, silence, trim, crop/pad."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from emoshift import audio
+from emoshift.core import audio
 from tests.corpora.fakes import (
     write_empty,
     write_garbage,

@@ -13,7 +13,8 @@ import pytest
 import soundfile as sf
 from typer.testing import CliRunner
 
-from emoshift.audit import (
+from emoshift.cli import app
+from emoshift.evaluation.audit import (
     AuditError,
     age_band,
     audit_predictions,
@@ -22,7 +23,6 @@ from emoshift.audit import (
     parse_by,
     render_markdown,
 )
-from emoshift.cli import app
 
 LABELS = ["angry", "disgust", "fearful", "happy", "neutral", "sad"]
 GROUP_KEYS = {
@@ -282,9 +282,9 @@ def test_audit_evaluates_first_when_predictions_are_missing(tmp_path, monkeypatc
         calls.append((str(run_dir), dict(corpora)))
         _write_predictions(run_dir / "predictions" / "crema-d.csv", clips)
 
-    fake = types.ModuleType("emoshift.evaluate")
+    fake = types.ModuleType("emoshift.evaluation.evaluate")
     fake.evaluate_run = evaluate_run
-    monkeypatch.setitem(sys.modules, "emoshift.evaluate", fake)
+    monkeypatch.setitem(sys.modules, "emoshift.evaluation.evaluate", fake)
     path = audit_run(
         run, "CREMA-D", str(tmp_path / "CREMA-D"), by=["gender"], n_resamples=50, n_permutations=50
     )

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from emoshift.augment import augment_spectrograms, channel_augment, mixup, spec_augment
 from emoshift.config import AugmentConfig
+from emoshift.training.augment import augment_spectrograms, channel_augment, mixup, spec_augment
 
 B, F, T = 48, 64, 100
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from emoshift.bucketing import BucketBatchSampler, collate_waveforms
+from emoshift.data.bucketing import BucketBatchSampler, collate_waveforms
 
 CAP = 16000 * 12  # 12 s of padded audio per batch
 

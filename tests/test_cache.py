@@ -14,12 +14,12 @@ import pytest
 import soundfile as sf
 from typer.testing import CliRunner
 
-import emoshift.cache as cache_mod
-from emoshift import audio
-from emoshift.cache import CHUNK, FeatureCache, FeatureStore
+import emoshift.features.cache as cache_mod
 from emoshift.cli import app
+from emoshift.core import audio
 from emoshift.corpora.base import Utterance
-from emoshift.features import FeatureConfig, log_mel
+from emoshift.features.cache import CHUNK, FeatureCache, FeatureStore
+from emoshift.features.logmel import FeatureConfig, log_mel
 from tests.corpora.fakes import LFS_POINTER, make_ravdess, write_garbage, write_silent
 
 CFG = FeatureConfig(n_mels=32)  # small and fast; the cache does not care about the size
@@ -313,7 +313,7 @@ def test_bad_files_are_skipped_with_reasons_and_not_retried(
     assert reasons["garbage.wav"].startswith("unreadable")
     assert reasons["silent.wav"].startswith("silent")
     assert reasons["gone.wav"].startswith("unreadable")
-    for u in [*bad, missing]:  # the reasons are exactly what emoshift.audio says
+    for u in [*bad, missing]:  # the reasons are exactly what emoshift.core.audio says
         with pytest.raises(audio.AudioError) as err:
             audio.load(u.path, 16_000)
         assert reasons[Path(u.path).name] == str(err.value)

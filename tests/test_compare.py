@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from emoshift.cli import app
-from emoshift.compare import CompareError, compare_predictions, compare_runs, verdict
+from emoshift.evaluation.compare import CompareError, compare_predictions, compare_runs, verdict
 
 LABELS = ["angry", "happy", "neutral", "sad"]
 

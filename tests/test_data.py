@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from emoshift.corpora.base import Utterance
-from emoshift.data import EmotionDataModule, EpochSampler, Item, SpectrogramDataset, sampling_weights
+from emoshift.data.datasets import EmotionDataModule, EpochSampler, Item, SpectrogramDataset, sampling_weights
 
 N_MELS = 8
 CROP = 50  # frames

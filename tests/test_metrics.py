@@ -16,7 +16,7 @@ from sklearn.metrics import (
     recall_score,
 )
 
-from emoshift.metrics import (
+from emoshift.evaluation.metrics import (
     PredictionsError,
     bootstrap_ci,
     classification_metrics,

@@ -14,7 +14,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from emoshift.config import TrainingConfig
-from emoshift.module import EmotionModule, distillation_loss, uar_from_confusion
+from emoshift.training.module import EmotionModule, distillation_loss, uar_from_confusion
 
 LABELS = ["angry", "happy", "neutral", "sad"]
 

@@ -6,7 +6,13 @@ import matplotlib.image
 import matplotlib.pyplot as plt
 import pytest
 
-from emoshift.plots import plot_confusion, plot_confusions, plot_curves, plot_group_bars, plot_heatmap
+from emoshift.evaluation.plots import (
+    plot_confusion,
+    plot_confusions,
+    plot_curves,
+    plot_group_bars,
+    plot_heatmap,
+)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from emoshift.audit import audit_predictions
-from emoshift.io import atomic_write_json, atomic_write_text
-from emoshift.report import REPORTED_PROTOCOL, RESULT_COLUMNS, collect, key_results, render_markdown
-from emoshift.study import Outcome, StudyResult, load_study, write_report
+from emoshift.core.io import atomic_write_json, atomic_write_text
+from emoshift.evaluation.audit import audit_predictions
+from emoshift.study.report import REPORTED_PROTOCOL, RESULT_COLUMNS, collect, key_results, render_markdown
+from emoshift.study.runner import Outcome, StudyResult, load_study, write_report
 
 LABELS = ["angry", "happy", "neutral", "sad"]
 
@@ -250,7 +250,7 @@ def test_report_of_an_empty_output_folder(tmp_path: Path, fabricated: tuple) -> 
 
 
 def test_markdown_escapes_table_pipes(tmp_path: Path) -> None:
-    from emoshift.report import Heading, Image, Table
+    from emoshift.study.report import Heading, Image, Table
 
     png = tmp_path / "x" / "a.png"
     png.parent.mkdir()
@@ -261,7 +261,7 @@ def test_markdown_escapes_table_pipes(tmp_path: Path) -> None:
 
 def test_write_report_is_atomic(fabricated: tuple, monkeypatch: pytest.MonkeyPatch) -> None:
     """A crash while rendering leaves the previous report untouched (files are replaced, never half-written)."""
-    import emoshift.report as report
+    import emoshift.study.report as report
 
     study, out, _ = fabricated
     write_report(out, study)

@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from emoshift.corpora import Utterance
-from emoshift.splits import (
+from emoshift.data.splits import (
     SpeakerLeakError,
     Split,
     SplitConfig,

@@ -11,10 +11,10 @@ import pytest
 import soundfile as sf
 import torch
 
-from emoshift import audio
+from emoshift.core import audio
 from emoshift.corpora.base import Utterance
+from emoshift.features.embedding_cache import EmbeddingCache, EmbeddingStore, model_cache_key
 from emoshift.models.ssl import SSLClassifier, hubert
-from emoshift.ssl_cache import EmbeddingCache, EmbeddingStore, model_cache_key
 
 KEY = "hubert-tiny-test"
 

@@ -16,8 +16,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from emoshift import audio, synth
-from emoshift.synth import Scale, SynthError
+import emoshift.synth.generate as synth
+from emoshift.core import audio
+from emoshift.synth.generate import Scale, SynthError
 
 RAVDESS_NAME = re.compile(r"03-01-(0[1-8])-(0[12])-(0[12])-(0[12])-(\d{2})")
 CREMAD_NAME = re.compile(

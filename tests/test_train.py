@@ -15,8 +15,8 @@ import pytest
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
 
 from emoshift.config import ConfigError, load_config
-from emoshift.io import read_csv
-from emoshift.train import train
+from emoshift.core.io import read_csv
+from emoshift.training.train import train
 from tests.conftest import tiny_overrides
 
 RUN_FILES = [

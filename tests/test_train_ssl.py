@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from emoshift.config import ConfigError, load_config
-from emoshift.rundir import load_model
-from emoshift.train import train
+from emoshift.core.rundir import load_model
+from emoshift.training.train import train
 from tests.conftest import tiny_overrides
 
 SSL = ["model.name=hubert", "model.preset=tiny", "training.epochs=2", "training.max_batch_seconds=30"]
@@ -85,7 +85,7 @@ def test_distillation_end_to_end(synth_tiny: Path, tmp_path: Path) -> None:
 
 
 def test_distillation_refuses_a_teacher_with_other_labels(synth_tiny: Path, tmp_path: Path) -> None:
-    from emoshift.rundir import RunError
+    from emoshift.core.rundir import RunError
 
     base = tiny_overrides(synth_tiny, tmp_path / "cache")
     teacher = train(load_config(overrides=[*base, "training.epochs=1", "data.labels=four"]), tmp_path / "t", progress=False)

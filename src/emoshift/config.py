@@ -18,8 +18,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from emoshift.features import FeatureConfig
-from emoshift.splits import SplitConfig
+from emoshift.data.splits import SplitConfig
+from emoshift.features.logmel import FeatureConfig
 
 
 class ConfigError(ValueError):
@@ -340,6 +340,6 @@ def load_config(
 
 
 def save_config(cfg: ExperimentConfig, path: str | os.PathLike[str]) -> None:
-    from emoshift.io import atomic_write_text
+    from emoshift.core.io import atomic_write_text
 
     atomic_write_text(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))

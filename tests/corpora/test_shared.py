@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from emoshift import audio
+from emoshift.core import audio
 from emoshift.corpora import (
     EMOTIONS,
     LABEL_POLICIES,

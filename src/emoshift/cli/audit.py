@@ -17,7 +17,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from emoshift.corpora import CorpusError, ScanValidationError
 
     errors: list[type[BaseException]] = [ValueError, OSError, KeyError, CorpusError, ScanValidationError]
-    for module, name in (("emoshift.evaluate", "EvaluationError"), ("emoshift.rundir", "RunError")):
+    for module, name in (("emoshift.evaluation.evaluate", "EvaluationError"), ("emoshift.core.rundir", "RunError")):
         if module in sys.modules and hasattr(sys.modules[module], name):
             errors.append(getattr(sys.modules[module], name))
     return tuple(errors)
@@ -54,7 +54,7 @@ def audit(
     """
     import json
 
-    from emoshift.audit import audit_run, parse_age_bands, parse_by, verdict
+    from emoshift.evaluation.audit import audit_run, parse_age_bands, parse_by, verdict
 
     roots = parse_named_roots(on, "--on")
     try:
@@ -95,7 +95,7 @@ def compare(
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
     """Paired comparison of two runs on the same test utterances: McNemar + bootstrap CI of the UAR difference."""
-    from emoshift.compare import compare_runs
+    from emoshift.evaluation.compare import compare_runs
 
     ((name, root),) = parse_named_roots([on], "--on").items()
     try:

@@ -17,7 +17,7 @@ from emoshift.cli._common import console, err_console, fail
 from emoshift.corpora import LABEL_POLICIES, list_corpora
 
 if TYPE_CHECKING:
-    from emoshift.cache import BuildStats
+    from emoshift.features.cache import BuildStats
 
 # At most this many skipped files are listed one by one; the rest are counted by reason.
 _LIST_SKIPPED = 20
@@ -60,7 +60,7 @@ def features(
 ) -> None:
     """Extract log-mel spectrograms of every utterance of CORPUS into the cache; reuse what is up to date."""
     from emoshift.corpora import CorpusError, ScanValidationError, scan
-    from emoshift.features import config_from_overrides
+    from emoshift.features.logmel import config_from_overrides
 
     try:
         cfg = config_from_overrides(settings or [])
@@ -83,7 +83,7 @@ def features(
             escape(f"no usable {result.corpus} utterances under {root} ({len(result.skipped)} files skipped)")
         )
 
-    from emoshift.cache import FeatureCache
+    from emoshift.features.cache import FeatureCache
 
     try:
         store = FeatureCache(cache).build(

@@ -24,8 +24,8 @@ def predict(
 
     if fmt not in ("table", "csv", "json"):
         fail(f"--format must be table, csv or json, got {fmt!r}")
-    from emoshift.predict import Predictor
-    from emoshift.rundir import RunError
+    from emoshift.core.rundir import RunError
+    from emoshift.evaluation.predict import Predictor
 
     predictor = Predictor(run)
     try:

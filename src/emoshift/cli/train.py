@@ -14,12 +14,12 @@ from emoshift.cli._common import console, fail, parse_named_roots
 def _friendly_errors():  # type: ignore[no-untyped-def]
     """The exception types that end a command with a one-line message instead of a traceback."""
     from emoshift.config import ConfigError
+    from emoshift.core.rundir import RunError
     from emoshift.corpora import CorpusError, ScanValidationError
-    from emoshift.evaluate import EvaluationError
+    from emoshift.data.splits import SpeakerLeakError
+    from emoshift.evaluation.evaluate import EvaluationError
     from emoshift.models import PretrainedUnavailableError
-    from emoshift.rundir import RunError
-    from emoshift.splits import SpeakerLeakError
-    from emoshift.train import TrainError
+    from emoshift.training.train import TrainError
 
     return (
         ConfigError,
@@ -71,7 +71,7 @@ def train(
     errors = _friendly_errors()
     try:
         cfg = build_cli_config(config, corpus, model, epochs, overrides)
-        from emoshift.train import train as run_train
+        from emoshift.training.train import train as run_train
 
         run = run_train(cfg, out, progress=not quiet)
     except errors as e:
@@ -114,7 +114,7 @@ def evaluate(
     if not roots:
         fail("give at least one --on NAME=ROOT")
     try:
-        from emoshift.evaluate import evaluate_run
+        from emoshift.evaluation.evaluate import evaluate_run
 
         evaluate_run(run, roots, progress=not quiet)
     except errors as e:

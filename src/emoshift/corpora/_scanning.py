@@ -33,7 +33,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from emoshift import audio
+from emoshift.core import audio
 from emoshift.corpora.base import CorpusError, Scan, Skipped, Utterance, check_policy, harmonise, validate
 
 # Folders that archive tools add next to the data (macOS zips, version control): never corpus content.

@@ -15,7 +15,7 @@ Two modes:
   top k transformer layers, or all of them) and ``param_groups`` hands AdamW layer-wise decayed learning rates.
 - ``mode="frozen"``: the encoder never trains. For every utterance the per-layer pooled statistics
   ``(L+1, 2H)`` (mean ++ std over valid frames, one row per hidden state) are computed once
-  (:meth:`SSLClassifier.pooled_layer_embeddings`, cached on disk by :mod:`emoshift.ssl_cache`) and the head
+  (:meth:`SSLClassifier.pooled_layer_embeddings`, cached on disk by :mod:`emoshift.features.embedding_cache`) and the head
   trains on them (:class:`FrozenHead`). ``forward`` takes that same path, so a head trained on the cache and the
   full model fed waveforms give the same logits. Attentive pooling needs frame-level states, which the cache does
   not keep, so ``mode="frozen"`` with ``pooling="attentive"`` is refused (use "stats", its unweighted
@@ -31,7 +31,7 @@ results of each item run alone (up to float rounding). Caveat: group-norm checkp
 an attention mask and transformers advises not to pass one; their first convolution normalises over time, so the
 padding still shifts the valid frames a little (``SSLClassifier.padding_exact`` says which case applies; the
 embedding cache runs such encoders one clip at a time). Bucketing by
-length (:mod:`emoshift.bucketing`) keeps that padding small. data2vec-audio's stacked positional convolutions
+length (:mod:`emoshift.data.bucketing`) keeps that padding small. data2vec-audio's stacked positional convolutions
 and wav2vec2-conformer's convolution modules also see across the padding boundary (a property of those
 architectures), so for them too a padded item differs slightly from the item alone.
 

@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from emoshift.augment import augment_spectrograms, augment_waveforms, mixup
 from emoshift.config import TrainingConfig
+from emoshift.training.augment import augment_spectrograms, augment_waveforms, mixup
 
 
 def distillation_loss(

@@ -11,11 +11,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from emoshift.core.io import atomic_write_csv, atomic_write_json
+from emoshift.core.rundir import RunDir, RunError, load_model, load_run_config
 from emoshift.corpora import Scan, canonical_name, scan
 from emoshift.corpora.base import Utterance
-from emoshift.inference import default_device, logits_for_utterances, softmax
-from emoshift.io import atomic_write_csv, atomic_write_json
-from emoshift.rundir import RunDir, RunError, load_model, load_run_config
+from emoshift.evaluation.inference import default_device, logits_for_utterances, softmax
 
 
 class EvaluationError(RuntimeError):
@@ -24,7 +24,7 @@ class EvaluationError(RuntimeError):
 
 def test_utterances(run: RunDir, name: str, sc: Scan, info: dict[str, Any]) -> tuple[list[Utterance], str, bool]:
     """(utterances, which split, leaky) for corpus ``name`` under this run."""
-    from emoshift.splits import load_split, shared_speakers
+    from emoshift.data.splits import load_split, shared_speakers
 
     seen = set(info.get("training_speakers", []))
     if name in info.get("train_corpora", []):
@@ -49,8 +49,8 @@ def evaluate_run(
     cache_dir: str | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Evaluate a finished run on each ``name -> root``; writes metrics/, predictions/ and plots/."""
-    from emoshift.metrics import evaluate_predictions
-    from emoshift.plots import plot_confusion
+    from emoshift.evaluation.metrics import evaluate_predictions
+    from emoshift.evaluation.plots import plot_confusion
 
     run = RunDir.of(run_dir)
     cfg = load_run_config(run.path)

@@ -3,7 +3,7 @@
 The teacher may be any architecture (a HuBERT teacher for a ResNet student too): both predict on the same
 utterances, so only the label lists must agree. Logits are cached in ``TEACHER_RUN/teacher_logits/`` keyed by
 the utterance ids, so several students (or a resumed student) reuse them.
-The loss itself is :func:`emoshift.module.distillation_loss`.
+The loss itself is :func:`emoshift.training.module.distillation_loss`.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from emoshift.data import Item
-from emoshift.io import atomic_open
-from emoshift.rundir import RunDir, RunError, load_model
+from emoshift.core.io import atomic_open
+from emoshift.core.rundir import RunDir, RunError, load_model
+from emoshift.data.datasets import Item
 
 
 def teacher_logits(
@@ -31,7 +31,7 @@ def teacher_logits(
     progress: bool = False,
 ) -> torch.Tensor:
     """``(len(items), C)`` teacher logits aligned with ``items`` (the student's training items)."""
-    from emoshift.inference import logits_for_utterances
+    from emoshift.evaluation.inference import logits_for_utterances
 
     run = RunDir.of(teacher_run)
     if not run.is_complete():

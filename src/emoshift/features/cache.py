@@ -13,7 +13,7 @@ What a build does with each file (fingerprint = path, size, mtime_ns):
 
 * asked for, fingerprint as in the index: reused as it is, never decoded again (a file that failed before
   and has not changed is not retried either);
-* asked for, new or changed: decoded, resampled, trimmed (:func:`emoshift.audio.load`) and computed again,
+* asked for, new or changed: decoded, resampled, trimmed (:func:`emoshift.core.audio.load`) and computed again,
   chunks of files in a process pool (2 processes by default);
 * in the index but not asked for: kept while its file is unchanged (training builds the whole corpus,
   evaluation and prediction ask for parts of it; neither should evict the other), dropped once the file is
@@ -44,9 +44,9 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from emoshift import audio
+from emoshift.core import audio
 from emoshift.corpora.base import Skipped, Utterance
-from emoshift.features import FeatureConfig, log_mel_many
+from emoshift.features.logmel import FeatureConfig, log_mel_many
 
 FORMAT_VERSION = 1
 INDEX_NAME = "index.json"
@@ -378,7 +378,7 @@ def _plan(utterances: Sequence[Utterance], old: _Index | None) -> _Plan:
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Extraction: decode -> resample -> trim (emoshift.audio.load) -> log-mel, one chunk of files per task.
+# Extraction: decode -> resample -> trim (emoshift.core.audio.load) -> log-mel, one chunk of files per task.
 
 
 @dataclass(slots=True)

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from emoshift.audio import AUDIO_EXTENSIONS, AudioError, check_not_silent, read
+from emoshift.core.audio import AUDIO_EXTENSIONS, AudioError, check_not_silent, read
 
 
 @dataclass
@@ -36,8 +36,8 @@ class Predictor:
 
     def _load(self) -> tuple[Any, dict[str, Any]]:
         if self._model is None:
-            from emoshift.inference import default_device
-            from emoshift.rundir import load_model
+            from emoshift.core.rundir import load_model
+            from emoshift.evaluation.inference import default_device
 
             self._model, self._info = load_model(self.run_dir, device=self.device or default_device())
         assert self._info is not None
@@ -48,7 +48,7 @@ class Predictor:
         return list(self._load()[1]["labels"])
 
     def predict_waveform(self, wave: np.ndarray, sr: int) -> dict[str, float]:
-        from emoshift.inference import predict_waveform
+        from emoshift.evaluation.inference import predict_waveform
 
         model, info = self._load()
         return predict_waveform(model, info, wave, sr)

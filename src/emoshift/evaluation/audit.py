@@ -30,8 +30,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from emoshift.io import atomic_write_text
-from emoshift.metrics import (
+from emoshift.core.io import atomic_write_text
+from emoshift.evaluation.metrics import (
     METRICS,
     bootstrap_ci,
     classification_metrics,
@@ -456,7 +456,7 @@ def read_leaky(run_dir: Path, corpus: str) -> bool | None:
 
 def predictions_for(run_dir: str | os.PathLike[str], name: str, root: str) -> tuple[Path, str]:
     """(RUN/predictions/<corpus>.csv, canonical corpus name), evaluating the run on the corpus first if the
-    file is missing (``emoshift.evaluate.evaluate_run``)."""
+    file is missing (``emoshift.evaluation.evaluate.evaluate_run``)."""
     from emoshift.corpora import canonical_name
 
     run_dir = Path(run_dir)
@@ -471,9 +471,9 @@ def predictions_for(run_dir: str | os.PathLike[str], name: str, root: str) -> tu
         if path.is_file():
             return path, corpus
     try:
-        evaluate = importlib.import_module("emoshift.evaluate")
+        evaluate = importlib.import_module("emoshift.evaluation.evaluate")
     except ModuleNotFoundError as e:
-        if e.name != "emoshift.evaluate":
+        if e.name != "emoshift.evaluation.evaluate":
             raise
         raise AuditError(
             f"{run_dir} has no predictions/{corpus}.csv and this install cannot evaluate"
@@ -502,8 +502,8 @@ def audit_run(
     Returns the JSON path. Demographics come from scanning the corpus under the run's label policy
     (``label_policy`` in RUN/model.json, default "six").
     """
-    from emoshift import plots
     from emoshift.corpora import scan
+    from emoshift.evaluation import plots
 
     run_dir = Path(run_dir)
     pred_path, corpus = predictions_for(run_dir, name, root)

@@ -21,12 +21,12 @@ import numpy as np
 import torch
 
 from emoshift.config import ExperimentConfig, load_config, save_config
+from emoshift.core.io import atomic_write_csv, atomic_write_json, read_csv
+from emoshift.core.rundir import RunDir, save_weights, write_model_json
 from emoshift.corpora import EMOTIONS, Scan
-from emoshift.data import Item
-from emoshift.io import atomic_write_csv, atomic_write_json, read_csv
-from emoshift.rundir import RunDir, save_weights, write_model_json
+from emoshift.data.datasets import Item
 
-log = logging.getLogger("emoshift.train")
+log = logging.getLogger("emoshift.training.train")
 
 LOG_COLUMNS = ["epoch", "train_loss", "val_loss", "val_uar", "val_accuracy", "lr", "seconds"]
 
@@ -71,7 +71,7 @@ def label_list(scans: dict[str, Scan]) -> list[str]:
 
 def prepare_data(cfg: ExperimentConfig, run: RunDir, *, progress: bool = False) -> Prepared:
     """Scan the training corpora and split each by speaker (splits are saved, and reused on resume)."""
-    from emoshift.splits import check_disjoint, load_split, make_split, save_split
+    from emoshift.data.splits import check_disjoint, load_split, make_split, save_split
 
     scans = scan_corpora(cfg, cfg.data.corpora, progress=progress)
     labels = label_list(scans)
@@ -108,7 +108,7 @@ def prepare_data(cfg: ExperimentConfig, run: RunDir, *, progress: bool = False) 
 
 
 def feature_stores(cfg: ExperimentConfig, scans: dict[str, Scan], *, progress: bool) -> dict[str, Any]:
-    from emoshift.cache import FeatureCache
+    from emoshift.features.cache import FeatureCache
 
     cache = FeatureCache(Path(cfg.data.cache_dir) / "features")
     return {
@@ -287,7 +287,7 @@ def train(
     teacher_by_id: dict[str, torch.Tensor] = {}
     if cfg.training.distill is not None:
         # Before the student opens its feature stores: the teacher's inference may add to the same cache.
-        from emoshift.distill import teacher_logits
+        from emoshift.training.distill import teacher_logits
 
         logits = teacher_logits(cfg.training.distill.teacher, prep.train, prep.labels, cfg, progress=progress)
         teacher_by_id = {it.utt.id: row for it, row in zip(prep.train, logits, strict=True)}
@@ -297,7 +297,7 @@ def train(
         stores = feature_stores(cfg, prep.scans, progress=progress)
         prep.train, prep.val = drop_uncached(prep.train, stores), drop_uncached(prep.val, stores)
     elif cfg.model.mode == "frozen":
-        from emoshift.ssl_cache import EmbeddingCache, model_cache_key
+        from emoshift.features.embedding_cache import EmbeddingCache, model_cache_key
 
         cache = EmbeddingCache(Path(cfg.data.cache_dir) / "ssl")
         key = model_cache_key(cfg.model.model_dump(mode="json"))
@@ -311,8 +311,8 @@ def train(
         model.freeze_feature_encoder()  # type: ignore[operator]
 
     teacher = torch.stack([teacher_by_id[it.utt.id] for it in prep.train]) if teacher_by_id else None  # (N, C)
-    from emoshift.data import EmotionDataModule
-    from emoshift.module import EmotionModule
+    from emoshift.data.datasets import EmotionDataModule
+    from emoshift.training.module import EmotionModule
 
     dm = EmotionDataModule(
         prepare=lambda: (prep.train, prep.val, stores),
@@ -351,7 +351,7 @@ def train(
 
     best = run.checkpoints / "best.safetensors"
     if best.is_file():
-        from emoshift.rundir import load_weights
+        from emoshift.core.rundir import load_weights
 
         load_weights(net, best)
     save_weights(model, run.weights)
@@ -372,8 +372,8 @@ def train(
     }
     write_model_json(run, info)
 
-    from emoshift.evaluate import evaluate_run
-    from emoshift.plots import plot_curves
+    from emoshift.evaluation.evaluate import evaluate_run
+    from emoshift.evaluation.plots import plot_curves
 
     eval_roots = {name: cfg.data.roots[name] for name in cfg.data.corpora}
     for name in cfg.evaluation.corpora:

@@ -26,7 +26,7 @@ from torch import nn
 if TYPE_CHECKING:
     from emoshift.config import ExperimentConfig
 
-from emoshift.io import atomic_write_bytes, atomic_write_json
+from emoshift.core.io import atomic_write_bytes, atomic_write_json
 
 MODEL_FORMAT = 1
 

@@ -37,9 +37,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from emoshift.audio import AudioError
+from emoshift.core.audio import AudioError
+from emoshift.core.io import atomic_write_json
 from emoshift.corpora.base import Skipped, Utterance
-from emoshift.io import atomic_write_json
 
 if TYPE_CHECKING:
     from emoshift.models.ssl import SSLClassifier
@@ -169,7 +169,7 @@ class EmbeddingCache:
     ) -> EmbeddingStore:
         """Embed every utterance not cached yet (or whose file changed) and return the store for ``utterances``.
 
-        Audio goes through ``emoshift.audio.load(path, sample_rate)`` (no trimming); clips are batched by length
+        Audio goes through ``emoshift.core.audio.load(path, sample_rate)`` (no trimming); clips are batched by length
         under ``max_batch_seconds`` of padded audio. The model is moved to ``device`` for the build and back.
         """
         folder = self.folder(corpus, model_key)
@@ -229,8 +229,8 @@ class EmbeddingCache:
         """
         import torch
 
-        from emoshift.audio import load
-        from emoshift.bucketing import BucketBatchSampler, collate_waveforms
+        from emoshift.core.audio import load
+        from emoshift.data.bucketing import BucketBatchSampler, collate_waveforms
 
         lengths = [_estimated_length(u.path, sample_rate) for u, _ in todo]
         cap = max(1, int(max_batch_seconds * sample_rate))

@@ -23,7 +23,7 @@ import numpy as np  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from emoshift.io import atomic_open  # noqa: E402
+from emoshift.core.io import atomic_open  # noqa: E402
 
 METRIC_NAMES: dict[str, str] = {"accuracy": "accuracy", "uar": "UAR", "macro_f1": "macro-F1"}
 

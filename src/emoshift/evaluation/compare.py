@@ -19,8 +19,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from emoshift.audit import predictions_for, read_leaky, read_model_info, write_text
-from emoshift.metrics import (
+from emoshift.evaluation.audit import predictions_for, read_leaky, read_model_info, write_text
+from emoshift.evaluation.metrics import (
     classification_metrics,
     mcnemar_exact,
     paired_bootstrap_diff,

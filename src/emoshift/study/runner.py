@@ -55,7 +55,7 @@ from emoshift.config import (
     parse_override,
     read_yaml,
 )
-from emoshift.io import atomic_write_bytes, atomic_write_json, atomic_write_text
+from emoshift.core.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -82,7 +82,7 @@ def _canonical_corpus(name: str) -> str:
 
 
 class AuditSpec(_Strict):
-    """Arguments of :func:`emoshift.audit.audit_run`; groupings a corpus does not record are reported as such."""
+    """Arguments of :func:`emoshift.evaluation.audit.audit_run`; groupings a corpus does not record are reported as such."""
 
     by: list[str] = Field(default_factory=lambda: ["gender", "age_band", "race", "ethnicity"])
     age_bands: list[int] | None = None
@@ -94,7 +94,7 @@ class AuditSpec(_Strict):
     @field_validator("by")
     @classmethod
     def _known_groupings(cls, v: list[str]) -> list[str]:
-        from emoshift.audit import AuditError, parse_by
+        from emoshift.evaluation.audit import AuditError, parse_by
 
         try:
             return parse_by(v)
@@ -685,8 +685,8 @@ def _missing(names: Sequence[str], folder: Path, suffix: str = ".json") -> list[
 
 
 def _run_training(study: Study, exp: Experiment, out: Path, progress: bool, log: _Progress) -> Outcome:
-    from emoshift.evaluate import evaluate_run
-    from emoshift.train import train
+    from emoshift.evaluation.evaluate import evaluate_run
+    from emoshift.training.train import train
 
     run = run_dir(out, exp.id)
     cfg = study.run_config(exp.id, out)
@@ -717,7 +717,7 @@ def _run_training(study: Study, exp: Experiment, out: Path, progress: bool, log:
     if exp.audit is not None:
         todo = _missing(list(study.roots), run / "audit")
         for corpus in todo:
-            from emoshift.audit import audit_run
+            from emoshift.evaluation.audit import audit_run
 
             audit_run(run, corpus, study.roots[corpus], **exp.audit.model_dump())
         if todo:
@@ -741,7 +741,7 @@ def _audit_fingerprint(audit: AuditSpec, source_done: dict[str, Any]) -> str:
 
 def _run_audit_only(study: Study, exp: Experiment, out: Path, log: _Progress) -> Outcome:
     """Audit another experiment's run (trains nothing); the audit files are copied to OUT/runs/<id>/audit/."""
-    from emoshift.audit import audit_run
+    from emoshift.evaluation.audit import audit_run
 
     audit = exp.audit or AuditSpec()
     source_id = str(exp.spec.audit_of)
@@ -849,7 +849,7 @@ def run_study(
 def write_report(
     out: str | os.PathLike[str], study: Study, results: StudyResult | None = None
 ) -> dict[str, Path]:
-    """Write OUT/report.md, OUT/report.html and OUT/results.csv from the runs in ``out`` (see emoshift.report)."""
-    from emoshift.report import write_report as _write
+    """Write OUT/report.md, OUT/report.html and OUT/results.csv from the runs in ``out`` (see emoshift.study.report)."""
+    from emoshift.study.report import write_report as _write
 
     return _write(out, study, results)

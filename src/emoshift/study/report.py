@@ -1,7 +1,7 @@
 """The study report: ``OUT/report.md``, a self-contained ``OUT/report.html`` and ``OUT/results.csv``.
 
 Everything is read back from the run directories (``OUT/runs/<id>/``), so the report can be rebuilt at any
-time from whatever runs exist; a :class:`~emoshift.study.StudyResult` adds what happened in this invocation
+time from whatever runs exist; a :class:`~emoshift.study.runner.StudyResult` adds what happened in this invocation
 (failures, wall time). The report is first built as a list of blocks (headings, paragraphs, tables, images),
 then rendered twice: Markdown with relative image links, and HTML with every plot embedded as a base64 PNG
 data URI and inline CSS (no external file, script or font).
@@ -27,10 +27,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from emoshift.io import atomic_write_csv, atomic_write_text, read_csv
+from emoshift.core.io import atomic_write_csv, atomic_write_text, read_csv
 
 if TYPE_CHECKING:
-    from emoshift.study import Study, StudyResult
+    from emoshift.study.runner import Study, StudyResult
 
 RESULT_COLUMNS: tuple[str, ...] = (
     "experiment",
@@ -467,7 +467,7 @@ def _key_results(summaries: Sequence[ExperimentSummary], corpora: Sequence[str])
 
 
 def _cross_corpus(summaries: Sequence[ExperimentSummary], corpora: Sequence[str], out: Path) -> list[Block]:
-    from emoshift.plots import plot_heatmap
+    from emoshift.evaluation.plots import plot_heatmap
 
     trained = [s for s in summaries if s.trains and s.metrics]
     blocks: list[Block] = [
@@ -499,7 +499,7 @@ def _cross_corpus(summaries: Sequence[ExperimentSummary], corpora: Sequence[str]
 
 
 def _confusions(summaries: Sequence[ExperimentSummary], corpora: Sequence[str], out: Path) -> list[Block]:
-    from emoshift.plots import plot_confusion
+    from emoshift.evaluation.plots import plot_confusion
 
     blocks: list[Block] = [Heading("Confusion matrices"), Para("Rows: true class; each row sums to 1.")]
     any_plot = False
@@ -534,7 +534,7 @@ def _best_epoch(log: Sequence[dict[str, str]]) -> tuple[str, str]:
 
 
 def _curves(summaries: Sequence[ExperimentSummary], out: Path) -> list[Block]:
-    from emoshift.plots import plot_curves
+    from emoshift.evaluation.plots import plot_curves
 
     rows, images = [], []
     for s in summaries:
@@ -557,7 +557,7 @@ def _curves(summaries: Sequence[ExperimentSummary], out: Path) -> list[Block]:
 
 
 def _fairness(summaries: Sequence[ExperimentSummary]) -> list[Block]:
-    from emoshift.audit import verdict
+    from emoshift.evaluation.audit import verdict
 
     blocks: list[Block] = [
         Heading("Fairness audit"),

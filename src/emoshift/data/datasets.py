@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from emoshift.audio import crop_or_pad
+from emoshift.core.audio import crop_or_pad
 from emoshift.corpora.base import Utterance
 
 
@@ -86,7 +86,7 @@ class WaveformDataset(Dataset[tuple[np.ndarray, int, int, int]]):
         return min(int(d * self.sample_rate), self.max_len)
 
     def __getitem__(self, i: int) -> tuple[np.ndarray, int, int, int]:
-        from emoshift.audio import load
+        from emoshift.core.audio import load
 
         it = self.items[i]
         wave = load(it.utt.path, self.sample_rate, trim=self.trim, reject_silent=False)
@@ -113,7 +113,7 @@ class EmbeddingDataset(Dataset[tuple[torch.Tensor, int, int, int]]):
 
 
 def collate_waveform_batch(batch: list[tuple[np.ndarray, int, int, int]]) -> dict[str, torch.Tensor]:
-    from emoshift.bucketing import collate_waveforms
+    from emoshift.data.bucketing import collate_waveforms
 
     wave, mask = collate_waveforms([b[0] for b in batch])  # (B, S), (B, S)
     return {
@@ -203,7 +203,7 @@ class BucketedEpochBatches(Sampler[list[int]]):
         self.base.set_epoch(epoch)
 
     def _raw_batches(self, epoch: int) -> list[list[int]]:
-        from emoshift.bucketing import BucketBatchSampler
+        from emoshift.data.bucketing import BucketBatchSampler
 
         saved = self.base.epoch
         self.base.set_epoch(epoch)

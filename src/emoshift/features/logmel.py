@@ -25,7 +25,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from torch import Tensor, nn
 
-from emoshift import audio
+from emoshift.core import audio
 
 # Bump when the computation changes in a way that alters cached values: it is part of FeatureConfig.key().
 FEATURE_VERSION = 1

@@ -30,7 +30,7 @@ from typing import Literal, Protocol
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from emoshift.io import atomic_open
+from emoshift.core.io import atomic_open
 
 PARTS: tuple[str, ...] = ("train", "val", "test")
 DEFAULT_RATIOS: tuple[float, float, float] = (0.7, 0.15, 0.15)

@@ -15,9 +15,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from emoshift.audio import AudioError, crop_or_pad, load, resample, trim_silence
+from emoshift.core.audio import AudioError, crop_or_pad, load, resample, trim_silence
 from emoshift.corpora.base import Skipped, Utterance
-from emoshift.features import FeatureConfig, log_mel
+from emoshift.features.logmel import FeatureConfig, log_mel
 
 MAX_SECONDS = 8.0
 
@@ -67,7 +67,7 @@ def logits_for_utterances(
     out: list[np.ndarray] = []
     t0 = time.time()
     if info["input_kind"] == "spectrogram":
-        from emoshift.cache import FeatureCache
+        from emoshift.features.cache import FeatureCache
 
         by_corpus: dict[str, list[Utterance]] = {}
         for u in utterances:
@@ -99,7 +99,7 @@ def logits_for_utterances(
             kept.append(u)
         order = np.argsort([len(w) for w in waves], kind="stable")
         logits = np.zeros((len(kept), len(info["labels"])), dtype=np.float32)
-        from emoshift.bucketing import collate_waveforms
+        from emoshift.data.bucketing import collate_waveforms
 
         with _progress(len(kept), desc, progress) as bar:
             task = bar.add_task(desc, total=len(kept), rate="")

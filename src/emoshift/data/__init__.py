@@ -1,0 +1,1 @@
+"""Data: speaker-independent splits, datasets, samplers and length bucketing."""

@@ -1,0 +1,1 @@
+"""Evaluation: inference, metrics with speaker-bootstrap intervals, evaluate, predict, audit, compare, plots."""

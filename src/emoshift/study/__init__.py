@@ -1,0 +1,1 @@
+"""The study: its spec (phases as config overlays), the runner, and the report."""

@@ -1,0 +1,1 @@
+"""The synthetic corpus generator (RAVDESS and CREMA-D layouts)."""
