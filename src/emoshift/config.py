@@ -18,11 +18,12 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from emoshift.core.errors import EmoshiftError
 from emoshift.data.splits import SplitConfig
 from emoshift.features.logmel import FeatureConfig
 
 
-class ConfigError(ValueError):
+class ConfigError(EmoshiftError, ValueError):
     """A config problem, explained in one message for the user."""
 
 

@@ -14,6 +14,8 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from emoshift.core.errors import EmoshiftError
+
 TARGET_SR = 16_000
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
 LFS_REASON = "git-LFS pointer: run git lfs pull"
@@ -21,7 +23,7 @@ LFS_REASON = "git-LFS pointer: run git lfs pull"
 SILENCE_DBFS = -60.0
 
 
-class AudioError(Exception):
+class AudioError(EmoshiftError):
     """A file that cannot be used; ``str(err)`` is the reason shown to the user."""
 
 

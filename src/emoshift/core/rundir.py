@@ -26,12 +26,13 @@ from torch import nn
 if TYPE_CHECKING:
     from emoshift.config import ExperimentConfig
 
+from emoshift.core.errors import EmoshiftError
 from emoshift.core.io import atomic_write_bytes, atomic_write_json
 
 MODEL_FORMAT = 1
 
 
-class RunError(Exception):
+class RunError(EmoshiftError):
     """A run directory is missing something or cannot be used (one-line message)."""
 
 

@@ -13,6 +13,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
+from emoshift.core.errors import EmoshiftError
+
 # Canonical (harmonised) emotion names. Every corpus maps its native codes onto these.
 EMOTIONS: tuple[str, ...] = (
     "angry",
@@ -33,7 +35,7 @@ SIX: tuple[str, ...] = ("angry", "disgust", "fearful", "happy", "neutral", "sad"
 FOUR: tuple[str, ...] = ("angry", "happy", "neutral", "sad")
 
 
-class CorpusError(Exception):
+class CorpusError(EmoshiftError):
     """ROOT does not look like the corpus asked for (message is one line, for the user)."""
 
 

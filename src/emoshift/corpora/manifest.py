@@ -14,6 +14,7 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
+from emoshift.core.errors import EmoshiftError
 from emoshift.corpora.base import UTTERANCE_FIELDS, Utterance
 
 # Columns a manifest must have (Utterance fields without a default); the others may be absent.
@@ -26,7 +27,7 @@ _INT_FIELDS = frozenset({"age"})
 _FLOAT_FIELDS = frozenset({"duration_s"})
 
 
-class ManifestError(ValueError):
+class ManifestError(EmoshiftError, ValueError):
     """A manifest that cannot be read back (message is one line, for the user)."""
 
 

@@ -30,6 +30,7 @@ from typing import Literal, Protocol
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from emoshift.core.errors import EmoshiftError
 from emoshift.core.io import atomic_open
 
 PARTS: tuple[str, ...] = ("train", "val", "test")
@@ -37,7 +38,7 @@ DEFAULT_RATIOS: tuple[float, float, float] = (0.7, 0.15, 0.15)
 UNKNOWN_GENDER = "unknown"
 
 
-class SpeakerLeakError(Exception):
+class SpeakerLeakError(EmoshiftError):
     """The same speaker sits in the test part and in train or val (message names the speakers)."""
 
 

@@ -30,6 +30,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from emoshift.core.errors import EmoshiftError
 from emoshift.core.io import atomic_write_text
 from emoshift.evaluation.metrics import (
     METRICS,
@@ -48,7 +49,7 @@ UNKNOWN = "unknown"
 METRIC_LABELS: dict[str, str] = {"accuracy": "accuracy", "uar": "UAR", "macro_f1": "macro-F1"}
 
 
-class AuditError(ValueError):
+class AuditError(EmoshiftError, ValueError):
     """The audit cannot be done as asked (message is one line, for the user)."""
 
 

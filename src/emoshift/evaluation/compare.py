@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from emoshift.core.errors import EmoshiftError
 from emoshift.evaluation.audit import predictions_for, read_leaky, read_model_info, write_text
 from emoshift.evaluation.metrics import (
     classification_metrics,
@@ -29,7 +30,7 @@ from emoshift.evaluation.metrics import (
 )
 
 
-class CompareError(ValueError):
+class CompareError(EmoshiftError, ValueError):
     """The two runs cannot be compared as asked (message is one line, for the user)."""
 
 

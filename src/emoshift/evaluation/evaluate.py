@@ -11,6 +11,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from emoshift.core.errors import EmoshiftError
 from emoshift.core.io import atomic_write_csv, atomic_write_json
 from emoshift.core.rundir import RunDir, RunError, load_model, load_run_config
 from emoshift.corpora import Scan, canonical_name, scan
@@ -18,7 +19,7 @@ from emoshift.corpora.base import Utterance
 from emoshift.evaluation.inference import default_device, logits_for_utterances, softmax
 
 
-class EvaluationError(RuntimeError):
+class EvaluationError(EmoshiftError, RuntimeError):
     """Evaluation cannot proceed (message is for the user)."""
 
 

@@ -27,10 +27,12 @@ from typing import Any
 import numpy as np
 from scipy.stats import binomtest
 
+from emoshift.core.errors import EmoshiftError
+
 METRICS: tuple[str, ...] = ("accuracy", "uar", "macro_f1")
 
 
-class PredictionsError(ValueError):
+class PredictionsError(EmoshiftError, ValueError):
     """A predictions file or array that cannot be used (message is one line, for the user)."""
 
 

@@ -16,8 +16,10 @@ from typing import Any
 
 from torch import nn
 
+from emoshift.core.errors import EmoshiftError
 
-class PretrainedUnavailableError(RuntimeError):
+
+class PretrainedUnavailableError(EmoshiftError, RuntimeError):
     """Pretrained weights could not be found locally nor fetched; the message says how to fix it (one line)."""
 
 

@@ -71,6 +71,7 @@ import soundfile as sf
 from scipy import fft as sp_fft
 from scipy import signal
 
+from emoshift.core.errors import EmoshiftError
 from emoshift.corpora import cremad, ravdess
 
 # Bump whenever the bytes written for a (scale, seed) change: a cached corpus of another version is rebuilt.
@@ -83,7 +84,7 @@ FRAME_S = 0.005  # control rate of the articulation tracks (pitch, formants, env
 FILTER_FRAMES = 2  # the formant filters take new coefficients every 2 frames (10 ms)
 
 
-class SynthError(Exception):
+class SynthError(EmoshiftError):
     """Bad arguments or an output folder that cannot be used (message is one line, for the user)."""
 
 

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from emoshift.config import ExperimentConfig, load_config, save_config
+from emoshift.core.errors import EmoshiftError
 from emoshift.core.io import atomic_write_csv, atomic_write_json, read_csv
 from emoshift.core.rundir import RunDir, save_weights, write_model_json
 from emoshift.corpora import EMOTIONS, Scan
@@ -31,7 +32,7 @@ log = logging.getLogger("emoshift.training.train")
 LOG_COLUMNS = ["epoch", "train_loss", "val_loss", "val_uar", "val_accuracy", "lr", "seconds"]
 
 
-class TrainError(RuntimeError):
+class TrainError(EmoshiftError, RuntimeError):
     """Training cannot start or continue (message is for the user)."""
 
 
