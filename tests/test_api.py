@@ -54,3 +54,7 @@ def test_documented_workflow(synth_tiny: Path, tmp_path: Path) -> None:
     pred = emoshift.Predictor(run).predict_file(wav)
     assert pred.error is None and pred.label in pred.probabilities
     assert abs(sum(pred.probabilities.values()) - 1.0) < 1e-5
+
+
+def test_all_lists_exactly_the_lazy_names() -> None:
+    assert sorted(emoshift.__all__) == sorted(emoshift._API)

@@ -53,7 +53,28 @@ _API: dict[str, str] = {
     "EmoshiftError": "emoshift.core.errors",
 }
 
-__all__ = sorted(_API)
+__all__ = [
+    "EmoshiftError",
+    "ExperimentConfig",
+    "FeatureConfig",
+    "Predictor",
+    "Scan",
+    "SplitConfig",
+    "Utterance",
+    "audit_run",
+    "compare_runs",
+    "evaluate_run",
+    "get_model",
+    "list_corpora",
+    "list_models",
+    "load_config",
+    "load_study",
+    "log_mel",
+    "make_split",
+    "run_study",
+    "scan",
+    "train",
+]
 
 
 def __getattr__(name: str) -> Any:
