@@ -45,7 +45,7 @@ COLD = """
 import json, sys, time
 t0 = time.perf_counter()
 from emoshift.evaluation.predict import Predictor
-from emoshift.core.rundir import build_from_info  # noqa: F401
+from emoshift.models.weights import build_from_info  # noqa: F401
 t1 = time.perf_counter()
 p = Predictor(sys.argv[1])
 p.labels  # loads the model
@@ -54,6 +54,13 @@ pred = p.predict_file(sys.argv[2])
 t3 = time.perf_counter()
 print(json.dumps({"import": t1 - t0, "load": t2 - t1, "first": t3 - t2, "label": pred.label, "error": pred.error}))
 """
+
+
+def _no_grad(fn: Any, *args: Any) -> Any:
+    import torch
+
+    with torch.no_grad():
+        return fn(*args)
 
 
 def _pct(xs: list[float], q: float) -> float:
@@ -169,8 +176,9 @@ def main() -> None:
         if args.threads:
             torch.set_num_threads(args.threads)
         from emoshift.core import audio
-        from emoshift.evaluation.inference import _forward, prepare_waveform
+        from emoshift.evaluation.inference import prepare_waveform
         from emoshift.evaluation.predict import Predictor
+        from emoshift.models.families import family_for_info
 
         t0 = time.perf_counter()
         run = args.run if args.run is not None else train_run(work)
@@ -200,7 +208,7 @@ def main() -> None:
             ("decode (soundfile)", lambda: audio.read(path)),
             ("silence check", lambda: audio.is_silent(wave, sr)),
             ("features (resample, trim, log-mel, crop)", lambda: prepare_waveform(wave, sr, info)),
-            ("model forward " + "x".join(map(str, x.shape)), lambda: _forward(model, info, x, None)),
+            ("model forward " + "x".join(map(str, x.shape)), lambda: _no_grad(family_for_info(info).predict, model, x)),
             ("predict_file, end to end", lambda: predictor.predict_file(path)),
         ]
         print(f"\nin process, {args.reps} calls after {args.warmup} warm-up calls      p50 ms    p95 ms")

@@ -195,16 +195,16 @@ def run_pipeline(
 
     model = get_model(cfg.model.name, num_labels=len(prep.labels), **cfg.model.builder_kwargs())
     model.load_state_dict(init)
-    dm = EmotionDataModule(  # as train.train builds it
-        prepare=lambda: (prep.train, prep.val, stores),
-        input_kind="spectrogram",
+    family = cfg.model.family
+    dm = EmotionDataModule(  # as training.lightning.fit_lightning builds it
+        prepare=lambda: family.datasets(cfg, prep.train, prep.val, stores),
         batch_size=cfg.training.batch_size,
         sampling=cfg.training.sampling,
         seed=cfg.training.seed,
-        frames=cfg.features.frames_for(cfg.features.crop_s),
+        max_batch_samples=family.max_batch_samples(cfg),
         num_workers=cfg.data.num_workers,
     )
-    module = EmotionModule(model, labels=prep.labels, training=cfg.training, input_kind="spectrogram")
+    module = EmotionModule(model, labels=prep.labels, training=cfg.training, family=family)
     clock = _StepClock(bare)
     trainer = L.Trainer(  # train.build_trainer's settings, less validation, checkpoints and logging
         max_epochs=-1,
@@ -260,8 +260,9 @@ def main() -> None:
         torch.set_num_threads(args.threads)
 
     from emoshift.core.rundir import RunDir
+    from emoshift.features.cache import FeatureCache
     from emoshift.models import get_model
-    from emoshift.training.train import drop_uncached, feature_stores, prepare_data
+    from emoshift.training.train import drop_uncached, prepare_data
 
     tmp = None
     if args.work is None:
@@ -283,7 +284,8 @@ def main() -> None:
         cfg = _config(args, root, work / "cache")
         t0 = time.perf_counter()
         prep = prepare_data(cfg, RunDir.of(work / "run"), progress=False)
-        stores = feature_stores(cfg, prep.scans, progress=sys.stderr.isatty())
+        cache = FeatureCache(Path(cfg.data.cache_dir) / "features")  # as the CNN family's prepare_stores
+        stores = {n: cache.build(n, sc.utterances, cfg.features, progress=sys.stderr.isatty()) for n, sc in prep.scans.items()}
         prep.train, prep.val = drop_uncached(prep.train, stores), drop_uncached(prep.val, stores)
         setup_s = time.perf_counter() - t0
 

@@ -222,12 +222,13 @@ def test_train_loader_follows_the_epoch_set_after_iter(crop_data, num_workers: i
     checkpoint's epoch is known): the batches must still be that epoch's order and crops, workers or not."""
     items, stores = crop_data
     dm = EmotionDataModule(
-        prepare=lambda: (items, items[:2], stores),
-        input_kind="spectrogram",
+        prepare=lambda: (
+            SpectrogramDataset(items, stores, frames=CROP, train=True, seed=5),
+            SpectrogramDataset(items[:2], stores, frames=CROP, train=False, seed=5),
+        ),
         batch_size=3,
         sampling="class",
         seed=5,
-        frames=CROP,
         num_workers=num_workers,
     )
     dm.setup("fit")

@@ -14,7 +14,10 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from emoshift.config import TrainingConfig
+from emoshift.models.families import get_family
 from emoshift.training.module import EmotionModule, distillation_loss, uar_from_confusion
+
+CNN = get_family("cnn")  # TinyNet takes log-mel batches (B, 1, n_mels, T)
 
 LABELS = ["angry", "happy", "neutral", "sad"]
 
@@ -152,7 +155,7 @@ def _fit(
     schedule: str, epochs: int = 3, batches: int = 5, **training: Any
 ) -> tuple[EmotionModule, L.Trainer, list[float]]:
     cfg = TrainingConfig(schedule=schedule, epochs=epochs, lr=0.01, warmup_epochs=1.0, **training)
-    module = EmotionModule(TinyNet(), labels=LABELS, training=cfg, input_kind="spectrogram")
+    module = EmotionModule(TinyNet(), labels=LABELS, training=cfg, family=CNN)
     log = LrLog()
     trainer = _trainer(max_epochs=epochs, limit_train_batches=batches, limit_val_batches=2, callbacks=[log])
     with warnings.catch_warnings():
@@ -211,7 +214,7 @@ def test_weight_decay_spares_biases_and_norm_parameters() -> None:
 def test_validation_metrics_equal_sklearn_on_the_module_predictions() -> None:
     torch.manual_seed(0)
     cfg = TrainingConfig(schedule="constant", epochs=1)
-    module = EmotionModule(TinyNet(), labels=LABELS, training=cfg, input_kind="spectrogram")
+    module = EmotionModule(TinyNet(), labels=LABELS, training=cfg, family=CNN)
     loader = _loader(37, 2, batch_size=8)  # a short last batch
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from emoshift.config import ConfigError, load_config
-from emoshift.core.rundir import load_model
+from emoshift.models.weights import load_model
 from emoshift.training.train import train
 from tests.conftest import tiny_overrides
 

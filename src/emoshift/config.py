@@ -13,7 +13,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -21,6 +21,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from emoshift.core.errors import EmoshiftError
 from emoshift.data.splits import SplitConfig
 from emoshift.features.logmel import FeatureConfig
+
+if TYPE_CHECKING:
+    from emoshift.models.families import Family
 
 
 class ConfigError(EmoshiftError, ValueError):
@@ -93,35 +96,25 @@ class ModelConfig(Strict):
         return v
 
     @property
-    def input_kind(self) -> str:
-        from emoshift.models import model_input_kind
+    def family(self) -> Family:
+        """The model family (emoshift.models.families) serving this model under this mode."""
+        from emoshift.models import family_of
 
-        return model_input_kind(self.name)
+        return family_of(self.name, self.mode)
+
+    @property
+    def input_kind(self) -> str:
+        """What the saved model takes ("spectrogram" | "waveform"): its family's input kind."""
+        return self.family.input_kind
 
     @model_validator(mode="after")
-    def _frozen_pooling(self) -> ModelConfig:
-        if self.mode == "frozen" and self.pooling == "attentive":
-            raise ValueError(
-                "model.pooling=attentive needs frame-level states, which the frozen mode's embedding cache does "
-                "not keep: use model.pooling=stats (mean and std) or mean, or model.mode=finetune"
-            )
+    def _family_accepts(self) -> ModelConfig:
+        self.family.check_model(self)  # ValueError: what this family cannot build (e.g. frozen + attentive)
         return self
 
     def builder_kwargs(self) -> dict[str, Any]:
-        """The keyword arguments of this model's builder (CNN and SSL builders take different ones)."""
-        if self.input_kind == "spectrogram":
-            return {"pretrained": self.pretrained, "dropout": self.dropout, "width_mult": self.width_mult}
-        kw: dict[str, Any] = {
-            "preset": self.preset,
-            "pooling": self.pooling,
-            "layer_sum": self.layer_sum,
-            "head_hidden": self.head_hidden,
-            "dropout": self.dropout,
-            "mode": self.mode,
-        }
-        if self.pretrained is not None or self.name == "ssl":
-            kw["pretrained"] = self.pretrained
-        return kw
+        """The keyword arguments of this model's builder (each family's builders take their own)."""
+        return self.family.builder_kwargs(self)
 
 
 class AugmentConfig(Strict):
@@ -218,8 +211,7 @@ class ExperimentConfig(Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> ExperimentConfig:
-        if self.model.input_kind == "spectrogram" and self.training.stages:
-            raise ValueError("training.stages (multi-stage fine-tuning) applies to SSL models (hubert, ssl) only")
+        self.model.family.check_config(self)  # ValueError: what this family cannot do with this config
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -344,3 +336,16 @@ def save_config(cfg: ExperimentConfig, path: str | os.PathLike[str]) -> None:
     from emoshift.core.io import atomic_write_text
 
     atomic_write_text(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+
+
+def load_run_config(run_dir: str | os.PathLike[str]) -> ExperimentConfig:
+    """The resolved experiment config a run was trained with (RUN/config.yaml)."""
+    from emoshift.core.rundir import RunDir, RunError
+
+    run = RunDir.of(run_dir)
+    if not run.config.is_file():
+        raise RunError(f"{run.path} is not a run directory (config.yaml missing)")
+    try:
+        return load_config(run.config)
+    except ConfigError as e:
+        raise RunError(f"{run.config}: {e}") from None

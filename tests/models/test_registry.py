@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from emoshift.models import PretrainedUnavailableError, get_model, list_models, model_input_kind
+from emoshift.models.families import get_family
 
 
 def _tiny_kwargs(name: str) -> dict[str, object]:
@@ -103,7 +104,7 @@ def test_batchnorm_recalibration_rescues_eval_mode() -> None:
         def calibration_dataloader(self):  # type: ignore[no-untyped-def]
             return [{"x": x, "y": y}]
 
-    module = EmotionModule(model, labels=[str(i) for i in range(6)], training=TrainingConfig(), input_kind="spectrogram")
+    module = EmotionModule(model, labels=[str(i) for i in range(6)], training=TrainingConfig(), family=get_family("cnn"))
     module.trainer = type("T", (), {"datamodule": DM(), "sanity_checking": False})()  # type: ignore[assignment]
     model.eval()
     with torch.no_grad():

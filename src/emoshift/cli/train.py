@@ -84,7 +84,10 @@ def _print_metrics(run: Path) -> None:
 
     from rich.table import Table
 
-    metrics = sorted((run / "metrics").glob("*.json")) if (run / "metrics").is_dir() else []
+    from emoshift.core.rundir import RunDir
+
+    rd = RunDir.of(run)
+    metrics = [rd.metrics(c) for c in rd.metrics_corpora()]
     if not metrics:
         return
     table = Table(title=f"{run}")

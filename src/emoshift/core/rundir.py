@@ -8,8 +8,14 @@
     RUN/metrics/<corpus>.json  accuracy, uar, macro_f1, n, labels, per_class_recall, confusion, ci95, leaky
     RUN/predictions/<corpus>.csv
     RUN/plots/confusion_<corpus>.png, RUN/plots/curves.png
-    RUN/checkpoints/           Lightning checkpoints (last.ckpt resumes an interrupted run)
+    RUN/audit/<corpus>.json, <corpus>.md, <corpus>_<grouping>_bars.png, <corpus>_<grouping>_confusion.png
+    RUN/compare/<other run>_<corpus>.json
+    RUN/teacher_logits/<key>.npy   a teacher's logits for a student's training items (distillation)
+    RUN/checkpoints/           Lightning checkpoints (last.ckpt resumes an interrupted run; best.safetensors)
     RUN/done.json              written last: the run is complete
+
+This module is the only code that builds these paths, and it imports no torch, so torch-free readers (the
+study report, the audit) use it too. Weights are loaded by :mod:`emoshift.models.weights`.
 """
 
 from __future__ import annotations
@@ -18,16 +24,10 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-import torch
-from torch import nn
-
-if TYPE_CHECKING:
-    from emoshift.config import ExperimentConfig
+from typing import Any
 
 from emoshift.core.errors import EmoshiftError
-from emoshift.core.io import atomic_write_bytes, atomic_write_json
+from emoshift.core.io import atomic_write_json
 
 MODEL_FORMAT = 1
 
@@ -44,6 +44,7 @@ class RunDir:
     def of(cls, path: str | os.PathLike[str]) -> RunDir:
         return cls(Path(path))
 
+    # -- files ----------------------------------------------------------------------------------------
     @property
     def config(self) -> Path:
         return self.path / "config.yaml"
@@ -61,104 +62,111 @@ class RunDir:
         return self.path / "log.csv"
 
     @property
+    def done(self) -> Path:
+        return self.path / "done.json"
+
+    # -- folders --------------------------------------------------------------------------------------
+    @property
     def checkpoints(self) -> Path:
         return self.path / "checkpoints"
 
     @property
-    def done(self) -> Path:
-        return self.path / "done.json"
+    def splits_dir(self) -> Path:
+        return self.path / "splits"
 
+    @property
+    def metrics_dir(self) -> Path:
+        return self.path / "metrics"
+
+    @property
+    def predictions_dir(self) -> Path:
+        return self.path / "predictions"
+
+    @property
+    def plots_dir(self) -> Path:
+        return self.path / "plots"
+
+    @property
+    def audit_dir(self) -> Path:
+        return self.path / "audit"
+
+    @property
+    def compare_dir(self) -> Path:
+        return self.path / "compare"
+
+    # -- per corpus -----------------------------------------------------------------------------------
     def split(self, corpus: str) -> Path:
-        return self.path / "splits" / f"{corpus}.csv"
+        return self.splits_dir / f"{corpus}.csv"
 
     def metrics(self, corpus: str) -> Path:
-        return self.path / "metrics" / f"{corpus}.json"
+        return self.metrics_dir / f"{corpus}.json"
 
     def predictions(self, corpus: str) -> Path:
-        return self.path / "predictions" / f"{corpus}.csv"
+        return self.predictions_dir / f"{corpus}.csv"
 
     def confusion_plot(self, corpus: str) -> Path:
-        return self.path / "plots" / f"confusion_{corpus}.png"
+        return self.plots_dir / f"confusion_{corpus}.png"
 
     @property
     def curves_plot(self) -> Path:
-        return self.path / "plots" / "curves.png"
+        return self.plots_dir / "curves.png"
 
+    def audit_json(self, corpus: str) -> Path:
+        return self.audit_dir / f"{corpus}.json"
+
+    def audit_md(self, corpus: str) -> Path:
+        return self.audit_dir / f"{corpus}.md"
+
+    def audit_plot(self, corpus: str, grouping: str, kind: str) -> Path:
+        """``kind``: "bars" or "confusion"."""
+        return self.audit_dir / f"{corpus}_{grouping}_{kind}.png"
+
+    def compare_json(self, other: str, corpus: str) -> Path:
+        """This run compared with run ``other`` (its folder name) on ``corpus``."""
+        return self.compare_dir / f"{other}_{corpus}.json"
+
+    def metrics_corpora(self) -> list[str]:
+        """Corpora with a metrics file, sorted."""
+        return sorted(p.stem for p in self.metrics_dir.glob("*.json")) if self.metrics_dir.is_dir() else []
+
+    # -- training -------------------------------------------------------------------------------------
+    @property
+    def last_checkpoint(self) -> Path:
+        return self.checkpoints / "last.ckpt"
+
+    @property
+    def best_weights(self) -> Path:
+        return self.checkpoints / "best.safetensors"
+
+    def teacher_logits(self, key: str) -> Path:
+        return self.path / "teacher_logits" / f"{key}.npy"
+
+    # -- state ----------------------------------------------------------------------------------------
     def is_complete(self) -> bool:
         return self.done.is_file() and self.weights.is_file() and self.model_json.is_file()
 
     def done_info(self) -> dict[str, Any]:
-        return json.loads(self.done.read_text()) if self.done.is_file() else {}
+        """done.json ({} while the run is unfinished)."""
+        return _read_object(self.done) if self.done.is_file() else {}
 
     def info(self) -> dict[str, Any]:
+        """model.json; RunError (one line) when it is missing or not a JSON object."""
         if not self.model_json.is_file():
             raise RunError(f"{self.path} is not a finished run directory: {self.model_json.name} is missing")
-        return json.loads(self.model_json.read_text())
+        return _read_object(self.model_json)
 
 
-def save_weights(model: nn.Module, path: str | os.PathLike[str]) -> None:
-    from safetensors.torch import save
-
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    atomic_write_bytes(path, save(state))
-
-
-def load_weights(model: nn.Module, path: str | os.PathLike[str]) -> None:
-    from safetensors.torch import load_file
-
-    state = load_file(str(path))
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    # BatchNorm's num_batches_tracked may be absent in older files; anything else is an error.
-    missing = [k for k in missing if not k.endswith("num_batches_tracked")]
-    if missing or unexpected:
-        raise RunError(
-            f"{path}: weights do not fit the architecture in model.json "
-            f"(missing {missing[:3]}, unexpected {unexpected[:3]})"
-        )
-
-
-def build_from_info(info: dict[str, Any]) -> nn.Module:
-    """Rebuild the architecture described by model.json (random weights; load_weights fills them)."""
-    from emoshift.models import get_spec
-
-    spec = get_spec(info["model"])
-    if spec.input_kind == "spectrogram":
-        from emoshift.models.cnn import from_backbone_config
-
-        return from_backbone_config(
-            info["model"], info["backbone_config"], num_labels=len(info["labels"]), dropout=info.get("dropout", 0.0)
-        )
-    from emoshift.models import ssl as ssl_models
-
-    return ssl_models.from_saved(info)  # type: ignore[attr-defined,no-any-return]
-
-
-def load_model(run_dir: str | os.PathLike[str], *, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
-    """Load a finished run's model for inference (eval mode) and its model.json."""
-    run = RunDir.of(run_dir)
-    info = run.info()
-    if info.get("format", MODEL_FORMAT) > MODEL_FORMAT:
-        raise RunError(f"{run.model_json}: written by a newer emoshift (format {info['format']})")
-    if not run.weights.is_file():
-        raise RunError(f"{run.path}: model.safetensors is missing")
-    model = build_from_info(info)
-    load_weights(model, run.weights)
-    model.to(device).eval()
-    return model, info
+def _read_object(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as e:
+        raise RunError(f"{path}: cannot be read ({type(e).__name__})") from None
+    except json.JSONDecodeError as e:
+        raise RunError(f"{path} is not valid JSON: {e.msg} (line {e.lineno})") from None
+    if not isinstance(data, dict):
+        raise RunError(f"{path} must hold a JSON object")
+    return data
 
 
 def write_model_json(run: RunDir, info: dict[str, Any]) -> None:
     atomic_write_json(run.model_json, {"format": MODEL_FORMAT, **info})
-
-
-def load_run_config(run_dir: str | os.PathLike[str]) -> ExperimentConfig:
-    """The resolved experiment config a run was trained with (RUN/config.yaml)."""
-    from emoshift.config import ConfigError, load_config
-
-    run = RunDir.of(run_dir)
-    if not run.config.is_file():
-        raise RunError(f"{run.path} is not a run directory (config.yaml missing)")
-    try:
-        return load_config(run.config)
-    except ConfigError as e:
-        raise RunError(f"{run.config}: {e}") from None

@@ -8,7 +8,7 @@ interrupted run that resumes at epoch k sees exactly the batches an uninterrupte
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -260,39 +260,40 @@ def _started_on_first_batch(start: Any) -> Any:
     yield from start()
 
 
-class EmotionDataModule(L.LightningDataModule):
-    """Builds datasets from prepared items; the heavy I/O (scans, feature cache) is done in ``setup``.
+def _items(ds: Dataset[Any]) -> Sequence[Item]:
+    """The items a dataset serves (every dataset here keeps them as ``items``)."""
+    items = getattr(ds, "items", None)
+    if items is None:
+        raise TypeError(f"{type(ds).__name__} has no 'items': EmotionDataModule needs datasets of Items")
+    return list(items)
 
-    ``prepare`` is a callable returning ``(train_items, val_items, stores)``; train.py passes one that scans
-    corpora and fills the caches, so constructing the module is free.
+
+class EmotionDataModule(L.LightningDataModule):
+    """Training and validation loaders over prepared datasets; the heavy I/O is done in ``setup``.
+
+    ``prepare`` is a callable returning ``(train_set, val_set)``, datasets whose ``items`` are the
+    :class:`Item` s they serve (the model family builds them: it knows its input); train.py passes one over
+    stores it filled already, so constructing the module is free. ``max_batch_samples`` set: batches are
+    length-bucketed under that cap of padded samples (datasets with ``length(i)``, waveforms); unset:
+    ``batch_size`` items per batch.
     """
 
     def __init__(
         self,
         *,
-        prepare: Any,
-        input_kind: str,
+        prepare: Callable[[], tuple[Dataset[Any], Dataset[Any]]],
         batch_size: int,
         sampling: str,
         seed: int,
-        frames: int = 0,
-        sample_rate: int = 16000,
-        max_seconds: float = 8.0,
-        max_batch_seconds: float = 120.0,
-        trim: bool = False,
+        max_batch_samples: int | None = None,
         num_workers: int = 0,
     ) -> None:
         super().__init__()
         self.prepare = prepare
-        self.input_kind = input_kind
         self.batch_size = batch_size
         self.sampling = sampling
         self.seed = seed
-        self.frames = frames
-        self.sample_rate = sample_rate
-        self.max_seconds = max_seconds
-        self.max_batch_seconds = max_batch_seconds
-        self.trim = trim
+        self.max_batch_samples = max_batch_samples
         self.num_workers = num_workers
         self.train_set: Dataset[Any] | None = None
         self.val_set: Dataset[Any] | None = None
@@ -301,44 +302,31 @@ class EmotionDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
             return
-        train_items, val_items, stores = self.prepare()
-        if self.input_kind == "spectrogram":
-            self.train_set = SpectrogramDataset(train_items, stores, frames=self.frames, train=True, seed=self.seed)
-            self.val_set = SpectrogramDataset(val_items, stores, frames=self.frames, train=False, seed=self.seed)
-        elif self.input_kind == "embedding":
-            self.train_set = EmbeddingDataset(train_items, stores)
-            self.val_set = EmbeddingDataset(val_items, stores)
-        else:
-            kw = {"sample_rate": self.sample_rate, "max_seconds": self.max_seconds, "seed": self.seed, "trim": self.trim}
-            self.train_set = WaveformDataset(train_items, train=True, **kw)  # type: ignore[arg-type]
-            self.val_set = WaveformDataset(val_items, train=False, **kw)  # type: ignore[arg-type]
-        self.train_items = list(train_items)
-        self.val_items = list(val_items)
+        self.train_set, self.val_set = self.prepare()
+        self.train_items = list(_items(self.train_set))
+        self.val_items = list(_items(self.val_set))
         self.train_sampler = EpochSampler(
             len(self.train_items), weights=sampling_weights(self.train_items, self.sampling), seed=self.seed
         )
 
     def set_epoch(self, epoch: int) -> None:
         for ds in (self.train_set, self.val_set):
-            if hasattr(ds, "set_epoch"):
-                ds.set_epoch(epoch)  # type: ignore[union-attr]
+            set_epoch = getattr(ds, "set_epoch", None)
+            if set_epoch is not None:
+                set_epoch(epoch)
         if self.train_sampler is not None:
             self.train_sampler.set_epoch(epoch)
 
     def _loader(self, ds: Dataset[Any], *, train: bool) -> DataLoader[Any]:
         common: dict[str, Any] = {"num_workers": self.num_workers, "persistent_workers": False}
-        if self.input_kind == "waveform":
+        if self.max_batch_samples is not None:
             rank = self.trainer.global_rank if self.trainer else 0
             world = self.trainer.world_size if self.trainer else 1
             n = len(ds)  # type: ignore[arg-type]
             lengths = [ds.length(i) for i in range(n)]  # type: ignore[attr-defined]
-            base = self.train_sampler if train else EpochSampler(n, weights=None, seed=self.seed)
+            base = self.train_sampler if train and self.train_sampler else EpochSampler(n, weights=None, seed=self.seed)
             batches = BucketedEpochBatches(
-                base,  # type: ignore[arg-type]
-                lengths,
-                max_batch_samples=int(self.max_batch_seconds * self.sample_rate),
-                rank=rank,
-                world=world,
+                base, lengths, max_batch_samples=self.max_batch_samples, rank=rank, world=world
             )
             return EpochDataLoader(ds, batch_sampler=batches, collate_fn=collate_waveform_batch, **common)
         return EpochDataLoader(
@@ -354,7 +342,7 @@ class EmotionDataModule(L.LightningDataModule):
     def calibration_dataloader(self) -> DataLoader[Any]:
         """Training items in a fixed order, without augmentation (BatchNorm recalibration)."""
         assert self.train_set is not None, "setup() was not called"
-        if self.input_kind == "waveform":
+        if self.max_batch_samples is not None:
             return self._loader(self.train_set, train=False)
         return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=False, collate_fn=collate_tensor_batch)
 

@@ -32,6 +32,7 @@ from typing import Any
 
 from emoshift.core.errors import EmoshiftError
 from emoshift.core.io import atomic_write_text
+from emoshift.core.rundir import RunDir
 from emoshift.evaluation.metrics import (
     METRICS,
     bootstrap_ci,
@@ -431,7 +432,7 @@ def write_text(path: Path, text: str) -> Path:
 
 def read_model_info(run_dir: Path) -> dict[str, Any]:
     """RUN/model.json as a dict ({} when absent); its ``labels`` and ``label_policy`` are used here."""
-    path = run_dir / "model.json"
+    path = RunDir.of(run_dir).model_json
     if not path.is_file():
         return {}
     try:
@@ -445,7 +446,7 @@ def read_model_info(run_dir: Path) -> dict[str, Any]:
 
 def read_leaky(run_dir: Path, corpus: str) -> bool | None:
     """``leaky`` from RUN/metrics/<corpus>.json (None when unknown): were test speakers seen in training?"""
-    path = run_dir / "metrics" / f"{corpus}.json"
+    path = RunDir.of(run_dir).metrics(corpus)
     if not path.is_file():
         return None
     try:
@@ -467,7 +468,8 @@ def predictions_for(run_dir: str | os.PathLike[str], name: str, root: str) -> tu
         corpus = canonical_name(name)
     except KeyError as e:
         raise AuditError(str(e.args[0])) from None
-    candidates = [run_dir / "predictions" / f"{corpus}.csv", run_dir / "predictions" / f"{name}.csv"]
+    run = RunDir.of(run_dir)
+    candidates = [run.predictions(corpus), run.predictions(name)]
     for path in candidates:
         if path.is_file():
             return path, corpus
@@ -525,7 +527,7 @@ def audit_run(
     )
     report["run"] = str(run_dir)
     report["leaky"] = read_leaky(run_dir, corpus)
-    out_dir = run_dir / "audit"
+    run = RunDir.of(run_dir)
     for key, section in report["by"].items():
         if not section["available"]:
             continue
@@ -533,14 +535,14 @@ def audit_run(
         plots.plot_group_bars(
             groups,
             METRICS,
-            out_dir / f"{corpus}_{key}_bars.png",
+            run.audit_plot(corpus, key, "bars"),
             title=f"{corpus}: by {key.replace('_', ' ')}",
         )
         plots.plot_confusions(
             {f"{g} ({r['speakers']} spk, n={r['n']})": r["confusion"] for g, r in groups.items()},
             report["labels"],
-            out_dir / f"{corpus}_{key}_confusion.png",
+            run.audit_plot(corpus, key, "confusion"),
             title=f"{corpus}: confusion by {key.replace('_', ' ')} (share of each true class)",
         )
-    write_text(out_dir / f"{corpus}.md", render_markdown(report))
-    return write_text(out_dir / f"{corpus}.json", json.dumps(report, indent=2) + "\n")
+    write_text(run.audit_md(corpus), render_markdown(report))
+    return write_text(run.audit_json(corpus), json.dumps(report, indent=2) + "\n")

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from emoshift.core.errors import EmoshiftError
+from emoshift.core.rundir import RunDir
 from emoshift.evaluation.audit import predictions_for, read_leaky, read_model_info, write_text
 from emoshift.evaluation.metrics import (
     classification_metrics,
@@ -152,5 +153,5 @@ def compare_runs(
     result = {"run_a": str(run_a), "run_b": str(run_b), "corpus": corpus, **result}
     result["leaky_a"], result["leaky_b"] = read_leaky(run_a, corpus), read_leaky(run_b, corpus)
     result["verdict"] = verdict(result, run_a.name, run_b.name)
-    target = Path(out) if out is not None else run_a / "compare" / f"{run_b.name}_{corpus}.json"
+    target = Path(out) if out is not None else RunDir.of(run_a).compare_json(run_b.name, corpus)
     return write_text(target, json.dumps(result, indent=2) + "\n"), result

@@ -11,12 +11,14 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from emoshift.config import load_run_config
 from emoshift.core.errors import EmoshiftError
 from emoshift.core.io import atomic_write_csv, atomic_write_json
-from emoshift.core.rundir import RunDir, RunError, load_model, load_run_config
+from emoshift.core.rundir import RunDir, RunError
 from emoshift.corpora import Scan, canonical_name, scan
 from emoshift.corpora.base import Utterance
 from emoshift.evaluation.inference import default_device, logits_for_utterances, softmax
+from emoshift.models.weights import load_model
 
 
 class EvaluationError(EmoshiftError, RuntimeError):

@@ -36,8 +36,8 @@ class Predictor:
 
     def _load(self) -> tuple[Any, dict[str, Any]]:
         if self._model is None:
-            from emoshift.core.rundir import load_model
             from emoshift.evaluation.inference import default_device
+            from emoshift.models.weights import load_model
 
             self._model, self._info = load_model(self.run_dir, device=self.device or default_device())
         assert self._info is not None

@@ -5,6 +5,10 @@ input kind to logits ``(B, num_labels)``:
 
 - ``"spectrogram"``: log-mel batches ``(B, 1, n_mels, T)`` (``resnet18``, ``efficientnet_b0``);
 - ``"waveform"``: 16 kHz waveforms ``(B, S)`` with an attention mask ``(B, S)`` (``hubert``, ``ssl``).
+
+What a kind of model needs (input, caches, batches, training, saving) is its family's business:
+:func:`family_of` (:mod:`emoshift.models.families`). Registering a name twice raises, as torchvision's
+``register_model`` does.
 """
 
 from __future__ import annotations
@@ -12,9 +16,12 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from torch import nn
+
+if TYPE_CHECKING:
+    from emoshift.models.families import Family
 
 from emoshift.core.errors import EmoshiftError
 
@@ -26,34 +33,50 @@ class PretrainedUnavailableError(EmoshiftError, RuntimeError):
 @dataclass(frozen=True)
 class ModelSpec:
     name: str
-    input_kind: str  # "spectrogram" | "waveform"
+    input_kind: str  # "spectrogram" | "waveform": the input its family serves (emoshift.models.families)
     module: str  # module holding the builder
     builder: str  # builder function name in that module
     description: str
 
 
-_REGISTRY: dict[str, ModelSpec] = {
-    "resnet18": ModelSpec(
-        "resnet18", "spectrogram", "emoshift.models.cnn", "resnet18", "ResNet-18 (transformers) on log-mels"
-    ),
-    "efficientnet_b0": ModelSpec(
+_REGISTRY: dict[str, ModelSpec] = {}
+
+
+def register_model(spec: ModelSpec) -> None:
+    """Add a model to the registry (used by emoshift.models.ssl_registry and by plug-ins).
+
+    A name already registered raises ValueError (a plug-in cannot silently replace a built-in model).
+    """
+    if spec.name in _REGISTRY:
+        raise ValueError(f"a model named {spec.name!r} is already registered")
+    _REGISTRY[spec.name] = spec
+
+
+register_model(
+    ModelSpec("resnet18", "spectrogram", "emoshift.models.cnn", "resnet18", "ResNet-18 (transformers) on log-mels")
+)
+register_model(
+    ModelSpec(
         "efficientnet_b0",
         "spectrogram",
         "emoshift.models.cnn",
         "efficientnet_b0",
         "EfficientNet-B0 (transformers) on log-mels",
-    ),
-}
-
-
-def register_model(spec: ModelSpec) -> None:
-    """Add a model to the registry (used by emoshift.models.ssl and by plug-ins)."""
-    _REGISTRY[spec.name] = spec
+    )
+)
 
 
 def _ensure_builtin() -> None:
     # SSL encoders live in their own module; importing it registers `hubert` and `ssl`.
     importlib.import_module("emoshift.models.ssl_registry")
+
+
+def family_of(name: str, mode: str | None = None) -> Family:
+    """The family of registered model ``name`` under ``model.mode`` ``mode`` (see emoshift.models.families)."""
+    _ensure_builtin()
+    from emoshift.models.families import family_for
+
+    return family_for(name, mode)
 
 
 def list_models() -> list[str]:

@@ -94,16 +94,35 @@ def _check_width(width_mult: float, pretrained: str | None) -> None:
         raise ValueError("model.width_mult must be 1.0 with pretrained weights (their widths are fixed)")
 
 
-def resnet18(
-    *, num_labels: int, pretrained: str | None = None, dropout: float = 0.2, width_mult: float = 1.0
-) -> SpectrogramClassifier:
+def resnet18(*, num_labels: int, **options: Any) -> SpectrogramClassifier:
     """ResNet-18 (basic blocks, depths 2-2-2-2, widths 64-512 x ``width_mult``); ``pretrained``: HF id or folder.
 
-    ``width_mult`` < 1 gives the same architecture with fewer channels (tests and the CPU demo use it).
+    ``options``: pretrained, dropout, width_mult (:func:`_build`). ``width_mult`` < 1 gives the same
+    architecture with fewer channels (tests and the CPU demo use it).
     """
+    return _build(_resnet18_backbone, num_labels=num_labels, **options)
+
+
+def efficientnet_b0(*, num_labels: int, **options: Any) -> SpectrogramClassifier:
+    """EfficientNet-B0 (depth 1.0, width 1.0 x ``width_mult``, 1280 features); ``pretrained``: HF id or folder.
+
+    ``options``: pretrained, dropout, width_mult (:func:`_build`).
+    """
+    return _build(_efficientnet_b0_backbone, num_labels=num_labels, **options)
+
+
+def _build(
+    backbone: Any, *, num_labels: int, pretrained: str | None = None, dropout: float = 0.2, width_mult: float = 1.0
+) -> SpectrogramClassifier:
+    """The CNN builders' one signature (defaults stated here): ``backbone(pretrained, dropout, width_mult)``."""
+    _check_width(width_mult, pretrained)
+    net, feature_dim = backbone(pretrained, dropout, width_mult)
+    return SpectrogramClassifier(net, feature_dim, num_labels, dropout)
+
+
+def _resnet18_backbone(pretrained: str | None, dropout: float, width_mult: float) -> tuple[nn.Module, int]:
     from transformers import ResNetConfig, ResNetModel
 
-    _check_width(width_mult, pretrained)
     if pretrained:
         backbone = _load_pretrained(ResNetModel, pretrained)
         emb = backbone.embedder
@@ -121,7 +140,7 @@ def resnet18(
             downsample_in_first_stage=False,
         )
         backbone = ResNetModel(config)
-    return SpectrogramClassifier(backbone, int(backbone.config.hidden_sizes[-1]), num_labels, dropout)
+    return backbone, int(backbone.config.hidden_sizes[-1])
 
 
 def _torchvision_init(model: nn.Module) -> None:
@@ -144,13 +163,9 @@ def _torchvision_init(model: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
-def efficientnet_b0(
-    *, num_labels: int, pretrained: str | None = None, dropout: float = 0.2, width_mult: float = 1.0
-) -> SpectrogramClassifier:
-    """EfficientNet-B0 (depth 1.0, width 1.0 x ``width_mult``, 1280 features); ``pretrained``: HF id or folder."""
+def _efficientnet_b0_backbone(pretrained: str | None, dropout: float, width_mult: float) -> tuple[nn.Module, int]:
     from transformers import EfficientNetConfig, EfficientNetModel
 
-    _check_width(width_mult, pretrained)
     # transformers ports TensorFlow's batch-norm momentum (0.99 = keep 99%) straight into PyTorch, where
     # momentum is the weight of the *new* batch, so its running statistics would follow the last batch alone.
     # We use PyTorch's default 0.1: the TF-equivalent 0.01 needs thousands of steps before the running
@@ -174,21 +189,32 @@ def efficientnet_b0(
     for m in backbone.modules():
         if isinstance(m, nn.BatchNorm2d):
             m.momentum = BN_MOMENTUM
-    return SpectrogramClassifier(backbone, backbone.config.hidden_dim, num_labels, dropout)
+    return backbone, int(backbone.config.hidden_dim)
+
+
+def _resnet18_from_config(backbone_config: dict[str, Any]) -> tuple[nn.Module, int]:
+    from transformers import ResNetConfig, ResNetModel
+
+    r = ResNetModel(ResNetConfig.from_dict(backbone_config))
+    sizes: Any = r.config.hidden_sizes  # a list in every saved config
+    return r, int(sizes[-1])
+
+
+def _efficientnet_b0_from_config(backbone_config: dict[str, Any]) -> tuple[nn.Module, int]:
+    from transformers import EfficientNetConfig, EfficientNetModel
+
+    e = EfficientNetModel(EfficientNetConfig.from_dict(backbone_config))
+    return e, int(e.config.hidden_dim)
+
+
+_FROM_CONFIG = {"resnet18": _resnet18_from_config, "efficientnet_b0": _efficientnet_b0_from_config}
 
 
 def from_backbone_config(
     name: str, backbone_config: dict[str, Any], *, num_labels: int, dropout: float = 0.0
 ) -> SpectrogramClassifier:
     """Rebuild a saved spectrogram model from its transformers backbone config (no download)."""
-    if name == "resnet18":
-        from transformers import ResNetConfig, ResNetModel
-
-        r = ResNetModel(ResNetConfig.from_dict(backbone_config))
-        return SpectrogramClassifier(r, int(r.config.hidden_sizes[-1]), num_labels, dropout)  # type: ignore[index]
-    if name == "efficientnet_b0":
-        from transformers import EfficientNetConfig, EfficientNetModel
-
-        e = EfficientNetModel(EfficientNetConfig.from_dict(backbone_config))
-        return SpectrogramClassifier(e, e.config.hidden_dim, num_labels, dropout)
-    raise ValueError(f"{name!r} is not a spectrogram model")
+    if name not in _FROM_CONFIG:
+        raise ValueError(f"{name!r} is not a spectrogram model")
+    net, feature_dim = _FROM_CONFIG[name](backbone_config)
+    return SpectrogramClassifier(net, feature_dim, num_labels, dropout)

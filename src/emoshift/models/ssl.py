@@ -48,7 +48,6 @@ in training, as in the reference fine-tuning recipes.
 
 from __future__ import annotations
 
-import os
 import re
 from typing import Any
 
@@ -56,124 +55,44 @@ import numpy as np
 import torch
 from torch import nn
 
-from emoshift.models import PretrainedUnavailableError
+from emoshift.models.ssl_encoders import (
+    DEFAULT_HUBERT,
+    SUPPORTED_MODEL_TYPES,
+    check_choice,
+    encoder_from_config,
+    load_encoder,
+    preset_encoder,
+    tiny_config,
+)
+from emoshift.models.ssl_pooling import (
+    AttentiveStatsPool,
+    FrozenHead,
+    LayerWeights,
+    head_on_stats,
+    masked_mean_std,
+    mlp,
+    normalize_waveform,
+)
 
-DEFAULT_HUBERT = "facebook/hubert-base-ls960"
+__all__ = [
+    "DEFAULT_HUBERT",
+    "FrozenHead",
+    "SSLClassifier",
+    "from_saved",
+    "hubert",
+    "load_encoder",
+    "normalize_waveform",
+    "saved_info",
+    "ssl",
+    "tiny_config",
+]
+
 POOLINGS = ("mean", "stats", "attentive")
 MODES = ("finetune", "frozen")
-PRESETS = ("tiny", "base")
 STAGES = ("head", "top", "all")
-# Encoders that take the 16 kHz waveform directly (the wav2vec 2.0 family); Whisper takes log-mels.
-WAVEFORM_MODEL_TYPES = (
-    "hubert",
-    "wav2vec2",
-    "wav2vec2-conformer",
-    "wavlm",
-    "data2vec-audio",
-    "unispeech",
-    "unispeech-sat",
-)
-SUPPORTED_MODEL_TYPES = (*WAVEFORM_MODEL_TYPES, "whisper")
+HEAD_OPTIONS = ("pooling", "layer_sum", "head_hidden", "dropout", "mode")  # SSLClassifier's keywords
 SAMPLE_RATE = 16_000
-STD_EPS = 1e-5  # floor of the variance before the square root (finite gradients on constant frames)
 _HEAD_PREFIXES = ("head.", "pool.", "layer_weights.")
-
-
-# ------------------------------------------------------------------------------------------------ pooling
-
-
-def normalize_waveform(wave: torch.Tensor, mask: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
-    """Zero mean, unit variance over each utterance's valid samples; padded samples set to 0.
-
-    The same arithmetic as ``Wav2Vec2FeatureExtractor(do_normalize=True)`` (population variance, ``+1e-7``).
-    """
-    m = mask.to(wave.dtype)  # (B, S)
-    n = m.sum(dim=1, keepdim=True).clamp_min(1.0)  # (B, 1)
-    mean = (wave * m).sum(dim=1, keepdim=True) / n
-    var = (((wave - mean) * m) ** 2).sum(dim=1, keepdim=True) / n
-    return (wave - mean) / torch.sqrt(var + eps) * m  # (B, S)
-
-
-def masked_mean_std(h: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean and (population) std over the valid frames: ``(B, T, H)``, ``(B, T)`` bool -> ``(B, H)`` twice."""
-    m = mask.to(h.dtype).unsqueeze(-1)  # (B, T, 1)
-    n = m.sum(dim=1).clamp_min(1.0)  # (B, 1)
-    mean = (h * m).sum(dim=1) / n  # (B, H)
-    var = (((h - mean.unsqueeze(1)) * m) ** 2).sum(dim=1) / n
-    return mean, var.clamp_min(STD_EPS).sqrt()
-
-
-class AttentiveStatsPool(nn.Module):
-    """Attentive statistics pooling (Okabe et al., 2018): learned frame weights -> weighted mean ++ weighted std."""
-
-    def __init__(self, dim: int, hidden: int = 128) -> None:
-        super().__init__()
-        self.score = nn.Sequential(nn.Linear(dim, hidden), nn.Tanh(), nn.Linear(hidden, 1))
-
-    def forward(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:  # (B, T, H), (B, T) -> (B, 2H)
-        e = self.score(h).squeeze(-1)  # (B, T)
-        e = e.masked_fill(~mask, float("-inf"))
-        a = torch.softmax(e, dim=1).unsqueeze(-1)  # (B, T, 1); padded frames get weight 0
-        mean = (a * h).sum(dim=1)  # (B, H)
-        var = (a * (h - mean.unsqueeze(1)) ** 2).sum(dim=1)
-        return torch.cat([mean, var.clamp_min(STD_EPS).sqrt()], dim=-1)
-
-
-class LayerWeights(nn.Module):
-    """Softmax-normalised weights over the L+1 hidden states (zeros at start = a plain average)."""
-
-    def __init__(self, num_states: int) -> None:
-        super().__init__()
-        self.weights = nn.Parameter(torch.zeros(num_states))
-
-    def forward(self, stacked: torch.Tensor) -> torch.Tensor:  # (B, L+1, ...) -> (B, ...)
-        w = torch.softmax(self.weights, dim=0).to(stacked.dtype)
-        return (stacked * w.view(1, -1, *([1] * (stacked.dim() - 2)))).sum(dim=1)
-
-
-def _mlp(in_dim: int, hidden: int, num_labels: int, dropout: float) -> nn.Sequential:
-    """Linear -> GELU -> Dropout -> Linear; ``hidden=0`` gives a linear probe (Dropout -> Linear)."""
-    if hidden <= 0:
-        return nn.Sequential(nn.Dropout(dropout), nn.Linear(in_dim, num_labels))
-    return nn.Sequential(
-        nn.Linear(in_dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, num_labels)
-    )
-
-
-def _head_on_stats(
-    stats: torch.Tensor, layer_weights: LayerWeights | None, head: nn.Module, pooling: str, hidden_size: int
-) -> torch.Tensor:
-    """The frozen-mode head: per-layer pooled stats ``(B, L+1, 2H)`` -> logits ``(B, C)``."""
-    x = layer_weights(stats) if layer_weights is not None else stats[:, -1]  # (B, 2H)
-    if pooling == "mean":
-        x = x[:, :hidden_size]  # (B, H): the mean half
-    return head(x)  # type: ignore[no-any-return]
-
-
-class FrozenHead(nn.Module):
-    """Head trained on cached per-layer statistics ``(B, L+1, 2H)`` (mean ++ std per hidden state) -> logits.
-
-    Applies the learned layer weights (or takes the last layer), then "mean" keeps the mean half and "stats"
-    keeps mean ++ std, then the MLP. It holds the *same* modules as the :class:`SSLClassifier` it came from
-    (``SSLClassifier.frozen_head()``), so training it trains the classifier's head.
-    """
-
-    def __init__(
-        self, layer_weights: LayerWeights | None, head: nn.Module, *, pooling: str, hidden_size: int
-    ) -> None:
-        super().__init__()
-        if pooling not in ("mean", "stats"):
-            raise ValueError(
-                f"a head on cached embeddings supports pooling 'mean' or 'stats', got {pooling!r} "
-                "(attentive pooling needs frame-level states, which the cache does not keep)"
-            )
-        self.layer_weights = layer_weights
-        self.head = head
-        self.pooling = pooling
-        self.hidden_size = hidden_size
-
-    def forward(self, stats: torch.Tensor) -> torch.Tensor:  # (B, L+1, 2H) -> (B, C)
-        return _head_on_stats(stats, self.layer_weights, self.head, self.pooling, self.hidden_size)
 
 
 # ------------------------------------------------------------------------------------------------ classifier
@@ -197,8 +116,8 @@ class SSLClassifier(nn.Module):
         mode: str = "finetune",
     ) -> None:
         super().__init__()
-        _check_choice("pooling", pooling, POOLINGS)
-        _check_choice("mode", mode, MODES)
+        check_choice("pooling", pooling, POOLINGS)
+        check_choice("mode", mode, MODES)
         if mode == "frozen" and pooling == "attentive":
             raise ValueError(
                 "pooling 'attentive' needs frame-level states, which the frozen mode's embedding cache does not "
@@ -214,11 +133,13 @@ class SSLClassifier(nn.Module):
         self.is_whisper = model_type == "whisper"
         self.pooling = pooling
         self.mode = mode
+        self.head_hidden = int(head_hidden)
+        self.dropout = float(dropout)
         self.hidden_size = int(config.hidden_size)
         self.layer_weights = LayerWeights(self.num_layers + 1) if layer_sum else None
         self.pool = AttentiveStatsPool(self.hidden_size) if pooling == "attentive" else None
         feat_dim = self.hidden_size if pooling == "mean" else 2 * self.hidden_size
-        self.head = _mlp(feat_dim, head_hidden, num_labels, dropout)
+        self.head = mlp(feat_dim, head_hidden, num_labels, dropout)
         self._whisper_fe: Any = None  # WhisperFeatureExtractor, made on first use
         self.freeze_feature_encoder()
         if mode == "frozen":
@@ -296,7 +217,7 @@ class SSLClassifier(nn.Module):
         """Choose what trains: "head" (head, pooling, layer weights), "top" (+ the top ``top_k`` transformer
         layers, and the output norm of pre-LN encoders) or "all" (every encoder parameter except the conv
         feature encoder). Sets ``requires_grad``; ``param_groups`` already covers every stage."""
-        _check_choice("stage", stage, STAGES)
+        check_choice("stage", stage, STAGES)
         if self.mode == "frozen" and stage != "head":
             raise ValueError(f"mode 'frozen' trains the head only; stage {stage!r} needs mode 'finetune'")
         n = self.num_layers
@@ -430,7 +351,7 @@ class SSLClassifier(nn.Module):
         """``(B, S)`` float waveforms, ``(B, S)`` sample mask -> logits ``(B, C)``."""
         if self.mode == "frozen":
             stats = self.pooled_layer_embeddings(wave, attention_mask)  # (B, L+1, 2H)
-            return _head_on_stats(stats, self.layer_weights, self.head, self.pooling, self.hidden_size)
+            return head_on_stats(stats, self.layer_weights, self.head, self.pooling, self.hidden_size)
         hidden, frame_mask = self._encode(wave, attention_mask, all_layers=self.layer_weights is not None)
         # (B, L+1, T, H) -> (B, T, H) by the learned layer weights, or the last layer
         h = self.layer_weights(torch.stack(hidden, dim=1)) if self.layer_weights is not None else hidden[-1]
@@ -442,263 +363,69 @@ class SSLClassifier(nn.Module):
         return self.head(x)  # type: ignore[no-any-return]
 
 
-# ------------------------------------------------------------------------------------------------ encoders
+# ------------------------------------------------------------------------------------------------ builders
 
 
-def _check_choice(what: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ValueError(f"{what} must be one of {', '.join(choices)}; got {value!r}")
-
-
-def tiny_config(model_type: str = "hubert") -> Any:
-    """A small random-init config (hidden 32, 2 layers, 2 heads, 3 convs at HuBERT's 20 ms frame rate).
-
-    ``feat_extract_norm="layer"`` + pre-LN layers, so padding is exact. For tests and CPU smoke runs; other
-    ``model_type`` values (wav2vec2, wavlm, data2vec-audio, whisper) exercise the other encoder families.
-    """
-    from transformers import AutoConfig
-
-    if model_type == "whisper":
-        return AutoConfig.for_model(
-            "whisper",
-            d_model=32,
-            encoder_layers=2,
-            encoder_attention_heads=2,
-            encoder_ffn_dim=64,
-            decoder_layers=1,
-            decoder_attention_heads=2,
-            decoder_ffn_dim=64,
-            num_mel_bins=80,
-        )
-    common: dict[str, Any] = {
-        "hidden_size": 32,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 2,
-        "intermediate_size": 64,
-        "conv_dim": (32, 32, 32),
-        "conv_kernel": (10, 8, 8),
-        "conv_stride": (5, 8, 8),  # 320 samples per frame = 50 frames/s, as HuBERT
-        "conv_bias": True,
-        "num_conv_pos_embeddings": 16,
-        "num_conv_pos_embedding_groups": 4,
-        "feat_extract_norm": "layer",
-        "do_stable_layer_norm": True,
-        "layerdrop": 0.0,
-        "mask_time_length": 2,
-    }
-    if model_type == "data2vec-audio":
-        common.update(num_conv_pos_embeddings=2, conv_pos_kernel_size=5)  # 2 positional convs of width 5
-        del common["feat_extract_norm"], common["do_stable_layer_norm"]
-    if model_type == "wavlm":
-        common.update(num_buckets=32, max_bucket_distance=100)
-    return AutoConfig.for_model(model_type, **common)
-
-
-def _preset_encoder(preset: str) -> nn.Module:
-    """Random-init HuBERT: "tiny" (tests, CPU) or "base" (HuBERT-base architecture, for speed measurements).
-
-    Weights come from torch's global RNG: ``torch.manual_seed`` before building makes them reproducible.
-    """
-    from transformers import HubertConfig, HubertModel
-
-    _check_choice("preset", preset, PRESETS)
-    config = tiny_config("hubert") if preset == "tiny" else HubertConfig(layerdrop=0.0)
-    return HubertModel(config)
-
-
-def _encoder_from_config(config: Any) -> nn.Module:
-    """Random-init encoder for a config (Whisper: the encoder of WhisperModel)."""
-    from transformers import AutoModel
-
-    model = AutoModel.from_config(config)
-    return model.get_encoder() if config.model_type == "whisper" else model
-
-
-def _is_true(value: str | None) -> bool:
-    return (value or "").strip().upper() in {"1", "ON", "YES", "TRUE"}
-
-
-def _hub_offline() -> bool:
-    """HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE, read now (huggingface_hub reads them once, at import)."""
-    from huggingface_hub import constants
-
-    env = _is_true(os.environ.get("HF_HUB_OFFLINE")) or _is_true(os.environ.get("TRANSFORMERS_OFFLINE"))
-    return env or bool(getattr(constants, "HF_HUB_OFFLINE", False))
-
-
-def _hub_reachable(timeout: float = 3.0) -> bool:
-    """A quick TCP probe of the Hub endpoint, so a machine without network fails in seconds, not after the
-    Hub client's retries (about 25 s). Behind a proxy the probe cannot tell, so it says yes."""
-    import socket
-    from urllib.parse import urlparse
-
-    from huggingface_hub import constants
-
-    if any(os.environ.get(k) for k in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
-        return True
-    url = urlparse(constants.ENDPOINT)
-    port = url.port or (80 if url.scheme == "http" else 443)
-    try:
-        socket.create_connection((url.hostname or "huggingface.co", port), timeout=timeout).close()
-    except OSError:
-        return False
-    return True
-
-
-def _looks_like_path(name: str) -> bool:
-    return os.path.isabs(name) or name.startswith((".", "~")) or name.count("/") > 1 or os.path.exists(name)
-
-
-def _unavailable(name: str, err: Exception | None) -> PretrainedUnavailableError:
-    why = ""
-    if err is not None:
-        first = (str(err).strip().splitlines() or [""])[0][:160]
-        why = f" ({type(err).__name__}: {first})" if first else f" ({type(err).__name__})"
-    return PretrainedUnavailableError(
-        f"cannot load pretrained model {name!r}: it is neither in the local Hugging Face cache nor reachable"
-        f"{why}; download it where you have network (`huggingface-cli download {name}`) or pass a folder saved "
-        "with save_pretrained via --set model.pretrained=/path/to/folder"
-    )
-
-
-def _from_pretrained(load: Any, name: str, **kwargs: Any) -> Any:
-    """``load(name, local_files_only=...)``: the local cache first (fast, offline), the Hub only if allowed."""
-    attempts = [True] if (os.path.isdir(name) or _hub_offline()) else [True, False]
-    err: Exception | None = None
-    for local_only in attempts:
-        if not local_only and not _hub_reachable():
-            break  # no network: report the local miss now
-        try:
-            return load(name, local_files_only=local_only, **kwargs)
-        except (OSError, ValueError) as e:
-            err = e
-    raise _unavailable(name, err) from None
-
-
-def load_encoder(name_or_path: str) -> nn.Module:
-    """A pretrained encoder from a Hugging Face id or a ``save_pretrained`` folder.
-
-    Raises PretrainedUnavailableError (one line) when it can be neither found nor fetched; ValueError for a
-    checkpoint of an unsupported type.
-    """
-    from transformers import AutoConfig, AutoModel
-
-    name = os.path.expanduser(name_or_path)
-    if _looks_like_path(name_or_path) and not os.path.isdir(name):
-        raise PretrainedUnavailableError(
-            f"pretrained model folder {name_or_path!r} does not exist; pass a folder saved with save_pretrained "
-            "(or a Hugging Face id) via --set model.pretrained=/path/to/folder"
-        )
-    config = _from_pretrained(AutoConfig.from_pretrained, name)
-    if config.model_type not in SUPPORTED_MODEL_TYPES:
-        raise ValueError(
-            f"{name_or_path!r} is a {config.model_type!r} model; supported encoders: "
-            f"{', '.join(SUPPORTED_MODEL_TYPES)}"
-        )
-    if hasattr(config, "layerdrop"):
-        config.layerdrop = 0.0
-    model = _from_pretrained(AutoModel.from_pretrained, name, config=config)
-    return model.get_encoder() if config.model_type == "whisper" else model
-
-
-def _build(
-    *,
-    num_labels: int,
-    pretrained: str | None,
-    preset: str | None,
-    pooling: str,
-    layer_sum: bool,
-    head_hidden: int,
-    dropout: float,
-    mode: str,
-) -> SSLClassifier:
+def _build(*, name: str, num_labels: int, pretrained: str | None, preset: str | None, **head: Any) -> SSLClassifier:
+    """The encoder (a preset, or a pretrained checkpoint) + SSLClassifier(``head``); defaults live there."""
+    unknown = sorted(set(head) - set(HEAD_OPTIONS))
+    if unknown:
+        raise TypeError(f"{name}() got an unexpected keyword argument {unknown[0]!r}")
     # Validate the cheap arguments before any download.
-    _check_choice("pooling", pooling, POOLINGS)
-    _check_choice("mode", mode, MODES)
+    if "pooling" in head:
+        check_choice("pooling", head["pooling"], POOLINGS)
+    if "mode" in head:
+        check_choice("mode", head["mode"], MODES)
     if preset is not None:
-        encoder = _preset_encoder(preset)
+        encoder = preset_encoder(preset)
     elif pretrained:
         encoder = load_encoder(pretrained)
     else:
         raise ValueError(
             "an SSL model needs pretrained (a Hugging Face id or folder) or preset ('tiny' or 'base')"
         )
-    return SSLClassifier(
-        encoder,
-        num_labels=num_labels,
-        pooling=pooling,
-        layer_sum=layer_sum,
-        head_hidden=head_hidden,
-        dropout=dropout,
-        mode=mode,
-    )
+    return SSLClassifier(encoder, num_labels=num_labels, **head)
 
 
 def hubert(
-    *,
-    num_labels: int,
-    pretrained: str | None = DEFAULT_HUBERT,
-    preset: str | None = None,
-    pooling: str = "mean",
-    layer_sum: bool = False,
-    head_hidden: int = 256,
-    dropout: float = 0.1,
-    mode: str = "finetune",
+    *, num_labels: int, pretrained: str | None = DEFAULT_HUBERT, preset: str | None = None, **head: Any
 ) -> SSLClassifier:
-    """HuBERT (default ``facebook/hubert-base-ls960``); ``preset`` "tiny"/"base" builds a random-init one instead."""
+    """HuBERT (default ``facebook/hubert-base-ls960``); ``preset`` "tiny"/"base" builds a random-init one instead.
+
+    ``head``: SSLClassifier's options (pooling, layer_sum, head_hidden, dropout, mode).
+    """
     if preset is not None and pretrained not in (None, DEFAULT_HUBERT):
         raise ValueError(f"pass either pretrained ({pretrained!r}) or preset ({preset!r}), not both")
-    return _build(
-        num_labels=num_labels,
-        pretrained=None if preset is not None else pretrained,
-        preset=preset,
-        pooling=pooling,
-        layer_sum=layer_sum,
-        head_hidden=head_hidden,
-        dropout=dropout,
-        mode=mode,
-    )
+    pretrained = None if preset is not None else pretrained
+    return _build(name="hubert", num_labels=num_labels, pretrained=pretrained, preset=preset, **head)
 
 
-def ssl(
-    *,
-    num_labels: int,
-    pretrained: str | None = None,
-    preset: str | None = None,
-    pooling: str = "mean",
-    layer_sum: bool = False,
-    head_hidden: int = 256,
-    dropout: float = 0.1,
-    mode: str = "finetune",
-) -> SSLClassifier:
+def ssl(*, num_labels: int, pretrained: str | None = None, preset: str | None = None, **head: Any) -> SSLClassifier:
     """Any supported transformers speech encoder: ``pretrained`` is a Hugging Face id or folder
     (``microsoft/wavlm-base-plus``, ``facebook/wav2vec2-base``, ``facebook/data2vec-audio-base``,
-    ``facebook/hubert-large-ll60k``, ``openai/whisper-base``, ...); or ``preset`` "tiny"/"base" (random HuBERT)."""
+    ``facebook/hubert-large-ll60k``, ``openai/whisper-base``, ...); or ``preset`` "tiny"/"base" (random HuBERT).
+
+    ``head``: SSLClassifier's options (pooling, layer_sum, head_hidden, dropout, mode).
+    """
     if preset is not None and pretrained is not None:
         raise ValueError(f"pass either pretrained ({pretrained!r}) or preset ({preset!r}), not both")
-    return _build(
-        num_labels=num_labels,
-        pretrained=pretrained,
-        preset=preset,
-        pooling=pooling,
-        layer_sum=layer_sum,
-        head_hidden=head_hidden,
-        dropout=dropout,
-        mode=mode,
-    )
+    return _build(name="ssl", num_labels=num_labels, pretrained=pretrained, preset=preset, **head)
 
 
-def saved_info(model: SSLClassifier, model_cfg: Any) -> dict[str, Any]:
+# ------------------------------------------------------------------------------------------------ saved info
+
+
+def saved_info(model: SSLClassifier, *, pretrained: str | None, preset: str | None) -> dict[str, Any]:
     """What model.json needs to rebuild ``model`` without a download: the encoder config and the head options."""
     return {
         "encoder_config": model.encoder.config.to_dict(),
         "pooling": model.pooling,
         "layer_sum": model.layer_weights is not None,
-        "head_hidden": int(getattr(model_cfg, "head_hidden", 256)),
-        "dropout": float(getattr(model_cfg, "dropout", 0.1)),
+        "head_hidden": model.head_hidden,
+        "dropout": model.dropout,
         "mode": model.mode,
-        "pretrained": getattr(model_cfg, "pretrained", None),
-        "preset": getattr(model_cfg, "preset", None),
+        "pretrained": pretrained,
+        "preset": preset,
     }
 
 
@@ -709,7 +436,7 @@ def from_saved(info: dict[str, Any]) -> SSLClassifier:
     enc = dict(info["encoder_config"])
     config = CONFIG_MAPPING[enc["model_type"]].from_dict(enc)
     return SSLClassifier(
-        _encoder_from_config(config),
+        encoder_from_config(config),
         num_labels=len(info["labels"]),
         pooling=info["pooling"],
         layer_sum=info["layer_sum"],

@@ -18,8 +18,9 @@ import numpy as np
 import torch
 
 from emoshift.core.io import atomic_open
-from emoshift.core.rundir import RunDir, RunError, load_model
+from emoshift.core.rundir import RunDir, RunError
 from emoshift.data.datasets import Item
+from emoshift.models.weights import load_model
 
 
 def teacher_logits(
@@ -44,7 +45,7 @@ def teacher_logits(
         )
     ids = [it.utt.id for it in items]
     key = hashlib.sha256("\n".join(ids).encode()).hexdigest()[:16]
-    cache = run.path / "teacher_logits" / f"{key}.npy"
+    cache = run.teacher_logits(key)
     if cache.is_file():
         arr = np.load(cache, allow_pickle=False)
         if arr.shape == (len(ids), len(labels)):

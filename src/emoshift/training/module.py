@@ -1,7 +1,8 @@
 """The LightningModule: a plain ``nn.Module`` inside, and the loss, metrics, optimiser and schedule around it.
 
-Input kinds: ``spectrogram`` batches ``x (B, 1, n_mels, T)``, ``waveform`` batches ``x (B, S)`` with an
-``attention_mask (B, S)``, ``embedding`` batches ``x (B, L+1, E)`` (frozen SSL encoder, cached).
+The model family (:mod:`emoshift.models.families`) says how a batch reaches the net and is augmented, and which
+optimiser groups it uses: log-mel batches ``x (B, 1, n_mels, T)``, waveform batches ``x (B, S)`` with an
+``attention_mask (B, S)``, embedding batches ``x (B, L+1, E)`` (frozen SSL encoder, cached).
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from emoshift.config import TrainingConfig
-from emoshift.training.augment import augment_spectrograms, augment_waveforms, mixup
+from emoshift.models.families import NeuralFamily
+from emoshift.training.augment import mixup
 
 
 def distillation_loss(
@@ -57,7 +59,7 @@ class EmotionModule(L.LightningModule):
         *,
         labels: list[str],
         training: TrainingConfig,
-        input_kind: str,
+        family: NeuralFamily,
         class_weights: torch.Tensor | None = None,
         teacher_logits: torch.Tensor | None = None,
     ) -> None:
@@ -65,7 +67,7 @@ class EmotionModule(L.LightningModule):
         self.model = model
         self.labels = list(labels)
         self.cfg = training
-        self.input_kind = input_kind
+        self.family = family
         self.num_labels = len(labels)
         self.register_buffer(
             "class_weights", class_weights if class_weights is not None else torch.ones(len(labels))
@@ -81,9 +83,7 @@ class EmotionModule(L.LightningModule):
 
     # -- forward ------------------------------------------------------------------------------------
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        if self.input_kind == "waveform":
-            return self.model(batch["x"], batch["attention_mask"])  # (B, C)
-        return self.model(batch["x"])  # (B, C)
+        return self.family.forward(self.model, batch)  # (B, C)
 
     # -- epochs: seeding, stages -------------------------------------------------------------------
     def on_train_epoch_start(self) -> None:
@@ -125,12 +125,9 @@ class EmotionModule(L.LightningModule):
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x, y = batch["x"], batch["y"]
         aug = self.cfg.augment
-        if self.input_kind == "spectrogram":
-            x = augment_spectrograms(x, aug, self.gen)
-        elif self.input_kind == "waveform":
-            x = augment_waveforms(x, batch["attention_mask"], aug, self.gen)
+        x = self.family.augment(x, batch, aug, self.gen)
         soft = None
-        if aug.mixup_alpha > 0 and self.input_kind != "waveform":
+        if aug.mixup_alpha > 0 and self.family.mixup:
             x, soft = mixup(x, y, self.num_labels, aug.mixup_alpha, self.gen)
         logits = self.forward({**batch, "x": x})
         if soft is not None:
@@ -230,11 +227,9 @@ class EmotionModule(L.LightningModule):
     # -- optimiser and schedule ---------------------------------------------------------------------
     def configure_optimizers(self) -> Any:
         cfg = self.cfg
-        if hasattr(self.model, "param_groups") and self.input_kind == "waveform":
-            decay = cfg.stages[-1].layer_decay if cfg.stages else 1.0
-            groups = self.model.param_groups(  # type: ignore[operator]
-                head_lr=cfg.lr, encoder_lr=cfg.encoder_lr, layer_decay=decay, weight_decay=cfg.weight_decay
-            )
+        family_groups = self.family.param_groups(self.model, cfg)
+        if family_groups is not None:
+            groups = family_groups
         else:
             decay_p: list[torch.nn.Parameter] = []
             no_decay_p: list[torch.nn.Parameter] = []

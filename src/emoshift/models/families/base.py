@@ -1,0 +1,191 @@
+"""What a model family says, and the Lightning path the neural families share.
+
+A family answers every question about a kind of model that used to be a branch on an ``input_kind`` string:
+
+- config: the builder's keyword arguments (:meth:`Family.builder_kwargs`), extra checks
+  (:meth:`Family.check_config`), a one-line description for model.json (:meth:`Family.describe`);
+- training data: the stores its input is read from (:meth:`Family.prepare_stores`: log-mel FeatureCache,
+  EmbeddingCache, or none for raw waveforms), its datasets and batching (:meth:`Family.datasets`,
+  :meth:`Family.max_batch_samples`), how a batch reaches the net (:meth:`Family.forward`) and is augmented
+  (:meth:`Family.augment`), the net that trains (:meth:`Family.train_net`) and its optimiser groups;
+- how it trains (:meth:`Family.fit`; :class:`NeuralFamily` fits with Lightning, a family may fit otherwise);
+- saving: what model.json records (:meth:`Family.architecture_info`) and rebuilding from it
+  (:meth:`Family.rebuild`);
+- inference: logits for utterances (:meth:`Family.logits`) and one waveform's input (:meth:`Family.prepare_input`,
+  :meth:`Family.predict`).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+if TYPE_CHECKING:
+    from torch.utils.data import Dataset
+
+    from emoshift.config import AugmentConfig, ExperimentConfig, ModelConfig, TrainingConfig
+    from emoshift.core.rundir import RunDir
+    from emoshift.corpora import Scan
+    from emoshift.corpora.base import Skipped, Utterance
+    from emoshift.data.datasets import Item
+    from emoshift.features.logmel import FeatureConfig
+
+Advance = Callable[[int], None]
+MAX_SECONDS = 8.0  # waveform models see at most this much audio (centred) at inference
+
+
+@dataclass
+class FitData:
+    """What ``fit`` trains on: labels, train/val items and the stores ``prepare_stores`` opened."""
+
+    labels: list[str]
+    train: list[Item]
+    val: list[Item]
+    stores: dict[str, Any]
+    teacher_logits: torch.Tensor | None = None  # (N_train, C), aligned with ``train``
+
+
+@dataclass
+class Fitted:
+    """``fit``'s result: the trained model (best weights loaded), epochs run, and whether this process saves."""
+
+    model: nn.Module
+    epochs_run: int
+    is_main: bool = True
+
+
+class Family(ABC):
+    """One kind of model; see the module docstring. Subclasses set the class attributes."""
+
+    name: ClassVar[str]  # registry key of the family
+    input_kind: ClassVar[str]  # what the saved model takes (model.json "input_kind"): ModelSpec.input_kind
+    mode: ClassVar[str | None] = None  # the model.mode this family serves (None: the family ignores mode)
+
+    # -- config ---------------------------------------------------------------------------------------
+    @abstractmethod
+    def builder_kwargs(self, m: ModelConfig) -> dict[str, Any]:
+        """The registered builder's keyword arguments for model config ``m``."""
+
+    def check_model(self, m: ModelConfig) -> None:
+        """Raise ValueError (one line) when model config ``m`` asks for something this family cannot build."""
+        return None
+
+    def check_config(self, cfg: ExperimentConfig) -> None:
+        """Raise ValueError (one line) when ``cfg`` asks this family for something it cannot do."""
+        return None
+
+    @abstractmethod
+    def describe(self, cfg: ExperimentConfig) -> str:
+        """A one-line description for model.json's "architecture"."""
+
+    # -- model ----------------------------------------------------------------------------------------
+    def build(self, cfg: ExperimentConfig, *, num_labels: int) -> nn.Module:
+        from emoshift.models import get_model
+
+        return get_model(cfg.model.name, num_labels=num_labels, **self.builder_kwargs(cfg.model))
+
+    @abstractmethod
+    def architecture_info(self, cfg: ExperimentConfig, model: nn.Module) -> dict[str, Any]:
+        """model.json's architecture keys (``model``, ``dropout``, what ``rebuild`` needs)."""
+
+    @abstractmethod
+    def rebuild(self, info: dict[str, Any]) -> nn.Module:
+        """The architecture model.json describes, with random weights (no download)."""
+
+    # -- training -------------------------------------------------------------------------------------
+    def prepare_stores(
+        self, cfg: ExperimentConfig, model: nn.Module, scans: dict[str, Scan], *, progress: bool
+    ) -> dict[str, Any]:
+        """corpus -> store of cached inputs (utterances missing from a store are dropped); {} for none."""
+        return {}
+
+    @abstractmethod
+    def fit(
+        self,
+        cfg: ExperimentConfig,
+        data: FitData,
+        run: RunDir,
+        *,
+        model: nn.Module,
+        progress: bool,
+        callbacks: Sequence[Any] = (),
+    ) -> Fitted:
+        """Train ``model`` on ``data`` (resuming from ``run``'s checkpoints if any) and return it trained."""
+
+    # -- inference ------------------------------------------------------------------------------------
+    @abstractmethod
+    def logits(
+        self,
+        model: nn.Module,
+        info: dict[str, Any],
+        utterances: Sequence[Utterance],
+        *,
+        cache_dir: str,
+        batch_size: int,
+        device: torch.device,
+        advance: Advance,
+        progress: bool,
+    ) -> tuple[list[Utterance], np.ndarray, list[Skipped]]:
+        """(kept utterances, logits (N, C), skipped ones with reasons); ``advance(n)`` after each batch."""
+
+    @abstractmethod
+    def prepare_input(self, wave: np.ndarray, fcfg: FeatureConfig) -> torch.Tensor:
+        """One mono waveform at ``fcfg.sample_rate`` (trimmed as configured) -> the model's input, batch of 1."""
+
+    def predict(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``(B, C)`` for an input ``prepare_input`` made."""
+        return model(x)  # type: ignore[no-any-return]
+
+
+class NeuralFamily(Family):
+    """A torch net trained by the Lightning module (:mod:`emoshift.training.lightning`)."""
+
+    def train_net(self, model: nn.Module) -> nn.Module:
+        """The module that trains (its parameters are ``model``'s, so training it trains ``model``)."""
+        return model
+
+    @abstractmethod
+    def datasets(
+        self, cfg: ExperimentConfig, train: list[Item], val: list[Item], stores: dict[str, Any]
+    ) -> tuple[Dataset[Any], Dataset[Any]]:
+        """Training and validation datasets (no I/O at construction)."""
+
+    def max_batch_samples(self, cfg: ExperimentConfig) -> int | None:
+        """A cap on padded samples per batch (length-bucketed batches), or None for fixed-size batches."""
+        return None
+
+    def forward(self, net: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """A collated batch -> logits ``(B, C)``."""
+        return net(batch["x"])  # type: ignore[no-any-return]
+
+    def augment(
+        self, x: torch.Tensor, batch: dict[str, torch.Tensor], aug: AugmentConfig, gen: torch.Generator
+    ) -> torch.Tensor:
+        """Training-batch augmentation of ``x`` (none by default)."""
+        return x
+
+    mixup: ClassVar[bool] = True  # whether mixup may blend this family's inputs
+
+    def param_groups(self, net: nn.Module, cfg: TrainingConfig) -> list[dict[str, Any]] | None:
+        """AdamW groups for ``net``, or None for the default (decay on weights, none on biases and norms)."""
+        return None
+
+    def fit(
+        self,
+        cfg: ExperimentConfig,
+        data: FitData,
+        run: RunDir,
+        *,
+        model: nn.Module,
+        progress: bool,
+        callbacks: Sequence[Any] = (),
+    ) -> Fitted:
+        from emoshift.training.lightning import fit_lightning
+
+        return fit_lightning(self, cfg, data, run, model=model, progress=progress, callbacks=callbacks)

@@ -1,0 +1,130 @@
+"""The CNN family: ``resnet18`` / ``efficientnet_b0`` on log-mel crops from the FeatureCache.
+
+Training sees a random ``features.crop_s`` crop of each cached log-mel (centred for validation), batches
+``(B, 1, n_mels, T)``, SpecAugment / channel augmentation and mixup; inference sees the centred crop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from emoshift.models.families.base import Advance, NeuralFamily
+
+if TYPE_CHECKING:
+    from torch.utils.data import Dataset
+
+    from emoshift.config import AugmentConfig, ExperimentConfig, ModelConfig
+    from emoshift.corpora import Scan
+    from emoshift.corpora.base import Skipped, Utterance
+    from emoshift.data.datasets import Item
+    from emoshift.features.logmel import FeatureConfig
+
+
+class CNNFamily(NeuralFamily):
+    name = "cnn"
+    input_kind = "spectrogram"
+
+    def builder_kwargs(self, m: ModelConfig) -> dict[str, Any]:
+        return {"pretrained": m.pretrained, "dropout": m.dropout, "width_mult": m.width_mult}
+
+    def check_config(self, cfg: ExperimentConfig) -> None:
+        if cfg.training.stages:
+            raise ValueError("training.stages (multi-stage fine-tuning) applies to SSL models (hubert, ssl) only")
+
+    def describe(self, cfg: ExperimentConfig) -> str:
+        m = cfg.model
+        w = "" if m.width_mult == 1.0 else f" x{m.width_mult:g} width"
+        pre = f", init {m.pretrained}" if m.pretrained else ", from scratch"
+        return f"{m.name}{w} on {cfg.features.n_mels}-mel log-mels{pre}"
+
+    def architecture_info(self, cfg: ExperimentConfig, model: nn.Module) -> dict[str, Any]:
+        backbone: Any = model.backbone
+        return {"model": cfg.model.name, "dropout": cfg.model.dropout, "backbone_config": backbone.config.to_dict()}
+
+    def rebuild(self, info: dict[str, Any]) -> nn.Module:
+        from emoshift.models.cnn import from_backbone_config
+
+        return from_backbone_config(
+            info["model"], info["backbone_config"], num_labels=len(info["labels"]), dropout=info.get("dropout", 0.0)
+        )
+
+    # -- training -------------------------------------------------------------------------------------
+    def prepare_stores(
+        self, cfg: ExperimentConfig, model: nn.Module, scans: dict[str, Scan], *, progress: bool
+    ) -> dict[str, Any]:
+        from emoshift.features.cache import FeatureCache
+
+        cache = FeatureCache(Path(cfg.data.cache_dir) / "features")
+        return {name: cache.build(name, sc.utterances, cfg.features, progress=progress) for name, sc in scans.items()}
+
+    def datasets(
+        self, cfg: ExperimentConfig, train: list[Item], val: list[Item], stores: dict[str, Any]
+    ) -> tuple[Dataset[Any], Dataset[Any]]:
+        from emoshift.data.datasets import SpectrogramDataset
+
+        frames, seed = cfg.features.frames_for(cfg.features.crop_s), cfg.training.seed
+        return (
+            SpectrogramDataset(train, stores, frames=frames, train=True, seed=seed),
+            SpectrogramDataset(val, stores, frames=frames, train=False, seed=seed),
+        )
+
+    def augment(
+        self, x: torch.Tensor, batch: dict[str, torch.Tensor], aug: AugmentConfig, gen: torch.Generator
+    ) -> torch.Tensor:
+        from emoshift.training.augment import augment_spectrograms
+
+        return augment_spectrograms(x, aug, gen)
+
+    # -- inference ------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def logits(
+        self,
+        model: nn.Module,
+        info: dict[str, Any],
+        utterances: Sequence[Utterance],
+        *,
+        cache_dir: str,
+        batch_size: int,
+        device: torch.device,
+        advance: Advance,
+        progress: bool,
+    ) -> tuple[list[Utterance], np.ndarray, list[Skipped]]:
+        from emoshift.core.audio import crop_or_pad
+        from emoshift.features.cache import FeatureCache
+        from emoshift.features.logmel import FeatureConfig
+
+        fcfg = FeatureConfig.model_validate(info["features"])
+        frames = fcfg.frames_for(fcfg.crop_s)
+        by_corpus: dict[str, list[Utterance]] = {}
+        for u in utterances:
+            by_corpus.setdefault(u.corpus, []).append(u)
+        cache = FeatureCache(Path(cache_dir) / "features")
+        kept: list[Utterance] = []
+        skipped: list[Skipped] = []
+        out: list[np.ndarray] = []
+        for corpus, utts in by_corpus.items():
+            store = cache.build(corpus, utts, fcfg, progress=progress)
+            skipped.extend(store.skipped)
+            usable = [u for u in utts if u.id in store]
+            for i in range(0, len(usable), batch_size):
+                chunk = usable[i : i + batch_size]
+                x = np.stack([crop_or_pad(store.get(u.id), frames, mode="center") for u in chunk])
+                xt = torch.from_numpy(x.astype(np.float32)).unsqueeze(1).to(device)  # (B, 1, n_mels, T)
+                out.append(model(xt).float().cpu().numpy())  # (B, C)
+                kept.extend(chunk)
+                advance(len(chunk))
+        logits = np.concatenate(out) if out else np.zeros((0, len(info["labels"])), np.float32)
+        return kept, logits, skipped
+
+    def prepare_input(self, wave: np.ndarray, fcfg: FeatureConfig) -> torch.Tensor:
+        from emoshift.core.audio import crop_or_pad
+        from emoshift.features.logmel import log_mel
+
+        spec = crop_or_pad(log_mel(wave, fcfg.sample_rate, fcfg), fcfg.frames_for(fcfg.crop_s), mode="center")
+        return torch.from_numpy(np.ascontiguousarray(spec, dtype=np.float32))[None, None]  # (1, 1, n_mels, T)

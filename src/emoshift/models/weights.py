@@ -1,0 +1,64 @@
+"""Saving and loading a run's model: safetensors weights, and the architecture rebuilt from model.json.
+
+Nothing is unpickled: weights are safetensors, the architecture is rebuilt by the model's family from the
+JSON it wrote (:meth:`emoshift.models.families.Family.rebuild`). Paths come from :class:`RunDir`.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+from torch import nn
+
+from emoshift.core.io import atomic_write_bytes
+from emoshift.core.rundir import MODEL_FORMAT, RunDir, RunError
+
+
+def save_weights(model: nn.Module, path: str | os.PathLike[str]) -> None:
+    from safetensors.torch import save
+
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    atomic_write_bytes(path, save(state))
+
+
+def load_weights(model: nn.Module, path: str | os.PathLike[str]) -> None:
+    from safetensors.torch import load_file
+
+    state = load_file(str(path))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    # BatchNorm's num_batches_tracked may be absent in older files; anything else is an error.
+    missing = [k for k in missing if not k.endswith("num_batches_tracked")]
+    if missing or unexpected:
+        raise RunError(
+            f"{path}: weights do not fit the architecture in model.json "
+            f"(missing {missing[:3]}, unexpected {unexpected[:3]})"
+        )
+
+
+def build_from_info(info: dict[str, Any]) -> nn.Module:
+    """Rebuild the architecture described by model.json (random weights; load_weights fills them)."""
+    from emoshift.models import family_of
+
+    if "model" not in info:
+        raise RunError("model.json names no model (its 'model' key is missing)")
+    try:
+        family = family_of(info["model"], info.get("mode"))
+    except (KeyError, ValueError) as e:  # a model (or mode) this install does not register
+        raise RunError(f"model.json: {str(e).strip(chr(39))}") from None
+    return family.rebuild(info)
+
+
+def load_model(run_dir: str | os.PathLike[str], *, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+    """Load a finished run's model for inference (eval mode) and its model.json."""
+    run = RunDir.of(run_dir)
+    info = run.info()
+    if info.get("format", MODEL_FORMAT) > MODEL_FORMAT:
+        raise RunError(f"{run.model_json}: written by a newer emoshift (format {info['format']})")
+    if not run.weights.is_file():
+        raise RunError(f"{run.path}: model.safetensors is missing")
+    model = build_from_info(info)
+    load_weights(model, run.weights)
+    model.to(device).eval()
+    return model, info

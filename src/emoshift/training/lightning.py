@@ -1,0 +1,192 @@
+"""The Lightning fit that the neural model families share (:class:`emoshift.models.families.NeuralFamily`).
+
+``fit_lightning`` builds the DataModule from the family's datasets, the EmotionModule around the family's
+training net, and a Trainer whose callbacks write ``RUN/log.csv`` and keep the best weights by validation UAR;
+it resumes from ``RUN/checkpoints/last.ckpt`` when one exists and returns the model with the best weights.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import lightning as L
+import numpy as np
+import torch
+from torch import nn
+
+from emoshift.core.io import atomic_write_csv, read_csv
+from emoshift.core.rundir import RunDir
+from emoshift.models.weights import load_weights, save_weights
+
+if TYPE_CHECKING:
+    from emoshift.config import ExperimentConfig
+    from emoshift.data.datasets import Item
+    from emoshift.models.families import FitData, Fitted, NeuralFamily
+
+LOG_COLUMNS = ["epoch", "train_loss", "val_loss", "val_uar", "val_accuracy", "lr", "seconds"]
+
+
+def fit_lightning(
+    family: NeuralFamily,
+    cfg: ExperimentConfig,
+    data: FitData,
+    run: RunDir,
+    *,
+    model: nn.Module,
+    progress: bool,
+    callbacks: Sequence[Any] = (),
+) -> Fitted:
+    """Train ``family.train_net(model)`` on ``data``; the best weights by validation UAR end up in ``model``."""
+    from emoshift.data.datasets import EmotionDataModule
+    from emoshift.models.families import Fitted
+    from emoshift.training.module import EmotionModule
+
+    dm = EmotionDataModule(
+        prepare=lambda: family.datasets(cfg, data.train, data.val, data.stores),
+        batch_size=cfg.training.batch_size,
+        sampling=cfg.training.sampling,
+        seed=cfg.training.seed,
+        max_batch_samples=family.max_batch_samples(cfg),
+        num_workers=cfg.data.num_workers,
+    )
+    net = family.train_net(model)
+    weights = class_weights(data.train, len(data.labels)) if cfg.training.class_weighted_loss else None
+    module = EmotionModule(
+        net,
+        labels=data.labels,
+        training=cfg.training,
+        family=family,
+        class_weights=weights,
+        teacher_logits=data.teacher_logits,
+    )
+    trainer = build_trainer(cfg, run, progress=progress)
+    trainer.callbacks.extend(callbacks)
+    last = run.last_checkpoint
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", ".*does not have many workers.*")
+        warnings.filterwarnings("ignore", ".*Checkpoint directory.*exists and is not empty.*")
+        warnings.filterwarnings("ignore", ".*LeafSpec.*")  # lightning internals vs newer torch, not ours
+        trainer.fit(module, datamodule=dm, ckpt_path=str(last) if last.is_file() else None)
+    if trainer.global_rank != 0:
+        return Fitted(model, trainer.current_epoch, is_main=False)  # DDP workers stop here
+    if run.best_weights.is_file():
+        load_weights(net, run.best_weights)
+    return Fitted(model, trainer.current_epoch)
+
+
+class EpochLog(L.Callback):
+    """Writes RUN/log.csv (one row per epoch, atomically) and keeps the best weights by validation UAR."""
+
+    def __init__(self, run: RunDir) -> None:
+        self.run = run
+        self.best = -float("inf")
+        self.t0 = time.time()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best = float(state.get("best", -float("inf")))
+
+    def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
+        self.t0 = time.time()
+
+    def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
+        # Runs after the module logged this epoch's metrics and before ModelCheckpoint writes
+        # last.ckpt (Lightning orders checkpoint callbacks last), so a resumed run never lacks a row.
+        if trainer.sanity_checking or trainer.global_rank != 0:
+            return
+        m = trainer.callback_metrics
+        uar = float(m.get("val_uar", float("nan")))
+        if uar > self.best:  # best weights by validation UAR, kept as safetensors
+            self.best = uar
+            save_weights(pl_module.model, self.run.best_weights)
+        epoch = trainer.current_epoch
+        rows = [r for r in (read_csv(self.run.log) if self.run.log.is_file() else []) if int(r["epoch"]) < epoch]
+        lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else float("nan")
+        rows.append(
+            {
+                "epoch": epoch,
+                "train_loss": _fmt(m.get("train_loss")),
+                "val_loss": _fmt(m.get("val_loss")),
+                "val_uar": _fmt(m.get("val_uar")),
+                "val_accuracy": _fmt(m.get("val_accuracy")),
+                "lr": f"{lr:.6g}",
+                "seconds": f"{time.time() - self.t0:.2f}",
+            }
+        )
+        atomic_write_csv(self.run.log, LOG_COLUMNS, rows)
+
+
+def _fmt(v: Any) -> str:
+    return "" if v is None else f"{float(v):.6f}"
+
+
+def _precision(cfg: ExperimentConfig) -> Any:  # a Lightning precision literal
+    if cfg.trainer.precision != "auto":
+        return cfg.trainer.precision
+    if cfg.trainer.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available():
+        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+    return "32-true"
+
+
+def build_trainer(cfg: ExperimentConfig, run: RunDir, *, progress: bool) -> Any:
+    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, RichProgressBar, TQDMProgressBar
+
+    callbacks: list[Any] = [
+        ModelCheckpoint(
+            dirpath=run.checkpoints,
+            filename="best",
+            monitor="val_uar",
+            mode="max",
+            save_last=True,
+            save_top_k=1,
+            save_on_train_epoch_end=True,  # a checkpoint is a whole finished epoch: resume starts the next
+        ),
+        EpochLog(run),
+    ]
+    if cfg.training.early_stopping_patience:
+        callbacks.append(
+            EarlyStopping(monitor="val_uar", mode="max", patience=cfg.training.early_stopping_patience)
+        )
+    show = progress and cfg.trainer.progress
+    if show:
+        try:
+            callbacks.append(RichProgressBar(leave=True))
+        except (ImportError, ModuleNotFoundError):
+            callbacks.append(TQDMProgressBar())
+    loggers: list[Any] = []
+    try:
+        import tensorboard  # noqa: F401
+        from lightning.pytorch.loggers import TensorBoardLogger
+
+        loggers.append(TensorBoardLogger(str(run.path), name="tensorboard", version=""))
+    except ImportError:
+        pass
+    on_gpu = torch.cuda.is_available() and cfg.trainer.accelerator in ("auto", "gpu", "cuda")
+    return L.Trainer(
+        max_epochs=cfg.training.epochs,
+        accelerator=cfg.trainer.accelerator,
+        devices=cfg.trainer.devices,
+        strategy=cfg.trainer.strategy,
+        num_nodes=cfg.trainer.num_nodes,
+        precision=_precision(cfg),
+        deterministic=cfg.trainer.deterministic if not on_gpu else "warn",
+        gradient_clip_val=cfg.training.gradient_clip,
+        callbacks=callbacks,
+        logger=loggers or False,
+        enable_progress_bar=show,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        default_root_dir=str(run.path),
+        log_every_n_steps=1,
+    )
+
+
+def class_weights(items: list[Item], n: int) -> torch.Tensor:
+    counts = np.bincount([it.label for it in items], minlength=n).astype(np.float64)
+    w = np.where(counts > 0, counts.sum() / (n * np.maximum(counts, 1)), 0.0)
+    return torch.tensor(w, dtype=torch.float32)
