@@ -29,7 +29,6 @@ import json
 import math
 import os
 import re
-import tempfile
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -38,7 +37,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from emoshift.core.audio import AudioError
-from emoshift.core.io import atomic_write_json
+from emoshift.core.io import atomic_save_npy, atomic_write_json, file_fingerprint
+from emoshift.core.progress import progress as progress_bar
 from emoshift.corpora.base import Skipped, Utterance
 
 if TYPE_CHECKING:
@@ -84,12 +84,6 @@ def encoder_digest(model: SSLClassifier) -> str:
         h.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
         h.update(t.reshape(-1).view(torch.uint8).numpy())
     return h.hexdigest()
-
-
-def audio_fingerprint(path: str) -> tuple[int, int]:
-    """(size in bytes, modification time in ns): changes whenever the file is rewritten."""
-    st = os.stat(path)
-    return st.st_size, st.st_mtime_ns
 
 
 class EmbeddingStore:
@@ -188,7 +182,7 @@ class EmbeddingCache:
         todo: list[tuple[Utterance, tuple[int, int]]] = []
         for u in utterances:
             try:
-                fp = audio_fingerprint(u.path)
+                fp = file_fingerprint(u.path)
             except OSError as e:
                 skipped.append(Skipped(u.path, f"unreadable: {e.strerror or e}"))
             else:
@@ -247,7 +241,7 @@ class EmbeddingCache:
             if not pending_rows:
                 return
             name = f"emb-{uuid.uuid4().hex[:16]}.npy"
-            _atomic_save(folder / name, np.concatenate(pending_rows).astype(np.float32, copy=False))
+            atomic_save_npy(folder / name, np.concatenate(pending_rows).astype(np.float32, copy=False))
             for row, (uid, path, (size, mtime)) in enumerate(pending_ids):
                 index["entries"][uid] = {
                     "path": path,
@@ -265,12 +259,8 @@ class EmbeddingCache:
         first = next(model.parameters())
         home = first.device
         model.to(device)
-        bar = _progress_bar() if progress else contextlib.nullcontext()
         try:
-            with bar as p:
-                task = (
-                    p.add_task(f"embedding {folder.parent.name}", total=len(todo)) if p is not None else None
-                )
+            with progress_bar(len(todo), f"embedding {folder.parent.name}", enabled=progress) as advance:
                 for batch in batches:
                     waves, ok = [], []
                     for k in batch:
@@ -294,8 +284,7 @@ class EmbeddingCache:
                         pending_ids.extend((todo[k][0].id, todo[k][0].path, todo[k][1]) for k in ok)
                         if sum(len(r) for r in pending_rows) >= SHARD_ROWS:
                             flush()
-                    if p is not None:
-                        p.advance(task, len(batch))
+                    advance(len(batch))
                 flush()
                 folder.mkdir(parents=True, exist_ok=True)
                 atomic_write_json(
@@ -334,21 +323,6 @@ def _remove_orphans(folder: Path, old_shards: set[Any], index: Mapping[str, Any]
             (folder / name).unlink()
 
 
-def _atomic_save(path: Path, arr: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, arr)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
 def _estimated_length(path: str, sample_rate: int) -> int:
     """Samples after resampling, from the header alone (0 when unreadable: the load will give the reason)."""
     import soundfile as sf
@@ -359,30 +333,3 @@ def _estimated_length(path: str, sample_rate: int) -> int:
         return 0
     return int(math.ceil(info.frames * sample_rate / max(1, info.samplerate)))
 
-
-def _progress_bar() -> Any:
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        ProgressColumn,
-        TextColumn,
-        TimeRemainingColumn,
-    )
-    from rich.text import Text
-
-    class RateColumn(ProgressColumn):
-        def render(self, task: Any) -> Text:
-            speed = task.finished_speed or task.speed
-            return Text(f"{speed:.1f} files/s" if speed else "- files/s")
-
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        RateColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        transient=False,
-    )
