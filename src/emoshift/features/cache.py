@@ -30,7 +30,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO
 
 import numpy as np
 
@@ -308,7 +308,7 @@ class _Blocks:
     offset: int = 0  # frames written to the data file so far
     n_failed: int = 0
 
-    def copy_unchanged(self, f: BinaryIO, previous: Path, unchanged: Sequence[Entry]) -> None:
+    def copy_unchanged(self, f: IO[bytes], previous: Path, unchanged: Sequence[Entry]) -> None:
         """Blocks taken from the previous data file: no decoding, no STFT."""
         prev = np.load(previous, mmap_mode="r").T  # (total, n_mels), C order
         for e in unchanged:
@@ -318,7 +318,7 @@ class _Blocks:
         del prev
 
     def add(
-        self, f: BinaryIO, result: _ChunkResult, todo: Sequence[tuple[str, str, tuple[int, int] | None]]
+        self, f: IO[bytes], result: _ChunkResult, todo: Sequence[tuple[str, str, tuple[int, int] | None]]
     ) -> None:
         """One chunk's features: written here (in-process extraction) or already in a worker's shard."""
         if result.feats is not None:
@@ -341,7 +341,7 @@ class _Blocks:
             self.skips[utt_id] = SkipRecord(utt_id, path, reason, size_, mtime_)
             self.n_failed += 1
 
-    def append_shards(self, f: BinaryIO, shard_dir: Path, n_mels: int) -> None:
+    def append_shards(self, f: IO[bytes], shard_dir: Path, n_mels: int) -> None:
         """The workers' shards, one after the other, at the end of the data file."""
         for shard, shard_entries in self.in_shards.items():
             frames = _append_file(f, shard_dir / shard) // (n_mels * DTYPE.itemsize)
@@ -405,7 +405,7 @@ def _write(
     return index, blocks.n_failed
 
 
-def _append_file(dst: BinaryIO, src: Path) -> int:
+def _append_file(dst: IO[bytes], src: Path) -> int:
     """Append all of ``src`` to ``dst`` (copy_file_range: in the kernel, where it can); returns bytes copied."""
     dst.flush()
     with open(src, "rb") as s:
