@@ -17,7 +17,9 @@ from emoshift.cli._common import console, err_console, fail
 from emoshift.corpora import LABEL_POLICIES, list_corpora
 
 if TYPE_CHECKING:
-    from emoshift.features.cache import BuildStats
+    from emoshift.corpora.base import Scan
+    from emoshift.features.cache import BuildStats, FeatureStore
+    from emoshift.features.logmel import FeatureConfig
 
 # At most this many skipped files are listed one by one; the rest are counted by reason.
 _LIST_SKIPPED = 20
@@ -82,6 +84,11 @@ def features(
         )
     except OSError as e:
         fail(f"cannot write the feature cache in {cache}: {e.strerror or e}", code=1)
+    _print_summary(result, store, cfg)
+
+
+def _print_summary(result: Scan, store: FeatureStore, cfg: FeatureConfig) -> None:
+    """What the build did: extracted, reused, skipped (the first few by name), where, and how fast."""
     stats = cast("BuildStats", store.stats)  # build() always records what it did
     n_skipped = stats.skipped_new + stats.skipped_known
     console.print(

@@ -26,11 +26,11 @@ import re
 import shutil
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, TypeVar
 
 import numpy as np
 
@@ -180,19 +180,25 @@ def _plan(utterances: Sequence[Utterance], old: Index | None) -> _Plan:
             plan.known_bad[u.id] = bad
         else:
             plan.todo.append((u.id, u.path, fp))
-    for e in prev.values():
-        if e.id not in seen:
-            if _fingerprint(e.path) == (e.size, e.mtime_ns):
-                plan.keep.append(e)
-            else:
-                plan.dropped += 1
-    for s in prev_bad.values():
-        if s.id not in seen:
-            if _fingerprint(s.path) == (s.size, s.mtime_ns):
-                plan.keep_bad.append(s)
-            else:
-                plan.dropped += 1
+    plan.keep, dropped = _unchanged(prev.values(), seen)
+    plan.keep_bad, dropped_bad = _unchanged(prev_bad.values(), seen)
+    plan.dropped = dropped + dropped_bad
     return plan
+
+
+_Row = TypeVar("_Row", Entry, SkipRecord)
+
+
+def _unchanged(rows: Iterable[_Row], asked: set[str]) -> tuple[list[_Row], int]:
+    """Of the rows not asked for: those whose file is unchanged (kept), and how many others (dropped)."""
+    kept, dropped = [], 0
+    for r in rows:
+        if r.id not in asked:
+            if _fingerprint(r.path) == (r.size, r.mtime_ns):
+                kept.append(r)
+            else:
+                dropped += 1
+    return kept, dropped
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -223,7 +223,6 @@ class EmbeddingCache:
         """
         import torch
 
-        from emoshift.core.audio import load
         from emoshift.data.bucketing import BucketBatchSampler, collate_waveforms
 
         lengths = [_estimated_length(u.path, sample_rate) for u, _ in todo]
@@ -262,21 +261,7 @@ class EmbeddingCache:
         try:
             with progress_bar(len(todo), f"embedding {folder.parent.name}", enabled=progress) as advance:
                 for batch in batches:
-                    waves, ok = [], []
-                    for k in batch:
-                        u, fp = todo[k]
-                        try:
-                            waves.append(load(u.path, sample_rate, trim=False))
-                            ok.append(k)
-                        except AudioError as e:
-                            skipped.append(Skipped(u.path, str(e)))
-                            index["skipped"][u.id] = {
-                                "path": u.path,
-                                "size": fp[0],
-                                "mtime_ns": fp[1],
-                                "reason": str(e),
-                            }
-                            index["entries"].pop(u.id, None)
+                    waves, ok = _load_batch(batch, todo, sample_rate, index, skipped)
                     if ok:
                         wave, mask = collate_waveforms(waves)  # (B, S), (B, S)
                         emb = model.pooled_layer_embeddings(wave.to(device), mask.to(device))  # (B, L+1, E)
@@ -287,15 +272,36 @@ class EmbeddingCache:
                     advance(len(batch))
                 flush()
                 folder.mkdir(parents=True, exist_ok=True)
-                atomic_write_json(
-                    folder / "index.json", index
-                )  # records skips even when nothing was embedded
+                atomic_write_json(folder / "index.json", index)  # records skips even when nothing was embedded
         finally:
             model.to(home)
         return done, skipped
 
 
 # ------------------------------------------------------------------------------------------------ helpers
+
+
+def _load_batch(
+    batch: Sequence[int],
+    todo: Sequence[tuple[Utterance, tuple[int, int]]],
+    sample_rate: int,
+    index: dict[str, Any],
+    skipped: list[Skipped],
+) -> tuple[list[np.ndarray], list[int]]:
+    """Decode the clips of ``batch`` (positions in ``todo``); a file that fails is skipped and remembered."""
+    from emoshift.core.audio import load
+
+    waves, ok = [], []
+    for k in batch:
+        u, (size, mtime_ns) = todo[k]
+        try:
+            waves.append(load(u.path, sample_rate, trim=False))  # (samples,)
+            ok.append(k)
+        except AudioError as e:
+            skipped.append(Skipped(u.path, str(e)))
+            index["skipped"][u.id] = {"path": u.path, "size": size, "mtime_ns": mtime_ns, "reason": str(e)}
+            index["entries"].pop(u.id, None)
+    return waves, ok
 
 
 def _fresh(entry: Mapping[str, Any] | None, path: str, fp: tuple[int, int]) -> bool:
