@@ -248,7 +248,7 @@ def test_crash_mid_build_leaves_the_previous_cache_intact(
         raise OSError("disk full")
 
     monkeypatch.setattr(cache_mod, "log_mel_many", real)
-    monkeypatch.setattr(cache_mod, "_atomic_write_text", disk_full)
+    monkeypatch.setattr(cache_mod, "atomic_write_text", disk_full)
     with pytest.raises(OSError, match="disk full"):  # the crash comes at the commit itself
         cache.build("fake", corpus, CFG, workers=0)
     assert _snapshot(store.path) == before

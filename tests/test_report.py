@@ -260,19 +260,22 @@ def test_markdown_escapes_table_pipes(tmp_path: Path) -> None:
 
 
 def test_write_report_is_atomic(fabricated: tuple, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A crash while rendering leaves the previous report untouched (files are replaced, never half-written)."""
+    """A write that fails half-way leaves the previous report untouched and no temp file behind.
+
+    The page given to the writer cannot be encoded past its first characters, so the failure comes while the
+    file is being written, after the old one was opened: a plain ``open(path, "w")`` would have truncated it.
+    """
     import emoshift.study.report as report
 
     study, out, _ = fabricated
     write_report(out, study)
-    before = (out / "report.html").read_text()
+    before = (out / "report.html").read_bytes()
+    files = sorted(p.name for p in out.iterdir())
 
-    def boom(*args: object, **kwargs: object) -> str:
-        raise RuntimeError("render failed")
-
-    monkeypatch.setattr(report, "render_html", boom)
-    with pytest.raises(RuntimeError):
+    real = report.render_html
+    monkeypatch.setattr(report, "render_html", lambda *a, **k: real(*a, **k) + "\ud800")  # a lone surrogate
+    with pytest.raises(UnicodeEncodeError):
         write_report(out, study)
-    assert (out / "report.html").read_text() == before
-    assert not list(out.glob(".report.html.*"))
+    assert (out / "report.html").read_bytes() == before
+    assert sorted(p.name for p in out.iterdir()) == files  # no temp file left
     assert json.loads(json.dumps(_results(out)))  # results.csv still parses

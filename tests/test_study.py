@@ -323,15 +323,14 @@ def test_full_study_runs_every_phase_and_reports_it(full_study: tuple[Path, str,
 def test_second_run_skips_complete_experiments(
     full_study: tuple[Path, str, float], tiny_corpus: dict[str, str]
 ) -> None:
-    out, _, first = full_study
+    out, _, _ = full_study
     weights = {e: (out / "runs" / e / "model.safetensors").stat().st_mtime_ns for e in PHASES if e != "L3"}
     dones = {e: (out / "runs" / e / "done.json").stat().st_mtime_ns for e in PHASES}
-    code, output, seconds = _study(tiny_corpus, out)
+    code, output, _ = _study(tiny_corpus, out)
     assert code == 0, output
-    assert output.count("complete with the same") == 9
+    assert output.count("complete with the same") == 9  # skipped: nothing trained, evaluated or audited again
     assert {e: (out / "runs" / e / "done.json").stat().st_mtime_ns for e in PHASES} == dones
     assert {e: (out / "runs" / e / "model.safetensors").stat().st_mtime_ns for e in weights} == weights
-    assert seconds < first / 2
     assert len(_rows(out)) == 18
 
 

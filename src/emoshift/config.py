@@ -18,16 +18,17 @@ from typing import TYPE_CHECKING, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from emoshift.core.errors import EmoshiftError
+from emoshift.core.overrides import (  # parse_override: re-exported, the study runner imports it from here
+    ConfigError,
+    apply_overrides,
+    explain,
+    parse_override,  # noqa: F401
+)
 from emoshift.data.splits import SplitConfig
 from emoshift.features.logmel import FeatureConfig
 
 if TYPE_CHECKING:
     from emoshift.models.families import Family
-
-
-class ConfigError(EmoshiftError, ValueError):
-    """A config problem, explained in one message for the user."""
 
 
 class Strict(BaseModel):
@@ -229,35 +230,7 @@ class ExperimentConfig(Strict):
 
 
 # ---------------------------------------------------------------------------------------------------------
-# loading, overrides and friendly errors
-
-
-def parse_override(item: str) -> tuple[list[str], Any]:
-    """``"training.lr=3e-4"`` -> (["training", "lr"], 3e-4); values are parsed as YAML scalars/lists."""
-    key, sep, raw = item.partition("=")
-    if not sep or not key.strip():
-        raise ConfigError(f"--set expects key.path=value, got {item!r}")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError:
-        value = raw
-    return [k for k in key.strip().split(".") if k], value
-
-
-def apply_overrides(data: dict[str, Any], overrides: list[str] | None) -> dict[str, Any]:
-    out = copy.deepcopy(data)
-    for item in overrides or []:
-        path, value = parse_override(item)
-        node = out
-        for k in path[:-1]:
-            nxt = node.get(k)
-            if nxt is None:
-                nxt = node[k] = {}
-            if not isinstance(nxt, dict):
-                raise ConfigError(f"--set {item}: {k!r} is a value, not a section")
-            node = nxt
-        node[path[-1]] = value
-    return out
+# loading, overrides and friendly errors (the parser and the formatter are emoshift.core.overrides')
 
 
 def merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
@@ -271,42 +244,11 @@ def merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
-    """The valid field names of the sub-model at ``loc`` (for 'did you mean' hints)."""
-    cls: Any = model
-    for part in loc:
-        field = cls.model_fields.get(part) if isinstance(part, str) and hasattr(cls, "model_fields") else None
-        if field is None:
-            break
-        ann = field.annotation
-        sub = next((a for a in getattr(ann, "__args__", (ann,)) if isinstance(a, type) and issubclass(a, BaseModel)), None)
-        if sub is None:
-            break
-        cls = sub
-    return list(getattr(cls, "model_fields", {}))
-
-
-def explain(err: ValidationError, model: type[BaseModel] = ExperimentConfig) -> str:
-    lines = []
-    for e in err.errors():
-        loc = tuple(e["loc"])
-        key = ".".join(str(p) for p in loc)
-        if e["type"] == "extra_forbidden":
-            valid = _fields_at(model, loc[:-1])
-            close = difflib.get_close_matches(str(loc[-1]), valid, n=1)
-            hint = f"; did you mean {'.'.join([*map(str, loc[:-1]), close[0]])!r}?" if close else ""
-            lines.append(f"unknown config key {key!r}{hint} (valid here: {', '.join(valid)})")
-        else:
-            msg = e["msg"].removeprefix("Value error, ")
-            lines.append(f"{key}: {msg} (got {e.get('input')!r})" if key else msg)
-    return "; ".join(lines)
-
-
 def build_config(data: dict[str, Any]) -> ExperimentConfig:
     try:
         return ExperimentConfig.model_validate(data)
     except ValidationError as e:
-        raise ConfigError(explain(e)) from None
+        raise ConfigError(explain(e, ExperimentConfig)) from None
 
 
 def read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:

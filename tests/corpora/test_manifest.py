@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import csv
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from emoshift.corpora import UTTERANCE_FIELDS, get_corpus
+from emoshift.corpora import UTTERANCE_FIELDS, Utterance, get_corpus
 from emoshift.corpora.manifest import ManifestError, read_manifest, write_manifest
 
 from .fakes import BUILDERS
@@ -26,10 +27,20 @@ def test_round_trip_for_every_corpus(corpus_name: str, tmp_path: Path) -> None:
 def test_overwrite_is_atomic_and_complete(tmp_path: Path) -> None:
     fake = BUILDERS["crema-d"](tmp_path / "c")
     utterances = get_corpus("crema-d").scan(fake.root).utterances
-    out = tmp_path / "m.csv"
+    out = tmp_path / "out" / "m.csv"
     write_manifest(out, utterances)
+
+    def crash_after_rows(n: int) -> Iterator[Utterance]:  # rows reach the file, then the writer fails
+        yield from utterances[:n]
+        raise RuntimeError("crash mid-write")
+
+    with pytest.raises(RuntimeError, match="crash mid-write"):
+        write_manifest(out, crash_after_rows(len(utterances) - 1))
+    assert read_manifest(out) == utterances  # the old manifest, whole
+    assert [p.name for p in out.parent.iterdir()] == ["m.csv"], "no temp file may be left behind"
+
     write_manifest(out, utterances[:3])
-    assert len(read_manifest(out)) == 3
+    assert read_manifest(out) == utterances[:3]  # complete: exactly the new rows, nothing of the old file
 
 
 def test_relative_paths_are_read_relative_to_the_manifest(tmp_path: Path) -> None:

@@ -2,13 +2,37 @@
 
 Each area registers its commands from its own module (``emoshift/cli/<area>.py``). Heavy imports (torch,
 transformers, lightning) happen inside the commands, so `emoshift --help` and `emoshift predict` start fast.
+
+Errors: any :class:`~emoshift.core.errors.EmoshiftError` a command raises ends it as one line ``error:
+<message>`` on stderr with exit code 2, here and only here (:class:`EmoshiftGroup`, so that ``main()`` and
+typer's CliRunner behave the same). Every other exception is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
+from typer.core import TyperGroup
+
+from emoshift.core.errors import EmoshiftError
+
+
+class EmoshiftGroup(TyperGroup):
+    """The application's command group: turns an EmoshiftError into the one-line error and its exit code."""
+
+    def invoke(self, ctx: Any) -> Any:  # ctx: a Context of the click that typer vendors
+        try:
+            return super().invoke(ctx)
+        except EmoshiftError as e:
+            from emoshift.cli._common import print_error
+
+            print_error(str(e))
+            raise typer.Exit(e.exit_code) from None
+
 
 app = typer.Typer(
+    cls=EmoshiftGroup,
     name="emoshift",
     help="Cross-corpus speech emotion recognition: load corpora, train, evaluate, audit, run the study.",
     no_args_is_help=True,
@@ -29,4 +53,5 @@ from emoshift.cli import (  # noqa: E402
 
 
 def main() -> None:
+    """The ``emoshift`` command (user errors are handled by :class:`EmoshiftGroup`)."""
     app()

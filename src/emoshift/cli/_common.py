@@ -1,4 +1,4 @@
-"""Helpers shared by CLI modules: one-line errors with exit code 2, NAME=ROOT parsing."""
+"""Helpers shared by CLI modules: the one error printer (``error: <message>`` on stderr), NAME=ROOT parsing."""
 
 from __future__ import annotations
 
@@ -6,14 +6,24 @@ from typing import NoReturn
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 console = Console()
 err_console = Console(stderr=True)
 
 
+def print_error(message: str) -> None:
+    """``error: <message>`` as one line on stderr; the message is plain text (never rich markup)."""
+    err_console.print(Text.assemble(("error:", "bold red"), " ", message), highlight=False, soft_wrap=True)
+
+
 def fail(message: str, code: int = 2) -> NoReturn:
-    """Print a one-line error (no traceback) and exit."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    """Print a one-line error (no traceback) and exit: for bad arguments the command itself checks.
+
+    An :class:`~emoshift.core.errors.EmoshiftError` raised anywhere in a command needs no call here: the
+    application prints it the same way, once (``emoshift.cli.EmoshiftGroup``).
+    """
+    print_error(message)
     raise typer.Exit(code)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import typer
@@ -12,15 +11,11 @@ from emoshift.cli._common import console, fail, parse_named_roots
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
-    """Exceptions that are the user's input, shown as one line (no traceback). Evaluation's own errors are
-    included when evaluation ran (the modules are only loaded then, so `--help` stays fast)."""
-    from emoshift.corpora import CorpusError, ScanValidationError
+    """Exceptions besides EmoshiftError (which the application prints) that are the user's input here: shown
+    as one line, no traceback."""
+    from emoshift.corpora import ScanValidationError
 
-    errors: list[type[BaseException]] = [ValueError, OSError, KeyError, CorpusError, ScanValidationError]
-    for module, name in (("emoshift.evaluation.evaluate", "EvaluationError"), ("emoshift.core.rundir", "RunError")):
-        if module in sys.modules and hasattr(sys.modules[module], name):
-            errors.append(getattr(sys.modules[module], name))
-    return tuple(errors)
+    return (ValueError, OSError, KeyError, ScanValidationError)
 
 
 def _message(err: BaseException) -> str:

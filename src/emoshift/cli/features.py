@@ -17,7 +17,9 @@ from emoshift.cli._common import console, err_console, fail
 from emoshift.corpora import LABEL_POLICIES, list_corpora
 
 if TYPE_CHECKING:
-    from emoshift.features.cache import BuildStats
+    from emoshift.corpora.base import Scan
+    from emoshift.features.cache import BuildStats, FeatureStore
+    from emoshift.features.logmel import FeatureConfig
 
 # At most this many skipped files are listed one by one; the rest are counted by reason.
 _LIST_SKIPPED = 20
@@ -59,29 +61,20 @@ def features(
     ] = None,
 ) -> None:
     """Extract log-mel spectrograms of every utterance of CORPUS into the cache; reuse what is up to date."""
-    from emoshift.corpora import CorpusError, ScanValidationError, scan
+    from emoshift.corpora import ScanValidationError, scan
     from emoshift.features.logmel import config_from_overrides
 
-    try:
-        cfg = config_from_overrides(settings or [])
-    except ValueError as e:
-        fail(escape(str(e)))
+    cfg = config_from_overrides(settings or [])
     if not root.is_dir():
-        fail(escape(f"ROOT {root} is not a folder"))
+        fail(f"ROOT {root} is not a folder")
     if labels not in LABEL_POLICIES:
         fail(f"unknown label policy {labels!r}; choose one of: {', '.join(LABEL_POLICIES)}")
     try:
         result = scan(corpus, str(root), labels=labels)
-    except KeyError as e:
-        fail(escape(str(e.args[0]) if e.args else str(e)))
-    except CorpusError as e:
-        fail(escape(str(e)))
-    except ScanValidationError as e:
-        fail(escape(f"the scan is inconsistent: {e}"), code=1)
+    except ScanValidationError as e:  # a loader bug, not the user's input: exit 1
+        fail(f"the scan is inconsistent: {e}", code=1)
     if not result.utterances:
-        fail(
-            escape(f"no usable {result.corpus} utterances under {root} ({len(result.skipped)} files skipped)")
-        )
+        fail(f"no usable {result.corpus} utterances under {root} ({len(result.skipped)} files skipped)")
 
     from emoshift.features.cache import FeatureCache
 
@@ -90,7 +83,12 @@ def features(
             result.corpus, result.utterances, cfg, workers=workers, progress=err_console.is_terminal
         )
     except OSError as e:
-        fail(escape(f"cannot write the feature cache in {cache}: {e.strerror or e}"), code=1)
+        fail(f"cannot write the feature cache in {cache}: {e.strerror or e}", code=1)
+    _print_summary(result, store, cfg)
+
+
+def _print_summary(result: Scan, store: FeatureStore, cfg: FeatureConfig) -> None:
+    """What the build did: extracted, reused, skipped (the first few by name), where, and how fast."""
     stats = cast("BuildStats", store.stats)  # build() always records what it did
     n_skipped = stats.skipped_new + stats.skipped_known
     console.print(

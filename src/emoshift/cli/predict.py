@@ -24,14 +24,10 @@ def predict(
 
     if fmt not in ("table", "csv", "json"):
         fail(f"--format must be table, csv or json, got {fmt!r}")
-    from emoshift.core.rundir import RunError
     from emoshift.evaluation.predict import Predictor
 
     predictor = Predictor(run)
-    try:
-        labels = predictor.labels
-    except RunError as e:
-        fail(str(e))
+    labels = predictor.labels
     preds = list(predictor.predict_paths(paths))
     if fmt == "json":
         sys.stdout.write(json.dumps([p.to_dict() for p in preds], indent=2) + "\n")

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from emoshift.cli import app
-from emoshift.cli._common import console, fail, parse_named_roots
+from emoshift.cli._common import console, parse_named_roots
 
 
 def _ids(items: list[str] | None) -> list[str] | None:
@@ -48,13 +48,10 @@ def study(
     from rich.table import Table
 
     from emoshift.study.report import collect, corpus_order, key_results
-    from emoshift.study.runner import StudyError, load_study, run_study, write_report
+    from emoshift.study.runner import load_study, run_study, write_report
 
     roots = parse_named_roots(corpus)
-    try:
-        spec = load_study(config, profile=profile, roots=roots, overrides=overrides or [], only=_ids(only))
-    except StudyError as e:
-        fail(str(e))
+    spec = load_study(config, profile=profile, roots=roots, overrides=overrides or [], only=_ids(only))
     result = run_study(spec, out, progress=not quiet)
     paths = write_report(out, spec, result)
 

@@ -47,11 +47,11 @@ def synth(
     if workers is not None and workers < 1:
         fail(f"--workers must be at least 1, got {workers}")
 
-    from emoshift.synth.generate import SynthError, generate
+    from emoshift.synth.generate import generate
 
     try:
         summary = generate(out, scale=scale, seed=seed, workers=workers, progress=True)
-    except (SynthError, OSError) as e:
+    except OSError as e:  # a SynthError is printed by the application, like every EmoshiftError
         fail(str(e))
     if summary["cached"]:
         console.print(f"{summary['out']} already holds the {scale} corpora for seed {seed}: nothing to do")

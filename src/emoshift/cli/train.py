@@ -11,28 +11,11 @@ from emoshift.cli import app
 from emoshift.cli._common import console, fail, parse_named_roots
 
 
-def _friendly_errors():  # type: ignore[no-untyped-def]
-    """The exception types that end a command with a one-line message instead of a traceback."""
-    from emoshift.config import ConfigError
-    from emoshift.core.rundir import RunError
-    from emoshift.corpora import CorpusError, ScanValidationError
-    from emoshift.data.splits import SpeakerLeakError
-    from emoshift.evaluation.evaluate import EvaluationError
-    from emoshift.models import PretrainedUnavailableError
-    from emoshift.training.train import TrainError
+def _friendly_errors() -> tuple[type[Exception], ...]:
+    """Exceptions besides EmoshiftError (which the application prints) that end a command with one line."""
+    from emoshift.corpora import ScanValidationError
 
-    return (
-        ConfigError,
-        CorpusError,
-        ScanValidationError,
-        EvaluationError,
-        PretrainedUnavailableError,
-        RunError,
-        SpeakerLeakError,
-        TrainError,
-        KeyError,
-        FileNotFoundError,
-    )
+    return (ScanValidationError, KeyError, FileNotFoundError)
 
 
 def build_cli_config(

@@ -16,6 +16,7 @@ from emoshift.corpora.base import (
     Scan,
     ScanValidationError,
     Skipped,
+    UnknownCorpusError,
     Utterance,
     validate,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "Scan",
     "ScanValidationError",
     "Skipped",
+    "UnknownCorpusError",
     "Utterance",
     "canonical_name",
     "get_corpus",
@@ -55,7 +57,7 @@ def canonical_name(name: str) -> str:
     key = name.strip().lower()
     key = _ALIASES.get(key, key)
     if key not in _CORPORA:
-        raise KeyError(f"unknown corpus {name!r}; known corpora: {', '.join(_CORPORA)}")
+        raise UnknownCorpusError(f"unknown corpus {name!r}; known corpora: {', '.join(_CORPORA)}")
     return key
 
 

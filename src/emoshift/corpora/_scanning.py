@@ -17,23 +17,11 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed
-from contextlib import AbstractContextManager, nullcontext
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    ProgressColumn,
-    Task,
-    TextColumn,
-    TimeRemainingColumn,
-)
-from rich.text import Text
-
 from emoshift.core import audio
+from emoshift.core.progress import progress as progress_bar
 from emoshift.corpora.base import CorpusError, Scan, Skipped, Utterance, check_policy, harmonise, validate
 
 # Folders that archive tools add next to the data (macOS zips, version control): never corpus content.
@@ -170,16 +158,17 @@ def decode_all(
     if workers is not None and workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
     outcomes: dict[int, float | audio.AudioError] = {}
-    with ThreadPoolExecutor(max_workers=workers) as pool, _progress_bar(progress) as bar:
+    with (
+        ThreadPoolExecutor(max_workers=workers) as pool,
+        progress_bar(len(pending), f"decoding {scan.corpus}", enabled=progress) as advance,
+    ):
         futures = {pool.submit(probe, u.path): i for i, u in enumerate(pending)}
-        done: Iterable[Future[float]] = as_completed(futures)
-        if bar is not None:
-            done = bar.track(done, total=len(futures), description=f"decoding {scan.corpus}")
-        for fut in done:
+        for fut in as_completed(futures):
             try:
                 outcomes[futures[fut]] = fut.result()
             except audio.AudioError as e:
                 outcomes[futures[fut]] = e
+            advance(1)
     for i, u in enumerate(pending):
         outcome = outcomes[i]
         if isinstance(outcome, audio.AudioError):
@@ -189,26 +178,3 @@ def decode_all(
     scan.skipped.sort(key=lambda s: s.path)
     return validate(scan)
 
-
-class _FilesPerSecond(ProgressColumn):
-    """Decoding speed in files per second (rich's own speed column counts bytes)."""
-
-    def render(self, task: Task) -> Text:
-        speed = task.finished_speed or task.speed
-        return Text("-- files/s" if speed is None else f"{speed:,.0f} files/s", style="progress.data.speed")
-
-
-def _progress_bar(enabled: bool) -> AbstractContextManager[Progress | None]:
-    """A transient rich bar on stderr (files/s and ETA), or nothing."""
-    if not enabled:
-        return nullcontext()
-    return Progress(
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        _FilesPerSecond(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        transient=True,
-    )

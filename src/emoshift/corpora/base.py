@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -37,6 +36,14 @@ FOUR: tuple[str, ...] = ("angry", "happy", "neutral", "sad")
 
 class CorpusError(EmoshiftError):
     """ROOT does not look like the corpus asked for (message is one line, for the user)."""
+
+
+class UnknownCorpusError(CorpusError, KeyError):
+    """A corpus name that is not registered. A KeyError too (a name lookup), but its ``str`` is the message
+    itself, without the quotes KeyError adds."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
 
 
 class ScanValidationError(Exception):
@@ -104,19 +111,6 @@ class Scan:
 def _reason_kind(reason: str) -> str:
     """Group reasons like "unreadable: <libsndfile message>" under their kind."""
     return reason.split(":", 1)[0].strip()
-
-
-def policy_labels(policy: str, native: Iterable[str]) -> tuple[str, ...]:
-    """The label set a policy produces for a corpus whose canonical emotions are ``native``."""
-    check_policy(policy)
-    native = tuple(sorted(set(native)))
-    if policy == "six":
-        return tuple(e for e in SIX if e in native)
-    if policy == "calm-as-neutral":
-        return tuple(e for e in SIX if e in native or (e == "neutral" and "calm" in native))
-    if policy == "four":
-        return tuple(e for e in FOUR if e in native)
-    return native
 
 
 def harmonise(emotion: str, policy: str) -> str | None:

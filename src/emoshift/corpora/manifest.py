@@ -10,11 +10,11 @@ from __future__ import annotations
 import csv
 import dataclasses
 import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
 from emoshift.core.errors import EmoshiftError
+from emoshift.core.io import atomic_write_csv
 from emoshift.corpora.base import UTTERANCE_FIELDS, Utterance
 
 # Columns a manifest must have (Utterance fields without a default); the others may be absent.
@@ -32,21 +32,9 @@ class ManifestError(EmoshiftError, ValueError):
 
 
 def write_manifest(path: str | os.PathLike[str], utterances: Iterable[Utterance]) -> Path:
-    """Write ``utterances`` as CSV to ``path`` atomically (temp file, then os.replace); return the path."""
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
-            writer = csv.DictWriter(f, fieldnames=list(UTTERANCE_FIELDS))
-            writer.writeheader()
-            for u in utterances:
-                writer.writerow(u.to_row())
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return out
+    """Write ``utterances`` as CSV to ``path`` atomically (temp file, fsync, rename); return the path."""
+    atomic_write_csv(path, UTTERANCE_FIELDS, (u.to_row() for u in utterances))
+    return Path(path)
 
 
 def read_manifest(path: str | os.PathLike[str]) -> list[Utterance]:

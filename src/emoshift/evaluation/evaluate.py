@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 from emoshift.config import load_run_config
 from emoshift.core.errors import EmoshiftError
 from emoshift.core.io import atomic_write_csv, atomic_write_json
-from emoshift.core.rundir import RunDir, RunError
+from emoshift.core.rundir import RunDir
 from emoshift.corpora import Scan, canonical_name, scan
 from emoshift.corpora.base import Utterance
 from emoshift.evaluation.inference import default_device, logits_for_utterances, softmax
@@ -115,11 +114,3 @@ def evaluate_run(
         results[name] = metrics
     return results
 
-
-def read_metrics(run_dir: str | os.PathLike[str], corpus: str) -> dict[str, Any]:
-    import json
-
-    p = RunDir.of(run_dir).metrics(corpus)
-    if not p.is_file():
-        raise RunError(f"{p} not found: evaluate first (emoshift evaluate {run_dir} --on {corpus}=ROOT)")
-    return json.loads(Path(p).read_text())

@@ -29,7 +29,6 @@ import json
 import math
 import os
 import re
-import tempfile
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -38,7 +37,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from emoshift.core.audio import AudioError
-from emoshift.core.io import atomic_write_json
+from emoshift.core.io import atomic_save_npy, atomic_write_json, file_fingerprint
+from emoshift.core.progress import progress as progress_bar
 from emoshift.corpora.base import Skipped, Utterance
 
 if TYPE_CHECKING:
@@ -84,12 +84,6 @@ def encoder_digest(model: SSLClassifier) -> str:
         h.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
         h.update(t.reshape(-1).view(torch.uint8).numpy())
     return h.hexdigest()
-
-
-def audio_fingerprint(path: str) -> tuple[int, int]:
-    """(size in bytes, modification time in ns): changes whenever the file is rewritten."""
-    st = os.stat(path)
-    return st.st_size, st.st_mtime_ns
 
 
 class EmbeddingStore:
@@ -188,7 +182,7 @@ class EmbeddingCache:
         todo: list[tuple[Utterance, tuple[int, int]]] = []
         for u in utterances:
             try:
-                fp = audio_fingerprint(u.path)
+                fp = file_fingerprint(u.path)
             except OSError as e:
                 skipped.append(Skipped(u.path, f"unreadable: {e.strerror or e}"))
             else:
@@ -229,7 +223,6 @@ class EmbeddingCache:
         """
         import torch
 
-        from emoshift.core.audio import load
         from emoshift.data.bucketing import BucketBatchSampler, collate_waveforms
 
         lengths = [_estimated_length(u.path, sample_rate) for u, _ in todo]
@@ -247,7 +240,7 @@ class EmbeddingCache:
             if not pending_rows:
                 return
             name = f"emb-{uuid.uuid4().hex[:16]}.npy"
-            _atomic_save(folder / name, np.concatenate(pending_rows).astype(np.float32, copy=False))
+            atomic_save_npy(folder / name, np.concatenate(pending_rows).astype(np.float32, copy=False))
             for row, (uid, path, (size, mtime)) in enumerate(pending_ids):
                 index["entries"][uid] = {
                     "path": path,
@@ -265,28 +258,10 @@ class EmbeddingCache:
         first = next(model.parameters())
         home = first.device
         model.to(device)
-        bar = _progress_bar() if progress else contextlib.nullcontext()
         try:
-            with bar as p:
-                task = (
-                    p.add_task(f"embedding {folder.parent.name}", total=len(todo)) if p is not None else None
-                )
+            with progress_bar(len(todo), f"embedding {folder.parent.name}", enabled=progress) as advance:
                 for batch in batches:
-                    waves, ok = [], []
-                    for k in batch:
-                        u, fp = todo[k]
-                        try:
-                            waves.append(load(u.path, sample_rate, trim=False))
-                            ok.append(k)
-                        except AudioError as e:
-                            skipped.append(Skipped(u.path, str(e)))
-                            index["skipped"][u.id] = {
-                                "path": u.path,
-                                "size": fp[0],
-                                "mtime_ns": fp[1],
-                                "reason": str(e),
-                            }
-                            index["entries"].pop(u.id, None)
+                    waves, ok = _load_batch(batch, todo, sample_rate, index, skipped)
                     if ok:
                         wave, mask = collate_waveforms(waves)  # (B, S), (B, S)
                         emb = model.pooled_layer_embeddings(wave.to(device), mask.to(device))  # (B, L+1, E)
@@ -294,19 +269,39 @@ class EmbeddingCache:
                         pending_ids.extend((todo[k][0].id, todo[k][0].path, todo[k][1]) for k in ok)
                         if sum(len(r) for r in pending_rows) >= SHARD_ROWS:
                             flush()
-                    if p is not None:
-                        p.advance(task, len(batch))
+                    advance(len(batch))
                 flush()
                 folder.mkdir(parents=True, exist_ok=True)
-                atomic_write_json(
-                    folder / "index.json", index
-                )  # records skips even when nothing was embedded
+                atomic_write_json(folder / "index.json", index)  # records skips even when nothing was embedded
         finally:
             model.to(home)
         return done, skipped
 
 
 # ------------------------------------------------------------------------------------------------ helpers
+
+
+def _load_batch(
+    batch: Sequence[int],
+    todo: Sequence[tuple[Utterance, tuple[int, int]]],
+    sample_rate: int,
+    index: dict[str, Any],
+    skipped: list[Skipped],
+) -> tuple[list[np.ndarray], list[int]]:
+    """Decode the clips of ``batch`` (positions in ``todo``); a file that fails is skipped and remembered."""
+    from emoshift.core.audio import load
+
+    waves, ok = [], []
+    for k in batch:
+        u, (size, mtime_ns) = todo[k]
+        try:
+            waves.append(load(u.path, sample_rate, trim=False))  # (samples,)
+            ok.append(k)
+        except AudioError as e:
+            skipped.append(Skipped(u.path, str(e)))
+            index["skipped"][u.id] = {"path": u.path, "size": size, "mtime_ns": mtime_ns, "reason": str(e)}
+            index["entries"].pop(u.id, None)
+    return waves, ok
 
 
 def _fresh(entry: Mapping[str, Any] | None, path: str, fp: tuple[int, int]) -> bool:
@@ -334,21 +329,6 @@ def _remove_orphans(folder: Path, old_shards: set[Any], index: Mapping[str, Any]
             (folder / name).unlink()
 
 
-def _atomic_save(path: Path, arr: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, arr)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
 def _estimated_length(path: str, sample_rate: int) -> int:
     """Samples after resampling, from the header alone (0 when unreadable: the load will give the reason)."""
     import soundfile as sf
@@ -359,30 +339,3 @@ def _estimated_length(path: str, sample_rate: int) -> int:
         return 0
     return int(math.ceil(info.frames * sample_rate / max(1, info.samplerate)))
 
-
-def _progress_bar() -> Any:
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        ProgressColumn,
-        TextColumn,
-        TimeRemainingColumn,
-    )
-    from rich.text import Text
-
-    class RateColumn(ProgressColumn):
-        def render(self, task: Any) -> Text:
-            speed = task.finished_speed or task.speed
-            return Text(f"{speed:.1f} files/s" if speed else "- files/s")
-
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        RateColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        transient=False,
-    )

@@ -13,7 +13,6 @@ librosa itself is a dev dependency (tests, benchmark) and is never imported here
 
 from __future__ import annotations
 
-import difflib
 import functools
 import hashlib
 import json
@@ -26,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from torch import Tensor, nn
 
 from emoshift.core import audio
+from emoshift.core.overrides import ConfigError, explain, parse_override, unknown_key
 
 # Bump when the computation changes in a way that alters cached values: it is part of FeatureConfig.key().
 FEATURE_VERSION = 1
@@ -122,40 +122,32 @@ class FeatureConfig(BaseModel):
 
 
 def config_from_overrides(items: Sequence[str], base: FeatureConfig | None = None) -> FeatureConfig:
-    """Build a FeatureConfig from ``key=value`` strings (CLI ``--set``); one-line ValueError on bad input."""
+    """Build a FeatureConfig from ``key=value`` strings (CLI ``--set``); one-line ConfigError on bad input.
+
+    Values stay text for pydantic to read (``none``/``null``/empty mean None), so an error quotes them as typed.
+    """
     values: dict[str, object] = (base or FeatureConfig()).model_dump()
     for item in items:
-        key, sep, raw = item.partition("=")
-        key = key.strip().replace("-", "_")
-        if not sep or not key:
-            raise ValueError(f"--set expects key=value (e.g. n_mels=64), got {item!r}")
+        path, value = parse_override(item, form="key=value (e.g. n_mels=64)", value=_setting_value)
+        key = ".".join(path).replace("-", "_")
         if key not in FeatureConfig.model_fields:
-            close = difflib.get_close_matches(key, list(FeatureConfig.model_fields), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise ValueError(
-                f"unknown feature setting {key!r}{hint} (known: {', '.join(FeatureConfig.model_fields)})"
-            )
-        raw = raw.strip()
-        values[key] = None if raw.lower() in ("none", "null", "") else raw
+            known = list(FeatureConfig.model_fields)
+            raise ConfigError(unknown_key(key, known, noun="feature setting", listing="known"))
+        values[key] = value
     try:
         return FeatureConfig.model_validate(values)
     except ValidationError as e:
-        raise ValueError(describe_validation_error(e)) from None
+        raise ConfigError(describe_validation_error(e)) from None
+
+
+def _setting_value(raw: str) -> str | None:
+    raw = raw.strip()
+    return None if raw.lower() in ("none", "null", "") else raw
 
 
 def describe_validation_error(err: ValidationError) -> str:
     """One line naming each offending setting, e.g. ``n_mels='abc': Input should be a valid integer``."""
-    parts = []
-    for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"])
-        msg = e["msg"].removeprefix("Value error, ")
-        if not loc:  # a check across fields: its message names them
-            parts.append(msg)
-        elif e["type"] == "extra_forbidden":
-            parts.append(f"{loc}: {msg}")
-        else:
-            parts.append(f"{loc}={e['input']!r}: {msg}")
-    return "invalid feature config: " + "; ".join(parts)
+    return "invalid feature config: " + explain(err, FeatureConfig, values="inline")
 
 
 # ----------------------------------------------------------------------------------------------------------

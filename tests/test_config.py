@@ -1,0 +1,99 @@
+"""ExperimentConfig: YAML + --set, errors that name the key, a stable fingerprint, save/load round trip."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from emoshift.config import ConfigError, ExperimentConfig, load_config, save_config
+
+YAML = """\
+name: cfg-test
+data:
+  corpora: [ravdess, cremad]
+  roots: {ravdess: /data/R}
+training:
+  epochs: 7
+  lr: 0.01
+  augment: {specaugment: true}
+"""
+
+
+def _write(tmp_path: Path, text: str = YAML) -> Path:
+    p = tmp_path / "exp.yaml"
+    p.write_text(text)
+    return p
+
+
+def test_yaml_then_set_overrides(tmp_path: Path) -> None:
+    cfg = load_config(_write(tmp_path), ["training.lr=3e-4", "data.roots.crema-d=/data/C", "model.dropout=0"])
+    assert cfg.name == "cfg-test"
+    assert cfg.data.corpora == ["ravdess", "crema-d"]  # aliases resolved to registry names
+    assert cfg.data.roots == {"ravdess": "/data/R", "crema-d": "/data/C"}
+    assert (cfg.training.epochs, cfg.training.lr, cfg.model.dropout) == (7, 3e-4, 0.0)
+    assert cfg.training.augment.specaugment is True
+    assert cfg.training.augment.freq_masks == 2  # defaults fill what the YAML leaves out
+    assert load_config(_write(tmp_path), ["training.epochs=9"]).training.epochs == 9  # --set wins
+
+
+def test_base_layer_under_the_yaml(tmp_path: Path) -> None:
+    cfg = load_config(_write(tmp_path), base={"training": {"epochs": 2, "batch_size": 4}})
+    assert (cfg.training.epochs, cfg.training.batch_size) == (7, 4)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["training.lr_schedule=cosine"], "unknown config key 'training.lr_schedule'; did you mean 'training.schedule'?"),
+        (["trainer.device=2"], "unknown config key 'trainer.device'; did you mean 'trainer.devices'?"),
+        (["modle.name=resnet18"], "unknown config key 'modle'; did you mean 'model'?"),
+        (["training.epochs=many"], "training.epochs: Input should be a valid integer"),
+        (["training.epochs=0"], "training.epochs: Input should be greater than or equal to 1 (got 0)"),
+        (["training.schedule=linear"], "training.schedule: Input should be 'onecycle', 'cosine'"),
+        (["model.name=resnet19"], "unknown model 'resnet19' (did you mean 'resnet18'?)"),
+        (["training"], "--set expects key.path=value, got 'training'"),
+        (["training.lr.x=1"], "training.lr: Input should be a valid number"),
+        (["name=x", "name.first=a"], "--set name.first=a: 'name' is a value, not a section"),
+    ],
+)
+def test_errors_name_the_key(overrides: list[str], message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(overrides=overrides)
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_bad_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "missing.yaml")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(_write(tmp_path, "training: [1\n"))
+    with pytest.raises(ConfigError, match="expected a mapping at the top level"):
+        load_config(_write(tmp_path, "- a\n- b\n"))
+
+
+def test_fingerprint_is_stable_and_ignores_only_what_it_should(tmp_path: Path) -> None:
+    cfg = load_config(_write(tmp_path))
+    assert cfg.fingerprint() == load_config(_write(tmp_path)).fingerprint()
+    assert len(cfg.fingerprint()) == 16
+    # the same settings written in another order / by --set give the same fingerprint
+    same = load_config(overrides=["training.augment.specaugment=true", "training.lr=0.01", "training.epochs=7",
+                                  "data.roots.ravdess=/data/R", "data.corpora=[ravdess, crema-d]", "name=other"])
+    assert same.fingerprint() == cfg.fingerprint()  # the name is not part of it
+    quiet = load_config(_write(tmp_path), ["trainer.progress=false"])
+    assert quiet.fingerprint() == cfg.fingerprint()  # nor is showing progress
+    assert load_config(_write(tmp_path), ["training.lr=0.02"]).fingerprint() != cfg.fingerprint()
+    moved = load_config(_write(tmp_path), ["data.roots.ravdess=/elsewhere", "data.cache_dir=/c"])
+    assert moved.fingerprint() != cfg.fingerprint()
+    assert moved.fingerprint(exclude_roots=True) == cfg.fingerprint(exclude_roots=True)
+
+
+def test_save_load_round_trip(tmp_path: Path) -> None:
+    cfg = load_config(_write(tmp_path), ["training.stages=[]", "evaluation.corpora=[tess]"])
+    path = tmp_path / "run" / "config.yaml"
+    save_config(cfg, path)
+    back = load_config(path)
+    assert back == cfg and back.fingerprint() == cfg.fingerprint()
+    assert isinstance(back, ExperimentConfig)
+    assert [p.name for p in path.parent.iterdir()] == ["config.yaml"]
