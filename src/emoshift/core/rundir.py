@@ -95,6 +95,22 @@ class RunDir:
             raise RunError(f"{self.path} is not a finished run directory: {self.model_json.name} is missing")
         return json.loads(self.model_json.read_text())
 
+    # -- folders and audit files --------------------------------------------------------------------------
+    @property
+    def metrics_dir(self) -> Path:
+        return self.path / "metrics"
+
+    @property
+    def audit_dir(self) -> Path:
+        return self.path / "audit"
+
+    def audit_json(self, corpus: str) -> Path:
+        return self.audit_dir / f"{corpus}.json"
+
+    def audit_plot(self, corpus: str, grouping: str, kind: str) -> Path:
+        """``kind``: "bars" or "confusion"."""
+        return self.audit_dir / f"{corpus}_{grouping}_{kind}.png"
+
 
 def save_weights(model: nn.Module, path: str | os.PathLike[str]) -> None:
     from safetensors.torch import save
