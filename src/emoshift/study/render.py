@@ -146,4 +146,3 @@ def render_html(blocks: Sequence[Block], title: str) -> str:
                 )
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
-

@@ -46,7 +46,6 @@ class Outcome:
     detail: str = ""
 
 
-
 @dataclass
 class StudyResult:
     out: Path
@@ -173,7 +172,9 @@ class _Progress:
         colour = {"failed": "red", "skipped": "dim"}.get(outcome.status, "green")
         detail = f": {outcome.error}" if outcome.error else (f" ({outcome.detail})" if outcome.detail else "")
         what, took = f"{outcome.id} {outcome.status}", f" in {clock(outcome.seconds)}"
-        self._print(f"  [{colour}]{self._escape(what)}[/]{took}{self._escape(detail)}", f"  {what}{took}{detail}")
+        self._print(
+            f"  [{colour}]{self._escape(what)}[/]{took}{self._escape(detail)}", f"  {what}{took}{detail}"
+        )
 
 
 def _missing(names: Sequence[str], path_of: Callable[[str], Path]) -> list[str]:
