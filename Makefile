@@ -26,7 +26,6 @@ test: setup
 demo: setup
 	$(BIN)/emoshift synth demo-data --scale $(SCALE) --seed 0
 	$(BIN)/emoshift study configs/study.yaml --corpus ravdess=demo-data/ravdess --corpus crema-d=demo-data/crema-d --profile demo -o demo-out
-	@echo "report: demo-out/report.html (also demo-out/report.md and demo-out/results.csv)"
 
 bench: setup
 	$(BIN)/python benchmarks/bench_features.py

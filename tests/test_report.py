@@ -13,8 +13,8 @@ import pytest
 
 from emoshift.core.io import atomic_write_json, atomic_write_text
 from emoshift.evaluation.audit import audit_predictions
+from emoshift.study import Outcome, StudyResult, load_study, write_report
 from emoshift.study.report import REPORTED_PROTOCOL, RESULT_COLUMNS, collect, key_results, render_markdown
-from emoshift.study.runner import Outcome, StudyResult, load_study, write_report
 
 LABELS = ["angry", "happy", "neutral", "sad"]
 

@@ -15,7 +15,7 @@ import yaml
 from typer.testing import CliRunner
 
 from emoshift.cli import app
-from emoshift.study.runner import StudyError, fit_stages, load_study, run_dir
+from emoshift.study import StudyError, fit_stages, load_study, run_dir
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs" / "study.yaml"
@@ -231,7 +231,7 @@ def test_cli_errors_exit_2_with_one_line(roots: dict[str, str], tmp_path: Path) 
 
 @pytest.fixture(scope="session")
 def tiny_corpus(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    from emoshift.synth.generate import generate
+    from emoshift.synth import generate
 
     out = tmp_path_factory.mktemp("synth-study")
     generate(out, scale="tiny", seed=0)

@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-import emoshift.synth.generate as synth
+import emoshift.synth as synth
 from emoshift.core import audio
-from emoshift.synth.generate import Scale, SynthError
+from emoshift.synth import Scale, SynthError
 
 RAVDESS_NAME = re.compile(r"03-01-(0[1-8])-(0[12])-(0[12])-(0[12])-(\d{2})")
 CREMAD_NAME = re.compile(

@@ -47,8 +47,8 @@ def study(
     """
     from rich.table import Table
 
+    from emoshift.study import load_study, run_study, write_report
     from emoshift.study.report import collect, corpus_order, key_results
-    from emoshift.study.runner import load_study, run_study, write_report
 
     roots = parse_named_roots(corpus)
     spec = load_study(config, profile=profile, roots=roots, overrides=overrides or [], only=_ids(only))

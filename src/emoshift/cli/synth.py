@@ -47,7 +47,7 @@ def synth(
     if workers is not None and workers < 1:
         fail(f"--workers must be at least 1, got {workers}")
 
-    from emoshift.synth.generate import generate
+    from emoshift.synth import generate
 
     try:
         summary = generate(out, scale=scale, seed=seed, workers=workers, progress=True)

@@ -1,10 +1,10 @@
 """The study report: ``OUT/report.md``, a self-contained ``OUT/report.html`` and ``OUT/results.csv``.
 
-Everything is read back from the run directories (``OUT/runs/<id>/``), so the report can be rebuilt at any
-time from whatever runs exist; a :class:`~emoshift.study.runner.StudyResult` adds what happened in this invocation
-(failures, wall time). The report is first built as a list of blocks (headings, paragraphs, tables, images),
-then rendered twice: Markdown with relative image links, and HTML with every plot embedded as a base64 PNG
-data URI and inline CSS (no external file, script or font).
+Everything is read back from the run directories (``OUT/runs/<id>/``, :mod:`emoshift.study.summaries`), so the
+report can be rebuilt at any time from whatever runs exist; a :class:`~emoshift.study.runner.StudyResult` adds
+what happened in this invocation (failures, wall time). The report is first built as a list of blocks (headings, paragraphs, tables, images),
+then rendered twice (:mod:`emoshift.study.render`): Markdown with relative image links, and HTML with every
+plot embedded as a base64 PNG data URI and inline CSS (no external file, script or font).
 
 Sections: key results (accuracy and UAR with 95% CIs per corpus, the study's own numbers beside them), the
 cross-corpus UAR matrix, confusion matrices, training curves, the fairness audit, leakage flags, run time,
@@ -13,252 +13,45 @@ errors and the environment.
 
 from __future__ import annotations
 
-import base64
-import html
-import json
 import os
-import platform
-import subprocess
-import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
-from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from emoshift.core.io import atomic_write_csv, atomic_write_text, read_csv
-
-if TYPE_CHECKING:
-    from emoshift.study.runner import Study, StudyResult
-
-RESULT_COLUMNS: tuple[str, ...] = (
-    "experiment",
-    "corpus",
-    "accuracy",
-    "accuracy_lo",
-    "accuracy_hi",
-    "uar",
-    "uar_lo",
-    "uar_hi",
-    "n",
-    "leaky",
+from emoshift.core.io import atomic_write_csv, atomic_write_text
+from emoshift.core.rundir import RunDir
+from emoshift.study.environment import environment
+from emoshift.study.render import (
+    Block,
+    Bullets,
+    Heading,
+    Image,
+    Para,
+    Table,
+    clock,
+    pct,
+    render_html,
+    render_markdown,
+    with_ci,
 )
+from emoshift.study.summaries import (
+    RESULT_COLUMNS,
+    ExperimentSummary,
+    collect,
+    corpus_order,
+    result_rows,
+)
+
+if TYPE_CHECKING:  # the spec imports the experiment config (and so torch); the report reads runs only
+    from emoshift.study.runner import StudyResult
+    from emoshift.study.spec import Study
+
 REPORTED_PROTOCOL = "study's protocol (random utterance split, likely leaky)"
 CORPUS_TITLES: dict[str, str] = {"ravdess": "RAVDESS", "crema-d": "CREMA-D"}
 
 
 def corpus_title(name: str) -> str:
     return CORPUS_TITLES.get(name, name)
-
-
-# ---------------------------------------------------------------------------------------------------------
-# What the runs hold
-
-
-@dataclass
-class CorpusMetrics:
-    """One run's scores on one corpus (RUN/metrics/<corpus>.json)."""
-
-    corpus: str
-    accuracy: float
-    uar: float
-    n: int
-    accuracy_ci: list[float] | None = None
-    uar_ci: list[float] | None = None
-    macro_f1: float | None = None
-    leaky: bool = False
-    split: str = "test"
-    labels: list[str] = field(default_factory=list)
-    confusion: list[list[int]] = field(default_factory=list)
-
-    @classmethod
-    def from_json(cls, corpus: str, data: dict[str, Any]) -> CorpusMetrics:
-        ci = data.get("ci95") or {}
-        return cls(
-            corpus=corpus,
-            accuracy=float(data["accuracy"]),
-            uar=float(data["uar"]),
-            n=int(data.get("n", 0)),
-            accuracy_ci=ci.get("accuracy"),
-            uar_ci=ci.get("uar"),
-            macro_f1=data.get("macro_f1"),
-            leaky=bool(data.get("leaky", False)),
-            split=str(data.get("split", "test")),
-            labels=list(data.get("labels", [])),
-            confusion=list(data.get("confusion", [])),
-        )
-
-
-@dataclass
-class ExperimentSummary:
-    """One experiment as the report shows it."""
-
-    id: str
-    title: str
-    architecture: str
-    data_strategy: str
-    trains: bool
-    source: str  # the experiment whose run produced the metrics (itself, or the run an audit reads)
-    run: Path
-    status: str  # complete | incomplete | not run | failed | skipped | trained | ...
-    error: str | None = None
-    train_corpora: list[str] = field(default_factory=list)
-    metrics: dict[str, CorpusMetrics] = field(default_factory=dict)
-    reported_accuracy: dict[str, float] = field(default_factory=dict)
-    seconds_recorded: float | None = None  # done.json: training (or audit) time
-    seconds_now: float | None = None  # wall time in this invocation
-    epochs_run: int | None = None
-    model: str | None = None  # model.json "architecture"
-    audits: dict[str, dict[str, Any]] = field(default_factory=dict)  # corpus -> audit JSON
-    audit_dir: Path | None = None
-    log: list[dict[str, str]] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def _metrics(run: Path) -> dict[str, CorpusMetrics]:
-    out: dict[str, CorpusMetrics] = {}
-    for path in sorted((run / "metrics").glob("*.json")):
-        data = _read_json(path)
-        if data is not None and "accuracy" in data and "uar" in data:
-            out[path.stem] = CorpusMetrics.from_json(path.stem, data)
-    return out
-
-
-def _audits(folder: Path) -> dict[str, dict[str, Any]]:
-    out: dict[str, dict[str, Any]] = {}
-    for path in sorted(folder.glob("*.json")):
-        data = _read_json(path)
-        if data is not None and isinstance(data.get("by"), dict):
-            out[path.stem] = data
-    return out
-
-
-def collect(
-    out: str | os.PathLike[str], study: Study, results: StudyResult | None = None
-) -> list[ExperimentSummary]:
-    """Read every experiment of ``study`` back from ``out/runs/``; experiments without a run are 'not run'."""
-    out = Path(out)
-    summaries: list[ExperimentSummary] = []
-    for exp in study.experiments:
-        spec = exp.spec
-        source = spec.audit_of or spec.id
-        run = out / "runs" / spec.id
-        source_run = out / "runs" / source
-        done = _read_json(run / "done.json")
-        if done is not None:
-            status = "complete"
-        elif run.is_dir():
-            status = "incomplete"
-        else:
-            status = "not run"
-        outcome = results.outcomes.get(spec.id) if results is not None else None
-        summary = ExperimentSummary(
-            id=spec.id,
-            title=spec.title,
-            architecture=spec.architecture,
-            data_strategy=spec.data_strategy,
-            trains=exp.trains,
-            source=source,
-            run=run,
-            status=outcome.status if outcome is not None else status,
-            error=outcome.error if outcome is not None else None,
-            train_corpora=exp.train_corpora,
-            reported_accuracy=dict(spec.reported_accuracy),
-            seconds_recorded=float(done["seconds"]) if done and "seconds" in done else None,
-            seconds_now=outcome.seconds if outcome is not None else None,
-            epochs_run=int(done["epochs_run"]) if done and isinstance(done.get("epochs_run"), int) else None,
-            notes=[f"{spec.id}: {note}" for note in exp.notes],
-        )
-        if (source_run / "done.json").is_file():
-            summary.metrics = _metrics(source_run)
-        if not exp.trains:
-            summary.notes.append(
-                f"{spec.id} trains nothing: its scores are those of {source} (the same model), repeated here"
-            )
-            source_exp = study.experiment(source)
-            summary.train_corpora = source_exp.train_corpora
-        info = _read_json(source_run / "model.json") or {}
-        summary.model = info.get("architecture") if isinstance(info.get("architecture"), str) else None
-        if exp.audit is not None and (run / "audit").is_dir():
-            summary.audit_dir = run / "audit"
-            summary.audits = _audits(run / "audit")
-        if exp.trains and (run / "log.csv").is_file():
-            try:
-                summary.log = read_csv(run / "log.csv")
-            except (OSError, ValueError):
-                summary.log = []
-        summaries.append(summary)
-    return summaries
-
-
-def corpus_order(study: Study, summaries: Sequence[ExperimentSummary]) -> list[str]:
-    """The study's corpora (as given on the command line), then any other corpus a run was scored on."""
-    seen = list(study.roots)
-    for s in summaries:
-        seen += [c for c in s.metrics if c not in seen]
-    return seen
-
-
-def result_rows(summaries: Sequence[ExperimentSummary], corpora: Sequence[str]) -> list[dict[str, Any]]:
-    """The key-results table as data: one row per experiment and corpus with a score (results.csv)."""
-
-    def num(x: float | None) -> str:
-        return "" if x is None else f"{x:.6f}"
-
-    rows = []
-    for s in summaries:
-        for c in corpora:
-            m = s.metrics.get(c)
-            if m is None:
-                continue
-            none: list[float | None] = [None, None]
-            acc = list(m.accuracy_ci) if m.accuracy_ci else none
-            uar = list(m.uar_ci) if m.uar_ci else none
-            rows.append(
-                {
-                    "experiment": s.id,
-                    "corpus": c,
-                    "accuracy": num(m.accuracy),
-                    "accuracy_lo": num(acc[0]),
-                    "accuracy_hi": num(acc[1]),
-                    "uar": num(m.uar),
-                    "uar_lo": num(uar[0]),
-                    "uar_hi": num(uar[1]),
-                    "n": m.n,
-                    "leaky": "true" if m.leaky else "false",
-                }
-            )
-    return rows
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Formatting
-
-
-def pct(x: float | None) -> str:
-    return "–" if x is None else f"{100 * x:.1f}"
-
-
-def with_ci(x: float | None, ci: Sequence[float] | None) -> str:
-    if x is None:
-        return "–"
-    return pct(x) + (f" [{pct(ci[0])}, {pct(ci[1])}]" if ci and None not in ci else "")
-
-
-def clock(seconds: float | None) -> str:
-    if seconds is None:
-        return "–"
-    s = int(round(seconds))
-    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
 
 
 def key_results(
@@ -299,126 +92,6 @@ def key_results(
         row.append(s.status if compact or not s.error else f"{s.status}: {s.error}")
         rows.append(row)
     return header, rows
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Blocks, rendered to Markdown and HTML
-
-
-@dataclass
-class Heading:
-    text: str
-    level: int = 2
-
-
-@dataclass
-class Para:
-    text: str
-
-
-@dataclass
-class Bullets:
-    items: list[str]
-
-
-@dataclass
-class Table:
-    header: list[str]
-    rows: list[list[str]]
-
-
-@dataclass
-class Image:
-    path: Path
-    alt: str
-
-
-Block = Heading | Para | Bullets | Table | Image
-
-
-def _md_cell(text: str) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
-
-
-def render_markdown(blocks: Sequence[Block], base: Path) -> str:
-    """Markdown with images linked relative to ``base`` (the report's folder)."""
-    lines: list[str] = []
-    for b in blocks:
-        if isinstance(b, Heading):
-            lines += ["#" * b.level + " " + b.text, ""]
-        elif isinstance(b, Para):
-            lines += [b.text, ""]
-        elif isinstance(b, Bullets):
-            lines += [f"- {item}" for item in b.items] + [""]
-        elif isinstance(b, Table):
-            lines.append("| " + " | ".join(_md_cell(h) for h in b.header) + " |")
-            lines.append("|" + "---|" * len(b.header))
-            lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in b.rows]
-            lines.append("")
-        else:
-            rel = Path(os.path.relpath(b.path, base)).as_posix()
-            lines += [f"![{b.alt}]({rel})", ""]
-    return "\n".join(lines).rstrip() + "\n"
-
-
-CSS = """
-body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2rem auto; max-width: 1200px;
-       padding: 0 1rem; color: #1f2328; line-height: 1.45; }
-h1 { border-bottom: 2px solid #d0d7de; padding-bottom: .3rem; }
-h2 { border-bottom: 1px solid #d0d7de; padding-bottom: .2rem; margin-top: 2.2rem; }
-table { border-collapse: collapse; margin: .6rem 0 1rem; font-size: .88rem; }
-th, td { border: 1px solid #d0d7de; padding: .3rem .55rem; text-align: left; vertical-align: top; }
-th { background: #f6f8fa; }
-tr:nth-child(even) td { background: #fbfcfd; }
-figure { display: inline-block; margin: .4rem 1rem .8rem 0; vertical-align: top; }
-figure img { max-width: 100%; border: 1px solid #eaeef2; }
-figcaption { font-size: .8rem; color: #57606a; }
-.wrap { overflow-x: auto; }
-"""
-
-
-def _data_uri(path: Path) -> str | None:
-    try:
-        data = path.read_bytes()
-    except OSError:
-        return None
-    return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
-
-
-def render_html(blocks: Sequence[Block], title: str) -> str:
-    """One self-contained HTML page: inline CSS, plots as base64 data URIs."""
-    esc = html.escape
-    parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{esc(title)}</title><style>{CSS}</style></head><body>",
-    ]
-    for b in blocks:
-        if isinstance(b, Heading):
-            parts.append(f"<h{b.level}>{esc(b.text)}</h{b.level}>")
-        elif isinstance(b, Para):
-            parts.append(f"<p>{esc(b.text)}</p>")
-        elif isinstance(b, Bullets):
-            parts.append("<ul>" + "".join(f"<li>{esc(i)}</li>" for i in b.items) + "</ul>")
-        elif isinstance(b, Table):
-            head = "".join(f"<th>{esc(h)}</th>" for h in b.header)
-            body = "".join(
-                "<tr>" + "".join(f"<td>{esc(str(c))}</td>" for c in row) + "</tr>" for row in b.rows
-            )
-            parts.append(
-                f'<div class="wrap"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
-            )
-        else:
-            uri = _data_uri(b.path)
-            if uri is None:
-                parts.append(f"<p>(plot missing: {esc(b.alt)})</p>")
-            else:
-                parts.append(
-                    f'<figure><img src="{uri}" alt="{esc(b.alt)}"><figcaption>{esc(b.alt)}</figcaption></figure>'
-                )
-    parts.append("</body></html>")
-    return "\n".join(parts) + "\n"
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -511,7 +184,7 @@ def _confusions(summaries: Sequence[ExperimentSummary], corpora: Sequence[str], 
             m = s.metrics.get(c)
             if m is None:
                 continue
-            path = s.run / "plots" / f"confusion_{c}.png"
+            path = RunDir.of(s.run).confusion_plot(c)
             if not path.is_file() and m.confusion and m.labels:
                 path = plot_confusion(
                     m.confusion, m.labels, out / "plots" / f"confusion_{s.id}_{c}.png", title=f"{s.id} on {c}"
@@ -543,7 +216,7 @@ def _curves(summaries: Sequence[ExperimentSummary], out: Path) -> list[Block]:
         uar, epoch = _best_epoch(s.log)
         epochs = len({r.get("epoch") for r in s.log})
         rows.append([s.id, str(epochs), uar, epoch, s.model or "–"])
-        path = s.run / "plots" / "curves.png"
+        path = RunDir.of(s.run).curves_plot
         if not path.is_file():
             try:
                 path = plot_curves(s.log, out / "plots" / f"curves_{s.id}.png")
@@ -556,9 +229,84 @@ def _curves(summaries: Sequence[ExperimentSummary], out: Path) -> list[Block]:
     return [Heading("Training curves"), table, *images]
 
 
-def _fairness(summaries: Sequence[ExperimentSummary]) -> list[Block]:
+def _fairness_summary(audited: Sequence[ExperimentSummary]) -> Table:
+    """One row per experiment, corpus and grouping: the groups compared, the gaps and the p-value."""
+    rows = []
+    for s in audited:
+        for corpus, report in s.audits.items():
+            for key, section in report["by"].items():
+                if not section.get("available"):
+                    rows.append([s.id, corpus_title(corpus), key, "not recorded", "–", "–", "–"])
+                    continue
+                gap = section.get("gap") or {}
+                p = section.get("p_value_uar")
+                compared = ", ".join(section.get("compared", [])) or "none with enough speakers"
+                rows.append(
+                    [
+                        s.id,
+                        corpus_title(corpus),
+                        key,
+                        compared,
+                        pct(gap.get("uar")),
+                        pct(gap.get("accuracy")),
+                        "–" if p is None else f"{p:.3f}",
+                    ]
+                )
+    header = [
+        "ID",
+        "corpus",
+        "by",
+        "groups compared",
+        "UAR gap (pts)",
+        "accuracy gap (pts)",
+        "p-value (UAR gap)",
+    ]
+    return Table(header, rows)
+
+
+def _group_rows(report: dict[str, Any]) -> list[list[str]]:
+    rows = []
+    for key, section in report["by"].items():
+        for group, r in (section.get("groups") or {}).items():
+            rows.append(
+                [
+                    key,
+                    group + (" (too small)" if r.get("too_small") else ""),
+                    str(r.get("speakers", "")),
+                    str(r.get("n", "")),
+                    with_ci(r.get("accuracy"), r.get("accuracy_ci")),
+                    with_ci(r.get("uar"), r.get("uar_ci")),
+                ]
+            )
+    return rows
+
+
+def _audit_detail(s: ExperimentSummary, corpus: str, report: dict[str, Any]) -> list[Block]:
+    """One audit of one corpus: a verdict per grouping, the per-group scores, the plots."""
     from emoshift.evaluation.audit import verdict
 
+    blocks: list[Block] = [
+        Heading(f"{s.id} on {corpus_title(corpus)} (model of {s.source})", 3),
+        Bullets([verdict(key, section) for key, section in report["by"].items()]),
+    ]
+    rows = _group_rows(report)
+    if rows:
+        header = ["by", "group", "speakers", "utterances", "accuracy % [95% CI]", "UAR % [95% CI]"]
+        blocks.append(Table(header, rows))
+    if s.audit_dir is None:
+        return blocks
+    run = RunDir.of(s.run)
+    for key, section in report["by"].items():
+        if not section.get("available"):
+            continue
+        for kind, what in (("bars", "scores by group"), ("confusion", "confusions by group")):
+            path = run.audit_plot(corpus, key, kind)
+            if path.is_file():
+                blocks.append(Image(path, f"{s.id} on {corpus_title(corpus)}: {what} ({key})"))
+    return blocks
+
+
+def _fairness(summaries: Sequence[ExperimentSummary]) -> list[Block]:
     blocks: list[Block] = [
         Heading("Fairness audit"),
         Para(
@@ -569,71 +317,10 @@ def _fairness(summaries: Sequence[ExperimentSummary]) -> list[Block]:
     audited = [s for s in summaries if s.audits]
     if not audited:
         return [*blocks, Para("No audit has been run.")]
-    summary_rows = []
+    blocks.append(_fairness_summary(audited))
     for s in audited:
         for corpus, report in s.audits.items():
-            for key, section in report["by"].items():
-                if not section.get("available"):
-                    summary_rows.append([s.id, corpus_title(corpus), key, "not recorded", "–", "–", "–"])
-                    continue
-                gap = section.get("gap") or {}
-                p = section.get("p_value_uar")
-                summary_rows.append(
-                    [
-                        s.id,
-                        corpus_title(corpus),
-                        key,
-                        ", ".join(section.get("compared", [])) or "none with enough speakers",
-                        pct(gap.get("uar")),
-                        pct(gap.get("accuracy")),
-                        "–" if p is None else f"{p:.3f}",
-                    ]
-                )
-    blocks.append(
-        Table(
-            [
-                "ID",
-                "corpus",
-                "by",
-                "groups compared",
-                "UAR gap (pts)",
-                "accuracy gap (pts)",
-                "p-value (UAR gap)",
-            ],
-            summary_rows,
-        )
-    )
-    for s in audited:
-        for corpus, report in s.audits.items():
-            blocks.append(Heading(f"{s.id} on {corpus_title(corpus)} (model of {s.source})", 3))
-            blocks.append(Bullets([verdict(key, section) for key, section in report["by"].items()]))
-            rows = []
-            for key, section in report["by"].items():
-                for group, r in (section.get("groups") or {}).items():
-                    rows.append(
-                        [
-                            key,
-                            group + (" (too small)" if r.get("too_small") else ""),
-                            str(r.get("speakers", "")),
-                            str(r.get("n", "")),
-                            with_ci(r.get("accuracy"), r.get("accuracy_ci")),
-                            with_ci(r.get("uar"), r.get("uar_ci")),
-                        ]
-                    )
-            if rows:
-                blocks.append(
-                    Table(
-                        ["by", "group", "speakers", "utterances", "accuracy % [95% CI]", "UAR % [95% CI]"],
-                        rows,
-                    )
-                )
-            for key, section in report["by"].items():
-                if not section.get("available") or s.audit_dir is None:
-                    continue
-                for kind, what in (("bars", "scores by group"), ("confusion", "confusions by group")):
-                    path = s.audit_dir / f"{corpus}_{key}_{kind}.png"
-                    if path.is_file():
-                        blocks.append(Image(path, f"{s.id} on {corpus_title(corpus)}: {what} ({key})"))
+            blocks += _audit_detail(s, corpus, report)
     return blocks
 
 
@@ -704,71 +391,6 @@ def _errors(summaries: Sequence[ExperimentSummary], out: Path) -> list[Block]:
         trace = out / "errors" / f"{s.id}.txt"
         rows.append([s.id, s.error or "", os.path.relpath(trace, out) if trace.is_file() else "–"])
     return [Heading("Errors"), Table(["ID", "error", "traceback"], rows)]
-
-
-def _git_commit() -> str:
-    """The emoshift checkout's commit (with '+ local changes' when it has some), or 'unavailable'."""
-    src = Path(__file__).resolve().parent
-    try:
-        head = subprocess.run(
-            ["git", "-C", str(src), "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(src), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unavailable (not a git checkout)"
-    return head + (" + local changes" if dirty else "")
-
-
-def _version(package: str) -> str:
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return "not installed"
-
-
-def environment(study: Study) -> list[tuple[str, str]]:
-    """(name, value) pairs: versions, device, seeds, git commit, date."""
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            device = f"cuda: {torch.cuda.get_device_name(0)} (x{torch.cuda.device_count()})"
-        elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            device = "mps (Apple GPU)"
-        else:
-            device = f"cpu ({os.cpu_count()} cores, {torch.get_num_threads()} torch threads)"
-        torch_version = str(torch.__version__)
-    except ImportError:  # pragma: no cover - torch is a dependency
-        device, torch_version = "unknown", "not installed"
-    configs = [e.config for e in study.experiments if e.config is not None]
-    seeds = {
-        "training.seed": sorted({c.training.seed for c in configs}),
-        "data.split.seed": sorted({c.data.split.seed for c in configs}),
-        "evaluation.seed": sorted({c.evaluation.seed for c in configs}),
-    }
-    accelerators = sorted({c.trainer.accelerator for c in configs})
-    return [
-        ("python", sys.version.split()[0]),
-        ("torch", torch_version),
-        ("transformers", _version("transformers")),
-        ("lightning", _version("lightning")),
-        ("emoshift", _version("emoshift")),
-        ("device", device + (f"; trainer.accelerator {', '.join(accelerators)}" if accelerators else "")),
-        ("seeds", "; ".join(f"{k} {', '.join(map(str, v))}" for k, v in seeds.items() if v) or "–"),
-        ("git commit", _git_commit()),
-        ("platform", platform.platform()),
-        ("date", datetime.now().astimezone().isoformat(timespec="seconds")),
-    ]
 
 
 def build_blocks(

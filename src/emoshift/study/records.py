@@ -1,0 +1,35 @@
+"""Where a study keeps its runs (``OUT/runs/<id>``) and reading back what they left, tolerant of bad files.
+
+Shared by the runner (is an experiment complete, stale or to resume?) and the report (what do the runs hold?);
+torch-free, like the report.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    """A JSON object from ``path``; None when the file is absent, unreadable or not an object."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def finished(done: dict[str, Any] | None) -> float | None:
+    """done.json's finish time as a timestamp (None when absent or unreadable)."""
+    try:
+        return datetime.fromisoformat(str((done or {})["finished"])).timestamp()
+    except (KeyError, ValueError):
+        return None
+
+
+def run_dir(out: str | os.PathLike[str], eid: str) -> Path:
+    """The run directory of experiment ``eid`` in the study's output folder: ``OUT/runs/<id>``."""
+    return Path(out) / "runs" / eid

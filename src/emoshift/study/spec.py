@@ -1,0 +1,554 @@
+"""The study's spec: the phases of the original research study as named, re-runnable experiments.
+
+``configs/study.yaml`` holds
+
+- ``defaults``: an overlay on :class:`~emoshift.config.ExperimentConfig` shared by every experiment;
+- ``profiles``: named overlays (``demo``, ``paper``) on the defaults and, optionally, per experiment;
+- ``experiments``: one entry per phase, each a small overlay (``config``) with display metadata (title,
+  architecture, data strategy, the study's own reported accuracy). ``extends: L4.5`` starts from another
+  experiment's overlay; ``audit_of: L2`` makes an experiment that trains nothing and audits another one's run.
+
+An experiment's config is resolved in this order (later wins)::
+
+    defaults -> profile.defaults -> for each experiment in the extends chain, root first:
+    (its config -> profile.experiments[its id]) -> --set key=value -> --set ID:key=value
+
+A distillation teacher given as an experiment id (``training.distill.teacher: L2b``) becomes the run directory
+``OUT/runs/L2b`` and that experiment runs first. When a later layer changes ``training.epochs`` of an
+experiment with multi-stage fine-tuning (``training.stages``, set by an earlier layer), the stages are fitted
+to the new total: the schedule is cut after that many epochs, or its last stage is lengthened.
+
+:func:`load_study` validates all of it up front (one-line :class:`StudyError` messages) and returns a
+:class:`Study`; :func:`emoshift.study.runner.run_study` trains, evaluates and audits into ``OUT/runs/<id>/``;
+:func:`emoshift.study.report.write_report` writes ``OUT/report.md``, ``OUT/report.html`` and ``OUT/results.csv``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from emoshift.config import (
+    ConfigError,
+    ExperimentConfig,
+    apply_overrides,
+    build_config,
+    explain,
+    merge,
+    parse_override,
+    read_yaml,
+)
+from emoshift.study.records import run_dir
+
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+class StudyError(ConfigError):
+    """The study file, its profile, corpus roots or ``--only`` selection cannot be used (one-line message)."""
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The study file (configs/study.yaml), validated as written
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _canonical_corpus(name: str) -> str:
+    from emoshift.corpora import canonical_name
+
+    try:
+        return canonical_name(name)
+    except KeyError as e:
+        raise ValueError(str(e.args[0])) from None
+
+
+class AuditSpec(_Strict):
+    """Arguments of :func:`emoshift.evaluation.audit.audit_run`; groupings a corpus does not record are reported as such."""
+
+    by: list[str] = Field(default_factory=lambda: ["gender", "age_band", "race", "ethnicity"])
+    age_bands: list[int] | None = None
+    n_resamples: int = Field(default=1000, ge=1, description="bootstrap resamples for the per-group CIs")
+    n_permutations: int = Field(default=1000, ge=1, description="permutations for the group-gap p-value")
+    min_speakers: int = Field(default=3, ge=1)
+    seed: int = 0
+
+    @field_validator("by")
+    @classmethod
+    def _known_groupings(cls, v: list[str]) -> list[str]:
+        from emoshift.evaluation.audit import AuditError, parse_by
+
+        try:
+            return parse_by(v)
+        except AuditError as e:
+            raise ValueError(str(e)) from None
+
+
+class ExperimentSpec(_Strict):
+    """One phase of the study as written in the study file."""
+
+    id: str
+    title: str
+    architecture: str = Field(..., description="for the key-results table, e.g. 'ResNet18'")
+    data_strategy: str = Field(..., description="for the key-results table, e.g. 'RAVDESS only'")
+    description: str = ""
+    extends: str | None = Field(default=None, description="start from this experiment's overlay")
+    config: dict[str, Any] = Field(default_factory=dict, description="overlay on the defaults")
+    audit_of: str | None = Field(default=None, description="audit this experiment's run instead of training")
+    audit: AuditSpec | None = Field(default=None, description="fairness audit of the run on every corpus")
+    reported_accuracy: dict[str, float] = Field(
+        default_factory=dict, description="the study's own reported accuracy (%) per corpus"
+    )
+
+    @field_validator("id")
+    @classmethod
+    def _safe_id(cls, v: str) -> str:
+        if not _ID.match(v):
+            raise ValueError(
+                f"experiment id {v!r} must be letters, digits, '.', '_' or '-' (it names a folder)"
+            )
+        return v
+
+    @field_validator("reported_accuracy")
+    @classmethod
+    def _percentages(cls, v: dict[str, float]) -> dict[str, float]:
+        out = {_canonical_corpus(k): float(x) for k, x in v.items()}
+        bad = {k: x for k, x in out.items() if not 0.0 <= x <= 100.0}
+        if bad:
+            raise ValueError(f"reported accuracy is a percentage (0-100), got {bad}")
+        return out
+
+    @model_validator(mode="after")
+    def _audit_only(self) -> ExperimentSpec:
+        if self.audit_of is not None and (self.config or self.extends):
+            raise ValueError(
+                f"experiment {self.id} audits {self.audit_of} and trains nothing: drop config/extends"
+            )
+        return self
+
+    @property
+    def trains(self) -> bool:
+        return self.audit_of is None
+
+
+class ProfileSpec(_Strict):
+    description: str = ""
+    defaults: dict[str, Any] = Field(default_factory=dict, description="overlay on the study defaults")
+    experiments: dict[str, dict[str, Any]] = Field(default_factory=dict, description="id -> overlay")
+    audit: dict[str, Any] = Field(default_factory=dict, description="overlay on every experiment's audit")
+
+
+class StudyFile(_Strict):
+    title: str = "study"
+    description: str = ""
+    defaults: dict[str, Any] = Field(default_factory=dict)
+    profiles: dict[str, ProfileSpec] = Field(default_factory=dict)
+    experiments: list[ExperimentSpec]
+
+    @model_validator(mode="after")
+    def _references(self) -> StudyFile:
+        ids = [e.id for e in self.experiments]
+        if not ids:
+            raise ValueError("the study has no experiments")
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"experiment id(s) used twice: {', '.join(dupes)}")
+        trained = {e.id for e in self.experiments if e.trains}
+        for e in self.experiments:
+            if e.extends is not None and e.extends not in trained:
+                raise ValueError(
+                    f"experiment {e.id} extends {e.extends!r}, which is not a training experiment here"
+                )
+            if e.audit_of is not None and e.audit_of not in trained:
+                raise ValueError(
+                    f"experiment {e.id} audits {e.audit_of!r}, which is not a training experiment here"
+                )
+        for name, profile in self.profiles.items():
+            unknown = sorted(set(profile.experiments) - set(ids))
+            if unknown:
+                raise ValueError(f"profile {name!r} names unknown experiment(s) {', '.join(unknown)}")
+        return self
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The resolved study
+
+
+class Experiment(BaseModel):
+    """One experiment, resolved: its validated config (None when it trains nothing) and what it needs first."""
+
+    model_config = ConfigDict(frozen=True)
+
+    spec: ExperimentSpec
+    config: ExperimentConfig | None
+    audit: AuditSpec | None
+    depends: tuple[str, ...] = ()
+    teacher: str | None = Field(default=None, description="id of the distillation teacher experiment")
+    notes: tuple[str, ...] = ()
+
+    @property
+    def id(self) -> str:
+        return self.spec.id
+
+    @property
+    def trains(self) -> bool:
+        return self.config is not None
+
+    @property
+    def train_corpora(self) -> list[str]:
+        return list(self.config.data.corpora) if self.config else []
+
+
+class Study(BaseModel):
+    """A study file resolved for one profile, corpus roots and overrides; experiments in run order."""
+
+    model_config = ConfigDict(frozen=True)
+
+    path: str
+    title: str
+    description: str
+    profile: str | None
+    profile_description: str = ""
+    roots: dict[str, str]
+    overrides: tuple[str, ...]
+    experiments: tuple[Experiment, ...]
+    only: tuple[str, ...] | None = None
+
+    @property
+    def ids(self) -> list[str]:
+        return [e.id for e in self.experiments]
+
+    def experiment(self, eid: str) -> Experiment:
+        for e in self.experiments:
+            if e.id == eid:
+                return e
+        raise StudyError(f"unknown experiment {eid!r}; this study has {', '.join(self.ids)}")
+
+    def select(self, only: Sequence[str] | None = None) -> list[str]:
+        """Ids to run, in run order: ``only`` (default: all) plus everything they depend on."""
+        if not only:
+            return self.ids
+        unknown = [i for i in only if i not in self.ids]
+        if unknown:
+            raise StudyError(
+                f"--only: unknown experiment {unknown[0]!r}; this study has {', '.join(self.ids)}"
+            )
+        wanted: set[str] = set()
+        stack = list(only)
+        while stack:
+            eid = stack.pop()
+            if eid not in wanted:
+                wanted.add(eid)
+                stack.extend(self.experiment(eid).depends)
+        return [i for i in self.ids if i in wanted]
+
+    def check_roots(self, ids: Sequence[str]) -> None:
+        """Every corpus the selected experiments train on needs a root (--corpus NAME=ROOT)."""
+        for eid in ids:
+            for corpus in self.experiment(eid).train_corpora:
+                if corpus not in self.roots:
+                    raise StudyError(
+                        f"experiment {eid} trains on {corpus} but no root was given: add --corpus {corpus}=/path/to/{corpus}"
+                    )
+        audited = [e for e in ids if self.experiment(e).audit is not None]
+        if audited and not self.roots:
+            raise StudyError(f"experiment {audited[0]} audits a run but no --corpus root was given")
+
+    def run_config(self, eid: str, out: str | os.PathLike[str]) -> ExperimentConfig:
+        """The config an experiment trains with in ``out``: its teacher (an experiment id) as a run directory."""
+        exp = self.experiment(eid)
+        if exp.config is None:
+            raise StudyError(f"experiment {eid} trains nothing (it audits {exp.spec.audit_of})")
+        if exp.teacher is None:
+            return exp.config
+        data = exp.config.to_dict()
+        data["training"]["distill"]["teacher"] = os.fspath(run_dir(out, exp.teacher))
+        return build_config(data)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Loading and resolving
+
+
+def _split_overrides(overrides: Sequence[str], ids: Sequence[str]) -> tuple[list[str], dict[str, list[str]]]:
+    """``key=value`` (every experiment) vs ``ID:key=value`` (one experiment)."""
+    shared: list[str] = []
+    scoped: dict[str, list[str]] = {}
+    for item in overrides:
+        key = item.partition("=")[0]
+        if ":" in key:
+            eid, _, rest = item.partition(":")
+            if eid not in ids:
+                raise StudyError(f"--set {item}: unknown experiment {eid!r}; this study has {', '.join(ids)}")
+            parse_override(rest)  # checks the key=value form
+            scoped.setdefault(eid, []).append(rest)
+        else:
+            parse_override(item)
+            shared.append(item)
+    return shared, scoped
+
+
+def _sets(layer: dict[str, Any], *path: str) -> bool:
+    node: Any = layer
+    for key in path:
+        if not isinstance(node, dict) or key not in node:
+            return False
+        node = node[key]
+    return True
+
+
+def _override_sets(items: Sequence[str], *path: str) -> bool:
+    return any(_sets(apply_overrides({}, [item]), *path) for item in items)
+
+
+def fit_stages(stages: list[dict[str, Any]], epochs: int) -> list[dict[str, Any]]:
+    """Fit a multi-stage schedule to ``epochs``: cut it after that many epochs, or lengthen its last stage."""
+    out: list[dict[str, Any]] = []
+    left = epochs
+    for stage in stages:
+        if left <= 0:
+            break
+        n = min(int(stage.get("epochs", 1)), left)
+        out.append({**stage, "epochs": n})
+        left -= n
+    if left > 0 and out:
+        out[-1] = {**out[-1], "epochs": out[-1]["epochs"] + left}
+    return out
+
+
+def _extends_chain(spec: ExperimentSpec, file: StudyFile) -> list[ExperimentSpec]:
+    """``spec`` and the experiments it extends, nearest first."""
+    by_id = {e.id: e for e in file.experiments}
+    chain = [spec]
+    while chain[-1].extends is not None:
+        parent = by_id[chain[-1].extends]
+        if parent in chain:
+            raise StudyError(f"experiment {spec.id}: 'extends' loops ({' -> '.join(e.id for e in chain)})")
+        chain.append(parent)
+    return chain
+
+
+def _layers(spec: ExperimentSpec, file: StudyFile, profile: ProfileSpec | None) -> list[dict[str, Any]]:
+    """The overlays, first to last: defaults, profile defaults, then per experiment of the chain (root first)."""
+    layers: list[dict[str, Any]] = [file.defaults, profile.defaults if profile else {}]
+    for e in reversed(_extends_chain(spec, file)):
+        layers += [e.config, profile.experiments.get(e.id, {}) if profile else {}]
+    return layers
+
+
+def _merge_layers(
+    eid: str, layers: Sequence[dict[str, Any]], overrides: Sequence[list[str]]
+) -> tuple[dict[str, Any], bool]:
+    """Merge the overlays, then apply the ``--set`` groups; also whether ``training.epochs`` was set by a
+    later layer than ``training.stages`` (then the stages are fitted to the epochs)."""
+    data: dict[str, Any] = {}
+    last_epochs = last_stages = -1
+    for i, layer in enumerate(layers):
+        data = merge(data, layer)
+        last_epochs = i if _sets(layer, "training", "epochs") else last_epochs
+        last_stages = i if _sets(layer, "training", "stages") else last_stages
+    for i, items in enumerate(overrides, start=len(layers)):
+        try:
+            data = apply_overrides(data, items)
+        except ConfigError as e:
+            raise StudyError(f"experiment {eid}: {e}") from None
+        last_epochs = i if _override_sets(items, "training", "epochs") else last_epochs
+        last_stages = i if _override_sets(items, "training", "stages") else last_stages
+    return data, last_epochs > last_stages
+
+
+def _fit_stages_to_epochs(data: dict[str, Any]) -> list[str]:
+    """Fit ``training.stages`` (in place) to ``training.epochs``; returns a note when they changed."""
+    training = data.get("training") or {}
+    stages, epochs = training.get("stages"), training.get("epochs")
+    if not stages or not isinstance(epochs, int) or epochs < 1:
+        return []
+    total = sum(int(s.get("epochs", 0)) for s in stages if isinstance(s, dict))
+    if total == epochs or not all(isinstance(s, dict) for s in stages):
+        return []
+    training["stages"] = fit_stages(stages, epochs)
+    return [f"training.stages fitted to training.epochs={epochs} (they lasted {total} epochs)"]
+
+
+def _resolve_experiment(
+    spec: ExperimentSpec,
+    file: StudyFile,
+    profile: ProfileSpec | None,
+    roots: dict[str, str],
+    shared: list[str],
+    scoped: list[str],
+) -> tuple[ExperimentConfig, list[str]]:
+    """The validated config of a training experiment, and notes on what was adjusted."""
+    data, epochs_last = _merge_layers(spec.id, _layers(spec, file, profile), (shared, scoped))
+    notes = _fit_stages_to_epochs(data) if epochs_last else []
+    data["name"] = spec.id
+    data.setdefault("data", {})
+    corpora = data["data"].get("corpora") or ["ravdess"]
+    try:
+        wanted = [_canonical_corpus(c) for c in corpora]
+    except ValueError as e:
+        raise StudyError(f"experiment {spec.id}: data.corpora: {e}") from None
+    data["data"]["roots"] = {c: roots[c] for c in wanted if c in roots}
+    try:
+        return build_config(data), notes
+    except ConfigError as e:
+        raise StudyError(f"experiment {spec.id}: {e}") from None
+
+
+def _order(experiments: list[Experiment]) -> list[Experiment]:
+    """Stable topological order: file order, each experiment after what it depends on."""
+    by_id = {e.id: e for e in experiments}
+    done: list[Experiment] = []
+    placed: set[str] = set()
+
+    def place(e: Experiment, path: tuple[str, ...]) -> None:
+        if e.id in placed:
+            return
+        if e.id in path:
+            raise StudyError(f"experiments depend on each other in a loop: {' -> '.join((*path, e.id))}")
+        for d in e.depends:
+            place(by_id[d], (*path, e.id))
+        placed.add(e.id)
+        done.append(e)
+
+    for e in experiments:
+        place(e, ())
+    return done
+
+
+def _read_study_file(path: str | os.PathLike[str]) -> StudyFile:
+    try:
+        raw = read_yaml(path)
+    except ConfigError as e:
+        raise StudyError(str(e)) from None
+    try:
+        return StudyFile.model_validate(raw)
+    except ValidationError as e:
+        raise StudyError(f"{path}: {explain(e, StudyFile)}") from None
+
+
+def _profile_spec(file: StudyFile, profile: str | None, path: str | os.PathLike[str]) -> ProfileSpec | None:
+    if profile is None:
+        return None
+    if profile not in file.profiles:
+        available = ", ".join(file.profiles) or "none"
+        raise StudyError(f"unknown profile {profile!r}; {path} has: {available}")
+    return file.profiles[profile]
+
+
+def _canonical_roots(roots: dict[str, str] | None) -> dict[str, str]:
+    """``--corpus NAME=ROOT`` items by canonical corpus name; every root must be an existing folder."""
+    out: dict[str, str] = {}
+    for name, root in (roots or {}).items():
+        try:
+            corpus = _canonical_corpus(name)
+        except ValueError as e:
+            raise StudyError(f"--corpus {name}={root}: {e}") from None
+        if not Path(root).is_dir():
+            raise StudyError(f"--corpus {name}={root}: folder not found")
+        out[corpus] = os.fspath(root)
+    return out
+
+
+def _audit(spec: ExperimentSpec, profile: str | None, profile_spec: ProfileSpec | None) -> AuditSpec | None:
+    """The experiment's audit settings with the profile's audit overlay."""
+    if spec.audit is None or profile_spec is None or not profile_spec.audit:
+        return spec.audit
+    try:
+        return AuditSpec.model_validate(merge(spec.audit.model_dump(), profile_spec.audit))
+    except ValidationError as e:
+        raise StudyError(f"profile {profile} audit: {explain(e, AuditSpec)}") from None
+
+
+def _teacher(spec: ExperimentSpec, cfg: ExperimentConfig, file: StudyFile) -> str | None:
+    """The distillation teacher when it is an experiment of this study (else an existing run directory)."""
+    if cfg.training.distill is None:
+        return None
+    ref = cfg.training.distill.teacher
+    by_id = {e.id: e for e in file.experiments}
+    if ref in by_id:
+        if not by_id[ref].trains:
+            raise StudyError(f"experiment {spec.id}: teacher {ref} trains nothing")
+        return ref
+    if not Path(ref).is_dir():
+        raise StudyError(
+            f"experiment {spec.id}: training.distill.teacher {ref!r} is neither an experiment id of this "
+            "study nor an existing run directory"
+        )
+    return None
+
+
+@dataclass(frozen=True)
+class _Context:
+    """What every experiment of one load_study call is resolved against."""
+
+    file: StudyFile
+    profile: str | None
+    profile_spec: ProfileSpec | None
+    roots: dict[str, str]
+    shared: list[str]
+    scoped: dict[str, list[str]]
+
+
+def _experiment(spec: ExperimentSpec, ctx: _Context) -> Experiment:
+    audit = _audit(spec, ctx.profile, ctx.profile_spec)
+    if not spec.trains:
+        if spec.id in ctx.scoped:
+            raise StudyError(
+                f"--set {spec.id}:...: experiment {spec.id} trains nothing (it audits {spec.audit_of})"
+            )
+        return Experiment(spec=spec, config=None, audit=audit, depends=(str(spec.audit_of),))
+    cfg, notes = _resolve_experiment(
+        spec, ctx.file, ctx.profile_spec, ctx.roots, ctx.shared, ctx.scoped.get(spec.id, [])
+    )
+    teacher = _teacher(spec, cfg, ctx.file)
+    return Experiment(
+        spec=spec,
+        config=cfg,
+        audit=audit,
+        depends=(teacher,) if teacher else (),
+        teacher=teacher,
+        notes=tuple(notes),
+    )
+
+
+def load_study(
+    path: str | os.PathLike[str],
+    *,
+    profile: str | None = None,
+    roots: dict[str, str] | None = None,
+    overrides: Sequence[str] | None = None,
+    only: Sequence[str] | None = None,
+) -> Study:
+    """Read and resolve a study file; every problem is a one-line :class:`StudyError`.
+
+    ``roots`` maps corpus names (aliases accepted) to existing folders; ``overrides`` are ``--set`` items,
+    ``key=value`` for every experiment or ``ID:key=value`` for one. ``only`` (optional) is checked here and
+    limits the corpus-root check to those experiments and their dependencies.
+    """
+    file = _read_study_file(path)
+    profile_spec = _profile_spec(file, profile, path)
+    canonical_roots = _canonical_roots(roots)
+    shared, scoped = _split_overrides(list(overrides or []), [e.id for e in file.experiments])
+    ctx = _Context(file, profile, profile_spec, canonical_roots, shared, scoped)
+    experiments = [_experiment(spec, ctx) for spec in file.experiments]
+    study = Study(
+        path=os.fspath(path),
+        title=file.title,
+        description=file.description,
+        profile=profile,
+        profile_description=profile_spec.description if profile_spec else "",
+        roots=canonical_roots,
+        overrides=tuple(overrides or ()),
+        experiments=tuple(_order(experiments)),
+        only=tuple(only) if only else None,
+    )
+    study.check_roots(study.select(only))
+    return study

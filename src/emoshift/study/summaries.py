@@ -1,0 +1,211 @@
+"""What the runs hold, read back for the report: one :class:`ExperimentSummary` per experiment of a study.
+
+Everything comes from the run directories (``OUT/runs/<id>/``: ``done.json``, ``metrics/``, ``model.json``,
+``log.csv``, ``audit/``), so it can be rebuilt at any time from whatever runs exist; a
+:class:`~emoshift.study.runner.StudyResult` adds what happened in this invocation (status, error, wall time).
+Also the rows of ``results.csv``. Torch-free, like the report.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from emoshift.core.io import read_csv
+from emoshift.core.rundir import RunDir
+from emoshift.study.records import read_json, run_dir
+
+if TYPE_CHECKING:  # the spec imports the experiment config (and so torch); summaries read runs only
+    from emoshift.study.runner import Outcome, StudyResult
+    from emoshift.study.spec import Experiment, Study
+
+RESULT_COLUMNS: tuple[str, ...] = (
+    "experiment",
+    "corpus",
+    "accuracy",
+    "accuracy_lo",
+    "accuracy_hi",
+    "uar",
+    "uar_lo",
+    "uar_hi",
+    "n",
+    "leaky",
+)
+
+
+@dataclass
+class CorpusMetrics:
+    """One run's scores on one corpus (RUN/metrics/<corpus>.json)."""
+
+    corpus: str
+    accuracy: float
+    uar: float
+    n: int
+    accuracy_ci: list[float] | None = None
+    uar_ci: list[float] | None = None
+    macro_f1: float | None = None
+    leaky: bool = False
+    split: str = "test"
+    labels: list[str] = field(default_factory=list)
+    confusion: list[list[int]] = field(default_factory=list)
+
+    @classmethod
+    def from_json(cls, corpus: str, data: dict[str, Any]) -> CorpusMetrics:
+        ci = data.get("ci95") or {}
+        return cls(
+            corpus=corpus,
+            accuracy=float(data["accuracy"]),
+            uar=float(data["uar"]),
+            n=int(data.get("n", 0)),
+            accuracy_ci=ci.get("accuracy"),
+            uar_ci=ci.get("uar"),
+            macro_f1=data.get("macro_f1"),
+            leaky=bool(data.get("leaky", False)),
+            split=str(data.get("split", "test")),
+            labels=list(data.get("labels", [])),
+            confusion=list(data.get("confusion", [])),
+        )
+
+
+@dataclass
+class ExperimentSummary:
+    """One experiment as the report shows it."""
+
+    id: str
+    title: str
+    architecture: str
+    data_strategy: str
+    trains: bool
+    source: str  # the experiment whose run produced the metrics (itself, or the run an audit reads)
+    run: Path
+    status: str  # complete | incomplete | not run | failed | skipped | trained | ...
+    error: str | None = None
+    train_corpora: list[str] = field(default_factory=list)
+    metrics: dict[str, CorpusMetrics] = field(default_factory=dict)
+    reported_accuracy: dict[str, float] = field(default_factory=dict)
+    seconds_recorded: float | None = None  # done.json: training (or audit) time
+    seconds_now: float | None = None  # wall time in this invocation
+    epochs_run: int | None = None
+    model: str | None = None  # model.json "architecture"
+    audits: dict[str, dict[str, Any]] = field(default_factory=dict)  # corpus -> audit JSON
+    audit_dir: Path | None = None
+    log: list[dict[str, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def _metrics(run: RunDir) -> dict[str, CorpusMetrics]:
+    out: dict[str, CorpusMetrics] = {}
+    for path in sorted(run.metrics_dir.glob("*.json")):
+        data = read_json(path)
+        if data is not None and "accuracy" in data and "uar" in data:
+            out[path.stem] = CorpusMetrics.from_json(path.stem, data)
+    return out
+
+
+def _audits(run: RunDir) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for path in sorted(run.audit_dir.glob("*.json")):
+        data = read_json(path)
+        if data is not None and isinstance(data.get("by"), dict):
+            out[path.stem] = data
+    return out
+
+
+def _run_status(run: RunDir, done: dict[str, Any] | None) -> str:
+    if done is not None:
+        return "complete"
+    return "incomplete" if run.path.is_dir() else "not run"
+
+
+def _summary(exp: Experiment, out: Path, study: Study, outcome: Outcome | None) -> ExperimentSummary:
+    """One experiment read back from its run (and, for an audit, from the run it audits)."""
+    spec = exp.spec
+    source = spec.audit_of or spec.id
+    run, source_run = RunDir.of(run_dir(out, spec.id)), RunDir.of(run_dir(out, source))
+    done = read_json(run.done)
+    summary = ExperimentSummary(
+        id=spec.id,
+        title=spec.title,
+        architecture=spec.architecture,
+        data_strategy=spec.data_strategy,
+        trains=exp.trains,
+        source=source,
+        run=run.path,
+        status=outcome.status if outcome is not None else _run_status(run, done),
+        error=outcome.error if outcome is not None else None,
+        train_corpora=exp.train_corpora,
+        reported_accuracy=dict(spec.reported_accuracy),
+        seconds_recorded=float(done["seconds"]) if done and "seconds" in done else None,
+        seconds_now=outcome.seconds if outcome is not None else None,
+        epochs_run=int(done["epochs_run"]) if done and isinstance(done.get("epochs_run"), int) else None,
+        notes=[f"{spec.id}: {note}" for note in exp.notes],
+    )
+    if source_run.done.is_file():
+        summary.metrics = _metrics(source_run)
+    if not exp.trains:
+        summary.notes.append(
+            f"{spec.id} trains nothing: its scores are those of {source} (the same model), repeated here"
+        )
+        summary.train_corpora = study.experiment(source).train_corpora
+    info = read_json(source_run.model_json) or {}
+    summary.model = info.get("architecture") if isinstance(info.get("architecture"), str) else None
+    if exp.audit is not None and run.audit_dir.is_dir():
+        summary.audit_dir = run.audit_dir
+        summary.audits = _audits(run)
+    if exp.trains and run.log.is_file():
+        try:
+            summary.log = read_csv(run.log)
+        except (OSError, ValueError):
+            summary.log = []
+    return summary
+
+
+def collect(
+    out: str | os.PathLike[str], study: Study, results: StudyResult | None = None
+) -> list[ExperimentSummary]:
+    """Read every experiment of ``study`` back from ``out/runs/``; experiments without a run are 'not run'."""
+    outcomes = results.outcomes if results is not None else {}
+    return [_summary(exp, Path(out), study, outcomes.get(exp.id)) for exp in study.experiments]
+
+
+def corpus_order(study: Study, summaries: Sequence[ExperimentSummary]) -> list[str]:
+    """The study's corpora (as given on the command line), then any other corpus a run was scored on."""
+    seen = list(study.roots)
+    for s in summaries:
+        seen += [c for c in s.metrics if c not in seen]
+    return seen
+
+
+def result_rows(summaries: Sequence[ExperimentSummary], corpora: Sequence[str]) -> list[dict[str, Any]]:
+    """The key-results table as data: one row per experiment and corpus with a score (results.csv)."""
+
+    def num(x: float | None) -> str:
+        return "" if x is None else f"{x:.6f}"
+
+    rows = []
+    for s in summaries:
+        for c in corpora:
+            m = s.metrics.get(c)
+            if m is None:
+                continue
+            none: list[float | None] = [None, None]
+            acc = list(m.accuracy_ci) if m.accuracy_ci else none
+            uar = list(m.uar_ci) if m.uar_ci else none
+            rows.append(
+                {
+                    "experiment": s.id,
+                    "corpus": c,
+                    "accuracy": num(m.accuracy),
+                    "accuracy_lo": num(acc[0]),
+                    "accuracy_hi": num(acc[1]),
+                    "uar": num(m.uar),
+                    "uar_lo": num(uar[0]),
+                    "uar_hi": num(uar[1]),
+                    "n": m.n,
+                    "leaky": "true" if m.leaky else "false",
+                }
+            )
+    return rows
