@@ -40,7 +40,9 @@ from emoshift.evaluation.metrics import MIN_CI_SPEAKERS, batch_metrics, bootstra
 LABELS = ["angry", "disgust", "fearful", "happy", "neutral", "sad"]
 
 
-def true_uar(mu: float, class_offsets: np.ndarray, speaker_sd: float, fold_sd: float, rng: np.random.Generator) -> float:
+def true_uar(
+    mu: float, class_offsets: np.ndarray, speaker_sd: float, fold_sd: float, rng: np.random.Generator
+) -> float:
     z = rng.normal(0.0, 1.0, 2_000_000) * np.hypot(speaker_sd, fold_sd)  # u + f, independent normals
     return float(np.mean([expit(mu + c + z).mean() for c in class_offsets]))
 
@@ -53,7 +55,9 @@ def conditional_uar(
 ) -> float:
     """UAR of fixed fold models over the speaker population (each fold scores its share of speakers)."""
     z = speaker_sd * _NODES  # (Q,)
-    grid = expit(mu + class_offsets[:, None, None] + fold_effect[None, :, None] + z[None, None, :])  # (L, k, Q)
+    grid = expit(
+        mu + class_offsets[:, None, None] + fold_effect[None, :, None] + z[None, None, :]
+    )  # (L, k, Q)
     per_fold = grid @ (_WEIGHTS / np.sqrt(2 * np.pi))  # (L, k)
     return float((per_fold @ share).mean())
 
@@ -115,7 +119,9 @@ def run_cell(args: argparse.Namespace, n_speakers: int, fold_sd: float, seed: in
             fold_sd=fold_sd,
         )
         estimates.append(point_uar(true, pred))
-        ci = bootstrap_ci(true, pred, speakers, LABELS, metrics=("uar",), n_resamples=args.resamples, seed=sim)
+        ci = bootstrap_ci(
+            true, pred, speakers, LABELS, metrics=("uar",), n_resamples=args.resamples, seed=sim
+        )
         interval = ci["uar"]
         if interval is None:
             continue
@@ -129,7 +135,9 @@ def run_cell(args: argparse.Namespace, n_speakers: int, fold_sd: float, seed: in
         "coverage": coverage,
         "se": float(np.sqrt(coverage * (1 - coverage) / args.sims)) if widths else float("nan"),
         "coverage_cond": coverage_cond,
-        "se_cond": float(np.sqrt(coverage_cond * (1 - coverage_cond) / args.sims)) if widths else float("nan"),
+        "se_cond": float(np.sqrt(coverage_cond * (1 - coverage_cond) / args.sims))
+        if widths
+        else float("nan"),
         "width": float(np.mean(widths)) if widths else float("nan"),
         "sd": float(np.std(estimates, ddof=1)),
         "bias": float(np.mean(estimates) - truth),
@@ -162,7 +170,9 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.perf_counter()
             r = run_cell(args, n_speakers, fold_sd, args.seed + 100 * i + j)
             cov = "no interval" if np.isnan(r["coverage"]) else f"{r['coverage']:.3f}±{r['se']:.3f}"
-            cond = "no interval" if np.isnan(r["coverage"]) else f"{r['coverage_cond']:.3f}±{r['se_cond']:.3f}"
+            cond = (
+                "no interval" if np.isnan(r["coverage"]) else f"{r['coverage_cond']:.3f}±{r['se_cond']:.3f}"
+            )
             print(
                 f"{n_speakers:>8} {fold_sd:>7.2f} {r['truth']:>6.3f} {cov:>14} {cond:>17} {r['width']:>10.3f} "
                 f"{r['sd']:>7.3f} {r['bias']:>+7.3f} {time.perf_counter() - t0:>5.1f}",

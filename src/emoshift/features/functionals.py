@@ -70,7 +70,9 @@ class FunctionalsConfig(BaseModel):
     feature_set: Literal["egemaps", "compare"] = Field(
         default="egemaps", description="egemaps: eGeMAPSv02 (88); compare: ComParE_2016 (6,373)"
     )
-    sample_rate: int = Field(default=16_000, ge=8_000, le=48_000, description="waveform rate fed to openSMILE")
+    sample_rate: int = Field(
+        default=16_000, ge=8_000, le=48_000, description="waveform rate fed to openSMILE"
+    )
     trim_silence: bool = Field(default=False, description="cut leading/trailing silence before extraction")
     trim_top_db: float = Field(default=40.0, gt=0, description="trim threshold below the loudest frame")
 
@@ -279,7 +281,9 @@ class FunctionalCache:
             failed: dict[str, str] = {}
             if plan.todo:
                 with progress_bar(len(plan.todo), f"{cfg.feature_set} {corpus}", enabled=progress) as advance:
-                    for chunk_rows, chunk_failed in _extraction([(u.id, u.path) for u in plan.todo], cfg, used):
+                    for chunk_rows, chunk_failed in _extraction(
+                        [(u.id, u.path) for u in plan.todo], cfg, used
+                    ):
                         results.update(chunk_rows)
                         failed.update(chunk_failed)
                         advance(len(chunk_rows) + len(chunk_failed))
@@ -319,7 +323,9 @@ def _fingerprint(path: str) -> tuple[int, int] | None:
 
 
 def _same(record: dict[str, Any], path: str, fp: tuple[int, int] | None) -> bool:
-    return fp is not None and record.get("path") == path and (record.get("size"), record.get("mtime_ns")) == fp
+    return (
+        fp is not None and record.get("path") == path and (record.get("size"), record.get("mtime_ns")) == fp
+    )
 
 
 @dataclass
@@ -406,7 +412,13 @@ def _commit(
 ) -> dict[str, Any]:
     """Write the new data file and then the index (the commit point); remove the previous data file."""
     unchanged = old is not None and len(plan.reuse) == len(old["entries"])
-    if old is not None and unchanged and not results and not failed and len(plan.known_bad) == len(old["skipped"]):
+    if (
+        old is not None
+        and unchanged
+        and not results
+        and not failed
+        and len(plan.known_bad) == len(old["skipped"])
+    ):
         return old  # nothing new, nothing dropped: the previous build stands
     entries: list[dict[str, Any]] = []
     blocks: list[np.ndarray] = []
@@ -427,7 +439,9 @@ def _commit(
     skipped = [dict(s) for s in plan.known_bad.values()]
     for uid, reason in failed.items():
         size, mtime = plan.fingerprints[uid] or (-1, -1)
-        skipped.append({"id": uid, "path": by_id[uid].path, "size": size, "mtime_ns": mtime, "reason": reason})
+        skipped.append(
+            {"id": uid, "path": by_id[uid].path, "size": size, "mtime_ns": mtime, "reason": reason}
+        )
     data_name = None
     if blocks:
         data = np.concatenate(blocks)  # (N, D) float32
