@@ -129,6 +129,21 @@ def test_process_pool_gives_the_same_rows(corpus, tmp_path):
     assert sorted(s.reason for s in pooled.skipped) == sorted(s.reason for s in serial.skipped)
 
 
+def test_samples_beyond_full_scale_are_clipped_not_wrapped():
+    cfg = FunctionalsConfig()
+    t = np.arange(16000) / 16000
+    wave = (0.5 * np.sin(2 * np.pi * 200 * t)).astype(np.float32)
+    loud = wave.copy()
+    loud[::400] = 1.0  # exactly full scale: wrapped to int16 it would be -32768, a click
+    clipped = np.clip(loud, -1.0, 32767 / 32768)
+    np.testing.assert_array_equal(extract(loud, cfg), extract(clipped, cfg))
+    smile = opensmile.Smile(
+        feature_set=opensmile.FeatureSet.eGeMAPSv02, feature_level=opensmile.FeatureLevel.Functionals
+    )
+    wrapped = smile.process_signal(loud, 16000).to_numpy()[0]  # what opensmile alone makes of it
+    assert not np.allclose(wrapped, extract(loud, cfg))
+
+
 def test_config_key_separates_feature_sets_and_rejects_unknown():
     a, b = FunctionalsConfig(feature_set="egemaps"), FunctionalsConfig(feature_set="compare")
     assert a.key().startswith("egemaps-") and b.key().startswith("compare-") and a.key() != b.key()

@@ -129,7 +129,9 @@ def extract(wave: np.ndarray, cfg: FunctionalsConfig) -> np.ndarray:
     Raises :class:`emoshift.core.audio.AudioError` with a reason when openSMILE fails or returns non-finite
     values (a clip too short for its windows, for example).
     """
-    signal = np.ascontiguousarray(wave, dtype=np.float32)
+    # opensmile converts to int16 as ``(x * 32768).astype(int16)``, which wraps around for |x| >= 1 (a peak the
+    # resampler overshot by a hair would become a full-scale click): clip to the int16 range first.
+    signal = np.clip(np.asarray(wave, dtype=np.float32), -1.0, 32767 / 32768)
     try:
         frame = _smile(cfg.feature_set).process_signal(signal, cfg.sample_rate)
     except Exception as e:  # openSMILE's own errors carry no common base class
