@@ -3,6 +3,7 @@
     python benchmarks/bench_features.py                      # synthetic corpora (emoshift.synth.generate, scale small)
     python benchmarks/bench_features.py --root /data/RAVDESS # any folder of audio files
     python benchmarks/bench_features.py --scale tiny --repeat 1
+    python benchmarks/bench_features.py --functionals egemaps,compare --no-logmel   # openSMILE vs librosa
 
 What is timed (best of ``--repeat`` runs for each line; wall clock, and CPU time of all processes):
 
@@ -17,6 +18,11 @@ What is timed (best of ``--repeat`` runs for each line; wall clock, and CPU time
   build does is counted: forking the pool, writing shards, concatenating and committing the cache.
   With trimming on (the default config) and off; with it off the spectrograms are compared with librosa's
   (max abs difference in dB), so both sides provably computed the same thing.
+
+* with ``--functionals egemaps[,compare]``: emoshift's ``FunctionalCache.build`` (openSMILE functionals through
+  ``opensmile``'s ``process_signal`` on our decoded 16 kHz waveforms, cached as float32 + JSON index) into an
+  empty cache directory, with ``--workers`` processes and in one process, against the same librosa line.
+  ``--no-logmel`` leaves out the log-mel lines and the stage breakdown.
 
 Then the single-process CPU time per file, stage by stage, shows what limits the speed-up. CPU ms per file
 is the figure to trust on a shared machine: wall-clock rates there depend on what else is running.
@@ -95,6 +101,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="emoshift worker processes (default 2)")
     parser.add_argument("--repeat", type=int, default=3, help="runs per measurement; the fastest counts")
     parser.add_argument("--limit", type=int, default=0, help="use only the first N files (0 = all)")
+    parser.add_argument("--functionals", default="", help="also time openSMILE functionals: egemaps,compare")
+    parser.add_argument("--no-logmel", action="store_true", help="skip the log-mel cache lines and stages")
     args = parser.parse_args()
 
     import librosa
@@ -162,6 +170,10 @@ def main() -> None:
             for i, p in enumerate(files)
         ]  # fmt: skip
         last: dict[str, FeatureStore] = {}
+        if args.functionals:
+            _functionals_rows(args, utts, work, lambda label, t, note="": row(label, t, lib.rate(n), note))
+        if args.no_logmel:
+            return
 
         def build(cfg: FeatureConfig, workers: int) -> None:
             cache_root = work / f"cache-{time.perf_counter_ns()}"  # empty every time: nothing is reused
@@ -222,6 +234,26 @@ def main() -> None:
         print(f"  {'librosa, all of it':36s} {lib_total:6.2f}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _functionals_rows(args: argparse.Namespace, utts: list, work: Path, row: Callable[..., None]) -> None:  # type: ignore[type-arg]
+    """One line per feature set and worker count: FunctionalCache.build into an empty cache directory."""
+    from emoshift.features.functionals import FunctionalCache, FunctionalsConfig
+
+    for name in [s.strip() for s in args.functionals.split(",") if s.strip()]:
+        cfg = FunctionalsConfig(feature_set=name)  # type: ignore[arg-type]
+        FunctionalCache(work / "warm-smile").build("bench", utts[:1], cfg, workers=0)  # warm-up: openSMILE load
+        skipped: list[int] = []
+        for label, workers in [(f"{args.workers} workers", args.workers), ("1 process", 0)]:
+
+            def build(cfg: FunctionalsConfig = cfg, workers: int = workers, skipped: list[int] = skipped) -> None:
+                root = work / f"smile-{time.perf_counter_ns()}"  # empty every time: nothing is reused
+                store = FunctionalCache(root).build("bench", utts, cfg, workers=workers)
+                skipped.append(len(store.skipped))
+
+            t = measure(build, args.repeat)
+            note = f"  ({skipped[-1]} files skipped)" if skipped and skipped[-1] else ""
+            row(f"openSMILE {name} ({cfg.dim}), {label}", t, note)
 
 
 if __name__ == "__main__":

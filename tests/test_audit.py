@@ -34,6 +34,7 @@ GROUP_KEYS = {
     "uar_ci",
     "macro_f1",
     "macro_f1_ci",
+    "ci_reason",
     "recall",
     "confusion",
     "too_small",
@@ -113,6 +114,13 @@ def test_small_groups_are_kept_flagged_and_not_compared():
     a = report["by"]["age_band"]
     assert list(a["groups"]) == ["20-29", "30-39", "50-59", "unknown"]
     assert a["groups"]["50-59"]["too_small"] is True and a["groups"]["50-59"]["speakers"] == 2
+    # two speakers: no interval, the reason instead (the markdown says n/a)
+    small = a["groups"]["50-59"]
+    assert small["uar_ci"] is None and small["accuracy_ci"] is None and small["macro_f1_ci"] is None
+    assert small["ci_reason"] == "2 test speakers: too few for a speaker bootstrap"
+    assert "n/a (2 speakers)" in render_markdown(report)
+    big = a["groups"]["20-29"]
+    assert big["speakers"] >= 5 and big["ci_reason"] is None and big["uar_ci"][0] <= big["uar"] <= big["uar_ci"][1]
     assert a["compared"] == ["20-29", "30-39"]
     assert any("50-59" in note and "not compared" in note for note in a["notes"])
     assert any("'unknown'" in note for note in a["notes"])
@@ -266,7 +274,7 @@ def test_cli_audit_writes_json_markdown_and_plots(tmp_path):
     ethnicity = report["by"]["ethnicity"]  # hispanic: 1 speaker (too small), not hispanic: 5
     assert ethnicity["compared"] == ["not hispanic"] and ethnicity["p_value_uar"] is None
     md = (out / "crema-d.md").read_text()
-    assert "| female | 3 | 36 | 1.000 [1.000, 1.000]" in md
+    assert "| female | 3 | 36 | 1.000 n/a (3 speakers)" in md  # never a zero-width interval
     for key in report["by"]:
         for kind in ("bars", "confusion"):
             assert (out / f"crema-d_{key}_{kind}.png").read_bytes()[:4] == b"\x89PNG"

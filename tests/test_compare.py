@@ -50,6 +50,19 @@ def test_a_clearly_better_run_is_found():
     assert "A is better: both tests agree" in verdict(result)
 
 
+def test_fewer_than_five_shared_speakers_give_no_interval_and_a_reason():
+    rng = np.random.default_rng(4)
+    good, bad = _rows(rng, 0.9, n_speakers=4), _rows(rng, 0.3, n_speakers=4)
+    bad = [dict(b, true=g["true"]) for g, b in zip(good, bad, strict=True)]
+    result = compare_predictions(good, bad, LABELS, n_resamples=200)
+    assert result["speakers"] == 4 and result["uar_diff_ci95"] is None
+    assert result["uar_diff_ci95_reason"] == "4 test speakers: too few for a speaker bootstrap"
+    text = verdict(result)
+    assert "no CI: 4 test speakers" in text and "CI excludes 0" not in text
+    five = _rows(rng, 0.6, n_speakers=5)
+    assert compare_predictions(five, five, LABELS, n_resamples=50)["uar_diff_ci95"] == [0.0, 0.0]
+
+
 def test_different_utterance_sets_or_truths_are_refused():
     rows = _rows(np.random.default_rng(2), 0.5)
     with pytest.raises(CompareError, match=r"different utterances \(1 only in A, 0 only in B"):

@@ -16,8 +16,10 @@ from sklearn.metrics import (
 )
 
 from emoshift.evaluation.metrics import (
+    MIN_CI_SPEAKERS,
     PredictionsError,
     bootstrap_ci,
+    ci_reason,
     classification_metrics,
     evaluate_predictions,
     mcnemar_exact,
@@ -105,10 +107,9 @@ def test_bootstrap_is_seeded_and_brackets_the_estimate():
     point = classification_metrics(y_true, y_pred, LABELS)
     for metric in ("accuracy", "uar"):
         assert a[metric][0] < point[metric] < a[metric][1]
-    # one speaker: nothing to resample, the interval collapses onto the estimate
+    # one speaker: no interval at all (never one of zero width)
     one = bootstrap_ci(y_true[:20], y_pred[:20], speakers[:20], LABELS, metrics=("accuracy",))
-    acc = accuracy_score(y_true[:20], y_pred[:20])
-    assert one == {"accuracy": [pytest.approx(acc), pytest.approx(acc)]}
+    assert one == {"accuracy": None}
     with pytest.raises(ValueError, match="unknown metric"):
         bootstrap_ci(y_true, y_pred, speakers, LABELS, metrics=("f2",))
 
@@ -149,9 +150,35 @@ def test_evaluate_predictions_has_the_metrics_json_keys():
         "per_class_recall",
         "confusion",
         "ci95",
+        "ci95_reason",
     ]
     assert set(out["ci95"]) == {"accuracy", "uar"}
     assert out["ci95"]["uar"][0] <= out["uar"] <= out["ci95"]["uar"][1]
+    assert out["ci95_reason"] is None
+
+
+@pytest.mark.parametrize("n_speakers", [1, 2, 4, 5, 6])
+def test_ci_is_null_with_its_reason_below_five_speakers(n_speakers):
+    rng = np.random.default_rng(n_speakers)
+    y_true, y_pred, speakers = _simulate(rng, n_speakers=n_speakers)
+    out = evaluate_predictions(y_true, y_pred, speakers, LABELS[:4], n_resamples=200)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert out["uar"] == pytest.approx(balanced_accuracy_score(y_true, y_pred), abs=1e-12)
+        assert out["accuracy"] == pytest.approx(accuracy_score(y_true, y_pred), abs=1e-12)
+    assert MIN_CI_SPEAKERS == 5
+    if n_speakers < 5:
+        assert out["ci95"] is None
+        noun = "speaker" if n_speakers == 1 else "speakers"
+        assert out["ci95_reason"] == f"{n_speakers} test {noun}: too few for a speaker bootstrap"
+        assert bootstrap_ci(y_true, y_pred, speakers, LABELS[:4]) == {"accuracy": None, "uar": None}
+    else:
+        assert out["ci95_reason"] is None
+        lo, hi = out["ci95"]["uar"]
+        assert lo < hi  # a real interval, not a collapsed one
+    assert ci_reason(1) == "1 test speaker: too few for a speaker bootstrap"
+    assert ci_reason(2) == "2 test speakers: too few for a speaker bootstrap"
+    assert ci_reason(5) is None
 
 
 def test_mcnemar_exact_matches_the_binomial_test():
@@ -172,10 +199,15 @@ def test_paired_bootstrap_diff():
     y_true, good, speakers = _simulate(rng, a=9, b=1)
     bad = list(rng.choice(LABELS[:4], len(y_true)))
     same = paired_bootstrap_diff(y_true, good, good, speakers, LABELS[:4], n_resamples=200)
-    assert same["diff"] == 0.0 and same["ci"] == [0.0, 0.0]
+    assert same["diff"] == 0.0 and same["ci"] == [0.0, 0.0] and same["ci_reason"] is None
     better = paired_bootstrap_diff(y_true, good, bad, speakers, LABELS[:4], n_resamples=200)
     assert better["diff"] == pytest.approx(better["a"] - better["b"])
     assert better["ci"][0] > 0.4  # ~0.9 vs ~0.25 UAR
+    few = [i for i, s in enumerate(speakers) if s in {"s0", "s1", "s2"}]
+    pick = [y_true[i] for i in few], [good[i] for i in few], [bad[i] for i in few], [speakers[i] for i in few]
+    three = paired_bootstrap_diff(*pick, LABELS[:4], n_resamples=200)
+    assert three["ci"] is None and three["ci_reason"] == "3 test speakers: too few for a speaker bootstrap"
+    assert three["diff"] == pytest.approx(three["a"] - three["b"])
 
 
 def _two_groups(rng, n_per_group=8, per_speaker=24, same=False):

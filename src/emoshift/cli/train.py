@@ -77,8 +77,10 @@ def _print_metrics(run: Path) -> None:
     for col in ("corpus", "split", "n", "accuracy [95% CI]", "UAR [95% CI]", "macro-F1", "leaky"):
         table.add_column(col)
     def fmt(m: dict, key: str) -> str:  # type: ignore[type-arg]
-        lo, hi = m.get("ci95", {}).get(key) or [float("nan"), float("nan")]
-        return f"{m[key]:.3f} [{lo:.3f}, {hi:.3f}]"
+        ci = (m.get("ci95") or {}).get(key)
+        if not ci:
+            return f"{m[key]:.3f} n/a ({m.get('speakers', '?')} speakers)"
+        return f"{m[key]:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"
 
     for p in metrics:
         m = json.loads(p.read_text())

@@ -4,8 +4,9 @@ The audit joins a run's predictions on one corpus (``RUN/predictions/<corpus>.cs
 speaker demographics (gender, age, race, ethnicity, as the corpus records them) and reports, per grouping
 (``--by gender,age_band,...``):
 
-- per group: speakers, utterances, accuracy / UAR / macro-F1, each with a 95% bootstrap CI over speakers,
-  recall per class and a confusion matrix;
+- per group: speakers, utterances, accuracy / UAR / macro-F1, each with a 95% bootstrap CI over speakers
+  (None, with ``ci_reason``, for a group of fewer than ``metrics.MIN_CI_SPEAKERS`` speakers), recall per class
+  and a confusion matrix;
 - the largest gap between groups per metric, the worst/best ratio, and per class the recall gap
   (equal-opportunity difference);
 - a permutation test over speakers: is the UAR gap larger than shuffling group labels among speakers gives?
@@ -36,6 +37,7 @@ from emoshift.core.rundir import RunDir
 from emoshift.evaluation.metrics import (
     METRICS,
     bootstrap_ci,
+    ci_reason,
     classification_metrics,
     permutation_p_floor,
     permutation_test_groups,
@@ -154,6 +156,7 @@ def _group_record(
     for metric in METRICS:
         record[metric] = m[metric]
         record[f"{metric}_ci"] = ci[metric]
+    record["ci_reason"] = ci_reason(record["speakers"])
     record["recall"] = m["per_class_recall"]
     record["confusion"] = m["confusion"]
     return record
@@ -325,8 +328,10 @@ def _fmt(value: float | None, digits: int = 3) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
-def _with_ci(value: float | None, ci: Sequence[float] | None) -> str:
-    return _fmt(value) + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
+def _with_ci(value: float | None, ci: Sequence[float] | None, speakers: int | None = None) -> str:
+    if ci:
+        return _fmt(value) + f" [{ci[0]:.3f}, {ci[1]:.3f}]"
+    return _fmt(value) + (f" n/a ({speakers} speaker{'' if speakers == 1 else 's'})" if speakers else "")
 
 
 def verdict(key: str, section: Mapping[str, Any], alpha: float = 0.05) -> str:
@@ -368,7 +373,7 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         f"Groups with fewer than {settings['min_speakers']} speakers are reported but not compared.",
         "",
         "Overall: "
-        + ", ".join(f"{METRIC_LABELS[m]} {_with_ci(overall[m], overall[f'{m}_ci'])}" for m in METRICS)
+        + ", ".join(f"{METRIC_LABELS[m]} {_with_ci(overall[m], overall[f'{m}_ci'], overall['speakers'])}" for m in METRICS)
         + ".",
         "",
         "## Verdict",
@@ -393,7 +398,7 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         ]
         for g, r in groups.items():
             flag = " (too small)" if r["too_small"] else ""
-            cells = " | ".join(_with_ci(r[m], r[f"{m}_ci"]) for m in METRICS)
+            cells = " | ".join(_with_ci(r[m], r[f"{m}_ci"], r["speakers"]) for m in METRICS)
             lines.append(f"| {g}{flag} | {r['speakers']} | {r['n']} | {cells} |")
         lines.append("")
         if section.get("p_value_uar") is not None:

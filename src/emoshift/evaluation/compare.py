@@ -5,7 +5,9 @@ Two paired tests on ``RUN/predictions/<corpus>.csv`` of both runs:
 - McNemar's exact test on per-utterance correctness: b = utterances A got right and B got wrong, c = the
   reverse; under "equally accurate" b ~ Binomial(b + c, 1/2).
 - A paired bootstrap over speakers of the UAR difference (A - B): each resample draws speakers with
-  replacement and scores both models on the same draw, so the interval reflects speaker variation too.
+  replacement and scores both models on the same draw, so the interval reflects speaker variation too. With
+  fewer than ``metrics.MIN_CI_SPEAKERS`` shared speakers there is no interval: ``uar_diff_ci95`` is None and
+  ``uar_diff_ci95_reason`` says why.
 
 Comparing runs tested on different utterances would mix model quality with test-set differences, so that is
 refused.
@@ -84,6 +86,7 @@ def compare_predictions(
         "uar_b": m_b["uar"],
         "uar_diff": diff["diff"],
         "uar_diff_ci95": diff["ci"],
+        "uar_diff_ci95_reason": diff["ci_reason"],
         "accuracy_a": m_a["accuracy"],
         "accuracy_b": m_b["accuracy"],
         "macro_f1_a": m_a["macro_f1"],
@@ -96,19 +99,24 @@ def compare_predictions(
 
 def verdict(result: Mapping[str, Any], name_a: str = "A", name_b: str = "B", alpha: float = 0.05) -> str:
     """A short verdict with the numbers."""
-    lo, hi = result["uar_diff_ci95"]
+    ci = result["uar_diff_ci95"]
+    interval = (
+        f"95% CI {ci[0]:+.3f} to {ci[1]:+.3f}"
+        if ci
+        else f"no CI: {result.get('uar_diff_ci95_reason') or 'too few speakers'}"
+    )
     mc = result["mcnemar"]
     head = (
         f"{name_a} vs {name_b}"
         + (f" on {result['corpus']}" if result.get("corpus") else "")
         + f" (n={result['n']}, {result['speakers']} speakers): UAR {result['uar_a']:.3f} vs {result['uar_b']:.3f}, "
-        f"difference {result['uar_diff']:+.3f} (95% CI {lo:+.3f} to {hi:+.3f}); accuracy {result['accuracy_a']:.3f} "
+        f"difference {result['uar_diff']:+.3f} ({interval}); accuracy {result['accuracy_a']:.3f} "
         f"vs {result['accuracy_b']:.3f}, McNemar b={mc['b']} c={mc['c']} p={mc['p_value']:.3g}."
     )
     leaky = [n for n, key in ((name_a, "leaky_a"), (name_b, "leaky_b")) if result.get(key)]
     if leaky:
         head += f" Warning: {' and '.join(leaky)} tested on speakers seen in training (leaky)."
-    uar_sig = lo > 0 or hi < 0
+    uar_sig = bool(ci) and (ci[0] > 0 or ci[1] < 0)
     mc_sig = mc["p_value"] < alpha
     better = name_a if result["uar_diff"] > 0 else name_b
     if uar_sig and mc_sig:
@@ -120,6 +128,8 @@ def verdict(result: Mapping[str, Any], name_a: str = "A", name_b: str = "B", alp
         )
     if mc_sig:
         better = name_a if mc["b"] > mc["c"] else name_b
+        if not ci:
+            return head + f" {better} is more often right (McNemar); too few speakers for a UAR interval."
         return head + f" {better} is more often right (McNemar), but the UAR difference's CI includes 0."
     return head + " No significant difference at the 5% level."
 

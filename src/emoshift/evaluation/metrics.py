@@ -12,6 +12,11 @@ Utterances of one speaker are not independent (same voice, same sentences), so c
 *speakers* with replacement and keep all of a resampled speaker's utterances. The bootstrap is vectorised: one
 confusion matrix per speaker is computed once, and each resample's confusion matrix is a weighted sum of them
 (weights = how often each speaker was drawn), so 1,000 resamples are a single matrix product.
+
+A bootstrap over one or two speakers cannot see speaker-to-speaker variation: it would print an interval that
+is far too narrow (of zero width with one speaker). Below :data:`MIN_CI_SPEAKERS` speakers no interval is
+computed; the interval is ``None`` and :func:`ci_reason` says why, e.g.
+``"2 test speakers: too few for a speaker bootstrap"``.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from scipy.stats import binomtest
 from emoshift.core.errors import EmoshiftError
 
 METRICS: tuple[str, ...] = ("accuracy", "uar", "macro_f1")
+MIN_CI_SPEAKERS = 5  # fewer speakers than this: no speaker-bootstrap interval (null, with a reason)
 
 
 class PredictionsError(EmoshiftError, ValueError):
@@ -117,6 +123,17 @@ def _resampled(per_speaker: np.ndarray, weights: np.ndarray) -> np.ndarray:
     return (weights @ per_speaker.reshape(s, -1).astype(np.float64)).reshape(-1, n_labels, n_labels)
 
 
+def ci_reason(n_speakers: int, min_speakers: int = MIN_CI_SPEAKERS) -> str | None:
+    """Why there is no interval for ``n_speakers`` test speakers (None when there can be one).
+
+    ``ci_reason(2) == "2 test speakers: too few for a speaker bootstrap"``; ``ci_reason(1)`` is singular.
+    """
+    if n_speakers >= min_speakers:
+        return None
+    noun = "speaker" if n_speakers == 1 else "speakers"
+    return f"{n_speakers} test {noun}: too few for a speaker bootstrap"
+
+
 def _check_resampling(n_resamples: int, alpha: float) -> None:
     if n_resamples < 1:
         raise ValueError(f"n_resamples must be at least 1, got {n_resamples}")
@@ -169,11 +186,12 @@ def bootstrap_ci(
     n_resamples: int = 1000,
     seed: int = 0,
     alpha: float = 0.05,
+    min_speakers: int = MIN_CI_SPEAKERS,
 ) -> dict[str, list[float] | None]:
     """Percentile bootstrap interval per metric, resampling speakers with replacement.
 
     Returns e.g. ``{"accuracy": [lo, hi], "uar": [lo, hi]}``; ``metrics`` may name accuracy, uar, macro_f1.
-    With a single speaker the interval collapses to the point value (there is nothing to resample).
+    With fewer than ``min_speakers`` speakers every interval is None (see :func:`ci_reason`).
     """
     unknown = [m for m in metrics if m not in METRICS]
     if unknown:
@@ -183,6 +201,8 @@ def bootstrap_ci(
     if len(speakers) != len(t):
         raise PredictionsError(f"speakers has {len(speakers)} items but y_true has {len(t)}")
     g, names = _encode_groups(speakers)
+    if len(names) < min_speakers:
+        return {m: None for m in metrics}
     per_speaker = confusion_stack(t, p, g, len(labels), len(names))  # (S, L, L)
     weights = _speaker_draws(len(names), n_resamples, np.random.default_rng(seed))  # (R, S)
     values = batch_metrics(_resampled(per_speaker, weights))
@@ -198,9 +218,17 @@ def evaluate_predictions(
     seed: int = 0,
     n_resamples: int = 1000,
 ) -> dict[str, Any]:
-    """The metrics JSON content: the point metrics plus ``ci95`` for accuracy and UAR (speaker bootstrap)."""
+    """The metrics JSON content: the point metrics plus ``ci95`` for accuracy and UAR (speaker bootstrap).
+
+    With fewer than :data:`MIN_CI_SPEAKERS` speakers ``ci95`` is None and ``ci95_reason`` says why; otherwise
+    ``ci95_reason`` is None.
+    """
     out = classification_metrics(y_true, y_pred, labels)
-    out["ci95"] = bootstrap_ci(y_true, y_pred, speakers, labels, n_resamples=n_resamples, seed=seed)
+    reason = ci_reason(len(set(speakers)))
+    out["ci95"] = (
+        None if reason else bootstrap_ci(y_true, y_pred, speakers, labels, n_resamples=n_resamples, seed=seed)
+    )
+    out["ci95_reason"] = reason
     return out
 
 
@@ -235,11 +263,13 @@ def paired_bootstrap_diff(
     n_resamples: int = 1000,
     seed: int = 0,
     alpha: float = 0.05,
+    min_speakers: int = MIN_CI_SPEAKERS,
 ) -> dict[str, Any]:
     """Difference ``metric(A) - metric(B)`` with a paired bootstrap interval over speakers.
 
     Both models are scored on the same resampled speakers in every resample. Returns
-    ``{"a": .., "b": .., "diff": .., "ci": [lo, hi]}``.
+    ``{"a": .., "b": .., "diff": .., "ci": [lo, hi], "ci_reason": None}``; with fewer than ``min_speakers``
+    speakers ``ci`` is None and ``ci_reason`` says why.
     """
     if metric not in METRICS:
         raise ValueError(f"unknown metric {metric!r}; choose from {', '.join(METRICS)}")
@@ -253,12 +283,15 @@ def paired_bootstrap_diff(
     conf_b = confusion_stack(t, pb, g, len(labels), len(names))
     a = float(batch_metrics(conf_a.sum(axis=0))[metric])
     b = float(batch_metrics(conf_b.sum(axis=0))[metric])
+    reason = ci_reason(len(names), min_speakers)
+    if reason:
+        return {"a": a, "b": b, "diff": a - b, "ci": None, "ci_reason": reason}
     weights = _speaker_draws(len(names), n_resamples, np.random.default_rng(seed))
     diffs = (
         batch_metrics(_resampled(conf_a, weights))[metric]
         - batch_metrics(_resampled(conf_b, weights))[metric]
     )
-    return {"a": a, "b": b, "diff": a - b, "ci": _percentile(diffs, alpha)}
+    return {"a": a, "b": b, "diff": a - b, "ci": _percentile(diffs, alpha), "ci_reason": None}
 
 
 # --------------------------------------------------------------------------------------------------------
