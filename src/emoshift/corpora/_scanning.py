@@ -148,9 +148,10 @@ def scan_files(
     return decode_all(scan, pending, workers=workers, progress=progress)
 
 
-def probe(path: str) -> float:
-    """Duration in seconds of a usable take; AudioError (str = the skip reason) for anything else."""
-    wave, sr = audio.read(path)  # (samples,) mono float32
+def probe(path: str, start: float | None = None, end: float | None = None) -> float:
+    """Duration in seconds of a usable take (or of its segment start..end, the only part decoded);
+    AudioError (str = the skip reason) for anything else."""
+    wave, sr = audio.read(path, start=start, end=end)  # (samples,) mono float32
     audio.check_not_silent(wave, sr)
     return len(wave) / sr
 
@@ -171,7 +172,7 @@ def decode_all(
         raise ValueError(f"workers must be at least 1, got {workers}")
     outcomes: dict[int, float | audio.AudioError] = {}
     with ThreadPoolExecutor(max_workers=workers) as pool, _progress_bar(progress) as bar:
-        futures = {pool.submit(probe, u.path): i for i, u in enumerate(pending)}
+        futures = {pool.submit(probe, u.path, u.start, u.end): i for i, u in enumerate(pending)}
         done: Iterable[Future[float]] = as_completed(futures)
         if bar is not None:
             done = bar.track(done, total=len(futures), description=f"decoding {scan.corpus}")
