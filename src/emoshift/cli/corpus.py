@@ -167,13 +167,13 @@ def _pairs(items: list[str] | None, flag: str) -> dict[str, str]:
     return out
 
 
-def _scan_for_index(name: str, root: Path, labels: str, **options: object) -> Scan:
+def _scan_for_index(corpus: str, root: Path, labels: str, **options: object) -> Scan:
     from emoshift.corpora import get_corpus, table
 
     progress = err_console.is_terminal
-    if name == "manifest":
+    if corpus == "manifest":
         return table.scan(root, labels, progress=progress, **options)  # type: ignore[arg-type]
-    return get_corpus(name).scan(root, labels=labels, progress=progress, **options)  # type: ignore[no-any-return]
+    return get_corpus(corpus).scan(root, labels=labels, progress=progress, **options)  # type: ignore[no-any-return]
 
 
 @corpus_app.command("list")
