@@ -63,16 +63,22 @@ def make_iemocap(
             write_labels(session, dialog, blocks)
         # macOS AppleDouble files among the label files, and the per-evaluator folders: never read
         emo = session / "dialog" / "EmoEvaluation"
-        (emo / f"._Ses{n:02d}F_impro01.txt").write_bytes(b"\x00\x05\x16\x07 junk [1.0 - 2.0]\tx\tang\t[1, 1, 1]")
+        (emo / f"._Ses{n:02d}F_impro01.txt").write_bytes(
+            b"\x00\x05\x16\x07 junk [1.0 - 2.0]\tx\tang\t[1, 1, 1]"
+        )
         (emo / "Categorical").mkdir(exist_ok=True)
-        (emo / "Categorical" / f"Ses{n:02d}F_impro01_e2_cat.txt").write_text("Ses01F_impro01_F000 :Neutral;\n")
+        (emo / "Categorical" / f"Ses{n:02d}F_impro01_e2_cat.txt").write_text(
+            "Ses01F_impro01_F000 :Neutral;\n"
+        )
     if quirks:
         n = sessions[0]
         dialog = f"Ses{n:02d}F_impro01"
         codes = ["ang", "ang", "sad", "ang", "sad", "hap"]
         names = [f"{dialog}_F{90 + i:03d}.wav" for i in range(6)]
         session = base / f"Session{n}"
-        extra = [iemocap_block(name[:-4], code, i) for i, (name, code) in enumerate(zip(names, codes, strict=True))]
+        extra = [
+            iemocap_block(name[:-4], code, i) for i, (name, code) in enumerate(zip(names, codes, strict=True))
+        ]
         with open(session / "dialog" / "EmoEvaluation" / f"{dialog}.txt", "a") as f:
             f.write("".join(extra))
         _add_quirks(
@@ -146,7 +152,13 @@ def make_msppodcast(root: Path, *, audio_dir: str = "Audios", quirks: bool = Fal
     return fake
 
 
-ESD_FOLDERS = {"Neutral": "neutral", "Angry": "angry", "Happy": "happy", "Sad": "sad", "Surprise": "surprised"}
+ESD_FOLDERS = {
+    "Neutral": "neutral",
+    "Angry": "angry",
+    "Happy": "happy",
+    "Sad": "sad",
+    "Surprise": "surprised",
+}
 ESD_SPEAKERS = {"0001": ("female", "Mandarin"), "0011": ("male", "English")}
 
 

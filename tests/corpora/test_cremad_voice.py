@@ -17,14 +17,19 @@ from .fakes import make_cremad
 TABULATED_HEADER = '"","A","D","F","H","N","S","fileName","numResponses","agreement","emoVote","meanEmoResp"'
 
 
-def write_crowd(folder: Path, votes: dict[str, tuple[str, float]], *, summary: bool = True, face: str = "S") -> None:
+def write_crowd(
+    folder: Path, votes: dict[str, tuple[str, float]], *, summary: bool = True, face: str = "S"
+) -> None:
     """summaryTable.csv (voice votes; ties as A:N) and tabulatedVotes.csv (voice rows 1xxxxx, face rows 2xxxxx
     whose vote and agreement differ, so a loader reading the wrong condition fails)."""
     results = folder / "processedResults"
     results.mkdir(parents=True, exist_ok=True)
     if summary:
         lines = [",FileName,VoiceVote,VoiceLevel,FaceVote,FaceLevel,MultiModalVote,MultiModalLevel"]
-        lines += [f"{i + 1},{stem},{vote},60,{face},50,{face},50" for i, (stem, (vote, _)) in enumerate(votes.items())]
+        lines += [
+            f"{i + 1},{stem},{vote},60,{face},50,{face},50"
+            for i, (stem, (vote, _)) in enumerate(votes.items())
+        ]
         (results / "summaryTable.csv").write_text("\n".join(lines) + "\n")
     rows = [TABULATED_HEADER]
     for i, (stem, (vote, agreement)) in enumerate(votes.items()):
@@ -94,10 +99,16 @@ def test_cli_labels_from_voice(tmp_path: Path) -> None:
     write_crowd(fake.root, votes_for(list(fake.good)))
     out = tmp_path / "m.csv"
     runner = CliRunner()
-    result = runner.invoke(app, ["corpus", "index", "crema-d", str(fake.root), "--labels-from", "voice", "-o", str(out)])
+    result = runner.invoke(
+        app, ["corpus", "index", "crema-d", str(fake.root), "--labels-from", "voice", "-o", str(out)]
+    )
     assert result.exit_code == 0, result.stderr
     assert "left out by the corpus's labels: 1 (no voice majority (tied crowd vote) 1)" in result.stdout
     utts = {u.id: u for u in read_manifest(out)}
-    assert utts["crema-d/1001_DFA_HAP_XX"].agreement == 0.6 and utts["crema-d/1001_DFA_HAP_XX"].emotion == "sad"
-    result = runner.invoke(app, ["corpus", "index", "ravdess", str(fake.root), "--labels-from", "voice", "-o", str(out)])
+    assert (
+        utts["crema-d/1001_DFA_HAP_XX"].agreement == 0.6 and utts["crema-d/1001_DFA_HAP_XX"].emotion == "sad"
+    )
+    result = runner.invoke(
+        app, ["corpus", "index", "ravdess", str(fake.root), "--labels-from", "voice", "-o", str(out)]
+    )
     assert result.exit_code == 2 and "--labels-from applies to crema-d only" in result.stderr

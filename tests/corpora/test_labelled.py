@@ -35,7 +35,12 @@ def test_iemocap_speakers_folds_and_fields(tmp_path: Path, wrapped: bool) -> Non
     assert (u.fold, u.get_meta("mode"), u.get_meta("dialog")) == ("Session1", "scripted", "Ses01M_script01_1")
     assert (u.valence, u.arousal, u.dominance) == (2.5, 3.0, 3.0)
     m = by_id["iemocap/Ses02F_impro01_M011"]
-    assert (m.speaker, m.gender, m.fold, m.get_meta("mode")) == ("iemocap/Ses02M", "male", "Session2", "improvised")
+    assert (m.speaker, m.gender, m.fold, m.get_meta("mode")) == (
+        "iemocap/Ses02M",
+        "male",
+        "Session2",
+        "improvised",
+    )
     assert folds_are_speaker_disjoint(result.utterances)
     assert result.excluded == Counter({"xxx (no majority)": 4, "oth (other)": 4})
 
@@ -69,8 +74,12 @@ def test_iemocap_missing_labels_unknown_class_and_missing_audio(tmp_path: Path) 
     session2.rmdir()
     emo = fake.root / "Session1" / "dialog" / "EmoEvaluation" / "Ses01F_impro01.txt"
     with open(emo, "a") as f:
-        f.write(iemocap_block("Ses01F_impro01_F050", "zzz", 1) + iemocap_block("Ses01F_impro01_F051", "ang", 2))
-    write_wav(fake.root / "Session1" / "sentences" / "wav" / "Ses01F_impro01" / "Ses01F_impro01_F050.wav", 16_000)
+        f.write(
+            iemocap_block("Ses01F_impro01_F050", "zzz", 1) + iemocap_block("Ses01F_impro01_F051", "ang", 2)
+        )
+    write_wav(
+        fake.root / "Session1" / "sentences" / "wav" / "Ses01F_impro01" / "Ses01F_impro01_F050.wav", 16_000
+    )
     result = iemocap.scan(fake.root, labels="native")
     assert {u.speaker for u in result.utterances} == {"iemocap/Ses01F", "iemocap/Ses01M"}
     reasons = result.skipped_by_reason()

@@ -35,13 +35,27 @@ def test_emoshift_columns_meta_and_relative_paths(tmp_path: Path) -> None:
     path = table_tree(
         tmp_path,
         "path,emotion,speaker,gender,age,language,fold,arousal,accent",
-        ["audio/a0.wav,angry,s1,F,31,en,1,3.5,scottish", "audio/a1.wav,Sad,s2,male,,en,2,,", f"{tmp_path}/audio/a2.wav,happy,s1,f,31,en,1,,"],
+        [
+            "audio/a0.wav,angry,s1,F,31,en,1,3.5,scottish",
+            "audio/a1.wav,Sad,s2,male,,en,2,,",
+            f"{tmp_path}/audio/a2.wav,happy,s1,f,31,en,1,,",
+        ],
     )
     result = table.scan(path, name="mine")
     by_id = {u.id: u for u in result.utterances}
-    assert sorted(by_id) == ["mine/audio/a0", "mine/audio/a1", mine_abs := f"mine/{str(tmp_path / 'audio' / 'a2').lstrip('/')}"]
+    assert sorted(by_id) == [
+        "mine/audio/a0",
+        "mine/audio/a1",
+        mine_abs := f"mine/{str(tmp_path / 'audio' / 'a2').lstrip('/')}",
+    ]
     u = by_id["mine/audio/a0"]
-    assert (u.path, u.corpus, u.speaker, u.gender, u.age) == (str(tmp_path / "audio" / "a0.wav"), "mine", "mine/s1", "female", 31)
+    assert (u.path, u.corpus, u.speaker, u.gender, u.age) == (
+        str(tmp_path / "audio" / "a0.wav"),
+        "mine",
+        "mine/s1",
+        "female",
+        31,
+    )
     assert (u.emotion, u.native_label, u.language, u.fold, u.arousal) == ("angry", "angry", "en", "1", 3.5)
     assert u.get_meta("accent") == "scottish" and by_id["mine/audio/a1"].meta == ()
     assert by_id["mine/audio/a1"].emotion == "sad" and by_id[mine_abs].gender == "female"
@@ -52,7 +66,11 @@ def test_emoshift_columns_meta_and_relative_paths(tmp_path: Path) -> None:
 
 
 def test_nkululeko_csv_with_a_label_map(tmp_path: Path) -> None:
-    path = table_tree(tmp_path, "file,speaker,gender,emotion", ["audio/a0.wav,s1,female,ang", "audio/a1.wav,s2,male,exc", "audio/a2.wav,s2,male,neu"])
+    path = table_tree(
+        tmp_path,
+        "file,speaker,gender,emotion",
+        ["audio/a0.wav,s1,female,ang", "audio/a1.wav,s2,male,exc", "audio/a2.wav,s2,male,neu"],
+    )
     result = table.scan(path, name="nk", label_map={"ang": "angry", "EXC": "happy", "neu": "neutral"})
     assert {u.id: (u.emotion, u.native_label) for u in result.utterances} == {
         "nk/audio/a0": ("angry", "ang"),
@@ -64,7 +82,10 @@ def test_nkululeko_csv_with_a_label_map(tmp_path: Path) -> None:
 def test_emobox_jsonl_needs_speakers_or_allow_leak(tmp_path: Path) -> None:
     for i in range(3):
         write_wav(tmp_path / "wav" / f"k{i}.wav", 16_000, seed=i)
-    rows = [{"key": f"utt{i}", "dataset": "x", "wav": f"wav/k{i}.wav", "length": 0.3, "emo": e} for i, e in enumerate(["ang", "sad", "neu"])]
+    rows = [
+        {"key": f"utt{i}", "dataset": "x", "wav": f"wav/k{i}.wav", "length": 0.3, "emo": e}
+        for i, e in enumerate(["ang", "sad", "neu"])
+    ]
     path = tmp_path / "fold_1.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     label_map = {"ang": "angry", "sad": "sad", "neu": "neutral"}
@@ -83,14 +104,21 @@ def test_column_map(tmp_path: Path) -> None:
     with pytest.raises(table.TableError, match="no 'path' column"):
         table.scan(path)
     result = table.scan(path, columns={"path": "audio_file", "emotion": "label", "speaker": "talker"})
-    assert [(u.speaker, u.emotion) for u in result.utterances] == [("manifest/t1", "angry"), ("manifest/t2", "sad")]
+    assert [(u.speaker, u.emotion) for u in result.utterances] == [
+        ("manifest/t1", "angry"),
+        ("manifest/t2", "sad"),
+    ]
     assert all(u.meta == () for u in result.utterances), "mapped columns are not meta"
     with pytest.raises(table.TableError, match="maps speaker to column 'who'"):
         table.scan(path, columns={"path": "audio_file", "emotion": "label", "speaker": "who"})
 
 
 def test_unmapped_labels_list_every_label_with_counts(tmp_path: Path) -> None:
-    path = table_tree(tmp_path, "path,emotion,speaker", ["audio/a0.wav,ang,s", "audio/a1.wav,ang,s", "audio/a2.wav,neutral,s", "audio/a3.wav,exc,s"])
+    path = table_tree(
+        tmp_path,
+        "path,emotion,speaker",
+        ["audio/a0.wav,ang,s", "audio/a1.wav,ang,s", "audio/a2.wav,neutral,s", "audio/a3.wav,exc,s"],
+    )
     with pytest.raises(table.TableError) as err:
         table.scan(path, label_map={"ang": "angry"})
     message = str(err.value)
@@ -129,7 +157,11 @@ def test_bad_gender_and_json(tmp_path: Path) -> None:
 
 def test_missing_or_bad_audio_is_skipped_with_its_reason(tmp_path: Path) -> None:
     write_silent(tmp_path / "audio" / "quiet.wav", 16_000)
-    path = table_tree(tmp_path, "path,emotion,speaker", ["audio/a0.wav,sad,s1", "audio/gone.wav,sad,s1", "audio/quiet.wav,sad,s2"])
+    path = table_tree(
+        tmp_path,
+        "path,emotion,speaker",
+        ["audio/a0.wav,sad,s1", "audio/gone.wav,sad,s1", "audio/quiet.wav,sad,s2"],
+    )
     result = table.scan(path)
     assert [u.id for u in result.utterances] == ["manifest/audio/a0"]
     assert result.skipped_by_reason() == Counter({"unreadable": 1, "silent": 1})
@@ -165,7 +197,9 @@ def test_names_and_dispatch(tmp_path: Path) -> None:
         resolve_name("mine", tmp_path)
     with pytest.raises(table.TableError, match="is a built-in corpus"):
         table.scan(path, name="ravdess")
-    result = scan_source("mine", path, labels="four", include_song=True, labels_from="voice", allow_leak=False)
+    result = scan_source(
+        "mine", path, labels="four", include_song=True, labels_from="voice", allow_leak=False
+    )
     assert result.corpus == "mine" and len(result.utterances) == 2
     cremad = make_cremad(tmp_path / "c")
     assert scan_source("crema-d", cremad.root, include_song=True, columns={}).corpus == "crema-d"
@@ -173,8 +207,16 @@ def test_names_and_dispatch(tmp_path: Path) -> None:
 
 def test_config_accepts_a_manifest_corpus(tmp_path: Path) -> None:
     path = table_tree(tmp_path, "path,emotion,speaker", ["audio/a0.wav,angry,s1"])
-    cfg = load_config(None, ["data.corpora=[mine]", f"data.roots.mine={path}", "data.label_map={ang: angry}",
-                             "data.manifest.columns={path: file}", "data.labels_from=voice"])
+    cfg = load_config(
+        None,
+        [
+            "data.corpora=[mine]",
+            f"data.roots.mine={path}",
+            "data.label_map={ang: angry}",
+            "data.manifest.columns={path: file}",
+            "data.labels_from=voice",
+        ],
+    )
     assert cfg.data.corpora == ["mine"] and cfg.data.manifest.columns == {"path": "file"}
     with pytest.raises(ConfigError, match="unknown corpus 'mine'"):
         load_config(None, ["data.corpora=[mine]", f"data.roots.mine={tmp_path}"])
@@ -183,14 +225,22 @@ def test_config_accepts_a_manifest_corpus(tmp_path: Path) -> None:
 
 
 def test_cli_index_manifest_prints_the_summary(tmp_path: Path) -> None:
-    path = table_tree(tmp_path, "file,speaker,gender,emotion", ["audio/a0.wav,s1,female,ang", "audio/a1.wav,s2,male,sad", "audio/missing.wav,s2,male,sad"])
+    path = table_tree(
+        tmp_path,
+        "file,speaker,gender,emotion",
+        ["audio/a0.wav,s1,female,ang", "audio/a1.wav,s2,male,sad", "audio/missing.wav,s2,male,sad"],
+    )
     out = tmp_path / "index.csv"
-    result = runner.invoke(app, ["corpus", "index", "manifest", str(path), "--label-map", "ang=angry", "-o", str(out)])
+    result = runner.invoke(
+        app, ["corpus", "index", "manifest", str(path), "--label-map", "ang=angry", "-o", str(out)]
+    )
     assert result.exit_code == 0, result.stderr
     assert "m: 2 utterances kept" in result.stdout and "kept per emotion x gender" in result.stdout
     assert "speakers: 2 (1 male, 1 female)" in result.stdout and "skipped: 1 (unreadable 1)" in result.stdout
     assert [u.id for u in read_manifest(out)] == ["m/audio/a0", "m/audio/a1"]
     result = runner.invoke(app, ["corpus", "index", "manifest", str(path), "-o", str(out)])
     assert result.exit_code == 2 and "Labels found: sad 2, ang 1" in result.stderr
-    result = runner.invoke(app, ["corpus", "index", "ravdess", str(path), "--label-map", "a=b", "-o", str(out)])
+    result = runner.invoke(
+        app, ["corpus", "index", "ravdess", str(path), "--label-map", "a=b", "-o", str(out)]
+    )
     assert result.exit_code == 2 and "--label-map applies to manifest only" in result.stderr

@@ -8,7 +8,9 @@ from __future__ import annotations
 import importlib
 import inspect
 import os
+from collections.abc import Callable
 from types import ModuleType
+from typing import cast
 
 from emoshift.corpora.base import (
     EMOTIONS,
@@ -113,12 +115,15 @@ def scan_source(name: str, root: str | os.PathLike[str], labels: str = "six", **
     ``label_map``, ``allow_leak``, ``workers``, ``progress``, ...): each loader receives the ones its ``scan``
     takes and the rest are ignored, so a caller can pass the whole data config for every corpus.
     """
+    loader: Callable[..., Scan]
+    kwargs: dict[str, object] = {}
     if is_table(root):
         from emoshift.corpora import table
 
-        loader, extra = table.scan, {"name": resolve_name(name, root)}
+        loader = cast("Callable[..., Scan]", table.scan)
+        kwargs["name"] = resolve_name(name, root)
     else:
-        loader, extra = get_corpus(name).scan, {}
+        loader = cast("Callable[..., Scan]", get_corpus(name).scan)
     accepted = inspect.signature(loader).parameters
-    kwargs = {k: v for k, v in options.items() if k in accepted and k not in ("root", "labels", "name")}
-    return loader(root, labels=labels, **extra, **kwargs)  # type: ignore[operator]
+    kwargs.update({k: v for k, v in options.items() if k in accepted and k not in ("root", "labels", "name")})
+    return loader(root, labels=labels, **kwargs)

@@ -100,7 +100,9 @@ def _read_tabulated(path: Path, result: Scan) -> dict[str, Vote]:
         if name:
             voice[name] = Vote(code=_vote(_column(row, "emoVote")), agreement=agreement)
     if rows is not None and not voice:
-        result.warnings.append(f"{path} has no voice-only rows (ids starting with 1): agreement is left empty")
+        result.warnings.append(
+            f"{path} has no voice-only rows (ids starting with 1): agreement is left empty"
+        )
     return voice
 
 

@@ -58,7 +58,9 @@ def scan(
     result, root_path = _scanning.start_scan(NAME, root, labels)
     speakers = _speaker_dirs(root_path)
     if not speakers:
-        raise CorpusError(f"{NAME}: no speaker folders 0001 ... 0020 in {root_path} (at ROOT or one folder down)")
+        raise CorpusError(
+            f"{NAME}: no speaker folders 0001 ... 0020 in {root_path} (at ROOT or one folder down)"
+        )
     files: list[Path] = []
     texts: dict[str, str] = {}
     for folder in speakers:
@@ -85,7 +87,9 @@ def _transcript(folder: Path, result: Scan) -> dict[str, str]:
     """utt_id -> text from ``NNNN/NNNN.txt``; a missing transcript only leaves ``sentence`` empty."""
     path = _scanning.child(folder, f"{folder.name}.txt", is_dir=False)
     if path is None:
-        result.warnings.append(f"{folder.name}: no transcript {folder.name}.txt; sentence texts are left empty")
+        result.warnings.append(
+            f"{folder.name}: no transcript {folder.name}.txt; sentence texts are left empty"
+        )
         return {}
     try:
         lines = path.read_bytes().decode("utf-8", errors="replace").splitlines()

@@ -90,7 +90,9 @@ def scan(
     files: list[Path] = []
     for session in sessions:
         turns.update(_session_labels(session, result))
-        wav_dir = _scanning.child(_scanning.child(session, "sentences", is_dir=True) or session, "wav", is_dir=True)
+        wav_dir = _scanning.child(
+            _scanning.child(session, "sentences", is_dir=True) or session, "wav", is_dir=True
+        )
         session_files = _scanning.audio_files(wav_dir, recursive=True) if wav_dir else []
         files += session_files
         _report_missing(session, session_files, turns, result)

@@ -46,7 +46,16 @@ LABEL_MAP: dict[str, str] = {
 }
 EXCLUDED: dict[str, str] = {"O": "O (other)", "X": "X (no agreement)"}
 LABELS_FILE = ("Labels", "labels_consensus.csv")
-COLUMNS: tuple[str, ...] = ("FileName", "EmoClass", "EmoAct", "EmoVal", "EmoDom", "SpkrID", "Gender", "Split_Set")
+COLUMNS: tuple[str, ...] = (
+    "FileName",
+    "EmoClass",
+    "EmoAct",
+    "EmoVal",
+    "EmoDom",
+    "SpkrID",
+    "Gender",
+    "Split_Set",
+)
 NO_PARTITION = "unknown speaker without a partition"
 
 _FILE = re.compile(r"MSP-PODCAST_\d{4}_\d{4}(?:_\d{4})?")
@@ -75,7 +84,9 @@ def scan(
 ) -> Scan:
     """Index an MSP-Podcast copy: one Utterance per labelled, usable turn, with its official partition."""
     result, root_path = _scanning.start_scan(NAME, root, labels)
-    audio_dir = _scanning.child(root_path, "Audios", is_dir=True) or _scanning.child(root_path, "Audio", is_dir=True)
+    audio_dir = _scanning.child(root_path, "Audios", is_dir=True) or _scanning.child(
+        root_path, "Audio", is_dir=True
+    )
     labels_dir = _scanning.child(root_path, LABELS_FILE[0], is_dir=True)
     labels_path = _scanning.child(labels_dir, LABELS_FILE[1], is_dir=False) if labels_dir else None
     if audio_dir is None:
@@ -93,14 +104,17 @@ def scan(
     for stem, row in sorted(rows.items()):
         if stem not in have and row.code not in EXCLUDED:
             result.skipped.append(
-                Skipped(str(audio_dir / f"{stem}.wav"), f"missing: row {row.line} of the labels file, no audio file")
+                Skipped(
+                    str(audio_dir / f"{stem}.wav"),
+                    f"missing: row {row.line} of the labels file, no audio file",
+                )
             )
     kept: list[Path] = []
     for path in files:
-        row = rows.get(path.stem)
-        if row is not None and row.code in EXCLUDED:
-            result.excluded[EXCLUDED[row.code]] += 1
-        elif row is not None and row.speaker is None and row.partition is None:
+        found = rows.get(path.stem)
+        if found is not None and found.code in EXCLUDED:
+            result.excluded[EXCLUDED[found.code]] += 1
+        elif found is not None and found.speaker is None and found.partition is None:
             result.excluded[NO_PARTITION] += 1
         else:
             kept.append(path)
@@ -117,7 +131,9 @@ def _read_labels(path: Path) -> dict[str, Row]:
             header = [c.strip() for c in reader.fieldnames or []]
             missing = [c for c in COLUMNS[:2] if c not in header]
             if missing:
-                raise CorpusError(f"{NAME}: {path} lacks the columns {', '.join(missing)} (found: {', '.join(header)})")
+                raise CorpusError(
+                    f"{NAME}: {path} lacks the columns {', '.join(missing)} (found: {', '.join(header)})"
+                )
             rows: dict[str, Row] = {}
             for i, raw in enumerate(reader):
                 row = {(k or "").strip(): (v or "").strip() for k, v in raw.items() if isinstance(k, str)}

@@ -88,7 +88,9 @@ def check_name(name: str) -> str:
 
     key = name.strip().lower()
     if not _NAME.fullmatch(key):
-        raise TableError(f"corpus name {name!r} for a manifest must be lower-case letters, digits, '_', '.', '-'")
+        raise TableError(
+            f"corpus name {name!r} for a manifest must be lower-case letters, digits, '_', '.', '-'"
+        )
     if key in list_corpora():
         raise TableError(f"corpus name {key!r} is a built-in corpus; give the manifest another name")
     return key
@@ -110,7 +112,9 @@ def scan(
     name = check_name(name)
     path = Path(root).expanduser()
     if not path.is_file():
-        raise TableError(f"{name}: manifest {path} not found" if not path.exists() else f"{name}: {path} is not a file")
+        raise TableError(
+            f"{name}: manifest {path} not found" if not path.exists() else f"{name}: {path} is not a file"
+        )
     if not is_table(path):
         raise TableError(f"{name}: {path} is not a .csv or .jsonl manifest")
     path = path.resolve()
@@ -121,7 +125,9 @@ def scan(
         raise TableError(f"{name}: {path} lists no utterances")
     if reader.pseudo_speakers:
         result.leaky = True
-        what = "no speaker column" if reader.no_speaker else f"{reader.pseudo_speakers} rows without a speaker"
+        what = (
+            "no speaker column" if reader.no_speaker else f"{reader.pseudo_speakers} rows without a speaker"
+        )
         result.warnings.append(
             f"{what}: each such utterance is its own pseudo-speaker (allow_leak), so a split may put one voice "
             "in train and test; every score on this corpus is flagged leaky"
@@ -160,7 +166,13 @@ class _Reader:
     def __init__(
         self, name: str, path: Path, columns: Mapping[str, str], label_map: dict[str, str], allow_leak: bool
     ) -> None:
-        self.name, self.path, self.columns, self.label_map, self.allow_leak = name, path, columns, label_map, allow_leak
+        self.name, self.path, self.columns, self.label_map, self.allow_leak = (
+            name,
+            path,
+            columns,
+            label_map,
+            allow_leak,
+        )
         self.no_speaker = False  # no speaker column at all
         self.pseudo_speakers = 0  # rows given a pseudo-speaker (allow_leak)
 
@@ -207,9 +219,13 @@ class _Reader:
         where: dict[str, str] = {}
         for field, column in self.columns.items():
             if field not in FIELDS:
-                raise TableError(f"{self.name}: manifest.columns maps {field!r}, not one of {', '.join(FIELDS)}")
+                raise TableError(
+                    f"{self.name}: manifest.columns maps {field!r}, not one of {', '.join(FIELDS)}"
+                )
             if column not in header:
-                raise TableError(f"{self.name}: manifest.columns maps {field} to column {column!r}, not in {self.path}")
+                raise TableError(
+                    f"{self.name}: manifest.columns maps {field} to column {column!r}, not in {self.path}"
+                )
             where[field] = column
         for field in FIELDS:
             if field not in where:
@@ -303,9 +319,13 @@ class _Reader:
         try:
             value = float(text)
         except ValueError:
-            raise TableError(f"{self._at(line)}, column {where[field]!r}: {field} must be a number, got {text!r}") from None
+            raise TableError(
+                f"{self._at(line)}, column {where[field]!r}: {field} must be a number, got {text!r}"
+            ) from None
         if field in ("start", "end") and value < 0:
-            raise TableError(f"{self._at(line)}, column {where[field]!r}: {field} must not be negative, got {text!r}")
+            raise TableError(
+                f"{self._at(line)}, column {where[field]!r}: {field} must not be negative, got {text!r}"
+            )
         return value
 
     def _gender(self, line: int, where: dict[str, str], text: str) -> str | None:
@@ -326,7 +346,9 @@ class _Reader:
         except ValueError:
             value = -1.0
         if value < 0 or value != int(value):
-            raise TableError(f"{self._at(line)}, column {where['age']!r}: age must be a whole number, got {text!r}")
+            raise TableError(
+                f"{self._at(line)}, column {where['age']!r}: age must be a whole number, got {text!r}"
+            )
         return int(value)
 
     def _check_ids(self, utterances: list[Utterance], lines: list[int]) -> None:
@@ -338,7 +360,11 @@ class _Reader:
                     "its own id (an 'id' column) or its own path/segment"
                 )
             first[u.id] = line
-        starts_ends = [(u, line) for u, line in zip(utterances, lines, strict=True) if u.start is not None and u.end is not None]
+        starts_ends = [
+            (u, line)
+            for u, line in zip(utterances, lines, strict=True)
+            if u.start is not None and u.end is not None
+        ]
         for u, line in starts_ends:
             if u.end is not None and u.start is not None and u.end <= u.start:
                 raise TableError(f"{self._at(line)}: segment end {u.end:g}s is not after start {u.start:g}s")
