@@ -47,8 +47,8 @@ _API: dict[str, str] = {
     "audit_run": "emoshift.evaluation.audit",
     "compare_runs": "emoshift.evaluation.compare",
     # the study
-    "run_study": "emoshift.study.runner",
-    "load_study": "emoshift.study.runner",
+    "run_study": "emoshift.study",
+    "load_study": "emoshift.study",
     # errors
     "EmoshiftError": "emoshift.core.errors",
 }
@@ -101,5 +101,5 @@ if TYPE_CHECKING:  # static checkers and IDEs see the real names
     from emoshift.evaluation.predict import Predictor
     from emoshift.features import FeatureConfig, log_mel
     from emoshift.models import get_model, list_models
-    from emoshift.study.runner import load_study, run_study
+    from emoshift.study import load_study, run_study
     from emoshift.training.train import train

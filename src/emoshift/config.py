@@ -16,7 +16,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from emoshift.core.overrides import (  # parse_override: re-exported, the study runner imports it from here
     ConfigError,
@@ -39,36 +47,69 @@ def default_cache_dir() -> str:
     return os.environ.get("EMOSHIFT_CACHE", str(Path.home() / ".cache" / "emoshift"))
 
 
+class ManifestConfig(Strict):
+    """How to read a corpus given as a table (``--corpus NAME=table.csv``)."""
+
+    columns: dict[str, str] = Field(
+        default_factory=dict, description="emoshift field -> the table's column, e.g. {path: file, speaker: spk}"
+    )
+
+
 class DataConfig(Strict):
     corpora: list[str] = Field(default_factory=lambda: ["ravdess"], description="training corpora")
-    roots: dict[str, str] = Field(default_factory=dict, description="corpus name -> root folder")
+    roots: dict[str, str] = Field(
+        default_factory=dict,
+        validate_default=True,
+        description="corpus name -> root folder, or a .csv/.jsonl manifest table (a corpus of your own)",
+    )
     labels: Literal["six", "calm-as-neutral", "four", "native"] = "six"
     split: SplitConfig = Field(default_factory=lambda: SplitConfig())
     include_song: bool = False
     cache_dir: str = Field(default_factory=default_cache_dir)
     num_workers: int = Field(0, ge=0, description="DataLoader worker processes")
+    manifest: ManifestConfig = Field(default_factory=lambda: ManifestConfig())
+    label_map: dict[str, str] = Field(
+        default_factory=dict, description="a manifest's labels -> emoshift emotions, e.g. {ang: angry, exc: happy}"
+    )
+    labels_from: Literal["acted", "voice"] = Field(
+        "acted", description="CREMA-D: acted intent, or the crowd's majority for the voice alone"
+    )
 
     @field_validator("corpora")
     @classmethod
     def _known_corpora(cls, v: list[str]) -> list[str]:
-        from emoshift.corpora import canonical_name
-
         if not v:
             raise ValueError("data.corpora needs at least one training corpus")
-        try:
-            return [canonical_name(c) for c in v]
-        except KeyError as e:
-            raise ValueError(str(e).strip("'\"")) from None
+        return [_registered_or_table_name(c) for c in v]
 
     @field_validator("roots")
     @classmethod
-    def _known_roots(cls, v: dict[str, str]) -> dict[str, str]:
-        from emoshift.corpora import canonical_name
+    def _known_roots(cls, v: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        """Canonical names; a name outside the registry needs a manifest table as its root."""
+        from emoshift.corpora import CorpusError, list_corpora, resolve_name
 
-        try:
-            return {canonical_name(k): str(r) for k, r in v.items()}
-        except KeyError as e:
-            raise ValueError(str(e).strip("'\"")) from None
+        roots = {_registered_or_table_name(k): str(r) for k, r in v.items()}
+        for name in [*info.data.get("corpora", []), *roots]:
+            if name in list_corpora():
+                continue
+            try:
+                resolve_name(name, roots.get(name))
+            except KeyError as e:
+                hint = f" (or a corpus of your own: --corpus {name}=/path/to/manifest.csv)"
+                raise ValueError(str(e).strip("'\"") + hint) from None
+            except CorpusError as e:
+                raise ValueError(str(e)) from None
+        return roots
+
+
+def _registered_or_table_name(name: str) -> str:
+    """The registry name of ``name``, or ``name`` lower-cased (a manifest corpus, checked against its root)."""
+    from emoshift.corpora import canonical_name
+
+    try:
+        return canonical_name(name)
+    except KeyError:
+        return name.strip().lower()
 
 
 class ModelConfig(Strict):

@@ -121,6 +121,7 @@ class FakeCorpus:
     good: dict[str, str] = field(default_factory=dict)  # utterance id -> canonical emotion
     bad: dict[str, str] = field(default_factory=dict)  # file name -> reason kind (Scan.skipped_by_reason key)
     ignored: list[Path] = field(default_factory=list)
+    excluded: Counter[str] = field(default_factory=Counter)  # by the corpus's own labels (native code -> n)
 
     def kept(self, policy: str) -> dict[str, str]:
         """utterance id -> label expected under ``policy``."""
@@ -415,10 +416,15 @@ def make_savee(root: Path, *, layout: str = "audiodata", quirks: bool = False) -
     return fake
 
 
+from .fakes_labelled import make_esd, make_iemocap, make_msppodcast  # noqa: E402  (they build on the helpers above)
+
 BUILDERS: dict[str, Callable[..., FakeCorpus]] = {
     "ravdess": make_ravdess,
     "crema-d": make_cremad,
     "emodb": make_emodb,
     "tess": make_tess,
     "savee": make_savee,
+    "iemocap": make_iemocap,
+    "msp-podcast": make_msppodcast,
+    "esd": make_esd,
 }

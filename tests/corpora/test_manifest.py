@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from emoshift.corpora import UTTERANCE_FIELDS, Utterance, get_corpus
+from emoshift.corpora.base import OPTIONAL_FIELDS
 from emoshift.corpora.manifest import ManifestError, read_manifest, write_manifest
 
 from .fakes import BUILDERS
@@ -20,7 +21,11 @@ def test_round_trip_for_every_corpus(corpus_name: str, tmp_path: Path) -> None:
     out = write_manifest(tmp_path / "out" / "manifest.csv", utterances)
     assert read_manifest(out) == utterances
     with open(out, newline="") as f:
-        assert tuple(next(csv.reader(f))) == UTTERANCE_FIELDS
+        header = tuple(next(csv.reader(f)))
+    assert header[: len(UTTERANCE_FIELDS)] == UTTERANCE_FIELDS
+    present = {f for u in utterances for f in OPTIONAL_FIELDS if getattr(u, f) is not None}
+    present |= {k for u in utterances for k, _ in u.meta}
+    assert set(header[len(UTTERANCE_FIELDS) :]) == present, "optional columns only when some utterance has them"
     assert [p.name for p in out.parent.iterdir()] == ["manifest.csv"], "no temp file may be left behind"
 
 

@@ -137,4 +137,4 @@ def test_aliases_resolve() -> None:
     assert canonical_name("cremad") == "crema-d"
     assert canonical_name(" RAVDESS ") == "ravdess"
     with pytest.raises(KeyError, match="unknown corpus"):
-        canonical_name("iemocap")
+        canonical_name("nosuch")

@@ -2,6 +2,8 @@
 
 emoshift corpus index ravdess /data/RAVDESS -o manifests/ravdess.csv
 emoshift corpus index crema-d /data/CREMA-D --labels four -o manifests/crema-d.csv --verbose
+emoshift corpus index crema-d /data/CREMA-D --labels-from voice -o manifests/crema-d-voice.csv
+emoshift corpus index manifest /data/mine/table.csv --label-map ang=angry --column path=file -o manifests/mine.csv
 emoshift corpus list
 """
 
@@ -27,7 +29,7 @@ corpus_app = typer.Typer(
 )
 app.add_typer(corpus_app, name="corpus")
 
-_CORPUS_HELP = f"Corpus name: {', '.join(list_corpora())}."
+_CORPUS_HELP = f"Corpus name: {', '.join(list_corpora())}; or 'manifest' with ROOT a .csv/.jsonl table."
 _LABELS_HELP = (
     f"Label policy: {', '.join(LABEL_POLICIES)}. six = the classes RAVDESS and CREMA-D share; "
     "calm-as-neutral = six, with RAVDESS calm counted as neutral; four = angry, happy, neutral, sad; "
@@ -56,21 +58,34 @@ def index(
         int | None,
         typer.Option("--workers", min=1, help="Decoding threads (default: min(32, CPU cores + 4))."),
     ] = None,
+    labels_from: Annotated[
+        str,
+        typer.Option("--labels-from", help="CREMA-D only: acted (intended emotion) or voice (crowd majority)."),
+    ] = "acted",
+    name: Annotated[
+        str | None, typer.Option("--name", help="manifest only: the corpus name (default: the table's stem).")
+    ] = None,
+    column: Annotated[
+        list[str] | None,
+        typer.Option("--column", help="manifest only: FIELD=COLUMN, e.g. path=file (repeatable)."),
+    ] = None,
+    label_map: Annotated[
+        list[str] | None,
+        typer.Option("--label-map", help="manifest only: LABEL=EMOTION, e.g. ang=angry (repeatable)."),
+    ] = None,
+    allow_leak: Annotated[
+        bool, typer.Option("--allow-leak", help="manifest only: accept a table without speakers (leaky).")
+    ] = False,
 ) -> None:
     """Scan ROOT as CORPUS, write the kept utterances to a manifest CSV and print a summary."""
-    from emoshift.corpora import ScanValidationError, canonical_name, get_corpus
+    from emoshift.corpora import ScanValidationError
     from emoshift.corpora.manifest import write_manifest
 
-    name = canonical_name(corpus)
+    name_, options = _index_options(corpus, root, include_song, labels_from, name, column, label_map, allow_leak)
     if labels not in LABEL_POLICIES:
         fail(f"unknown label policy {labels!r}; choose one of: {', '.join(LABEL_POLICIES)}")
-    if include_song and name != "ravdess":
-        fail(f"--include-song applies to ravdess only, not {name}")
-    extra = {"include_song": True} if include_song else {}
     try:
-        result = get_corpus(name).scan(
-            root, labels=labels, workers=workers, progress=err_console.is_terminal, **extra
-        )
+        result = _scan_for_index(name_, root, labels, workers=workers, **options)
     except ScanValidationError as e:  # a loader bug, not the user's input: exit 1
         fail(f"the scan is inconsistent: {e}", code=1)
 
@@ -92,6 +107,69 @@ def index(
         highlight=False,
         soft_wrap=True,
     )
+
+
+def _index_options(
+    corpus: str,
+    root: Path,
+    include_song: bool,
+    labels_from: str,
+    name: str | None,
+    column: list[str] | None,
+    label_map: list[str] | None,
+    allow_leak: bool,
+) -> tuple[str, dict[str, object]]:
+    """(corpus name, loader options) for ``corpus index``; one-line errors for options that do not apply."""
+    from emoshift.corpora import canonical_name
+
+    manifest_only = {"--name": name, "--column": column, "--label-map": label_map, "--allow-leak": allow_leak}
+    if corpus.strip().lower() == "manifest":
+        options: dict[str, object] = {
+            "name": name or root.stem,
+            "columns": _pairs(column, "--column"),
+            "label_map": _pairs(label_map, "--label-map"),
+            "allow_leak": allow_leak,
+        }
+        key = "manifest"
+    else:
+        try:
+            key = canonical_name(corpus)
+        except KeyError as e:
+            fail(str(e.args[0]))
+        given = [flag for flag, value in manifest_only.items() if value]
+        if given:
+            fail(f"{given[0]} applies to manifest only, not {key}")
+        options = {}
+    if include_song and key != "ravdess":
+        fail(f"--include-song applies to ravdess only, not {key}")
+    if include_song:
+        options["include_song"] = True
+    if labels_from not in ("acted", "voice"):
+        fail(f"--labels-from must be acted or voice, got {labels_from!r}")
+    if labels_from != "acted" and key != "crema-d":
+        fail(f"--labels-from applies to crema-d only, not {key}")
+    if key == "crema-d":
+        options["labels_from"] = labels_from
+    return key, options
+
+
+def _pairs(items: list[str] | None, flag: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            fail(f"{flag} expects KEY=VALUE, got {item!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _scan_for_index(corpus: str, root: Path, labels: str, **options: object) -> Scan:
+    from emoshift.corpora import get_corpus, table
+
+    progress = err_console.is_terminal
+    if corpus == "manifest":
+        return table.scan(root, labels, progress=progress, **options)  # type: ignore[arg-type]
+    return get_corpus(corpus).scan(root, labels=labels, progress=progress, **options)  # type: ignore[no-any-return]
 
 
 @corpus_app.command("list")
@@ -144,5 +222,12 @@ def print_summary(result: Scan, *, verbose: bool = False) -> None:
                 console.print(f"  {s.path}: {s.reason}", highlight=False, soft_wrap=True, markup=False)
         else:
             console.print("  (--verbose lists each skipped file)", highlight=False)
+    if result.excluded:
+        items = ", ".join(f"{k} {n}" for k, n in result.excluded.most_common())
+        console.print(
+            f"left out by the corpus's labels: {sum(result.excluded.values())} ({escape(items)})", highlight=False
+        )
+    if result.leaky:
+        console.print("[red]leaky:[/] speakers are not known, every score on this corpus is flagged leaky")
     for w in result.warnings:
         console.print(f"[yellow]warning:[/] {escape(w)}", highlight=False, soft_wrap=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import struct
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import soundfile as sf
@@ -64,8 +65,14 @@ def _wav_truncation(path: Path) -> str | None:
     return None
 
 
-def read(path: str | os.PathLike[str]) -> tuple[np.ndarray, int]:
-    """Decode a file to float32 mono ``(samples,)`` at its native rate; raise AudioError on bad input."""
+def read(
+    path: str | os.PathLike[str], *, start: float | None = None, end: float | None = None
+) -> tuple[np.ndarray, int]:
+    """Decode a file to float32 mono ``(samples,)`` at its native rate; raise AudioError on bad input.
+
+    ``start``/``end`` (seconds) read only that segment: soundfile seeks to the first frame and reads up to
+    the last, without decoding the rest of the file. A segment that lies outside the file is an AudioError.
+    """
     p = Path(path)
     try:
         size = p.stat().st_size
@@ -76,7 +83,7 @@ def read(path: str | os.PathLike[str]) -> tuple[np.ndarray, int]:
     if is_lfs_pointer(p):
         raise AudioError(LFS_REASON)
     try:
-        data, sr = sf.read(str(p), dtype="float32", always_2d=True)
+        data, sr = _decode(p, start, end)
         trunc = _wav_truncation(p) if p.suffix.lower() == ".wav" else None
     except (sf.LibsndfileError, OSError, RuntimeError, ValueError, TypeError, MemoryError) as e:
         msg = str(e).replace(f"'{p}'", "file").replace(str(p), "file").strip()
@@ -89,6 +96,24 @@ def read(path: str | os.PathLike[str]) -> tuple[np.ndarray, int]:
     if not np.all(np.isfinite(wave)):
         raise AudioError("unreadable: non-finite samples")
     return np.ascontiguousarray(wave, dtype=np.float32), int(sr)
+
+
+def _decode(p: Path, start: float | None, end: float | None) -> tuple[np.ndarray, int]:
+    """(frames, channels) float32 and the rate; only frames start..end when a segment is asked for."""
+    if start is None and end is None:
+        data, sr = sf.read(str(p), dtype="float32", always_2d=True)
+        return data, int(sr)
+    with sf.SoundFile(str(p)) as f:
+        sr, total = int(f.samplerate), f.frames
+        first = round((start or 0.0) * sr)
+        last = total if end is None else round(end * sr)
+        if first < 0 or last <= first:
+            raise AudioError(f"bad segment: start {start}s, end {end}s")
+        if first >= total or last > total + round(0.01 * sr):  # 10 ms of slack for rounded end times
+            raise AudioError(f"segment outside the file: {start or 0.0:.2f}-{end}s of a {total / sr:.2f}s file")
+        f.seek(first)
+        data = f.read(min(last, total) - first, dtype="float32", always_2d=True)
+    return data, sr
 
 
 def peak_dbfs(wave: np.ndarray, sr: int, frame_s: float = 0.025) -> float:
@@ -146,15 +171,51 @@ def load(
     trim: bool = False,
     trim_top_db: float = 40.0,
     reject_silent: bool = True,
+    start: float | None = None,
+    end: float | None = None,
 ) -> np.ndarray:
-    """Decode -> mono -> resample to ``sr`` (soxr) -> optional trim. Raises AudioError with the reason."""
-    wave, native_sr = read(path)
+    """Decode -> mono -> resample to ``sr`` (soxr) -> optional trim. Raises AudioError with the reason.
+
+    ``start``/``end`` (seconds) load one segment of a longer file (see :func:`read`).
+    """
+    wave, native_sr = read(path, start=start, end=end)
     if reject_silent:
         check_not_silent(wave, native_sr)
     wave = resample(wave, native_sr, sr)
     if trim:
         wave = trim_silence(wave, sr, top_db=trim_top_db)
     return wave
+
+
+class Segment(Protocol):
+    """What :func:`load_utterance` needs (``emoshift.corpora.Utterance`` has it)."""
+
+    @property
+    def path(self) -> str: ...
+    @property
+    def start(self) -> float | None: ...
+    @property
+    def end(self) -> float | None: ...
+
+
+def load_utterance(
+    u: Segment,
+    sample_rate: int = TARGET_SR,
+    *,
+    trim: bool = False,
+    trim_top_db: float = 40.0,
+    reject_silent: bool = True,
+) -> np.ndarray:
+    """:func:`load` of an utterance's audio, honouring its segment (``u.start``/``u.end``): (samples,)."""
+    return load(
+        u.path,
+        sample_rate,
+        trim=trim,
+        trim_top_db=trim_top_db,
+        reject_silent=reject_silent,
+        start=u.start,
+        end=u.end,
+    )
 
 
 def crop_or_pad(

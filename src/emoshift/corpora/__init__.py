@@ -6,7 +6,11 @@ The CLI, the feature cache, training and the tests all enumerate :func:`list_cor
 from __future__ import annotations
 
 import importlib
+import inspect
+import os
+from collections.abc import Callable
 from types import ModuleType
+from typing import cast
 
 from emoshift.corpora.base import (
     EMOTIONS,
@@ -28,8 +32,17 @@ _CORPORA: dict[str, str] = {
     "emodb": "emodb",
     "tess": "tess",
     "savee": "savee",
+    "iemocap": "iemocap",
+    "msp-podcast": "msppodcast",
+    "esd": "esd",
 }
-_ALIASES: dict[str, str] = {"cremad": "crema-d", "crema_d": "crema-d", "emo-db": "emodb"}
+_ALIASES: dict[str, str] = {
+    "cremad": "crema-d",
+    "crema_d": "crema-d",
+    "emo-db": "emodb",
+    "msppodcast": "msp-podcast",
+    "msp_podcast": "msp-podcast",
+}
 
 __all__ = [
     "EMOTIONS",
@@ -44,7 +57,10 @@ __all__ = [
     "canonical_name",
     "get_corpus",
     "list_corpora",
+    "is_table",
+    "resolve_name",
     "scan",
+    "scan_source",
     "validate",
 ]
 
@@ -69,3 +85,47 @@ def get_corpus(name: str) -> ModuleType:
 def scan(name: str, root: str, labels: str = "six", **kwargs: object) -> Scan:
     """Scan ``root`` as corpus ``name`` under label policy ``labels``; validated."""
     return get_corpus(name).scan(root, labels=labels, **kwargs)
+
+
+def is_table(root: str | os.PathLike[str]) -> bool:
+    """Whether ``root`` is a manifest table (``.csv`` / ``.jsonl``) rather than a corpus folder."""
+    from emoshift.corpora.table import is_table as _is_table
+
+    return _is_table(root)
+
+
+def resolve_name(name: str, root: str | os.PathLike[str] | None = None) -> str:
+    """The registry name of ``name``; a name outside the registry is accepted when ``root`` is a table.
+
+    ``--corpus mydata=/data/mine.csv`` registers ``mydata`` from its manifest. KeyError (the known corpora
+    listed) for an unknown name without a table; TableError for a table named like a built-in corpus.
+    """
+    try:
+        return canonical_name(name)
+    except KeyError:
+        if root is not None and is_table(root):
+            from emoshift.corpora.table import check_name
+
+            return check_name(name)
+        raise
+
+
+def scan_source(name: str, root: str | os.PathLike[str], labels: str = "six", **options: object) -> Scan:
+    """Scan corpus ``name`` at ``root``: a built-in loader, or the manifest loader when ROOT is a .csv/.jsonl.
+
+    ``options`` may hold every data option at once (``include_song``, ``labels_from``, ``columns``,
+    ``label_map``, ``allow_leak``, ``workers``, ``progress``, ...): each loader receives the ones its ``scan``
+    takes and the rest are ignored, so a caller can pass the whole data config for every corpus.
+    """
+    loader: Callable[..., Scan]
+    kwargs: dict[str, object] = {}
+    if is_table(root):
+        from emoshift.corpora import table
+
+        loader = cast("Callable[..., Scan]", table.scan)
+        kwargs["name"] = resolve_name(name, root)
+    else:
+        loader = cast("Callable[..., Scan]", get_corpus(name).scan)
+    accepted = inspect.signature(loader).parameters
+    kwargs.update({k: v for k, v in options.items() if k in accepted and k not in ("root", "labels", "name")})
+    return loader(root, labels=labels, **kwargs)

@@ -136,9 +136,10 @@ def scan_files(
     return decode_all(scan, pending, workers=workers, progress=progress)
 
 
-def probe(path: str) -> float:
-    """Duration in seconds of a usable take; AudioError (str = the skip reason) for anything else."""
-    wave, sr = audio.read(path)  # (samples,) mono float32
+def probe(path: str, start: float | None = None, end: float | None = None) -> float:
+    """Duration in seconds of a usable take (or of its segment start..end, the only part decoded);
+    AudioError (str = the skip reason) for anything else."""
+    wave, sr = audio.read(path, start=start, end=end)  # (samples,) mono float32
     audio.check_not_silent(wave, sr)
     return len(wave) / sr
 
@@ -162,7 +163,7 @@ def decode_all(
         ThreadPoolExecutor(max_workers=workers) as pool,
         progress_bar(len(pending), f"decoding {scan.corpus}", enabled=progress) as advance,
     ):
-        futures = {pool.submit(probe, u.path): i for i, u in enumerate(pending)}
+        futures = {pool.submit(probe, u.path, u.start, u.end): i for i, u in enumerate(pending)}
         for fut in as_completed(futures):
             try:
                 outcomes[futures[fut]] = fut.result()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -19,8 +20,11 @@ EMOTIONS: tuple[str, ...] = (
     "angry",
     "boredom",
     "calm",
+    "contempt",
     "disgust",
+    "excited",
     "fearful",
+    "frustrated",
     "happy",
     "neutral",
     "sad",
@@ -67,12 +71,57 @@ class Utterance:
     race: str | None = None
     ethnicity: str | None = None
     duration_s: float | None = None
+    # --- optional fields (issue 11). Manifests write their columns only when some utterance has them.
+    fold: str | None = None  # corpus-defined fold/partition: IEMOCAP "Session1", MSP-Podcast "Test1", ...
+    language: str | None = None  # e.g. "English", "Mandarin"
+    start: float | None = None  # seconds: the utterance is the segment start..end of a longer file
+    end: float | None = None
+    arousal: float | None = None  # dimensional ratings on the corpus's own scale (IEMOCAP 1-5, MSP 1-7)
+    valence: float | None = None
+    dominance: float | None = None
+    agreement: float | None = None  # share of raters who chose ``emotion`` (CREMA-D crowd labels)
+    # other columns, as sorted (key, value) string pairs so the record stays frozen and hashable
+    meta: tuple[tuple[str, str], ...] = ()
 
     def to_row(self) -> dict[str, object]:
-        return dataclasses.asdict(self)
+        """Field -> value; ``meta`` is flattened into one entry per key."""
+        row = {f: getattr(self, f) for f in UTTERANCE_FIELDS + OPTIONAL_FIELDS}
+        row.update(self.meta)
+        return row
+
+    def get_meta(self, key: str) -> str | None:
+        return dict(self.meta).get(key)
 
 
-UTTERANCE_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Utterance))
+_ALL_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Utterance))
+# The stable manifest columns (always written, in this order) ...
+UTTERANCE_FIELDS: tuple[str, ...] = _ALL_FIELDS[: _ALL_FIELDS.index("fold")]
+# ... and the optional ones, written after them only when some utterance has a value.
+OPTIONAL_FIELDS: tuple[str, ...] = tuple(f for f in _ALL_FIELDS[len(UTTERANCE_FIELDS) :] if f != "meta")
+
+
+def make_meta(items: Iterable[tuple[str, object]]) -> tuple[tuple[str, str], ...]:
+    """A ``meta`` value: non-empty entries as sorted string pairs; keys may not shadow Utterance fields."""
+    out: dict[str, str] = {}
+    for key, value in items:
+        if key in _ALL_FIELDS:
+            raise ValueError(f"meta key {key!r} is an Utterance field")
+        if value is not None and str(value).strip():
+            out[str(key)] = str(value).strip()
+    return tuple(sorted(out.items()))
+
+
+# Speakers a corpus does not identify (MSP-Podcast "Unknown", a manifest without a speaker column) get one
+# pseudo-speaker per utterance, "<corpus>/unknown:<utterance>", so no splitter mistakes them for one person.
+UNKNOWN_SPEAKER_TAG = "unknown:"
+
+
+def unknown_speaker(corpus: str, utterance: str) -> str:
+    return f"{corpus}/{UNKNOWN_SPEAKER_TAG}{utterance}"
+
+
+def is_unknown_speaker(speaker: str) -> bool:
+    return speaker.split("/", 1)[-1].startswith(UNKNOWN_SPEAKER_TAG)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +144,11 @@ class Scan:
     # native emotions left out by the label policy, with counts (e.g. {"calm": 192, "surprised": 192})
     left_out: Counter[str] = field(default_factory=Counter)
     warnings: list[str] = field(default_factory=list)
+    # utterances the corpus's own labels leave out, by reason ("xxx (no majority)": 12), never decoded
+    excluded: Counter[str] = field(default_factory=Counter)
+    # True when speakers are not known (a manifest without a speaker column, allowed with allow_leak):
+    # every split of it may share voices between parts, and every score on it must say so
+    leaky: bool = False
 
     @property
     def speakers(self) -> list[str]:
@@ -108,6 +162,14 @@ class Scan:
         return Counter(_reason_kind(s.reason) for s in self.skipped)
 
 
+def _segment_ok(start: float | None, end: float | None) -> bool:
+    if start is None and end is None:
+        return True
+    if start is not None and start < 0:
+        return False
+    return start is None or end is None or end > start
+
+
 def _reason_kind(reason: str) -> str:
     """Group reasons like "unreadable: <libsndfile message>" under their kind."""
     return reason.split(":", 1)[0].strip()
@@ -119,6 +181,8 @@ def harmonise(emotion: str, policy: str) -> str | None:
         raise ValueError(f"unknown canonical emotion {emotion!r}; expected one of {', '.join(EMOTIONS)}")
     if policy == "native":
         return emotion
+    if emotion == "excited":  # IEMOCAP: excited is merged into happy (the standard four-class set)
+        return "happy"
     if policy == "calm-as-neutral" and emotion == "calm":
         return "neutral"
     allowed = FOUR if policy == "four" else SIX
@@ -154,5 +218,8 @@ def validate(scan: Scan) -> Scan:
     bad_gender = sorted({u.gender for u in scan.utterances if u.gender not in (None, "male", "female")})
     if bad_gender:
         raise ScanValidationError(f"{scan.corpus}: unknown gender values {bad_gender}")
+    segments = [u.id for u in scan.utterances if not _segment_ok(u.start, u.end)]
+    if segments:
+        raise ScanValidationError(f"{scan.corpus}: {len(segments)} bad segments (start/end), e.g. {segments[0]}")
     scan.utterances.sort(key=lambda u: u.id)
     return scan

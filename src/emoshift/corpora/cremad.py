@@ -5,7 +5,12 @@
   Asian, Caucasian or Unknown; ethnicity Hispanic or Not Hispanic (all from ``VideoDemographics.csv``).
 - Labels: intended emotion ANG, DIS, FEA, HAP, NEU, SAD (1,271 clips each, NEU 1,087); level LO, MD, HI
   or XX (unspecified; LO/MD/HI occur only with sentence IEO). 12 sentences: IEO, TIE, IOM, IWW, TAI, MTI,
-  IWL, ITH, DFA, ITS, TSI, WSI. The crowd's perceived labels (``processedResults/``) are not read here.
+  IWL, ITH, DFA, ITS, TSI, WSI. ``labels_from="voice"`` (``--labels-from voice``) uses instead the crowd's
+  majority label for the voice-only condition (``processedResults/summaryTable.csv`` and
+  ``tabulatedVotes.csv``, see :mod:`emoshift.corpora._crowd`), with the share of raters who chose it as
+  ``agreement`` and the acted code in ``meta`` (``acted``); clips whose vote is tied (no majority) are left
+  out and counted in ``Scan.excluded``; clips the tables lack, or all clips when the tables are missing,
+  keep their acted label and the scan warns.
 - Licence: Open Database License 1.0 (database) / Database Contents License 1.0 (contents).
 - Layout: ROOT is the corpus folder holding ``AudioWAV/`` (matched case-insensitively) or the
   ``AudioWAV`` folder itself. File names are ``AAAA_SSS_EEE_LL.wav`` (actor, sentence, emotion, level).
@@ -24,8 +29,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from emoshift.corpora import _scanning
-from emoshift.corpora.base import Scan, Utterance
+from emoshift.corpora import _crowd, _scanning
+from emoshift.corpora.base import Scan, Utterance, make_meta
 
 NAME = "crema-d"
 
@@ -53,6 +58,8 @@ SENTENCES: tuple[str, ...] = (
     "WSI",
 )
 DEMOGRAPHICS_FILE = "VideoDemographics.csv"
+LABEL_SOURCES: tuple[str, ...] = ("acted", "voice")
+NO_MAJORITY = "no voice majority (tied crowd vote)"
 
 _FILE = re.compile(r"(\d{4})_([A-Z]{3})_([A-Z]{3})_([A-Z]{2})")
 
@@ -71,10 +78,16 @@ def scan(
     root: str | os.PathLike[str],
     labels: str = "six",
     *,
+    labels_from: str = "acted",
     workers: int | None = None,
     progress: bool = False,
 ) -> Scan:
-    """Index a CREMA-D copy: one Utterance per usable clip, joined with the actors' demographics."""
+    """Index a CREMA-D copy: one Utterance per usable clip, joined with the actors' demographics.
+
+    ``labels_from``: "acted" (the intended emotion in the file name) or "voice" (the crowd's perceived one).
+    """
+    if labels_from not in LABEL_SOURCES:
+        raise ValueError(f"labels_from must be one of {', '.join(LABEL_SOURCES)}, got {labels_from!r}")
     result, root_path = _scanning.start_scan(NAME, root, labels)
     audio_dir = _audio_dir(root_path)
     files = _scanning.audio_files(audio_dir)
@@ -93,13 +106,37 @@ def scan(
                 f"{len(missing)} actors have no row in {DEMOGRAPHICS_FILE} (e.g. {missing[0]}): "
                 "their gender, age, race and ethnicity are left empty"
             )
+    votes = None
+    if labels_from == "voice":
+        votes = _crowd.voice_labels([root_path, root_path.parent, audio_dir.parent], result)
+        files = _apply_votes(files, votes, result)
     return _scanning.scan_files(
         result,
         files,
-        lambda path: _parse(path, actors),
+        lambda path: _parse(path, actors, votes),
         workers=workers,
         progress=progress,
     )
+
+
+def _apply_votes(files: list[Path], votes: dict[str, _crowd.Vote] | None, result: Scan) -> list[Path]:
+    """Leave out clips whose crowd vote is tied (counted); warn about clips the crowd tables lack."""
+    if votes is None:
+        return files
+    kept, unrated = [], []
+    for f in files:
+        vote = votes.get(f.stem)
+        if vote is not None and vote.code is None:
+            result.excluded[NO_MAJORITY] += 1
+            continue
+        if vote is None and _FILE.fullmatch(f.stem):
+            unrated.append(f.stem)
+        kept.append(f)
+    if unrated:
+        result.warnings.append(
+            f"{len(unrated)} clips have no crowd label (e.g. {unrated[0]}): their acted labels are used"
+        )
+    return kept
 
 
 def _audio_dir(root: Path) -> Path:
@@ -154,7 +191,9 @@ def _read_demographics(path: Path, result: Scan) -> dict[str, Actor] | None:
     return actors
 
 
-def _parse(path: Path, actors: dict[str, Actor] | None) -> Utterance | str:
+def _parse(
+    path: Path, actors: dict[str, Actor] | None, votes: dict[str, _crowd.Vote] | None = None
+) -> Utterance | str:
     """An Utterance with its canonical emotion (no duration yet), or the reason the file is skipped."""
     m = _FILE.fullmatch(path.stem)
     if m is None or path.suffix.lower() != ".wav":
@@ -163,17 +202,21 @@ def _parse(path: Path, actors: dict[str, Actor] | None) -> Utterance | str:
     if sentence not in SENTENCES or emotion not in LABEL_MAP or level not in LEVELS:
         return "unrecognised file name"
     actor = (actors or {}).get(actor_id, Actor(None, None, None, None))
+    vote = (votes or {}).get(path.stem)
+    code = vote.code if vote is not None and vote.code is not None else emotion
     return Utterance(
         id=f"{NAME}/{path.stem}",
         path=str(path),
         corpus=NAME,
         speaker=f"{NAME}/{actor_id}",
         gender=actor.gender,
-        emotion=LABEL_MAP[emotion],
-        native_label=emotion,
+        emotion=LABEL_MAP[code],
+        native_label=code,
         intensity=LEVELS[level],
         sentence=sentence,
         age=actor.age,
         race=actor.race,
         ethnicity=actor.ethnicity,
+        agreement=vote.agreement if vote is not None else None,
+        meta=make_meta([("acted", emotion)]) if votes is not None else (),
     )

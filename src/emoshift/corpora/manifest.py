@@ -1,4 +1,5 @@
-"""Manifest CSV files: a scan's kept utterances, one row each, columns :data:`base.UTTERANCE_FIELDS`.
+"""Manifest CSV files: a scan's kept utterances, one row each, columns :data:`base.UTTERANCE_FIELDS`
+followed by the optional fields (:data:`base.OPTIONAL_FIELDS`) and ``meta`` keys that some utterance has.
 
 A manifest freezes a scan: later steps (features, training, evaluation) read it instead of decoding the
 corpus again. Empty cells mean None. Relative paths are read relative to the manifest's own folder, so a
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from emoshift.core.errors import EmoshiftError
 from emoshift.core.io import atomic_write_csv
-from emoshift.corpora.base import UTTERANCE_FIELDS, Utterance
+from emoshift.corpora.base import OPTIONAL_FIELDS, UTTERANCE_FIELDS, Utterance, make_meta
 
 # Columns a manifest must have (Utterance fields without a default); the others may be absent.
 REQUIRED_COLUMNS: tuple[str, ...] = tuple(
@@ -24,7 +25,15 @@ REQUIRED_COLUMNS: tuple[str, ...] = tuple(
 # Fields whose cell may be empty (None): those typed "... | None".
 _NULLABLE = frozenset(f.name for f in dataclasses.fields(Utterance) if "None" in str(f.type))
 _INT_FIELDS = frozenset({"age"})
-_FLOAT_FIELDS = frozenset({"duration_s"})
+_FLOAT_FIELDS = frozenset({"duration_s", "start", "end", "arousal", "valence", "dominance", "agreement"})
+
+
+def manifest_columns(utterances: Iterable[Utterance]) -> list[str]:
+    """UTTERANCE_FIELDS, then the optional fields and the meta keys that some utterance has (in that order)."""
+    utts = list(utterances)
+    optional = [f for f in OPTIONAL_FIELDS if any(getattr(u, f) is not None for u in utts)]
+    meta = sorted({k for u in utts for k, _ in u.meta})
+    return [*UTTERANCE_FIELDS, *optional, *meta]
 
 
 class ManifestError(EmoshiftError, ValueError):
@@ -32,8 +41,12 @@ class ManifestError(EmoshiftError, ValueError):
 
 
 def write_manifest(path: str | os.PathLike[str], utterances: Iterable[Utterance]) -> Path:
-    """Write ``utterances`` as CSV to ``path`` atomically (temp file, fsync, rename); return the path."""
-    atomic_write_csv(path, UTTERANCE_FIELDS, (u.to_row() for u in utterances))
+    """Write ``utterances`` as CSV to ``path`` atomically (temp file, fsync, rename); return the path.
+
+    Optional columns appear only when some utterance has a value for them."""
+    utts = list(utterances)
+    columns = manifest_columns(utts)
+    atomic_write_csv(path, columns, ({k: r.get(k, "") for k in columns} for r in (u.to_row() for u in utts)))
     return Path(path)
 
 
@@ -56,7 +69,7 @@ def read_manifest(path: str | os.PathLike[str]) -> list[Utterance]:
 
 def _utterance(row: dict[str, str | None], src: Path, *, line: int) -> Utterance:
     values: dict[str, object] = {}
-    for name in UTTERANCE_FIELDS:
+    for name in UTTERANCE_FIELDS + OPTIONAL_FIELDS:
         cell = (row.get(name) or "").strip()
         if not cell:
             if name not in _NULLABLE:
@@ -70,6 +83,8 @@ def _utterance(row: dict[str, str | None], src: Path, *, line: int) -> Utterance
             values[name] = cell
     if not os.path.isabs(str(values["path"])):
         values["path"] = str((src.parent / str(values["path"])).resolve())
+    known = set(UTTERANCE_FIELDS + OPTIONAL_FIELDS)
+    values["meta"] = make_meta((k, v) for k, v in row.items() if isinstance(k, str) and k not in known)
     return Utterance(**values)  # type: ignore[arg-type]
 
 
