@@ -191,7 +191,7 @@ def run_pipeline(
 
     from emoshift.data.datasets import EmotionDataModule
     from emoshift.models import get_model
-    from emoshift.training.module import EmotionModule
+    from emoshift.models.module import EmotionModule
 
     model = get_model(cfg.model.name, num_labels=len(prep.labels), **cfg.model.builder_kwargs())
     model.load_state_dict(init)

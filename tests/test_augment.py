@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from emoshift.config import AugmentConfig
-from emoshift.training.augment import augment_spectrograms, channel_augment, mixup, spec_augment
+from emoshift.data.augment import augment_spectrograms, channel_augment, mixup, spec_augment
 
 B, F, T = 48, 64, 100
 

@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader
 
 from emoshift.config import TrainingConfig
 from emoshift.models.families import get_family
-from emoshift.training.module import EmotionModule, distillation_loss, uar_from_confusion
+from emoshift.models.module import EmotionModule, distillation_loss, uar_from_confusion
 
 CNN = get_family("cnn")  # TinyNet takes log-mel batches (B, 1, n_mels, T)
 

@@ -87,7 +87,7 @@ def test_batchnorm_recalibration_rescues_eval_mode() -> None:
     import torch.nn.functional as F
 
     from emoshift.config import TrainingConfig
-    from emoshift.training.module import EmotionModule
+    from emoshift.models.module import EmotionModule
 
     torch.manual_seed(0)
     model = get_model("efficientnet_b0", num_labels=6, width_mult=0.25)

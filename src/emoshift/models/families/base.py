@@ -144,7 +144,7 @@ class Family(ABC):
 
 
 class NeuralFamily(Family):
-    """A torch net trained by the Lightning module (:mod:`emoshift.training.lightning`)."""
+    """A torch net trained by the Lightning module (:mod:`emoshift.models.lightning`)."""
 
     def train_net(self, model: nn.Module) -> nn.Module:
         """The module that trains (its parameters are ``model``'s, so training it trains ``model``)."""
@@ -186,6 +186,6 @@ class NeuralFamily(Family):
         progress: bool,
         callbacks: Sequence[Any] = (),
     ) -> Fitted:
-        from emoshift.training.lightning import fit_lightning
+        from emoshift.models.lightning import fit_lightning
 
         return fit_lightning(self, cfg, data, run, model=model, progress=progress, callbacks=callbacks)

@@ -77,7 +77,7 @@ class CNNFamily(NeuralFamily):
     def augment(
         self, x: torch.Tensor, batch: dict[str, torch.Tensor], aug: AugmentConfig, gen: torch.Generator
     ) -> torch.Tensor:
-        from emoshift.training.augment import augment_spectrograms
+        from emoshift.data.augment import augment_spectrograms
 
         return augment_spectrograms(x, aug, gen)
 

@@ -95,7 +95,7 @@ class SSLFinetuneFamily(NeuralFamily):
     def augment(
         self, x: torch.Tensor, batch: dict[str, torch.Tensor], aug: AugmentConfig, gen: torch.Generator
     ) -> torch.Tensor:
-        from emoshift.training.augment import augment_waveforms
+        from emoshift.data.augment import augment_waveforms
 
         return augment_waveforms(x, batch["attention_mask"], aug, gen)
 

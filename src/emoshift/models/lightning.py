@@ -42,7 +42,7 @@ def fit_lightning(
     """Train ``family.train_net(model)`` on ``data``; the best weights by validation UAR end up in ``model``."""
     from emoshift.data.datasets import EmotionDataModule
     from emoshift.models.families import Fitted
-    from emoshift.training.module import EmotionModule
+    from emoshift.models.module import EmotionModule
 
     dm = EmotionDataModule(
         prepare=lambda: family.datasets(cfg, data.train, data.val, data.stores),

@@ -8,16 +8,18 @@ optimiser groups it uses: log-mel batches ``x (B, 1, n_mels, T)``, waveform batc
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from emoshift.config import TrainingConfig
+from emoshift.data.augment import mixup
 from emoshift.models.families import NeuralFamily
-from emoshift.training.augment import mixup
+
+if TYPE_CHECKING:
+    from emoshift.config import TrainingConfig
 
 
 def distillation_loss(

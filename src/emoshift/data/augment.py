@@ -9,9 +9,13 @@ a few lines of tensor indexing.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
-from emoshift.config import AugmentConfig
+if TYPE_CHECKING:
+    from emoshift.config import AugmentConfig
+
 
 
 def _band_masks(
