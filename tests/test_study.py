@@ -301,9 +301,16 @@ def test_full_study_runs_every_phase_and_reports_it(full_study: tuple[Path, str,
         (e, c) for e in PHASES for c in ("ravdess", "crema-d")
     ]
     for r in rows:
+        assert int(r["n"]) > 0 and r["leaky"] == "false"
+        metrics_json = out / "runs" / r["experiment"] / "metrics" / f"{r['corpus']}.json"
+        if metrics_json.is_file():  # an interval only where at least 5 speakers carry it
+            m = json.loads(metrics_json.read_text())
+            assert (m["ci95"] is None) == (m["speakers"] < 5), (r["experiment"], r["corpus"], m["speakers"])
+        if r["uar_lo"] == "":  # no interval: null together, never a zero-width one
+            assert r["accuracy_lo"] == r["accuracy_hi"] == r["uar_hi"] == ""
+            continue
         assert 0 <= float(r["accuracy_lo"]) <= float(r["accuracy"]) <= float(r["accuracy_hi"]) <= 1
         assert 0 <= float(r["uar_lo"]) <= float(r["uar"]) <= float(r["uar_hi"]) <= 1
-        assert int(r["n"]) > 0 and r["leaky"] == "false"
     by = {(r["experiment"], r["corpus"]): r for r in rows}
     assert {k: v for k, v in by["L3", "crema-d"].items() if k != "experiment"} == {
         k: v for k, v in by["L2", "crema-d"].items() if k != "experiment"
