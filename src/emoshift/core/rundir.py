@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import torch
-from torch import nn
+if TYPE_CHECKING:  # torch is imported where weights are touched: reading model.json and paths stays torch-free
+    import torch
+    from torch import nn
 
-if TYPE_CHECKING:
     from emoshift.config import ExperimentConfig
 
 from emoshift.core.errors import EmoshiftError
