@@ -26,10 +26,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from emoshift.core.errors import EmoshiftError
 from emoshift.features.logmel import AMIN, FeatureConfig, mel_filterbank
 
 
-class ExportUnsupportedError(ValueError):
+class ExportUnsupportedError(EmoshiftError, ValueError):
     """A model family that cannot be expressed as an ONNX graph (the message says why, in one line)."""
 
 

@@ -1,0 +1,1 @@
+"""`emoshift serve`: registered below once the app exists."""
