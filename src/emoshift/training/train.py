@@ -26,6 +26,7 @@ from emoshift.core.io import atomic_write_csv, atomic_write_json, read_csv
 from emoshift.core.rundir import RunDir, save_weights, write_model_json
 from emoshift.corpora import EMOTIONS, Scan
 from emoshift.data.datasets import Item
+from emoshift.deploy.modelcard import write_model_card
 
 log = logging.getLogger("emoshift.training.train")
 
@@ -394,6 +395,7 @@ def train(
             "label_counts": dict(Counter(prep.labels[it.label] for it in prep.train)),
         },
     )
+    write_model_card(run.path)  # RUN/README.md (Hugging Face model-card layout)
     import shutil
 
     shutil.rmtree(
