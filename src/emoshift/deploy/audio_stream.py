@@ -55,17 +55,42 @@ def file_blocks(path: str | os.PathLike[str], *, block_s: float = BLOCK_S) -> Bl
     def gen() -> Iterator[np.ndarray]:
         try:
             with sf.SoundFile(str(p)) as f:
-                sr = int(f.samplerate)
-                stream = None if sr == SR else soxr.ResampleStream(sr, SR, 1, dtype="float32", quality="HQ")
-                for block in f.blocks(blocksize=max(1, int(block_s * sr)), dtype="float32", always_2d=True):
-                    mono = _mono(block)
-                    yield mono if stream is None else stream.resample_chunk(mono)
-                if stream is not None:
-                    yield stream.resample_chunk(np.zeros(0, np.float32), last=True)
+                yield from _decode(f, block_s)
         except DECODE_ERRORS as e:
             raise AudioError(f"unreadable: {decode_reason(e, p)}") from None
 
     return gen
+
+
+def bytes_blocks(data: bytes, *, block_s: float = BLOCK_S) -> tuple[Blocks, AudioInfo]:
+    """A source of 16 kHz blocks from an encoded file held in memory (an upload), and its header's facts."""
+    import io
+
+    try:
+        info = sf.info(io.BytesIO(data))
+    except DECODE_ERRORS:
+        raise AudioError("unreadable: not an audio file this server can decode (WAV, FLAC, OGG, MP3)") from None
+    if info.frames <= 0:
+        raise AudioError("empty: no audio frames")
+
+    def gen() -> Iterator[np.ndarray]:
+        try:
+            with sf.SoundFile(io.BytesIO(data)) as f:
+                yield from _decode(f, block_s)
+        except DECODE_ERRORS:
+            raise AudioError("unreadable: the audio data is damaged") from None
+
+    return gen, AudioInfo(info.frames / info.samplerate, int(info.samplerate), int(info.channels))
+
+
+def _decode(f: sf.SoundFile, block_s: float) -> Iterator[np.ndarray]:
+    sr = int(f.samplerate)
+    stream = None if sr == SR else soxr.ResampleStream(sr, SR, 1, dtype="float32", quality="HQ")
+    for block in f.blocks(blocksize=max(1, int(block_s * sr)), dtype="float32", always_2d=True):
+        mono = _mono(block)
+        yield mono if stream is None else stream.resample_chunk(mono)
+    if stream is not None:
+        yield stream.resample_chunk(np.zeros(0, np.float32), last=True)
 
 
 def array_blocks(wave: np.ndarray, sr: int, *, block_s: float = BLOCK_S) -> Blocks:
