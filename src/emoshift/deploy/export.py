@@ -24,6 +24,7 @@ import os
 import tempfile
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -134,7 +135,9 @@ def _score_files(backend: Any, files: list[TestFile]) -> tuple[list[np.ndarray],
     from emoshift.deploy.audio_stream import file_blocks
     from emoshift.deploy.segments import score
 
-    mats, labels, problems = [], [], []
+    mats: list[np.ndarray] = []
+    labels: list[str | None] = []
+    problems: list[str] = []
     for f in files:
         try:
             r = score(backend, file_blocks(f.path))
@@ -163,7 +166,7 @@ def _max_diff(a: list[np.ndarray], b: list[np.ndarray]) -> float:
 
 
 def export_runs(
-    runs: list[str | os.PathLike[str]],
+    runs: Sequence[str | os.PathLike[str]],
     out: str | os.PathLike[str] | None = None,
     *,
     fmt: str = "onnx",

@@ -155,7 +155,7 @@ def _windows(blocks: Blocks, w: int, h: int, batch: _Batcher, meter: LevelMeter,
 
 
 def _pieces(spans: list[tuple[int, int]], w: int) -> list[tuple[int, int]]:
-    out = []
+    out: list[tuple[int, int]] = []
     for a, b in spans:
         k = max(1, math.ceil((b - a) / w))
         edges = np.linspace(a, b, k + 1).round().astype(int)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from emoshift.deploy.meta import ModelMeta
 class TorchBackend:
     name = "torch"
 
-    def __init__(self, runs: list[str | os.PathLike[str]], *, threads: int | None = None) -> None:
+    def __init__(self, runs: Sequence[str | os.PathLike[str]], *, threads: int | None = None) -> None:
         self.runs = [Path(r) for r in runs]
         self.threads = threads
         self._model: Any = None
