@@ -9,6 +9,8 @@ What is timed:
 * in process, after ``--warmup`` calls: ``Predictor(RUN).predict_file(path)`` (decode -> silence check ->
   resample -> trim -> log-mel -> centred crop -> model -> softmax), ``--reps`` times, p50 and p95; and each stage
   on its own, the same way, to show where the time goes.
+* the same through ``RUN/model.onnx`` (exported here when missing): ``Predictor(RUN, backend="onnx")``, which
+  imports neither torch nor transformers, with the torch/onnx ratio of per-file latency;
 * start-up, ``--procs`` fresh processes each, p50: ``python -c "import emoshift.cli"`` (what every command
   pays), ``import torch`` and ``from transformers import ResNetModel`` for reference, a cold
   ``Predictor.predict_file`` in a new process split into import / model load / first prediction, and the full
@@ -45,9 +47,8 @@ COLD = """
 import json, sys, time
 t0 = time.perf_counter()
 from emoshift.evaluation.predict import Predictor
-from emoshift.models.weights import build_from_info  # noqa: F401
 t1 = time.perf_counter()
-p = Predictor(sys.argv[1])
+p = Predictor(sys.argv[1], backend=sys.argv[3])
 p.labels  # loads the model
 t2 = time.perf_counter()
 pred = p.predict_file(sys.argv[2])
@@ -186,8 +187,10 @@ def main() -> None:
         path = args.file if args.file is not None else three_second_take(work, None, args.sr)
         info_sf = __import__("soundfile").info(str(path))
 
-        predictor = Predictor(run, device="cpu")
-        model, info = predictor._load()
+        from emoshift.core.rundir import load_model
+
+        predictor = Predictor(run, backend="torch")
+        model, info = load_model(run, device="cpu")
         n_params = sum(p.numel() for p in model.parameters())
         feats = info["features"]
         print(
@@ -209,15 +212,27 @@ def main() -> None:
             ("silence check", lambda: audio.is_silent(wave, sr)),
             ("features (resample, trim, log-mel, crop)", lambda: prepare_waveform(wave, sr, info)),
             ("model forward " + "x".join(map(str, x.shape)), lambda: _no_grad(family_for_info(info).predict, model, x)),
-            ("predict_file, end to end", lambda: predictor.predict_file(path)),
+            ("predict_file, end to end (torch backend)", lambda: predictor.predict_file(path)),
         ]
+        if not (Path(run) / "model.onnx").is_file():
+            from emoshift.deploy.export import export_runs
+
+            rep = export_runs([run], max_files=8)
+            print(f"exported {run}/model.onnx (parity {rep['parity']['max_abs_diff']:.1e})")
+        onnx_predictor = Predictor(run, backend="onnx")
+        stages.append(("predict_file, end to end (onnx backend)", lambda: onnx_predictor.predict_file(path)))
         print(f"\nin process, {args.reps} calls after {args.warmup} warm-up calls      p50 ms    p95 ms")
+        p50: dict[str, float] = {}
         for name, fn in stages:
             ts = _times(fn, args.reps, args.warmup)
+            p50[name] = _pct(ts, 50)
             print(f"  {name:52s} {_pct(ts, 50) * 1e3:8.1f}  {_pct(ts, 95) * 1e3:8.1f}")
-        pred = predictor.predict_file(path)
-        if pred.error:
-            raise RuntimeError(f"prediction failed: {pred.error}")
+        t_name, o_name = stages[-2][0], stages[-1][0]
+        print(f"  per-file latency ratio torch / onnx: {p50[t_name] / p50[o_name]:.2f}")
+        for pr in (predictor, onnx_predictor):
+            pred = pr.predict_file(path)
+            if pred.error:
+                raise RuntimeError(f"prediction failed: {pred.error}")
 
         # ---------------------------------------------------------------------------------- start-up
         py = sys.executable
@@ -230,20 +245,22 @@ def main() -> None:
                 'python -c "from transformers import ResNetModel"',
                 [py, "-c", "from transformers import ResNetModel"],
             ),
-            ("emoshift predict RUN file (whole command)", [*predict_cmd, "predict", str(run), str(path)]),
+            ("emoshift predict RUN file --backend torch", [*predict_cmd, "predict", str(run), str(path), "--backend", "torch"]),
+            ("emoshift predict RUN file --backend onnx", [*predict_cmd, "predict", str(run), str(path), "--backend", "onnx"]),
         ]
         print(f"\nstart-up, {args.procs} fresh processes each                          p50 s     min s")
         for name, cmd in commands:
             ts = [_wall(cmd, env)[0] for _ in range(args.procs)]
             print(f"  {name:52s} {statistics.median(ts):8.2f}  {min(ts):8.2f}")
-        cold = [json.loads(_wall([py, "-c", COLD, str(run), str(path)], env)[1]) for _ in range(args.procs)]
-        for key, name in [
-            ("import", "cold Predictor: import emoshift.evaluation.predict + rundir"),
-            ("load", "cold Predictor: build model + load weights"),
-            ("first", "cold Predictor: first predict_file"),
-        ]:
-            ts = [c[key] for c in cold]
-            print(f"  {name:52s} {statistics.median(ts):8.2f}  {min(ts):8.2f}")
+        for backend in ("torch", "onnx"):
+            cold = [json.loads(_wall([py, "-c", COLD, str(run), str(path), backend], env)[1]) for _ in range(args.procs)]
+            for key, name in [
+                ("import", f"cold {backend} Predictor: import emoshift.evaluation.predict"),
+                ("load", f"cold {backend} Predictor: load the model (+ torch or onnxruntime)"),
+                ("first", f"cold {backend} Predictor: first predict_file"),
+            ]:
+                ts = [c[key] for c in cold]
+                print(f"  {name:52s} {statistics.median(ts):8.2f}  {min(ts):8.2f}")
         print(f"load average after: {_loadavg()}")
     finally:
         if tmp is not None:

@@ -44,8 +44,10 @@ app = typer.Typer(
 from emoshift.cli import (  # noqa: E402
     audit,  # noqa: F401
     corpus,  # noqa: F401
+    export,  # noqa: F401
     features,  # noqa: F401
     predict,  # noqa: F401
+    serve,  # noqa: F401
     study,  # noqa: F401
     synth,  # noqa: F401
     train,  # noqa: F401

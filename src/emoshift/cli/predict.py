@@ -1,9 +1,10 @@
-"""`emoshift predict`: top label and probabilities per file; bad files are reported, the rest predicted."""
+"""`emoshift predict`: label and probabilities per file, and per window or speech segment of a long file; bad files
+are reported, the rest predicted. Uses RUN/model.onnx (onnxruntime, no torch) when it exists."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -11,48 +12,94 @@ from emoshift.cli import app
 from emoshift.cli._common import console, fail
 
 
+def _csv(preds: list[Any], names: list[str], labels: list[str]) -> None:
+    import csv
+    import sys
+
+    w = csv.writer(sys.stdout)
+    w.writerow(["path", "segment", "start_s", "end_s", "label", *[f"p_{lab}" for lab in labels], "error"])
+    for p, name in zip(preds, names, strict=True):
+        if p.error:
+            w.writerow([name, "file", "", "", "", *["" for _ in labels], p.error])
+            continue
+        w.writerow([name, "file", "0.000", f"{p.duration_s:.3f}", p.label,
+                    *[f"{p.probabilities[lab]:.4f}" for lab in labels], ""])
+        for i, s in enumerate(p.segments):
+            w.writerow([name, i, f"{s.start_s:.3f}", f"{s.end_s:.3f}", s.label,
+                        *[f"{s.probabilities[lab]:.4f}" for lab in labels], ""])
+
+
+def _table(preds: list[Any], names: list[str], labels: list[str]) -> None:
+    from rich.table import Table
+
+    t = Table()
+    t.add_column("file", min_width=min(40, max(len(n) for n in names)), overflow="fold")  # names kept whole
+    t.add_column("seconds", justify="right")
+    t.add_column("emotion")
+    for lab in labels:
+        t.add_column(lab, justify="right")
+    for p, name in zip(preds, names, strict=True):
+        if p.error:
+            t.add_row(name, "", f"[red]skipped: {p.error}[/]", *["" for _ in labels])
+        else:
+            t.add_row(name, f"{p.duration_s:.1f}", f"[bold]{p.label}[/]", *[f"{p.probabilities[lab]:.2f}" for lab in labels])
+    console.print(t)
+    for p, name in zip(preds, names, strict=True):
+        if p.error or len(p.segments) < 2:
+            continue
+        s_t = Table(title=f"{name}: {len(p.segments)} segments", title_justify="left")
+        for col in ("start_s", "end_s", "label"):
+            s_t.add_column(col, justify="right" if col != "label" else "left")
+        for lab in labels:
+            s_t.add_column(f"p_{lab}", justify="right")
+        for s in p.segments:
+            s_t.add_row(f"{s.start_s:.2f}", f"{s.end_s:.2f}", s.label, *[f"{s.probabilities[lab]:.2f}" for lab in labels])
+        console.print(s_t)
+
+
 @app.command()
 def predict(
     run: Annotated[Path, typer.Argument(help="run directory of a trained model")],
     paths: Annotated[list[Path], typer.Argument(help="audio files or folders")],
     fmt: Annotated[str, typer.Option("--format", "-f", help="table | csv | json")] = "table",
+    backend: Annotated[str, typer.Option("--backend", help="auto (model.onnx if present) | onnx | torch")] = "auto",
+    window: Annotated[float | None, typer.Option("--window", help="window seconds (default: the model's crop)")] = None,
+    hop: Annotated[float | None, typer.Option("--hop", help="hop seconds (default: window / 3)")] = None,
+    vad: Annotated[bool, typer.Option("--vad", help="score speech segments found by Silero VAD instead of windows")] = False,
+    plot: Annotated[Path | None, typer.Option("--plot", help="folder for one timeline PNG per file")] = None,
 ) -> None:
-    """Predict the emotion of each audio file (folders are searched recursively)."""
-    import csv
+    """Predict the emotion of each audio file (folders are searched recursively), over time for long files."""
     import json
     import sys
 
     if fmt not in ("table", "csv", "json"):
         fail(f"--format must be table, csv or json, got {fmt!r}")
-    from emoshift.evaluation.predict import Predictor
+    from emoshift.deploy.segments import Segmentation
+    from emoshift.evaluation.predict import Predictor, display_names
 
-    predictor = Predictor(run)
+    seg = Segmentation(mode="vad" if vad else "window", window_s=window, hop_s=hop, speech=plot is not None)
+    predictor = Predictor(run, backend=backend, segmentation=seg)
     labels = predictor.labels
+    seg.sizes(predictor.backend.meta.window_s)  # bad --window/--hop: one line before any file is read
     preds = list(predictor.predict_paths(paths))
+    names = display_names([p.path for p in preds])
     if fmt == "json":
-        sys.stdout.write(json.dumps([p.to_dict() for p in preds], indent=2) + "\n")
+        rows = [{**p.to_dict(), "path": p.path, "name": n} for p, n in zip(preds, names, strict=True)]
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
     elif fmt == "csv":
-        w = csv.writer(sys.stdout)
-        w.writerow(["path", "label", *[f"p_{lab}" for lab in labels], "error"])
-        for p in preds:
-            w.writerow([p.path, p.label or "", *[f"{p.probabilities.get(lab, float('nan')):.4f}" if p.label else ""
-                                                  for lab in labels], p.error or ""])
+        _csv(preds, names, labels)
     else:
-        from rich.table import Table
+        _table(preds, names, labels)
+    if plot is not None:
+        from emoshift.deploy.timeline import plot_timeline
 
-        t = Table()
-        t.add_column("file")
-        t.add_column("emotion")
-        for lab in labels:
-            t.add_column(lab, justify="right")
-        for p in preds:
-            if p.error:
-                t.add_row(p.path, f"[red]skipped: {p.error}[/]", *["" for _ in labels])
-            else:
-                t.add_row(p.path, f"[bold]{p.label}[/]", *[f"{p.probabilities[lab]:.2f}" for lab in labels])
-        console.print(t)
+        for p, name in zip(preds, names, strict=True):
+            if not p.error:
+                out = plot / (name.replace("/", "__").rsplit(".", 1)[0] + ".png")
+                plot_timeline(p.segments, labels, out, title=f"{name}: {p.label}", duration_s=p.duration_s,
+                              speech=p.speech)
     bad = sum(1 for p in preds if p.error)
-    if bad:
-        console.print(f"[yellow]{bad} of {len(preds)} file(s) skipped[/]", highlight=False) if fmt == "table" else None
+    if bad and fmt == "table":
+        console.print(f"[yellow]{bad} of {len(preds)} file(s) skipped[/]", highlight=False)
     if bad == len(preds):
         raise typer.Exit(1)

@@ -65,14 +65,16 @@ def _wav_truncation(path: Path) -> str | None:
     return None
 
 
-def read(
-    path: str | os.PathLike[str], *, start: float | None = None, end: float | None = None
-) -> tuple[np.ndarray, int]:
-    """Decode a file to float32 mono ``(samples,)`` at its native rate; raise AudioError on bad input.
+DECODE_ERRORS = (sf.LibsndfileError, OSError, RuntimeError, ValueError, TypeError, MemoryError)
 
-    ``start``/``end`` (seconds) read only that segment: soundfile seeks to the first frame and reads up to
-    the last, without decoding the rest of the file. A segment that lies outside the file is an AudioError.
-    """
+
+def decode_reason(err: BaseException, path: Path) -> str:
+    """A decoder's message without the file's path (the caller shows the path itself)."""
+    return str(err).replace(f"'{path}'", "file").replace(str(path), "file").strip()
+
+
+def check_file(path: str | os.PathLike[str]) -> Path:
+    """The checks before decoding (exists, not empty, not a git-LFS pointer, not a truncated WAV)."""
     p = Path(path)
     try:
         size = p.stat().st_size
@@ -83,13 +85,27 @@ def read(
     if is_lfs_pointer(p):
         raise AudioError(LFS_REASON)
     try:
-        data, sr = _decode(p, start, end)
         trunc = _wav_truncation(p) if p.suffix.lower() == ".wav" else None
-    except (sf.LibsndfileError, OSError, RuntimeError, ValueError, TypeError, MemoryError) as e:
-        msg = str(e).replace(f"'{p}'", "file").replace(str(p), "file").strip()
-        raise AudioError(f"unreadable: {msg}") from None
+    except OSError as e:
+        raise AudioError(f"unreadable: {decode_reason(e, p)}") from None
     if trunc:
         raise AudioError(trunc)
+    return p
+
+
+def read(
+    path: str | os.PathLike[str], *, start: float | None = None, end: float | None = None
+) -> tuple[np.ndarray, int]:
+    """Decode a file to float32 mono ``(samples,)`` at its native rate; raise AudioError on bad input.
+
+    ``start``/``end`` (seconds) read only that segment: soundfile seeks to the first frame and reads up to
+    the last, without decoding the rest of the file. A segment that lies outside the file is an AudioError.
+    """
+    p = check_file(path)
+    try:
+        data, sr = _decode(p, start, end)
+    except DECODE_ERRORS as e:
+        raise AudioError(f"unreadable: {decode_reason(e, p)}") from None
     if data.shape[0] == 0:
         raise AudioError("empty: no audio frames")
     wave = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]  # (samples,)
@@ -149,10 +165,16 @@ def trim_silence(wave: np.ndarray, sr: int, top_db: float = 40.0, frame_s: float
 
     RAVDESS clips carry about a second of silence at both ends; trimming keeps crops on the speech.
     """
+    start, end = trim_bounds(wave, sr, top_db=top_db, frame_s=frame_s)
+    return wave if (start, end) == (0, len(wave)) else wave[start:end]
+
+
+def trim_bounds(wave: np.ndarray, sr: int, top_db: float = 40.0, frame_s: float = 0.025) -> tuple[int, int]:
+    """``(start, end)`` sample indices of :func:`trim_silence`'s result (``(0, len)`` when nothing is cut)."""
     n = max(1, int(sr * frame_s))
     hop = max(1, n // 4)
     if len(wave) <= n:
-        return wave
+        return 0, len(wave)
     starts = np.arange(0, len(wave) - n + 1, hop)
     # Frame energies from a running sum of squares: O(samples) instead of materialising (frames, n).
     csum = np.concatenate(([0.0], np.cumsum(wave.astype(np.float64) ** 2)))
@@ -160,8 +182,8 @@ def trim_silence(wave: np.ndarray, sr: int, top_db: float = 40.0, frame_s: float
     db = 10.0 * np.log10(np.maximum(mean_sq, 1e-20))
     keep = np.nonzero(db > db.max() - top_db)[0]
     if len(keep) == 0:
-        return wave
-    return wave[starts[keep[0]] : starts[keep[-1]] + n]
+        return 0, len(wave)
+    return int(starts[keep[0]]), int(starts[keep[-1]] + n)
 
 
 def load(

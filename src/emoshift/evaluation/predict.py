@@ -1,5 +1,11 @@
 """Predict emotions for new audio with a finished run: ``Predictor(RUN).predict_file(path)`` or
-``.predict_waveform(wave, sr)``. A file that cannot be read is reported with its reason; the rest go on."""
+``.predict_waveform(wave, sr)``. A file that cannot be read is reported with its reason; the rest go on.
+
+The model runs through :mod:`emoshift.deploy`: ``RUN/model.onnx`` with onnxruntime when it exists (``backend=
+"auto"``; nothing imports torch on that path), else the torch graph. A file longer than the model's window is
+scored in windows or on voice-activity segments; each :class:`Prediction` carries its ``segments`` and the
+file-level label (the duration-weighted mean of the segments' probabilities).
+"""
 
 from __future__ import annotations
 
@@ -11,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from emoshift.core.audio import AUDIO_EXTENSIONS, AudioError, check_not_silent, read
+from emoshift.core.audio import AUDIO_EXTENSIONS, AudioError
 
 
 @dataclass
@@ -20,47 +26,72 @@ class Prediction:
     label: str | None
     probabilities: dict[str, float] = field(default_factory=dict)
     error: str | None = None
+    duration_s: float | None = None
+    segments: list[Any] = field(default_factory=list)  # emoshift.deploy.segments.Segment
+    speech: list[tuple[float, float]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"path": self.path, "label": self.label, "probabilities": self.probabilities, "error": self.error}
+        return {"path": self.path, "label": self.label, "probabilities": self.probabilities, "error": self.error,
+                "duration_s": None if self.duration_s is None else round(self.duration_s, 3),
+                "segments": [s.to_dict() for s in self.segments]}
 
 
 class Predictor:
-    """Loads the model lazily on first use (nothing heavy happens in the constructor)."""
+    """Opens the backend lazily on first use (nothing heavy happens in the constructor)."""
 
-    def __init__(self, run_dir: str | os.PathLike[str], *, device: str | None = None) -> None:
+    def __init__(
+        self,
+        run_dir: str | os.PathLike[str],
+        *,
+        device: str | None = None,
+        backend: str = "auto",
+        segmentation: Any = None,  # emoshift.deploy.segments.Segmentation; None = windows with the model's sizes
+    ) -> None:
         self.run_dir = Path(run_dir)
-        self.device = device
-        self._model: Any = None
-        self._info: dict[str, Any] | None = None
+        self.device = device  # kept for callers; the serving graph runs on CPU
+        self.backend_name = backend
+        self.segmentation = segmentation
+        self._backend: Any = None
 
-    def _load(self) -> tuple[Any, dict[str, Any]]:
-        if self._model is None:
-            from emoshift.evaluation.inference import default_device
-            from emoshift.models.weights import load_model
+    @property
+    def backend(self) -> Any:
+        if self._backend is None:
+            from emoshift.deploy.backend import open_backend
 
-            self._model, self._info = load_model(self.run_dir, device=self.device or default_device())
-        assert self._info is not None
-        return self._model, self._info
+            self._backend = open_backend(self.run_dir, self.backend_name)
+        return self._backend
 
     @property
     def labels(self) -> list[str]:
-        return list(self._load()[1]["labels"])
+        return list(self.backend.meta.labels)
+
+    def _predict(self, name: str, blocks: Any) -> Prediction:
+        from emoshift.deploy.segments import score
+
+        try:
+            r = score(self.backend, blocks, self.segmentation)
+        except AudioError as e:
+            return Prediction(name, None, error=str(e))
+        return Prediction(name, r.label, r.probabilities, duration_s=r.duration_s, segments=r.segments,
+                          speech=r.speech)
 
     def predict_waveform(self, wave: np.ndarray, sr: int) -> dict[str, float]:
-        from emoshift.evaluation.inference import predict_waveform
+        """File-level probabilities for one waveform (any rate, mono or ``(S, channels)``)."""
+        from emoshift.deploy.audio_stream import array_blocks
 
-        model, info = self._load()
-        return predict_waveform(model, info, wave, sr)
+        p = self._predict("waveform", array_blocks(wave, sr))
+        if p.error:
+            raise AudioError(p.error)
+        return p.probabilities
 
     def predict_file(self, path: str | os.PathLike[str]) -> Prediction:
+        from emoshift.deploy.audio_stream import file_blocks
+
         try:
-            wave, sr = read(path)
-            check_not_silent(wave, sr)  # the same reason a corpus scan gives
+            blocks = file_blocks(path)
         except AudioError as e:
             return Prediction(str(path), None, error=str(e))
-        probs = self.predict_waveform(wave, sr)
-        return Prediction(str(path), max(probs, key=probs.__getitem__), probs)
+        return self._predict(str(path), blocks)
 
     def predict_paths(self, paths: Iterable[str | os.PathLike[str]]) -> Iterator[Prediction]:
         for p in expand_paths(paths):
@@ -80,3 +111,18 @@ def expand_paths(paths: Iterable[str | os.PathLike[str]]) -> Iterator[Path | Pre
             yield p
         else:
             yield Prediction(str(p), None, error="not found")
+
+
+def display_names(paths: list[str]) -> list[str]:
+    """Names a person can read: each path relative to the files' common folder (just the name when unique)."""
+    if not paths:
+        return []
+    names = [Path(p).name for p in paths]
+    if len(set(names)) == len(names):
+        return names
+    try:
+        common = Path(os.path.commonpath([str(Path(p).absolute()) for p in paths]))
+    except ValueError:  # different drives
+        return paths
+    return [str(Path(p).absolute().relative_to(common)) if Path(p).absolute() != common else Path(p).name
+            for p in paths]

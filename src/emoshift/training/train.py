@@ -28,6 +28,7 @@ from emoshift.core.io import atomic_write_json
 from emoshift.core.rundir import RunDir, write_model_json
 from emoshift.corpora import EMOTIONS, Scan
 from emoshift.data.datasets import Item
+from emoshift.evaluation.modelcard import write_model_card
 from emoshift.models.families import Family, FitData, Fitted
 from emoshift.models.weights import save_weights
 
@@ -150,6 +151,7 @@ def train(
     write_model_json(run, model_info(cfg, family, fitted.model, prep, fingerprint))
     evaluate_and_plot(cfg, run, prep, progress=progress)
     atomic_write_json(run.done, done_info(cfg, fitted, prep, fingerprint, started))  # the run is complete
+    write_model_card(run.path)  # RUN/README.md (Hugging Face model-card layout), from the finished run
     shutil.rmtree(run.checkpoints, ignore_errors=True)  # so checkpoints are no longer needed
     return run.path
 

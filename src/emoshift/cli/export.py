@@ -1,0 +1,41 @@
+"""`emoshift export`: a run -> RUN/model.onnx (waveform in, logits and probabilities out), checked against torch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from emoshift.cli import app
+from emoshift.cli._common import console, fail
+
+
+@app.command()
+def export(
+    runs: Annotated[list[Path], typer.Argument(help="run directory; several runs = an ensemble (mean probabilities)")],
+    fmt: Annotated[str, typer.Option("--format", "-f", help="onnx")] = "onnx",
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="default RUN/model.onnx")] = None,
+    quantize: Annotated[str | None, typer.Option("--quantize", help="int8: quantise weights, report UAR change")] = None,
+    max_files: Annotated[int, typer.Option("--max-files", min=1, help="test files used for the self-check")] = 64,
+) -> None:
+    """Export a trained model to ONNX with its log-mel front end inside; checks parity with torch on test files."""
+    from emoshift.core.errors import EmoshiftError
+    from emoshift.deploy.export import export_runs, report_path
+
+    try:
+        report = export_runs(runs, output, fmt=fmt, quantize=quantize, max_files=max_files)
+    except EmoshiftError as e:
+        fail(str(e))
+    par = report["parity"]
+    console.print(f"wrote {report['output']} ({report['bytes'] / 1e6:.1f} MB, {report['members']} member(s), "
+                  f"inputs {', '.join(report['inputs'])}) in {report['seconds']:.0f} s", highlight=False, soft_wrap=True)
+    console.print(f"parity: max |p_onnx - p_torch| = {par['max_abs_diff']:.2e} over {par['windows']} windows of "
+                  f"{par['files']} test files (tolerance {par['tolerance']:g})", highlight=False, soft_wrap=True)
+    q = report.get("quantize")
+    if q:
+        change = "n/a" if q["uar_change"] is None else f"{q['uar_change']:+.4f}"
+        console.print(f"int8: UAR {q['uar_float']:.4f} -> {q['uar_int8']:.4f} (change {change}), label agreement "
+                      f"{q['label_agreement']:.1%}, {q['bytes_float'] / 1e6:.1f} -> {q['bytes_int8'] / 1e6:.1f} MB",
+                      highlight=False, soft_wrap=True)
+    console.print(f"report: {report_path(Path(report['output']))}", highlight=False, soft_wrap=True)

@@ -1,0 +1,54 @@
+"""A timeline per file: probability of each emotion over time, speech segments shaded (matplotlib, Agg)."""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from emoshift.core.io import atomic_write_bytes
+
+
+def plot_timeline(
+    segments: Sequence[Any],
+    labels: Sequence[str],
+    out: str | os.PathLike[str],
+    *,
+    title: str = "",
+    duration_s: float | None = None,
+    speech: Sequence[tuple[float, float]] = (),
+) -> Path:
+    """One line per emotion at each segment's centre (steps across the segment), speech spans shaded grey."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(10, 3.2), dpi=100)
+    try:
+        for a, b in speech:
+            ax.axvspan(a, b, color="0.88", zorder=0, lw=0)
+        order = sorted(segments, key=lambda s: (s.start_s + s.end_s) / 2)
+        centres = [(s.start_s + s.end_s) / 2 for s in order]
+        for lab in labels:
+            ys = [s.probabilities[lab] for s in order]
+            if len(order) == 1:
+                ax.hlines(ys, order[0].start_s, order[0].end_s, label=lab, lw=2)
+            else:
+                ax.plot(centres, ys, label=lab, lw=1.6, marker="." if len(order) < 60 else None)
+        end = duration_s if duration_s is not None else max((s.end_s for s in order), default=1.0)
+        ax.set_xlim(0, max(end, 1e-3))
+        ax.set_ylim(0, 1)
+        ax.set_xlabel("time (s)")
+        ax.set_ylabel("probability")
+        ax.set_title(title + ("  (grey: speech)" if speech else ""), fontsize=10)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
+        fig.tight_layout()
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png")
+    finally:
+        plt.close(fig)
+    atomic_write_bytes(out, buf.getvalue())
+    return Path(out)

@@ -1,0 +1,172 @@
+"""The model card: ``RUN/README.md`` in the Hugging Face model-card layout, and the same facts as a dict
+(``GET /v1/model``), read from model.json, splits/, metrics/, done.json and audit/ when present (no torch).
+
+Sections: YAML front matter (library, tags, metrics), model details, training data with counts, protocol,
+results with 95% confidence intervals per corpus, fairness summary, intended use, limitations, how to use it
+(emoshift, and onnxruntime alone).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from emoshift.core.io import atomic_write_text, read_csv
+from emoshift.core.rundir import RunDir
+
+README = "README.md"
+ACTED = {"ravdess", "crema-d", "tess", "savee", "emodb"}  # corpora of actors reading fixed sentences
+
+
+def _json(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _training_data(rd: RunDir, info: dict[str, Any]) -> list[dict[str, Any]]:
+    out = []
+    for corpus in info.get("train_corpora", []):
+        rows = read_csv(rd.split(corpus)) if rd.split(corpus).is_file() else []
+        utts = Counter(r["split"] for r in rows)
+        speakers = {part: len({r["speaker"] for r in rows if r["split"] == part}) for part in utts}
+        out.append({"corpus": corpus, "utterances": dict(utts), "speakers": speakers})
+    return out
+
+
+def _metrics(rd: RunDir) -> list[dict[str, Any]]:
+    out = []
+    folder = rd.path / "metrics"
+    for p in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        m = _json(p)
+        ci = m.get("ci95", {})
+        out.append({
+            "corpus": m.get("corpus", p.stem), "split": m.get("split"), "n": m.get("n"),
+            "speakers": m.get("speakers"), "leaky": m.get("leaky"),
+            **{k: {"value": m.get(k), "ci95": ci.get(k)} for k in ("uar", "accuracy", "macro_f1")},
+        })
+    return out
+
+
+def _fairness(rd: RunDir) -> list[dict[str, Any]]:
+    folder = rd.path / "audit"
+    if not folder.is_dir():
+        return []
+    from emoshift.evaluation.audit import verdict
+
+    out = []
+    for p in sorted(folder.glob("*.json")):
+        report = _json(p)
+        sentences = [verdict(key, section) for key, section in report.get("by", {}).items()]
+        out.append({"corpus": report.get("corpus", p.stem), "summary": sentences})
+    return out
+
+
+def model_summary(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """What the service's ``GET /v1/model`` answers."""
+    rd = RunDir.of(run_dir)
+    info, done = rd.info(), rd.done_info()
+    return {
+        "labels": info["labels"],
+        "family": {"model": info["model"], "input_kind": info["input_kind"], "architecture": info.get("architecture")},
+        "training_data": _training_data(rd, info),
+        "protocol": {
+            "split": "speaker-independent train/val/test per corpus (no test speaker seen in training)"
+            if not info.get("leaky_split") else "LEAKY: some test speakers were seen in training",
+            "leaky": bool(info.get("leaky_split")),
+            "label_policy": info.get("label_policy"),
+            "training_speakers": len(info.get("training_speakers", [])),
+            "epochs_run": done.get("epochs_run"),
+            "samples": done.get("samples"),
+            "label_counts": done.get("label_counts"),
+            "distill_teacher": info.get("distill_teacher"),
+        },
+        "metrics": _metrics(rd),
+        "fairness": _fairness(rd),
+        "window_s": float(info.get("features", {}).get("crop_s", 3.0)),
+    }
+
+
+def _fmt(metric: dict[str, Any]) -> str:
+    v, ci = metric.get("value"), metric.get("ci95")
+    if v is None:
+        return "–"
+    return f"{v:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
+
+
+def render_model_card(run_dir: str | os.PathLike[str]) -> str:
+    s = model_summary(run_dir)
+    run = Path(run_dir)
+    fam, prot = s["family"], s["protocol"]
+    corpora = [d["corpus"] for d in s["training_data"]]
+    lines = ["---", "library_name: emoshift", "pipeline_tag: audio-classification",
+             "tags: [speech-emotion-recognition, audio-classification, onnx]",
+             f"datasets: [{', '.join(corpora)}]", "metrics: [uar, accuracy, macro_f1]", "---", "",
+             f"# {run.name}: speech emotion recognition ({fam['model']})", "",
+             "## Model details", "",
+             f"- Architecture: {fam['architecture'] or fam['model']} (input: {fam['input_kind']})",
+             f"- Labels ({len(s['labels'])}): {', '.join(s['labels'])}",
+             f"- Input: 16 kHz mono audio; the model's window is {s['window_s']:g} s (longer audio is scored in windows)",
+             "- Trained with emoshift (Lightning); weights in model.safetensors, ONNX graph in model.onnx when exported",
+             "", "## Training data", "", "| corpus | train | val | test | speakers (train/val/test) |",
+             "| --- | ---: | ---: | ---: | --- |"]
+    for d in s["training_data"]:
+        u, sp = d["utterances"], d["speakers"]
+        lines.append(f"| {d['corpus']} | {u.get('train', 0)} | {u.get('val', 0)} | {u.get('test', 0)} | "
+                     f"{sp.get('train', 0)}/{sp.get('val', 0)}/{sp.get('test', 0)} |")
+    if prot.get("label_counts"):
+        counts = ", ".join(f"{k} {v}" for k, v in sorted(prot["label_counts"].items()))
+        lines += ["", f"Training utterances per label: {counts}."]
+    lines += ["", "## Protocol", "", f"- Split: {prot['split']}", f"- Label policy: {prot['label_policy']}",
+              f"- Epochs run: {prot['epochs_run']}"]
+    if prot.get("distill_teacher"):
+        lines.append(f"- Distilled from: {prot['distill_teacher']}")
+    lines += ["", "## Results", "",
+              "95% confidence intervals: percentile bootstrap over speakers. `test` = held-out speakers of a training "
+              "corpus; `all` = every utterance of a corpus not trained on (cross-corpus).", "",
+              "| corpus | split | n | speakers | UAR | accuracy | macro-F1 |", "| --- | --- | ---: | ---: | --- | --- | --- |"]
+    for m in s["metrics"]:
+        split = f"{m['split']}{' (LEAKY)' if m['leaky'] else ''}"
+        lines.append(f"| {m['corpus']} | {split} | {m['n']} | {m['speakers']} | {_fmt(m['uar'])} | "
+                     f"{_fmt(m['accuracy'])} | {_fmt(m['macro_f1'])} |")
+    lines += ["", "## Fairness", ""]
+    if s["fairness"]:
+        for f in s["fairness"]:
+            lines += [f"- {f['corpus']}: " + " ".join(f["summary"])]
+    else:
+        lines.append("No fairness audit has been run (`emoshift audit RUN --corpus NAME=ROOT`).")
+    acted = [c for c in corpora if c in ACTED]
+    lines += ["", "## Intended use", "",
+              "Research on speech emotion recognition and prototypes that show emotion estimates over time. Not for "
+              "decisions about people (hiring, health, policing, credit): the labels are acted categories, not "
+              "anyone's inner state.", "", "## Limitations", ""]
+    if acted:
+        lines.append(f"- Trained on acted speech ({', '.join(acted)}): actors reading fixed sentences in studio or "
+                     "near-studio conditions; expect lower accuracy on spontaneous, conversational or noisy speech.")
+    lines += ["- The cross-corpus rows above are the better guide to performance on new recordings than the "
+              "in-corpus test rows.",
+              f"- Training speakers: {prot['training_speakers']}; groups of speakers not represented may be served worse.",
+              "", "## How to use", "", "With emoshift:", "", "```bash", f"emoshift predict {run.name} speech.wav",
+              f"emoshift predict {run.name} long.wav --window 3 --hop 1 --format json   # emotion over time",
+              f"emoshift export {run.name}          # writes {run.name}/model.onnx",
+              f"emoshift serve {run.name}           # web page and API on http://127.0.0.1:8000", "```", "",
+              "With onnxruntime alone (after `emoshift export`):", "", "```python",
+              "import json, numpy as np, onnxruntime as ort, soundfile as sf, soxr",
+              f"sess = ort.InferenceSession('{run.name}/model.onnx')",
+              "labels = json.loads(sess.get_modelmeta().custom_metadata_map['labels'])",
+              "wave, sr = sf.read('speech.wav', dtype='float32', always_2d=True)",
+              "wave = soxr.resample(wave.mean(axis=1), sr, 16000).astype(np.float32)[None]  # (1, S)"]
+    if fam["input_kind"] == "waveform":
+        lines.append("probs = sess.run(['probabilities'], {'waveform': wave, 'mask': np.ones(wave.shape, np.int64)})[0][0]")
+    else:
+        lines.append("probs = sess.run(['probabilities'], {'waveform': wave})[0][0]")
+    lines += ["print(labels[int(probs.argmax())], dict(zip(labels, probs.round(3))))", "```", ""]
+    return "\n".join(lines)
+
+
+def write_model_card(run_dir: str | os.PathLike[str]) -> Path:
+    """Write (atomically) RUN/README.md; returns its path."""
+    out = Path(run_dir) / README
+    atomic_write_text(out, render_model_card(run_dir))
+    return out

@@ -1,0 +1,66 @@
+"""Runs shared by the deploy tests: a tiny CNN run (exported to ONNX once per session) and helpers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import tiny_overrides
+
+
+@pytest.fixture(scope="session")
+def cnn_run(synth_tiny: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny ResNet run (1-s crops, 32 mels), trained for 2 epochs; not exported."""
+    from emoshift.config import load_config
+    from emoshift.training.train import train
+
+    tmp = tmp_path_factory.mktemp("deploy-cnn")
+    cfg = load_config(overrides=[*tiny_overrides(synth_tiny, tmp / "cache"), "training.epochs=2"])
+    return train(cfg, tmp / "run", progress=False)
+
+
+@pytest.fixture(scope="session")
+def exported(cnn_run: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """A copy of the CNN run with RUN/model.onnx and its export report."""
+    import shutil
+
+    from emoshift.deploy.export import export_runs
+
+    run = tmp_path_factory.mktemp("deploy-exported") / "run"
+    shutil.copytree(cnn_run, run)
+    report = export_runs([run], max_files=12)
+    return run, report
+
+
+class ToneBackend:
+    """A stand-in model for segmentation tests: the label is the dominant pitch band of the window."""
+
+    name = "tone"
+
+    def __init__(self, window_s: float = 1.0) -> None:
+        from emoshift.deploy.meta import ModelMeta
+
+        self.meta = ModelMeta(labels=("low", "high"), input_kind="spectrogram", model="tone", window_s=window_s,
+                              trim_silence=False, trim_top_db=40.0)
+        self.calls = 0
+
+    def probabilities(self, waves: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+        self.calls += 1
+        spec = np.abs(np.fft.rfft(waves, axis=1))  # (B, F)
+        freqs = np.fft.rfftfreq(waves.shape[1], 1 / 16_000)
+        low = spec[:, (freqs > 100) & (freqs < 400)].sum(axis=1)
+        high = spec[:, (freqs > 600) & (freqs < 1200)].sum(axis=1)
+        p_high = high / np.maximum(low + high, 1e-9)
+        return np.stack([1 - p_high, p_high], axis=1).astype(np.float32)
+
+
+def tones(plan: list[tuple[str, float]], sr: int = 16_000) -> np.ndarray:
+    """Concatenated tones: ("low", seconds) = 200 Hz, ("high", s) = 800 Hz, ("silence", s) = zeros."""
+    parts = []
+    for kind, seconds in plan:
+        t = np.arange(int(seconds * sr)) / sr
+        f = {"low": 200.0, "high": 800.0}.get(kind)
+        parts.append(np.zeros_like(t) if f is None else 0.3 * np.sin(2 * np.pi * f * t))
+    return np.concatenate(parts).astype(np.float32)
