@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from emoshift.cli import app
 from emoshift.study import StudyError, fit_stages, load_study, run_dir
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CONFIG = REPO / "configs" / "study.yaml"
 PHASES = ["L2", "L2b", "L2c", "L3", "L4.3", "L4.5", "L4.6", "L4.7", "L4.9"]
 RESULT_COLUMNS = [
