@@ -46,7 +46,7 @@ warnings.filterwarnings("ignore")
 COLD = """
 import json, sys, time
 t0 = time.perf_counter()
-from emoshift.evaluation.predict import Predictor
+from emoshift.deploy.predict import Predictor
 t1 = time.perf_counter()
 p = Predictor(sys.argv[1], backend=sys.argv[3])
 p.labels  # loads the model
@@ -177,8 +177,8 @@ def main() -> None:
         if args.threads:
             torch.set_num_threads(args.threads)
         from emoshift.core import audio
+        from emoshift.deploy.predict import Predictor
         from emoshift.evaluation.inference import prepare_waveform
-        from emoshift.evaluation.predict import Predictor
         from emoshift.models.families import family_for_info
 
         t0 = time.perf_counter()
@@ -255,7 +255,7 @@ def main() -> None:
         for backend in ("torch", "onnx"):
             cold = [json.loads(_wall([py, "-c", COLD, str(run), str(path), backend], env)[1]) for _ in range(args.procs)]
             for key, name in [
-                ("import", f"cold {backend} Predictor: import emoshift.evaluation.predict"),
+                ("import", f"cold {backend} Predictor: import emoshift.deploy.predict"),
                 ("load", f"cold {backend} Predictor: load the model (+ torch or onnxruntime)"),
                 ("first", f"cold {backend} Predictor: first predict_file"),
             ]:

@@ -43,7 +43,7 @@ _API: dict[str, str] = {
     # training, evaluation, deployment
     "train": "emoshift.training.train",
     "evaluate_run": "emoshift.evaluation.evaluate",
-    "Predictor": "emoshift.evaluation.predict",
+    "Predictor": "emoshift.deploy.predict",
     "audit_run": "emoshift.evaluation.audit",
     "compare_runs": "emoshift.evaluation.compare",
     # the study
@@ -95,10 +95,10 @@ if TYPE_CHECKING:  # static checkers and IDEs see the real names
     from emoshift.core.errors import EmoshiftError
     from emoshift.corpora import Scan, Utterance, list_corpora, scan
     from emoshift.data.splits import SplitConfig, make_split
+    from emoshift.deploy.predict import Predictor
     from emoshift.evaluation.audit import audit_run
     from emoshift.evaluation.compare import compare_runs
     from emoshift.evaluation.evaluate import evaluate_run
-    from emoshift.evaluation.predict import Predictor
     from emoshift.features import FeatureConfig, log_mel
     from emoshift.models import get_model, list_models
     from emoshift.study import load_study, run_study

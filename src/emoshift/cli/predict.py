@@ -74,8 +74,8 @@ def predict(
 
     if fmt not in ("table", "csv", "json"):
         fail(f"--format must be table, csv or json, got {fmt!r}")
+    from emoshift.deploy.predict import Predictor, display_names
     from emoshift.deploy.segments import Segmentation
-    from emoshift.evaluation.predict import Predictor, display_names
 
     seg = Segmentation(mode="vad" if vad else "window", window_s=window, hop_s=hop, speech=plot is not None)
     predictor = Predictor(run, backend=backend, segmentation=seg)

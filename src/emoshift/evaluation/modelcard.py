@@ -37,20 +37,20 @@ def _training_data(rd: RunDir, info: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _metrics(rd: RunDir) -> list[dict[str, Any]]:
     out = []
-    folder = rd.path / "metrics"
-    for p in sorted(folder.glob("*.json")) if folder.is_dir() else []:
-        m = _json(p)
-        ci = m.get("ci95", {})
+    for corpus in rd.metrics_corpora():
+        m = _json(rd.metrics(corpus))
+        ci = m.get("ci95") or {}  # null below 5 test speakers, with ci95_reason
         out.append({
-            "corpus": m.get("corpus", p.stem), "split": m.get("split"), "n": m.get("n"),
-            "speakers": m.get("speakers"), "leaky": m.get("leaky"),
-            **{k: {"value": m.get(k), "ci95": ci.get(k)} for k in ("uar", "accuracy", "macro_f1")},
+            "corpus": m.get("corpus", corpus), "split": m.get("split"), "n": m.get("n"),
+            "speakers": m.get("speakers"), "leaky": m.get("leaky"), "ci95_reason": m.get("ci95_reason"),
+            **{k: {"value": m.get(k), "ci95": ci.get(k), "speakers": m.get("speakers")}
+               for k in ("uar", "accuracy", "macro_f1")},
         })
     return out
 
 
 def _fairness(rd: RunDir) -> list[dict[str, Any]]:
-    folder = rd.path / "audit"
+    folder = rd.audit_dir
     if not folder.is_dir():
         return []
     from emoshift.evaluation.audit import verdict
@@ -92,7 +92,10 @@ def _fmt(metric: dict[str, Any]) -> str:
     v, ci = metric.get("value"), metric.get("ci95")
     if v is None:
         return "–"
-    return f"{v:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
+    if ci:
+        return f"{v:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"
+    speakers = metric.get("speakers")
+    return f"{v:.3f} n/a ({speakers} speakers)" if speakers is not None else f"{v:.3f}"
 
 
 def render_model_card(run_dir: str | os.PathLike[str]) -> str:
