@@ -15,7 +15,10 @@ def test_training_writes_model_card(cnn_run: Path) -> None:
                     "## Intended use", "## Limitations", "## How to use", "onnxruntime"):
         assert section in card, section
     m = json.loads((cnn_run / "metrics" / "ravdess.json").read_text())
-    assert f"{m['uar']:.3f} [{m['ci95']['uar'][0]:.3f}, {m['ci95']['uar'][1]:.3f}]" in card
+    if m["ci95"] is None:  # too few test speakers for an interval: the card says so, never a zero-width one
+        assert f"{m['uar']:.3f} n/a ({m['speakers']} speakers)" in card
+    else:
+        assert f"{m['uar']:.3f} [{m['ci95']['uar'][0]:.3f}, {m['ci95']['uar'][1]:.3f}]" in card
     assert "acted speech" in card
 
 
