@@ -33,8 +33,8 @@ from emoshift.synth.channel import (
 from emoshift.synth.generate import SYNTH_VERSION, SynthSummary, generate, render, write_file
 from emoshift.synth.plan import (
     CORPORA,
-    DEFAULT_CORPORA,
     CREMAD_SENTENCES,
+    DEFAULT_CORPORA,
     RAVDESS_STATEMENTS,
     SCALES,
     FileJob,

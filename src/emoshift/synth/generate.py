@@ -25,8 +25,8 @@ import soundfile as sf
 
 from emoshift.core.io import atomic_write_bytes
 from emoshift.core.progress import progress as progress_bar
-from emoshift.synth.channel import apply_channel, to_pcm16
 from emoshift.synth import iemocap, manifest
+from emoshift.synth.channel import apply_channel, to_pcm16
 from emoshift.synth.plan import (
     CORPORA,
     DEFAULT_CORPORA,

@@ -21,9 +21,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from emoshift.core.io import atomic_write_text
+from emoshift.corpora.base import SIX as SIX_EMOTIONS
 from emoshift.synth.channel import phone_channel
 from emoshift.synth.job import FileJob, Scale
-from emoshift.corpora.base import SIX as SIX_EMOTIONS
 from emoshift.synth.speaker import make_speaker, seeded_rng
 from emoshift.synth.voice import Sentence
 
