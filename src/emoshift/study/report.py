@@ -401,7 +401,8 @@ def build_blocks(
     blocks: list[Block] = []
     blocks += _overview(study, summaries, results)
     blocks += _key_results(summaries, corpora)
-    blocks += matrix_blocks(out, study) if study.matrix is not None else _cross_corpus(summaries, corpora, out)
+    matrix = getattr(study, "matrix", None)  # an N-corpus study (configs/cross_corpus.yaml) has its own matrix
+    blocks += matrix_blocks(out, study) if matrix is not None else _cross_corpus(summaries, corpora, out)
     blocks += _confusions(summaries, corpora, out)
     blocks += _curves(summaries, out)
     blocks += _fairness(summaries)
