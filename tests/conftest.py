@@ -21,6 +21,16 @@ def synth_tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def synth_more(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny synthetic IEMOCAP and manifest corpora (OUT/iemocap, OUT/manifest/manifest.csv)."""
+    from emoshift.synth.generate import generate
+
+    out = tmp_path_factory.mktemp("synth") / "more"
+    generate(out, scale="tiny", seed=0, corpora=("iemocap", "manifest"))
+    return out
+
+
 def tiny_overrides(root: Path, cache: Path, *, corpora: tuple[str, ...] = ("ravdess",)) -> list[str]:
     """--set overrides that make a run take seconds on 2 CPU cores."""
     sets = [

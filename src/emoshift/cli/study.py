@@ -18,7 +18,9 @@ def _ids(items: list[str] | None) -> list[str] | None:
 
 @app.command("study")
 def study(
-    config: Path = typer.Argument(..., help="Study file, e.g. configs/study.yaml."),
+    config: Path = typer.Argument(
+        ..., help="Study file, e.g. configs/study.yaml, or configs/cross_corpus.yaml (2-10 --corpus, an N x N matrix)."
+    ),
     corpus: list[str] = typer.Option(
         None, "--corpus", help="NAME=ROOT of a corpus (repeatable); every experiment is tested on each."
     ),
@@ -71,6 +73,8 @@ def study(
         highlight=False,
     )
     console.print(f"report: {paths['html']} (with {paths['markdown'].name} and {paths['results'].name})")
+    if "cross_corpus" in paths:  # an N-corpus study (configs/cross_corpus.yaml)
+        console.print(f"cross-corpus matrix: {paths['cross_corpus']}")
     if not result.ok:
         console.print(f"[bold red]failed:[/] {', '.join(result.failed)} (see the report's Errors section)")
         raise typer.Exit(1)

@@ -2,6 +2,7 @@
 
 emoshift synth demo-data --scale small --seed 0
 emoshift synth /tmp/tiny --scale tiny
+emoshift synth /tmp/tiny --scale tiny --corpora ravdess,crema-d,iemocap,manifest   (or --corpora all)
 """
 
 from __future__ import annotations
@@ -38,6 +39,14 @@ def synth(
         int | None,
         typer.Option("--workers", help="Processes writing files (default: one per available CPU core)."),
     ] = None,
+    corpora: Annotated[
+        str,
+        typer.Option(
+            "--corpora",
+            help="Comma-separated: ravdess, crema-d, iemocap (OUT/iemocap), manifest (OUT/manifest/manifest.csv), "
+            "or all.",
+        ),
+    ] = "ravdess,crema-d",
 ) -> None:
     """Generate both synthetic corpora in their real layouts (re-running with the same scale and seed is free)."""
     if scale not in _SCALES:
@@ -47,10 +56,11 @@ def synth(
     if workers is not None and workers < 1:
         fail(f"--workers must be at least 1, got {workers}")
 
-    from emoshift.synth import generate
+    from emoshift.synth import CORPORA, generate
 
+    names = list(CORPORA) if corpora.strip().lower() == "all" else corpora.split(",")
     try:
-        summary = generate(out, scale=scale, seed=seed, workers=workers, progress=True)
+        summary = generate(out, scale=scale, seed=seed, workers=workers, progress=True, corpora=names)
     except OSError as e:  # a SynthError is printed by the application, like every EmoshiftError
         fail(str(e))
     if summary["cached"]:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from emoshift.core.io import atomic_write_csv, atomic_write_text
 from emoshift.core.rundir import RunDir
 from emoshift.study.environment import environment
+from emoshift.study.matrix import matrix_blocks, matrix_paths
 from emoshift.study.render import (
     Block,
     Bullets,
@@ -400,7 +401,8 @@ def build_blocks(
     blocks: list[Block] = []
     blocks += _overview(study, summaries, results)
     blocks += _key_results(summaries, corpora)
-    blocks += _cross_corpus(summaries, corpora, out)
+    matrix = getattr(study, "matrix", None)  # an N-corpus study (configs/cross_corpus.yaml) has its own matrix
+    blocks += matrix_blocks(out, study) if matrix is not None else _cross_corpus(summaries, corpora, out)
     blocks += _confusions(summaries, corpora, out)
     blocks += _curves(summaries, out)
     blocks += _fairness(summaries)
@@ -421,6 +423,7 @@ def write_report(
     corpora = corpus_order(study, summaries)
     paths = {"results": out / "results.csv", "markdown": out / "report.md", "html": out / "report.html"}
     atomic_write_csv(paths["results"], RESULT_COLUMNS, result_rows(summaries, corpora))
+    paths.update(matrix_paths(out, study))  # an N-corpus study: OUT/cross_corpus.csv
     blocks = build_blocks(out, study, summaries, results)
     atomic_write_text(paths["markdown"], render_markdown(blocks, out))
     atomic_write_text(paths["html"], render_html(blocks, study.title))

@@ -44,6 +44,7 @@ from emoshift.config import (
     parse_override,
     read_yaml,
 )
+from emoshift.study.cross_corpus import MatrixPlan, expand, is_cross_corpus
 from emoshift.study.records import run_dir
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -220,6 +221,7 @@ class Study(BaseModel):
     overrides: tuple[str, ...]
     experiments: tuple[Experiment, ...]
     only: tuple[str, ...] | None = None
+    matrix: MatrixPlan | None = Field(default=None, description="an N-corpus study's matrix (cross_corpus:)")
 
     @property
     def ids(self) -> list[str]:
@@ -392,7 +394,7 @@ def _resolve_experiment(
     data.setdefault("data", {})
     corpora = data["data"].get("corpora") or ["ravdess"]
     try:
-        wanted = [_canonical_corpus(c) for c in corpora]
+        wanted = [c if c in roots else _canonical_corpus(c) for c in corpora]  # a manifest: by its --corpus name
     except ValueError as e:
         raise StudyError(f"experiment {spec.id}: data.corpora: {e}") from None
     data["data"]["roots"] = {c: roots[c] for c in wanted if c in roots}
@@ -423,13 +425,25 @@ def _order(experiments: list[Experiment]) -> list[Experiment]:
     return done
 
 
-def _read_study_file(path: str | os.PathLike[str]) -> StudyFile:
+def _read_study_file(
+    path: str | os.PathLike[str],
+    roots: dict[str, str],
+    profile: str | None,
+    overrides: Sequence[str],
+) -> tuple[StudyFile, MatrixPlan | None]:
+    """The study file validated; one with a ``cross_corpus:`` section gets its experiments from ``roots``."""
     try:
         raw = read_yaml(path)
     except ConfigError as e:
         raise StudyError(str(e)) from None
+    matrix = None
+    if is_cross_corpus(raw):
+        try:
+            raw, matrix = expand(raw, roots, profile=profile, overrides=overrides)
+        except ConfigError as e:
+            raise StudyError(f"{path}: {e}") from None
     try:
-        return StudyFile.model_validate(raw)
+        return StudyFile.model_validate(raw), matrix
     except ValidationError as e:
         raise StudyError(f"{path}: {explain(e, StudyFile)}") from None
 
@@ -445,13 +459,17 @@ def _profile_spec(file: StudyFile, profile: str | None, path: str | os.PathLike[
 
 def _canonical_roots(roots: dict[str, str] | None) -> dict[str, str]:
     """``--corpus NAME=ROOT`` items by canonical corpus name; every root must be an existing folder."""
+    from emoshift.corpora import CorpusError, is_table, resolve_name
+
     out: dict[str, str] = {}
     for name, root in (roots or {}).items():
-        try:
-            corpus = _canonical_corpus(name)
-        except ValueError as e:
-            raise StudyError(f"--corpus {name}={root}: {e}") from None
-        if not Path(root).is_dir():
+        try:  # a name outside the registry is a corpus of your own when ROOT is a .csv/.jsonl table
+            corpus = resolve_name(name, root)
+        except (KeyError, CorpusError) as e:
+            raise StudyError(f"--corpus {name}={root}: {str(e).strip(chr(34) + chr(39))}") from None
+        if is_table(root) and not Path(root).is_file():
+            raise StudyError(f"--corpus {name}={root}: manifest table not found")
+        if not is_table(root) and not Path(root).is_dir():
             raise StudyError(f"--corpus {name}={root}: folder not found")
         out[corpus] = os.fspath(root)
     return out
@@ -533,9 +551,9 @@ def load_study(
     ``key=value`` for every experiment or ``ID:key=value`` for one. ``only`` (optional) is checked here and
     limits the corpus-root check to those experiments and their dependencies.
     """
-    file = _read_study_file(path)
-    profile_spec = _profile_spec(file, profile, path)
     canonical_roots = _canonical_roots(roots)
+    file, matrix = _read_study_file(path, canonical_roots, profile, list(overrides or []))
+    profile_spec = _profile_spec(file, profile, path)
     shared, scoped = _split_overrides(list(overrides or []), [e.id for e in file.experiments])
     ctx = _Context(file, profile, profile_spec, canonical_roots, shared, scoped)
     experiments = [_experiment(spec, ctx) for spec in file.experiments]
@@ -549,6 +567,7 @@ def load_study(
         overrides=tuple(overrides or ()),
         experiments=tuple(_order(experiments)),
         only=tuple(only) if only else None,
+        matrix=matrix,
     )
     study.check_roots(study.select(only))
     return study

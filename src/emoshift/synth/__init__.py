@@ -1,4 +1,5 @@
-"""Synthetic look-alikes of RAVDESS and CREMA-D: the same layouts, names and formats, speech-like audio.
+"""Synthetic look-alikes of RAVDESS and CREMA-D (and, on request, IEMOCAP and a manifest corpus of your own):
+the same layouts, names and formats, speech-like audio.
 
 The real corpora cannot ship with emoshift (licences, size), yet every part of the toolkit and the whole study
 must run end to end without them: in the tests, in ``make demo``, on a reviewer's laptop. This package writes
@@ -15,6 +16,9 @@ How a clip is made (all numpy/scipy, no speech model), one module per step:
    CREMA-D (noise, band limits, microphone colour, room, gain, hum).
 4. :mod:`~emoshift.synth.plan`: which files a scale (``tiny``, ``small``, ``full``) holds, with which speakers
    and sessions; :mod:`~emoshift.synth.generate` renders and writes them in parallel, byte-identical for a seed.
+   :mod:`~emoshift.synth.iemocap` (sessions, dialogs, EmoEvaluation files) and :mod:`~emoshift.synth.manifest`
+   (a CSV table with extra columns, telephone-band audio) plan the two optional corpora (``corpora=``), for
+   the N-corpus study.
 """
 
 from emoshift.synth.channel import (
@@ -28,7 +32,9 @@ from emoshift.synth.channel import (
 )
 from emoshift.synth.generate import SYNTH_VERSION, SynthSummary, generate, render, write_file
 from emoshift.synth.plan import (
+    CORPORA,
     CREMAD_SENTENCES,
+    DEFAULT_CORPORA,
     RAVDESS_STATEMENTS,
     SCALES,
     FileJob,
@@ -48,6 +54,8 @@ from emoshift.synth.speaker import (
 from emoshift.synth.voice import Sentence, Syllable, synthesize_utterance
 
 __all__ = [
+    "CORPORA",
+    "DEFAULT_CORPORA",
     "CREMAD_SENTENCES",
     "CREMAD_SR",
     "EMOTION_PROSODY",

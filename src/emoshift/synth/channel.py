@@ -17,6 +17,8 @@ from scipy import signal
 
 RAVDESS_SR = 48_000
 CREMAD_SR = 16_000
+IEMOCAP_SR = 16_000
+MANIFEST_SR = 16_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +74,37 @@ def field_channel(rng: np.random.Generator, *, sr: int = CREMAD_SR) -> Channel:
         gain_sd_db=2.0,
         hum_dbfs=float(rng.uniform(-58.0, -45.0)) if rng.random() < 0.3 else None,
         room_seed=int(rng.integers(2**32)),
+    )
+
+
+def lab_channel(rng: np.random.Generator, *, sr: int = IEMOCAP_SR) -> Channel:
+    """IEMOCAP-like: one motion-capture stage per session, shotgun microphones: some room, low noise, full band."""
+    return Channel(
+        sr=sr,
+        noise_dbfs=float(rng.uniform(-66.0, -56.0)),
+        noise_slope=float(rng.uniform(0.5, 1.5)),
+        highpass_hz=float(rng.uniform(60.0, 120.0)),
+        lowpass_hz=None,
+        eq=((float(rng.uniform(1500.0, 3500.0)), float(rng.uniform(-3.0, 3.0)), 1.0),),
+        reverb_rt60=float(rng.uniform(0.3, 0.6)),
+        reverb_mix=float(rng.uniform(0.15, 0.3)),
+        gain_db=float(rng.uniform(-4.0, 2.0)),
+        gain_sd_db=1.5,
+        room_seed=int(rng.integers(2**32)),
+    )
+
+
+def phone_channel(rng: np.random.Generator, *, sr: int = MANIFEST_SR) -> Channel:
+    """A user's own recordings (the manifest corpus): telephone band (300-3400 Hz), a noisy, coloured line."""
+    return Channel(
+        sr=sr,
+        noise_dbfs=float(rng.uniform(-60.0, -45.0)),
+        noise_slope=float(rng.uniform(0.0, 1.0)),
+        highpass_hz=float(rng.uniform(250.0, 350.0)),
+        lowpass_hz=float(rng.uniform(3200.0, 3600.0)),
+        eq=((float(rng.uniform(800.0, 2500.0)), float(rng.uniform(-6.0, 6.0)), 1.2),),
+        gain_db=float(rng.uniform(-6.0, 3.0)),
+        gain_sd_db=1.0,
     )
 
 

@@ -15,7 +15,7 @@ import io
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import TypedDict
@@ -25,15 +25,24 @@ import soundfile as sf
 
 from emoshift.core.io import atomic_write_bytes
 from emoshift.core.progress import progress as progress_bar
+from emoshift.synth import iemocap, manifest
 from emoshift.synth.channel import apply_channel, to_pcm16
-from emoshift.synth.plan import DEMOGRAPHICS_COLUMNS, FileJob, SynthError, get_scale, plan
+from emoshift.synth.plan import (
+    CORPORA,
+    DEFAULT_CORPORA,
+    DEMOGRAPHICS_COLUMNS,
+    FileJob,
+    SynthError,
+    check_corpora,
+    get_scale,
+    plan,
+)
 from emoshift.synth.speaker import seeded_rng
 from emoshift.synth.voice import synthesize_utterance
 
 # Bump whenever the bytes written for a (scale, seed) change: a cached corpus of another version is rebuilt.
 SYNTH_VERSION = 1
 MARKER = ".synth.json"
-CORPORA = ("ravdess", "crema-d")
 
 
 def render(job: FileJob) -> np.ndarray:
@@ -85,8 +94,13 @@ def _write_marker(out: Path, data: dict[str, object]) -> None:
     atomic_write_bytes(out / MARKER, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
 
 
+def _marker_corpora(marker: dict[str, object]) -> list[str]:
+    stored = marker.get("corpora", list(DEFAULT_CORPORA))
+    return [str(c) for c in stored] if isinstance(stored, list) else []
+
+
 def _existing_wavs(out: Path) -> list[Path]:
-    """WAV files (and our stray temporaries) under the two corpus folders."""
+    """WAV files (and our stray temporaries) under the corpus folders."""
     found: list[Path] = []
     for sub in CORPORA:
         base = out / sub
@@ -97,7 +111,7 @@ def _existing_wavs(out: Path) -> list[Path]:
     return found
 
 
-def _prepare(out: Path, marker: dict[str, object] | None, wanted: set[str]) -> None:
+def _prepare(out: Path, marker: dict[str, object] | None, wanted: set[str], corpora: tuple[str, ...]) -> None:
     """Refuse folders that hold someone else's audio; remove our temporaries and files of another plan."""
     if out.exists() and not out.is_dir():
         raise SynthError(f"{out} exists and is not a folder")
@@ -108,6 +122,12 @@ def _prepare(out: Path, marker: dict[str, object] | None, wanted: set[str]) -> N
         )
     for p in existing:
         if p.suffix == ".tmp" or str(p) not in wanted:
+            p.unlink()
+    if marker is not None:  # label files of a corpus this plan no longer writes
+        stale = [] if "iemocap" in corpora else iemocap.label_files(out / "iemocap")
+        table = out / "manifest" / manifest.TABLE
+        stale += [table] if "manifest" not in corpora and table.is_file() else []
+        for p in stale:
             p.unlink()
     for sub in CORPORA:  # drop folders left empty (actors of a larger scale)
         base = out / sub
@@ -186,8 +206,13 @@ def generate(
     seed: int = 0,
     workers: int | None = None,
     progress: bool = False,
+    corpora: Sequence[str] = DEFAULT_CORPORA,
 ) -> SynthSummary:
     """Write ``out/ravdess`` and ``out/crema-d`` for (scale, seed) and return a :class:`SynthSummary`.
+
+    ``corpora`` picks what to write, any of ravdess, crema-d, iemocap (``out/iemocap``: sessions, dialogs,
+    EmoEvaluation files) and manifest (``out/manifest/manifest.csv`` and its audio); the default is the first
+    two. A corpus's bytes do not depend on which others are written.
 
     ``workers`` processes write files in parallel (None: one per available core; 1: in this process); the
     bytes are the same either way. A complete corpus for the same (scale, seed, version) is not rewritten;
@@ -196,11 +221,12 @@ def generate(
     """
     spec = get_scale(scale)
     _check_args(seed, workers)
+    wanted = check_corpora(corpora)
     started = time.perf_counter()
     root = Path(out).expanduser().resolve()
-    jobs, demographics = plan(root, scale=spec.name, seed=seed)
+    jobs, demographics = plan(root, scale=spec.name, seed=seed, corpora=wanted)
     params: dict[str, object] = {"scale": spec.name, "seed": seed, "version": SYNTH_VERSION}
-    by_corpus = {c: [j for j in jobs if j.corpus == c] for c in CORPORA}
+    by_corpus = {c: [j for j in jobs if j.corpus == c] for c in wanted}
     files = {c: len(js) for c, js in by_corpus.items()}
 
     def summary(audio_s: dict[str, float], written: int, cached: bool) -> SynthSummary:
@@ -219,19 +245,27 @@ def generate(
 
     marker = _read_marker(root)
     same = marker is not None and all(marker.get(k) == v for k, v in params.items())
-    stored = _cached(root, marker, jobs) if same else None
+    # a marker without "corpora" was written before the choice existed: it holds the default two
+    same_set = same and marker is not None and _marker_corpora(marker) == list(wanted)
+    stored = _cached(root, marker, jobs) if same_set else None
     if stored is not None:
         return summary(stored, 0, True)
 
-    _prepare(root, marker, {j.path for j in jobs})
+    _prepare(root, marker, {j.path for j in jobs}, wanted)
     root.mkdir(parents=True, exist_ok=True)
+    params["corpora"] = list(wanted)
     _write_marker(root, {**params, "complete": False})
-    atomic_write_bytes(root / "crema-d" / "VideoDemographics.csv", _demographics_csv(demographics))
+    if "crema-d" in wanted:
+        atomic_write_bytes(root / "crema-d" / "VideoDemographics.csv", _demographics_csv(demographics))
+    if "manifest" in wanted:
+        manifest.write_table(root / "manifest", by_corpus["manifest"])
     # files left by an interrupted run of this plan are complete (written atomically): keep them
     kept = [j for j in jobs if same and os.path.exists(j.path)]
     durations = {j.path: float(sf.info(j.path).duration) for j in kept}
     todo = [j for j in jobs if j.path not in durations]
     _write_all(todo, durations, workers, show=progress, desc=f"synth {spec.name}")
+    if "iemocap" in wanted:  # the EmoEvaluation files time each turn by its duration
+        iemocap.write_labels(by_corpus["iemocap"], durations)
 
     audio_s = {c: round(sum(durations[j.path] for j in js), 3) for c, js in by_corpus.items()}
     _write_marker(root, {**params, "complete": True, "files": files, "audio_s": audio_s})

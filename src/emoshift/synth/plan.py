@@ -21,6 +21,7 @@ Speakers and sessions are seeded from (seed, corpus, actor), so a plan does not 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,8 +29,10 @@ import numpy as np
 
 from emoshift.core.errors import EmoshiftError
 from emoshift.corpora import cremad, ravdess
-from emoshift.synth.channel import Channel, field_channel, studio_channel
-from emoshift.synth.speaker import Speaker, make_speaker, seeded_rng
+from emoshift.synth import iemocap, manifest
+from emoshift.synth.channel import field_channel, studio_channel
+from emoshift.synth.job import FileJob, Scale
+from emoshift.synth.speaker import make_speaker, seeded_rng
 from emoshift.synth.voice import Sentence
 
 
@@ -37,24 +40,16 @@ class SynthError(EmoshiftError):
     """Bad arguments or an output folder that cannot be used (message is one line, for the user)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Scale:
-    """How much to generate; see the table in the module docstring."""
-
-    name: str
-    ravdess_actors: int
-    ravdess_per_actor: int  # 16, 32 or 60 (all)
-    cremad_actors: int
-    cremad_per_actor: int | None  # 12 or 24; None = the real 82 per actor less 20 files overall
-    ravdess_pad_s: tuple[float, float]  # leading / trailing silence, each drawn from this range
-    cremad_pad_s: tuple[float, float]
-    max_syllables: int | None = None  # cut sentences short (tiny only)
-
-
 SCALES: dict[str, Scale] = {
     "tiny": Scale("tiny", 8, 16, 8, 12, (0.08, 0.15), (0.05, 0.12), max_syllables=5),
-    "small": Scale("small", 12, 32, 24, 24, (0.25, 0.4), (0.1, 0.25)),
-    "full": Scale("full", 24, 60, 91, None, (0.5, 0.8), (0.15, 0.35)),
+    "small": Scale(
+        "small", 12, 32, 24, 24, (0.25, 0.4), (0.1, 0.25), iemocap_dialogs=4, iemocap_turns=12,
+        manifest_speakers=16, manifest_per_speaker=24,
+    ),
+    "full": Scale(
+        "full", 24, 60, 91, None, (0.5, 0.8), (0.15, 0.35), iemocap_dialogs=8, iemocap_turns=24,
+        manifest_speakers=40, manifest_per_speaker=48,
+    ),
 }
 
 
@@ -96,26 +91,6 @@ CREMAD_SENTENCES: dict[str, Sentence] = {
         Sentence("WSI", "We'll stop in a couple of minutes", "s S s s Ss s Ss"),
     )
 }
-
-
-@dataclass(frozen=True, slots=True)
-class FileJob:
-    """Everything needed to write one file; picklable, so workers need nothing else."""
-
-    corpus: str
-    path: str
-    speaker: Speaker
-    channel: Channel
-    sentence: Sentence
-    emotion: str
-    strength: float
-    pad_s: tuple[float, float]
-    max_syllables: int | None
-    seed: int
-
-    @property
-    def name(self) -> str:
-        return os.path.basename(self.path)
 
 
 @dataclass(slots=True)
@@ -273,11 +248,44 @@ def _plan_cremad(scale: Scale, seed: int, root: Path) -> _Plan:
     return _Plan(jobs=jobs, demographics=demographics)
 
 
+CORPORA: tuple[str, ...] = ("ravdess", "crema-d", "iemocap", "manifest")
+DEFAULT_CORPORA: tuple[str, ...] = ("ravdess", "crema-d")
+
+
+def check_corpora(corpora: Sequence[str]) -> tuple[str, ...]:
+    """The corpora to write, in :data:`CORPORA` order; unknown or no names are a :class:`SynthError`."""
+    wanted = [c.strip().lower() for c in corpora if c.strip()]
+    unknown = sorted(set(wanted) - set(CORPORA))
+    if unknown or not wanted:
+        what = f"unknown synthetic corpus {unknown[0]!r}" if unknown else "no synthetic corpus asked for"
+        raise SynthError(f"{what}; choose from: {', '.join(CORPORA)}")
+    return tuple(c for c in CORPORA if c in wanted)
+
+
 def plan(
-    out: str | os.PathLike[str], *, scale: str = "tiny", seed: int = 0
+    out: str | os.PathLike[str],
+    *,
+    scale: str = "tiny",
+    seed: int = 0,
+    corpora: Sequence[str] = DEFAULT_CORPORA,
 ) -> tuple[list[FileJob], list[dict[str, object]]]:
-    """The files ``generate`` would write under ``out`` (jobs, in order) and the CREMA-D demographics rows."""
+    """The files ``generate`` would write under ``out`` (jobs, in order) and the CREMA-D demographics rows.
+
+    ``corpora``: any of :data:`CORPORA`; RAVDESS and CREMA-D by default. Each corpus is planned from its own
+    seeded streams, so adding IEMOCAP or the manifest corpus changes no byte of the other two.
+    """
     spec = get_scale(scale)
+    wanted = check_corpora(corpora)
     root = Path(out)
-    cremad = _plan_cremad(spec, seed, root / "crema-d")
-    return _plan_ravdess(spec, seed, root / "ravdess") + cremad.jobs, cremad.demographics
+    jobs: list[FileJob] = []
+    demographics: list[dict[str, object]] = []
+    cremad = _plan_cremad(spec, seed, root / "crema-d") if "crema-d" in wanted else _Plan()
+    if "ravdess" in wanted:
+        jobs += _plan_ravdess(spec, seed, root / "ravdess")
+    jobs += cremad.jobs
+    demographics = cremad.demographics
+    if "iemocap" in wanted:
+        jobs += iemocap.plan_iemocap(spec, seed, root / "iemocap")
+    if "manifest" in wanted:
+        jobs += manifest.plan_manifest(spec, seed, root / "manifest")
+    return jobs, demographics
