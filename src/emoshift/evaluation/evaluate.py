@@ -27,7 +27,12 @@ from emoshift.core.io import atomic_write_csv, atomic_write_json
 from emoshift.core.rundir import RunDir
 from emoshift.corpora import Scan, resolve_name, scan_source
 from emoshift.corpora.base import Skipped, Utterance
-from emoshift.evaluation.inference import default_device, ensemble_probabilities, logits_for_utterances, softmax
+from emoshift.evaluation.inference import (
+    default_device,
+    ensemble_probabilities,
+    logits_for_utterances,
+    softmax,
+)
 from emoshift.models.ensemble import Ensemble
 from emoshift.models.weights import load_model
 

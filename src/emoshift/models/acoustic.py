@@ -37,7 +37,6 @@ from scipy.special import expit, softmax
 from emoshift.core.errors import EmoshiftError
 from emoshift.core.io import atomic_write_bytes, atomic_write_json
 
-
 FORMAT_VERSION = 1
 KIND = "emoshift-acoustic-baseline"
 HEADS: tuple[str, ...] = ("svm", "logreg")
