@@ -125,6 +125,11 @@ class ModelConfig(Strict):
     )
     layer_sum: bool = False
     head_hidden: int = Field(256, ge=1)
+    # acoustic baselines (egemaps / compare)
+    head: Literal["svm", "logreg"] = Field(
+        "svm", description="acoustic baselines: calibrated linear SVM, or logistic regression"
+    )
+    speaker_norm: bool = Field(False, description="acoustic baselines: z-score functionals within each speaker")
 
     @field_validator("name")
     @classmethod

@@ -93,9 +93,9 @@ def test_build_caches_reuses_and_skips_bad_files_with_reasons(corpus, tmp_path, 
     calls: list[str] = []
     real = extract_file
 
-    def counting(path: str, c: FunctionalsConfig) -> np.ndarray:
+    def counting(path: str, c: FunctionalsConfig, **segment: float | None) -> np.ndarray:
         calls.append(path)
-        return real(path, c)
+        return real(path, c, **segment)
 
     monkeypatch.setattr("emoshift.features.functionals.extract_file", counting)
     again = cache.build("toy", corpus, cfg, workers=0)

@@ -10,7 +10,7 @@ import pytest
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.metrics import balanced_accuracy_score
 
-from emoshift.models.acoustic import FAMILY, AcousticBaseline, AcousticError, HeadConfig
+from emoshift.models.acoustic import AcousticBaseline, AcousticError, HeadConfig
 
 LABELS = ["angry", "happy", "neutral", "sad"]
 
@@ -113,13 +113,19 @@ def test_bad_input_is_one_clear_error(tmp_path):
         AcousticBaseline(labels=["angry", "sad"]).fit(x, y, spk)
 
 
-def test_family_names_heads_and_features():
-    assert set(FAMILY.models()) == {"egemaps", "compare"} and FAMILY.default_head == "svm"
-    assert FAMILY.feature_config("compare").dim == 6373 and FAMILY.feature_config("egemaps").dim == 88
-    built = FAMILY.build("egemaps", labels=LABELS, normalise="speaker")
-    assert built.config.head == "svm" and built.config.normalise == "speaker" and built.feature_set == "egemaps"
-    assert FAMILY.build("compare", labels=LABELS, head="logreg").config.head == "logreg"
-    with pytest.raises(AcousticError, match="unknown head"):
-        FAMILY.build("egemaps", labels=LABELS, head="mlp")
-    with pytest.raises(AcousticError, match="unknown acoustic model"):
-        FAMILY.build("mfcc", labels=LABELS)
+def test_registered_models_build_their_heads_and_features():
+    from emoshift.config import load_config
+    from emoshift.models import get_model, get_spec
+
+    assert {get_spec(n).input_kind for n in ("egemaps", "compare")} == {"functionals"}
+    assert get_model("compare", num_labels=3).functionals.dim == 6373
+    built = get_model("egemaps", num_labels=3, speaker_norm=True)
+    assert built.functionals.dim == 88 and built.baseline.feature_set == "egemaps"
+    assert built.baseline.config.head == "svm" and built.baseline.config.normalise == "speaker"
+    assert get_model("compare", num_labels=3, head="logreg").baseline.config.head == "logreg"
+    cfg = load_config(overrides=["model.name=egemaps", "model.head=logreg"])
+    assert cfg.model.family.name == "acoustic" and cfg.model.builder_kwargs() == {"head": "logreg", "speaker_norm": False}
+    with pytest.raises(Exception, match="model.head"):
+        load_config(overrides=["model.name=egemaps", "model.head=mlp"])
+    with pytest.raises(Exception, match="teacher"):
+        load_config(overrides=["model.name=egemaps", "training.distill.teacher=/nowhere"])

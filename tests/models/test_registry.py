@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -17,6 +18,9 @@ def _tiny_kwargs(name: str) -> dict[str, object]:
 
 @pytest.mark.parametrize("name", list_models())
 def test_forward_backward(name: str) -> None:
+    if model_input_kind(name) == "functionals":  # a scikit-learn head: it fits, it does not backpropagate
+        _fits_and_predicts(name)
+        return
     torch.manual_seed(0)
     model = get_model(name, num_labels=4, **_tiny_kwargs(name))
     if model_input_kind(name) == "spectrogram":
@@ -30,6 +34,17 @@ def test_forward_backward(name: str) -> None:
     logits.sum().backward()
     grads = [p.grad for p in model.parameters() if p.requires_grad]
     assert any(g is not None and g.abs().sum() > 0 for g in grads)
+
+
+def _fits_and_predicts(name: str) -> None:
+    model = get_model(name, num_labels=4)
+    rng = np.random.default_rng(0)
+    y = [["angry", "happy", "sad", "neutral"][i % 4] for i in range(40)]
+    x = rng.standard_normal((40, model.functionals.dim)) + np.array([["angry", "happy", "sad", "neutral"].index(v) for v in y])[:, None]
+    model.baseline.fit(x, y, [f"s{i % 5}" for i in range(40)])
+    probs = np.exp(model.log_proba(x, None))  # (N, 4)
+    assert probs.shape == (40, 4)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-9)
 
 
 def test_registry_lists_the_study_models() -> None:

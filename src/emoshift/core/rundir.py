@@ -13,6 +13,8 @@
     RUN/teacher_logits/<key>.npy   a teacher's logits for a student's training items (distillation)
     RUN/checkpoints/           Lightning checkpoints (last.ckpt resumes an interrupted run; best.safetensors)
     RUN/done.json              written last: the run is complete
+    RUN/folds/<i>/             speaker cross-validation: each fold a run directory like this one; RUN/model.json
+                               then lists them as "members" (the fold ensemble) and RUN has no weights of its own
 
 This module is the only code that builds these paths, and it imports no torch, so torch-free readers (the
 study report, the audit) use it too. Weights are loaded by :mod:`emoshift.models.weights`.
@@ -143,7 +145,19 @@ class RunDir:
 
     # -- state ----------------------------------------------------------------------------------------
     def is_complete(self) -> bool:
-        return self.done.is_file() and self.weights.is_file() and self.model_json.is_file()
+        if not (self.done.is_file() and self.model_json.is_file()):
+            return False
+        return self.weights.is_file() or self.is_ensemble()
+
+    def is_ensemble(self) -> bool:
+        """A pooled cross-validation run: model.json lists the fold runs it averages (``members``)."""
+        try:
+            return bool(self.info().get("members"))
+        except RunError:
+            return False
+
+    def fold(self, i: int) -> Path:
+        return self.path / "folds" / str(i)
 
     def done_info(self) -> dict[str, Any]:
         """done.json ({} while the run is unfinished)."""

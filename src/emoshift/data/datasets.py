@@ -86,10 +86,10 @@ class WaveformDataset(Dataset[tuple[np.ndarray, int, int, int]]):
         return min(int(d * self.sample_rate), self.max_len)
 
     def __getitem__(self, i: int) -> tuple[np.ndarray, int, int, int]:
-        from emoshift.core.audio import load
+        from emoshift.core.audio import load_utterance
 
         it = self.items[i]
-        wave = load(it.utt.path, self.sample_rate, trim=self.trim, reject_silent=False)
+        wave = load_utterance(it.utt, self.sample_rate, trim=self.trim, reject_silent=False)  # its segment
         if len(wave) > self.max_len:
             rng = np.random.default_rng((self.seed, self.epoch, i))
             wave = crop_or_pad(wave, self.max_len, mode="random" if self.train else "center", rng=rng)

@@ -12,9 +12,14 @@ Methods
 - ``kfold``: speakers dealt into k folds (gender-stratified); fold i is the test part of split i, and a
   ``val_fraction`` of the remaining speakers is held out for validation.
 - ``loso``: leave one speaker out; one split per speaker.
+- ``corpus``: the folds the corpus defines itself (``Utterance.fold``: IEMOCAP's sessions, MSP-Podcast's
+  partitions, a manifest's ``fold`` column); fold i's utterances are the test part of split i, validation
+  speakers are carved from the rest. Folds that share speakers (ESD's train/evaluation/test) give leaky splits.
 - ``explicit``: speaker lists for train/val/test; speakers in no list are left out.
 - ``random``: utterance-level, refused unless ``allow_leak=True``; the split is marked leaky.
 
+``kfold``, ``loso`` and ``corpus`` give several splits (:func:`make_folds`); ``fold`` picks one of them
+(:func:`make_split`), and leaving it unset asks the trainer to run them all (``emoshift.training.folds``).
 All methods are deterministic for a seed. A split is saved as a three-column CSV ``id,speaker,split``.
 """
 
@@ -51,6 +56,11 @@ class _HasSpeaker(Protocol):
     def speaker(self) -> str: ...
     @property
     def gender(self) -> str | None: ...
+
+
+class _HasFold(_HasSpeaker, Protocol):
+    @property
+    def fold(self) -> str | None: ...
 
 
 @dataclass(frozen=True)
@@ -281,6 +291,41 @@ def loso_splits(
     return splits
 
 
+def corpus_fold_names(utterances: Iterable[_HasFold]) -> list[str]:
+    """The folds a corpus defines (``Utterance.fold``), sorted; empty when it defines none."""
+    return sorted({u.fold for u in utterances if u.fold})
+
+
+def corpus_splits(
+    utterances: Iterable[_HasFold], *, seed: int = 0, val_fraction: float = 0.15
+) -> list[Split]:
+    """One split per corpus-defined fold (sorted by name): that fold's utterances are the test part, the rest
+    train, with a ``val_fraction`` of the remaining speakers held out for validation (gender-stratified).
+
+    Utterances without a fold are never tested (they train). When a fold shares speakers with the rest (ESD's
+    train/evaluation/test folders hold every speaker), the split is marked leaky instead of refused: those are
+    the corpus's own folds, and every score on them says so.
+    """
+    utterances = list(utterances)
+    names = corpus_fold_names(utterances)
+    if len(names) < 2:
+        raise ValueError(
+            f"split method 'corpus' needs the corpus's own folds (at least two), found {len(names)}"
+        )
+    speakers, strata = _speaker_table(utterances)
+    fold_of = {u.id: u.fold for u in utterances}
+    splits = []
+    for i, name in enumerate(names):
+        rest = sorted({speakers[u] for u, f in fold_of.items() if f != name})
+        part = _holdout_val(rest, strata, val_fraction, np.random.default_rng([seed, i]))
+        assignment = {u: ("test" if f == name else part[speakers[u]]) for u, f in fold_of.items()}
+        split = Split(assignment=assignment, speakers=dict(speakers), leaky=False, method="corpus")
+        if shared_speakers(split):
+            split = Split(assignment=assignment, speakers=dict(speakers), leaky=True, method="corpus")
+        splits.append(split)
+    return splits
+
+
 def _resolve(names: Sequence[str], known: set[str], part: str) -> list[str]:
     """Match listed speakers to the corpus's speaker ids: exact, else a unique ``<corpus>/<name>`` suffix."""
     out = []
@@ -352,10 +397,12 @@ class SplitConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    method: Literal["speaker", "kfold", "loso", "explicit", "random"] = "speaker"
+    method: Literal["speaker", "kfold", "loso", "corpus", "explicit", "random"] = "speaker"
     ratios: tuple[float, float, float] = DEFAULT_RATIOS
     seed: int = 0
-    fold: int = Field(default=0, ge=0)
+    fold: int | None = Field(
+        default=None, ge=0, description="kfold/loso/corpus: run this fold only (unset: every fold, pooled)"
+    )
     k: int = Field(default=5, ge=2)
     val_fraction: float = Field(default=0.15, ge=0.0, lt=1.0)
     stratify: Literal["gender"] | None = "gender"
@@ -375,7 +422,7 @@ class SplitConfig(BaseModel):
             raise ValueError(
                 f"speaker lists ({', '.join(lists)}) are only used by method 'explicit', not {self.method!r}"
             )
-        if self.method == "kfold" and self.fold >= self.k:
+        if self.method == "kfold" and self.fold is not None and self.fold >= self.k:
             raise ValueError(f"fold must be between 0 and k-1 ({self.k - 1}), got {self.fold}")
         if self.method == "random" and not self.allow_leak:
             raise ValueError(
@@ -385,26 +432,44 @@ class SplitConfig(BaseModel):
         return self
 
 
-def make_split(utterances: Iterable[_HasSpeaker], cfg: SplitConfig) -> Split:
-    """Build the split ``cfg`` describes (one fold for ``kfold``/``loso``) and run the leak guard on it."""
+FOLD_METHODS: tuple[str, ...] = ("kfold", "loso", "corpus")
+
+
+def make_folds(utterances: Iterable[_HasFold], cfg: SplitConfig) -> list[Split]:
+    """Every split of a fold method (``kfold``, ``loso``, ``corpus``), in fold order."""
     utterances = list(utterances)
-    if cfg.method == "speaker":
-        split = speaker_split(utterances, ratios=cfg.ratios, seed=cfg.seed, stratify=cfg.stratify)
-    elif cfg.method == "kfold":
-        folds = kfold_speaker_splits(utterances, k=cfg.k, seed=cfg.seed, val_fraction=cfg.val_fraction)
-        split = folds[cfg.fold]
-    elif cfg.method == "loso":
-        folds = loso_splits(utterances, seed=cfg.seed, val_fraction=cfg.val_fraction)
+    if cfg.method == "kfold":
+        return kfold_speaker_splits(utterances, k=cfg.k, seed=cfg.seed, val_fraction=cfg.val_fraction)
+    if cfg.method == "loso":
+        return loso_splits(utterances, seed=cfg.seed, val_fraction=cfg.val_fraction)
+    if cfg.method == "corpus":
+        return corpus_splits(utterances, seed=cfg.seed, val_fraction=cfg.val_fraction)
+    raise ValueError(f"split method {cfg.method!r} has no folds (fold methods: {', '.join(FOLD_METHODS)})")
+
+
+def make_split(utterances: Iterable[_HasSpeaker], cfg: SplitConfig) -> Split:
+    """Build the split ``cfg`` describes (fold ``cfg.fold`` of a fold method) and run the leak guard on it.
+
+    A corpus-defined fold that shares speakers with the rest is not refused but comes back marked leaky.
+    """
+    utterances = list(utterances)
+    if cfg.method in FOLD_METHODS:
+        if cfg.fold is None:
+            raise ValueError(f"split method {cfg.method!r} needs a fold (data.split.fold) for a single split")
+        folds = make_folds(utterances, cfg)  # type: ignore[arg-type]
         if cfg.fold >= len(folds):
             raise ValueError(
-                f"loso fold must be between 0 and {len(folds) - 1} (one per speaker), got {cfg.fold}"
+                f"{cfg.method} fold must be between 0 and {len(folds) - 1} "
+                f"({'one per speaker' if cfg.method == 'loso' else 'one per fold'}), got {cfg.fold}"
             )
         split = folds[cfg.fold]
+    elif cfg.method == "speaker":
+        split = speaker_split(utterances, ratios=cfg.ratios, seed=cfg.seed, stratify=cfg.stratify)
     elif cfg.method == "explicit":
         split = explicit_split(utterances, train=cfg.train or [], val=cfg.val or [], test=cfg.test or [])
     else:
         split = random_split(utterances, ratios=cfg.ratios, seed=cfg.seed, allow_leak=cfg.allow_leak)
-    check_disjoint(split, allow_leak=cfg.allow_leak)
+    check_disjoint(split, allow_leak=cfg.allow_leak or split.method == "corpus")
     return split
 
 

@@ -464,13 +464,13 @@ def read_leaky(run_dir: Path, corpus: str) -> bool | None:
 def predictions_for(run_dir: str | os.PathLike[str], name: str, root: str) -> tuple[Path, str]:
     """(RUN/predictions/<corpus>.csv, canonical corpus name), evaluating the run on the corpus first if the
     file is missing (``emoshift.evaluation.evaluate.evaluate_run``)."""
-    from emoshift.corpora import canonical_name
+    from emoshift.corpora import resolve_name
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise AuditError(f"run directory not found: {run_dir}")
     try:
-        corpus = canonical_name(name)
+        corpus = resolve_name(name, root)  # a manifest table names a corpus of its own
     except KeyError as e:
         raise AuditError(str(e.args[0])) from None
     run = RunDir.of(run_dir)
@@ -493,6 +493,20 @@ def predictions_for(run_dir: str | os.PathLike[str], name: str, root: str) -> tu
     raise AuditError(f"evaluating {run_dir} on {corpus} wrote no predictions/{corpus}.csv")
 
 
+def _scan_as_run(run_dir: Path, corpus: str, root: str, labels: str) -> Any:
+    """The corpus scanned as the run scanned it (its data options, when RUN/config.yaml is there)."""
+    from emoshift.corpora import scan_source
+
+    options: dict[str, Any] = {}
+    if RunDir.of(run_dir).config.is_file():
+        from emoshift.config import load_run_config
+
+        d = load_run_config(run_dir).data
+        options = {"include_song": d.include_song, "labels_from": d.labels_from, "columns": d.manifest.columns,
+                   "label_map": d.label_map, "allow_leak": d.split.allow_leak}
+    return scan_source(corpus, root, labels, **options)
+
+
 def audit_run(
     run_dir: str | os.PathLike[str],
     name: str,
@@ -510,14 +524,13 @@ def audit_run(
     Returns the JSON path. Demographics come from scanning the corpus under the run's label policy
     (``label_policy`` in RUN/model.json, default "six").
     """
-    from emoshift.corpora import scan
     from emoshift.evaluation import plots
 
     run_dir = Path(run_dir)
     pred_path, corpus = predictions_for(run_dir, name, root)
     info = read_model_info(run_dir)
     rows = read_predictions(pred_path)
-    result = scan(corpus, root, labels=str(info.get("label_policy") or "six"))
+    result = _scan_as_run(run_dir, corpus, root, str(info.get("label_policy") or "six"))
     report = audit_predictions(
         rows,
         demographics_from_utterances(result.utterances),

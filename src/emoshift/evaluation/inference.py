@@ -2,7 +2,8 @@
 
 The saved model's family (:func:`emoshift.models.families.family_for_info`) says how its inputs are read and
 batched: spectrogram models see the centred 3-second crop (``features.crop_s``) of the cached log-mel; waveform
-models see up to ``MAX_SECONDS`` of audio (centred), batched by length so little is padded.
+models see up to ``MAX_SECONDS`` of audio (centred), batched by length so little is padded. A fold ensemble (:class:`emoshift.models.ensemble.Ensemble`) predicts
+the mean of its members' probabilities; its logits are the log of that mean (``softmax`` gives it back).
 """
 
 from __future__ import annotations
@@ -19,9 +20,18 @@ from emoshift.core.audio import resample, trim_silence
 from emoshift.core.progress import progress as progress_bar
 from emoshift.corpora.base import Skipped, Utterance
 from emoshift.features.logmel import FeatureConfig
+from emoshift.models.ensemble import Ensemble
 from emoshift.models.families import MAX_SECONDS, family_for_info
 
-__all__ = ["MAX_SECONDS", "default_device", "logits_for_utterances", "predict_waveform", "prepare_waveform", "softmax"]
+__all__ = [
+    "MAX_SECONDS",
+    "default_device",
+    "ensemble_probabilities",
+    "logits_for_utterances",
+    "predict_waveform",
+    "prepare_waveform",
+    "softmax",
+]
 
 
 def default_device() -> torch.device:
@@ -29,7 +39,7 @@ def default_device() -> torch.device:
 
 
 def logits_for_utterances(
-    model: nn.Module,
+    model: Any,
     info: dict[str, Any],
     utterances: Sequence[Utterance],
     *,
@@ -40,8 +50,15 @@ def logits_for_utterances(
     desc: str = "predicting",
 ) -> tuple[list[Utterance], np.ndarray, list[Skipped]]:
     """Logits ``(N, C)`` for the utterances that could be read, plus the skipped ones with reasons."""
+    if isinstance(model, Ensemble):
+        kept, mean, _, skipped = ensemble_probabilities(
+            model, utterances, cache_dir=cache_dir, batch_size=batch_size, device=device, progress=progress, desc=desc
+        )
+        with np.errstate(divide="ignore"):  # a label no member predicts: probability 0, logit -inf
+            return kept, np.log(mean), skipped
     device = device or default_device()
-    model.to(device).eval()
+    if isinstance(model, nn.Module):
+        model.to(device).eval()
     family = family_for_info(info)
     with progress_bar(len(utterances), desc, enabled=progress) as advance:
         return family.logits(
@@ -54,6 +71,32 @@ def logits_for_utterances(
             advance=advance,
             progress=progress,
         )
+
+
+def ensemble_probabilities(
+    ensemble: Ensemble,
+    utterances: Sequence[Utterance],
+    *,
+    cache_dir: str | Path,
+    batch_size: int = 64,
+    device: torch.device | None = None,
+    progress: bool = False,
+    desc: str = "predicting",
+) -> tuple[list[Utterance], np.ndarray, list[np.ndarray], list[Skipped]]:
+    """(utterances every member could read, mean probability ``(N, C)``, each member's ``(N, C)``, skipped)."""
+    per_member: list[dict[str, np.ndarray]] = []
+    skipped: dict[str, Skipped] = {}
+    for i, (model, info) in enumerate(ensemble.members):
+        kept, logits, bad = logits_for_utterances(
+            model, info, utterances, cache_dir=cache_dir, batch_size=batch_size, device=device,
+            progress=progress, desc=f"{desc} (fold {i})",
+        )
+        per_member.append({u.id: row for u, row in zip(kept, softmax(logits), strict=True)})
+        skipped.update({s.path: s for s in bad})
+    common = [u for u in utterances if all(u.id in m for m in per_member)]
+    members = [np.stack([m[u.id] for u in common]) if common else np.zeros((0, 0)) for m in per_member]
+    mean = np.mean(members, axis=0) if common else np.zeros((0, len(ensemble.members[0][1]["labels"])))
+    return common, mean, members, list(skipped.values())
 
 
 def prepare_waveform(wave: np.ndarray, sr: int, info: dict[str, Any]) -> torch.Tensor:
@@ -69,16 +112,22 @@ def prepare_waveform(wave: np.ndarray, sr: int, info: dict[str, Any]) -> torch.T
 
 
 @torch.no_grad()
-def predict_waveform(model: nn.Module, info: dict[str, Any], wave: np.ndarray, sr: int) -> dict[str, float]:
-    """Class probabilities for one waveform (any sample rate, mono or (S, channels))."""
+def predict_waveform(model: Any, info: dict[str, Any], wave: np.ndarray, sr: int) -> dict[str, float]:
+    """Class probabilities for one waveform (any sample rate, mono or (S, channels)); an ensemble averages its
+    members' probabilities."""
+    if isinstance(model, Ensemble):
+        each = [predict_waveform(m, m_info, wave, sr) for m, m_info in model.members]
+        return {lab: float(np.mean([p[lab] for p in each])) for lab in info["labels"]}
     x = prepare_waveform(wave, sr, info)
-    device = next(model.parameters()).device
-    logits = family_for_info(info).predict(model, x.to(device))  # (1, C)
-    probs = torch.softmax(logits.float(), dim=-1)[0].cpu().numpy()
+    if isinstance(model, nn.Module):
+        x = x.to(next(model.parameters()).device)
+    logits = family_for_info(info).predict(model, x)  # (1, C)
+    probs = torch.softmax(logits.double(), dim=-1)[0].cpu().numpy()
     return {lab: float(p) for lab, p in zip(info["labels"], probs, strict=True)}
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax ``(N, C)``; a logit of -inf (probability 0) stays 0."""
     z = logits - logits.max(axis=1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=1, keepdims=True)

@@ -1,11 +1,13 @@
 """Building the on-disk log-mel cache: one memory-mapped array per corpus and feature config, recomputed only
 where needed. The files and :class:`FeatureStore` (read access) are in :mod:`emoshift.features.store`.
 
-What a build does with each file (fingerprint = path, size, mtime_ns):
+What a build does with each utterance (fingerprint = path, size, mtime_ns, and the segment start/end of a
+manifest utterance cut from a longer file):
 
 * asked for, fingerprint as in the index: reused as it is, never decoded again (a file that failed before
   and has not changed is not retried either);
-* asked for, new or changed: decoded, resampled, trimmed (:func:`emoshift.core.audio.load`) and computed again,
+* asked for, new or changed: decoded (its segment only), resampled, trimmed (:func:`emoshift.core.audio.load_utterance`)
+  and computed again,
   chunks of files in a process pool (2 processes by default);
 * in the index but not asked for: kept while its file is unchanged (training builds the whole corpus,
   evaluation and prediction ask for parts of it; neither should evict the other), dropped once the file is
@@ -30,7 +32,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TypeVar
+from typing import IO, NamedTuple, TypeVar
 
 import numpy as np
 
@@ -151,12 +153,22 @@ def _fingerprint(path: str) -> tuple[int, int] | None:
         return None
 
 
+class _Todo(NamedTuple):
+    """An utterance to (re)compute: id, file, its fingerprint, and the segment of it (seconds)."""
+
+    id: str
+    path: str
+    fp: tuple[int, int] | None
+    start: float | None = None
+    end: float | None = None
+
+
 @dataclass(slots=True)
 class _Plan:
     order: list[str] = field(default_factory=list)  # requested ids, in the caller's order
     reuse: dict[str, Entry] = field(default_factory=dict)  # requested, unchanged (offsets: previous file)
     known_bad: dict[str, SkipRecord] = field(default_factory=dict)  # requested, failed before, unchanged
-    todo: list[tuple[str, str, tuple[int, int] | None]] = field(default_factory=list)  # (id, path, fp)
+    todo: list[_Todo] = field(default_factory=list)
     keep: list[Entry] = field(default_factory=list)  # not requested, file unchanged
     keep_bad: list[SkipRecord] = field(default_factory=list)
     dropped: int = 0  # not requested, file removed or changed
@@ -173,13 +185,14 @@ def _plan(utterances: Sequence[Utterance], old: Index | None) -> _Plan:
         seen.add(u.id)
         plan.order.append(u.id)
         fp = _fingerprint(u.path)
+        key = (u.path, *fp, u.start, u.end) if fp is not None else None
         e, bad = prev.get(u.id), prev_bad.get(u.id)
-        if fp is not None and e is not None and (e.path, e.size, e.mtime_ns) == (u.path, *fp):
+        if key is not None and e is not None and (e.path, e.size, e.mtime_ns, e.start, e.end) == key:
             plan.reuse[u.id] = e
-        elif fp is not None and bad is not None and (bad.path, bad.size, bad.mtime_ns) == (u.path, *fp):
+        elif key is not None and bad is not None and (bad.path, bad.size, bad.mtime_ns, bad.start, bad.end) == key:
             plan.known_bad[u.id] = bad
         else:
-            plan.todo.append((u.id, u.path, fp))
+            plan.todo.append(_Todo(u.id, u.path, fp, u.start, u.end))
     plan.keep, dropped = _unchanged(prev.values(), seen)
     plan.keep_bad, dropped_bad = _unchanged(prev_bad.values(), seen)
     plan.dropped = dropped + dropped_bad
@@ -202,7 +215,7 @@ def _unchanged(rows: Iterable[_Row], asked: set[str]) -> tuple[list[_Row], int]:
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Extraction: decode -> resample -> trim (emoshift.core.audio.load) -> log-mel, one chunk of files per task.
+# Extraction: decode -> resample -> trim (emoshift.core.audio.load_utterance) -> log-mel, one chunk of files per task.
 
 
 @dataclass(slots=True)
@@ -216,18 +229,18 @@ class _ChunkResult:
 
 
 def _extract_chunk(
-    tasks: Sequence[tuple[int, str]], cfg: FeatureConfig, shard_dir: str | None
+    tasks: Sequence[tuple[int, _Todo]], cfg: FeatureConfig, shard_dir: str | None
 ) -> _ChunkResult:
-    """Features for ``(position, path)`` tasks. A file that cannot be used yields a reason, never an error.
+    """Features for ``(position, utterance)`` tasks. A file that cannot be used yields a reason, never an error.
 
     With ``shard_dir`` (in a worker process) the spectrograms are appended to this process's shard file
     there instead of being pickled back: the parent later concatenates the shards in the kernel
     (``copy_file_range``), which costs it a fraction of receiving them through a pipe.
     """
     waves, ok, failed = [], [], []
-    for pos, path in tasks:
+    for pos, todo in tasks:
         try:
-            wave = audio.load(path, cfg.sample_rate, trim=cfg.trim_silence, trim_top_db=cfg.trim_top_db)
+            wave = audio.load_utterance(todo, cfg.sample_rate, trim=cfg.trim_silence, trim_top_db=cfg.trim_top_db)
         except audio.AudioError as e:
             failed.append((pos, str(e)))
             continue
@@ -274,7 +287,7 @@ def _pool_size(workers: int, n_files: int) -> int:
 
 @contextlib.contextmanager
 def _extraction(
-    chunks: list[list[tuple[int, str]]], cfg: FeatureConfig, workers: int, shard_dir: Path
+    chunks: list[list[tuple[int, _Todo]]], cfg: FeatureConfig, workers: int, shard_dir: Path
 ) -> Iterator[Iterator[_ChunkResult]]:
     """Start extracting ``chunks``; yield an iterator over their results in order of completion.
 
@@ -319,21 +332,19 @@ class _Blocks:
         prev = np.load(previous, mmap_mode="r").T  # (total, n_mels), C order
         for e in unchanged:
             f.write(prev[e.offset : e.offset + e.frames].data)  # (frames, n_mels) rows
-            self.entries[e.id] = Entry(e.id, e.path, e.size, e.mtime_ns, self.offset, e.frames)
+            self.entries[e.id] = dataclasses.replace(e, offset=self.offset)
             self.offset += e.frames
         del prev
 
-    def add(
-        self, f: IO[bytes], result: _ChunkResult, todo: Sequence[tuple[str, str, tuple[int, int] | None]]
-    ) -> None:
+    def add(self, f: IO[bytes], result: _ChunkResult, todo: Sequence[_Todo]) -> None:
         """One chunk's features: written here (in-process extraction) or already in a worker's shard."""
         if result.feats is not None:
             f.write(np.ascontiguousarray(result.feats, dtype=DTYPE).data)
         at = self.offset if result.shard is None else result.shard_offset
         for pos, nf in zip(result.ok, result.frames, strict=True):
-            utt_id, path, fp = todo[pos]
+            utt_id, path, fp, start, end = todo[pos]
             size, mtime_ns = fp if fp is not None else (-1, -1)  # -1: recomputed next time
-            entry = Entry(utt_id, path, size, mtime_ns, at, nf)
+            entry = Entry(utt_id, path, size, mtime_ns, at, nf, start, end)
             if result.shard is None:
                 self.entries[utt_id] = entry
             else:
@@ -342,9 +353,9 @@ class _Blocks:
         if result.shard is None:
             self.offset = at
         for pos, reason in result.failed:
-            utt_id, path, fp = todo[pos]
+            utt_id, path, fp, start, end = todo[pos]
             size_, mtime_ = fp if fp is not None else (None, None)
-            self.skips[utt_id] = SkipRecord(utt_id, path, reason, size_, mtime_)
+            self.skips[utt_id] = SkipRecord(utt_id, path, reason, size_, mtime_, start, end)
             self.n_failed += 1
 
     def append_shards(self, f: IO[bytes], shard_dir: Path, n_mels: int) -> None:
@@ -369,7 +380,7 @@ def _write(
     token = uuid.uuid4().hex[:12]
     data_name = f"features-{token}.npy"
     shard_dir = directory / f"shards-{token}.tmp"  # workers' output, concatenated at the end
-    tasks = [(pos, path) for pos, (_, path, _) in enumerate(plan.todo)]
+    tasks = list(enumerate(plan.todo))
     chunks = [tasks[i : i + CHUNK] for i in range(0, len(tasks), CHUNK)]
     blocks = _Blocks(skips=dict(plan.known_bad))
     try:

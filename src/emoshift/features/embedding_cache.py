@@ -163,7 +163,7 @@ class EmbeddingCache:
     ) -> EmbeddingStore:
         """Embed every utterance not cached yet (or whose file changed) and return the store for ``utterances``.
 
-        Audio goes through ``emoshift.core.audio.load(path, sample_rate)`` (no trimming); clips are batched by length
+        Audio goes through ``emoshift.core.audio.load_utterance(u, sample_rate)`` (its segment; no trimming); clips are batched by length
         under ``max_batch_seconds`` of padded audio. The model is moved to ``device`` for the build and back.
         """
         folder = self.folder(corpus, model_key)
@@ -186,9 +186,9 @@ class EmbeddingCache:
             except OSError as e:
                 skipped.append(Skipped(u.path, f"unreadable: {e.strerror or e}"))
             else:
-                if _fresh(entries.get(u.id), u.path, fp) and (folder / entries[u.id]["shard"]).is_file():
+                if _fresh(entries.get(u.id), _source(u), fp) and (folder / entries[u.id]["shard"]).is_file():
                     ready.add(u.id)
-                elif _fresh(known_bad.get(u.id), u.path, fp):
+                elif _fresh(known_bad.get(u.id), _source(u), fp):
                     skipped.append(Skipped(u.path, known_bad[u.id]["reason"]))
                 else:
                     todo.append((u, fp))
@@ -266,7 +266,7 @@ class EmbeddingCache:
                         wave, mask = collate_waveforms(waves)  # (B, S), (B, S)
                         emb = model.pooled_layer_embeddings(wave.to(device), mask.to(device))  # (B, L+1, E)
                         pending_rows.append(emb.to(torch.float32).cpu().numpy())
-                        pending_ids.extend((todo[k][0].id, todo[k][0].path, todo[k][1]) for k in ok)
+                        pending_ids.extend((todo[k][0].id, _source(todo[k][0]), todo[k][1]) for k in ok)
                         if sum(len(r) for r in pending_rows) >= SHARD_ROWS:
                             flush()
                     advance(len(batch))
@@ -289,19 +289,26 @@ def _load_batch(
     skipped: list[Skipped],
 ) -> tuple[list[np.ndarray], list[int]]:
     """Decode the clips of ``batch`` (positions in ``todo``); a file that fails is skipped and remembered."""
-    from emoshift.core.audio import load
+    from emoshift.core.audio import load_utterance
 
     waves, ok = [], []
     for k in batch:
         u, (size, mtime_ns) = todo[k]
         try:
-            waves.append(load(u.path, sample_rate, trim=False))  # (samples,)
+            waves.append(load_utterance(u, sample_rate, trim=False))  # (samples,) of its segment
             ok.append(k)
         except AudioError as e:
             skipped.append(Skipped(u.path, str(e)))
-            index["skipped"][u.id] = {"path": u.path, "size": size, "mtime_ns": mtime_ns, "reason": str(e)}
+            index["skipped"][u.id] = {"path": _source(u), "size": size, "mtime_ns": mtime_ns, "reason": str(e)}
             index["entries"].pop(u.id, None)
     return waves, ok
+
+
+def _source(u: Utterance) -> str:
+    """What an entry was computed from: the file, and the segment of it for a manifest's start/end rows."""
+    if u.start is None and u.end is None:
+        return u.path
+    return f"{u.path}#{u.start if u.start is not None else ''}-{u.end if u.end is not None else ''}"
 
 
 def _fresh(entry: Mapping[str, Any] | None, path: str, fp: tuple[int, int]) -> bool:

@@ -144,9 +144,12 @@ def extract(wave: np.ndarray, cfg: FunctionalsConfig) -> np.ndarray:
     return values[0]
 
 
-def extract_file(path: str, cfg: FunctionalsConfig) -> np.ndarray:
-    """Decode (``audio.load``) and extract: ``(D,)`` float32, or AudioError with the reason."""
-    wave = audio.load(path, cfg.sample_rate, trim=cfg.trim_silence, trim_top_db=cfg.trim_top_db)
+def extract_file(
+    path: str, cfg: FunctionalsConfig, *, start: float | None = None, end: float | None = None
+) -> np.ndarray:
+    """Decode (``audio.load``: the segment ``start``..``end`` seconds, if given) and extract: ``(D,)`` float32,
+    or AudioError with the reason."""
+    wave = audio.load(path, cfg.sample_rate, trim=cfg.trim_silence, trim_top_db=cfg.trim_top_db, start=start, end=end)
     return extract(wave, cfg)
 
 
@@ -284,7 +287,7 @@ class FunctionalCache:
             if plan.todo:
                 with progress_bar(len(plan.todo), f"{cfg.feature_set} {corpus}", enabled=progress) as advance:
                     for chunk_rows, chunk_failed in _extraction(
-                        [(u.id, u.path) for u in plan.todo], cfg, used
+                        [(u.id, u.path, u.start, u.end) for u in plan.todo], cfg, used
                     ):
                         results.update(chunk_rows)
                         failed.update(chunk_failed)
@@ -324,9 +327,15 @@ def _fingerprint(path: str) -> tuple[int, int] | None:
     return st.st_size, st.st_mtime_ns
 
 
-def _same(record: dict[str, Any], path: str, fp: tuple[int, int] | None) -> bool:
+def _same(
+    record: dict[str, Any], path: str, fp: tuple[int, int] | None, start: float | None, end: float | None
+) -> bool:
+    """The record was computed from this file, unchanged, and from this segment of it (start/end seconds)."""
     return (
-        fp is not None and record.get("path") == path and (record.get("size"), record.get("mtime_ns")) == fp
+        fp is not None
+        and record.get("path") == path
+        and (record.get("size"), record.get("mtime_ns")) == fp
+        and (record.get("start"), record.get("end")) == (start, end)
     )
 
 
@@ -346,31 +355,34 @@ class _Plan:
         for u in utterances:
             fp = _fingerprint(u.path)
             plan.fingerprints[u.id] = fp
-            if u.id in entries and _same(entries[u.id], u.path, fp):
+            if u.id in entries and _same(entries[u.id], u.path, fp, u.start, u.end):
                 plan.reuse[u.id] = entries[u.id]
-            elif u.id in skipped and _same(skipped[u.id], u.path, fp):
+            elif u.id in skipped and _same(skipped[u.id], u.path, fp, u.start, u.end):
                 plan.known_bad[u.id] = skipped[u.id]
             else:
                 plan.todo.append(u)
         # rows of files nobody asked about this time: kept while their file is unchanged
         for uid, e in entries.items():
-            if uid not in asked and _same(e, e["path"], _fingerprint(e["path"])):
+            if uid not in asked and _same(e, e["path"], _fingerprint(e["path"]), e.get("start"), e.get("end")):
                 plan.reuse[uid] = e
         for uid, s in skipped.items():
-            if uid not in asked and _same(s, s["path"], _fingerprint(s["path"])):
+            if uid not in asked and _same(s, s["path"], _fingerprint(s["path"]), s.get("start"), s.get("end")):
                 plan.known_bad[uid] = s
         return plan
 
 
+_Task = tuple[str, str, float | None, float | None]  # (id, path, start, end)
+
+
 def _extract_chunk(
-    tasks: Sequence[tuple[str, str]], cfg: FunctionalsConfig
+    tasks: Sequence[_Task], cfg: FunctionalsConfig
 ) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    """(id -> (D,) float32, id -> reason) for ``(id, path)`` tasks; a bad file gives a reason, never an error."""
+    """(id -> (D,) float32, id -> reason) for ``(id, path, start, end)`` tasks; a bad file gives a reason."""
     rows: dict[str, np.ndarray] = {}
     failed: dict[str, str] = {}
-    for uid, path in tasks:
+    for uid, path, start, end in tasks:
         try:
-            rows[uid] = extract_file(path, cfg)
+            rows[uid] = extract_file(path, cfg, start=start, end=end)
         except audio.AudioError as e:
             failed[uid] = str(e)
         except Exception as e:  # a decoder failure audio.py did not foresee must not end a long build
@@ -385,7 +397,7 @@ def _pool_size(workers: int, n_files: int) -> int:
 
 
 def _extraction(
-    tasks: list[tuple[str, str]], cfg: FunctionalsConfig, workers: int
+    tasks: list[_Task], cfg: FunctionalsConfig, workers: int
 ) -> Iterator[tuple[dict[str, np.ndarray], dict[str, str]]]:
     """Chunk results in order of completion; a process pool (fork where available) when ``workers > 1``."""
     chunks = [tasks[i : i + CHUNK] for i in range(0, len(tasks), CHUNK)]
@@ -428,21 +440,24 @@ def _commit(
         old_data = np.load(directory / old["data"], mmap_mode="r", allow_pickle=False)
         reuse_ids = list(plan.reuse)
         blocks.append(np.asarray(old_data[[int(plan.reuse[i]["row"]) for i in reuse_ids]], dtype=np.float32))
-        entries += [{k: plan.reuse[i][k] for k in ("id", "path", "size", "mtime_ns")} for i in reuse_ids]
+        keys = ("id", "path", "size", "mtime_ns", "start", "end")
+        entries += [{k: plan.reuse[i].get(k) for k in keys} for i in reuse_ids]
     by_id = {u.id: u for u in plan.todo}
     new_ids = [u.id for u in plan.todo if u.id in results]  # request order, not completion order
     if new_ids:
         blocks.append(np.stack([results[i] for i in new_ids]).astype(np.float32, copy=False))
         for i in new_ids:
             size, mtime = plan.fingerprints[i] or (-1, -1)
-            entries.append({"id": i, "path": by_id[i].path, "size": size, "mtime_ns": mtime})
+            u = by_id[i]
+            entries.append({"id": i, "path": u.path, "size": size, "mtime_ns": mtime, "start": u.start, "end": u.end})
     for row, entry in enumerate(entries):
         entry["row"] = row
     skipped = [dict(s) for s in plan.known_bad.values()]
     for uid, reason in failed.items():
         size, mtime = plan.fingerprints[uid] or (-1, -1)
         skipped.append(
-            {"id": uid, "path": by_id[uid].path, "size": size, "mtime_ns": mtime, "reason": reason}
+            {"id": uid, "path": by_id[uid].path, "size": size, "mtime_ns": mtime, "reason": reason,
+             "start": by_id[uid].start, "end": by_id[uid].end}
         )
     data_name = None
     if blocks:

@@ -3,7 +3,7 @@
 Layout of ``ROOT/<corpus>-<cfg.key()>/``::
 
     index.json            the commit record: config, data file name, and per utterance its id, path, size,
-                          mtime_ns, offset and frames, plus the files that failed, with their reasons
+                          mtime_ns, offset, frames and segment (start, end), plus the files that failed
     features-<token>.npy  float32 array (n_mels, total_frames) in Fortran order: utterance after utterance
                           with time as the slow axis, so each spectrogram is one contiguous block and
                           ``np.load(..., mmap_mode="r")[:, offset:offset + frames]`` is utterance's (n_mels, T)
@@ -43,6 +43,8 @@ class Entry:
     mtime_ns: int
     offset: int  # first frame (column) in the data array
     frames: int
+    start: float | None = None  # the segment of the file (seconds) the spectrogram is of; None: from its start
+    end: float | None = None  # ... None: to its end
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +159,8 @@ class SkipRecord:
     reason: str
     size: int | None
     mtime_ns: int | None
+    start: float | None = None
+    end: float | None = None
 
 
 @dataclass(slots=True)

@@ -4,7 +4,9 @@ The CLI, the tests, the study and the prediction service all enumerate this regi
 input kind to logits ``(B, num_labels)``:
 
 - ``"spectrogram"``: log-mel batches ``(B, 1, n_mels, T)`` (``resnet18``, ``efficientnet_b0``);
-- ``"waveform"``: 16 kHz waveforms ``(B, S)`` with an attention mask ``(B, S)`` (``hubert``, ``ssl``).
+- ``"waveform"``: 16 kHz waveforms ``(B, S)`` with an attention mask ``(B, S)`` (``hubert``, ``ssl``);
+- ``"functionals"``: openSMILE functionals per utterance, a scikit-learn head (``egemaps``, ``compare``): not a
+  torch module, it gives log-probabilities through its family (:mod:`emoshift.models.families.acoustic`).
 
 What a kind of model needs (input, caches, batches, training, saving) is its family's business:
 :func:`family_of` (:mod:`emoshift.models.families`). Registering a name twice raises, as torchvision's
@@ -17,8 +19,6 @@ import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-
-from torch import nn
 
 if TYPE_CHECKING:
     from emoshift.models.families import Family
@@ -33,7 +33,7 @@ class PretrainedUnavailableError(EmoshiftError, RuntimeError):
 @dataclass(frozen=True)
 class ModelSpec:
     name: str
-    input_kind: str  # "spectrogram" | "waveform": the input its family serves (emoshift.models.families)
+    input_kind: str  # "spectrogram" | "waveform" | "functionals": the input its family serves
     module: str  # module holding the builder
     builder: str  # builder function name in that module
     description: str
@@ -65,6 +65,17 @@ register_model(
     )
 )
 
+for _name, _what in (("egemaps", "eGeMAPSv02 (88)"), ("compare", "ComParE_2016 (6,373)")):
+    register_model(
+        ModelSpec(
+            _name,
+            "functionals",
+            "emoshift.models.families.acoustic",
+            _name,
+            f"openSMILE {_what} functionals + linear head (model.head: svm|logreg; model.speaker_norm)",
+        )
+    )
+
 
 def _ensure_builtin() -> None:
     # SSL encoders live in their own module; importing it registers `hubert` and `ssl`.
@@ -95,13 +106,14 @@ def model_input_kind(name: str) -> str:
     return get_spec(name).input_kind
 
 
-def get_builder(name: str) -> Callable[..., nn.Module]:
+def get_builder(name: str) -> Callable[..., Any]:
     spec = get_spec(name)
-    return getattr(importlib.import_module(spec.module), spec.builder)  # type: ignore[no-any-return]
+    return getattr(importlib.import_module(spec.module), spec.builder)
 
 
-def get_model(name: str, *, num_labels: int, **cfg: Any) -> nn.Module:
-    """Build registered model ``name`` with a fresh head of ``num_labels`` classes.
+def get_model(name: str, *, num_labels: int, **cfg: Any) -> Any:
+    """Build registered model ``name`` with a fresh head of ``num_labels`` classes (an ``nn.Module``, or the
+    acoustic family's :class:`~emoshift.models.families.acoustic.AcousticModel` for ``egemaps``/``compare``).
 
     ``cfg`` holds the builder's keyword arguments (e.g. ``pretrained``, ``dropout``); an unknown one raises
     a TypeError naming it.

@@ -36,7 +36,6 @@ from scipy.special import expit, softmax
 
 from emoshift.core.errors import EmoshiftError
 from emoshift.core.io import atomic_write_bytes, atomic_write_json
-from emoshift.features.functionals import FEATURE_SETS, FunctionalsConfig
 
 FORMAT_VERSION = 1
 KIND = "emoshift-acoustic-baseline"
@@ -298,57 +297,6 @@ class AcousticBaseline:
         except json.JSONDecodeError as e:
             raise AcousticError(f"{info} is not valid JSON: {e.msg} (line {e.lineno})") from None
         return cls.from_state(load_file(str(weights)), meta)
-
-
-# --------------------------------------------------------------------------------------------------------
-# The family: model names, heads and what a registry needs to host it
-# --------------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class AcousticFamily:
-    """Acoustic baselines as a model family: ``egemaps`` and ``compare``, head ``svm`` (default) or ``logreg``.
-
-    Its input is not a tensor but one functionals vector per utterance (``input_kind = "functionals"``), and
-    ``fit`` is scikit-learn, not Lightning: a registry hosts it by building features through
-    :meth:`feature_config` (cached per corpus by ``FunctionalCache``) and calling :meth:`build` + ``fit``.
-    """
-
-    name: str = "acoustic"
-    input_kind: str = "functionals"
-    heads: tuple[str, ...] = HEADS
-    default_head: str = "svm"
-
-    def models(self) -> dict[str, str]:
-        """Model name -> one-line description."""
-        return {
-            "egemaps": f"openSMILE eGeMAPSv02 functionals ({FEATURE_SETS['egemaps'][1]}) + linear head (svm|logreg)",
-            "compare": f"openSMILE ComParE_2016 functionals ({FEATURE_SETS['compare'][1]:,}) + linear head (svm|logreg)",
-        }
-
-    def feature_config(self, model: str, *, trim_silence: bool = False) -> FunctionalsConfig:
-        self._check(model)
-        return FunctionalsConfig(feature_set=model, trim_silence=trim_silence)  # type: ignore[arg-type]
-
-    def build(
-        self, model: str, *, labels: Sequence[str], head: str | None = None, **head_cfg: Any
-    ) -> AcousticBaseline:
-        """An unfitted baseline for ``model`` (``head_cfg``: HeadConfig fields such as normalise, C)."""
-        self._check(model)
-        chosen = head or self.default_head
-        if chosen not in self.heads:
-            raise AcousticError(f"unknown head {chosen!r} for {model}; choose from {', '.join(self.heads)}")
-        return AcousticBaseline(HeadConfig(head=chosen, **head_cfg), labels=labels, feature_set=model)  # type: ignore[arg-type]
-
-    def load(self, directory: str | os.PathLike[str], *, stem: str = "acoustic") -> AcousticBaseline:
-        return AcousticBaseline.load(directory, stem=stem)
-
-    def _check(self, model: str) -> None:
-        if model not in FEATURE_SETS:
-            raise AcousticError(f"unknown acoustic model {model!r}; choose from {', '.join(FEATURE_SETS)}")
-
-
-FAMILY = AcousticFamily()
 
 
 # --------------------------------------------------------------------------------------------------------

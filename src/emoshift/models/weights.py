@@ -37,28 +37,46 @@ def load_weights(model: nn.Module, path: str | os.PathLike[str]) -> None:
         )
 
 
-def build_from_info(info: dict[str, Any]) -> nn.Module:
-    """Rebuild the architecture described by model.json (random weights; load_weights fills them)."""
+def family_of_info(info: dict[str, Any]) -> Any:
+    """The family of the model model.json describes; RunError (one line) for a model this install lacks."""
     from emoshift.models import family_of
 
     if "model" not in info:
         raise RunError("model.json names no model (its 'model' key is missing)")
     try:
-        family = family_of(info["model"], info.get("mode"))
+        return family_of(info["model"], info.get("mode"))
     except (KeyError, ValueError) as e:  # a model (or mode) this install does not register
         raise RunError(f"model.json: {str(e).strip(chr(39))}") from None
-    return family.rebuild(info)
 
 
-def load_model(run_dir: str | os.PathLike[str], *, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
-    """Load a finished run's model for inference (eval mode) and its model.json."""
+def build_from_info(info: dict[str, Any]) -> Any:
+    """Rebuild the architecture described by model.json (random weights; load_weights fills them)."""
+    return family_of_info(info).rebuild(info)
+
+
+def load_model(run_dir: str | os.PathLike[str], *, device: str | torch.device = "cpu") -> tuple[Any, dict[str, Any]]:
+    """Load a finished run's model for inference (eval mode) and its model.json.
+
+    The model is an ``nn.Module`` for neural families, the family's own object otherwise (the acoustic
+    baselines), and a :class:`emoshift.models.ensemble.Ensemble` for a pooled cross-validation run (its
+    model.json lists ``members``).
+    """
     run = RunDir.of(run_dir)
     info = run.info()
     if info.get("format", MODEL_FORMAT) > MODEL_FORMAT:
         raise RunError(f"{run.model_json}: written by a newer emoshift (format {info['format']})")
-    if not run.weights.is_file():
-        raise RunError(f"{run.path}: model.safetensors is missing")
-    model = build_from_info(info)
-    load_weights(model, run.weights)
-    model.to(device).eval()
+    if "members" in info:
+        return _load_ensemble(run, info, device), info
+    model = family_of_info(info).load(run, info)
+    if isinstance(model, nn.Module):
+        model.to(device).eval()
     return model, info
+
+
+def _load_ensemble(run: RunDir, info: dict[str, Any], device: str | torch.device) -> Any:
+    from emoshift.models.ensemble import Ensemble, check_members, member_paths
+
+    paths = member_paths(run.path, info)
+    members = [load_model(p, device=device) for p in paths]
+    check_members(run.path, info, [m_info for _, m_info in members])
+    return Ensemble(members, paths)

@@ -3,11 +3,13 @@
 A plain function (lightning-hydra-template style). What depends on the kind of model (caches, batches, how it
 trains, what model.json records) is the model family's (:mod:`emoshift.models.families`). Re-running ``train``
 on an interrupted run directory resumes from ``checkpoints/last.ckpt``; on a complete one it returns at once.
+Speaker cross-validation (every fold of ``kfold``/``loso``/``corpus``, pooled) is :mod:`emoshift.training.folds`.
 Every file is written atomically.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import shutil
@@ -30,7 +32,6 @@ from emoshift.corpora import EMOTIONS, Scan
 from emoshift.data.datasets import Item
 from emoshift.evaluation.modelcard import write_model_card
 from emoshift.models.families import Family, FitData, Fitted
-from emoshift.models.weights import save_weights
 
 log = logging.getLogger("emoshift.training.train")
 
@@ -52,17 +53,26 @@ class Prepared:
 
 
 def scan_corpora(cfg: ExperimentConfig, names: list[str], *, progress: bool = False) -> dict[str, Scan]:
-    from emoshift.corpora import scan
+    """Scan each corpus (a built-in layout or a manifest table) with every data option of the config."""
+    from emoshift.corpora import scan_source
 
+    d = cfg.data
     scans = {}
     for name in names:
-        root = cfg.data.roots.get(name)
+        root = d.roots.get(name)
         if not root:
             raise TrainError(f"no root folder for corpus {name!r}: pass --corpus {name}=/path/to/{name}")
-        kwargs: dict[str, Any] = {"progress": progress}
-        if name == "ravdess":
-            kwargs["include_song"] = cfg.data.include_song
-        scans[name] = scan(name, root, labels=cfg.data.labels, **kwargs)
+        scans[name] = scan_source(
+            name,
+            root,
+            d.labels,
+            include_song=d.include_song,
+            labels_from=d.labels_from,
+            columns=d.manifest.columns,
+            label_map=d.label_map,
+            allow_leak=d.split.allow_leak,
+            progress=progress,
+        )
         if not scans[name].utterances:
             raise TrainError(f"corpus {name!r} at {root}: no usable utterances")
     return scans
@@ -73,19 +83,28 @@ def label_list(scans: dict[str, Scan]) -> list[str]:
     return [e for e in EMOTIONS if e in present]
 
 
-def prepare_data(cfg: ExperimentConfig, run: RunDir, *, progress: bool = False) -> Prepared:
-    """Scan the training corpora and split each by speaker (splits are saved, and reused on resume)."""
+def prepare_data(
+    cfg: ExperimentConfig, run: RunDir, *, progress: bool = False, scans: dict[str, Scan] | None = None
+) -> Prepared:
+    """Scan the training corpora (unless ``scans`` holds them) and split each by speaker (splits are saved, and
+    reused on resume)."""
     from emoshift.data.splits import check_disjoint, load_split, make_split, save_split
 
-    scans = scan_corpora(cfg, cfg.data.corpora, progress=progress)
+    scans = scans if scans is not None else scan_corpora(cfg, cfg.data.corpora, progress=progress)
+    scans = {name: scans[name] for name in cfg.data.corpora}
     labels = label_list(scans)
     if len(labels) < 2:
         raise TrainError(f"the training corpora hold fewer than two labels under policy {cfg.data.labels!r}")
     splits = {}
     for name, sc in scans.items():
         path = run.split(name)
-        split = make_split(sc.utterances, cfg.data.split)  # deterministic for the config's seed
-        check_disjoint(split, allow_leak=cfg.data.split.allow_leak)
+        try:
+            split = make_split(sc.utterances, cfg.data.split)  # deterministic for the config's seed
+        except ValueError as e:
+            raise TrainError(f"corpus {name!r}: {e}") from None
+        if sc.leaky:  # speakers unknown (a manifest without a speaker column): every score says so
+            split = dataclasses.replace(split, leaky=True)
+        check_disjoint(split, allow_leak=cfg.data.split.allow_leak or split.leaky)
         if path.is_file():  # resuming: the saved split must be the one this corpus and config give
             if load_split(path).assignment != split.assignment:
                 raise TrainError(
@@ -125,7 +144,27 @@ def train(
     progress: bool = True,
     callbacks: Sequence[Any] = (),
 ) -> Path:
-    """Train ``cfg`` into ``run_dir`` (resuming it if interrupted) and evaluate on every training corpus."""
+    """Train ``cfg`` into ``run_dir`` (resuming it if interrupted) and evaluate on every training corpus.
+
+    A fold method (``data.split.method`` kfold, loso or corpus) without ``data.split.fold`` trains every fold
+    into ``RUN/folds/<i>/`` and pools them (:mod:`emoshift.training.folds`); anything else is one run.
+    """
+    from emoshift.training.folds import runs_all_folds, train_folds
+
+    if runs_all_folds(cfg):
+        return train_folds(cfg, RunDir.of(run_dir), progress=progress, callbacks=callbacks)
+    return train_run(cfg, run_dir, progress=progress, callbacks=callbacks)
+
+
+def train_run(
+    cfg: ExperimentConfig,
+    run_dir: str | os.PathLike[str],
+    *,
+    progress: bool = True,
+    callbacks: Sequence[Any] = (),
+    scans: dict[str, Scan] | None = None,
+) -> Path:
+    """One run: scan (unless ``scans`` holds the corpora) -> split -> prepare -> fit -> save -> evaluate."""
     run = RunDir.of(run_dir)
     fingerprint = cfg.fingerprint(exclude_roots=True)
     if check_run_dir(cfg, run, fingerprint):
@@ -138,7 +177,7 @@ def train(
     started = time.time()
     L.seed_everything(cfg.training.seed, workers=True, verbose=False)
 
-    prep = prepare_data(cfg, run, progress=progress)  # scan + speaker split
+    prep = prepare_data(cfg, run, progress=progress, scans=scans)  # scan + speaker split
     family = cfg.model.family
     torch.manual_seed(cfg.training.seed)
     model = family.build(cfg, num_labels=len(prep.labels))
@@ -147,9 +186,9 @@ def train(
     if not fitted.is_main:
         return run.path  # DDP workers stop here; rank 0 saves and evaluates
 
-    save_weights(fitted.model, run.weights)
+    family.save(fitted.model, run)
     write_model_json(run, model_info(cfg, family, fitted.model, prep, fingerprint))
-    evaluate_and_plot(cfg, run, prep, progress=progress)
+    evaluate_and_plot(cfg, run, prep, progress=progress, scans=scans)
     atomic_write_json(run.done, done_info(cfg, fitted, prep, fingerprint, started))  # the run is complete
     write_model_card(run.path)  # RUN/README.md (Hugging Face model-card layout), from the finished run
     shutil.rmtree(run.checkpoints, ignore_errors=True)  # so checkpoints are no longer needed
@@ -171,9 +210,7 @@ def check_run_dir(cfg: ExperimentConfig, run: RunDir, fingerprint: str) -> bool:
     return False
 
 
-def prepare_inputs(
-    cfg: ExperimentConfig, family: Family, model: torch.nn.Module, prep: Prepared, *, progress: bool
-) -> FitData:
+def prepare_inputs(cfg: ExperimentConfig, family: Family, model: Any, prep: Prepared, *, progress: bool) -> FitData:
     """Teacher logits (distillation), then the family's stores; items without a stored input are dropped."""
     teacher_by_id: dict[str, torch.Tensor] = {}
     if cfg.training.distill is not None:
@@ -189,9 +226,7 @@ def prepare_inputs(
     return FitData(prep.labels, prep.train, prep.val, stores, teacher)
 
 
-def model_info(
-    cfg: ExperimentConfig, family: Family, model: torch.nn.Module, prep: Prepared, fingerprint: str
-) -> dict[str, Any]:
+def model_info(cfg: ExperimentConfig, family: Family, model: Any, prep: Prepared, fingerprint: str) -> dict[str, Any]:
     """model.json (its keys are a contract: runs written by older versions carry the same ones)."""
     return {
         **family.architecture_info(cfg, model),
@@ -208,16 +243,21 @@ def model_info(
     }
 
 
-def evaluate_and_plot(cfg: ExperimentConfig, run: RunDir, prep: Prepared, *, progress: bool) -> None:
+def eval_roots(cfg: ExperimentConfig) -> dict[str, str]:
+    """The training corpora, then every extra evaluation corpus that has a root: name -> root."""
+    roots = {name: cfg.data.roots[name] for name in cfg.data.corpora}
+    roots.update({name: cfg.data.roots[name] for name in cfg.evaluation.corpora if name in cfg.data.roots})
+    return roots
+
+
+def evaluate_and_plot(
+    cfg: ExperimentConfig, run: RunDir, prep: Prepared, *, progress: bool, scans: dict[str, Scan] | None = None
+) -> None:
     """Evaluate on the training corpora (their test speakers) and on any extra corpus; plot the curves."""
     from emoshift.evaluation.evaluate import evaluate_run
     from emoshift.evaluation.plots import plot_curves
 
-    eval_roots = {name: cfg.data.roots[name] for name in cfg.data.corpora}
-    for name in cfg.evaluation.corpora:
-        if name in cfg.data.roots:
-            eval_roots[name] = cfg.data.roots[name]
-    evaluate_run(run.path, eval_roots, progress=progress, scans=prep.scans)
+    evaluate_run(run.path, eval_roots(cfg), progress=progress, scans={**(scans or {}), **prep.scans})
     if run.log.is_file():
         plot_curves(run.log, run.curves_plot)
 

@@ -5,7 +5,8 @@ A registered model (:func:`emoshift.models.get_spec`) names its input kind; the 
 
 - ``cnn`` (:class:`CNNFamily`): ``resnet18``, ``efficientnet_b0`` on log-mel crops (FeatureCache);
 - ``ssl-finetune`` (:class:`SSLFinetuneFamily`): ``hubert``, ``ssl`` with ``model.mode=finetune`` (raw waveforms);
-- ``ssl-frozen`` (:class:`SSLFrozenFamily`): ``hubert``, ``ssl`` with ``model.mode=frozen`` (EmbeddingCache + head).
+- ``ssl-frozen`` (:class:`SSLFrozenFamily`): ``hubert``, ``ssl`` with ``model.mode=frozen`` (EmbeddingCache + head);
+- ``acoustic`` (:class:`AcousticFamily`): ``egemaps``, ``compare`` (openSMILE functionals + scikit-learn head).
 
 A new family subclasses :class:`Family` (any ``fit``) or :class:`NeuralFamily` (the Lightning fit), and is added
 with :func:`register_family`; its models with :func:`emoshift.models.register_model`.
@@ -15,12 +16,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from emoshift.models.families.acoustic import AcousticFamily
 from emoshift.models.families.base import MAX_SECONDS, Family, FitData, Fitted, NeuralFamily
 from emoshift.models.families.cnn import CNNFamily
 from emoshift.models.families.ssl import SSLFinetuneFamily, SSLFrozenFamily
 
 __all__ = [
     "MAX_SECONDS",
+    "AcousticFamily",
     "CNNFamily",
     "Family",
     "FitData",
@@ -79,5 +82,5 @@ def family_for_info(info: dict[str, Any]) -> Family:
     return family_for(info["model"], info.get("mode"))
 
 
-for _family in (CNNFamily(), SSLFinetuneFamily(), SSLFrozenFamily()):
+for _family in (CNNFamily(), SSLFinetuneFamily(), SSLFrozenFamily(), AcousticFamily()):
     register_family(_family)

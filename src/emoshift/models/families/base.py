@@ -8,9 +8,11 @@ A family answers every question about a kind of model that used to be a branch o
   EmbeddingCache, or none for raw waveforms), its datasets and batching (:meth:`Family.datasets`,
   :meth:`Family.max_batch_samples`), how a batch reaches the net (:meth:`Family.forward`) and is augmented
   (:meth:`Family.augment`), the net that trains (:meth:`Family.train_net`) and its optimiser groups;
-- how it trains (:meth:`Family.fit`; :class:`NeuralFamily` fits with Lightning, a family may fit otherwise);
-- saving: what model.json records (:meth:`Family.architecture_info`) and rebuilding from it
-  (:meth:`Family.rebuild`);
+- how it trains (:meth:`Family.fit`; :class:`NeuralFamily` fits with Lightning, a family may fit otherwise:
+  the acoustic family's model is a scikit-learn head, not a torch module, so "model" is ``Any`` here);
+- saving: what model.json records (:meth:`Family.architecture_info`), the weights in the run directory
+  (:meth:`Family.save`: safetensors, never a pickle) and rebuilding from both (:meth:`Family.rebuild`,
+  :meth:`Family.load`);
 - inference: logits for utterances (:meth:`Family.logits`) and one waveform's input (:meth:`Family.prepare_input`,
   :meth:`Family.predict`).
 """
@@ -55,7 +57,7 @@ class FitData:
 class Fitted:
     """``fit``'s result: the trained model (best weights loaded), epochs run, and whether this process saves."""
 
-    model: nn.Module
+    model: Any  # an nn.Module for neural families; the acoustic family's AcousticBaseline
     epochs_run: int
     is_main: bool = True
 
@@ -85,22 +87,39 @@ class Family(ABC):
         """A one-line description for model.json's "architecture"."""
 
     # -- model ----------------------------------------------------------------------------------------
-    def build(self, cfg: ExperimentConfig, *, num_labels: int) -> nn.Module:
+    def build(self, cfg: ExperimentConfig, *, num_labels: int) -> Any:
         from emoshift.models import get_model
 
         return get_model(cfg.model.name, num_labels=num_labels, **self.builder_kwargs(cfg.model))
 
     @abstractmethod
-    def architecture_info(self, cfg: ExperimentConfig, model: nn.Module) -> dict[str, Any]:
+    def architecture_info(self, cfg: ExperimentConfig, model: Any) -> dict[str, Any]:
         """model.json's architecture keys (``model``, ``dropout``, what ``rebuild`` needs)."""
 
     @abstractmethod
-    def rebuild(self, info: dict[str, Any]) -> nn.Module:
+    def rebuild(self, info: dict[str, Any]) -> Any:
         """The architecture model.json describes, with random weights (no download)."""
+
+    def save(self, model: Any, run: RunDir) -> None:
+        """Write the trained weights into ``run`` (``model.safetensors``; never a pickle)."""
+        from emoshift.models.weights import save_weights
+
+        save_weights(model, run.weights)
+
+    def load(self, run: RunDir, info: dict[str, Any]) -> Any:
+        """The trained model of ``run``: :meth:`rebuild` from model.json ``info``, then its weights."""
+        from emoshift.core.rundir import RunError
+        from emoshift.models.weights import load_weights
+
+        if not run.weights.is_file():
+            raise RunError(f"{run.path}: model.safetensors is missing")
+        model = self.rebuild(info)
+        load_weights(model, run.weights)
+        return model
 
     # -- training -------------------------------------------------------------------------------------
     def prepare_stores(
-        self, cfg: ExperimentConfig, model: nn.Module, scans: dict[str, Scan], *, progress: bool
+        self, cfg: ExperimentConfig, model: Any, scans: dict[str, Scan], *, progress: bool
     ) -> dict[str, Any]:
         """corpus -> store of cached inputs (utterances missing from a store are dropped); {} for none."""
         return {}
@@ -112,7 +131,7 @@ class Family(ABC):
         data: FitData,
         run: RunDir,
         *,
-        model: nn.Module,
+        model: Any,
         progress: bool,
         callbacks: Sequence[Any] = (),
     ) -> Fitted:
@@ -122,7 +141,7 @@ class Family(ABC):
     @abstractmethod
     def logits(
         self,
-        model: nn.Module,
+        model: Any,
         info: dict[str, Any],
         utterances: Sequence[Utterance],
         *,
@@ -138,7 +157,7 @@ class Family(ABC):
     def prepare_input(self, wave: np.ndarray, fcfg: FeatureConfig) -> torch.Tensor:
         """One mono waveform at ``fcfg.sample_rate`` (trimmed as configured) -> the model's input, batch of 1."""
 
-    def predict(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    def predict(self, model: Any, x: torch.Tensor) -> torch.Tensor:
         """Logits ``(B, C)`` for an input ``prepare_input`` made."""
         return model(x)  # type: ignore[no-any-return]
 

@@ -123,7 +123,7 @@ class SSLFinetuneFamily(NeuralFamily):
         advance: Advance,
         progress: bool,
     ) -> tuple[list[Utterance], np.ndarray, list[Skipped]]:
-        from emoshift.core.audio import AudioError, load
+        from emoshift.core.audio import AudioError, load_utterance
         from emoshift.corpora.base import Skipped
         from emoshift.data.bucketing import collate_waveforms
         from emoshift.features.logmel import FeatureConfig
@@ -134,7 +134,7 @@ class SSLFinetuneFamily(NeuralFamily):
         waves: list[np.ndarray] = []
         for u in utterances:
             try:
-                w = load(u.path, fcfg.sample_rate, trim=fcfg.trim_silence, trim_top_db=fcfg.trim_top_db)
+                w = load_utterance(u, fcfg.sample_rate, trim=fcfg.trim_silence, trim_top_db=fcfg.trim_top_db)
             except AudioError as e:
                 skipped.append(Skipped(u.path, str(e)))
                 continue

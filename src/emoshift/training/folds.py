@@ -1,0 +1,146 @@
+"""Speaker cross-validation in one ``emoshift train``: every fold trained as a normal run, then pooled.
+
+``data.split.method`` ``kfold`` (k gender-stratified speaker folds), ``loso`` (one speaker per fold) or
+``corpus`` (the folds the corpus defines: IEMOCAP sessions, MSP-Podcast partitions, a manifest's ``fold``
+column), with ``data.split.fold`` unset, trains every fold::
+
+    RUN/config.yaml            the config as given (no fold)
+    RUN/folds/<i>/             fold i: a normal, complete run directory (its config has data.split.fold: i)
+    RUN/model.json             the fold ensemble: {"members": ["folds/0", ...], "ensemble": "mean probability",
+                               labels, features, model, ...}; predict, evaluate, audit and compare use it
+    RUN/splits/<corpus>.csv    id, speaker, split: every utterance the folds tested, as "test"
+    RUN/predictions/<corpus>.csv, RUN/metrics/<corpus>.json
+                               pooled out-of-fold predictions and their metrics (+ folds, fold_mean, fold_sd);
+                               other corpora scored by the fold ensemble (:mod:`emoshift.evaluation.evaluate`)
+    RUN/done.json              written last
+
+The corpora are scanned once and the scans handed to every fold; features, embeddings and functionals are
+cached per corpus (not per fold), so every fold after the first reads them from the cache. Resume is per fold:
+a fold whose ``done.json`` exists is skipped, an interrupted one resumes from its own checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from emoshift.config import ExperimentConfig, build_config, save_config
+from emoshift.core.io import atomic_write_json
+from emoshift.core.rundir import RunDir, write_model_json
+from emoshift.data.splits import FOLD_METHODS, Split, corpus_fold_names, make_folds, save_split
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from emoshift.corpora import Scan
+
+log = logging.getLogger("emoshift.training.folds")
+
+# model.json keys every fold shares with the ensemble (the rest are per fold: training_speakers is the union)
+SHARED_KEYS: tuple[str, ...] = ("input_kind", "labels", "label_policy", "features", "train_corpora", "architecture")
+
+
+def runs_all_folds(cfg: ExperimentConfig) -> bool:
+    """True when the config asks for every fold of a fold method (``data.split.fold`` unset)."""
+    return cfg.data.split.method in FOLD_METHODS and cfg.data.split.fold is None
+
+
+def fold_config(cfg: ExperimentConfig, fold: int) -> ExperimentConfig:
+    """``cfg`` with ``data.split.fold = fold`` (validated again)."""
+    data = cfg.to_dict()
+    data["data"]["split"]["fold"] = fold
+    data["name"] = f"{cfg.name}-fold{fold}"
+    return build_config(data)
+
+
+def corpus_folds(cfg: ExperimentConfig, scans: dict[str, Scan]) -> dict[str, list[Split]]:
+    """Each training corpus's folds; the same number for every corpus (fold i of each trains together)."""
+    from emoshift.training.train import TrainError
+
+    out: dict[str, list[Split]] = {}
+    for name in cfg.data.corpora:
+        utts = scans[name].utterances
+        if cfg.data.split.method == "corpus" and not corpus_fold_names(utts):
+            raise TrainError(
+                f"corpus {name!r} defines no folds of its own (data.split.method: corpus needs IEMOCAP sessions, "
+                "MSP-Podcast partitions or a manifest 'fold' column); use data.split.method: kfold"
+            )
+        try:
+            out[name] = make_folds(utts, cfg.data.split)
+        except ValueError as e:
+            raise TrainError(f"corpus {name!r}: {e}") from None
+    counts = {name: len(f) for name, f in out.items()}
+    if len(set(counts.values())) > 1:
+        shown = ", ".join(f"{n}: {c}" for n, c in counts.items())
+        raise TrainError(f"the training corpora give different numbers of folds ({shown}); train them separately")
+    return out
+
+
+def train_folds(
+    cfg: ExperimentConfig, run: RunDir, *, progress: bool = True, callbacks: Sequence[Any] = ()
+) -> Path:
+    """Train every fold into ``RUN/folds/<i>/`` (skipping complete ones), then pool and evaluate them."""
+    from emoshift.evaluation.evaluate import evaluate_run
+    from emoshift.training.train import check_run_dir, eval_roots, scan_corpora, train_run
+
+    fingerprint = cfg.fingerprint(exclude_roots=True)
+    if check_run_dir(cfg, run, fingerprint):
+        log.info("run %s is already complete", run.path)
+        return run.path
+    run.path.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, run.config)
+    started = time.time()
+    roots = eval_roots(cfg)
+    scans = scan_corpora(cfg, list(roots), progress=progress)  # once, for every fold
+    folds = corpus_folds(cfg, scans)
+    n_folds = len(next(iter(folds.values())))
+    members = []
+    for i in range(n_folds):
+        member = run.fold(i)
+        log.info("fold %d of %d: %s", i + 1, n_folds, member)
+        train_run(fold_config(cfg, i), member, progress=progress, callbacks=callbacks, scans=scans)
+        members.append(RunDir.of(member))
+    for name, splits in folds.items():
+        save_split(tested(splits), run.split(name))
+    write_model_json(run, ensemble_info(members, fingerprint))
+    evaluate_run(run.path, roots, progress=progress, scans=scans)
+    atomic_write_json(run.done, done_info(members, fingerprint, started))
+    return run.path
+
+
+def tested(splits: list[Split]) -> Split:
+    """The utterances the folds test, each marked "test" (the pooled run's split file)."""
+    assignment = {i: "test" for s in splits for i in s.ids("test")}
+    speakers = {i: s.speakers[i] for s in splits for i in s.ids("test")}
+    return Split(assignment, speakers, leaky=any(s.leaky for s in splits), method="pooled")
+
+
+def ensemble_info(members: list[RunDir], fingerprint: str) -> dict[str, Any]:
+    """The pooled run's model.json: the first fold's description, the members, and what they saw together."""
+    infos = [m.info() for m in members]
+    first = infos[0]
+    info = {k: v for k, v in first.items() if k != "format"}
+    info.update(
+        {
+            "members": [f"folds/{m.path.name}" for m in members],
+            "ensemble": "mean probability",
+            **{k: first.get(k) for k in SHARED_KEYS},
+            "training_speakers": sorted({s for i in infos for s in i.get("training_speakers", [])}),
+            "leaky_split": any(i.get("leaky_split") for i in infos),
+            "config_fingerprint": fingerprint,
+        }
+    )
+    return info
+
+
+def done_info(members: list[RunDir], fingerprint: str, started: float) -> dict[str, Any]:
+    return {
+        "fingerprint": fingerprint,
+        "seconds": round(time.time() - started, 2),
+        "folds": len(members),
+        "fold_seconds": [m.done_info().get("seconds") for m in members],
+        "finished": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
