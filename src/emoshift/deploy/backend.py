@@ -52,6 +52,12 @@ def open_backend(run: str | os.PathLike[str], backend: str = "auto", *, threads:
         if fp is not None and info.get("config_fingerprint") not in (None, fp):
             raise BackendError(f"{exported} was exported from another run; export again (emoshift export {path})")
         return onnx
+    from emoshift.models.families import family_for_info
+
+    if not family_for_info(info).exportable:  # no serving graph: the family's own path
+        from emoshift.deploy.family_backend import FamilyBackend
+
+        return FamilyBackend(path)
     from emoshift.deploy.torch_backend import TorchBackend
 
     return TorchBackend([path], threads=threads)

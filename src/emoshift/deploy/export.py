@@ -11,7 +11,8 @@ and by onnxruntime; ``parity.max_abs_diff`` is the largest difference of any pro
 quantisation of the network's weights; the log-mel front end stays float) writes the int8 graph instead and
 reports the UAR of the float and int8 graphs on the same files.
 
-A k-fold ensemble is exported by naming its member runs: probabilities are the members' mean.
+A k-fold run (RUN/folds/<i>/, model.json "members") exports its fold ensemble; naming several runs exports
+their ensemble. Probabilities are the members' mean.
 """
 
 from __future__ import annotations
@@ -174,7 +175,7 @@ def export_runs(
     max_files: int = 64,
 ) -> dict[str, Any]:
     """Export ``runs`` (one run, or an ensemble's members) to ``out`` (default RUN/model.onnx); returns the report."""
-    from emoshift.deploy.graph import build_serving_model
+    from emoshift.deploy.graph import build_serving_model, member_runs
     from emoshift.deploy.onnx_backend import OnnxBackend
     from emoshift.deploy.torch_backend import TorchBackend
 
@@ -192,7 +193,10 @@ def export_runs(
     target.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     model, info = build_serving_model(paths)
-    meta = ModelMeta.from_info(info, members=len(paths))
+    # a fold ensemble counts its folds, and the file belongs to the run that was exported (its fingerprint)
+    top = RunDir.of(paths[0]).info() if len(paths) == 1 else info
+    meta = ModelMeta.from_info({**info, "config_fingerprint": top.get("config_fingerprint")},
+                               members=len(member_runs(paths)))
     torch_backend = TorchBackend(paths)
     torch_backend._model, torch_backend._meta = model, meta  # the very module that is exported
     with tempfile.TemporaryDirectory(prefix=".emoshift-export-", dir=target.parent) as tmp:
@@ -204,7 +208,7 @@ def export_runs(
         parity = _max_diff(ref, got)
         report: dict[str, Any] = {
             "output": str(target), "format": fmt, "opset": OPSET, "runs": [str(p) for p in paths],
-            "members": len(paths), "model": meta.model, "input_kind": meta.input_kind, "labels": list(meta.labels),
+            "members": meta.members, "model": meta.model, "input_kind": meta.input_kind, "labels": list(meta.labels),
             "inputs": list(meta.inputs), "outputs": ["logits", "probabilities"], "sample_rate": 16_000,
             "window_s": meta.window_s,
             "parity": {"max_abs_diff": parity, "tolerance": TOLERANCE, "ok": bool(parity <= TOLERANCE),

@@ -20,6 +20,7 @@ path never imports it.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -109,8 +110,25 @@ class ServingModel(nn.Module):
         return stacked.mean(dim=0), torch.softmax(stacked, dim=-1).mean(dim=0)
 
 
+def member_runs(run_dirs: list[Any]) -> list[Path]:
+    """The single runs behind ``run_dirs``: a fold ensemble (model.json ``members``) stands for its fold runs."""
+    from emoshift.core.rundir import RunDir
+    from emoshift.models.ensemble import member_paths
+
+    out: list[Path] = []
+    for run in run_dirs:
+        info = RunDir.of(run).info()
+        out.extend(member_paths(Path(run), info) if info.get("members") else [Path(run)])
+    return out
+
+
 def check_exportable(info: dict[str, Any]) -> None:
     """Raise ExportUnsupportedError, in one line, for a family the graph cannot hold."""
+    from emoshift.models.families import family_for_info
+
+    family = family_for_info(info)
+    if not family.exportable:
+        raise ExportUnsupportedError(f"{info['model']} cannot be exported to ONNX: {family.not_exportable}")
     enc = info.get("encoder_config") or {}
     if enc.get("model_type") == "whisper":
         raise ExportUnsupportedError(
@@ -133,7 +151,7 @@ def build_serving_model(run_dirs: list[Any]) -> tuple[ServingModel, dict[str, An
     """Load each member run (eval mode, CPU) and wrap them; returns the model and the first member's info."""
     from emoshift.models.weights import load_model
 
-    loaded = [load_model(r, device="cpu") for r in run_dirs]
+    loaded = [load_model(r, device="cpu") for r in member_runs(run_dirs)]
     infos = [info for _, info in loaded]
     for info in infos:
         check_exportable(info)

@@ -44,7 +44,7 @@ class ModelMeta:
             labels=tuple(info["labels"]),
             input_kind=str(info["input_kind"]),
             model=str(info["model"]),
-            window_s=float(feats.get("crop_s", 3.0)),
+            window_s=float(info.get("window_s", feats.get("crop_s", 3.0))),  # a family may set its own
             trim_silence=bool(feats.get("trim_silence", True)),
             trim_top_db=float(feats.get("trim_top_db", 40.0)),
             members=members,

@@ -29,12 +29,12 @@ class TorchBackend:
             if self._model is None:
                 import torch
 
-                from emoshift.deploy.graph import build_serving_model
+                from emoshift.deploy.graph import build_serving_model, member_runs
 
                 if self.threads:
                     torch.set_num_threads(self.threads)
                 model, info = build_serving_model(self.runs)
-                self._meta = ModelMeta.from_info(info, members=len(self.runs))
+                self._meta = ModelMeta.from_info(info, members=len(member_runs(self.runs)))
                 self._model = model
         return self._model
 

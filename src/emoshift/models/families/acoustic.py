@@ -40,6 +40,11 @@ if TYPE_CHECKING:
     from emoshift.models.acoustic import AcousticBaseline
 
 
+# Functionals describe a whole utterance (training used every clip whole): predict and serve score a clip up
+# to this long whole, and longer audio in windows of this length.
+SERVING_WINDOW_S = 8.0
+
+
 @dataclass
 class AcousticModel:
     """An acoustic baseline and the functionals it reads (what the family builds, fits, saves and loads)."""
@@ -90,6 +95,11 @@ def compare(*, num_labels: int, **kwargs: Any) -> AcousticModel:
 class AcousticFamily(Family):
     name = "acoustic"
     input_kind = "functionals"
+    exportable = False
+    not_exportable = (
+        "its openSMILE functionals are computed by openSMILE's own binary, outside any network graph; "
+        "emoshift predict and serve run it with --backend torch"
+    )
 
     # -- config ---------------------------------------------------------------------------------------
     def builder_kwargs(self, m: ModelConfig) -> dict[str, Any]:
@@ -131,6 +141,7 @@ class AcousticFamily(Family):
             "speaker_norm": cfg.model.speaker_norm,
             "functionals": model.functionals.model_dump(mode="json"),
             "acoustic": meta,
+            "window_s": SERVING_WINDOW_S,
         }
 
     def rebuild(self, info: dict[str, Any]) -> AcousticModel:

@@ -68,6 +68,10 @@ class Family(ABC):
     name: ClassVar[str]  # registry key of the family
     input_kind: ClassVar[str]  # what the saved model takes (model.json "input_kind"): ModelSpec.input_kind
     mode: ClassVar[str | None] = None  # the model.mode this family serves (None: the family ignores mode)
+    # Whether the whole model (front end included) is a torch graph that ONNX export can trace; a family that
+    # is not says why in ``not_exportable`` (one line, for the user).
+    exportable: ClassVar[bool] = True
+    not_exportable: ClassVar[str] = ""
 
     # -- config ---------------------------------------------------------------------------------------
     @abstractmethod

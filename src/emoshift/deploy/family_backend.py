@@ -1,0 +1,53 @@
+"""Inference for a model the serving graph cannot hold (a family with ``exportable = False``, such as the
+openSMILE functionals with a linear head): each window goes through the family's own waveform path
+(:func:`emoshift.evaluation.inference.predict_waveform`), a fold ensemble averaging its members."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from emoshift.deploy.meta import SAMPLE_RATE, ModelMeta
+
+
+class FamilyBackend:
+    name = "torch"  # the non-ONNX backend, as far as the user is concerned
+
+    def __init__(self, run: str | os.PathLike[str]) -> None:
+        self.run = Path(run)
+        self._model: Any = None
+        self._info: dict[str, Any] = {}
+        self._meta: ModelMeta | None = None
+        self._lock = threading.Lock()
+
+    def _load(self) -> Any:
+        with self._lock:
+            if self._model is None:
+                from emoshift.models.weights import load_model
+
+                self._model, self._info = load_model(self.run, device="cpu")
+                members = len(self._info.get("members") or [None])
+                self._meta = ModelMeta.from_info(self._info, members=members)
+        return self._model
+
+    @property
+    def meta(self) -> ModelMeta:
+        self._load()
+        assert self._meta is not None
+        return self._meta
+
+    def probabilities(self, waves: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+        """``(B, C)`` for 16 kHz windows ``(B, S)``; a mask marks each window's real samples."""
+        from emoshift.evaluation.inference import predict_waveform
+
+        model = self._load()
+        out = []
+        for i, wave in enumerate(np.asarray(waves, dtype=np.float32)):
+            n = int(np.asarray(mask[i]).sum()) if mask is not None else len(wave)
+            probs = predict_waveform(model, self._info, wave[:n], SAMPLE_RATE)
+            out.append([probs[label] for label in self.meta.labels])
+        return np.asarray(out, dtype=np.float64)  # the family computes in float64: keep it
