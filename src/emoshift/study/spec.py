@@ -44,6 +44,7 @@ from emoshift.config import (
     parse_override,
     read_yaml,
 )
+from emoshift.study.findings import FindingsSpec
 from emoshift.study.records import run_dir
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -151,6 +152,7 @@ class StudyFile(_Strict):
     defaults: dict[str, Any] = Field(default_factory=dict)
     profiles: dict[str, ProfileSpec] = Field(default_factory=dict)
     experiments: list[ExperimentSpec]
+    findings: FindingsSpec = Field(default_factory=FindingsSpec, description="the claims tested in the report")
 
     @model_validator(mode="after")
     def _references(self) -> StudyFile:
@@ -174,6 +176,7 @@ class StudyFile(_Strict):
             unknown = sorted(set(profile.experiments) - set(ids))
             if unknown:
                 raise ValueError(f"profile {name!r} names unknown experiment(s) {', '.join(unknown)}")
+        self.findings.check_references(sorted(trained))
         return self
 
 
@@ -220,6 +223,7 @@ class Study(BaseModel):
     overrides: tuple[str, ...]
     experiments: tuple[Experiment, ...]
     only: tuple[str, ...] | None = None
+    findings: FindingsSpec = Field(default_factory=FindingsSpec)
 
     @property
     def ids(self) -> list[str]:
@@ -549,6 +553,7 @@ def load_study(
         overrides=tuple(overrides or ()),
         experiments=tuple(_order(experiments)),
         only=tuple(only) if only else None,
+        findings=file.findings,
     )
     study.check_roots(study.select(only))
     return study
