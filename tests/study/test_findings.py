@@ -11,7 +11,14 @@ from emoshift.study.findings import ClaimSpec, Evidence, FindingsSpec, judge, un
 
 
 def _ev(lo: float, hi: float, **extra: object) -> Evidence:
-    fields: dict = {"uar_a": 0.6, "uar_b": 0.55, "ci": (lo, hi), "mcnemar_p": 0.2, "mcnemar_b": 30, "mcnemar_c": 25}
+    fields: dict = {
+        "uar_a": 0.6,
+        "uar_b": 0.55,
+        "ci": (lo, hi),
+        "mcnemar_p": 0.2,
+        "mcnemar_b": 30,
+        "mcnemar_c": 25,
+    }
     fields.update(extra)
     return Evidence(**fields)
 

@@ -161,11 +161,15 @@ def paired_evidence(
     rand, leaky = _sides(claim, corpus, by_id, out)
     rows_a, rows_b = _rows(out, claim.a, corpus), _rows(out, b, corpus)
     if isinstance(rows_a, str) or isinstance(rows_b, str):
-        return Evidence(missing=rows_a if isinstance(rows_a, str) else str(rows_b), random_init=rand, leaky=leaky)
+        return Evidence(
+            missing=rows_a if isinstance(rows_a, str) else str(rows_b), random_init=rand, leaky=leaky
+        )
     shared = {r["id"] for r in rows_a} & {r["id"] for r in rows_b}
     note = ""
     if len(shared) < max(len(rows_a), len(rows_b)):
-        note = f" (paired on the {len(shared)} utterances both scored: {len(rows_a)} by a, {len(rows_b)} by b)"
+        note = (
+            f" (paired on the {len(shared)} utterances both scored: {len(rows_a)} by a, {len(rows_b)} by b)"
+        )
     if not shared:
         why = f"{claim.a} and {b} scored no utterance of {corpus} in common"
         return Evidence(missing=why, random_init=rand, leaky=leaky)
@@ -260,7 +264,9 @@ def _corpora(claim: ClaimSpec, study: Study, by_id: Mapping[str, ExperimentSumma
     return seen
 
 
-def gather(out: str | os.PathLike[str], study: Study, summaries: Sequence[ExperimentSummary]) -> list[Finding]:
+def gather(
+    out: str | os.PathLike[str], study: Study, summaries: Sequence[ExperimentSummary]
+) -> list[Finding]:
     """Every finding of the study's ``findings:`` block (claims, then the baseline comparisons)."""
     out = Path(out)
     spec = study.findings

@@ -56,7 +56,9 @@ class ClaimSpec(BaseModel):
         default_factory=list,
         description="test corpora, one finding each (default: the study's corpora); 'drop': [from, to]",
     )
-    margin: float | None = Field(default=None, gt=0.0, lt=1.0, description="UAR margin (default: findings.margin)")
+    margin: float | None = Field(
+        default=None, gt=0.0, lt=1.0, description="UAR margin (default: findings.margin)"
+    )
 
     @field_validator("corpora")
     @classmethod
@@ -72,7 +74,9 @@ class ClaimSpec(BaseModel):
     def _shape(self) -> ClaimSpec:
         if self.kind == "drop":
             if self.b is not None or len(self.corpora) != 2:
-                raise ValueError(f"claim {self.claim!r}: 'drop' takes one experiment (a) and two corpora [from, to]")
+                raise ValueError(
+                    f"claim {self.claim!r}: 'drop' takes one experiment (a) and two corpora [from, to]"
+                )
         elif self.b is None:
             raise ValueError(f"claim {self.claim!r}: kind {self.kind!r} compares two experiments: give 'b'")
         return self
@@ -120,7 +124,8 @@ class Evidence:
     n: int | None = None
     speakers: int | None = None
     missing: str | None = None  # why there is no evidence at all (a run not there, ...)
-    random_init: tuple[str, ...] = ()  # sides trained from a random-init preset, e.g. "L4.9 (model.preset: tiny)"
+    # sides trained from a random-init preset, e.g. "L4.9 (model.preset: tiny)"
+    random_init: tuple[str, ...] = ()
     leaky: tuple[str, ...] = ()  # sides whose scores are leaky, e.g. "L2 on ravdess"
     method: str = "paired"  # "paired" | "unpaired" (drop)
     note: str = ""  # appended to the reason, e.g. which utterances were paired
@@ -164,7 +169,10 @@ def _better(ci: tuple[float, float], ev: Evidence, alpha: float) -> tuple[Verdic
     if lo > 0 or hi < 0:
         a_better = lo > 0
         if _mcnemar_against(ev, a_better, alpha):
-            return "inconclusive", f"{_interval(ci)} excludes 0, but McNemar favours the other model: the tests disagree"
+            return (
+                "inconclusive",
+                f"{_interval(ci)} excludes 0, but McNemar favours the other model: the tests disagree",
+            )
         side = "above" if a_better else "below"
         return ("supported" if a_better else "contradicted"), f"{_interval(ci)} lies {side} 0"
     return "inconclusive", f"{_interval(ci)} includes 0"
@@ -174,9 +182,15 @@ def _not_better(ci: tuple[float, float], margin: float) -> tuple[Verdict, str]:
     lo, hi = ci
     m = pts(margin)
     if lo > margin:
-        return "contradicted", f"{_interval(ci)} lies above the margin {m}: a is better by more than the margin"
+        return (
+            "contradicted",
+            f"{_interval(ci)} lies above the margin {m}: a is better by more than the margin",
+        )
     if hi < margin:
-        return "supported", f"{_interval(ci)} ends below the margin {m}: any gain of a is smaller than the margin"
+        return (
+            "supported",
+            f"{_interval(ci)} ends below the margin {m}: any gain of a is smaller than the margin",
+        )
     return "inconclusive", f"{_interval(ci)} includes the margin {m}"
 
 

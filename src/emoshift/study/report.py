@@ -35,6 +35,7 @@ from emoshift.study.render import (
     pct,
     render_html,
     render_markdown,
+    speakers_text,
     with_ci,
 )
 from emoshift.study.summaries import (
@@ -206,10 +207,12 @@ def _findings(findings: Sequence[Finding], spec: FindingsSpec) -> list[Block]:
     rows = []
     for f in findings:
         ev, ci = f.evidence, f.evidence.ci
-        diff = "–" if ev.diff is None else pts(ev.diff) + (f" [{pts(ci[0])}, {pts(ci[1])}]" if ci else " [n/a]")
+        na = f" [n/a ({speakers_text(ev.speakers)})]" if ev.speakers is not None and ev.method == "paired" else " [n/a]"
+        diff = "–" if ev.diff is None else pts(ev.diff) + (f" [{pts(ci[0])}, {pts(ci[1])}]" if ci else na)
         p = "–" if ev.mcnemar_p is None else f"{ev.mcnemar_p:.3g}"
         b = f.claim.b or f.claim.a
-        rows.append([f.claim.claim, f"{f.claim.a} vs {b}", f.corpus, pct(ev.uar_a), pct(ev.uar_b), diff, p,
+        corpus = " -> ".join(corpus_title(c) for c in f.corpus.split("->"))
+        rows.append([f.claim.claim, f"{f.claim.a} vs {b}", corpus, pct(ev.uar_a), pct(ev.uar_b), diff, p,
                      f.judgement.verdict, f.judgement.reason])  # fmt: skip
     counts: dict[str, int] = {}
     for f in findings:
