@@ -74,8 +74,9 @@ def test_study_file_names_every_phase_with_the_studys_numbers(roots: dict[str, s
 
 def test_baseline_phases_and_kfold_everywhere(roots: dict[str, str]) -> None:
     """L0/L0b: eGeMAPS + SVM on RAVDESS and on both corpora; every training phase uses speaker k-fold CV
-    (all folds pooled): 6 folds in the paper profile (RAVDESS: 4 actors a fold), 3 in the demo."""
-    for profile, k in ((None, 6), ("paper", 6), ("demo", 3)):
+    (all folds pooled): 6 folds in the paper profile (RAVDESS: 4 actors a fold), 2 in the demo (6 of the
+    synthetic corpus's 12 RAVDESS actors a fold)."""
+    for profile, k in ((None, 6), ("paper", 6), ("demo", 2)):
         study = load_study(CONFIG, profile=profile, roots=roots)
         l0, l0b = study.experiment("L0").config, study.experiment("L0b").config
         assert (l0.model.name, l0.model.head, l0.data.corpora) == ("egemaps", "svm", ["ravdess"])
@@ -197,13 +198,13 @@ def _experiment(eid: str, **extra: object) -> dict:
     [
         ({"profile": "fast"}, "unknown profile 'fast'; "),
         ({"only": ["L9"]}, "--only: unknown experiment 'L9'"),
-        ({"roots": "ravdess-only"}, "experiment L4.3 trains on crema-d but no root was given"),
+        ({"roots": "ravdess-only"}, "experiment L0b trains on crema-d but no root was given"),
         ({"roots": "missing-folder"}, "folder not found"),
         ({"roots": "unknown-corpus"}, "unknown corpus 'nosuch'"),
         ({"overrides": ["L9:training.lr=1"]}, "unknown experiment 'L9'"),
         ({"overrides": ["training.lrr=1"]}, "did you mean 'training.lr'?"),
         ({"overrides": ["L3:training.lr=1"]}, "trains nothing"),
-        ({"overrides": ["training.distill.teacher=nowhere"]}, "neither an experiment id"),
+        ({"overrides": ["L2c:training.distill.teacher=nowhere"]}, "neither an experiment id"),
     ],
 )
 def test_load_study_errors_are_one_line(
@@ -330,8 +331,9 @@ def test_full_study_runs_every_phase_and_reports_it(full_study: tuple[Path, str,
         done = json.loads((out / "runs" / eid / "done.json").read_text())
         assert done["seconds"] >= 0
     for eid in PHASES:
-        if eid != "L3":
-            assert (out / "runs" / eid / "model.safetensors").is_file()
+        if eid != "L3":  # k-fold CV: one model per fold, RUN/model.json names the ensemble
+            assert (out / "runs" / eid / "folds" / "1" / "model.safetensors").is_file()
+            assert (out / "runs" / eid / "model.json").is_file()
             assert {p.stem for p in (out / "runs" / eid / "metrics").glob("*.json")} == {"ravdess", "crema-d"}
     for corpus in ("ravdess", "crema-d"):
         audit = json.loads((out / "runs" / "L3" / "audit" / f"{corpus}.json").read_text())
@@ -395,7 +397,11 @@ def test_second_run_skips_complete_experiments(
     full_study: tuple[Path, str, float], tiny_corpus: dict[str, str]
 ) -> None:
     out, _, _ = full_study
-    weights = {e: (out / "runs" / e / "model.safetensors").stat().st_mtime_ns for e in PHASES if e != "L3"}
+    weights = {
+        e: (out / "runs" / e / "folds" / "0" / "model.safetensors").stat().st_mtime_ns
+        for e in PHASES
+        if e != "L3"
+    }
     dones = {e: (out / "runs" / e / "done.json").stat().st_mtime_ns for e in PHASES}
     code, output, _ = _study(tiny_corpus, out)
     assert code == 0, output
@@ -403,7 +409,9 @@ def test_second_run_skips_complete_experiments(
         output.count("complete with the same") == 11
     )  # skipped: nothing trained, evaluated or audited again
     assert {e: (out / "runs" / e / "done.json").stat().st_mtime_ns for e in PHASES} == dones
-    assert {e: (out / "runs" / e / "model.safetensors").stat().st_mtime_ns for e in weights} == weights
+    assert {
+        e: (out / "runs" / e / "folds" / "0" / "model.safetensors").stat().st_mtime_ns for e in weights
+    } == weights
     assert len(_rows(out)) == 22
 
 

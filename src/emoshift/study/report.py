@@ -309,7 +309,8 @@ def _curves(summaries: Sequence[ExperimentSummary], out: Path) -> list[Block]:
     if not rows:
         return [Heading("Training curves"), Para("No training log yet.")]
     table = Table(["ID", "epochs", "best validation UAR %", "at epoch", "model"], rows)
-    return [Heading("Training curves"), table, *images]
+    note = Para("A k-fold cross-validated run shows its first fold's curves (RUN/folds/0/log.csv).")
+    return [Heading("Training curves"), note, table, *images]
 
 
 def _fairness_summary(audited: Sequence[ExperimentSummary]) -> Table:

@@ -203,9 +203,11 @@ def _summary(exp: Experiment, out: Path, study: Study, outcome: Outcome | None) 
     if exp.audit is not None and run.audit_dir.is_dir():
         summary.audit_dir = run.audit_dir
         summary.audits = _audits(run)
-    if exp.trains and run.log.is_file():
+    # k-fold CV: RUN/folds/<i>/ are the fold runs and RUN has no log of its own; fold 0's curves stand in
+    log = run.log if run.log.is_file() else RunDir.of(run.path / "folds" / "0").log
+    if exp.trains and log.is_file():
         try:
-            summary.log = read_csv(run.log)
+            summary.log = read_csv(log)
         except (OSError, ValueError):
             summary.log = []
     return summary
