@@ -279,3 +279,52 @@ def test_write_report_is_atomic(fabricated: tuple, monkeypatch: pytest.MonkeyPat
     assert (out / "report.html").read_bytes() == before
     assert sorted(p.name for p in out.iterdir()) == files  # no temp file left
     assert json.loads(json.dumps(_results(out)))  # results.csv still parses
+
+
+def test_kfold_metrics_fill_the_new_columns_and_null_cis_show_na(fabricated: tuple) -> None:
+    """results.csv adds uar_fold_sd, speakers, folds from a pooled k-fold metrics JSON; a null CI (too few
+    speakers) is 'n/a (N speakers)' in the report and empty in results.csv, never a zero-width interval."""
+    study, out, _ = fabricated
+    pooled = _metrics(0.61, 0.58, 96)
+    folds = [
+        {"fold": i, "n": 32, "speakers": 4, "accuracy": 0.6, "uar": u, "macro_f1": u}
+        for i, u in enumerate((0.5, 0.6, 0.64))
+    ]
+    pooled.update({"folds": folds, "fold_mean": {"uar": 0.58}, "fold_sd": {"uar": 0.0572}, "speakers": 12})
+    null_ci = {
+        **_metrics(0.25, 0.22, 480, split="all"),
+        "ci95": None,
+        "ci95_reason": "2 test speakers: too few",
+    }
+    atomic_write_json(out / "runs" / "A" / "metrics" / "ravdess.json", pooled)
+    atomic_write_json(out / "runs" / "A" / "metrics" / "crema-d.json", null_ci)
+    # an older run: a zero-width interval from the two speakers of its predictions file
+    old = {**_metrics(0.55, 0.53, 120), "ci95": {"accuracy": [0.55, 0.55], "uar": [0.53, 0.53]}}
+    atomic_write_json(out / "runs" / "B" / "metrics" / "crema-d.json", old)
+    rows = [f"c{i},{'s1' if i % 2 else 's2'},angry,angry\n" for i in range(4)]
+    atomic_write_text(
+        out / "runs" / "B" / "predictions" / "crema-d.csv", "id,speaker,true,pred\n" + "".join(rows)
+    )
+    write_report(out, study)
+    by = {(r["experiment"], r["corpus"]): r for r in _results(out)}
+    assert RESULT_COLUMNS[-3:] == ("uar_fold_sd", "speakers", "folds")
+    a = by["A", "ravdess"]
+    assert (a["uar_fold_sd"], a["speakers"], a["folds"]) == ("0.057200", "12", "3")
+    assert by["A", "crema-d"]["uar_lo"] == by["A", "crema-d"]["uar_hi"] == ""
+    assert by["B", "crema-d"]["uar_lo"] == "" and by["B", "crema-d"]["speakers"] == "2"
+    md = (out / "report.md").read_text()
+    assert "58.0 [52.0, 61.0], fold sd 5.7 (3 folds)" in md
+    assert "22.0 [n/a]" in md  # no CI, speaker count unknown (no predictions file in this fabricated run)
+    assert "53.0 [n/a (2 speakers)]" in md and "53.0 [53.0, 53.0]" not in md
+    assert re.search(r"(\d+\.\d) \[\1, \1\]", md) is None  # never x [x, x]
+
+
+def test_key_results_chart_beside_the_table(fabricated: tuple) -> None:
+    study, out, _ = fabricated
+    write_report(out, study)
+    md = (out / "report.md").read_text()
+    key = md.split("## Key results", 1)[1].split("## ", 1)[0]
+    assert "![key results: UAR with 95% speaker-bootstrap CIs](plots/key_results_uar.png)" in key
+    assert (out / "plots" / "key_results_uar.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    page = (out / "report.html").read_text()
+    assert 'alt="key results: UAR with 95% speaker-bootstrap CIs"' in page

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from emoshift.deploy.predict import Predictor
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
 
 from emoshift.config import load_config
 from emoshift.core.io import read_csv
+from emoshift.deploy.predict import Predictor
 from emoshift.training.train import TrainError, train
 from tests.conftest import tiny_overrides
 

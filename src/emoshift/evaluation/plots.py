@@ -307,3 +307,59 @@ def plot_group_bars(
         ax.set_title(full_title)
         fig.tight_layout()
     return Path(path)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Scores with CI bars: one cluster per run, one bar per test corpus (the study's key-results chart)
+# --------------------------------------------------------------------------------------------------------
+
+
+def plot_scores_ci(
+    scores: Mapping[str, Mapping[str, tuple[float, Sequence[float] | None]]],
+    path: str | os.PathLike[str],
+    *,
+    title: str = "",
+    ylabel: str = "UAR (95% CI)",
+) -> Path:
+    """``scores[run][corpus] = (value, [lo, hi] or None)`` as clustered bars with CI error bars.
+
+    A bar without an interval (too few speakers for one) is hatched and gets no error bar; a run without a
+    score on a corpus leaves a gap.
+    """
+    runs = list(scores)
+    corpora = list(dict.fromkeys(c for r in runs for c in scores[r]))
+    if not runs or not corpora:
+        raise ValueError("plot_scores_ci needs at least one run with a score")
+    width = 0.8 / len(corpora)
+    x = np.arange(len(runs))
+    no_ci = False
+    with _figure(path, figsize=(max(6.0, 0.9 * len(runs) * len(corpora) + 2), 4)) as (fig, ax):
+        for k, corpus in enumerate(corpora):
+            heights, errors, hatched = [], [], []
+            for run in runs:
+                value, ci = scores[run].get(corpus, (float("nan"), None))
+                heights.append(float(value))
+                low, high = (0.0, 0.0) if ci is None else (value - float(ci[0]), float(ci[1]) - value)
+                errors.append((max(low, 0.0), max(high, 0.0)))
+                hatched.append(ci is None and math.isfinite(float(value)))
+            bars = ax.bar(
+                x + (k - (len(corpora) - 1) / 2) * width,
+                heights,
+                width,
+                yerr=np.array(errors).T,  # (2, runs)
+                capsize=3,
+                label=corpus,
+            )
+            for bar, hatch in zip(bars, hatched, strict=True):
+                if hatch:
+                    bar.set_hatch("//")
+                    bar.set_alpha(0.6)
+                    no_ci = True
+        ax.set_xticks(x, runs)
+        ax.set_ylim(0.0, 1.05)
+        ax.set_ylabel(ylabel)
+        ax.grid(axis="y", alpha=0.3)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, title="test corpus")
+        ax.set_title(title + (("\n" if title else "") + "hatched: no CI (too few speakers)" if no_ci else ""))
+        fig.tight_layout()
+    return Path(path)

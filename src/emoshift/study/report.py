@@ -6,8 +6,9 @@ what happened in this invocation (failures, wall time). The report is first buil
 then rendered twice (:mod:`emoshift.study.render`): Markdown with relative image links, and HTML with every
 plot embedded as a base64 PNG data URI and inline CSS (no external file, script or font).
 
-Sections: key results (accuracy and UAR with 95% CIs per corpus, the study's own numbers beside them), the
-cross-corpus UAR matrix, confusion matrices, training curves, the fairness audit, leakage flags, run time,
+Sections: key results (accuracy and UAR with 95% CIs per corpus, the study's own numbers beside them, and a
+chart of the UARs with their CIs), the findings (each claim of the study as a paired test with a verdict,
+:mod:`emoshift.study.claims`; also ``OUT/findings.csv``), the cross-corpus UAR matrix, confusion matrices, training curves, the fairness audit, leakage flags, run time,
 errors and the environment.
 """
 
@@ -20,7 +21,9 @@ from typing import TYPE_CHECKING, Any
 
 from emoshift.core.io import atomic_write_csv, atomic_write_text
 from emoshift.core.rundir import RunDir
+from emoshift.study.claims import FINDING_COLUMNS, Finding, gather
 from emoshift.study.environment import environment
+from emoshift.study.findings import FindingsSpec, pts
 from emoshift.study.matrix import matrix_blocks, matrix_paths
 from emoshift.study.render import (
     Block,
@@ -33,10 +36,12 @@ from emoshift.study.render import (
     pct,
     render_html,
     render_markdown,
+    speakers_text,
     with_ci,
 )
 from emoshift.study.summaries import (
     RESULT_COLUMNS,
+    CorpusMetrics,
     ExperimentSummary,
     collect,
     corpus_order,
@@ -53,6 +58,13 @@ CORPUS_TITLES: dict[str, str] = {"ravdess": "RAVDESS", "crema-d": "CREMA-D"}
 
 def corpus_title(name: str) -> str:
     return CORPUS_TITLES.get(name, name)
+
+
+def _fold_spread(m: CorpusMetrics) -> str:
+    """``, fold sd 3.1 (6 folds)`` for a k-fold score, else nothing."""
+    if m.folds is None or m.uar_fold_sd is None:
+        return ""
+    return f", fold sd {pct(m.uar_fold_sd)} ({m.folds} folds)"
 
 
 def key_results(
@@ -88,7 +100,10 @@ def key_results(
                 row += [pct(m.accuracy) + mark, pct(m.uar) + mark]
             else:
                 mark = (" ⚠ leaky" if m.leaky else "") + (" (unseen)" if m.split == "all" else "")
-                row += [with_ci(m.accuracy, m.accuracy_ci) + mark, with_ci(m.uar, m.uar_ci) + mark]
+                row += [
+                    with_ci(m.accuracy, m.accuracy_ci, m.speakers) + mark,
+                    with_ci(m.uar, m.uar_ci, m.speakers) + _fold_spread(m) + mark,
+                ]
         row += [f"{s.reported_accuracy[c]:.2f}" if c in s.reported_accuracy else "–" for c in reported]
         row.append(s.status if compact or not s.error else f"{s.status}: {s.error}")
         rows.append(row)
@@ -126,18 +141,86 @@ def _overview(
     return blocks
 
 
-def _key_results(summaries: Sequence[ExperimentSummary], corpora: Sequence[str]) -> list[Block]:
+def _key_results(summaries: Sequence[ExperimentSummary], corpora: Sequence[str], out: Path) -> list[Block]:
     header, rows = key_results(summaries, corpora)
     notes = [
         "Accuracy and UAR (unweighted average recall) in %, with 95% confidence intervals from a bootstrap over "
-        "speakers. Every split is by speaker: a corpus the model was trained on is scored on its held-out test "
-        "speakers, a corpus it never saw on every utterance (marked 'unseen').",
+        "speakers; 'n/a (N speakers)' where N is too few for one. Every split is by speaker: a corpus the model "
+        "was trained on is scored on held-out speakers (with k-fold speaker CV: the pooled out-of-fold "
+        "predictions, every speaker scored once by a fold model that never heard them; 'fold sd' is the spread "
+        "of the per-fold UARs), a corpus it never saw on every utterance (marked 'unseen'; with k-fold CV by "
+        "the ensemble of the fold models).",
         f"The columns '{REPORTED_PROTOCOL}' are the accuracies the original study reported, copied from it and "
         "not measured here; its 99.73% on RAVDESS is far above published speaker-independent results and "
         "probably comes from splitting clips at random (the same actors in train and test).",
     ]
     notes += [n for s in summaries for n in s.notes]
-    return [Heading("Key results"), Table(header, rows), Bullets(notes)]
+    return [Heading("Key results"), Table(header, rows), *_key_chart(summaries, corpora, out), Bullets(notes)]
+
+
+def _key_chart(summaries: Sequence[ExperimentSummary], corpora: Sequence[str], out: Path) -> list[Block]:
+    """UAR with its 95% CI per experiment and test corpus, as bars (hatched where there is no CI)."""
+    from emoshift.evaluation.plots import plot_scores_ci
+
+    scores = {
+        s.id: {
+            corpus_title(c): (m.uar, m.uar_ci if m.ci_shown else None)
+            for c in corpora
+            if (m := s.metrics.get(c)) is not None
+        }
+        for s in summaries
+        if s.trains and s.metrics
+    }
+    if not scores:
+        return []
+    path = plot_scores_ci(scores, out / "plots" / "key_results_uar.png", title="UAR per experiment and test corpus")
+    return [Image(path, "key results: UAR with 95% speaker-bootstrap CIs")]
+
+
+def _findings(findings: Sequence[Finding], spec: FindingsSpec) -> list[Block]:
+    blocks: list[Block] = [
+        Heading("Findings"),
+        Para(
+            "Each claim of the study tested on the same utterances: McNemar's exact test on per-utterance "
+            "correctness (b: utterances a got right and b wrong, c: the reverse) and the 95% CI of the UAR "
+            "difference a - b from a paired bootstrap over speakers (both models scored on each resample). "
+            f"Verdicts at {1 - spec.alpha:.0%}, each claim on its own (no correction for multiple comparisons):"
+        ),
+        Bullets(
+            [
+                "'a beats b': supported when the CI lies above 0, contradicted when it lies below 0, otherwise "
+                "inconclusive; when McNemar is significant the other way, the tests disagree: inconclusive.",
+                f"'a does not beat b': supported when the CI ends below +{100 * spec.margin:g} points (the "
+                "margin), contradicted when it starts above it.",
+                f"'a keeps b's score' (non-inferiority, margin {100 * spec.margin:g} UAR points): supported when "
+                "the CI starts above minus the margin, contradicted when it ends below it.",
+                "'a drops from corpus X to Y': the two scores come from different speakers, so it is not "
+                "paired: the difference's CI combines the two speaker-bootstrap CIs (normal approximation, "
+                "independent samples); supported when it lies above 0.",
+                "No verdict when a run is missing, or when a side is a random-init preset (model.preset): it "
+                "is not the pretrained model the claim is about. Inconclusive when there is no CI (too few "
+                "speakers). A leaky side is flagged in the reason.",
+            ]
+        ),
+    ]
+    if not findings:
+        return [*blocks, Para("The study file states no claims (no 'findings:' block).")]
+    rows = []
+    for f in findings:
+        ev, ci = f.evidence, f.evidence.ci
+        na = f" [n/a ({speakers_text(ev.speakers)})]" if ev.speakers is not None and ev.method == "paired" else " [n/a]"
+        diff = "–" if ev.diff is None else pts(ev.diff) + (f" [{pts(ci[0])}, {pts(ci[1])}]" if ci else na)
+        p = "–" if ev.mcnemar_p is None else f"{ev.mcnemar_p:.3g}"
+        b = f.claim.b or f.claim.a
+        corpus = " -> ".join(corpus_title(c) for c in f.corpus.split("->"))
+        rows.append([f.claim.claim, f"{f.claim.a} vs {b}", corpus, pct(ev.uar_a), pct(ev.uar_b), diff, p,
+                     f.judgement.verdict, f.judgement.reason])  # fmt: skip
+    counts: dict[str, int] = {}
+    for f in findings:
+        counts[f.judgement.verdict] = counts.get(f.judgement.verdict, 0) + 1
+    header = ["claim", "a vs b", "corpus", "UAR a %", "UAR b %", "a - b (pts) [95% CI]", "McNemar p", "verdict", "reason"]
+    summary = Para(f"{len(findings)} findings: " + ", ".join(f"{n} {k}" for k, n in counts.items()) + ".")
+    return [*blocks, summary, Table(header, rows)]
 
 
 def _cross_corpus(summaries: Sequence[ExperimentSummary], corpora: Sequence[str], out: Path) -> list[Block]:
@@ -227,7 +310,8 @@ def _curves(summaries: Sequence[ExperimentSummary], out: Path) -> list[Block]:
     if not rows:
         return [Heading("Training curves"), Para("No training log yet.")]
     table = Table(["ID", "epochs", "best validation UAR %", "at epoch", "model"], rows)
-    return [Heading("Training curves"), table, *images]
+    note = Para("A k-fold cross-validated run shows its first fold's curves (RUN/folds/0/log.csv).")
+    return [Heading("Training curves"), note, table, *images]
 
 
 def _fairness_summary(audited: Sequence[ExperimentSummary]) -> Table:
@@ -275,8 +359,8 @@ def _group_rows(report: dict[str, Any]) -> list[list[str]]:
                     group + (" (too small)" if r.get("too_small") else ""),
                     str(r.get("speakers", "")),
                     str(r.get("n", "")),
-                    with_ci(r.get("accuracy"), r.get("accuracy_ci")),
-                    with_ci(r.get("uar"), r.get("uar_ci")),
+                    with_ci(r.get("accuracy"), r.get("accuracy_ci"), r.get("speakers")),
+                    with_ci(r.get("uar"), r.get("uar_ci"), r.get("speakers")),
                 ]
             )
     return rows
@@ -395,12 +479,17 @@ def _errors(summaries: Sequence[ExperimentSummary], out: Path) -> list[Block]:
 
 
 def build_blocks(
-    out: Path, study: Study, summaries: Sequence[ExperimentSummary], results: StudyResult | None = None
+    out: Path,
+    study: Study,
+    summaries: Sequence[ExperimentSummary],
+    results: StudyResult | None = None,
+    findings: Sequence[Finding] = (),
 ) -> list[Block]:
     corpora = corpus_order(study, summaries)
     blocks: list[Block] = []
     blocks += _overview(study, summaries, results)
-    blocks += _key_results(summaries, corpora)
+    blocks += _key_results(summaries, corpora, out)
+    blocks += _findings(findings, study.findings)
     matrix = getattr(study, "matrix", None)  # an N-corpus study (configs/cross_corpus.yaml) has its own matrix
     blocks += matrix_blocks(out, study) if matrix is not None else _cross_corpus(summaries, corpora, out)
     blocks += _confusions(summaries, corpora, out)
@@ -416,15 +505,23 @@ def build_blocks(
 def write_report(
     out: str | os.PathLike[str], study: Study, results: StudyResult | None = None
 ) -> dict[str, Path]:
-    """Write ``out/report.md``, ``out/report.html`` and ``out/results.csv`` (atomically); returns their paths."""
+    """Write ``out/report.md``, ``out/report.html``, ``out/results.csv`` and ``out/findings.csv`` (atomically);
+    returns their paths."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     summaries = collect(out, study, results)
     corpora = corpus_order(study, summaries)
-    paths = {"results": out / "results.csv", "markdown": out / "report.md", "html": out / "report.html"}
+    paths = {
+        "results": out / "results.csv",
+        "findings": out / "findings.csv",
+        "markdown": out / "report.md",
+        "html": out / "report.html",
+    }
     atomic_write_csv(paths["results"], RESULT_COLUMNS, result_rows(summaries, corpora))
     paths.update(matrix_paths(out, study))  # an N-corpus study: OUT/cross_corpus.csv
-    blocks = build_blocks(out, study, summaries, results)
+    findings = gather(out, study, summaries)
+    atomic_write_csv(paths["findings"], FINDING_COLUMNS, [f.row() for f in findings])
+    blocks = build_blocks(out, study, summaries, results, findings)
     atomic_write_text(paths["markdown"], render_markdown(blocks, out))
     atomic_write_text(paths["html"], render_html(blocks, study.title))
     return paths

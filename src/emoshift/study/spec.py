@@ -45,6 +45,7 @@ from emoshift.config import (
     read_yaml,
 )
 from emoshift.study.cross_corpus import MatrixPlan, expand, is_cross_corpus
+from emoshift.study.findings import FindingsSpec
 from emoshift.study.records import run_dir
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -152,6 +153,7 @@ class StudyFile(_Strict):
     defaults: dict[str, Any] = Field(default_factory=dict)
     profiles: dict[str, ProfileSpec] = Field(default_factory=dict)
     experiments: list[ExperimentSpec]
+    findings: FindingsSpec = Field(default_factory=FindingsSpec, description="the claims tested in the report")
 
     @model_validator(mode="after")
     def _references(self) -> StudyFile:
@@ -175,6 +177,7 @@ class StudyFile(_Strict):
             unknown = sorted(set(profile.experiments) - set(ids))
             if unknown:
                 raise ValueError(f"profile {name!r} names unknown experiment(s) {', '.join(unknown)}")
+        self.findings.check_references(sorted(trained))
         return self
 
 
@@ -222,6 +225,7 @@ class Study(BaseModel):
     experiments: tuple[Experiment, ...]
     only: tuple[str, ...] | None = None
     matrix: MatrixPlan | None = Field(default=None, description="an N-corpus study's matrix (cross_corpus:)")
+    findings: FindingsSpec = Field(default_factory=FindingsSpec)
 
     @property
     def ids(self) -> list[str]:
@@ -568,6 +572,7 @@ def load_study(
         experiments=tuple(_order(experiments)),
         only=tuple(only) if only else None,
         matrix=matrix,
+        findings=file.findings,
     )
     study.check_roots(study.select(only))
     return study

@@ -8,6 +8,7 @@ Also the rows of ``results.csv``. Torch-free, like the report.
 
 from __future__ import annotations
 
+import csv
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from emoshift.core.io import read_csv
 from emoshift.core.rundir import RunDir
+from emoshift.evaluation.metrics import MIN_CI_SPEAKERS
 from emoshift.study.records import read_json, run_dir
 
 if TYPE_CHECKING:  # the spec imports the experiment config (and so torch); summaries read runs only
@@ -33,6 +35,9 @@ RESULT_COLUMNS: tuple[str, ...] = (
     "uar_hi",
     "n",
     "leaky",
+    "uar_fold_sd",
+    "speakers",
+    "folds",
 )
 
 
@@ -51,10 +56,15 @@ class CorpusMetrics:
     split: str = "test"
     labels: list[str] = field(default_factory=list)
     confusion: list[list[int]] = field(default_factory=list)
+    ci_reason: str | None = None  # why there is no CI (metrics JSON ci95: null, ci95_reason)
+    speakers: int | None = None  # speakers scored (pooled over folds for k-fold CV)
+    folds: int | None = None  # k-fold CV: the number of folds pooled (or, unseen corpus, models ensembled)
+    uar_fold_sd: float | None = None  # k-fold CV: the standard deviation of the per-fold UARs
 
     @classmethod
     def from_json(cls, corpus: str, data: dict[str, Any]) -> CorpusMetrics:
         ci = data.get("ci95") or {}
+        folds = data.get("folds")
         return cls(
             corpus=corpus,
             accuracy=float(data["accuracy"]),
@@ -67,7 +77,33 @@ class CorpusMetrics:
             split=str(data.get("split", "test")),
             labels=list(data.get("labels", [])),
             confusion=list(data.get("confusion", [])),
+            ci_reason=data.get("ci95_reason") if isinstance(data.get("ci95_reason"), str) else None,
+            speakers=_count(data.get("speakers")),
+            folds=_count(folds),
+            uar_fold_sd=_uar_of(data.get("fold_sd")),
         )
+
+    @property
+    def ci_shown(self) -> bool:
+        """Whether the intervals mean something: present and from at least MIN_CI_SPEAKERS speakers (an
+        older run may hold a zero-width interval from one or two speakers: it is not shown)."""
+        return self.uar_ci is not None and (self.speakers is None or self.speakers >= MIN_CI_SPEAKERS)
+
+
+def _count(value: Any) -> int | None:
+    """A count given as a number or as the list of what is counted (speakers, folds); None otherwise."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    return len(value) if isinstance(value, list) else None
+
+
+def _uar_of(value: Any) -> float | None:
+    """``fold_sd`` as a number (the UAR's) or a per-metric object ``{"uar": ..}``."""
+    if isinstance(value, dict):
+        value = value.get("uar")
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 @dataclass
@@ -96,12 +132,24 @@ class ExperimentSummary:
     notes: list[str] = field(default_factory=list)
 
 
+def _speakers_scored(run: RunDir, corpus: str) -> int | None:
+    """Distinct speakers in RUN/predictions/<corpus>.csv (for metrics JSON without a ``speakers`` key)."""
+    try:
+        with open(run.predictions(corpus), newline="", encoding="utf-8") as f:
+            return len({row.get("speaker") for row in csv.DictReader(f)})
+    except (OSError, ValueError, csv.Error):
+        return None
+
+
 def _metrics(run: RunDir) -> dict[str, CorpusMetrics]:
     out: dict[str, CorpusMetrics] = {}
     for path in sorted(run.metrics_dir.glob("*.json")):
         data = read_json(path)
         if data is not None and "accuracy" in data and "uar" in data:
-            out[path.stem] = CorpusMetrics.from_json(path.stem, data)
+            m = CorpusMetrics.from_json(path.stem, data)
+            if m.speakers is None:
+                m.speakers = _speakers_scored(run, path.stem)
+            out[path.stem] = m
     return out
 
 
@@ -155,9 +203,11 @@ def _summary(exp: Experiment, out: Path, study: Study, outcome: Outcome | None) 
     if exp.audit is not None and run.audit_dir.is_dir():
         summary.audit_dir = run.audit_dir
         summary.audits = _audits(run)
-    if exp.trains and run.log.is_file():
+    # k-fold CV: RUN/folds/<i>/ are the fold runs and RUN has no log of its own; fold 0's curves stand in
+    log = run.log if run.log.is_file() else RunDir.of(run.path / "folds" / "0").log
+    if exp.trains and log.is_file():
         try:
-            summary.log = read_csv(run.log)
+            summary.log = read_csv(log)
         except (OSError, ValueError):
             summary.log = []
     return summary
@@ -192,8 +242,8 @@ def result_rows(summaries: Sequence[ExperimentSummary], corpora: Sequence[str]) 
             if m is None:
                 continue
             none: list[float | None] = [None, None]
-            acc = list(m.accuracy_ci) if m.accuracy_ci else none
-            uar = list(m.uar_ci) if m.uar_ci else none
+            acc = list(m.accuracy_ci) if m.accuracy_ci and m.ci_shown else none
+            uar = list(m.uar_ci) if m.uar_ci and m.ci_shown else none
             rows.append(
                 {
                     "experiment": s.id,
@@ -206,6 +256,9 @@ def result_rows(summaries: Sequence[ExperimentSummary], corpora: Sequence[str]) 
                     "uar_hi": num(uar[1]),
                     "n": m.n,
                     "leaky": "true" if m.leaky else "false",
+                    "uar_fold_sd": num(m.uar_fold_sd),
+                    "speakers": "" if m.speakers is None else m.speakers,
+                    "folds": "" if m.folds is None else m.folds,
                 }
             )
     return rows
