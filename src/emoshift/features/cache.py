@@ -227,7 +227,10 @@ def _extract_chunk(
     waves, ok, failed = [], [], []
     for pos, path in tasks:
         try:
-            wave = audio.load(path, cfg.sample_rate, trim=cfg.trim_silence, trim_top_db=cfg.trim_top_db)
+            wave = audio.load(path, cfg.sample_rate)
+            audio.check_long_enough(wave, cfg.sample_rate)  # judged before trimming, as the scan judges it
+            if cfg.trim_silence:
+                wave = audio.trim_silence(wave, cfg.sample_rate, top_db=cfg.trim_top_db)
         except audio.AudioError as e:
             failed.append((pos, str(e)))
             continue
