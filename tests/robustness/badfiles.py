@@ -34,7 +34,7 @@ def speechlike(sr: int = SR, seconds: float = SECONDS, seed: int = 0) -> np.ndar
 
 
 def _wav(path: Path, wave: np.ndarray, sr: int = SR, subtype: str = "PCM_16", fmt: str = "WAV") -> None:
-    sf.write(path, wave, sr, subtype=subtype, format=fmt)
+    sf.write(os.fsencode(path), wave, sr, subtype=subtype, format=fmt)  # bytes: any file name
 
 
 def _raw(data: bytes) -> Callable[[Path], None]:

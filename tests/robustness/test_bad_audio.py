@@ -138,7 +138,7 @@ def test_feature_cache_keeps_every_good_clip_and_prints_nothing(bad_tree: BadTre
 # ------------------------------------------------------------------------------------------------ predict
 @pytest.fixture(scope="module")
 def predictor(cnn_run: Path) -> Any:
-    from emoshift.evaluation.predict import Predictor
+    from emoshift import Predictor
 
     return Predictor(cnn_run)
 
