@@ -121,11 +121,10 @@ def cached(bad_tree: BadTree, tmp_path_factory: pytest.TempPathFactory) -> tuple
 
 
 @pytest.mark.parametrize("case", CASES, ids=case_ids())
-def test_feature_cache(case: Case, cached: tuple[Any, dict[str, str], str]) -> None:
+def test_feature_cache(case: Case, bad_tree: BadTree, cached: tuple[Any, dict[str, str], str]) -> None:
     store, ids, _ = cached
-    reasons = {s.id: s.reason for s in store.skipped}
-    uid = ids[case.name]
-    check(case, "cache", uid in store.ids, reasons.get(uid))
+    reasons = {s.path: s.reason for s in store.skipped}
+    check(case, "cache", ids[case.name] in store.ids, reasons.get(str(bad_tree.paths[case.name])))
 
 
 def test_feature_cache_keeps_every_good_clip_and_prints_nothing(bad_tree: BadTree,
@@ -139,8 +138,11 @@ def test_feature_cache_keeps_every_good_clip_and_prints_nothing(bad_tree: BadTre
 @pytest.fixture(scope="module")
 def predictor(cnn_run: Path) -> Any:
     from emoshift import Predictor
+    from emoshift.deploy.segments import Segmentation
 
-    return Predictor(cnn_run)
+    # The service's default limit (600 s). Without one, predict streams the 3-hour file in windows: it works, but
+    # took 767 s on 2 shared cores, far too long for a test.
+    return Predictor(cnn_run, segmentation=Segmentation(max_seconds=600.0))
 
 
 @pytest.mark.parametrize("case", CASES, ids=case_ids())

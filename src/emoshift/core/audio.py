@@ -9,8 +9,8 @@ from __future__ import annotations
 import os
 import stat
 import struct
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import BinaryIO, Protocol
 
 import numpy as np

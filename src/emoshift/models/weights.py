@@ -41,19 +41,37 @@ def build_from_info(info: dict[str, Any]) -> nn.Module:
     """Rebuild the architecture described by model.json (random weights; load_weights fills them)."""
     from emoshift.models import family_of
 
-    if "model" not in info:
-        raise RunError("model.json names no model (its 'model' key is missing)")
+    check_info(info)
     try:
         family = family_of(info["model"], info.get("mode"))
     except (KeyError, ValueError) as e:  # a model (or mode) this install does not register
         raise RunError(f"model.json: {str(e).strip(chr(39))}") from None
-    return family.rebuild(info)
+    try:
+        return family.rebuild(info)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:  # a hand-edited or hostile file
+        raise RunError(f"model.json does not describe a {info['model']} model: {type(e).__name__}: {e}") from None
+
+
+def check_info(info: dict[str, Any]) -> None:
+    """The keys every family reads, checked before anything is built from them (RunError, one line)."""
+    if "model" not in info:
+        raise RunError("model.json names no model (its 'model' key is missing)")
+    if not isinstance(info["model"], str):
+        raise RunError(f"model.json: 'model' must be a model name, got {info['model']!r:.40}")
+    fmt = info.get("format", MODEL_FORMAT)
+    if not isinstance(fmt, int) or isinstance(fmt, bool):
+        raise RunError(f"model.json: 'format' must be an integer, got {fmt!r:.40}")
+    labels = info.get("labels")
+    if (not isinstance(labels, list) or not labels or not all(isinstance(x, str) and x for x in labels)
+            or len(set(labels)) != len(labels)):
+        raise RunError(f"model.json: 'labels' must be a list of distinct label names, got {labels!r:.60}")
 
 
 def load_model(run_dir: str | os.PathLike[str], *, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
     """Load a finished run's model for inference (eval mode) and its model.json."""
     run = RunDir.of(run_dir)
     info = run.info()
+    check_info(info)
     if info.get("format", MODEL_FORMAT) > MODEL_FORMAT:
         raise RunError(f"{run.model_json}: written by a newer emoshift (format {info['format']})")
     if not run.weights.is_file():
