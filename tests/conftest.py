@@ -50,3 +50,14 @@ def tiny_overrides(root: Path, cache: Path, *, corpora: tuple[str, ...] = ("ravd
     for name in ("ravdess", "crema-d"):
         sets.append(f"data.roots.{name}={root / name}")
     return sets
+
+
+@pytest.fixture(scope="session")
+def cnn_run(synth_tiny: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny ResNet run (1-s crops, 32 mels), trained for 2 epochs; not exported."""
+    from emoshift.config import load_config
+    from emoshift.training.train import train
+
+    tmp = tmp_path_factory.mktemp("deploy-cnn")
+    cfg = load_config(overrides=[*tiny_overrides(synth_tiny, tmp / "cache"), "training.epochs=2"])
+    return train(cfg, tmp / "run", progress=False)

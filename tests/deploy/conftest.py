@@ -1,4 +1,4 @@
-"""Runs shared by the deploy tests: a tiny CNN run (exported to ONNX once per session) and helpers."""
+"""Runs shared by the deploy tests: the tiny CNN run (tests/conftest.py) exported to ONNX once, and helpers."""
 
 from __future__ import annotations
 
@@ -6,19 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from tests.conftest import tiny_overrides
-
-
-@pytest.fixture(scope="session")
-def cnn_run(synth_tiny: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny ResNet run (1-s crops, 32 mels), trained for 2 epochs; not exported."""
-    from emoshift.config import load_config
-    from emoshift.training.train import train
-
-    tmp = tmp_path_factory.mktemp("deploy-cnn")
-    cfg = load_config(overrides=[*tiny_overrides(synth_tiny, tmp / "cache"), "training.epochs=2"])
-    return train(cfg, tmp / "run", progress=False)
 
 
 @pytest.fixture(scope="session")

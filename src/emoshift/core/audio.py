@@ -7,9 +7,11 @@ the user when the file is skipped ("git-LFS pointer: run git lfs pull", "silent"
 from __future__ import annotations
 
 import os
+import stat
 import struct
+from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 import numpy as np
 import soundfile as sf
@@ -22,6 +24,13 @@ AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
 LFS_REASON = "git-LFS pointer: run git lfs pull"
 # A take whose loudest 25 ms frame stays below this level (dBFS) carries no speech.
 SILENCE_DBFS = -60.0
+# Shorter clips are refused: too little to judge an emotion (and shorter than any model's smallest input).
+MIN_SECONDS = 0.3
+# A whole file longer than this is not an utterance (scans and caches skip it; predict streams long files).
+MAX_CLIP_SECONDS = 600.0
+# What the first bytes of each audio format this package decodes look like (checked before libsndfile sees a
+# file, so that text or junk named .mp3 gets one plain reason and no decoder notes on stderr).
+_MAGIC = (b"RIFF", b"RIFX", b"RF64", b"fLaC", b"OggS", b"FORM")
 
 
 class AudioError(EmoshiftError):
@@ -38,34 +47,69 @@ def is_lfs_pointer(path: str | os.PathLike[str]) -> bool:
     return head.startswith(b"version https://git-lfs")
 
 
-def _wav_truncation(path: Path) -> str | None:
-    """Reason string if a RIFF/WAVE file's ``data`` chunk declares more bytes than the file holds.
+def wav_truncation(f: BinaryIO, size: int) -> str | None:
+    """Reason string if a RIFF/WAVE ``data`` chunk declares more bytes than the file (``size`` bytes) holds.
 
     Hand-written on purpose: libsndfile (and so soundfile) silently returns the frames that are present
-    when a WAV is cut short, so truncation is invisible through it. Only the chunk headers are read.
+    when a WAV is cut short, so truncation is invisible through it. Only the chunk headers are read from ``f``
+    (an open binary file or ``io.BytesIO``).
     """
-    size = path.stat().st_size
-    with open(path, "rb") as f:
-        head = f.read(12)
-        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
-            return None  # not a plain RIFF WAV (RF64, FLAC, ...): nothing to say
-        pos = 12
-        while pos + 8 <= size:
-            f.seek(pos)
-            chunk = f.read(8)
-            if len(chunk) < 8:
-                return None
-            cid, csize = chunk[:4], struct.unpack("<I", chunk[4:])[0]
-            if cid == b"data":
-                have = size - (pos + 8)
-                if csize != 0xFFFFFFFF and have < csize:
-                    return f"truncated: header declares {csize} audio bytes, file holds {have}"
-                return None
-            pos += 8 + csize + (csize & 1)
+    head = f.read(12)
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return None  # not a plain RIFF WAV (RF64, FLAC, ...): nothing to say
+    pos = 12
+    while pos + 8 <= size:
+        f.seek(pos)
+        chunk = f.read(8)
+        if len(chunk) < 8:
+            return None
+        cid, csize = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+        if cid == b"data":
+            have = size - (pos + 8)
+            if csize != 0xFFFFFFFF and have < csize:
+                return f"truncated: header declares {csize} audio bytes, file holds {have}"
+            return None
+        pos += 8 + csize + (csize & 1)
     return None
 
 
 DECODE_ERRORS = (sf.LibsndfileError, OSError, RuntimeError, ValueError, TypeError, MemoryError)
+
+
+def too_short_reason(seconds: float) -> str | None:
+    """The reason a clip of ``seconds`` is refused as too short, or None (1 ms of slack for rounded rates)."""
+    if seconds < MIN_SECONDS - 1e-3:
+        return f"too short: {seconds:.2f} s (emoshift needs at least {MIN_SECONDS:.2f} s)"
+    return None
+
+
+def _id3_size(head: bytes) -> int:
+    """Bytes taken by an ID3v2 tag at the start of ``head`` (its size is a 28-bit "synchsafe" integer)."""
+    b = head[6:10]
+    footer = 10 if len(head) > 5 and head[5] & 0x10 else 0
+    return 10 + footer + ((b[0] & 0x7F) << 21 | (b[1] & 0x7F) << 14 | (b[2] & 0x7F) << 7 | (b[3] & 0x7F))
+
+
+def _is_mpeg_frame(head: bytes) -> bool:
+    return len(head) >= 4 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0 and head[1] & 0x06 != 0
+
+
+def sniff(read_at: Callable[[int, int], bytes], size: int) -> str | None:
+    """The reason the data is not audio this package decodes, or None. ``read_at(offset, n)`` reads bytes.
+
+    Plain magic bytes (WAV/RF64, FLAC, OGG, AIFF); an MP3 is a frame sync at the start or right after an ID3 tag
+    (a tag with nothing after it is "no audio frames"). Anything else never reaches the decoder.
+    """
+    head = read_at(0, 12)
+    if head[:4] in _MAGIC or _is_mpeg_frame(head):
+        return None
+    if head[:3] == b"ID3" and len(head) >= 10:
+        skip = _id3_size(head)
+        if skip >= size:
+            return "unreadable: not audio (an MP3 tag with no audio frames after it)"
+        return None if _is_mpeg_frame(read_at(skip, 4)) else "unreadable: not audio (an MP3 tag, then no MP3 frames)"
+    shown = "text" if head and all(32 <= c < 127 or c in b"\t\r\n" for c in head) else "unknown data"
+    return f"unreadable: not audio (the content is {shown}, not WAV, FLAC, OGG, MP3 or AIFF)"
 
 
 def decode_reason(err: BaseException, path: Path) -> str:
@@ -77,20 +121,31 @@ def check_file(path: str | os.PathLike[str]) -> Path:
     """The checks before decoding (exists, not empty, not a git-LFS pointer, not a truncated WAV)."""
     p = Path(path)
     try:
-        size = p.stat().st_size
+        st = p.stat()
     except OSError as e:
-        raise AudioError(f"unreadable: {e.strerror or e}") from None
-    if size == 0:
+        raise AudioError(f"unreadable: {(e.strerror or str(e)).lower()}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise AudioError("not a file: " + ("a folder" if stat.S_ISDIR(st.st_mode) else "not a regular file"))
+    if st.st_size == 0:
         raise AudioError("empty: file has 0 bytes")
-    if is_lfs_pointer(p):
-        raise AudioError(LFS_REASON)
     try:
-        trunc = _wav_truncation(p) if p.suffix.lower() == ".wav" else None
+        with open(p, "rb") as f:
+            if f.read(24).startswith(b"version https://git-lfs"):
+                raise AudioError(LFS_REASON)
+            reason = sniff(lambda at, n: (f.seek(at), f.read(n))[1], st.st_size)
+            if reason is None:  # a RIFF WAV whatever its extension
+                f.seek(0)
+                reason = wav_truncation(f, st.st_size)
     except OSError as e:
-        raise AudioError(f"unreadable: {decode_reason(e, p)}") from None
-    if trunc:
-        raise AudioError(trunc)
+        raise AudioError(f"unreadable: {(e.strerror or str(e)).lower()}") from None
+    if reason:
+        raise AudioError(reason)
     return p
+
+
+def sf_name(p: Path) -> bytes:
+    """The path as soundfile should get it: bytes, so a file name that is not valid UTF-8 still opens."""
+    return os.fsencode(p)
 
 
 def read(
@@ -117,9 +172,14 @@ def read(
 def _decode(p: Path, start: float | None, end: float | None) -> tuple[np.ndarray, int]:
     """(frames, channels) float32 and the rate; only frames start..end when a segment is asked for."""
     if start is None and end is None:
-        data, sr = sf.read(str(p), dtype="float32", always_2d=True)
-        return data, int(sr)
-    with sf.SoundFile(str(p)) as f:
+        with sf.SoundFile(sf_name(p)) as f:
+            if f.frames > MAX_CLIP_SECONDS * f.samplerate:
+                raise AudioError(
+                    f"too long: {f.frames / f.samplerate / 60:.0f} min of audio (a clip is at most "
+                    f"{MAX_CLIP_SECONDS / 60:.0f} min; cut it, or list its utterances with start/end in a manifest)"
+                )
+            return f.read(dtype="float32", always_2d=True), int(f.samplerate)
+    with sf.SoundFile(sf_name(p)) as f:
         sr, total = int(f.samplerate), f.frames
         first = round((start or 0.0) * sr)
         last = total if end is None else round(end * sr)
@@ -146,6 +206,13 @@ def peak_dbfs(wave: np.ndarray, sr: int, frame_s: float = 0.025) -> float:
 
 def is_silent(wave: np.ndarray, sr: int, threshold_dbfs: float = SILENCE_DBFS) -> bool:
     return peak_dbfs(wave, sr) < threshold_dbfs
+
+
+def check_long_enough(wave: np.ndarray, sr: int) -> None:
+    """Raise AudioError("too short: ...") for a clip under :data:`MIN_SECONDS` (scans, caches, predict)."""
+    short = too_short_reason(len(wave) / sr)
+    if short:
+        raise AudioError(short)
 
 
 def check_not_silent(wave: np.ndarray, sr: int, threshold_dbfs: float = SILENCE_DBFS) -> None:

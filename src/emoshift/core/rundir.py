@@ -173,7 +173,7 @@ class RunDir:
 def _read_object(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as e:
+    except (OSError, UnicodeDecodeError, RecursionError) as e:  # RecursionError: hostile nesting
         raise RunError(f"{path}: cannot be read ({type(e).__name__})") from None
     except json.JSONDecodeError as e:
         raise RunError(f"{path} is not valid JSON: {e.msg} (line {e.lineno})") from None

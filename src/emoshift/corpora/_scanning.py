@@ -140,6 +140,7 @@ def probe(path: str, start: float | None = None, end: float | None = None) -> fl
     """Duration in seconds of a usable take (or of its segment start..end, the only part decoded);
     AudioError (str = the skip reason) for anything else."""
     wave, sr = audio.read(path, start=start, end=end)  # (samples,) mono float32
+    audio.check_long_enough(wave, sr)
     audio.check_not_silent(wave, sr)
     return len(wave) / sr
 

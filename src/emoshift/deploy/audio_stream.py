@@ -15,7 +15,17 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from emoshift.core.audio import DECODE_ERRORS, SILENCE_DBFS, AudioError, check_file, decode_reason
+from emoshift.core.audio import (
+    DECODE_ERRORS,
+    SILENCE_DBFS,
+    AudioError,
+    check_file,
+    decode_reason,
+    sf_name,
+    sniff,
+    too_short_reason,
+    wav_truncation,
+)
 
 SR = 16_000
 BLOCK_S = 10.0  # seconds decoded per block
@@ -33,7 +43,7 @@ def probe(path: str | os.PathLike[str]) -> AudioInfo:
     """Duration and format from the header (after the pre-decode checks); AudioError when unusable."""
     p = check_file(path)
     try:
-        info = sf.info(str(p))
+        info = sf.info(sf_name(p))
     except DECODE_ERRORS as e:
         raise AudioError(f"unreadable: {decode_reason(e, p)}") from None
     if info.frames <= 0:
@@ -54,7 +64,7 @@ def file_blocks(path: str | os.PathLike[str], *, block_s: float = BLOCK_S) -> Bl
 
     def gen() -> Iterator[np.ndarray]:
         try:
-            with sf.SoundFile(str(p)) as f:
+            with sf.SoundFile(sf_name(p)) as f:
                 yield from _decode(f, block_s)
         except DECODE_ERRORS as e:
             raise AudioError(f"unreadable: {decode_reason(e, p)}") from None
@@ -66,6 +76,9 @@ def bytes_blocks(data: bytes, *, block_s: float = BLOCK_S) -> tuple[Blocks, Audi
     """A source of 16 kHz blocks from an encoded file held in memory (an upload), and its header's facts."""
     import io
 
+    reason = sniff(lambda at, n: data[at : at + n], len(data)) or wav_truncation(io.BytesIO(data), len(data))
+    if reason:
+        raise AudioError(reason)
     try:
         info = sf.info(io.BytesIO(data))
     except DECODE_ERRORS:
@@ -135,5 +148,8 @@ class LevelMeter:
     def check(self) -> None:
         if self.samples == 0:
             raise AudioError("empty: no audio frames")
+        short = too_short_reason(self.samples / SR)
+        if short:
+            raise AudioError(short)
         if self.peak_dbfs() < SILENCE_DBFS:
             raise AudioError(f"silent: loudest frame below {SILENCE_DBFS:.0f} dBFS")

@@ -107,7 +107,7 @@ def expand_paths(paths: Iterable[str | os.PathLike[str]]) -> Iterator[Path | Pre
             if not found:
                 yield Prediction(str(p), None, error="folder holds no audio files")
             yield from found
-        elif p.is_file():
+        elif p.is_file() or p.is_symlink():  # a broken or looping link: predict_file says which
             yield p
         else:
             yield Prediction(str(p), None, error="not found")

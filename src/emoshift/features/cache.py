@@ -240,7 +240,10 @@ def _extract_chunk(
     waves, ok, failed = [], [], []
     for pos, todo in tasks:
         try:
-            wave = audio.load_utterance(todo, cfg.sample_rate, trim=cfg.trim_silence, trim_top_db=cfg.trim_top_db)
+            wave = audio.load_utterance(todo, cfg.sample_rate, trim=False)
+            audio.check_long_enough(wave, cfg.sample_rate)  # judged before trimming, as the scan judges it
+            if cfg.trim_silence:
+                wave = audio.trim_silence(wave, cfg.sample_rate, top_db=cfg.trim_top_db)
         except audio.AudioError as e:
             failed.append((pos, str(e)))
             continue

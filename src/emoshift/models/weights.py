@@ -41,17 +41,35 @@ def family_of_info(info: dict[str, Any]) -> Any:
     """The family of the model model.json describes; RunError (one line) for a model this install lacks."""
     from emoshift.models import family_of
 
-    if "model" not in info:
-        raise RunError("model.json names no model (its 'model' key is missing)")
+    check_info(info)
     try:
         return family_of(info["model"], info.get("mode"))
     except (KeyError, ValueError) as e:  # a model (or mode) this install does not register
         raise RunError(f"model.json: {str(e).strip(chr(39))}") from None
 
 
+def check_info(info: dict[str, Any]) -> None:
+    """The keys every family reads, checked before anything is built from them (RunError, one line)."""
+    if "model" not in info:
+        raise RunError("model.json names no model (its 'model' key is missing)")
+    if not isinstance(info["model"], str):
+        raise RunError(f"model.json: 'model' must be a model name, got {info['model']!r:.40}")
+    fmt = info.get("format", MODEL_FORMAT)
+    if not isinstance(fmt, int) or isinstance(fmt, bool):
+        raise RunError(f"model.json: 'format' must be an integer, got {fmt!r:.40}")
+    labels = info.get("labels")
+    if (not isinstance(labels, list) or not labels or not all(isinstance(x, str) and x for x in labels)
+            or len(set(labels)) != len(labels)):
+        raise RunError(f"model.json: 'labels' must be a list of distinct label names, got {labels!r:.60}")
+
+
 def build_from_info(info: dict[str, Any]) -> Any:
     """Rebuild the architecture described by model.json (random weights; load_weights fills them)."""
-    return family_of_info(info).rebuild(info)
+    family = family_of_info(info)
+    try:
+        return family.rebuild(info)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:  # a hand-edited or hostile file
+        raise RunError(f"model.json does not describe a {info['model']} model: {type(e).__name__}: {e}") from None
 
 
 def load_model(run_dir: str | os.PathLike[str], *, device: str | torch.device = "cpu") -> tuple[Any, dict[str, Any]]:
@@ -63,11 +81,16 @@ def load_model(run_dir: str | os.PathLike[str], *, device: str | torch.device = 
     """
     run = RunDir.of(run_dir)
     info = run.info()
+    check_info(info)
     if info.get("format", MODEL_FORMAT) > MODEL_FORMAT:
         raise RunError(f"{run.model_json}: written by a newer emoshift (format {info['format']})")
     if "members" in info:
         return _load_ensemble(run, info, device), info
-    model = family_of_info(info).load(run, info)
+    family = family_of_info(info)
+    try:
+        model = family.load(run, info)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:  # a hand-edited or hostile file
+        raise RunError(f"model.json does not describe a {info['model']} model: {type(e).__name__}: {e}") from None
     if isinstance(model, nn.Module):
         model.to(device).eval()
     return model, info

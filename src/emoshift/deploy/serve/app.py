@@ -6,7 +6,7 @@ protocol, metrics with CIs, fairness summary, the model card), ``GET /v1/model/c
 OpenAPI page at ``/docs``.
 
 Every bad input is a 4xx with ``{"error": "..."}`` in plain words: unreadable or not audio 400, empty 400, too
-large 413 (counted while the upload streams), unsupported type 415, silent / no speech / too long 422, busy 503
+large 413 (counted while the upload streams), unsupported type 415, silent / no speech / too long / too short 422, busy 503
 with ``Retry-After``. Inference runs in a bounded thread pool off the event loop; at most ``workers + queue``
 requests are admitted at once, the rest are told to come back. With an API key set, every ``/v1`` request must
 carry it (``X-API-Key: KEY`` or ``Authorization: Bearer KEY``).
@@ -56,9 +56,9 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
 
 
 def audio_status(err: AudioError) -> int:
-    """422 for audio that decodes but cannot be scored (silent, no speech, too long); 400 for the rest."""
+    """422 for audio that decodes but cannot be scored (silent, no speech, too long or short); 400 for the rest."""
     reason = str(err)
-    return 422 if reason.startswith(("silent", "no speech", "too long")) else 400
+    return 422 if reason.startswith(("silent", "no speech", "too long", "too short")) else 400
 
 
 class _Gate:
