@@ -75,6 +75,17 @@ class DataConfig(Strict):
         "acted", description="CREMA-D: acted intent, or the crowd's majority for the voice alone"
     )
 
+    def scan_options(self) -> dict[str, Any]:
+        """The keyword options every scan of a corpus takes from this config (``corpora.scan_source`` drops
+        those a loader does not use): one place, so training and evaluation scan a corpus the same way."""
+        return {
+            "include_song": self.include_song,
+            "labels_from": self.labels_from,
+            "columns": self.manifest.columns,
+            "label_map": self.label_map,
+            "allow_leak": self.split.allow_leak,
+        }
+
     @field_validator("corpora")
     @classmethod
     def _known_corpora(cls, v: list[str]) -> list[str]:

@@ -62,18 +62,8 @@ def test_utterances(run: RunDir, name: str, sc: Scan, info: dict[str, Any]) -> t
 
 def scan_for_run(cfg: ExperimentConfig, info: dict[str, Any], name: str, root: str, *, progress: bool) -> Scan:
     """Scan a corpus (folder or manifest table) with the run's data options and label policy."""
-    d = cfg.data
-    return scan_source(
-        name,
-        root,
-        str(info.get("label_policy") or d.labels),
-        include_song=d.include_song,
-        labels_from=d.labels_from,
-        columns=d.manifest.columns,
-        label_map=d.label_map,
-        allow_leak=d.split.allow_leak,
-        progress=progress,
-    )
+    labels = str(info.get("label_policy") or cfg.data.labels)
+    return scan_source(name, root, labels, **cfg.data.scan_options(), progress=progress)
 
 
 @dataclass

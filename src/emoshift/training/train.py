@@ -62,17 +62,7 @@ def scan_corpora(cfg: ExperimentConfig, names: list[str], *, progress: bool = Fa
         root = d.roots.get(name)
         if not root:
             raise TrainError(f"no root folder for corpus {name!r}: pass --corpus {name}=/path/to/{name}")
-        scans[name] = scan_source(
-            name,
-            root,
-            d.labels,
-            include_song=d.include_song,
-            labels_from=d.labels_from,
-            columns=d.manifest.columns,
-            label_map=d.label_map,
-            allow_leak=d.split.allow_leak,
-            progress=progress,
-        )
+        scans[name] = scan_source(name, root, d.labels, **d.scan_options(), progress=progress)
         if not scans[name].utterances:
             raise TrainError(f"corpus {name!r} at {root}: no usable utterances")
     return scans
