@@ -198,7 +198,7 @@ def export_runs(
     meta = ModelMeta.from_info({**info, "config_fingerprint": top.get("config_fingerprint")},
                                members=len(member_runs(paths)))
     torch_backend = TorchBackend(paths)
-    torch_backend._model, torch_backend._meta = model, meta  # the very module that is exported
+    torch_backend.preload(model, meta)  # the very module that is exported
     with tempfile.TemporaryDirectory(prefix=".emoshift-export-", dir=target.parent) as tmp:
         float_path = Path(tmp) / "model.onnx"
         _export_graph(model, meta, float_path)

@@ -5,40 +5,27 @@ openSMILE functionals with a linear head): each window goes through the family's
 from __future__ import annotations
 
 import os
-import threading
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from emoshift.deploy.meta import SAMPLE_RATE, ModelMeta
+from emoshift.deploy.meta import SAMPLE_RATE, LazyBackend, ModelMeta
 
 
-class FamilyBackend:
+class FamilyBackend(LazyBackend):
     name = "torch"  # the non-ONNX backend, as far as the user is concerned
 
     def __init__(self, run: str | os.PathLike[str]) -> None:
+        super().__init__()
         self.run = Path(run)
-        self._model: Any = None
         self._info: dict[str, Any] = {}
-        self._meta: ModelMeta | None = None
-        self._lock = threading.Lock()
 
-    def _load(self) -> Any:
-        with self._lock:
-            if self._model is None:
-                from emoshift.models.weights import load_model
+    def _open(self) -> tuple[Any, ModelMeta]:
+        from emoshift.models.weights import load_model
 
-                self._model, self._info = load_model(self.run, device="cpu")
-                members = len(self._info.get("members") or [None])
-                self._meta = ModelMeta.from_info(self._info, members=members)
-        return self._model
-
-    @property
-    def meta(self) -> ModelMeta:
-        self._load()
-        assert self._meta is not None
-        return self._meta
+        model, self._info = load_model(self.run, device="cpu")
+        return model, ModelMeta.from_info(self._info, members=len(self._info.get("members") or [None]))
 
     def probabilities(self, waves: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
         """``(B, C)`` for 16 kHz windows ``(B, S)``; a mask marks each window's real samples."""

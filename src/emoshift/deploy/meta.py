@@ -7,6 +7,7 @@ Read from RUN/model.json (the torch backend) or from the ONNX file's metadata (t
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,3 +61,34 @@ class ModelMeta:
         d.pop("sample_rate", None)
         d["labels"] = tuple(d["labels"])
         return cls(**d)
+
+
+class LazyBackend:
+    """A backend that opens its model on first use, once, under a lock (nothing heavy in the constructor);
+    subclasses say how in :meth:`_open`, which returns the loaded handle and the model's facts."""
+
+    name: str
+
+    def __init__(self) -> None:
+        self._handle: Any = None
+        self._meta: ModelMeta | None = None
+        self._lock = threading.Lock()
+
+    def _open(self) -> tuple[Any, ModelMeta]:
+        raise NotImplementedError
+
+    def _load(self) -> Any:
+        with self._lock:
+            if self._handle is None:
+                self._handle, self._meta = self._open()
+        return self._handle
+
+    def preload(self, handle: Any, meta: ModelMeta) -> None:
+        """Use an already loaded model (the exporter checks the very module it traced)."""
+        self._handle, self._meta = handle, meta
+
+    @property
+    def meta(self) -> ModelMeta:
+        self._load()
+        assert self._meta is not None
+        return self._meta

@@ -8,53 +8,40 @@ one backend serves a pool of workers.
 from __future__ import annotations
 
 import os
-import threading
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from emoshift.deploy.meta import META_KEY, BackendError, ModelMeta
+from emoshift.deploy.meta import META_KEY, BackendError, LazyBackend, ModelMeta
 
 
-class OnnxBackend:
+class OnnxBackend(LazyBackend):
     name = "onnx"
 
     def __init__(self, path: str | os.PathLike[str], *, threads: int | None = None) -> None:
+        super().__init__()
         self.path = Path(path)
         self.threads = threads
-        self._session: Any = None
-        self._meta: ModelMeta | None = None
-        self._lock = threading.Lock()
 
-    def _load(self) -> Any:
-        with self._lock:
-            if self._session is None:
-                import onnxruntime as ort
+    def _open(self) -> tuple[Any, ModelMeta]:
+        import onnxruntime as ort
 
-                if not self.path.is_file():
-                    raise BackendError(f"{self.path} not found: export the run first (emoshift export RUN)")
-                opts = ort.SessionOptions()
-                if self.threads:
-                    opts.intra_op_num_threads = self.threads
-                    opts.inter_op_num_threads = 1
-                opts.log_severity_level = 3
-                try:
-                    session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
-                except Exception as e:  # onnxruntime raises its own exception types for a bad file
-                    raise BackendError(f"{self.path}: not a usable ONNX model ({str(e).splitlines()[0][:200]})") from None
-                raw = session.get_modelmeta().custom_metadata_map.get(META_KEY)
-                if raw is None:
-                    raise BackendError(f"{self.path} was not written by `emoshift export` (no {META_KEY} metadata)")
-                self._meta = ModelMeta.from_json(raw)
-                self._session = session
-        return self._session
-
-    @property
-    def meta(self) -> ModelMeta:
-        self._load()
-        assert self._meta is not None
-        return self._meta
+        if not self.path.is_file():
+            raise BackendError(f"{self.path} not found: export the run first (emoshift export RUN)")
+        opts = ort.SessionOptions()
+        if self.threads:
+            opts.intra_op_num_threads = self.threads
+            opts.inter_op_num_threads = 1
+        opts.log_severity_level = 3
+        try:
+            session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime raises its own exception types for a bad file
+            raise BackendError(f"{self.path}: not a usable ONNX model ({str(e).splitlines()[0][:200]})") from None
+        raw = session.get_modelmeta().custom_metadata_map.get(META_KEY)
+        if raw is None:
+            raise BackendError(f"{self.path} was not written by `emoshift export` (no {META_KEY} metadata)")
+        return session, ModelMeta.from_json(raw)
 
     def probabilities(self, waves: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
         """``(B, S)`` float32 -> ``(B, C)`` float32; ``mask`` (B, S) marks real samples (waveform models)."""

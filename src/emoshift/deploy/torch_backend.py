@@ -4,45 +4,32 @@
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from emoshift.deploy.meta import ModelMeta
+from emoshift.deploy.meta import LazyBackend, ModelMeta
 
 
-class TorchBackend:
+class TorchBackend(LazyBackend):
     name = "torch"
 
     def __init__(self, runs: Sequence[str | os.PathLike[str]], *, threads: int | None = None) -> None:
+        super().__init__()
         self.runs = [Path(r) for r in runs]
         self.threads = threads
-        self._model: Any = None
-        self._meta: ModelMeta | None = None
-        self._lock = threading.Lock()
 
-    def _load(self) -> Any:
-        with self._lock:
-            if self._model is None:
-                import torch
+    def _open(self) -> tuple[Any, ModelMeta]:
+        import torch
 
-                from emoshift.deploy.graph import build_serving_model, member_runs
+        from emoshift.deploy.graph import build_serving_model, member_runs
 
-                if self.threads:
-                    torch.set_num_threads(self.threads)
-                model, info = build_serving_model(self.runs)
-                self._meta = ModelMeta.from_info(info, members=len(member_runs(self.runs)))
-                self._model = model
-        return self._model
-
-    @property
-    def meta(self) -> ModelMeta:
-        self._load()
-        assert self._meta is not None
-        return self._meta
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        model, info = build_serving_model(self.runs)
+        return model, ModelMeta.from_info(info, members=len(member_runs(self.runs)))
 
     def probabilities(self, waves: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
         import torch
