@@ -124,17 +124,17 @@ def member_runs(run_dirs: list[Any]) -> list[Path]:
 
 def check_exportable(info: dict[str, Any]) -> None:
     """Raise ExportUnsupportedError, in one line, for a family the graph cannot hold."""
-    from emoshift.models.families import family_for_info
-
-    family = family_for_info(info)
-    if not family.exportable:
-        raise ExportUnsupportedError(f"{info['model']} cannot be exported to ONNX: {family.not_exportable}")
     enc = info.get("encoder_config") or {}
     if enc.get("model_type") == "whisper":
         raise ExportUnsupportedError(
             f"{info['model']} with a Whisper encoder cannot be exported: its log-mel front end is transformers' "
             "numpy WhisperFeatureExtractor, which runs outside the network; use --backend torch"
         )
+    from emoshift.models.families import family_for_info
+
+    family = family_for_info(info)
+    if not family.exportable:
+        raise ExportUnsupportedError(f"{info['model']} cannot be exported to ONNX: {family.not_exportable}")
 
 
 def check_same_family(infos: list[dict[str, Any]]) -> None:
