@@ -3,18 +3,23 @@
 A crash never leaves a half-written file behind; readers see the old file or the new one. The new file gets
 the permissions a plain ``open()`` would give it (0666 less the umask), not ``mkstemp``'s 0600. Every atomic
 write in the package goes through :func:`atomic_open`; :func:`fsync_dir` makes a rename itself durable.
+A full disk ends a write with :class:`DiskFullError` ("no space left on device while writing PATH"): the
+temporary file is removed and the target is untouched.
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import json
 import os
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
+
+from emoshift.core.errors import EmoshiftError
 
 
 def _current_umask() -> int:
@@ -24,6 +29,17 @@ def _current_umask() -> int:
 
 
 _UMASK = _current_umask()
+
+
+class DiskFullError(EmoshiftError):
+    """The disk (or quota) filled up while writing a file; nothing half-written is left behind."""
+
+
+def disk_full(error: BaseException, path: str | os.PathLike[str]) -> DiskFullError | None:
+    """A :class:`DiskFullError` naming ``path`` when ``error`` is ENOSPC/EDQUOT, else None."""
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return DiskFullError(f"no space left on device while writing {path}")
+    return None
 
 
 @contextlib.contextmanager
@@ -39,9 +55,12 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w", **kwargs: Any) ->
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        full = disk_full(e, target)
+        if full is not None:
+            raise full from e
         raise
 
 
