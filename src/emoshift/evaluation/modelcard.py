@@ -40,7 +40,7 @@ def _metrics(rd: RunDir) -> list[dict[str, Any]]:
     folder = rd.path / "metrics"
     for p in sorted(folder.glob("*.json")) if folder.is_dir() else []:
         m = _json(p)
-        ci = m.get("ci95", {})
+        ci = m.get("ci95") or {}  # null when fewer than 5 speakers carry an interval
         out.append({
             "corpus": m.get("corpus", p.stem), "split": m.get("split"), "n": m.get("n"),
             "speakers": m.get("speakers"), "leaky": m.get("leaky"),

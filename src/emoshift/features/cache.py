@@ -35,7 +35,7 @@ from typing import IO, TypeVar
 import numpy as np
 
 from emoshift.core import audio
-from emoshift.core.io import atomic_open, atomic_write_text, file_fingerprint, fsync_dir
+from emoshift.core.io import atomic_open, atomic_write_text, disk_full, file_fingerprint, fsync_dir
 from emoshift.core.progress import progress as progress_bar
 from emoshift.corpora.base import Utterance
 from emoshift.features.logmel import FeatureConfig, log_mel_many
@@ -398,9 +398,12 @@ def _write(
             skipped=[skips[i] for i in plan.order if i in skips] + plan.keep_bad,
         )
         atomic_write_text(directory / INDEX_NAME, index.to_json())  # ... and the index commits it
-    except BaseException:  # the index was not replaced: nothing refers to the new data file
+    except BaseException as e:  # the index was not replaced: nothing refers to the new data file
         with contextlib.suppress(OSError):
             (directory / data_name).unlink()
+        full = disk_full(e, shard_dir)  # a worker's shard (the data file's own writes say so already)
+        if full is not None and not isinstance(e, type(full)):
+            raise full from e
         raise
     finally:
         shutil.rmtree(shard_dir, ignore_errors=True)
