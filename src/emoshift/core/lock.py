@@ -48,8 +48,9 @@ def _holder(f: Any) -> tuple[int | None, str]:
 
 
 @contextlib.contextmanager
-def exclusive(folder: str | os.PathLike[str]) -> Iterator[None]:
-    """Hold ``folder``'s lock for the block; :class:`FolderBusyError` if another process holds it."""
+def exclusive(folder: str | os.PathLike[str], *, wait: bool = False) -> Iterator[None]:
+    """Hold ``folder``'s lock for the block; :class:`FolderBusyError` if another process holds it, or with
+    ``wait`` (a cache build: the second builder then finds the first one's work) until it lets go."""
     path = Path(folder).resolve()
     if fcntl is None or path in _held:
         _held[path] = _held.get(path, 0) + 1
@@ -63,7 +64,7 @@ def exclusive(folder: str | os.PathLike[str]) -> Iterator[None]:
     path.mkdir(parents=True, exist_ok=True)
     with open(path / LOCK_NAME, "a+b") as f:
         try:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             pid, command = _holder(f)
             if pid is None or pid != os.getppid():  # our parent's lock: we work for it (DDP)
