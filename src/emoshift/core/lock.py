@@ -6,6 +6,9 @@ naming the folder and the holder's pid and command (:class:`FolderBusyError`, ex
 it dies with the process that holds it, so a crashed (even SIGKILLed) holder never leaves the folder stuck; the
 ``.lock`` file itself stays (removing it would race with the next taker) and holds who has it now, or nothing.
 
+A process pool forked by the holder inherits the lock: its workers call :func:`die_with_parent` so that they
+end with the holder instead of keeping its lock after a crash.
+
 Processes the holder starts to work for it (Lightning's DDP workers re-run the same command) are let through:
 a lock held by this process's parent counts as held. The same process taking the same folder again (a study
 training its experiments) is a no-op. Where ``fcntl`` does not exist (Windows) nothing is locked.
@@ -102,3 +105,18 @@ def holds_folder(argument: str) -> Callable[[F], F]:
         return locked  # type: ignore[return-value]
 
     return wrap
+
+
+def die_with_parent(parent: int) -> None:
+    """In a forked worker: have the kernel SIGKILL this process when its parent ends (Linux; elsewhere a no-op).
+
+    Without it a pool worker outlives a SIGKILLed parent (waiting on a queue nobody writes to) and keeps every
+    lock the parent held, inherited across fork. ``parent``: the parent's pid, passed from before the fork.
+    """
+    import ctypes
+    import signal
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the parent ended before the prctl took effect
+        os._exit(1)

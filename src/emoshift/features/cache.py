@@ -36,6 +36,7 @@ import numpy as np
 
 from emoshift.core import audio
 from emoshift.core.io import atomic_open, atomic_write_text, disk_full, file_fingerprint, fsync_dir
+from emoshift.core.lock import die_with_parent
 from emoshift.core.progress import progress as progress_bar
 from emoshift.corpora.base import Utterance
 from emoshift.features.logmel import FeatureConfig, log_mel_many
@@ -246,11 +247,17 @@ def _extract_chunk(
     return _ChunkResult(ok=ok, frames=frames, failed=failed, shard=shard, shard_offset=start)
 
 
-def _init_worker() -> None:
-    """One thread per worker process: the parallelism is over files, across processes."""
+def _init_worker(parent: int) -> None:
+    """One thread per worker process (the parallelism is over files, across processes); dies with its parent.
+
+    A worker outlives a SIGKILLed parent otherwise (it waits on a queue nobody writes to), keeping the cache's
+    lock, inherited across fork, so the next build would wait for it forever.
+    """
     import torch
 
+    die_with_parent(parent)
     torch.set_num_threads(1)
+
 
 
 @contextlib.contextmanager
@@ -291,7 +298,10 @@ def _extraction(
     # fork: workers start at once without importing torch again (spawn where fork does not exist)
     method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
     pool = ProcessPoolExecutor(
-        max_workers=min(workers, len(chunks)), mp_context=mp.get_context(method), initializer=_init_worker
+        max_workers=min(workers, len(chunks)),
+        mp_context=mp.get_context(method),
+        initializer=_init_worker,
+        initargs=(os.getpid(),),
     )
     try:
         futures = [pool.submit(_extract_chunk, c, cfg, str(shard_dir)) for c in chunks]  # workers start here
