@@ -206,8 +206,8 @@ def reference_run(synth_tiny: Path, tmp_path_factory: pytest.TempPathFactory) ->
     return tmp / "run"
 
 
-def _same_results(a: Path, b: Path) -> None:
-    for corpus in ("ravdess", "crema-d"):
+def _same_results(a: Path, b: Path, corpora: tuple[str, ...] = ("ravdess", "crema-d")) -> None:
+    for corpus in corpora:
         ma = json.loads((a / "metrics" / f"{corpus}.json").read_text())
         mb = json.loads((b / "metrics" / f"{corpus}.json").read_text())
         for key in ("n", "accuracy", "uar", "macro_f1", "confusion", "ci95"):
@@ -244,7 +244,7 @@ def test_study_killed_mid_training_resumes_to_the_same_results(
     # the same experiment, trained without interruption
     ref = tmp_path / "ref"
     run(_cli("train", "-q", str(out / "runs" / "L2" / "config.yaml"), "-o", str(ref)))
-    _same_results(ref, out / "runs" / "L2")
+    _same_results(ref, out / "runs" / "L2", ("ravdess",))  # the study evaluates crema-d on its own
     assert (out / "results.csv").is_file() and (out / "report.md").is_file()
     assert partial_files(tmp_path) == []
 

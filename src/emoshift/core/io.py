@@ -64,6 +64,22 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w", **kwargs: Any) ->
         raise
 
 
+def remove_temp_files(folder: str | os.PathLike[str]) -> list[Path]:
+    """Delete the temporary files :func:`atomic_open` leaves when its process is killed (``.NAME.*.tmp``) under
+    ``folder``, skipping sub-folders that have their own ``.lock`` (caches clean up after themselves). Only
+    for a folder this process holds the lock of: nobody else can be writing there. Returns what was deleted."""
+    root, gone = Path(folder), []
+    for dirpath, dirnames, filenames in os.walk(root):
+        here = Path(dirpath)
+        dirnames[:] = [d for d in dirnames if not (here / d / ".lock").exists()]
+        for name in filenames:
+            if name.startswith(".") and name.endswith(".tmp"):
+                with contextlib.suppress(FileNotFoundError):
+                    (here / name).unlink()
+                    gone.append(here / name)
+    return gone
+
+
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     with atomic_open(path, "w", encoding="utf-8") as f:
         f.write(text)

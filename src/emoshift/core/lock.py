@@ -5,6 +5,7 @@ or :func:`exclusive` as a context manager). A second command on the same folder 
 naming the folder and the holder's pid and command (:class:`FolderBusyError`, exit 2). The lock is the kernel's:
 it dies with the process that holds it, so a crashed (even SIGKILLed) holder never leaves the folder stuck; the
 ``.lock`` file itself stays (removing it would race with the next taker) and holds who has it now, or nothing.
+Taking an output folder deletes the temp files a killed writer left there (:func:`~emoshift.core.io.remove_temp_files`).
 
 A process pool forked by the holder inherits the lock: its workers call :func:`die_with_parent` so that they
 end with the holder instead of keeping its lock after a crash.
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from emoshift.core.errors import EmoshiftError
+from emoshift.core.io import remove_temp_files
 
 try:
     import fcntl
@@ -81,6 +83,8 @@ def exclusive(folder: str | os.PathLike[str], *, wait: bool = False) -> Iterator
         f.truncate(0)
         f.write(f"{os.getpid()} {' '.join(sys.argv)}\n".encode())
         f.flush()
+        if not wait:  # an output folder now ours alone: a killed writer's temp files are stale
+            remove_temp_files(path)
         _held[path] = 1
         try:
             yield
