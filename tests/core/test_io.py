@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -106,3 +107,66 @@ def test_file_fingerprint_changes_when_the_file_is_rewritten(tmp_path: Path) -> 
     assert file_fingerprint(p) != first
     with pytest.raises(OSError):
         file_fingerprint(tmp_path / "missing.wav")
+
+
+@pytest.mark.parametrize("where", ["write", "fsync"])
+def test_full_disk_is_one_line_naming_the_path_and_nothing_half_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    import errno
+
+    from emoshift.core.errors import EmoshiftError
+    from emoshift.core.io import DiskFullError
+
+    target = tmp_path / "metrics.json"
+    atomic_write_json(target, {"v": 1})
+
+    def full(*args: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    if where == "write":  # the temp file takes some bytes, then the disk is full
+        real_fdopen = os.fdopen
+
+        class FillsUp:
+            def __init__(self, f: Any) -> None:
+                self.f, self.budget = f, 10
+
+            def write(self, data: str) -> int:
+                if len(data) > self.budget:
+                    self.f.write(data[: self.budget])
+                    self.f.flush()
+                    full()
+                self.budget -= len(data)
+                return int(self.f.write(data))
+
+            def __getattr__(self, name: str) -> Any:
+                return getattr(self.f, name)
+
+            def __enter__(self) -> FillsUp:
+                return self
+
+            def __exit__(self, *exc: object) -> None:
+                self.f.close()
+
+        monkeypatch.setattr(io_mod.os, "fdopen", lambda *a, **k: FillsUp(real_fdopen(*a, **k)))
+    else:
+        monkeypatch.setattr(io_mod.os, "fsync", full)
+    with pytest.raises(DiskFullError) as info:
+        atomic_write_json(target, {"v": 2, "pad": "x" * 100_000})
+    monkeypatch.undo()
+    assert isinstance(info.value, EmoshiftError)
+    assert str(info.value) == f"no space left on device while writing {target}"
+    assert target.read_text() == '{\n  "v": 1\n}\n'
+    assert _names(tmp_path) == ["metrics.json"]
+
+
+def test_other_os_errors_pass_through(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    def denied(*args: object) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(io_mod.os, "fsync", denied)
+    with pytest.raises(OSError, match="Input/output"):
+        atomic_write_text(tmp_path / "x.txt", "x")
+    assert _names(tmp_path) == []

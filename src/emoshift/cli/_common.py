@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import NoReturn
+import sys
+from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
 from rich.text import Text
 
-console = Console()
+# Off a terminal (a log file, CI) rich would wrap at 80 columns: tables and long lines stay whole instead.
+console = Console() if sys.stdout.isatty() else Console(width=240)
 err_console = Console(stderr=True)
 
 
@@ -36,3 +38,21 @@ def parse_named_roots(items: list[str] | None, flag: str = "--corpus") -> dict[s
             fail(f"{flag} expects NAME=ROOT (e.g. ravdess=/data/RAVDESS), got {item!r}")
         out[name.strip().lower()] = root.strip()
     return out
+
+
+def verbose_output(cfg: Any | None = None) -> None:
+    """``--verbose``: the resolved config (YAML) on stderr, and emoshift's INFO lines (each skipped file with
+    its reason) from now on."""
+    import logging
+
+    if cfg is not None:
+        import yaml
+
+        print("resolved config:\n" + yaml.safe_dump(cfg.to_dict(), sort_keys=False).rstrip(), file=sys.stderr)
+    log = logging.getLogger("emoshift")
+    if not any(getattr(h, "emoshift_verbose", False) for h in log.handlers):  # once, however often called
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        handler.emoshift_verbose = True  # type: ignore[attr-defined]
+        log.addHandler(handler)
+    log.setLevel(logging.INFO)

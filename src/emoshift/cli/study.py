@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import typer
 
 from emoshift.cli import app
-from emoshift.cli._common import console, parse_named_roots
+from emoshift.cli._common import console, parse_named_roots, verbose_output
 
 
 def _ids(items: list[str] | None) -> list[str] | None:
@@ -41,6 +42,9 @@ def study(
     quiet: bool = typer.Option(
         False, "--quiet", "-q", help="No progress output (the final table is printed)."
     ),
+    verbose: bool = typer.Option(
+        False, "--verbose", "-v", help="Also print each experiment's resolved config and each skipped file."
+    ),
 ) -> None:
     """Run the study: train, evaluate and audit each experiment into OUT/runs/<id>/, then write the report.
 
@@ -54,6 +58,12 @@ def study(
 
     roots = parse_named_roots(corpus)
     spec = load_study(config, profile=profile, roots=roots, overrides=overrides or [], only=_ids(only))
+    if verbose:
+        for eid in spec.select(spec.only):
+            exp = spec.experiment(eid)
+            if exp.trains:
+                print(f"{eid}:", file=sys.stderr)
+                verbose_output(exp.config)
     result = run_study(spec, out, progress=not quiet)
     paths = write_report(out, spec, result)
 

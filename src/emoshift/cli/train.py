@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from emoshift.cli import app
-from emoshift.cli._common import console, fail, parse_named_roots
+from emoshift.cli._common import console, fail, parse_named_roots, verbose_output
 
 
 def _friendly_errors() -> tuple[type[Exception], ...]:
@@ -48,12 +48,17 @@ def train(
     epochs: Annotated[int | None, typer.Option("--epochs", "-e")] = None,
     overrides: Annotated[list[str] | None, typer.Option("--set", "-s", help="key.path=value, repeatable")] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="run directory")] = Path("runs/run"),
-    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="print the results only")] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="also print the resolved config and each skipped file")
+    ] = False,
 ) -> None:
     """Train a model (resumes RUN if it was interrupted) and evaluate it on its test speakers."""
     errors = _friendly_errors()
     try:
         cfg = build_cli_config(config, corpus, model, epochs, overrides)
+        if verbose:
+            verbose_output(cfg)
         from emoshift.training.train import train as run_train
 
         run = run_train(cfg, out, progress=not quiet)

@@ -3,18 +3,23 @@
 A crash never leaves a half-written file behind; readers see the old file or the new one. The new file gets
 the permissions a plain ``open()`` would give it (0666 less the umask), not ``mkstemp``'s 0600. Every atomic
 write in the package goes through :func:`atomic_open`; :func:`fsync_dir` makes a rename itself durable.
+A full disk ends a write with :class:`DiskFullError` ("no space left on device while writing PATH"): the
+temporary file is removed and the target is untouched.
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import json
 import os
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
+
+from emoshift.core.errors import EmoshiftError
 
 
 def _current_umask() -> int:
@@ -24,6 +29,17 @@ def _current_umask() -> int:
 
 
 _UMASK = _current_umask()
+
+
+class DiskFullError(EmoshiftError):
+    """The disk (or quota) filled up while writing a file; nothing half-written is left behind."""
+
+
+def disk_full(error: BaseException, path: str | os.PathLike[str]) -> DiskFullError | None:
+    """A :class:`DiskFullError` naming ``path`` when ``error`` is ENOSPC/EDQUOT, else None."""
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return DiskFullError(f"no space left on device while writing {path}")
+    return None
 
 
 @contextlib.contextmanager
@@ -39,10 +55,29 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w", **kwargs: Any) ->
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        full = disk_full(e, target)
+        if full is not None:
+            raise full from e
         raise
+
+
+def remove_temp_files(folder: str | os.PathLike[str]) -> list[Path]:
+    """Delete the temporary files :func:`atomic_open` leaves when its process is killed (``.NAME.*.tmp``) under
+    ``folder``, skipping sub-folders that have their own ``.lock`` (caches clean up after themselves). Only
+    for a folder this process holds the lock of: nobody else can be writing there. Returns what was deleted."""
+    root, gone = Path(folder), []
+    for dirpath, dirnames, filenames in os.walk(root):
+        here = Path(dirpath)
+        dirnames[:] = [d for d in dirnames if not (here / d / ".lock").exists()]
+        for name in filenames:
+            if name.startswith(".") and name.endswith(".tmp"):
+                with contextlib.suppress(FileNotFoundError):
+                    (here / name).unlink()
+                    gone.append(here / name)
+    return gone
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import logging
 import os
 from collections.abc import Callable
 from types import ModuleType
@@ -84,7 +85,15 @@ def get_corpus(name: str) -> ModuleType:
 
 def scan(name: str, root: str, labels: str = "six", **kwargs: object) -> Scan:
     """Scan ``root`` as corpus ``name`` under label policy ``labels``; validated."""
-    return get_corpus(name).scan(root, labels=labels, **kwargs)
+    return _logged(get_corpus(name).scan(root, labels=labels, **kwargs))
+
+
+def _logged(sc: Scan) -> Scan:
+    """Each skipped file and its reason, at INFO on ``emoshift.corpora`` (``--verbose`` shows them)."""
+    log = logging.getLogger("emoshift.corpora")
+    for s in sc.skipped:
+        log.info("skipped %s: %s", s.path, s.reason)
+    return sc
 
 
 def is_table(root: str | os.PathLike[str]) -> bool:
@@ -128,4 +137,4 @@ def scan_source(name: str, root: str | os.PathLike[str], labels: str = "six", **
         loader = cast("Callable[..., Scan]", get_corpus(name).scan)
     accepted = inspect.signature(loader).parameters
     kwargs.update({k: v for k, v in options.items() if k in accepted and k not in ("root", "labels", "name")})
-    return loader(root, labels=labels, **kwargs)
+    return _logged(loader(root, labels=labels, **kwargs))

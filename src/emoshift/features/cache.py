@@ -37,7 +37,8 @@ from typing import IO, NamedTuple, TypeVar
 import numpy as np
 
 from emoshift.core import audio
-from emoshift.core.io import atomic_open, atomic_write_text, file_fingerprint, fsync_dir
+from emoshift.core.io import atomic_open, atomic_write_text, disk_full, file_fingerprint, fsync_dir
+from emoshift.core.lock import die_with_parent
 from emoshift.core.progress import progress as progress_bar
 from emoshift.corpora.base import Utterance
 from emoshift.features.logmel import FeatureConfig, log_mel_many
@@ -262,11 +263,17 @@ def _extract_chunk(
     return _ChunkResult(ok=ok, frames=frames, failed=failed, shard=shard, shard_offset=start)
 
 
-def _init_worker() -> None:
-    """One thread per worker process: the parallelism is over files, across processes."""
+def _init_worker(parent: int) -> None:
+    """One thread per worker process (the parallelism is over files, across processes); dies with its parent.
+
+    A worker outlives a SIGKILLed parent otherwise (it waits on a queue nobody writes to), keeping the cache's
+    lock, inherited across fork, so the next build would wait for it forever.
+    """
     import torch
 
+    die_with_parent(parent)
     torch.set_num_threads(1)
+
 
 
 @contextlib.contextmanager
@@ -307,7 +314,10 @@ def _extraction(
     # fork: workers start at once without importing torch again (spawn where fork does not exist)
     method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
     pool = ProcessPoolExecutor(
-        max_workers=min(workers, len(chunks)), mp_context=mp.get_context(method), initializer=_init_worker
+        max_workers=min(workers, len(chunks)),
+        mp_context=mp.get_context(method),
+        initializer=_init_worker,
+        initargs=(os.getpid(),),
     )
     try:
         futures = [pool.submit(_extract_chunk, c, cfg, str(shard_dir)) for c in chunks]  # workers start here
@@ -412,9 +422,12 @@ def _write(
             skipped=[skips[i] for i in plan.order if i in skips] + plan.keep_bad,
         )
         atomic_write_text(directory / INDEX_NAME, index.to_json())  # ... and the index commits it
-    except BaseException:  # the index was not replaced: nothing refers to the new data file
+    except BaseException as e:  # the index was not replaced: nothing refers to the new data file
         with contextlib.suppress(OSError):
             (directory / data_name).unlink()
+        full = disk_full(e, shard_dir)  # a worker's shard (the data file's own writes say so already)
+        if full is not None and not isinstance(e, type(full)):
+            raise full from e
         raise
     finally:
         shutil.rmtree(shard_dir, ignore_errors=True)

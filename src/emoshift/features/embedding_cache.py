@@ -14,7 +14,8 @@ digest of the encoder's weights, so a cache built by different weights is never 
 reuses every row whose audio file is unchanged and computes the rest; files that fail to decode are skipped with
 their reason (remembered too, until the file changes). Shards and the index are written to a temporary file
 and renamed into place, and the index is updated after every shard, so an interrupted build resumes where it
-stopped. One builder per folder at a time: two concurrent builds stay correct but may leave an orphan shard.
+stopped. One builder per folder at a time (an flock on ``.lock``): a second build waits for the first, then
+finds its rows and computes only what is still missing.
 
 Encoders whose output for a clip depends on the padding around it (group-norm checkpoints such as
 hubert-base-ls960, see ``SSLClassifier.padding_exact``) are run one clip at a time, so a cached row never
@@ -38,6 +39,7 @@ import numpy as np
 
 from emoshift.core.audio import AudioError
 from emoshift.core.io import atomic_save_npy, atomic_write_json, file_fingerprint
+from emoshift.core.lock import exclusive
 from emoshift.core.progress import progress as progress_bar
 from emoshift.corpora.base import Skipped, Utterance
 
@@ -170,6 +172,22 @@ class EmbeddingCache:
         shape = (model.num_layers + 1, 2 * model.hidden_size)
         digest = encoder_digest(model)
         meta = {"version": FORMAT_VERSION, "digest": digest, "shape": list(shape), "sample_rate": sample_rate}
+        with exclusive(folder, wait=True):  # another build of this folder finishes first; its rows are reused
+            return self._build(folder, meta, shape, utterances, model, sample_rate, max_batch_seconds, device,
+                               progress)
+
+    def _build(
+        self,
+        folder: Path,
+        meta: dict[str, Any],
+        shape: tuple[int, int],
+        utterances: Sequence[Utterance],
+        model: SSLClassifier,
+        sample_rate: int,
+        max_batch_seconds: float,
+        device: str,
+        progress: bool,
+    ) -> EmbeddingStore:
         index = _read_index(folder / "index.json")
         old_shards = {e.get("shard") for e in index["entries"].values()} if index else set()
         if index is None or index.get("meta") != meta:

@@ -42,6 +42,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from emoshift.core import audio
 from emoshift.core.errors import EmoshiftError
 from emoshift.core.io import atomic_open, atomic_write_json
+from emoshift.core.lock import die_with_parent
 from emoshift.core.progress import progress as progress_bar
 from emoshift.corpora.base import Skipped, Utterance
 
@@ -406,7 +407,8 @@ def _extraction(
             yield _extract_chunk(chunk, cfg)
         return
     method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
-    pool = ProcessPoolExecutor(max_workers=min(workers, len(chunks)), mp_context=mp.get_context(method))
+    pool = ProcessPoolExecutor(max_workers=min(workers, len(chunks)), mp_context=mp.get_context(method),
+                               initializer=die_with_parent, initargs=(os.getpid(),))  # no orphan after a kill
     try:
         futures = [pool.submit(_extract_chunk, chunk, cfg) for chunk in chunks]
         for future in as_completed(futures):

@@ -7,6 +7,7 @@ it resumes from ``RUN/checkpoints/last.ckpt`` when one exists and returns the mo
 
 from __future__ import annotations
 
+import sys
 import time
 import warnings
 from collections.abc import Sequence
@@ -18,6 +19,7 @@ import torch
 from torch import nn
 
 from emoshift.core.io import atomic_write_csv, read_csv
+from emoshift.core.progress import is_terminal
 from emoshift.core.rundir import RunDir
 from emoshift.models.weights import load_weights, save_weights
 
@@ -78,10 +80,15 @@ def fit_lightning(
 
 
 class EpochLog(L.Callback):
-    """Writes RUN/log.csv (one row per epoch, atomically) and keeps the best weights by validation UAR."""
+    """Writes RUN/log.csv (one row per epoch, atomically) and keeps the best weights by validation UAR.
 
-    def __init__(self, run: RunDir) -> None:
+    With ``echo`` it also prints that row as one line on stderr (a log file or CI, where Lightning's bar is
+    off): ``epoch 2/4: train loss 1.515, val loss 1.471, val UAR 0.458, val acc 0.458 (2.1 s, ETA 0:04)``.
+    """
+
+    def __init__(self, run: RunDir, *, echo: bool = False) -> None:
         self.run = run
+        self.echo = echo
         self.best = -float("inf")
         self.t0 = time.time()
 
@@ -119,6 +126,24 @@ class EpochLog(L.Callback):
             }
         )
         atomic_write_csv(self.run.log, LOG_COLUMNS, rows)
+        if self.echo:
+            print(_epoch_line(rows, trainer.max_epochs), file=sys.stderr, flush=True)
+
+
+def _epoch_line(rows: list[dict[str, Any]], max_epochs: int | None) -> str:
+    """The last log.csv row as one line, with an ETA from the mean epoch time so far."""
+    from emoshift.core.progress import clock
+
+    row, total = rows[-1], max_epochs if max_epochs and max_epochs > 0 else None
+    figures = [f"{name} {float(row[key]):.3f}" for name, key in (
+        ("train loss", "train_loss"), ("val loss", "val_loss"), ("val UAR", "val_uar"), ("val acc", "val_accuracy")
+    ) if row[key] != ""]
+    seconds = [float(r["seconds"]) for r in rows if r.get("seconds")]
+    took = f"{seconds[-1]:.1f} s" if seconds else ""
+    if total is not None and seconds:
+        took += f", ETA {clock(sum(seconds) / len(seconds) * max(0, total - int(row['epoch']) - 1))}"
+    head = f"epoch {int(row['epoch']) + 1}" + (f"/{total}" if total else "")
+    return f"{head}: {', '.join(figures)}" + (f" ({took})" if took else "")
 
 
 def _fmt(v: Any) -> str:
@@ -146,13 +171,14 @@ def build_trainer(cfg: ExperimentConfig, run: RunDir, *, progress: bool) -> Any:
             save_top_k=1,
             save_on_train_epoch_end=True,  # a checkpoint is a whole finished epoch: resume starts the next
         ),
-        EpochLog(run),
+        EpochLog(run, echo=progress and cfg.trainer.progress and not is_terminal()),
     ]
     if cfg.training.early_stopping_patience:
         callbacks.append(
             EarlyStopping(monitor="val_uar", mode="max", patience=cfg.training.early_stopping_patience)
         )
-    show = progress and cfg.trainer.progress
+    show = progress and cfg.trainer.progress and is_terminal()  # elsewhere: EpochLog's one line per epoch
+    _quiet_lightning()
     if show:
         try:
             callbacks.append(RichProgressBar(leave=True))
@@ -184,6 +210,15 @@ def build_trainer(cfg: ExperimentConfig, run: RunDir, *, progress: bool) -> Any:
         default_root_dir=str(run.path),
         log_every_n_steps=1,
     )
+
+
+def _quiet_lightning() -> None:
+    """Keep Lightning's info lines (GPU/TPU available, tips for its cloud products, "fit stopped") out of the
+    output; its warnings still show."""
+    import logging
+
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def class_weights(items: list[Item], n: int) -> torch.Tensor:

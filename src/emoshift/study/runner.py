@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from emoshift.config import ConfigError, ExperimentConfig, build_config, load_config
-from emoshift.core.io import atomic_write_bytes, atomic_write_json, atomic_write_text
+from emoshift.core.io import DiskFullError, atomic_write_bytes, atomic_write_json, atomic_write_text
+from emoshift.core.lock import holds_folder
 from emoshift.core.progress import clock
 from emoshift.core.rundir import RunDir
 from emoshift.study.records import finished, read_json
@@ -318,6 +319,8 @@ def _run_one(study: Study, exp: Experiment, out: Path, progress: bool, log: _Pro
             outcome = _run_training(study, exp, out, progress, log)
         else:
             outcome = _run_audit_only(study, exp, out, log)
+    except DiskFullError:  # every experiment after this one would fail the same way: stop the study
+        raise
     except Exception as e:  # one experiment failing must not lose the others
         outcome = Outcome(exp.id, "failed", run_dir(out, exp.id), error=_one_line(e))
         atomic_write_text(out / "errors" / f"{exp.id}.txt", traceback.format_exc())
@@ -327,6 +330,7 @@ def _run_one(study: Study, exp: Experiment, out: Path, progress: bool, log: _Pro
     return outcome
 
 
+@holds_folder("out")  # one study per output folder (a second refuses, exit 2)
 def run_study(
     study: Study, out: str | os.PathLike[str], *, only: Sequence[str] | None = None, progress: bool = True
 ) -> StudyResult:

@@ -27,6 +27,7 @@ import torch
 from emoshift.config import ExperimentConfig, load_config, save_config
 from emoshift.core.errors import EmoshiftError
 from emoshift.core.io import atomic_write_json
+from emoshift.core.lock import holds_folder
 from emoshift.core.rundir import RunDir, write_model_json
 from emoshift.corpora import EMOTIONS, Scan
 from emoshift.data.datasets import Item
@@ -127,6 +128,7 @@ def drop_uncached(items: list[Item], stores: dict[str, Any]) -> list[Item]:
 # ------------------------------------------------------------------------------------------------ train
 
 
+@holds_folder("run_dir")  # one writer per run directory (a second train refuses, exit 2)
 def train(
     cfg: ExperimentConfig,
     run_dir: str | os.PathLike[str],
