@@ -249,8 +249,6 @@ def test_study_killed_mid_training_resumes_to_the_same_results(
     assert partial_files(tmp_path) == []
 
 
-@pytest.mark.xfail(strict=True, reason="deploy/export.py leaves a killed export's .emoshift-export-*/ temp folder "
-                   "next to the output (not swept by the next export): open, see issue 14 section 2")
 def test_export_killed_then_rerun_writes_the_same_model(reference_run: Path, tmp_path: Path) -> None:
     ref, cut = tmp_path / "ref.onnx", tmp_path / "cut.onnx"
     run(_cli("export", str(reference_run), "-o", str(ref), "--max-files", "8"))

@@ -22,6 +22,7 @@ import io
 import json
 import logging
 import os
+import shutil
 import tempfile
 import time
 import warnings
@@ -42,6 +43,7 @@ TOLERANCE = 1e-4
 OPSET = 18
 FORMATS = ("onnx",)
 QUANTIZE = ("int8",)
+EXPORT_TMP_PREFIX = ".emoshift-export-"  # the exporter's temp folder beside its output
 
 
 class ExportError(EmoshiftError):
@@ -199,7 +201,9 @@ def export_runs(
                                members=len(member_runs(paths)))
     torch_backend = TorchBackend(paths)
     torch_backend.preload(model, meta)  # the very module that is exported
-    with tempfile.TemporaryDirectory(prefix=".emoshift-export-", dir=target.parent) as tmp:
+    for stale in target.parent.glob(f"{EXPORT_TMP_PREFIX}*"):  # what a killed export left (SIGKILL skips cleanup)
+        shutil.rmtree(stale, ignore_errors=True)
+    with tempfile.TemporaryDirectory(prefix=EXPORT_TMP_PREFIX, dir=target.parent) as tmp:
         float_path = Path(tmp) / "model.onnx"
         _export_graph(model, meta, float_path)
         files = test_files(paths, limit=max_files)
