@@ -153,8 +153,11 @@ def test_unrecorded_groupings_are_unavailable_unless_none_is_available():
 
 def test_group_names_and_age_bands():
     assert parse_by("Gender, age") == ["gender", "age_band"]
+    assert parse_by("gender,accent") == ["gender", "accent"]  # a metadata column of the corpus
     with pytest.raises(AuditError, match="unknown audit grouping"):
-        parse_by("gender,height")
+        parse_by("gender,height", known={"gender", "accent"})  # the corpus carries no such column
+    with pytest.raises(AuditError, match="unknown audit grouping"):
+        parse_by("gender,he ight!")
     assert [age_band(a) for a in (20, 29, 30, 74)] == ["20-29", "20-29", "30-39", "70-79"]
     edges = parse_age_bands("20,35,50")
     assert [age_band(a, edges) for a in (19, 20, 34, 35, 50, 80)] == [
@@ -306,7 +309,7 @@ def test_cli_audit_errors_are_one_line(tmp_path):
     assert result.exit_code == 2
     assert "run directory not found" in result.output and "Traceback" not in result.output
     (tmp_path / "run").mkdir()
-    result = runner.invoke(app, ["audit", str(tmp_path / "run"), "--on", "crema-d=/x", "--by", "height"])
+    result = runner.invoke(app, ["audit", str(tmp_path / "run"), "--on", "crema-d=/x", "--by", "he ight!"])
     assert result.exit_code == 2 and "unknown audit grouping" in result.output
     clips = _fake_cremad(tmp_path / "CREMA-D")
     _fake_run(tmp_path / "run2", clips)
@@ -315,3 +318,23 @@ def test_cli_audit_errors_are_one_line(tmp_path):
     assert result.exit_code == 2 and "n_resamples must be at least 1" in result.output
     result = runner.invoke(app, ["audit", str(tmp_path / "run"), "--on", "mystery=/x"])
     assert result.exit_code == 2 and "unknown corpus 'mystery'" in result.output
+
+
+def test_metadata_columns_can_be_audited():
+    """A manifest's extra column (accent) groups like gender; a column the corpus lacks is refused by name."""
+    rng = np.random.default_rng(0)
+    rows, demo = [], {}
+    for s in range(8):
+        accent = "north" if s % 2 else "south"
+        for i in range(6):
+            uid = f"m/{s}/{i}"
+            true = ["angry", "sad"][i % 2]
+            pred = true if (accent == "north" or rng.random() < 0.5) else ["angry", "sad"][1 - i % 2]
+            rows.append({"id": uid, "speaker": f"m/{s}", "true": true, "pred": pred})
+            demo[uid] = {"speaker": f"m/{s}", "gender": None, "accent": accent}
+    report = audit_predictions(rows, demo, by=["accent"], n_resamples=50, n_permutations=50)
+    section = report["by"]["accent"]
+    assert section["available"] and set(section["groups"]) == {"north", "south"}
+    assert section["groups"]["north"]["uar"] == 1.0
+    with pytest.raises(AuditError, match="unknown audit grouping.*height.*accent"):
+        audit_predictions(rows, demo, by=["height"], n_resamples=50, n_permutations=50)

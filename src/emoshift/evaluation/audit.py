@@ -61,14 +61,23 @@ class AuditError(EmoshiftError, ValueError):
 # --------------------------------------------------------------------------------------------------------
 
 
-def parse_by(text: str | Sequence[str]) -> list[str]:
-    """``"gender,age_band"`` -> ``["gender", "age_band"]``, checked against :data:`BY_KEYS`."""
+_META_KEY = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+def parse_by(text: str | Sequence[str], *, known: Iterable[str] | None = None) -> list[str]:
+    """``"gender,age_band,accent"`` -> ``["gender", "age_band", "accent"]``.
+
+    :data:`BY_KEYS` always parse; any other key names a metadata column of the corpus (a manifest's
+    ``accent``, IEMOCAP's ``mode``): it must look like a column name, and when ``known`` (the keys the corpus
+    carries) is given, be one of them."""
     items = text.split(",") if isinstance(text, str) else list(text)
     keys = [k.strip().lower().replace("-", "_") for k in items if k.strip()]
     keys = ["age_band" if k == "age" else k for k in keys]
-    bad = [k for k in keys if k not in BY_KEYS]
+    allowed = None if known is None else {*BY_KEYS, *known}
+    bad = [k for k in keys if k not in BY_KEYS and (not _META_KEY.match(k) or (allowed is not None and k not in allowed))]
     if bad or not keys:
-        raise AuditError(f"unknown audit grouping {bad or text!r}; choose from {', '.join(BY_KEYS)}")
+        choices = ", ".join([*BY_KEYS, *sorted(set(known or ()) - set(BY_KEYS))])
+        raise AuditError(f"unknown audit grouping {bad or text!r}; choose from {choices}")
     return list(dict.fromkeys(keys))
 
 
@@ -126,14 +135,17 @@ def _value(key: str, demo: Mapping[str, Any], edges: Sequence[int] | None) -> st
 
 
 def demographics_from_utterances(utterances: Iterable[Any]) -> dict[str, dict[str, Any]]:
-    """utterance id -> {speaker, gender, age, race, ethnicity} from scanned ``Utterance`` records."""
+    """utterance id -> {speaker, gender, age, race, ethnicity, language, and the corpus's metadata columns}
+    from scanned ``Utterance`` records (a manifest's ``accent`` can be audited like gender)."""
     return {
         u.id: {
+            **dict(getattr(u, "meta", ()) or ()),
             "speaker": u.speaker,
             "gender": u.gender,
             "age": u.age,
             "race": u.race,
             "ethnicity": u.ethnicity,
+            "language": getattr(u, "language", None),
         }
         for u in utterances
     }
@@ -268,7 +280,8 @@ def audit_predictions(
     ):
         if value < 1:
             raise AuditError(f"{name} must be at least 1, got {value}")
-    keys = parse_by(by)
+    carried = {k for demo in demographics.values() for k, v in demo.items() if v not in (None, "")}
+    keys = parse_by(by, known=carried - {"speaker"})
     edges = parse_age_bands(age_bands)
     label_list = prediction_labels(rows, labels)
     matched = sum(1 for r in rows if r["id"] in demographics)
@@ -501,9 +514,7 @@ def _scan_as_run(run_dir: Path, corpus: str, root: str, labels: str) -> Any:
     if RunDir.of(run_dir).config.is_file():
         from emoshift.config import load_run_config
 
-        d = load_run_config(run_dir).data
-        options = {"include_song": d.include_song, "labels_from": d.labels_from, "columns": d.manifest.columns,
-                   "label_map": d.label_map, "allow_leak": d.split.allow_leak}
+        options = load_run_config(run_dir).data.scan_options()
     return scan_source(corpus, root, labels, **options)
 
 
