@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from emoshift.config import ExperimentConfig, build_config, save_config
+from emoshift.config import ExperimentConfig, build_config
 from emoshift.core.io import atomic_write_json
 from emoshift.core.rundir import RunDir, write_model_json
 from emoshift.data.splits import FOLD_METHODS, Split, corpus_fold_names, make_folds, save_split
@@ -84,14 +84,11 @@ def train_folds(
 ) -> Path:
     """Train every fold into ``RUN/folds/<i>/`` (skipping complete ones), then pool and evaluate them."""
     from emoshift.evaluation.evaluate import evaluate_run
-    from emoshift.training.train import check_run_dir, eval_roots, scan_corpora, train_run
+    from emoshift.training.train import eval_roots, scan_corpora, start_run, train_run
 
-    fingerprint = cfg.fingerprint(exclude_roots=True)
-    if check_run_dir(cfg, run, fingerprint):
-        log.info("run %s is already complete", run.path)
+    fingerprint, complete = start_run(cfg, run)
+    if complete:
         return run.path
-    run.path.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, run.config)
     started = time.time()
     roots = eval_roots(cfg)
     scans = scan_corpora(cfg, list(roots), progress=progress)  # once, for every fold

@@ -158,12 +158,9 @@ def train_run(
 ) -> Path:
     """One run: scan (unless ``scans`` holds the corpora) -> split -> prepare -> fit -> save -> evaluate."""
     run = RunDir.of(run_dir)
-    fingerprint = cfg.fingerprint(exclude_roots=True)
-    if check_run_dir(cfg, run, fingerprint):
-        log.info("run %s is already complete", run.path)
+    fingerprint, complete = start_run(cfg, run)
+    if complete:
         return run.path
-    run.path.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, run.config)
     if not progress:  # quiet: keep Lightning's banners (GPU available, tips) out of the output
         logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     started = time.time()
@@ -185,6 +182,18 @@ def train_run(
     write_model_card(run.path)  # RUN/README.md (Hugging Face model-card layout), from the finished run
     shutil.rmtree(run.checkpoints, ignore_errors=True)  # so checkpoints are no longer needed
     return run.path
+
+
+def start_run(cfg: ExperimentConfig, run: RunDir) -> tuple[str, bool]:
+    """(the config's fingerprint, whether ``run`` already holds its finished run); an unfinished run directory
+    is created (or kept, to resume) with the resolved config in it."""
+    fingerprint = cfg.fingerprint(exclude_roots=True)
+    if check_run_dir(cfg, run, fingerprint):
+        log.info("run %s is already complete", run.path)
+        return fingerprint, True
+    run.path.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, run.config)
+    return fingerprint, False
 
 
 def check_run_dir(cfg: ExperimentConfig, run: RunDir, fingerprint: str) -> bool:
