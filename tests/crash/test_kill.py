@@ -212,7 +212,10 @@ def _same_results(a: Path, b: Path, corpora: tuple[str, ...] = ("ravdess", "crem
         mb = json.loads((b / "metrics" / f"{corpus}.json").read_text())
         for key in ("n", "accuracy", "uar", "macro_f1", "confusion", "ci95"):
             assert ma[key] == mb[key], (corpus, key)
-    assert [r["val_uar"] for r in read_csv(a / "log.csv")] == [r["val_uar"] for r in read_csv(b / "log.csv")]
+    logs_a, logs_b = sorted(a.rglob("log.csv")), sorted(b.rglob("log.csv"))  # a k-fold run: one per fold
+    assert [p.relative_to(a) for p in logs_a] == [p.relative_to(b) for p in logs_b] and logs_a
+    for la, lb in zip(logs_a, logs_b, strict=True):
+        assert [r["val_uar"] for r in read_csv(la)] == [r["val_uar"] for r in read_csv(lb)]
 
 
 def test_train_killed_in_cache_build_and_in_evaluation_resumes_to_the_same_run(
@@ -238,8 +241,12 @@ def test_study_killed_mid_training_resumes_to_the_same_results(
                         "features.n_mels=32", "features.crop_s=1.0", "evaluation.n_bootstrap=50",
                         f"data.cache_dir={tmp_path / 'cache'}"] for a in ("--set", s)]
     args = _cli("study", str(config), "--profile", "demo", "--only", "L2", "-q", "-o", str(out), *corpora, *sets)
-    log = out / "runs" / "L2" / "log.csv"
-    kill_when(start(args), lambda: log.is_file() and len(read_csv(log)) >= 1, "the first epoch")
+    runs = out / "runs" / "L2"  # a k-fold study: each fold run writes its own log.csv under folds/<i>/
+
+    def first_epoch() -> bool:
+        return any(len(read_csv(log)) >= 1 for log in runs.rglob("log.csv"))
+
+    kill_when(start(args), first_epoch, "the first epoch")
     run(args)
     # the same experiment, trained without interruption
     ref = tmp_path / "ref"
