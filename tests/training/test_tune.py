@@ -200,3 +200,21 @@ def test_space_kinds(spec: dict[str, Any], kind: str) -> None:
 def test_bad_space_specs(spec: Any) -> None:
     with pytest.raises(SpaceError, match="space key 'k.x'"):
         parse_param("k.x", spec)
+
+
+def test_cli_on_a_finished_study_runs_nothing_and_prints_the_final_command(tuned: dict[str, Any]) -> None:
+    from emoshift.config import save_config
+
+    tmp, out = tuned["tmp"], tuned["out"]
+    save_config(tuned["cfg"], tmp / "base.yaml")
+    before = read_csv(out / "trials.csv")
+    result = CliRunner().invoke(app, ["tune", str(tmp / "base.yaml"), "--space", str(tmp / "space.yaml"),
+                                      "--trials", "3", "-o", str(out), "-q"])
+    assert result.exit_code == 0, result.output
+    assert read_csv(out / "trials.csv") == before  # N finished already: no new trial
+    assert f"emoshift train {out / 'best.yaml'} --corpus ravdess=" in result.output
+    # the study remembers its space: another one is refused instead of mixing two searches
+    (tmp / "other.yaml").write_text("training.lr: {low: 1.0e-4, high: 1.0e-2}\n")
+    result = CliRunner().invoke(app, ["tune", str(tmp / "base.yaml"), "--space", str(tmp / "other.yaml"),
+                                      "--trials", "3", "-o", str(out)])
+    assert result.exit_code == 2 and "search of another search space" in result.output

@@ -489,8 +489,10 @@ def write_plots(study: Any, plots: Path, *, progress: bool) -> list[Path]:
     from emoshift.evaluation.plots import save_figure
 
     complete = len(study.get_trials(deepcopy=False, states=_states(("COMPLETE",))))
-    drawers = {"optimization_history": (ovm.plot_optimization_history, 1),
-               "param_importances": (ovm.plot_param_importances, 2)}
+    drawers: dict[str, tuple[Callable[[Any], Any], int]] = {
+        "optimization_history": (ovm.plot_optimization_history, 1),
+        "param_importances": (ovm.plot_param_importances, 2),
+    }
     written = []
     for name, (draw, need) in drawers.items():
         if complete < need:
