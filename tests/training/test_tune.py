@@ -218,3 +218,37 @@ def test_cli_on_a_finished_study_runs_nothing_and_prints_the_final_command(tuned
     result = CliRunner().invoke(app, ["tune", str(tmp / "base.yaml"), "--space", str(tmp / "other.yaml"),
                                       "--trials", "3", "-o", str(out)])
     assert result.exit_code == 2 and "search of another search space" in result.output
+
+
+def test_closed_form_trial_fits_on_training_speakers_and_scores_validation(
+    synth_tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The acoustic head fits on training + validation speakers in `train`; a trial must hold the validation
+    speakers out of the fit (they score it) and never compute a test speaker's functionals."""
+    from emoshift.features.functionals import FunctionalCache
+    from emoshift.models.acoustic import AcousticBaseline
+    from emoshift.training.tune import fit_trial
+
+    asked: set[str] = set()
+    fitted: list[str] = []
+    build, fit = FunctionalCache.build, AcousticBaseline.fit
+
+    def recording_build(cache: Any, corpus: str, utterances: Any, *a: Any, **k: Any) -> Any:
+        asked.update(u.speaker for u in utterances)
+        return build(cache, corpus, utterances, *a, **k)
+
+    def recording_fit(head: Any, x: Any, y: Any, speakers: Any) -> Any:
+        fitted.extend(speakers)
+        return fit(head, x, y, speakers)
+
+    monkeypatch.setattr(FunctionalCache, "build", recording_build)
+    monkeypatch.setattr(AcousticBaseline, "fit", recording_fit)
+    cfg = load_config(overrides=[*tiny_overrides(synth_tiny, tmp_path / "cache"), "model.name=egemaps",
+                                 "model.head=logreg"])
+    value = fit_trial(cfg, tmp_path / "trial", progress=False)
+    parts: dict[str, set[str]] = {}
+    for r in read_csv(tmp_path / "trial" / "splits" / "ravdess.csv"):
+        parts.setdefault(r["split"], set()).add(r["speaker"])
+    assert set(fitted) == parts["train"]
+    assert asked == parts["train"] | parts["val"]
+    assert 1 / 6 < value <= 1.0  # well above chance on the validation speakers
