@@ -359,7 +359,7 @@ def run_worker(spec: TuneSpec, *, worker: int = 0, jobs: int = 1, progress: bool
     """Run trials against the study until it holds ``spec.trials`` finished ones; returns the study."""
     import optuna
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     if study is None:
@@ -407,7 +407,7 @@ def tune(
         raise TuneError(f"--trials and --jobs must be at least 1 (got {trials} and {jobs})")
     import optuna
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per trial is ours (Reporter)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # one line per trial is ours (Reporter)
     check_tunable(cfg)
     base = cfg.to_dict()
 
