@@ -51,6 +51,7 @@ from emoshift.cli import (  # noqa: E402
     study,  # noqa: F401
     synth,  # noqa: F401
     train,  # noqa: F401
+    tune,  # noqa: F401
 )
 
 
