@@ -163,9 +163,11 @@ class TensorBoardTracker(Tracker):
         uri = self.cfg.tracking.uri
         if uri:
             name = self.cfg.tracking.experiment or self.cfg.name
-            logger = TensorBoardLogger(uri, name=name, version=self.cfg.name if name != self.cfg.name else "")
+            version = self.cfg.name if name != self.cfg.name else ""
+            logger = TensorBoardLogger(uri, name=name, version=version, default_hp_metric=False)
         else:
-            logger = TensorBoardLogger(str(self.run.path), name=self.run.tensorboard_dir.name, version="")
+            folder = self.run.tensorboard_dir.name
+            logger = TensorBoardLogger(str(self.run.path), name=folder, version="", default_hp_metric=False)
         logger.log_hyperparams(flatten(self.cfg.to_dict()))
         return [logger]
 
@@ -273,8 +275,12 @@ def _local_artifacts(uri: str) -> str | None:
 
 
 def _client(uri: str) -> Any:
+    import logging
+
     from mlflow import MlflowClient
 
+    for name in ("mlflow.store.db.utils", "alembic"):  # "Creating initial MLflow database tables..." etc.
+        logging.getLogger(name).setLevel(logging.WARNING)
     return MlflowClient(tracking_uri=uri)
 
 
