@@ -266,8 +266,8 @@ class TrackingConfig(Strict):
     backend: Literal["csv", "tensorboard", "mlflow"] = "csv"
     uri: str | None = Field(
         None,
-        description="mlflow: a tracking URI (a server, sqlite:///path.db), default sqlite:///<run parent>/mlflow.db; "
-        "tensorboard: the log folder, default RUN/tensorboard",
+        description="mlflow: a tracking URI (a server, sqlite:///path.db), default "
+        "sqlite:///<run parent>/mlflow.db; tensorboard: the log folder, default RUN/tensorboard",
     )
     experiment: str | None = Field(None, description="the MLflow experiment (default: the config's name)")
     tags: dict[str, str] = Field(default_factory=dict, description="tags on every tracked run")
@@ -275,7 +275,7 @@ class TrackingConfig(Strict):
     @model_validator(mode="after")
     def _uri_needs_a_backend(self) -> TrackingConfig:
         if self.backend == "csv" and self.uri:
-            raise ValueError("tracking.uri is for the mlflow and tensorboard backends (tracking.backend is csv)")
+            raise ValueError("tracking.uri is for the mlflow and tensorboard backends, not csv")
         return self
 
 

@@ -83,12 +83,26 @@ def test_tracking_never_changes_the_fingerprint() -> None:
 
 def test_flatten_and_final_metrics() -> None:
     assert flatten({"a": {"b": 1, "c": [1, 2], "d": {}}, "e": None}) == {
-        "a.b": "1", "a.c": "[1, 2]", "a.d": "{}", "e": "None"
+        "a.b": "1",
+        "a.c": "[1, 2]",
+        "a.d": "{}",
+        "e": "None",
     }
-    m = {"uar": 0.5, "n": 10, "leaky": False, "labels": ["a"], "ci95": {"uar": [0.4, 0.6], "accuracy": None},
-         "fold_mean": {"uar": 0.45}, "confusion": [[1]]}
+    m = {
+        "uar": 0.5,
+        "n": 10,
+        "leaky": False,
+        "labels": ["a"],
+        "ci95": {"uar": [0.4, 0.6], "accuracy": None},
+        "fold_mean": {"uar": 0.45},
+        "confusion": [[1]],
+    }
     assert final_metrics(m, "c/") == {
-        "c/uar": 0.5, "c/n": 10.0, "c/uar_ci95_lo": 0.4, "c/uar_ci95_hi": 0.6, "c/fold_mean/uar": 0.45
+        "c/uar": 0.5,
+        "c/n": 10.0,
+        "c/uar_ci95_lo": 0.4,
+        "c/uar_ci95_hi": 0.6,
+        "c/fold_mean/uar": 0.45,
     }
     assert final_metrics({"uar": 0.5, "ci95": None}, "") == {"uar": 0.5}  # a null interval logs nothing
 
@@ -138,7 +152,9 @@ def test_mlflow_is_imported_only_by_the_mlflow_backend(tmp_path: Path) -> None:
         "    t.loggers(); t.end()\n"
         "print('mlflow' in sys.modules)\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
     assert done.stdout.strip() == "False", done.stderr
 
 
@@ -149,7 +165,9 @@ EPOCHS = 2
 
 
 @pytest.fixture(scope="module")
-def mlflow_run(synth_tiny: Path, empty_store: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+def mlflow_run(
+    synth_tiny: Path, empty_store: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, str]:
     parent = tmp_path_factory.mktemp("tracked") / "runs"
     _store_in(parent, empty_store)
     sets = [
@@ -164,7 +182,9 @@ def mlflow_run(synth_tiny: Path, empty_store: Path, tmp_path_factory: pytest.Tem
     return run, f"sqlite:///{parent / 'mlflow.db'}"
 
 
-def test_mlflow_run_holds_config_epochs_metrics_artefacts(mlflow_run: tuple[Path, str], synth_tiny: Path) -> None:
+def test_mlflow_run_holds_config_epochs_metrics_artefacts(
+    mlflow_run: tuple[Path, str], synth_tiny: Path
+) -> None:
     run, uri = mlflow_run
     client = mlflow.MlflowClient(uri)
     runs = _runs(client, "tiny-cnn")
@@ -199,8 +219,9 @@ def test_mlflow_run_holds_config_epochs_metrics_artefacts(mlflow_run: tuple[Path
     plots = {a.path for a in client.list_artifacts(r.info.run_id, "plots")}
     assert {"README.md", "config.yaml"} <= top
     assert {"plots/curves.png", "plots/confusion_ravdess.png"} <= plots
-    local = Path(mlflow.artifacts.download_artifacts(run_id=r.info.run_id, artifact_path="README.md",
-                                                      tracking_uri=uri))
+    local = Path(
+        mlflow.artifacts.download_artifacts(run_id=r.info.run_id, artifact_path="README.md", tracking_uri=uri)
+    )
     assert local.read_text() == (run / "README.md").read_text()
     assert (run.parent / "mlartifacts").is_dir()  # the local store keeps artefacts beside it
     assert not (run / "tensorboard").exists()
@@ -209,7 +230,11 @@ def test_mlflow_run_holds_config_epochs_metrics_artefacts(mlflow_run: tuple[Path
 def test_tensorboard_backend_writes_event_files(synth_tiny: Path, tmp_path: Path) -> None:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    sets = [*tiny_overrides(synth_tiny, tmp_path / "cache"), "training.epochs=1", "tracking.backend=tensorboard"]
+    sets = [
+        *tiny_overrides(synth_tiny, tmp_path / "cache"),
+        "training.epochs=1",
+        "tracking.backend=tensorboard",
+    ]
     run = train(load_config(overrides=sets), tmp_path / "runs" / "tb", progress=False)
     events = list((run / "tensorboard").glob("events.out.tfevents.*"))
     assert events and (run / "log.csv").is_file()
@@ -234,7 +259,9 @@ def test_kfold_logs_one_run_per_fold_under_the_pooled_run(
     synth_tiny: Path, cache: Path, empty_store: Path, tmp_path: Path
 ) -> None:
     client = _store_in(tmp_path / "runs", empty_store)
-    sets = _acoustic(synth_tiny, cache, "data.split.method=kfold", "data.split.k=2", "tracking.backend=mlflow")
+    sets = _acoustic(
+        synth_tiny, cache, "data.split.method=kfold", "data.split.k=2", "tracking.backend=mlflow"
+    )
     run = train(load_config(overrides=sets), tmp_path / "runs" / "cv", progress=False)
     runs = _runs(client, "experiment")
     pooled = [r for r in runs if "emoshift.fold" not in r.data.tags]
@@ -260,29 +287,47 @@ def test_a_study_logs_every_experiment_and_fold_tagged_with_its_id(
     from emoshift.study.runner import run_study
 
     def experiment(eid: str, config: dict) -> dict:
-        return {"id": eid, "title": eid, "architecture": "eGeMAPS", "data_strategy": "RAVDESS", "config": config}
+        return {
+            "id": eid,
+            "title": eid,
+            "architecture": "eGeMAPS",
+            "data_strategy": "RAVDESS",
+            "config": config,
+        }
 
     study_file = tmp_path / "s.yaml"
-    study_file.write_text(yaml.safe_dump({
-        "title": "tracked",
-        "description": "two acoustic experiments",
-        "defaults": {"model": {"name": "egemaps", "head": "logreg"}, "data": {"corpora": ["ravdess"]}},
-        "experiments": [
-            experiment("A", {"data": {"split": {"method": "kfold", "k": 2}}}),
-            experiment("B", {"model": {"speaker_norm": True}}),
-        ],
-    }))
+    study_file.write_text(
+        yaml.safe_dump(
+            {
+                "title": "tracked",
+                "description": "two acoustic experiments",
+                "defaults": {
+                    "model": {"name": "egemaps", "head": "logreg"},
+                    "data": {"corpora": ["ravdess"]},
+                },
+                "experiments": [
+                    experiment("A", {"data": {"split": {"method": "kfold", "k": 2}}}),
+                    experiment("B", {"model": {"speaker_norm": True}}),
+                ],
+            }
+        )
+    )
     out = tmp_path / "study-out"
     client = _store_in(out, empty_store)  # the study's default store: OUT/mlflow.db
-    sets = [s for s in _acoustic(synth_tiny, cache, "tracking.backend=mlflow") if not s.startswith("data.roots")]
+    sets = [
+        s for s in _acoustic(synth_tiny, cache, "tracking.backend=mlflow") if not s.startswith("data.roots")
+    ]
     study = load_study(study_file, roots={"ravdess": str(synth_tiny / "ravdess")}, overrides=sets)
     assert run_study(study, out, progress=False).ok
     runs = _runs(client, "study-out")  # one experiment: the output folder's name
-    tagged = sorted((r.data.tags["emoshift.experiment_id"], r.data.tags.get("emoshift.fold", "")) for r in runs)
+    tagged = sorted(
+        (r.data.tags["emoshift.experiment_id"], r.data.tags.get("emoshift.fold", "")) for r in runs
+    )
     assert tagged == [("A", ""), ("A", "0"), ("A", "1"), ("B", "")]
     b = next(r for r in runs if r.data.tags["emoshift.experiment_id"] == "B")
     m = json.loads((out / "runs" / "B" / "metrics" / "ravdess.json").read_text())
     assert b.data.metrics["ravdess/uar"] == pytest.approx(m["uar"], abs=1e-12)
     assert not (out / "runs" / "mlflow.db").exists()
-    assert run_study(study, out, progress=False).ok  # a second pass skips the complete runs: no new MLflow runs
+    # a second pass skips the complete runs: no new MLflow runs
+    assert run_study(study, out, progress=False).ok
     assert len(_runs(client, "study-out")) == 4

@@ -16,7 +16,8 @@ column), with ``data.split.fold`` unset, trains every fold::
 
 The corpora are scanned once and the scans handed to every fold; features, embeddings and functionals are
 cached per corpus (not per fold), so every fold after the first reads them from the cache. Resume is per fold:
-a fold whose ``done.json`` exists is skipped, an interrupted one resumes from its own checkpoint.
+a fold whose ``done.json`` exists is skipped, an interrupted one resumes from its own checkpoint. Tracked
+(``tracking.backend: mlflow``), the pooled run is an MLflow run and each fold a run nested under it.
 """
 
 from __future__ import annotations

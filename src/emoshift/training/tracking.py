@@ -172,7 +172,9 @@ class TensorBoardTracker(Tracker):
         return [logger]
 
 
-def start_tracking(cfg: ExperimentConfig, run: RunDir, *, parent: Tracker | None = None, fold: int | None = None) -> Tracker:
+def start_tracking(
+    cfg: ExperimentConfig, run: RunDir, *, parent: Tracker | None = None, fold: int | None = None
+) -> Tracker:
     """The tracker of one run directory (``parent`` and ``fold``: a fold of a pooled run)."""
     if parent is not None and fold is not None:
         return parent.child(cfg, run, fold=fold)
@@ -196,7 +198,12 @@ class MlflowTracker(Tracker):
 
     @classmethod
     def open(
-        cls, cfg: ExperimentConfig, run: RunDir, *, uri: str | None = None, experiment_id: str | None = None,
+        cls,
+        cfg: ExperimentConfig,
+        run: RunDir,
+        *,
+        uri: str | None = None,
+        experiment_id: str | None = None,
         tags: dict[str, str] | None = None,
     ) -> MlflowTracker:
         """The MLflow run of ``run``: the one in RUN/tracking.json (a resumed run), or a new one."""
@@ -313,8 +320,10 @@ def _experiment_id(client: Any, name: str, uri: str) -> str:
     found = client.get_experiment_by_name(name)
     if found is not None:
         if found.lifecycle_stage == "deleted":
-            raise TrackingError(f"MLflow experiment {name!r} at {uri} is deleted: restore it or choose another "
-                                "tracking.experiment")
+            raise TrackingError(
+                f"MLflow experiment {name!r} at {uri} is deleted: restore it or choose another "
+                "tracking.experiment"
+            )
         return str(found.experiment_id)
     try:
         return str(client.create_experiment(name, artifact_location=_local_artifacts(uri)))
