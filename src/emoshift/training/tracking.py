@@ -22,6 +22,7 @@ one :class:`TrackingError` line before anything trains, after a short timeout.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import re
@@ -37,6 +38,8 @@ from emoshift.core.rundir import RunDir
 
 if TYPE_CHECKING:
     from emoshift.config import ExperimentConfig
+
+log = logging.getLogger("emoshift.training.tracking")
 
 PROBE_TIMEOUT_S = 5  # how long the first request to a tracking server may take before the run gives up
 _BATCH = 100  # MLflow takes at most 100 parameters (1000 metrics) per log_batch
@@ -222,8 +225,8 @@ class MlflowTracker(Tracker):
                 atomic_write_json(run.tracking, {"backend": "mlflow", "uri": uri, "run_id": run_id})
             else:
                 client.update_run(run_id, status="RUNNING")
-        tracker = cls(client, uri, experiment_id, run_id)
-        tracker._log_params(flatten(cfg.to_dict()))
+            tracker = cls(client, uri, experiment_id, run_id)
+            tracker._log_params(flatten(cfg.to_dict()))
         return tracker
 
     def loggers(self) -> list[Any]:
@@ -236,6 +239,19 @@ class MlflowTracker(Tracker):
         return MlflowTracker.open(cfg, run, uri=self.uri, experiment_id=self.experiment_id, tags=tags)
 
     def log_results(self, run: RunDir) -> None:
+        """The run directory is complete by now: a store that fails here costs the tracked copy, not the run,
+        so the failure is one warning line."""
+        try:
+            self._log_results(run)
+        except Exception as e:
+            log.warning(
+                "MLflow run %s at %s: final metrics and artefacts not logged (%s)",
+                self.run_id,
+                self.uri,
+                " ".join(str(e).split())[:300] or type(e).__name__,
+            )
+
+    def _log_results(self, run: RunDir) -> None:
         from mlflow.entities import Metric
 
         metrics: dict[str, float] = {}
@@ -252,7 +268,16 @@ class MlflowTracker(Tracker):
                 self.client.log_artifact(self.run_id, str(path))
 
     def end(self, status: str = "FINISHED") -> None:
-        self.client.set_terminated(self.run_id, status)
+        try:
+            self.client.set_terminated(self.run_id, status)
+        except Exception as e:
+            log.warning(
+                "MLflow run %s at %s: not marked %s (%s)",
+                self.run_id,
+                self.uri,
+                status,
+                " ".join(str(e).split())[:300] or type(e).__name__,
+            )
 
     def _log_params(self, params: dict[str, str]) -> None:
         """The parameters this run does not hold yet (MLflow refuses to change a logged one: a resumed run
