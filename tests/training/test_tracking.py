@@ -50,7 +50,7 @@ def _runs(client: mlflow.MlflowClient, experiment: str) -> list:
 
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("cache")  # functionals extracted once for the acoustic runs of the module
+    return tmp_path_factory.mktemp("cache")  # log-mels and functionals computed once for the module's runs
 
 
 def _acoustic(synth: Path, cache: Path, *extra: str) -> list[str]:
@@ -166,12 +166,12 @@ EPOCHS = 2
 
 @pytest.fixture(scope="module")
 def mlflow_run(
-    synth_tiny: Path, empty_store: Path, tmp_path_factory: pytest.TempPathFactory
+    synth_tiny: Path, cache: Path, empty_store: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[Path, str]:
     parent = tmp_path_factory.mktemp("tracked") / "runs"
     _store_in(parent, empty_store)
     sets = [
-        *tiny_overrides(synth_tiny, parent.parent / "cache"),
+        *tiny_overrides(synth_tiny, cache),
         f"training.epochs={EPOCHS}",
         "evaluation.corpora=[crema-d]",  # every CREMA-D speaker: an interval; RAVDESS's few test speakers: none
         "tracking.backend=mlflow",
@@ -227,11 +227,11 @@ def test_mlflow_run_holds_config_epochs_metrics_artefacts(
     assert not (run / "tensorboard").exists()
 
 
-def test_tensorboard_backend_writes_event_files(synth_tiny: Path, tmp_path: Path) -> None:
+def test_tensorboard_backend_writes_event_files(synth_tiny: Path, cache: Path, tmp_path: Path) -> None:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     sets = [
-        *tiny_overrides(synth_tiny, tmp_path / "cache"),
+        *tiny_overrides(synth_tiny, cache),  # the log-mels the MLflow run cached
         "training.epochs=1",
         "tracking.backend=tensorboard",
     ]
