@@ -1,4 +1,4 @@
-"""One typed experiment schema: data, features, model, training, trainer, evaluation.
+"""One typed experiment schema: data, features, model, training, trainer, evaluation, tracking.
 
 Configs are data (YAML) validated by pydantic; objects are built from them in Python, never by class path.
 ``load_config(path, overrides=["training.lr=3e-4"])`` merges a YAML file with ``--set`` overrides; an unknown key
@@ -258,6 +258,27 @@ class EvaluationConfig(Strict):
     batch_size: int = Field(64, ge=1)
 
 
+class TrackingConfig(Strict):
+    """Where a run's parameters, metrics and artefacts go besides the run directory (RUN/log.csv is always
+    written): ``csv`` nothing more, ``tensorboard`` event files, ``mlflow`` an MLflow run
+    (:mod:`emoshift.training.tracking`). Changing it never changes the config's fingerprint."""
+
+    backend: Literal["csv", "tensorboard", "mlflow"] = "csv"
+    uri: str | None = Field(
+        None,
+        description="mlflow: a tracking URI (a server, sqlite:///path.db), default "
+        "sqlite:///<run parent>/mlflow.db; tensorboard: the log folder, default RUN/tensorboard",
+    )
+    experiment: str | None = Field(None, description="the MLflow experiment (default: the config's name)")
+    tags: dict[str, str] = Field(default_factory=dict, description="tags on every tracked run")
+
+    @model_validator(mode="after")
+    def _uri_needs_a_backend(self) -> TrackingConfig:
+        if self.backend == "csv" and self.uri:
+            raise ValueError("tracking.uri is for the mlflow and tensorboard backends, not csv")
+        return self
+
+
 class ExperimentConfig(Strict):
     name: str = "experiment"
     data: DataConfig = Field(default_factory=lambda: DataConfig())
@@ -266,6 +287,7 @@ class ExperimentConfig(Strict):
     training: TrainingConfig = Field(default_factory=lambda: TrainingConfig())
     trainer: TrainerConfig = Field(default_factory=lambda: TrainerConfig())
     evaluation: EvaluationConfig = Field(default_factory=lambda: EvaluationConfig())
+    tracking: TrackingConfig = Field(default_factory=lambda: TrackingConfig())
 
     @model_validator(mode="after")
     def _consistent(self) -> ExperimentConfig:
@@ -279,6 +301,7 @@ class ExperimentConfig(Strict):
         """Stable hash of the resolved config (the study skips experiments whose fingerprint is unchanged)."""
         d = self.to_dict()
         d.pop("name", None)
+        d.pop("tracking", None)  # where a run is logged is not what it trains
         d["trainer"].pop("progress", None)
         if exclude_roots:
             d["data"].pop("roots", None)

@@ -13,6 +13,8 @@
     RUN/teacher_logits/<key>.npy   a teacher's logits for a student's training items (distillation)
     RUN/checkpoints/           Lightning checkpoints (last.ckpt resumes an interrupted run; best.safetensors)
     RUN/done.json              written last: the run is complete
+    RUN/tracking.json          the MLflow run this run logs to (tracking.backend: mlflow; reused on resume)
+    RUN/tensorboard/           TensorBoard event files (tracking.backend: tensorboard)
     RUN/folds/<i>/             speaker cross-validation: each fold a run directory like this one; RUN/model.json
                                then lists them as "members" (the fold ensemble) and RUN has no weights of its own
 
@@ -67,6 +69,10 @@ class RunDir:
     def done(self) -> Path:
         return self.path / "done.json"
 
+    @property
+    def tracking(self) -> Path:
+        return self.path / "tracking.json"
+
     # -- folders --------------------------------------------------------------------------------------
     @property
     def checkpoints(self) -> Path:
@@ -95,6 +101,10 @@ class RunDir:
     @property
     def compare_dir(self) -> Path:
         return self.path / "compare"
+
+    @property
+    def tensorboard_dir(self) -> Path:
+        return self.path / "tensorboard"
 
     # -- per corpus -----------------------------------------------------------------------------------
     def split(self, corpus: str) -> Path:

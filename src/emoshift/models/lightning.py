@@ -40,8 +40,11 @@ def fit_lightning(
     model: nn.Module,
     progress: bool,
     callbacks: Sequence[Any] = (),
+    loggers: Sequence[Any] = (),
 ) -> Fitted:
-    """Train ``family.train_net(model)`` on ``data``; the best weights by validation UAR end up in ``model``."""
+    """Train ``family.train_net(model)`` on ``data``; the best weights by validation UAR end up in ``model``.
+
+    ``loggers``: Lightning loggers (TensorBoard, MLflow: :mod:`emoshift.training.tracking` builds them)."""
     from emoshift.data.datasets import EmotionDataModule
     from emoshift.models.families import Fitted
     from emoshift.models.module import EmotionModule
@@ -64,7 +67,7 @@ def fit_lightning(
         class_weights=weights,
         teacher_logits=data.teacher_logits,
     )
-    trainer = build_trainer(cfg, run, progress=progress)
+    trainer = build_trainer(cfg, run, progress=progress, loggers=loggers)
     trainer.callbacks.extend(callbacks)
     last = run.last_checkpoint
     with warnings.catch_warnings():
@@ -158,7 +161,7 @@ def _precision(cfg: ExperimentConfig) -> Any:  # a Lightning precision literal
     return "32-true"
 
 
-def build_trainer(cfg: ExperimentConfig, run: RunDir, *, progress: bool) -> Any:
+def build_trainer(cfg: ExperimentConfig, run: RunDir, *, progress: bool, loggers: Sequence[Any] = ()) -> Any:
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, RichProgressBar, TQDMProgressBar
 
     callbacks: list[Any] = [
@@ -184,14 +187,6 @@ def build_trainer(cfg: ExperimentConfig, run: RunDir, *, progress: bool) -> Any:
             callbacks.append(RichProgressBar(leave=True))
         except (ImportError, ModuleNotFoundError):
             callbacks.append(TQDMProgressBar())
-    loggers: list[Any] = []
-    try:
-        import tensorboard  # noqa: F401
-        from lightning.pytorch.loggers import TensorBoardLogger
-
-        loggers.append(TensorBoardLogger(str(run.path), name="tensorboard", version=""))
-    except ImportError:
-        pass
     on_gpu = torch.cuda.is_available() and cfg.trainer.accelerator in ("auto", "gpu", "cuda")
     return L.Trainer(
         max_epochs=cfg.training.epochs,
@@ -203,7 +198,7 @@ def build_trainer(cfg: ExperimentConfig, run: RunDir, *, progress: bool) -> Any:
         deterministic=cfg.trainer.deterministic if not on_gpu else "warn",
         gradient_clip_val=cfg.training.gradient_clip,
         callbacks=callbacks,
-        logger=loggers or False,
+        logger=list(loggers) or False,  # RUN/log.csv is EpochLog's, whatever the loggers
         enable_progress_bar=show,
         enable_model_summary=False,
         num_sanity_val_steps=0,

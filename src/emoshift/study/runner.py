@@ -184,10 +184,11 @@ def _missing(names: Sequence[str], path_of: Callable[[str], Path]) -> list[str]:
 
 
 def _run_training(study: Study, exp: Experiment, out: Path, progress: bool, log: _Progress) -> Outcome:
+    from emoshift.training.tracking import in_study
     from emoshift.training.train import train
 
     run = RunDir.of(run_dir(out, exp.id))
-    cfg = study.run_config(exp.id, out)
+    cfg = in_study(study.run_config(exp.id, out), out=out, experiment_id=exp.id)  # tracked under one experiment
     after = finished(read_json(RunDir.of(run_dir(out, exp.teacher)).done)) if exp.teacher else None
     state, why = _training_state(run, cfg, after)
     for note in exp.notes:

@@ -16,7 +16,8 @@ column), with ``data.split.fold`` unset, trains every fold::
 
 The corpora are scanned once and the scans handed to every fold; features, embeddings and functionals are
 cached per corpus (not per fold), so every fold after the first reads them from the cache. Resume is per fold:
-a fold whose ``done.json`` exists is skipped, an interrupted one resumes from its own checkpoint.
+a fold whose ``done.json`` exists is skipped, an interrupted one resumes from its own checkpoint. Tracked
+(``tracking.backend: mlflow``), the pooled run is an MLflow run and each fold a run nested under it.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from emoshift.config import ExperimentConfig, build_config
 from emoshift.core.io import atomic_write_json
 from emoshift.core.rundir import RunDir, write_model_json
 from emoshift.data.splits import FOLD_METHODS, Split, corpus_fold_names, make_folds, save_split
+from emoshift.training.tracking import start_tracking
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -90,21 +92,25 @@ def train_folds(
     if complete:
         return run.path
     started = time.time()
-    roots = eval_roots(cfg)
-    scans = scan_corpora(cfg, list(roots), progress=progress)  # once, for every fold
-    folds = corpus_folds(cfg, scans)
-    n_folds = len(next(iter(folds.values())))
-    members = []
-    for i in range(n_folds):
-        member = run.fold(i)
-        log.info("fold %d of %d: %s", i + 1, n_folds, member)
-        train_run(fold_config(cfg, i), member, progress=progress, callbacks=callbacks, scans=scans)
-        members.append(RunDir.of(member))
-    for name, splits in folds.items():
-        save_split(tested(splits), run.split(name))
-    write_model_json(run, ensemble_info(members, fingerprint))
-    evaluate_run(run.path, roots, progress=progress, scans=scans)
-    atomic_write_json(run.done, done_info(members, fingerprint, started))
+    tracker = start_tracking(cfg, run)  # the pooled run; each fold's run is its child
+    with tracker.active():
+        roots = eval_roots(cfg)
+        scans = scan_corpora(cfg, list(roots), progress=progress)  # once, for every fold
+        folds = corpus_folds(cfg, scans)
+        n_folds = len(next(iter(folds.values())))
+        members = []
+        for i in range(n_folds):
+            member = run.fold(i)
+            log.info("fold %d of %d: %s", i + 1, n_folds, member)
+            cfg_i = fold_config(cfg, i)
+            train_run(cfg_i, member, progress=progress, callbacks=callbacks, scans=scans, parent=tracker)
+            members.append(RunDir.of(member))
+        for name, splits in folds.items():
+            save_split(tested(splits), run.split(name))
+        write_model_json(run, ensemble_info(members, fingerprint))
+        evaluate_run(run.path, roots, progress=progress, scans=scans)
+        atomic_write_json(run.done, done_info(members, fingerprint, started))
+        tracker.log_results(run)
     return run.path
 
 

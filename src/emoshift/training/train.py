@@ -3,7 +3,8 @@
 A plain function (lightning-hydra-template style). What depends on the kind of model (caches, batches, how it
 trains, what model.json records) is the model family's (:mod:`emoshift.models.families`). Re-running ``train``
 on an interrupted run directory resumes from ``checkpoints/last.ckpt``; on a complete one it returns at once.
-Speaker cross-validation (every fold of ``kfold``/``loso``/``corpus``, pooled) is :mod:`emoshift.training.folds`.
+Speaker cross-validation (every fold of ``kfold``/``loso``/``corpus``, pooled) is :mod:`emoshift.training.folds`;
+``tracking:`` (TensorBoard, MLflow) is :mod:`emoshift.training.tracking`.
 Every file is written atomically.
 """
 
@@ -33,6 +34,7 @@ from emoshift.corpora import EMOTIONS, Scan
 from emoshift.data.datasets import Item
 from emoshift.evaluation.modelcard import write_model_card
 from emoshift.models.families import Family, FitData, Fitted
+from emoshift.training.tracking import Tracker, start_tracking
 
 log = logging.getLogger("emoshift.training.train")
 
@@ -155,31 +157,39 @@ def train_run(
     progress: bool = True,
     callbacks: Sequence[Any] = (),
     scans: dict[str, Scan] | None = None,
+    parent: Tracker | None = None,
 ) -> Path:
-    """One run: scan (unless ``scans`` holds the corpora) -> split -> prepare -> fit -> save -> evaluate."""
+    """One run: scan (unless ``scans`` holds the corpora) -> split -> prepare -> fit -> save -> evaluate.
+
+    ``parent``: the tracker of the pooled run whose fold this is (:mod:`emoshift.training.tracking`)."""
     run = RunDir.of(run_dir)
     fingerprint, complete = start_run(cfg, run)
     if complete:
         return run.path
+    tracker = start_tracking(cfg, run, parent=parent, fold=cfg.data.split.fold)
     if not progress:  # quiet: keep Lightning's banners (GPU available, tips) out of the output
         logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     started = time.time()
     L.seed_everything(cfg.training.seed, workers=True, verbose=False)
 
-    prep = prepare_data(cfg, run, progress=progress, scans=scans)  # scan + speaker split
-    family = cfg.model.family
-    torch.manual_seed(cfg.training.seed)
-    model = family.build(cfg, num_labels=len(prep.labels))
-    data = prepare_inputs(cfg, family, model, prep, progress=progress)
-    fitted = family.fit(cfg, data, run, model=model, progress=progress, callbacks=callbacks)
-    if not fitted.is_main:
-        return run.path  # DDP workers stop here; rank 0 saves and evaluates
+    with tracker.active():  # the tracked run ends FINISHED, or FAILED when a step raises
+        prep = prepare_data(cfg, run, progress=progress, scans=scans)  # scan + speaker split
+        family = cfg.model.family
+        torch.manual_seed(cfg.training.seed)
+        model = family.build(cfg, num_labels=len(prep.labels))
+        data = prepare_inputs(cfg, family, model, prep, progress=progress)
+        fitted = family.fit(
+            cfg, data, run, model=model, progress=progress, callbacks=callbacks, loggers=tracker.loggers()
+        )
+        if not fitted.is_main:
+            return run.path  # DDP workers stop here; rank 0 saves and evaluates
 
-    family.save(fitted.model, run)
-    write_model_json(run, model_info(cfg, family, fitted.model, prep, fingerprint))
-    evaluate_and_plot(cfg, run, prep, progress=progress, scans=scans)
-    atomic_write_json(run.done, done_info(cfg, fitted, prep, fingerprint, started))  # the run is complete
-    write_model_card(run.path)  # RUN/README.md (Hugging Face model-card layout), from the finished run
+        family.save(fitted.model, run)
+        write_model_json(run, model_info(cfg, family, fitted.model, prep, fingerprint))
+        evaluate_and_plot(cfg, run, prep, progress=progress, scans=scans)
+        atomic_write_json(run.done, done_info(cfg, fitted, prep, fingerprint, started))  # the run is complete
+        write_model_card(run.path)  # RUN/README.md (Hugging Face model-card layout), from the finished run
+        tracker.log_results(run)
     shutil.rmtree(run.checkpoints, ignore_errors=True)  # so checkpoints are no longer needed
     return run.path
 

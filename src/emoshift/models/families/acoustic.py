@@ -198,6 +198,7 @@ class AcousticFamily(Family):
         model: AcousticModel,
         progress: bool,
         callbacks: Sequence[Any] = (),
+        loggers: Sequence[Any] = (),
     ) -> Fitted:
         items = [*data.train, *data.val]
         x = np.concatenate([data.stores[it.utt.corpus].matrix([it.utt.id]) for it in items])  # (N, D)

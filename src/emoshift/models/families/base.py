@@ -138,8 +138,10 @@ class Family(ABC):
         model: Any,
         progress: bool,
         callbacks: Sequence[Any] = (),
+        loggers: Sequence[Any] = (),
     ) -> Fitted:
-        """Train ``model`` on ``data`` (resuming from ``run``'s checkpoints if any) and return it trained."""
+        """Train ``model`` on ``data`` (resuming from ``run``'s checkpoints if any) and return it trained;
+        ``loggers``: Lightning loggers (experiment tracking) for a family that trains with Lightning."""
 
     # -- inference ------------------------------------------------------------------------------------
     @abstractmethod
@@ -208,7 +210,10 @@ class NeuralFamily(Family):
         model: nn.Module,
         progress: bool,
         callbacks: Sequence[Any] = (),
+        loggers: Sequence[Any] = (),
     ) -> Fitted:
         from emoshift.models.lightning import fit_lightning
 
-        return fit_lightning(self, cfg, data, run, model=model, progress=progress, callbacks=callbacks)
+        return fit_lightning(
+            self, cfg, data, run, model=model, progress=progress, callbacks=callbacks, loggers=loggers
+        )
