@@ -99,7 +99,7 @@ def regression_metrics(y_true: Sequence[float], y_pred: Sequence[float]) -> dict
     """``{"ccc", "pearson", "mae", "n"}``; a metric that is undefined on these values is None."""
     t, p = _vectors(y_true, y_pred)
     m = _from_sums(_sums(t, p, np.zeros(t.size, dtype=np.int64), 1)[0])
-    return {**{k: _number(v) for k, v in m.items()}, "n": int(t.size)}
+    return {**{k: _number(float(v)) for k, v in m.items()}, "n": int(t.size)}
 
 
 def _resampled_metrics(per_speaker: np.ndarray, n_resamples: int, seed: int) -> dict[str, np.ndarray]:
