@@ -57,6 +57,34 @@ EMBEDDINGS = textwrap.dedent(
     """
 )
 
+# `emoshift train` with a Lightning callback that SIGKILLs it at a chosen point of an epoch: a deterministic
+# mid-epoch kill point (the rerun is the plain command). argv: EPOCH STAGE BATCH emoshift-args...
+KILLED_AT = textwrap.dedent(
+    """
+    import os, signal, sys
+    import lightning as L
+    import emoshift.models.lightning as ml
+    epoch, stage, batch = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+    class Kill(L.Callback):
+        def _at(self, trainer, batch_idx, where):
+            if where == stage and trainer.current_epoch == epoch and batch_idx == batch:
+                os.kill(os.getpid(), signal.SIGKILL)
+        def on_train_batch_end(self, trainer, module, outputs, b, batch_idx):
+            self._at(trainer, batch_idx, "train")
+        def on_validation_batch_end(self, trainer, module, outputs, b, batch_idx, dataloader_idx=0):
+            self._at(trainer, batch_idx, "val")
+    build = ml.build_trainer
+    def with_kill(*a, **k):
+        trainer = build(*a, **k)
+        trainer.callbacks.insert(0, Kill())
+        return trainer
+    ml.build_trainer = with_kill
+    sys.argv = ["emoshift", *sys.argv[4:]]
+    from emoshift.cli import main
+    main()
+    """
+)
+
 
 def start(args: list[str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(args, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -246,6 +274,45 @@ def test_train_killed_in_cache_build_and_in_evaluation_resumes_to_the_same_run(
     run(args)
     _same_results(reference_run, out)
     assert partial_files(tmp_path) == []
+
+
+def _same_weights_and_predictions(a: Path, b: Path) -> None:
+    from safetensors.numpy import load_file
+
+    wa, wb = load_file(str(a / "model.safetensors")), load_file(str(b / "model.safetensors"))
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        np.testing.assert_array_equal(wa[k], wb[k], err_msg=k)
+    for corpus in ("ravdess", "crema-d"):
+        assert read_csv(a / "predictions" / f"{corpus}.csv") == read_csv(b / "predictions" / f"{corpus}.csv")
+
+
+def _no_half_written(root: Path) -> None:
+    assert partial_files(root) == []
+    for p in root.rglob("*.json"):
+        json.loads(p.read_text())  # every JSON whole
+    for p in root.rglob("*.csv"):
+        read_csv(p)
+
+
+def test_train_killed_mid_epoch_resumes_to_the_same_weights(
+    synth_tiny: Path, tmp_path: Path, reference_run: Path
+) -> None:
+    out = tmp_path / "run"
+    args = ["train", "-q", "-o", str(out), *_sets(synth_tiny, tmp_path / "cache")]
+    # 2nd batch of epoch 0 (no checkpoint yet: the rerun starts again), 2nd batch of epoch 1 and its validation
+    # (the rerun resumes from last.ckpt, written at the end of epoch 0, and replays epoch 1 from its start)
+    for epoch, stage, batch in [(0, "train", 1), (1, "train", 1), (1, "val", 0)]:
+        kill_when(start([sys.executable, "-c", KILLED_AT, str(epoch), stage, str(batch), *args]),
+                  lambda: False, f"epoch {epoch} {stage} batch {batch}")  # it kills itself there
+        rows = read_csv(out / "log.csv") if (out / "log.csv").is_file() else []
+        assert len(rows) == epoch, "killed at another epoch than asked"  # epochs before it are complete
+        assert not (out / "model.safetensors").exists()
+        _no_half_written(out)
+    run(_cli(*args))
+    _same_results(reference_run, out)
+    _same_weights_and_predictions(reference_run, out)  # the epoch restarts from last.ckpt: same batches
+    _no_half_written(tmp_path)
 
 
 def test_study_killed_mid_training_resumes_to_the_same_results(
