@@ -331,6 +331,9 @@ def test_study_killed_mid_training_resumes_to_the_same_results(
         return any(len(read_csv(log)) >= 1 for log in runs.rglob("log.csv"))
 
     kill_when(start(args), first_epoch, "the first epoch")
+    # then mid-epoch: the 2nd batch of the first fold's 2nd epoch, resumed from the first epoch's last.ckpt
+    killed_at = [sys.executable, "-c", KILLED_AT, "1", "train", "1", *args[3:]]
+    kill_when(start(killed_at), lambda: False, "the 2nd batch of epoch 1")
     run(args)
     # the same experiment, trained without interruption
     ref = tmp_path / "ref"
