@@ -7,6 +7,8 @@ a slow machine only slows the test. Cache drivers slow each chunk by a few ms to
 
 from __future__ import annotations
 
+import contextlib
+import fnmatch
 import json
 import os
 import signal
@@ -55,6 +57,34 @@ EMBEDDINGS = textwrap.dedent(
     """
 )
 
+# `emoshift train` with a Lightning callback that SIGKILLs it at a chosen point of an epoch: a deterministic
+# mid-epoch kill point (the rerun is the plain command). argv: EPOCH STAGE BATCH emoshift-args...
+KILLED_AT = textwrap.dedent(
+    """
+    import os, signal, sys
+    import lightning as L
+    import emoshift.models.lightning as ml
+    epoch, stage, batch = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+    class Kill(L.Callback):
+        def _at(self, trainer, batch_idx, where):
+            if where == stage and trainer.current_epoch == epoch and batch_idx == batch:
+                os.kill(os.getpid(), signal.SIGKILL)
+        def on_train_batch_end(self, trainer, module, outputs, b, batch_idx):
+            self._at(trainer, batch_idx, "train")
+        def on_validation_batch_end(self, trainer, module, outputs, b, batch_idx, dataloader_idx=0):
+            self._at(trainer, batch_idx, "val")
+    build = ml.build_trainer
+    def with_kill(*a, **k):
+        trainer = build(*a, **k)
+        trainer.callbacks.insert(0, Kill())
+        return trainer
+    ml.build_trainer = with_kill
+    sys.argv = ["emoshift", *sys.argv[4:]]
+    from emoshift.cli import main
+    main()
+    """
+)
+
 
 def start(args: list[str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(args, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -100,8 +130,22 @@ def partial_files(root: Path) -> list[str]:
     return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.name.endswith(".tmp"))
 
 
-def any_file(folder: Path, pattern: str, at_least: int = 1) -> Callable[[], bool]:
-    return lambda: len([p for p in folder.rglob(pattern) if p.is_file() and p.stat().st_size]) >= at_least
+def files(folder: Path, pattern: str) -> set[Path]:
+    """Non-empty files matching ``pattern`` under ``folder``, tolerant of a writer deleting them meanwhile."""
+    found = set()
+    for dirpath, _, names in os.walk(folder):  # os.walk ignores a folder removed while it walks
+        for name in fnmatch.filter(names, pattern):
+            with contextlib.suppress(OSError):  # gone between the listing and the stat: not there
+                if os.stat(os.path.join(dirpath, name)).st_size:
+                    found.add(Path(dirpath, name))
+    return found
+
+
+def any_file(
+    folder: Path, pattern: str, at_least: int = 1, *, besides: frozenset[Path] = frozenset()
+) -> Callable[[], bool]:
+    """``at_least`` such files exist, not counting ``besides`` (what an earlier, killed run left)."""
+    return lambda: len(files(folder, pattern) - besides) >= at_least
 
 
 # ------------------------------------------------------------------------------------------------ caches
@@ -122,14 +166,14 @@ def reference_features(synth_tiny: Path, tmp_path_factory: pytest.TempPathFactor
     return _features(cache)
 
 
-@pytest.mark.xfail(strict=False, reason="known race (issue 14, open): a kill at a shard boundary can leave an orphan shard or a stale build; seen in 1 of 3 full runs")
 def test_feature_cache_killed_mid_build_then_rebuilt_equals_uninterrupted(
     synth_tiny: Path, tmp_path: Path, reference_features: dict[str, np.ndarray]
 ) -> None:
     cache = tmp_path / "cache"
     args = [sys.executable, "-c", FEATURES, str(synth_tiny / "ravdess"), str(cache)]
     for shards in (1, 2):  # a worker wrote its first shard; both did
-        kill_when(start(args), any_file(cache, "shard-*", at_least=shards), f"{shards} shard(s)")
+        left = frozenset(files(cache, "shard-*"))  # the killed run's: the next build deletes them
+        kill_when(start(args), any_file(cache, "shard-*", at_least=shards, besides=left), f"{shards} shard(s)")
         (folder,) = [p for p in cache.iterdir() if p.is_dir()]
         assert lock_free(folder / ".lock"), "the killed build's workers still hold the cache"
     run(args)
@@ -166,7 +210,6 @@ def _embeddings(cache: Path) -> dict[str, np.ndarray]:
     return {i: shards[e["shard"]][e["row"]] for i, e in index["entries"].items()}
 
 
-@pytest.mark.xfail(strict=False, reason="known race (issue 14, open): a kill at a shard boundary can leave an orphan shard or a stale build; seen in 1 of 3 full runs")
 def test_embedding_cache_killed_then_resumed_and_concurrent_builds(synth_tiny: Path, tmp_path: Path) -> None:
     ref, cut, both = tmp_path / "ref", tmp_path / "cut", tmp_path / "both"
     run([sys.executable, "-c", EMBEDDINGS, str(synth_tiny / "ravdess"), str(ref)])
@@ -233,6 +276,45 @@ def test_train_killed_in_cache_build_and_in_evaluation_resumes_to_the_same_run(
     assert partial_files(tmp_path) == []
 
 
+def _same_weights_and_predictions(a: Path, b: Path) -> None:
+    from safetensors.numpy import load_file
+
+    wa, wb = load_file(str(a / "model.safetensors")), load_file(str(b / "model.safetensors"))
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        np.testing.assert_array_equal(wa[k], wb[k], err_msg=k)
+    for corpus in ("ravdess", "crema-d"):
+        assert read_csv(a / "predictions" / f"{corpus}.csv") == read_csv(b / "predictions" / f"{corpus}.csv")
+
+
+def _no_half_written(root: Path) -> None:
+    assert partial_files(root) == []
+    for p in root.rglob("*.json"):
+        json.loads(p.read_text())  # every JSON whole
+    for p in root.rglob("*.csv"):
+        read_csv(p)
+
+
+def test_train_killed_mid_epoch_resumes_to_the_same_weights(
+    synth_tiny: Path, tmp_path: Path, reference_run: Path
+) -> None:
+    out = tmp_path / "run"
+    args = ["train", "-q", "-o", str(out), *_sets(synth_tiny, tmp_path / "cache")]
+    # 2nd batch of epoch 0 (no checkpoint yet: the rerun starts again), 2nd batch of epoch 1 and its validation
+    # (the rerun resumes from last.ckpt, written at the end of epoch 0, and replays epoch 1 from its start)
+    for epoch, stage, batch in [(0, "train", 1), (1, "train", 1), (1, "val", 0)]:
+        kill_when(start([sys.executable, "-c", KILLED_AT, str(epoch), stage, str(batch), *args]),
+                  lambda: False, f"epoch {epoch} {stage} batch {batch}")  # it kills itself there
+        rows = read_csv(out / "log.csv") if (out / "log.csv").is_file() else []
+        assert len(rows) == epoch, "killed at another epoch than asked"  # epochs before it are complete
+        assert not (out / "model.safetensors").exists()
+        _no_half_written(out)
+    run(_cli(*args))
+    _same_results(reference_run, out)
+    _same_weights_and_predictions(reference_run, out)  # the epoch restarts from last.ckpt: same batches
+    _no_half_written(tmp_path)
+
+
 def test_study_killed_mid_training_resumes_to_the_same_results(
     synth_tiny: Path, tmp_path: Path, reference_run: Path
 ) -> None:
@@ -249,6 +331,9 @@ def test_study_killed_mid_training_resumes_to_the_same_results(
         return any(len(read_csv(log)) >= 1 for log in runs.rglob("log.csv"))
 
     kill_when(start(args), first_epoch, "the first epoch")
+    # then mid-epoch: the 2nd batch of the first fold's 2nd epoch, resumed from the first epoch's last.ckpt
+    killed_at = [sys.executable, "-c", KILLED_AT, "1", "train", "1", *args[3:]]
+    kill_when(start(killed_at), lambda: False, "the 2nd batch of epoch 1")
     run(args)
     # the same experiment, trained without interruption
     ref = tmp_path / "ref"

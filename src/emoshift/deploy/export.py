@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from emoshift.core.errors import EmoshiftError
-from emoshift.core.io import atomic_write_json, read_csv
+from emoshift.core.io import atomic_write_json, disk_full, read_csv
 from emoshift.core.rundir import RunDir
 from emoshift.deploy.backend import onnx_path
 from emoshift.deploy.meta import META_KEY, ModelMeta
@@ -92,7 +92,7 @@ def _quiet() -> Any:
         onnx_log.setLevel(levels[1])
 
 
-def _export_graph(model: Any, meta: ModelMeta, out: Path) -> None:
+def _export_graph(model: Any, meta: ModelMeta, out: Path, *, target: Path | None = None) -> None:
     import onnx
     import torch
 
@@ -120,6 +120,9 @@ def _export_graph(model: Any, meta: ModelMeta, out: Path) -> None:
         tmp.unlink(missing_ok=True)
         if isinstance(e, EmoshiftError):
             raise
+        full = disk_full(e, target or out)  # ENOSPC: one line naming the model file, not "export failed"
+        if full is not None:
+            raise full from None
         raise ExportError(f"torch.onnx.export failed for {meta.model}: {type(e).__name__}: {str(e).splitlines()[0][:300]}") from None
 
 
@@ -205,7 +208,7 @@ def export_runs(
         shutil.rmtree(stale, ignore_errors=True)
     with tempfile.TemporaryDirectory(prefix=EXPORT_TMP_PREFIX, dir=target.parent) as tmp:
         float_path = Path(tmp) / "model.onnx"
-        _export_graph(model, meta, float_path)
+        _export_graph(model, meta, float_path, target=target)
         files = test_files(paths, limit=max_files)
         ref, ref_labels, problems = _score_files(torch_backend, files)
         got, got_labels, _ = _score_files(OnnxBackend(float_path), files)

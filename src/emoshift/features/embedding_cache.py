@@ -14,7 +14,8 @@ digest of the encoder's weights, so a cache built by different weights is never 
 reuses every row whose audio file is unchanged and computes the rest; files that fail to decode are skipped with
 their reason (remembered too, until the file changes). Shards and the index are written to a temporary file
 and renamed into place, and the index is updated after every shard, so an interrupted build resumes where it
-stopped. One builder per folder at a time (an flock on ``.lock``): a second build waits for the first, then
+stopped; the next build deletes what a killed one left (a shard renamed in before the index named it, temp
+files). One builder per folder at a time (an flock on ``.lock``): a second build waits for the first, then
 finds its rows and computes only what is still missing.
 
 Encoders whose output for a clip depends on the padding around it (group-norm checkpoints such as
@@ -192,6 +193,7 @@ class EmbeddingCache:
         old_shards = {e.get("shard") for e in index["entries"].values()} if index else set()
         if index is None or index.get("meta") != meta:
             index = {"meta": meta, "entries": {}, "skipped": {}}  # other weights or format: start afresh
+        _remove_unnamed(folder, old_shards)  # a killed build's last shard, renamed in before its index was
         entries: dict[str, dict[str, Any]] = index["entries"]
         known_bad: dict[str, dict[str, Any]] = index["skipped"]
 
@@ -344,6 +346,22 @@ def _read_index(path: Path) -> dict[str, Any] | None:
         return None
     ok = isinstance(data, dict) and all(isinstance(data.get(k), dict) for k in ("meta", "entries", "skipped"))
     return data if ok else None
+
+
+def _remove_unnamed(folder: Path, named: set[Any]) -> None:
+    """Delete what a killed build left: shards no index names and temp files. Only under the folder's lock.
+
+    A shard is renamed into place before the index that names it is written (the index must never name a
+    missing shard), so a build killed between the two leaves a shard nobody refers to; no store was ever
+    handed it, so removing it is safe.
+    """
+    if not folder.is_dir():
+        return
+    for p in folder.iterdir():
+        stale_shard = p.name.startswith("emb-") and p.name.endswith(".npy") and p.name not in named
+        if stale_shard or (p.name.startswith(".") and p.name.endswith(".tmp")):
+            with contextlib.suppress(OSError):
+                p.unlink()
 
 
 def _remove_orphans(folder: Path, old_shards: set[Any], index: Mapping[str, Any]) -> None:
