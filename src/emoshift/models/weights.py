@@ -57,7 +57,7 @@ def check_info(info: dict[str, Any]) -> None:
     fmt = info.get("format", MODEL_FORMAT)
     if not isinstance(fmt, int) or isinstance(fmt, bool):
         raise RunError(f"model.json: 'format' must be an integer, got {fmt!r:.40}")
-    task = info.get("task", "categorical")
+    task = info.get("task") or "categorical"  # a model.json without a task (older runs) is categorical
     if task not in ("categorical", "dimensional"):
         raise RunError(f"model.json: 'task' must be categorical or dimensional, got {task!r:.40}")
     if task == "dimensional":
