@@ -53,6 +53,16 @@ class ManifestConfig(Strict):
     columns: dict[str, str] = Field(
         default_factory=dict, description="emoshift field -> the table's column, e.g. {path: file, speaker: spk}"
     )
+    scale: tuple[float, float] | None = Field(
+        None, description="the native scale of the table's arousal/valence/dominance ratings, e.g. [1, 5]"
+    )
+
+    @field_validator("scale")
+    @classmethod
+    def _scale_ordered(cls, v: tuple[float, float] | None) -> tuple[float, float] | None:
+        if v is not None and not v[0] < v[1]:
+            raise ValueError(f"data.manifest.scale must be [low, high] with low < high, got {list(v)}")
+        return v
 
 
 class DataConfig(Strict):
@@ -74,6 +84,29 @@ class DataConfig(Strict):
     labels_from: Literal["acted", "voice"] = Field(
         "acted", description="CREMA-D: acted intent, or the crowd's majority for the voice alone"
     )
+    targets: list[Literal["arousal", "valence", "dominance"]] = Field(
+        default_factory=lambda: ["arousal", "valence", "dominance"],  # type: ignore[arg-type]
+        description="task dimensional: the ratings the model predicts, in this order",
+    )
+    target_range: tuple[float, float] = Field(
+        (0.0, 1.0), description="task dimensional: every corpus's ratings are rescaled to this [low, high]"
+    )
+
+    @field_validator("targets")
+    @classmethod
+    def _targets_distinct(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError("data.targets needs at least one of arousal, valence, dominance")
+        if len(set(v)) != len(v):
+            raise ValueError(f"data.targets names a target twice: {v}")
+        return v
+
+    @field_validator("target_range")
+    @classmethod
+    def _range_ordered(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not v[0] < v[1]:
+            raise ValueError(f"data.target_range must be [low, high] with low < high, got {list(v)}")
+        return v
 
     def scan_options(self) -> dict[str, Any]:
         """The keyword options every scan of a corpus takes from this config (``corpora.scan_source`` drops
@@ -223,6 +256,9 @@ class TrainingConfig(Strict):
     sampling: Literal["none", "class", "class_corpus"] = "none"
     class_weighted_loss: bool = False
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
+    loss: Literal["ccc", "mse"] = Field(
+        "ccc", description="task dimensional: 1 - CCC averaged over targets (the standard), or mean squared error"
+    )
     augment: AugmentConfig = Field(default_factory=lambda: AugmentConfig())
     early_stopping_patience: int | None = Field(10, ge=1)
     gradient_clip: float | None = Field(1.0, gt=0.0)
@@ -279,8 +315,20 @@ class TrackingConfig(Strict):
         return self
 
 
+# Options that only mean something for emotion classes: a dimensional run refuses them (one line, naming the key).
+CATEGORICAL_ONLY: dict[str, str] = {
+    "training.sampling": "class-balanced sampling needs emotion classes; use training.sampling=none",
+    "training.class_weighted_loss": "class weights need emotion classes",
+    "training.label_smoothing": "label smoothing applies to class labels",
+    "training.distill": "distillation learns from a teacher's class logits",
+}
+
+
 class ExperimentConfig(Strict):
     name: str = "experiment"
+    task: Literal["categorical", "dimensional"] = Field(
+        "categorical", description="categorical: emotion classes; dimensional: arousal/valence/dominance ratings"
+    )
     data: DataConfig = Field(default_factory=lambda: DataConfig())
     features: FeatureConfig = Field(default_factory=lambda: FeatureConfig())
     model: ModelConfig = Field(default_factory=lambda: ModelConfig())
@@ -291,8 +339,23 @@ class ExperimentConfig(Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> ExperimentConfig:
+        if self.task == "dimensional":
+            t = self.training
+            used = {
+                "training.sampling": t.sampling != "none",
+                "training.class_weighted_loss": t.class_weighted_loss,
+                "training.label_smoothing": t.label_smoothing > 0,
+                "training.distill": t.distill is not None,
+            }
+            for key, why in CATEGORICAL_ONLY.items():
+                if used[key]:
+                    raise ValueError(f"{key} cannot be used with task: dimensional ({why})")
         self.model.family.check_config(self)  # ValueError: what this family cannot do with this config
         return self
+
+    @property
+    def dimensional(self) -> bool:
+        return self.task == "dimensional"
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")

@@ -78,6 +78,10 @@ def _print_metrics(run: Path) -> None:
     metrics = [rd.metrics(c) for c in rd.metrics_corpora()]
     if not metrics:
         return
+    loaded = [(p, json.loads(p.read_text())) for p in metrics]
+    if any(m.get("task") == "dimensional" for _, m in loaded):
+        console.print(_dimensional_table(str(run), loaded))
+        return
     table = Table(title=f"{run}")
     for col in ("corpus", "split", "n", "accuracy [95% CI]", "UAR [95% CI]", "macro-F1", "leaky"):
         table.add_column(col)
@@ -87,12 +91,36 @@ def _print_metrics(run: Path) -> None:
             return f"{m[key]:.3f} n/a ({m.get('speakers', '?')} speakers)"
         return f"{m[key]:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"
 
-    for p in metrics:
-        m = json.loads(p.read_text())
+    for p, m in loaded:
         leaky = "[red]LEAKY[/]" if m.get("leaky") else "no"
         table.add_row(p.stem, m.get("split", ""), str(m["n"]), fmt(m, "accuracy"), fmt(m, "uar"),
                       f"{m['macro_f1']:.3f}", leaky)
     console.print(table)
+
+
+def _dimensional_table(title: str, loaded: list[tuple[Path, dict]]):  # type: ignore[no-untyped-def,type-arg]
+    """CCC per target (and their mean) with the speaker-bootstrap CI, or ``n/a (k speakers)`` below 5."""
+    from rich.table import Table
+
+    targets = list(next(m for _, m in loaded if m.get("task") == "dimensional")["targets"])
+    table = Table(title=title)
+    for col in ("corpus", "split", "n", "CCC [95% CI]", *[f"{t} CCC" for t in targets], "leaky"):
+        table.add_column(col)
+
+    def fmt(value: float | None, ci: list[float] | None, m: dict) -> str:  # type: ignore[type-arg]
+        if value is None:
+            return "no ratings" if not m.get("ratings", True) else "n/a"
+        if not ci:
+            return f"{value:.3f} n/a ({m.get('speakers', '?')} speakers)"
+        return f"{value:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"
+
+    for p, m in loaded:
+        per = m.get("per_target") or {}
+        cells = [fmt((per.get(t) or {}).get("ccc"), ((per.get(t) or {}).get("ci95") or {}).get("ccc"), m) for t in targets]
+        leaky = "[red]LEAKY[/]" if m.get("leaky") else "no"
+        table.add_row(p.stem, m.get("split", ""), str(m.get("n", "")),
+                      fmt(m.get("ccc"), (m.get("ci95") or {}).get("ccc"), m), *cells, leaky)
+    return table
 
 
 @app.command()

@@ -7,7 +7,7 @@
     RUN/log.csv                one row per epoch
     RUN/metrics/<corpus>.json  accuracy, uar, macro_f1, n, labels, per_class_recall, confusion, ci95, leaky
     RUN/predictions/<corpus>.csv
-    RUN/plots/confusion_<corpus>.png, RUN/plots/curves.png
+    RUN/plots/confusion_<corpus>.png, RUN/plots/curves.png, RUN/plots/<corpus>_scatter.png (dimensional)
     RUN/audit/<corpus>.json, <corpus>.md, <corpus>_<grouping>_bars.png, <corpus>_<grouping>_confusion.png
     RUN/compare/<other run>_<corpus>.json
     RUN/teacher_logits/<key>.npy   a teacher's logits for a student's training items (distillation)
@@ -118,6 +118,10 @@ class RunDir:
 
     def confusion_plot(self, corpus: str) -> Path:
         return self.plots_dir / f"confusion_{corpus}.png"
+
+    def scatter_plot(self, corpus: str) -> Path:
+        """A dimensional run's predicted-against-true scatter, one panel per target."""
+        return self.plots_dir / f"{corpus}_scatter.png"
 
     @property
     def curves_plot(self) -> Path:

@@ -34,6 +34,7 @@ from emoshift.corpora import _scanning
 from emoshift.corpora.base import CorpusError, Scan, Skipped, Utterance, make_meta
 
 NAME = "iemocap"
+RATING_SCALE: tuple[float, float] = (1.0, 5.0)  # valence, arousal, dominance: mean of raters, 1-5
 
 LABEL_MAP: dict[str, str] = {
     "neu": "neutral",

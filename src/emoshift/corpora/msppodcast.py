@@ -33,6 +33,7 @@ from emoshift.corpora import _scanning
 from emoshift.corpora.base import CorpusError, Scan, Skipped, Utterance, is_unknown_speaker, unknown_speaker
 
 NAME = "msp-podcast"
+RATING_SCALE: tuple[float, float] = (1.0, 7.0)  # EmoAct, EmoVal, EmoDom: mean of raters, 1-7
 
 LABEL_MAP: dict[str, str] = {
     "A": "angry",

@@ -83,6 +83,15 @@ def mixup(
     return lam * x + (1 - lam) * x[perm], lam * soft + (1 - lam) * soft[perm]
 
 
+def mixup_values(
+    x: torch.Tensor, y: torch.Tensor, alpha: float, gen: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mixup of inputs and real-valued targets ``(B, T)`` (dimensional ratings): the same blend of both."""
+    lam = float(torch.distributions.Beta(alpha, alpha).sample().item()) if alpha > 0 else 1.0
+    perm = torch.randperm(x.shape[0], generator=gen).to(x.device)
+    return lam * x + (1 - lam) * x[perm], lam * y + (1 - lam) * y[perm]
+
+
 def augment_spectrograms(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator) -> torch.Tensor:
     x = channel_augment(x, cfg, gen)
     if cfg.specaugment:

@@ -1,6 +1,6 @@
 """Datasets, samplers and the Lightning DataModule.
 
-Items are plain records (utterance, label index, corpus index). The DataModule does its I/O in ``setup()``:
+Items are plain records (utterance, label index, corpus index, and the ratings of a dimensional run). The DataModule does its I/O in ``setup()``:
 nothing in ``__init__`` touches the disk. Randomness (crops, sampling order) derives from (seed, epoch), so an
 interrupted run that resumes at epoch k sees exactly the batches an uninterrupted run would.
 """
@@ -26,6 +26,7 @@ class Item:
     utt: Utterance
     label: int
     corpus: int  # index into the list of training corpora
+    target: tuple[float, ...] | None = None  # task dimensional: the rescaled ratings, in data.targets order
 
 
 # ------------------------------------------------------------------------------------------------ datasets

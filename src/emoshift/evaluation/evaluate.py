@@ -10,6 +10,9 @@ predictions are pooled (each speaker scored once, by a model that never saw it; 
 on any other corpus the fold ensemble predicts (mean probability). Either way the metrics are those of the
 pooled predictions, plus ``folds`` (each fold's ``fold, n, speakers, accuracy, uar, macro_f1``),
 ``fold_mean`` and ``fold_sd`` (sample standard deviation over folds; null with one fold).
+
+A dimensional run (model.json ``task: dimensional``) is scored the same way with regression metrics (CCC per
+target): :mod:`emoshift.evaluation.dimensional`.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from emoshift.evaluation.inference import (
     softmax,
 )
 from emoshift.models.ensemble import Ensemble
+from emoshift.models.families import is_dimensional
 from emoshift.models.weights import load_model
 
 FOLD_METRICS: tuple[str, ...] = ("accuracy", "uar", "macro_f1")
@@ -62,7 +66,7 @@ def test_utterances(run: RunDir, name: str, sc: Scan, info: dict[str, Any]) -> t
 
 def scan_for_run(cfg: ExperimentConfig, info: dict[str, Any], name: str, root: str, *, progress: bool) -> Scan:
     """Scan a corpus (folder or manifest table) with the run's data options and label policy."""
-    labels = str(info.get("label_policy") or cfg.data.labels)
+    labels = "native" if is_dimensional(info) else str(info.get("label_policy") or cfg.data.labels)
     return scan_source(name, root, labels, **cfg.data.scan_options(), progress=progress)
 
 
@@ -119,6 +123,11 @@ def evaluate_run(
     for raw_name, root in corpora.items():
         name = resolve_name(raw_name, root)
         sc = (scans or {}).get(name) or scan_for_run(cfg, info, name, root, progress=progress)
+        if is_dimensional(info):  # ratings, not classes: emoshift.evaluation.dimensional
+            from emoshift.evaluation.dimensional import evaluate_dimensional
+
+            results[name] = evaluate_dimensional(ctx, name, root, sc)
+            continue
         if isinstance(model, Ensemble) and name in info.get("train_corpora", []):
             scored, outside = _out_of_fold(ctx, model, name, sc)
         else:

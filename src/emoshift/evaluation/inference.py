@@ -3,7 +3,8 @@
 The saved model's family (:func:`emoshift.models.families.family_for_info`) says how its inputs are read and
 batched: spectrogram models see the centred 3-second crop (``features.crop_s``) of the cached log-mel; waveform
 models see up to ``MAX_SECONDS`` of audio (centred), batched by length so little is padded. A fold ensemble (:class:`emoshift.models.ensemble.Ensemble`) predicts
-the mean of its members' probabilities; its logits are the log of that mean (``softmax`` gives it back).
+the mean of its members' probabilities; its logits are the log of that mean (``softmax`` gives it back). A
+dimensional model's "logits" are its outputs ``(N, T)`` on the run's ``target_range``; an ensemble's, their mean.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from emoshift.core.progress import progress as progress_bar
 from emoshift.corpora.base import Skipped, Utterance
 from emoshift.features.logmel import FeatureConfig
 from emoshift.models.ensemble import Ensemble
-from emoshift.models.families import MAX_SECONDS, family_for_info
+from emoshift.models.families import MAX_SECONDS, family_for_info, is_dimensional, num_outputs
 
 __all__ = [
     "MAX_SECONDS",
@@ -54,6 +55,8 @@ def logits_for_utterances(
         kept, mean, _, skipped = ensemble_probabilities(
             model, utterances, cache_dir=cache_dir, batch_size=batch_size, device=device, progress=progress, desc=desc
         )
+        if is_dimensional(info):  # the mean of the members' outputs is the ensemble's output
+            return kept, mean, skipped
         with np.errstate(divide="ignore"):  # a label no member predicts: probability 0, logit -inf
             return kept, np.log(mean), skipped
     device = device or default_device()
@@ -83,7 +86,9 @@ def ensemble_probabilities(
     progress: bool = False,
     desc: str = "predicting",
 ) -> tuple[list[Utterance], np.ndarray, list[np.ndarray], list[Skipped]]:
-    """(utterances every member could read, mean probability ``(N, C)``, each member's ``(N, C)``, skipped)."""
+    """(utterances every member could read, mean probability ``(N, C)``, each member's ``(N, C)``, skipped).
+
+    A dimensional ensemble's members give outputs ``(N, T)``, averaged as they are (no softmax)."""
     per_member: list[dict[str, np.ndarray]] = []
     skipped: dict[str, Skipped] = {}
     for i, (model, info) in enumerate(ensemble.members):
@@ -91,11 +96,12 @@ def ensemble_probabilities(
             model, info, utterances, cache_dir=cache_dir, batch_size=batch_size, device=device,
             progress=progress, desc=f"{desc} (fold {i})",
         )
-        per_member.append({u.id: row for u, row in zip(kept, softmax(logits), strict=True)})
+        values = logits if is_dimensional(info) else softmax(logits)
+        per_member.append({u.id: row for u, row in zip(kept, values, strict=True)})
         skipped.update({s.path: s for s in bad})
     common = [u for u in utterances if all(u.id in m for m in per_member)]
     members = [np.stack([m[u.id] for u in common]) if common else np.zeros((0, 0)) for m in per_member]
-    mean = np.mean(members, axis=0) if common else np.zeros((0, len(ensemble.members[0][1]["labels"])))
+    mean = np.mean(members, axis=0) if common else np.zeros((0, num_outputs(ensemble.members[0][1])))
     return common, mean, members, list(skipped.values())
 
 
@@ -114,14 +120,17 @@ def prepare_waveform(wave: np.ndarray, sr: int, info: dict[str, Any]) -> torch.T
 @torch.no_grad()
 def predict_waveform(model: Any, info: dict[str, Any], wave: np.ndarray, sr: int) -> dict[str, float]:
     """Class probabilities for one waveform (any sample rate, mono or (S, channels)); an ensemble averages its
-    members' probabilities."""
+    members' probabilities. A dimensional model gives ``{target: value}`` on its ``target_range``."""
+    names = info["targets"] if is_dimensional(info) else info["labels"]
     if isinstance(model, Ensemble):
         each = [predict_waveform(m, m_info, wave, sr) for m, m_info in model.members]
-        return {lab: float(np.mean([p[lab] for p in each])) for lab in info["labels"]}
+        return {lab: float(np.mean([p[lab] for p in each])) for lab in names}
     x = prepare_waveform(wave, sr, info)
     if isinstance(model, nn.Module):
         x = x.to(next(model.parameters()).device)
     logits = family_for_info(info).predict(model, x)  # (1, C)
+    if is_dimensional(info):
+        return {t: float(v) for t, v in zip(names, logits[0].double().cpu().numpy(), strict=True)}
     probs = torch.softmax(logits.double(), dim=-1)[0].cpu().numpy()
     return {lab: float(p) for lab, p in zip(info["labels"], probs, strict=True)}
 

@@ -39,6 +39,9 @@ def _metrics(rd: RunDir) -> list[dict[str, Any]]:
     out = []
     for corpus in rd.metrics_corpora():
         m = _json(rd.metrics(corpus))
+        if m.get("task") == "dimensional":
+            out.append(_dimensional_metrics(m, corpus))
+            continue
         ci = m.get("ci95") or {}  # null below 5 test speakers, with ci95_reason
         out.append({
             "corpus": m.get("corpus", corpus), "split": m.get("split"), "n": m.get("n"),
@@ -47,6 +50,21 @@ def _metrics(rd: RunDir) -> list[dict[str, Any]]:
                for k in ("uar", "accuracy", "macro_f1")},
         })
     return out
+
+
+def _dimensional_metrics(m: dict[str, Any], corpus: str) -> dict[str, Any]:
+    """CCC (mean over targets) and each target's CCC, with their intervals (null below 5 speakers)."""
+    per = m.get("per_target") or {}
+    row: dict[str, Any] = {
+        "corpus": m.get("corpus", corpus), "split": m.get("split"), "n": m.get("n"), "speakers": m.get("speakers"),
+        "leaky": m.get("leaky"), "ci95_reason": m.get("ci95_reason"), "ratings": m.get("ratings", True),
+        "ccc": {"value": m.get("ccc"), "ci95": (m.get("ci95") or {}).get("ccc"), "speakers": m.get("speakers")},
+    }
+    for t in m.get("targets", []):
+        entry = per.get(t) or {}
+        row[f"{t}_ccc"] = {"value": entry.get("ccc"), "ci95": (entry.get("ci95") or {}).get("ccc"),
+                           "speakers": m.get("speakers")}
+    return row
 
 
 def _fairness(rd: RunDir) -> list[dict[str, Any]]:
@@ -68,7 +86,9 @@ def model_summary(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
     rd = RunDir.of(run_dir)
     info, done = rd.info(), rd.done_info()
     return {
+        "task": info.get("task", "categorical"),
         "labels": info["labels"],
+        **({"targets": info["targets"], "target_range": info["target_range"]} if "targets" in info else {}),
         "family": {"model": info["model"], "input_kind": info["input_kind"], "architecture": info.get("architecture")},
         "training_data": _training_data(rd, info),
         "protocol": {
@@ -91,11 +111,34 @@ def model_summary(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
 def _fmt(metric: dict[str, Any]) -> str:
     v, ci = metric.get("value"), metric.get("ci95")
     if v is None:
-        return "–"
+        return "no ratings" if metric.get("ratings") is False else "–"
     if ci:
         return f"{v:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"
     speakers = metric.get("speakers")
     return f"{v:.3f} n/a ({speakers} speakers)" if speakers is not None else f"{v:.3f}"
+
+
+def _categorical_results(s: dict[str, Any]) -> list[str]:
+    lines = ["| corpus | split | n | speakers | UAR | accuracy | macro-F1 |", "| --- | --- | ---: | ---: | --- | --- | --- |"]
+    for m in s["metrics"]:
+        split = f"{m['split']}{' (LEAKY)' if m['leaky'] else ''}"
+        lines.append(f"| {m['corpus']} | {split} | {m['n']} | {m['speakers']} | {_fmt(m['uar'])} | "
+                     f"{_fmt(m['accuracy'])} | {_fmt(m['macro_f1'])} |")
+    return lines
+
+
+def _dimensional_results(s: dict[str, Any]) -> list[str]:
+    """Concordance correlation (CCC) per target and its mean over targets."""
+    targets = s["targets"]
+    lines = ["CCC: Lin's concordance correlation coefficient (1 = predictions equal the ratings, 0 = no agreement).", "",
+             "| corpus | split | n | speakers | CCC (mean) | " + " | ".join(f"{t} CCC" for t in targets) + " |",
+             "| --- | --- | ---: | ---: | --- | " + " | ".join("---" for _ in targets) + " |"]
+    for m in s["metrics"]:
+        split = f"{m['split']}{' (LEAKY)' if m['leaky'] else ''}"
+        cells = " | ".join(_fmt({**m.get(f"{t}_ccc", {}), "ratings": m.get("ratings")}) for t in targets)
+        lines.append(f"| {m['corpus']} | {split} | {m['n']} | {m['speakers']} | "
+                     f"{_fmt({**m.get('ccc', {}), 'ratings': m.get('ratings')})} | {cells} |")
+    return lines
 
 
 def render_model_card(run_dir: str | os.PathLike[str]) -> str:
@@ -103,13 +146,20 @@ def render_model_card(run_dir: str | os.PathLike[str]) -> str:
     run = Path(run_dir)
     fam, prot = s["family"], s["protocol"]
     corpora = [d["corpus"] for d in s["training_data"]]
+    dimensional = s["task"] == "dimensional"
+    if dimensional:
+        lo, hi = s["target_range"]
+        outputs = f"- Outputs ({len(s['targets'])}): {', '.join(s['targets'])}, each on [{lo:g}, {hi:g}] (dimensional)"
+    else:
+        outputs = f"- Labels ({len(s['labels'])}): {', '.join(s['labels'])}"
     lines = ["---", "library_name: emoshift", "pipeline_tag: audio-classification",
              "tags: [speech-emotion-recognition, audio-classification, onnx]",
-             f"datasets: [{', '.join(corpora)}]", "metrics: [uar, accuracy, macro_f1]", "---", "",
+             f"datasets: [{', '.join(corpora)}]",
+             "metrics: [ccc, pearson, mae]" if dimensional else "metrics: [uar, accuracy, macro_f1]", "---", "",
              f"# {run.name}: speech emotion recognition ({fam['model']})", "",
              "## Model details", "",
              f"- Architecture: {fam['architecture'] or fam['model']} (input: {fam['input_kind']})",
-             f"- Labels ({len(s['labels'])}): {', '.join(s['labels'])}",
+             outputs,
              f"- Input: 16 kHz mono audio; the model's window is {s['window_s']:g} s (longer audio is scored in windows)",
              "- Trained with emoshift (Lightning); weights in model.safetensors, ONNX graph in model.onnx when exported",
              "", "## Training data", "", "| corpus | train | val | test | speakers (train/val/test) |",
@@ -128,11 +178,7 @@ def render_model_card(run_dir: str | os.PathLike[str]) -> str:
     lines += ["", "## Results", "",
               "95% confidence intervals: percentile bootstrap over speakers. `test` = held-out speakers of a training "
               "corpus; `all` = every utterance of a corpus not trained on (cross-corpus).", "",
-              "| corpus | split | n | speakers | UAR | accuracy | macro-F1 |", "| --- | --- | ---: | ---: | --- | --- | --- |"]
-    for m in s["metrics"]:
-        split = f"{m['split']}{' (LEAKY)' if m['leaky'] else ''}"
-        lines.append(f"| {m['corpus']} | {split} | {m['n']} | {m['speakers']} | {_fmt(m['uar'])} | "
-                     f"{_fmt(m['accuracy'])} | {_fmt(m['macro_f1'])} |")
+              *(_dimensional_results(s) if dimensional else _categorical_results(s))]
     lines += ["", "## Fairness", ""]
     if s["fairness"]:
         for f in s["fairness"]:
@@ -160,11 +206,13 @@ def render_model_card(run_dir: str | os.PathLike[str]) -> str:
               "labels = json.loads(sess.get_modelmeta().custom_metadata_map['labels'])",
               "wave, sr = sf.read('speech.wav', dtype='float32', always_2d=True)",
               "wave = soxr.resample(wave.mean(axis=1), sr, 16000).astype(np.float32)[None]  # (1, S)"]
-    if fam["input_kind"] == "waveform":
-        lines.append("probs = sess.run(['probabilities'], {'waveform': wave, 'mask': np.ones(wave.shape, np.int64)})[0][0]")
+    feed = "{'waveform': wave, 'mask': np.ones(wave.shape, np.int64)}" if fam["input_kind"] == "waveform" else "{'waveform': wave}"
+    if dimensional:
+        lines += [f"values = sess.run(None, {feed})[0][0]  # {', '.join(s['targets'])}",
+                  f"print(dict(zip({s['targets']!r}, values.round(3))))", "```", ""]
     else:
-        lines.append("probs = sess.run(['probabilities'], {'waveform': wave})[0][0]")
-    lines += ["print(labels[int(probs.argmax())], dict(zip(labels, probs.round(3))))", "```", ""]
+        lines += [f"probs = sess.run(['probabilities'], {feed})[0][0]",
+                  "print(labels[int(probs.argmax())], dict(zip(labels, probs.round(3))))", "```", ""]
     return "\n".join(lines)
 
 

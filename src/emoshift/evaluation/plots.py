@@ -1,4 +1,4 @@
-"""Figures: confusion matrices, training curves, cross-corpus heatmaps and per-group bars with CIs.
+"""Figures: confusion matrices, training curves, predicted-against-true scatters (dimensional), cross-corpus heatmaps and per-group bars with CIs.
 
 matplotlib with the non-interactive Agg backend (no display needed). Every figure is written to a temporary
 file and renamed into place, then closed, so a crash never leaves half a PNG and long runs do not leak figures.
@@ -133,7 +133,7 @@ def plot_confusions(
 # --------------------------------------------------------------------------------------------------------
 
 LOSS_COLUMNS: tuple[str, ...] = ("train_loss", "val_loss")
-SCORE_COLUMNS: tuple[str, ...] = ("val_uar", "val_accuracy")
+SCORE_COLUMNS: tuple[str, ...] = ("val_uar", "val_accuracy", "val_ccc")
 
 
 def _read_log(log: str | os.PathLike[str] | Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
@@ -168,7 +168,7 @@ def plot_curves(
     log: str | os.PathLike[str] | Iterable[Mapping[str, Any]], path: str | os.PathLike[str]
 ) -> Path:
     """Training curves from a CSV log (column ``epoch`` and any of train_loss, val_loss, val_uar,
-    val_accuracy) or from the same rows as dicts: losses on the left, validation scores on the right."""
+    val_accuracy, val_ccc) or from the same rows as dicts: losses on the left, validation scores on the right."""
     rows = _read_log(log)
     panels = []
     for columns, ylabel in ((LOSS_COLUMNS, "loss"), (SCORE_COLUMNS, "score")):
@@ -184,10 +184,50 @@ def plot_curves(
                 ax.plot(epochs, values, marker="o" if len(epochs) < 30 else None, markersize=3, label=column)
             ax.set_xlabel("epoch")
             ax.set_ylabel(ylabel)
-            if ylabel == "score":
-                ax.set_ylim(0.0, 1.0)
+            if ylabel == "score":  # CCC (dimensional) may dip below 0
+                ax.set_ylim(min(0.0, *(min(v) for _, v in lines.values())), 1.0)
             ax.grid(alpha=0.3)
             ax.legend()
+        fig.tight_layout()
+    return Path(path)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Dimensional emotion: predicted against true
+# --------------------------------------------------------------------------------------------------------
+
+
+def plot_scatter(
+    true: Mapping[str, Sequence[float]],
+    pred: Mapping[str, Sequence[float]],
+    path: str | os.PathLike[str],
+    *,
+    value_range: tuple[float, float],
+    scores: Mapping[str, float | None] | None = None,
+    title: str = "",
+) -> Path:
+    """One panel per target: predicted (y) against true (x) on ``value_range``, the identity line dashed, the
+    target's CCC in the panel title when ``scores`` has it."""
+    targets = list(pred)
+    if not targets:
+        raise ValueError("plot_scatter needs at least one target")
+    lo, hi = value_range
+    pad = 0.05 * (hi - lo)
+    with _figure(path, 1, len(targets), figsize=(3.8 * len(targets), 3.8), squeeze=False) as (fig, axes):
+        for ax, t in zip(axes[0], targets, strict=True):
+            x, y = np.asarray(true[t], dtype=np.float64), np.asarray(pred[t], dtype=np.float64)
+            ax.scatter(x, y, s=8, alpha=0.5, edgecolors="none")
+            ax.plot([lo, hi], [lo, hi], "k--", linewidth=0.8)
+            ax.set_xlim(lo - pad, hi + pad)
+            ax.set_ylim(min(lo, float(y.min(initial=lo))) - pad, max(hi, float(y.max(initial=hi))) + pad)
+            ax.set_aspect("equal", adjustable="box")
+            score = (scores or {}).get(t)
+            ax.set_title(f"{t}" + (f" (CCC {score:.3f})" if score is not None else ""))
+            ax.set_xlabel(f"true {t}")
+            ax.set_ylabel(f"predicted {t}")
+            ax.grid(alpha=0.3)
+        if title:
+            fig.suptitle(title)
         fig.tight_layout()
     return Path(path)
 

@@ -112,12 +112,13 @@ def get_builder(name: str) -> Callable[..., Any]:
 
 
 def get_model(name: str, *, num_labels: int, **cfg: Any) -> Any:
-    """Build registered model ``name`` with a fresh head of ``num_labels`` classes (an ``nn.Module``, or the
+    """Build registered model ``name`` with a fresh head of ``num_labels`` outputs (classes, or the targets of a
+    dimensional run: one is enough there) (an ``nn.Module``, or the
     acoustic family's :class:`~emoshift.models.families.acoustic.AcousticModel` for ``egemaps``/``compare``).
 
     ``cfg`` holds the builder's keyword arguments (e.g. ``pretrained``, ``dropout``); an unknown one raises
     a TypeError naming it.
     """
-    if num_labels < 2:
-        raise ValueError(f"num_labels must be at least 2, got {num_labels}")
+    if num_labels < 1:
+        raise ValueError(f"num_labels must be at least 1, got {num_labels}")
     return get_builder(name)(num_labels=num_labels, **cfg)

@@ -1,11 +1,14 @@
-"""Acoustic baselines: openSMILE functionals + a scikit-learn linear head (``svm`` or ``logreg``).
+"""Acoustic baselines: openSMILE functionals + a scikit-learn linear head (``svm``, ``logreg``, or ``ridge``
+for dimensional ratings).
 
 The yardstick every deep model should beat: eGeMAPS (88 functionals) or ComParE (6,373) per utterance
 (:mod:`emoshift.features.functionals`), standardised on the training speakers, then
 
 - ``svm``: ``LinearSVC(class_weight="balanced")`` inside ``CalibratedClassifierCV(method="sigmoid")``, the
   calibration folds grouped by speaker (Platt scaling is fitted on speakers the SVM did not see);
-- ``logreg``: multinomial ``LogisticRegression(class_weight="balanced")``.
+- ``logreg``: multinomial ``LogisticRegression(class_weight="balanced")``;
+- ``ridge`` (dimensional emotion): ``Ridge(alpha)`` regressing every target at once; its ``coef_`` ``(T, D)``
+  and ``intercept_`` ``(T,)`` are stored, so :meth:`AcousticBaseline.predict_values` equals ``Ridge.predict``.
 
 Standardisation is ``global`` (``StandardScaler`` fitted on the training features) or ``speaker`` (each
 speaker's features z-scored with that speaker's own mean and std, the standard cross-corpus trick: it removes
@@ -52,12 +55,15 @@ class HeadConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    head: Literal["svm", "logreg"] = Field(default="svm", description="svm: calibrated LinearSVC; logreg")
+    head: Literal["svm", "logreg", "ridge"] = Field(
+        default="svm", description="svm: calibrated LinearSVC; logreg; ridge: Ridge regression (dimensional)"
+    )
     normalise: Literal["global", "speaker"] = Field(
         default="global",
         description="global: StandardScaler on training speakers; speaker: per-speaker z-score",
     )
     C: float = Field(default=1.0, gt=0, description="inverse regularisation strength")
+    alpha: float = Field(default=1.0, gt=0, description="ridge: L2 regularisation strength")
     max_iter: int = Field(default=10_000, ge=10)
     calibration_folds: int = Field(default=3, ge=2, description="svm: speaker-grouped Platt-scaling folds")
     seed: int = 0
@@ -107,6 +113,8 @@ class AcousticBaseline:
         spk = np.asarray([str(s) for s in speakers])
         if len(y_arr) != len(x) or len(spk) != len(x):
             raise AcousticError(f"X has {len(x)} rows but y has {len(y_arr)} and speakers {len(spk)}")
+        if self.config.head == "ridge":
+            raise AcousticError("the ridge head regresses ratings: use fit_values")
         self.classes = sorted(set(y_arr.tolist()))
         if len(self.classes) < 2:
             raise AcousticError(f"a classifier needs at least two labels in training, got {self.classes}")
@@ -130,6 +138,40 @@ class AcousticBaseline:
             "converged": not any(issubclass(w.category, ConvergenceWarning) for w in caught),
         }
         return self
+
+    def fit_values(
+        self, X: np.ndarray, Y: np.ndarray, speakers: Sequence[str], *, targets: Sequence[str]
+    ) -> AcousticBaseline:
+        """The ``ridge`` head: Ridge regression of ``Y`` ``(N, T)`` (dimensional ratings, ``targets`` in column
+        order) on the standardised functionals; :meth:`predict_values` gives ``(N, T)`` back."""
+        from sklearn.linear_model import Ridge
+        from sklearn.preprocessing import StandardScaler
+
+        if self.config.head != "ridge":
+            raise AcousticError(f"fit_values needs the ridge head, not {self.config.head!r}")
+        x = _check_matrix(X)
+        y = np.asarray(Y, dtype=np.float64)
+        if y.shape != (len(x), len(targets)) or not np.all(np.isfinite(y)):
+            raise AcousticError(f"Y must be a finite ({len(x)}, {len(targets)}) matrix of ratings")
+        spk = [str(v) for v in speakers]
+        if len(spk) != len(x):
+            raise AcousticError(f"X has {len(x)} rows but speakers has {len(spk)}")
+        self.labels = self.classes = list(targets)
+        scaler = StandardScaler().fit(x)
+        self._params = _Params(mean=scaler.mean_.astype(np.float64), scale=scaler.scale_.astype(np.float64))
+        est = Ridge(alpha=self.config.alpha).fit(self.standardise(x, spk), y)
+        self._params.arrays["ridge.coef"] = np.atleast_2d(np.asarray(est.coef_, dtype=np.float64))  # (T, D)
+        self._params.arrays["ridge.intercept"] = np.atleast_1d(np.asarray(est.intercept_, dtype=np.float64))
+        self._estimator = est
+        self.fit_info = {"n": len(x), "speakers": len(set(spk)), "converged": True}
+        return self
+
+    def predict_values(self, X: np.ndarray, speakers: Sequence[str] | None = None) -> np.ndarray:
+        """The ridge head's outputs ``(N, T)`` (float64), columns in ``self.labels`` (target) order."""
+        if self.config.head != "ridge":
+            raise AcousticError(f"predict_values needs the ridge head, not {self.config.head!r}")
+        arr = self._require().arrays
+        return self.standardise(X, speakers) @ arr["ridge.coef"].T + arr["ridge.intercept"]  # type: ignore[no-any-return]
 
     def _fit_svm(self, z: np.ndarray, y: np.ndarray, spk: np.ndarray) -> None:
         from sklearn.calibration import CalibratedClassifierCV
@@ -191,6 +233,8 @@ class AcousticBaseline:
 
     def predict_proba(self, X: np.ndarray, speakers: Sequence[str] | None = None) -> np.ndarray:
         """``(N, len(labels))`` probabilities, columns in ``self.labels`` order."""
+        if self.config.head == "ridge":
+            raise AcousticError("a ridge head predicts values (predict_values), not class probabilities")
         z = self.standardise(X, speakers)
         proba = self._svm_proba(z) if self.config.head == "svm" else self._logreg_proba(z)  # (N, C)
         assert self.labels is not None

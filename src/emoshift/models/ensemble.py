@@ -1,4 +1,5 @@
-"""A fold ensemble: the models of a speaker cross-validation's fold runs, predicting by mean probability.
+"""A fold ensemble: the models of a speaker cross-validation's fold runs, predicting by mean probability
+(a dimensional ensemble: the mean of its members' outputs).
 
 ``RUN/model.json`` of a pooled cross-validation run lists its members (``"members": ["folds/0", ...]``, paths
 relative to RUN); :func:`emoshift.models.weights.load_model` loads each member as the normal run it is and
@@ -53,9 +54,13 @@ def member_paths(run_path: Path, info: dict[str, Any]) -> list[Path]:
 
 
 def check_members(run_path: Path, info: dict[str, Any], infos: list[dict[str, Any]]) -> None:
-    """Every member must predict the ensemble's labels, in its order, and not be an ensemble itself."""
+    """Every member must predict the ensemble's labels (or targets, on the same range), in its order, and not
+    be an ensemble itself."""
     for path, member in zip(member_paths(run_path, info), infos, strict=True):
         if member.get("members"):
             raise RunError(f"{path}: a fold ensemble's member cannot be an ensemble itself")
         if list(member.get("labels", [])) != list(info.get("labels", [])):
             raise RunError(f"{path}: its labels {member.get('labels')} differ from the ensemble's {info.get('labels')}")
+        for key in ("task", "targets", "target_range"):
+            if member.get(key) != info.get(key):
+                raise RunError(f"{path}: its {key} {member.get(key)} differs from the ensemble's {info.get(key)}")

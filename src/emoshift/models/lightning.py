@@ -1,7 +1,8 @@
 """The Lightning fit that the neural model families share (:class:`emoshift.models.families.NeuralFamily`).
 
 ``fit_lightning`` builds the DataModule from the family's datasets, the EmotionModule around the family's
-training net, and a Trainer whose callbacks write ``RUN/log.csv`` and keep the best weights by validation UAR;
+training net, and a Trainer whose callbacks write ``RUN/log.csv`` and keep the best weights by validation UAR (``val_ccc``, the mean CCC over
+targets, for a dimensional run);
 it resumes from ``RUN/checkpoints/last.ckpt`` when one exists and returns the model with the best weights.
 """
 
@@ -66,6 +67,7 @@ def fit_lightning(
         family=family,
         class_weights=weights,
         teacher_logits=data.teacher_logits,
+        **(regression_targets(cfg.data.targets, data) if cfg.task == "dimensional" else {}),
     )
     trainer = build_trainer(cfg, run, progress=progress, loggers=loggers)
     trainer.callbacks.extend(callbacks)
@@ -82,6 +84,28 @@ def fit_lightning(
     return Fitted(model, trainer.current_epoch)
 
 
+def regression_targets(targets: Sequence[str], data: FitData) -> dict[str, Any]:
+    """The EmotionModule's dimensional arguments: target names and the items' ratings ``(N, T)``."""
+
+    def ratings(items: list[Item]) -> torch.Tensor:
+        return torch.tensor([it.target for it in items], dtype=torch.float32).reshape(len(items), len(targets))
+
+    return {"targets": list(targets), "train_targets": ratings(data.train), "val_targets": ratings(data.val)}
+
+
+def monitored(cfg: ExperimentConfig) -> str:
+    """The validation score that keeps the best weights and stops early: ``val_ccc`` (dimensional) or ``val_uar``."""
+    return "val_ccc" if cfg.task == "dimensional" else "val_uar"
+
+
+def log_columns(cfg: ExperimentConfig) -> list[str]:
+    """RUN/log.csv's columns: categorical ones, or val_ccc and each target's for a dimensional run."""
+    if cfg.task != "dimensional":
+        return LOG_COLUMNS
+    scores = ["val_ccc", *[f"val_ccc_{t}" for t in cfg.data.targets]]
+    return ["epoch", "train_loss", "val_loss", *scores, "lr", "seconds"]
+
+
 class EpochLog(L.Callback):
     """Writes RUN/log.csv (one row per epoch, atomically) and keeps the best weights by validation UAR.
 
@@ -89,9 +113,13 @@ class EpochLog(L.Callback):
     off): ``epoch 2/4: train loss 1.515, val loss 1.471, val UAR 0.458, val acc 0.458 (2.1 s, ETA 0:04)``.
     """
 
-    def __init__(self, run: RunDir, *, echo: bool = False) -> None:
+    def __init__(
+        self, run: RunDir, *, echo: bool = False, monitor: str = "val_uar", columns: list[str] | None = None
+    ) -> None:
         self.run = run
         self.echo = echo
+        self.monitor = monitor
+        self.columns = list(columns or LOG_COLUMNS)
         self.best = -float("inf")
         self.t0 = time.time()
 
@@ -110,25 +138,17 @@ class EpochLog(L.Callback):
         if trainer.sanity_checking or trainer.global_rank != 0:
             return
         m = trainer.callback_metrics
-        uar = float(m.get("val_uar", float("nan")))
-        if uar > self.best:  # best weights by validation UAR, kept as safetensors
-            self.best = uar
+        score = float(m.get(self.monitor, float("nan")))
+        if score > self.best:  # best weights by validation UAR (CCC for dimensional), kept as safetensors
+            self.best = score
             save_weights(pl_module.model, self.run.best_weights)
         epoch = trainer.current_epoch
         rows = [r for r in (read_csv(self.run.log) if self.run.log.is_file() else []) if int(r["epoch"]) < epoch]
         lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else float("nan")
-        rows.append(
-            {
-                "epoch": epoch,
-                "train_loss": _fmt(m.get("train_loss")),
-                "val_loss": _fmt(m.get("val_loss")),
-                "val_uar": _fmt(m.get("val_uar")),
-                "val_accuracy": _fmt(m.get("val_accuracy")),
-                "lr": f"{lr:.6g}",
-                "seconds": f"{time.time() - self.t0:.2f}",
-            }
-        )
-        atomic_write_csv(self.run.log, LOG_COLUMNS, rows)
+        row = {c: _fmt(m.get(c)) for c in self.columns}
+        row.update({"epoch": epoch, "lr": f"{lr:.6g}", "seconds": f"{time.time() - self.t0:.2f}"})
+        rows.append(row)
+        atomic_write_csv(self.run.log, self.columns, rows)
         if self.echo:
             print(_epoch_line(rows, trainer.max_epochs), file=sys.stderr, flush=True)
 
@@ -139,8 +159,9 @@ def _epoch_line(rows: list[dict[str, Any]], max_epochs: int | None) -> str:
 
     row, total = rows[-1], max_epochs if max_epochs and max_epochs > 0 else None
     figures = [f"{name} {float(row[key]):.3f}" for name, key in (
-        ("train loss", "train_loss"), ("val loss", "val_loss"), ("val UAR", "val_uar"), ("val acc", "val_accuracy")
-    ) if row[key] != ""]
+        ("train loss", "train_loss"), ("val loss", "val_loss"), ("val UAR", "val_uar"), ("val acc", "val_accuracy"),
+        ("val CCC", "val_ccc"),
+    ) if row.get(key, "") != ""]
     seconds = [float(r["seconds"]) for r in rows if r.get("seconds")]
     took = f"{seconds[-1]:.1f} s" if seconds else ""
     if total is not None and seconds:
@@ -168,17 +189,22 @@ def build_trainer(cfg: ExperimentConfig, run: RunDir, *, progress: bool, loggers
         ModelCheckpoint(
             dirpath=run.checkpoints,
             filename="best",
-            monitor="val_uar",
+            monitor=monitored(cfg),
             mode="max",
             save_last=True,
             save_top_k=1,
             save_on_train_epoch_end=True,  # a checkpoint is a whole finished epoch: resume starts the next
         ),
-        EpochLog(run, echo=progress and cfg.trainer.progress and not is_terminal()),
+        EpochLog(
+            run,
+            echo=progress and cfg.trainer.progress and not is_terminal(),
+            monitor=monitored(cfg),
+            columns=log_columns(cfg),
+        ),
     ]
     if cfg.training.early_stopping_patience:
         callbacks.append(
-            EarlyStopping(monitor="val_uar", mode="max", patience=cfg.training.early_stopping_patience)
+            EarlyStopping(monitor=monitored(cfg), mode="max", patience=cfg.training.early_stopping_patience)
         )
     show = progress and cfg.trainer.progress and is_terminal()  # elsewhere: EpochLog's one line per epoch
     _quiet_lightning()

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from emoshift.data.augment import mixup
+from emoshift.data.augment import mixup, mixup_values
 from emoshift.models.families import NeuralFamily
 
 if TYPE_CHECKING:
@@ -43,6 +43,34 @@ def distillation_loss(
     return alpha * hard + (1.0 - alpha) * (t * t) * soft
 
 
+def batch_ccc(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """Lin's CCC of each column of ``pred`` against ``target`` ``(B, T)`` -> ``(T,)``, population moments (as
+    :func:`emoshift.evaluation.regression.ccc`); ``eps`` keeps a constant batch finite."""
+    mp, mt = pred.mean(0), target.mean(0)
+    vp, vt = pred.var(0, unbiased=False), target.var(0, unbiased=False)
+    cov = ((pred - mp) * (target - mt)).mean(0)
+    return 2 * cov / (vp + vt + (mp - mt) ** 2 + eps)
+
+
+def ccc_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """1 - CCC averaged over targets, on the batch ``(B, T)``: the standard loss for dimensional emotion."""
+    return 1.0 - batch_ccc(pred, target).mean()
+
+
+def regression_loss(kind: str, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """``training.loss``: ``ccc`` (1 - mean CCC) or ``mse``."""
+    return ccc_loss(pred, target) if kind == "ccc" else F.mse_loss(pred, target)
+
+
+def ccc_from_sums(s: torch.Tensor) -> torch.Tensor:
+    """CCC per target from ``(T, 6)`` sums (n, sum p, sum t, sum p^2, sum t^2, sum pt) -> ``(T,)``."""
+    n = s[:, 0].clamp_min(1)
+    mp, mt = s[:, 1] / n, s[:, 2] / n
+    vp, vt = s[:, 3] / n - mp * mp, s[:, 4] / n - mt * mt
+    cov = s[:, 5] / n - mp * mt
+    return 2 * cov / (vp + vt + (mp - mt) ** 2).clamp_min(1e-12)
+
+
 def uar_from_confusion(conf: torch.Tensor) -> float:
     """Unweighted average recall over classes present in the targets (rows = true)."""
     support = conf.sum(dim=1)
@@ -64,6 +92,9 @@ class EmotionModule(L.LightningModule):
         family: NeuralFamily,
         class_weights: torch.Tensor | None = None,
         teacher_logits: torch.Tensor | None = None,
+        targets: list[str] | None = None,
+        train_targets: torch.Tensor | None = None,
+        val_targets: torch.Tensor | None = None,
     ) -> None:
         super().__init__()
         self.model = model
@@ -82,6 +113,18 @@ class EmotionModule(L.LightningModule):
         self._val_loss: list[tuple[float, int]] = []
         self._train_loss: list[tuple[float, int]] = []
         self._stage: int | None = None
+        # task dimensional: ``targets`` names the outputs; (N_train, T) / (N_val, T) ratings indexed by item
+        self.targets = list(targets or [])
+        self.dimensional = bool(self.targets)
+        self.train_targets = train_targets
+        self.val_targets = val_targets
+        self._val_sums = torch.zeros(len(self.targets), 6, dtype=torch.float64)  # (T, 6), see ccc_from_sums
+        self._val_sq = 0.0
+
+    @property
+    def monitor(self) -> str:
+        """The validation score that selects weights (higher is better): ``val_ccc`` or ``val_uar``."""
+        return "val_ccc" if self.dimensional else "val_uar"
 
     # -- forward ------------------------------------------------------------------------------------
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -125,6 +168,8 @@ class EmotionModule(L.LightningModule):
         )
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        if self.dimensional:
+            return self._regression_step(batch)
         x, y = batch["x"], batch["y"]
         aug = self.cfg.augment
         x = self.family.augment(x, batch, aug, self.gen)
@@ -153,7 +198,48 @@ class EmotionModule(L.LightningModule):
         self.log("loss", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=int(y.shape[0]))
         return loss
 
+    def _regression_step(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        assert self.train_targets is not None  # set with targets by fit_lightning
+        y = self.train_targets.to(batch["x"].device)[batch["index"]]  # (B, T)
+        aug = self.cfg.augment
+        x = self.family.augment(batch["x"], batch, aug, self.gen)
+        if aug.mixup_alpha > 0 and self.family.mixup:
+            x, y = mixup_values(x, y, aug.mixup_alpha, self.gen)
+        pred = self.forward({**batch, "x": x}).float()  # (B, T)
+        loss = regression_loss(self.cfg.loss, pred, y)
+        self._train_loss.append((float(loss.detach()), int(y.shape[0])))
+        self.log("loss", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=int(y.shape[0]))
+        return loss
+
+    def _regression_validation(self, batch: dict[str, torch.Tensor]) -> None:
+        assert self.val_targets is not None
+        t = self.val_targets.to(batch["x"].device)[batch["index"]].double()  # (B, T)
+        p = self.forward(batch).double()  # (B, T)
+        sums = torch.stack([torch.full_like(p[0], p.shape[0]), p.sum(0), t.sum(0), (p * p).sum(0),
+                            (t * t).sum(0), (p * t).sum(0)], dim=1)  # (T, 6)
+        self._val_sums += sums.cpu()
+        self._val_sq += float(((p - t) ** 2).mean(1).sum())
+
+    def _log_regression_validation(self) -> None:
+        sums = self._val_sums.to(self.device)
+        sq = torch.tensor(self._val_sq, device=self.device, dtype=torch.float64)
+        if self.trainer.world_size > 1:  # DDP: sums of every rank's shard
+            sums = torch.as_tensor(self.all_gather(sums)).sum(0)
+            sq = torch.as_tensor(self.all_gather(sq)).sum()
+        per = ccc_from_sums(sums)  # (T,)
+        mean = float(per.mean())
+        n = float(sums[0, 0].clamp_min(1))
+        loss = 1.0 - mean if self.cfg.loss == "ccc" else float(sq) / n
+        self.log_dict(
+            {"val_ccc": mean, "val_loss": loss, **{f"val_ccc_{t}": float(c) for t, c in zip(self.targets, per, strict=True)}},
+            prog_bar=True,
+            sync_dist=False,
+        )
+
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        if self.dimensional:
+            self._regression_validation(batch)
+            return
         logits = self.forward(batch)
         y = batch["y"]
         loss = F.cross_entropy(logits, y)
@@ -165,6 +251,8 @@ class EmotionModule(L.LightningModule):
     def on_validation_epoch_start(self) -> None:
         self._val_conf.zero_()
         self._val_loss.clear()
+        self._val_sums.zero_()
+        self._val_sq = 0.0
         if not self.trainer.sanity_checking:
             self._recalibrate_batchnorm()
 
@@ -206,6 +294,9 @@ class EmotionModule(L.LightningModule):
                 t = torch.as_tensor(self.all_gather(t)).mean()
             self.log("train_loss", float(t), prog_bar=False, sync_dist=False)
             self._train_loss.clear()
+        if self.dimensional:
+            self._log_regression_validation()
+            return
         conf = self._val_conf.to(self.device)
         loss_sum = torch.tensor(
             sum(v * n for v, n in self._val_loss), device=self.device, dtype=torch.float64
@@ -252,7 +343,7 @@ class EmotionModule(L.LightningModule):
             sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=0.5, patience=2)
             return {
                 "optimizer": opt,
-                "lr_scheduler": {"scheduler": sched, "monitor": "val_uar", "interval": "epoch"},
+                "lr_scheduler": {"scheduler": sched, "monitor": self.monitor, "interval": "epoch"},
             }
         if cfg.schedule == "onecycle":
             sched = torch.optim.lr_scheduler.OneCycleLR(

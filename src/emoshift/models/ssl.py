@@ -433,11 +433,13 @@ def from_saved(info: dict[str, Any]) -> SSLClassifier:
     """Rebuild an SSLClassifier from model.json (random weights; the run's safetensors fill them)."""
     from transformers import CONFIG_MAPPING
 
+    from emoshift.models.families.base import num_outputs
+
     enc = dict(info["encoder_config"])
     config = CONFIG_MAPPING[enc["model_type"]].from_dict(enc)
     return SSLClassifier(
         encoder_from_config(config),
-        num_labels=len(info["labels"]),
+        num_labels=num_outputs(info),
         pooling=info["pooling"],
         layer_sum=info["layer_sum"],
         head_hidden=info["head_hidden"],

@@ -57,6 +57,18 @@ def check_info(info: dict[str, Any]) -> None:
     fmt = info.get("format", MODEL_FORMAT)
     if not isinstance(fmt, int) or isinstance(fmt, bool):
         raise RunError(f"model.json: 'format' must be an integer, got {fmt!r:.40}")
+    task = info.get("task") or "categorical"  # a model.json without a task (older runs) is categorical
+    if task not in ("categorical", "dimensional"):
+        raise RunError(f"model.json: 'task' must be categorical or dimensional, got {task!r:.40}")
+    if task == "dimensional":
+        targets = info.get("targets")
+        if (not isinstance(targets, list) or not targets or len(set(targets)) != len(targets)
+                or not all(t in ("arousal", "valence", "dominance") for t in targets)):
+            raise RunError(f"model.json: 'targets' must list distinct arousal/valence/dominance, got {targets!r:.60}")
+        rng = info.get("target_range")
+        if not (isinstance(rng, list) and len(rng) == 2 and all(isinstance(v, int | float) for v in rng)):
+            raise RunError(f"model.json: 'target_range' must be [low, high], got {rng!r:.40}")
+        return
     labels = info.get("labels")
     if (not isinstance(labels, list) or not labels or not all(isinstance(x, str) and x for x in labels)
             or len(set(labels)) != len(labels)):

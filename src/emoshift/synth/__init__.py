@@ -18,7 +18,8 @@ How a clip is made (all numpy/scipy, no speech model), one module per step:
    and sessions; :mod:`~emoshift.synth.generate` renders and writes them in parallel, byte-identical for a seed.
    :mod:`~emoshift.synth.iemocap` (sessions, dialogs, EmoEvaluation files) and :mod:`~emoshift.synth.manifest`
    (a CSV table with extra columns, telephone-band audio) plan the two optional corpora (``corpora=``), for
-   the N-corpus study.
+   the N-corpus study. :mod:`~emoshift.synth.annotate` rates their takes' arousal, valence and dominance from the
+   prosody each was rendered with (three simulated raters, 1-5), for dimensional runs.
 """
 
 from emoshift.synth.channel import (

@@ -37,17 +37,16 @@ from emoshift.synth.plan import (
     get_scale,
     plan,
 )
-from emoshift.synth.speaker import seeded_rng
 from emoshift.synth.voice import synthesize_utterance
 
 # Bump whenever the bytes written for a (scale, seed) change: a cached corpus of another version is rebuilt.
-SYNTH_VERSION = 1
+SYNTH_VERSION = 2  # 2: V/A/D annotations rated from the applied prosody (synth.annotate)
 MARKER = ".synth.json"
 
 
 def render(job: FileJob) -> np.ndarray:
     """The finished take for ``job`` as int16 ``(samples,)`` (what ``write_file`` stores)."""
-    rng = seeded_rng(job.seed, job.corpus, job.name)
+    rng = job.rng()  # its first draws are the take's prosody (what synth.annotate rates)
     dry = synthesize_utterance(
         speaker=job.speaker,
         sentence=job.sentence,

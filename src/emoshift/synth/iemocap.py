@@ -16,7 +16,8 @@ neu ang sad exc xxx oth), so at ``tiny`` (5 sessions, 2 dialogs, 6 turns) every 
 good as in the real corpus (40 and 2 turns), so a six-class policy keeps only the four classes here too.
 
 Excited turns are happy ones acted more strongly; frustrated is a mild anger; ``xxx`` turns are ambiguous
-(a weak, random one of the four); ``oth`` is a mild surprise. V/A/D are drawn around per-category means (1-5).
+(a weak, random one of the four); ``oth`` is a mild surprise. V/A/D (1-5) are the mean of three simulated
+raters of the prosody each turn was rendered with (:mod:`emoshift.synth.annotate`), not of its category.
 The EmoEvaluation files are written after the audio, with the turns' real durations as their times.
 """
 
@@ -29,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from emoshift.core.io import atomic_write_text
+from emoshift.synth.annotate import annotate
 from emoshift.synth.channel import lab_channel
 from emoshift.synth.job import FileJob, Scale
 from emoshift.synth.speaker import make_speaker, seeded_rng
@@ -45,16 +47,6 @@ RENDER: dict[str, tuple[str, float]] = {
     "ang": ("angry", 0.9),
     "fru": ("angry", 0.5),
     "oth": ("surprised", 0.6),
-}
-VAD_MEANS: dict[str, tuple[float, float, float]] = {
-    "neu": (3.0, 2.5, 2.8),
-    "hap": (3.8, 3.0, 3.0),
-    "exc": (4.0, 3.8, 3.4),
-    "sad": (2.0, 2.2, 2.4),
-    "ang": (1.8, 3.9, 3.8),
-    "fru": (2.0, 3.3, 3.3),
-    "xxx": (2.8, 3.0, 3.0),
-    "oth": (3.0, 3.0, 3.0),
 }
 HEADER = "% [START_TIME - END_TIME] TURN_NAME EMOTION [V, A, D]\n\n"
 SENTENCES: tuple[Sentence, ...] = (
@@ -84,12 +76,6 @@ def _render_as(code: str, rng: np.random.Generator) -> tuple[str, float]:
     if code == "xxx":  # no majority: a weak take of any of the four
         return ("neutral", "angry", "sad", "happy")[int(rng.integers(4))], 0.4
     return RENDER[code]
-
-
-def _vad(code: str, rng: np.random.Generator) -> str:
-    means = np.asarray(VAD_MEANS[code])
-    v, a, d = np.clip(np.round(means + rng.normal(0.0, 0.35, 3), 1), 1.0, 5.0)
-    return f"{v:.4f},{a:.4f},{d:.4f}"
 
 
 def plan_iemocap(scale: Scale, seed: int, root: Path) -> list[FileJob]:
@@ -128,7 +114,7 @@ def plan_iemocap(scale: Scale, seed: int, root: Path) -> list[FileJob]:
                         pad_s=scale.cremad_pad_s,
                         max_syllables=scale.max_syllables,
                         seed=seed,
-                        extra=(("code", code), ("vad", _vad(code, rng))),
+                        extra=(("code", code),),
                     )
                 )
     return jobs
@@ -147,7 +133,7 @@ def write_labels(jobs: Sequence[FileJob], durations: Mapping[str, float]) -> lis
         start = clock.get(path, 0.5)
         end = start + float(durations[j.path])
         clock[path] = end + 0.4 + 0.3 * (len(by_dialog.get(path, [])) % 3)
-        v, a, d = (float(x) for x in extra["vad"].split(","))
+        v, a, d = annotate(j).vad()
         by_dialog.setdefault(path, []).append(
             f"[{start:.4f} - {end:.4f}]\t{wav.stem}\t{extra['code']}\t[{v:.4f}, {a:.4f}, {d:.4f}]\n"
             f"C-E1:\t{_word(extra['code'])};\t()\nC-E2:\t{_word(extra['code'])};\t()\n"

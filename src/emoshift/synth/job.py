@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+import numpy as np
+
 from emoshift.synth.channel import Channel
-from emoshift.synth.speaker import Speaker
+from emoshift.synth.speaker import Speaker, seeded_rng
 from emoshift.synth.voice import Sentence
 
 
@@ -50,3 +52,7 @@ class FileJob:
     @property
     def name(self) -> str:
         return os.path.basename(self.path)
+
+    def rng(self) -> np.random.Generator:
+        """The file's own random stream, from (seed, corpus, file name): the render draws from it, in order."""
+        return seeded_rng(self.seed, self.corpus, self.name)

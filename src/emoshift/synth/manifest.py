@@ -2,14 +2,17 @@
 
 What :mod:`emoshift.corpora.table` reads (``--corpus mine=OUT/manifest/manifest.csv``)::
 
-    manifest/manifest.csv          path,emotion,speaker,gender,age,fold,accent,device
+    manifest/manifest.csv          path,emotion,speaker,gender,age,fold,accent,device,arousal,valence,dominance
     manifest/audio/s03/s03_angry_1.wav
 
 ``manifest_speakers`` speakers (genders alternating, ages 19-70, one of four accents, two devices), each with
 ``manifest_per_speaker`` takes spread evenly over the six shared emotions (written as emoshift's names), on a
 telephone-band channel per speaker (its own sentences) (16 kHz files, 300-3400 Hz, noisy line): the most distant domain of the
 synthetic set. ``fold`` puts each speaker in ``A`` or ``B`` (predefined, speaker-disjoint folds); ``accent``
-and ``device`` are extra columns, kept as metadata (``--by accent``). Paths are relative to the table.
+and ``device`` are extra columns, kept as metadata (``--by accent``). ``arousal``, ``valence`` and
+``dominance`` (1-5: declare ``data.manifest.scale: [1, 5]`` for a dimensional run) are three simulated raters'
+mean rating of the prosody each take was rendered with (:mod:`emoshift.synth.annotate`). Paths are relative
+to the table.
 ``tiny``: 8 speakers x 12 = 96 files; ``small``: 16 x 24 = 384; ``full``: 40 x 48 = 1,920.
 """
 
@@ -22,6 +25,7 @@ from pathlib import Path
 
 from emoshift.core.io import atomic_write_text
 from emoshift.corpora.base import SIX as SIX_EMOTIONS
+from emoshift.synth.annotate import annotate
 from emoshift.synth.channel import phone_channel
 from emoshift.synth.job import FileJob, Scale
 from emoshift.synth.speaker import make_speaker, seeded_rng
@@ -29,7 +33,9 @@ from emoshift.synth.voice import Sentence
 
 NAME = "manifest"
 TABLE = "manifest.csv"
-COLUMNS: tuple[str, ...] = ("path", "emotion", "speaker", "gender", "age", "fold", "accent", "device")
+COLUMNS: tuple[str, ...] = (
+    "path", "emotion", "speaker", "gender", "age", "fold", "accent", "device", "arousal", "valence", "dominance"
+)
 ACCENTS: tuple[str, ...] = ("scottish", "irish", "general american", "indian english")
 DEVICES: tuple[str, ...] = ("headset", "phone")
 SENTENCES: tuple[Sentence, ...] = (
@@ -88,6 +94,9 @@ def write_table(root: Path, jobs: Sequence[FileJob]) -> Path:
     writer.writeheader()
     for j in jobs:
         row = dict(j.extra)
+        ann = annotate(j)
+        ratings = {"arousal": ann.arousal, "valence": ann.valence, "dominance": ann.dominance}
+        row.update((k, f"{x:.4f}") for k, x in ratings.items())
         writer.writerow({**row, "path": Path(j.path).relative_to(root).as_posix(), "emotion": j.emotion})
     path = root / TABLE
     atomic_write_text(path, buf.getvalue())

@@ -418,6 +418,15 @@ def _add_frication(speech: np.ndarray, up: _Upsample, tr: _Tracks, rng: np.rando
             speech += 1.2 * amp * signal.sosfilt(sos, fric_noise)
 
 
+def take_prosody(*, speaker: Speaker, emotion: str, strength: float, rng: np.random.Generator) -> Prosody:
+    """The prosody one take is rendered with: the emotion at ``strength`` x expressiveness, varied per take.
+
+    :func:`synthesize_utterance` draws it first from its ``rng``, so a fresh stream seeded alike gives it back
+    without rendering (how :mod:`emoshift.synth.annotate` rates a take by the prosody it was given).
+    """
+    return vary(emotion_prosody(emotion, strength * speaker.expressiveness), rng)
+
+
 def synthesize_utterance(
     *,
     speaker: Speaker,
@@ -436,7 +445,7 @@ def synthesize_utterance(
     """
     if sr < 8000:
         raise ValueError(f"sr must be at least 8000 Hz, got {sr}")
-    p = vary(emotion_prosody(emotion, strength * speaker.expressiveness), rng)
+    p = take_prosody(speaker=speaker, emotion=emotion, strength=strength, rng=rng)
     units = sentence.syllables()[:max_syllables]
     if not units:
         raise ValueError(

@@ -8,6 +8,7 @@ column), with ``data.split.fold`` unset, trains every fold::
     RUN/folds/<i>/             fold i: a normal, complete run directory (its config has data.split.fold: i)
     RUN/model.json             the fold ensemble: {"members": ["folds/0", ...], "ensemble": "mean probability",
                                labels, features, model, ...}; predict, evaluate, audit and compare use it
+                               (a dimensional run: "mean output", with the folds' task, targets, target_range)
     RUN/splits/<corpus>.csv    id, speaker, split: every utterance the folds tested, as "test"
     RUN/predictions/<corpus>.csv, RUN/metrics/<corpus>.json
                                pooled out-of-fold predictions and their metrics (+ folds, fold_mean, fold_sd);
@@ -42,7 +43,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("emoshift.training.folds")
 
 # model.json keys every fold shares with the ensemble (the rest are per fold: training_speakers is the union)
-SHARED_KEYS: tuple[str, ...] = ("input_kind", "labels", "label_policy", "features", "train_corpora", "architecture")
+SHARED_KEYS: tuple[str, ...] = (
+    "input_kind", "task", "labels", "label_policy", "features", "train_corpora", "architecture",
+)
 
 
 def runs_all_folds(cfg: ExperimentConfig) -> bool:
@@ -60,11 +63,15 @@ def fold_config(cfg: ExperimentConfig, fold: int) -> ExperimentConfig:
 
 def corpus_folds(cfg: ExperimentConfig, scans: dict[str, Scan]) -> dict[str, list[Split]]:
     """Each training corpus's folds; the same number for every corpus (fold i of each trains together)."""
-    from emoshift.training.train import TrainError
+    from emoshift.training.train import TrainError, corpus_ratings
 
     out: dict[str, list[Split]] = {}
+    # a dimensional run folds its rated utterances only (those are what each fold's split holds)
+    ratings = corpus_ratings(cfg, {n: scans[n] for n in cfg.data.corpora})[0] if cfg.dimensional else {}
     for name in cfg.data.corpora:
         utts = scans[name].utterances
+        if cfg.dimensional:
+            utts = [u for u in utts if u.id in ratings[name]]
         if cfg.data.split.method == "corpus" and not corpus_fold_names(utts):
             raise TrainError(
                 f"corpus {name!r} defines no folds of its own (data.split.method: corpus needs IEMOCAP sessions, "
@@ -129,7 +136,7 @@ def ensemble_info(members: list[RunDir], fingerprint: str) -> dict[str, Any]:
     info.update(
         {
             "members": [f"folds/{m.path.name}" for m in members],
-            "ensemble": "mean probability",
+            "ensemble": "mean output" if first.get("task") == "dimensional" else "mean probability",
             **{k: first.get(k) for k in SHARED_KEYS},
             "training_speakers": sorted({s for i in infos for s in i.get("training_speakers", [])}),
             "leaky_split": any(i.get("leaky_split") for i in infos),

@@ -47,9 +47,15 @@ class TrainError(EmoshiftError, RuntimeError):
 class Prepared:
     scans: dict[str, Scan]
     splits: dict[str, Any]  # corpus -> splits.Split
-    labels: list[str]
+    labels: list[str]  # [] for task dimensional
     train: list[Item]
     val: list[Item]
+    unrated: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)  # dimensional: left out, why
+
+
+def num_outputs(cfg: ExperimentConfig, labels: list[str]) -> int:
+    """The model's outputs: one per class, or one per target of a dimensional run."""
+    return len(cfg.data.targets) if cfg.dimensional else len(labels)
 
 
 # ------------------------------------------------------------------------------------------------ data
@@ -65,10 +71,16 @@ def scan_corpora(cfg: ExperimentConfig, names: list[str], *, progress: bool = Fa
         root = d.roots.get(name)
         if not root:
             raise TrainError(f"no root folder for corpus {name!r}: pass --corpus {name}=/path/to/{name}")
-        scans[name] = scan_source(name, root, d.labels, **d.scan_options(), progress=progress)
+        scans[name] = scan_source(name, root, scan_policy(cfg), **d.scan_options(), progress=progress)
         if not scans[name].utterances:
             raise TrainError(f"corpus {name!r} at {root}: no usable utterances")
     return scans
+
+
+def scan_policy(cfg: ExperimentConfig) -> str:
+    """The label policy corpora are scanned with: ``data.labels``, or ``native`` for a dimensional run (its
+    ratings do not depend on a category, so no utterance is left out for its label)."""
+    return "native" if cfg.dimensional else cfg.data.labels
 
 
 def label_list(scans: dict[str, Scan]) -> list[str]:
@@ -85,14 +97,16 @@ def prepare_data(
 
     scans = scans if scans is not None else scan_corpora(cfg, cfg.data.corpora, progress=progress)
     scans = {name: scans[name] for name in cfg.data.corpora}
-    labels = label_list(scans)
-    if len(labels) < 2:
+    ratings, unrated = corpus_ratings(cfg, scans) if cfg.dimensional else ({}, {})
+    labels = [] if cfg.dimensional else label_list(scans)
+    if not cfg.dimensional and len(labels) < 2:
         raise TrainError(f"the training corpora hold fewer than two labels under policy {cfg.data.labels!r}")
     splits = {}
     for name, sc in scans.items():
         path = run.split(name)
+        utts = [u for u in sc.utterances if u.id in ratings[name]] if cfg.dimensional else sc.utterances
         try:
-            split = make_split(sc.utterances, cfg.data.split)  # deterministic for the config's seed
+            split = make_split(utts, cfg.data.split)  # deterministic for the config's seed
         except ValueError as e:
             raise TrainError(f"corpus {name!r}: {e}") from None
         if sc.leaky:  # speakers unknown (a manifest without a speaker column): every score says so
@@ -108,19 +122,44 @@ def prepare_data(
             save_split(split, path)
         splits[name] = split
     index = {lab: i for i, lab in enumerate(labels)}
-    train, val = [], []
+    train: list[Item] = []
+    val: list[Item] = []
     for ci, name in enumerate(cfg.data.corpora):
         for u in scans[name].utterances:
             part = splits[name].assignment.get(u.id)
-            if part == "train":
-                train.append(Item(u, index[u.emotion], ci))
-            elif part == "val":
-                val.append(Item(u, index[u.emotion], ci))
+            if part not in ("train", "val"):
+                continue
+            item = Item(u, 0, ci, ratings[name][u.id]) if cfg.dimensional else Item(u, index[u.emotion], ci)
+            (train if part == "train" else val).append(item)
     if not train or not val:
         raise TrainError(
             "the split left no training or no validation utterances; use more speakers or other ratios"
         )
-    return Prepared(scans, splits, labels, train, val)
+    return Prepared(scans, splits, labels, train, val, unrated)
+
+
+def corpus_ratings(
+    cfg: ExperimentConfig, scans: dict[str, Scan]
+) -> tuple[dict[str, dict[str, tuple[float, ...]]], dict[str, dict[str, int]]]:
+    """Task dimensional: each training corpus's rescaled ratings by utterance id, and the utterances left out
+    (no rating for a requested target) counted by reason; a corpus without ratings is a TrainError."""
+    from emoshift.data.targets import TargetsError, rated, require_scale
+
+    d = cfg.data
+    ratings, unrated = {}, {}
+    for name, sc in scans.items():
+        try:
+            scale = require_scale(name, d.roots[name], d.manifest.scale)
+        except TargetsError as e:
+            raise TrainError(str(e)) from None
+        ratings[name], why = rated(sc.utterances, d.targets, scale, d.target_range)
+        if why:
+            unrated[name] = dict(why)
+            log.warning("%s: %d utterance(s) left out (%s)", name, sum(why.values()),
+                        ", ".join(f"{k}: {n}" for k, n in why.most_common()))
+        if not ratings[name]:
+            raise TrainError(f"corpus {name!r} has no utterance rated for every target in data.targets {d.targets}")
+    return ratings, unrated
 
 
 def drop_uncached(items: list[Item], stores: dict[str, Any]) -> list[Item]:
@@ -176,7 +215,7 @@ def train_run(
         prep = prepare_data(cfg, run, progress=progress, scans=scans)  # scan + speaker split
         family = cfg.model.family
         torch.manual_seed(cfg.training.seed)
-        model = family.build(cfg, num_labels=len(prep.labels))
+        model = family.build(cfg, num_labels=num_outputs(cfg, prep.labels))
         data = prepare_inputs(cfg, family, model, prep, progress=progress)
         fitted = family.fit(
             cfg, data, run, model=model, progress=progress, callbacks=callbacks, loggers=tracker.loggers()
@@ -242,8 +281,10 @@ def model_info(cfg: ExperimentConfig, family: Family, model: Any, prep: Prepared
     return {
         **family.architecture_info(cfg, model),
         "input_kind": family.input_kind,
+        "task": cfg.task,
+        **({"targets": list(cfg.data.targets), "target_range": list(cfg.data.target_range)} if cfg.dimensional else {}),
         "labels": prep.labels,
-        "label_policy": cfg.data.labels,
+        "label_policy": scan_policy(cfg),
         "features": cfg.features.model_dump(mode="json"),
         "train_corpora": cfg.data.corpora,
         "training_speakers": sorted({it.utt.speaker for it in prep.train} | {it.utt.speaker for it in prep.val}),
@@ -282,5 +323,6 @@ def done_info(
         "epochs_run": fitted.epochs_run,
         "finished": datetime.now(UTC).isoformat(timespec="seconds"),
         "samples": {"train": len(prep.train), "val": len(prep.val)},
-        "label_counts": dict(Counter(prep.labels[it.label] for it in prep.train)),
+        "label_counts": {} if cfg.dimensional else dict(Counter(prep.labels[it.label] for it in prep.train)),
+        **({"unrated": prep.unrated} if cfg.dimensional else {}),
     }

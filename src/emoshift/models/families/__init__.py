@@ -17,7 +17,15 @@ from __future__ import annotations
 from typing import Any
 
 from emoshift.models.families.acoustic import AcousticFamily
-from emoshift.models.families.base import MAX_SECONDS, Family, FitData, Fitted, NeuralFamily
+from emoshift.models.families.base import (
+    MAX_SECONDS,
+    Family,
+    FitData,
+    Fitted,
+    NeuralFamily,
+    is_dimensional,
+    num_outputs,
+)
 from emoshift.models.families.cnn import CNNFamily
 from emoshift.models.families.ssl import SSLFinetuneFamily, SSLFrozenFamily
 
@@ -34,7 +42,9 @@ __all__ = [
     "family_for",
     "family_for_info",
     "get_family",
+    "is_dimensional",
     "list_families",
+    "num_outputs",
     "register_family",
 ]
 

@@ -15,7 +15,9 @@ functionals config it reads.
 - saving: every array the head needs in ``model.safetensors`` (safetensors.numpy), the rest in model.json
   under ``acoustic``; nothing is pickled, and a reloaded model gives the same probabilities;
 - inference: logits are ``log(probabilities)`` (``-inf`` for a label the head never saw), so softmax gives the
-  calibrated probabilities back exactly.
+  calibrated probabilities back exactly;
+- task dimensional: the head is scikit-learn's ``Ridge`` on the same standardised functionals, every target at
+  once (its coefficients in safetensors as well); its outputs are the ratings on ``data.target_range``.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from emoshift.models.families.base import Advance, Family, FitData, Fitted
+from emoshift.models.families.base import Advance, Family, FitData, Fitted, is_dimensional, num_outputs
 
 if TYPE_CHECKING:
     from emoshift.config import ExperimentConfig, ModelConfig
@@ -56,6 +58,12 @@ class AcousticModel:
         """``log(predict_proba)`` ``(N, C)`` float64; -inf where the probability is 0."""
         with np.errstate(divide="ignore"):
             return np.log(self.baseline.predict_proba(x, speakers))
+
+    def outputs(self, x: np.ndarray, speakers: Sequence[str] | None) -> np.ndarray:
+        """What the family returns as logits: the ridge head's ratings ``(N, T)``, else log-probabilities."""
+        if self.baseline.config.head == "ridge":
+            return self.baseline.predict_values(x, speakers)
+        return self.log_proba(x, speakers)
 
 
 def _build(
@@ -111,13 +119,18 @@ class AcousticFamily(Family):
         if cfg.training.distill is not None:
             raise ValueError(f"{cfg.model.name} is a scikit-learn head: it cannot learn from a teacher's logits")
 
+    @staticmethod
+    def head(cfg: ExperimentConfig) -> str:
+        """The scikit-learn head: Ridge regression for a dimensional run, else ``model.head`` (a classifier)."""
+        return "ridge" if cfg.task == "dimensional" else cfg.model.head
+
     def describe(self, cfg: ExperimentConfig) -> str:
         from emoshift.features.functionals import FEATURE_SETS
 
         m = cfg.model
         set_name, dim = FEATURE_SETS[m.name]
         norm = "per-speaker" if m.speaker_norm else "training-speaker"
-        return f"openSMILE {set_name} functionals ({dim:,}), {norm} standardisation, {m.head} head"
+        return f"openSMILE {set_name} functionals ({dim:,}), {norm} standardisation, {self.head(cfg)} head"
 
     # -- model ----------------------------------------------------------------------------------------
     def build(self, cfg: ExperimentConfig, *, num_labels: int) -> Any:
@@ -127,7 +140,7 @@ class AcousticFamily(Family):
         return get_model(
             cfg.model.name,
             num_labels=num_labels,
-            **self.builder_kwargs(cfg.model),
+            **{**self.builder_kwargs(cfg.model), "head": self.head(cfg)},
             sample_rate=f.sample_rate,
             trim_silence=f.trim_silence,
             trim_top_db=f.trim_top_db,
@@ -137,7 +150,7 @@ class AcousticFamily(Family):
         _, meta = model.baseline.state()
         return {
             "model": cfg.model.name,
-            "head": cfg.model.head,
+            "head": self.head(cfg),
             "speaker_norm": cfg.model.speaker_norm,
             "functionals": model.functionals.model_dump(mode="json"),
             "acoustic": meta,
@@ -150,9 +163,8 @@ class AcousticFamily(Family):
         from emoshift.models.acoustic import AcousticBaseline, HeadConfig
 
         meta = info.get("acoustic") or {}
-        baseline = AcousticBaseline(
-            HeadConfig(**meta.get("config", {})), labels=info["labels"], feature_set=info["model"]
-        )
+        names = info["targets"] if is_dimensional(info) else info["labels"]  # the output columns
+        baseline = AcousticBaseline(HeadConfig(**meta.get("config", {})), labels=names, feature_set=info["model"])
         return AcousticModel(baseline, FunctionalsConfig.model_validate(info["functionals"]))
 
     def save(self, model: AcousticModel, run: RunDir) -> None:
@@ -202,8 +214,13 @@ class AcousticFamily(Family):
     ) -> Fitted:
         items = [*data.train, *data.val]
         x = np.concatenate([data.stores[it.utt.corpus].matrix([it.utt.id]) for it in items])  # (N, D)
+        speakers = [it.utt.speaker for it in items]
+        if cfg.task == "dimensional":  # ratings (N, T) on data.target_range
+            y = np.array([it.target for it in items], dtype=np.float64)
+            model.baseline.fit_values(x, y, speakers, targets=cfg.data.targets)
+            return Fitted(model, epochs_run=0)
         model.baseline.labels = list(data.labels)
-        model.baseline.fit(x, [data.labels[it.label] for it in items], [it.utt.speaker for it in items])
+        model.baseline.fit(x, [data.labels[it.label] for it in items], speakers)
         return Fitted(model, epochs_run=0)
 
     # -- inference ------------------------------------------------------------------------------------
@@ -233,10 +250,10 @@ class AcousticFamily(Family):
             skipped.extend(store.skipped)
             usable = [u for u in utts if u.id in store]
             if usable:  # per-speaker normalisation sees all of a speaker's utterances at once
-                out.append(model.log_proba(store.matrix([u.id for u in usable]), [u.speaker for u in usable]))
+                out.append(model.outputs(store.matrix([u.id for u in usable]), [u.speaker for u in usable]))
                 kept.extend(usable)
             advance(len(utts))
-        logits = np.concatenate(out) if out else np.zeros((0, len(info["labels"])))
+        logits = np.concatenate(out) if out else np.zeros((0, num_outputs(info)))
         return kept, logits, skipped
 
     def prepare_input(self, wave: np.ndarray, fcfg: FeatureConfig) -> torch.Tensor:
@@ -244,11 +261,12 @@ class AcousticFamily(Family):
         return torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32))[None]
 
     def predict(self, model: AcousticModel, x: torch.Tensor) -> torch.Tensor:
-        """Log-probabilities ``(B, C)`` (float64) of waveforms ``(B, S)`` at the functionals' sample rate.
+        """Log-probabilities ``(B, C)`` (ratings ``(B, T)`` for a ridge head), float64, of waveforms ``(B, S)`` at
+        the functionals' sample rate.
 
         One clip has no speaker statistics of its own: a speaker-normalised model uses the training ones.
         """
         from emoshift.features.functionals import extract
 
         feats = np.stack([extract(w, model.functionals) for w in x.cpu().numpy()])  # (B, D)
-        return torch.from_numpy(model.log_proba(feats, None))
+        return torch.from_numpy(model.outputs(feats, None))

@@ -42,9 +42,20 @@ Advance = Callable[[int], None]
 MAX_SECONDS = 8.0  # waveform models see at most this much audio (centred) at inference
 
 
+def is_dimensional(info: dict[str, Any]) -> bool:
+    """Whether model.json describes a dimensional model (a model.json without ``task`` is categorical)."""
+    return info.get("task", "categorical") == "dimensional"
+
+
+def num_outputs(info: dict[str, Any]) -> int:
+    """The width of the saved model's output: its classes, or the targets of a dimensional model."""
+    return len(info["targets"]) if is_dimensional(info) else len(info["labels"])
+
+
 @dataclass
 class FitData:
-    """What ``fit`` trains on: labels, train/val items and the stores ``prepare_stores`` opened."""
+    """What ``fit`` trains on: labels (empty for a dimensional run, whose items carry ``target``), train/val
+    items and the stores ``prepare_stores`` opened."""
 
     labels: list[str]
     train: list[Item]
@@ -157,7 +168,10 @@ class Family(ABC):
         advance: Advance,
         progress: bool,
     ) -> tuple[list[Utterance], np.ndarray, list[Skipped]]:
-        """(kept utterances, logits (N, C), skipped ones with reasons); ``advance(n)`` after each batch."""
+        """(kept utterances, logits (N, C), skipped ones with reasons); ``advance(n)`` after each batch.
+
+        For a dimensional model (model.json ``task``) the "logits" are its outputs ``(N, T)`` on the
+        ``target_range`` scale: the same call, and the caller reads them by the run's task."""
 
     @abstractmethod
     def prepare_input(self, wave: np.ndarray, fcfg: FeatureConfig) -> torch.Tensor:

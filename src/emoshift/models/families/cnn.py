@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from emoshift.models.families.base import Advance, NeuralFamily
+from emoshift.models.families.base import Advance, NeuralFamily, num_outputs
 
 if TYPE_CHECKING:
     from torch.utils.data import Dataset
@@ -51,7 +51,7 @@ class CNNFamily(NeuralFamily):
         from emoshift.models.cnn import from_backbone_config
 
         return from_backbone_config(
-            info["model"], info["backbone_config"], num_labels=len(info["labels"]), dropout=info.get("dropout", 0.0)
+            info["model"], info["backbone_config"], num_labels=num_outputs(info), dropout=info.get("dropout", 0.0)
         )
 
     # -- training -------------------------------------------------------------------------------------
@@ -119,7 +119,7 @@ class CNNFamily(NeuralFamily):
                 out.append(model(xt).float().cpu().numpy())  # (B, C)
                 kept.extend(chunk)
                 advance(len(chunk))
-        logits = np.concatenate(out) if out else np.zeros((0, len(info["labels"])), np.float32)
+        logits = np.concatenate(out) if out else np.zeros((0, num_outputs(info)), np.float32)
         return kept, logits, skipped
 
     def prepare_input(self, wave: np.ndarray, fcfg: FeatureConfig) -> torch.Tensor:

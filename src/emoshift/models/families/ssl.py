@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from emoshift.models.families.base import MAX_SECONDS, Advance, NeuralFamily
+from emoshift.models.families.base import MAX_SECONDS, Advance, NeuralFamily, num_outputs
 
 if TYPE_CHECKING:
     from torch.utils.data import Dataset
@@ -141,7 +141,7 @@ class SSLFinetuneFamily(NeuralFamily):
             waves.append(_at_most(w, fcfg.sample_rate))
             kept.append(u)
         order = np.argsort([len(w) for w in waves], kind="stable")
-        logits = np.zeros((len(kept), len(info["labels"])), dtype=np.float32)
+        logits = np.zeros((len(kept), num_outputs(info)), dtype=np.float32)
         for i in range(0, len(order), batch_size):
             idx = order[i : i + batch_size]
             wave, mask = collate_waveforms([waves[j] for j in idx])  # (B, S), (B, S)
