@@ -191,6 +191,7 @@ class Scheduler:
             while True:
                 if self.disk_full is None:
                     self._plan_ready()  # experiments in run order: one pass plans every one that is ready
+                if self.disk_full is None:
                     self._submit(backend)
                 if not self.running:  # nothing left that can start (the run order leaves nothing waiting)
                     break
