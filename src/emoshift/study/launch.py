@@ -27,14 +27,15 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from emoshift.config import ConfigError, explain
+from emoshift.core.errors import EmoshiftError
+from emoshift.core.overrides import explain
 
 Launcher = Literal["pool", "slurm", "local"]
 _TIME = re.compile(r"^(?:(\d+)-)?(\d+):(\d{1,2})(?::(\d{1,2}))?$")  # [D-]H:MM[:SS]
 _MEM = re.compile(r"^\d+[KMGT]?$")
 
 
-class LaunchError(ConfigError):
+class LaunchError(EmoshiftError, ValueError):
     """The --jobs / --launcher / --slurm-* options cannot be used together (one-line message)."""
 
 
