@@ -196,12 +196,12 @@ class Scheduler:
                 if not self.running:  # nothing left that can start (the run order leaves nothing waiting)
                     break
                 self._collect(backend)
-        except BaseException:
+        except BaseException:  # Ctrl-C or an error here: no job may go on writing without the study's lock
             for handle, _, _, _ in self.running.values():
                 backend.cancel(handle)
+            backend.close(abort=True)
             raise
-        finally:
-            backend.close()
+        backend.close()
         if self.disk_full is not None:  # every job after this one would fail the same way: stop the study
             raise DiskFullError(self.disk_full)
 

@@ -166,7 +166,7 @@ class Backend(Protocol):
 
     def cancel(self, handle: Handle) -> None: ...
 
-    def close(self) -> None: ...
+    def close(self, *, abort: bool = False) -> None: ...
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -235,10 +235,15 @@ class PoolBackend:
         if isinstance(handle, Future):
             handle.cancel()
 
-    def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+    def close(self, *, abort: bool = False) -> None:
+        """Shut the pool down; ``abort`` (the study stopped on an error): end the running jobs too."""
+        if self._pool is None:
+            return
+        if abort:  # the executor has no public way to end running workers before Python 3.14
+            for process in list(getattr(self._pool, "_processes", {}).values()):
+                process.terminate()
+        self._pool.shutdown(wait=not abort, cancel_futures=True)
+        self._pool = None
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -265,8 +270,8 @@ class SubmititBackend:
         if not handle.done():
             handle.cancel(check=False)  # type: ignore[attr-defined]
 
-    def close(self) -> None:
-        return None
+    def close(self, *, abort: bool = False) -> None:
+        return None  # cancel() already asked SLURM (or the local controller) to stop each running job
 
 
 def slurm_executor(folder: Path) -> Any:
