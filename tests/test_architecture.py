@@ -35,6 +35,7 @@ TORCH_FREE = [
     "emoshift.evaluation.audit",
     "emoshift.evaluation.compare",
     "emoshift.study.report",
+    "emoshift.study.launch",
 ]
 
 

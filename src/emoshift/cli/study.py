@@ -4,17 +4,31 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from emoshift.cli import app
 from emoshift.cli._common import console, parse_named_roots, verbose_output
 
+if TYPE_CHECKING:
+    from emoshift.study.launch import LaunchOptions
+
 
 def _ids(items: list[str] | None) -> list[str] | None:
     """``--only L2 --only L4.5`` or ``--only L2,L4.5``."""
     ids = [i.strip() for item in items or [] for i in item.split(",") if i.strip()]
     return ids or None
+
+
+def _launch_options(jobs: int | None, launcher: str, slurm: dict[str, object]) -> LaunchOptions:
+    """--jobs / --launcher / --slurm-* as typed options (one-line errors); the --slurm-* given, or none."""
+    from emoshift.study.launch import LaunchError, LaunchOptions
+
+    given = {k: v for k, v in slurm.items() if v is not None}
+    if given and launcher != "slurm":
+        raise LaunchError("--slurm-* options need --launcher slurm")
+    return LaunchOptions.build(jobs=jobs, launcher=launcher, slurm=given or None)
 
 
 @app.command("study")
@@ -45,17 +59,53 @@ def study(
     verbose: bool = typer.Option(
         False, "--verbose", "-v", help="Also print each experiment's resolved config and each skipped file."
     ),
+    jobs: int | None = typer.Option(
+        None,
+        "--jobs",
+        "-j",
+        help="Run this many jobs (experiments and folds) at once, each as soon as what it needs is done "
+        "[default: 1; with --launcher slurm: no cap].",
+        show_default=False,
+    ),
+    launcher: str = typer.Option(
+        "pool", "--launcher", help="pool (this machine) or slurm (each job a SLURM job, through submitit)."
+    ),
+    slurm_partition: str | None = typer.Option(None, "--slurm-partition", help="SLURM partition of every job."),
+    slurm_time: str | None = typer.Option(
+        None, "--slurm-time", help="Time limit of each SLURM job: minutes or [D-]H:MM[:SS] [default: 4:00:00]."
+    ),
+    slurm_gpus: int | None = typer.Option(
+        None, "--slurm-gpus-per-job", help="GPUs of each SLURM job [default: 1].", show_default=False
+    ),
+    slurm_cpus: int | None = typer.Option(
+        None, "--slurm-cpus-per-job", help="CPUs of each SLURM job [default: 8].", show_default=False
+    ),
+    slurm_mem: str | None = typer.Option(None, "--slurm-mem", help="Memory of each SLURM job, e.g. 32G."),
+    slurm_account: str | None = typer.Option(None, "--slurm-account", help="SLURM account to charge."),
 ) -> None:
     """Run the study: train, evaluate and audit each experiment into OUT/runs/<id>/, then write the report.
 
     Experiments already complete with the same config are skipped, so an interrupted study resumes.
     Exits 1 when an experiment failed (the others still run and the report lists the error).
+    With --jobs N (or --launcher slurm) experiments and their folds run as parallel jobs; the report is the same.
     """
     from rich.table import Table
 
     from emoshift.study import load_study, run_study, write_report
     from emoshift.study.report import collect, corpus_order, key_results
 
+    launch = _launch_options(
+        jobs,
+        launcher,
+        {
+            "partition": slurm_partition,
+            "time_min": slurm_time,
+            "gpus_per_job": slurm_gpus,
+            "cpus_per_job": slurm_cpus,
+            "mem": slurm_mem,
+            "account": slurm_account,
+        },
+    )
     roots = parse_named_roots(corpus)
     spec = load_study(config, profile=profile, roots=roots, overrides=overrides or [], only=_ids(only))
     if verbose:
@@ -64,7 +114,7 @@ def study(
             if exp.trains:
                 print(f"{eid}:", file=sys.stderr)
                 verbose_output(exp.config)
-    result = run_study(spec, out, progress=not quiet)
+    result = run_study(spec, out, progress=not quiet, launch=launch)
     paths = write_report(out, spec, result)
 
     summaries = collect(out, spec, result)

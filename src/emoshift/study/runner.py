@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from emoshift.config import ConfigError, ExperimentConfig, build_config, load_config
 from emoshift.core.io import DiskFullError, atomic_write_bytes, atomic_write_json, atomic_write_text
@@ -31,6 +31,9 @@ from emoshift.core.progress import clock
 from emoshift.core.rundir import RunDir
 from emoshift.study.records import finished, read_json
 from emoshift.study.spec import AuditSpec, Experiment, Study, run_dir
+
+if TYPE_CHECKING:
+    from emoshift.study.launch import LaunchOptions
 
 Status = Literal["trained", "resumed", "retrained", "skipped", "updated", "audited", "failed"]
 
@@ -47,12 +50,25 @@ class Outcome:
     detail: str = ""
 
 
+@dataclass(frozen=True)
+class JobRecord:
+    """One job of a fanned-out study (``--jobs N`` / ``--launcher``): an experiment, or one fold of it."""
+
+    key: str  # "L2b" or "L2b/fold1"
+    status: str  # "done" or "failed"
+    started: float  # time.time() in the job
+    finished: float
+    where: str  # "this machine", "job 1234"
+    error: str | None = None
+
+
 @dataclass
 class StudyResult:
     out: Path
     selected: list[str]
     outcomes: dict[str, Outcome] = field(default_factory=dict)
     seconds: float = 0.0
+    jobs: list[JobRecord] = field(default_factory=list)  # empty when the experiments ran one by one here
 
     @property
     def ok(self) -> bool:
@@ -119,6 +135,12 @@ def _training_state(run: RunDir, cfg: ExperimentConfig, after: float | None) -> 
     return ("resume", "") if old == cfg.fingerprint(exclude_roots=True) else ("stale", "its config changed")
 
 
+class _Notes(Protocol):
+    """Where an experiment's notes go: the progress lines, or a job's result (printed by the study process)."""
+
+    def note(self, text: str) -> None: ...
+
+
 class _Progress:
     """Prints which experiment runs, index/total, elapsed time and an ETA from the experiments run so far.
 
@@ -130,6 +152,7 @@ class _Progress:
         self.total = total
         self.started = time.monotonic()
         self.worked: list[float] = []  # seconds of experiments that did work
+        self.parallel = 1  # experiments that may run at once (a fanned-out study)
         self._console: Any = None
 
     def _print(self, styled: str, plain: str) -> None:
@@ -157,7 +180,8 @@ class _Progress:
         if remaining == 0:
             eta = "0:00"
         else:
-            eta = clock(sum(self.worked) / len(self.worked) * remaining) if self.worked else "?"
+            at_once = max(1, min(self.parallel, remaining))
+            eta = clock(sum(self.worked) / len(self.worked) * remaining / at_once) if self.worked else "?"
         head, times = f"[{k}/{self.total}] {exp.id}", f"(elapsed {clock(elapsed)}, ETA {eta})"
         self._print(
             f"[bold cyan]{self._escape(head)}[/] {self._escape(exp.spec.title)} [dim]{times}[/]",
@@ -166,6 +190,10 @@ class _Progress:
 
     def note(self, text: str) -> None:
         self._print(f"  {self._escape(text)}", f"  {text}")
+
+    def job(self, key: str, what: str) -> None:
+        """One line per job start or finish of a fanned-out study."""
+        self._print(f"  [dim]{self._escape(key)}[/] {self._escape(what)}", f"  {key} {what}")
 
     def finish(self, outcome: Outcome) -> None:
         if outcome.status not in ("skipped", "failed"):
@@ -183,9 +211,19 @@ def _missing(names: Sequence[str], path_of: Callable[[str], Path]) -> list[str]:
     return [c for c in names if not path_of(c).is_file()]
 
 
-def _run_training(study: Study, exp: Experiment, out: Path, progress: bool, log: _Progress) -> Outcome:
+@dataclass(frozen=True)
+class TrainingPlan:
+    """What the study process decided for a training experiment before anything trains."""
+
+    run: Path
+    cfg: ExperimentConfig
+    status: Status
+    trains: bool  # False: complete with the same config (only missing evaluations or audits are added)
+
+
+def _plan_training(study: Study, exp: Experiment, out: Path, log: _Notes) -> TrainingPlan:
+    """Resume, retrain (the stale run moved aside) or keep an experiment's run; notes say which."""
     from emoshift.training.tracking import in_study
-    from emoshift.training.train import train
 
     run = RunDir.of(run_dir(out, exp.id))
     cfg = in_study(study.run_config(exp.id, out), out=out, experiment_id=exp.id)  # tracked under one experiment
@@ -205,12 +243,22 @@ def _run_training(study: Study, exp: Experiment, out: Path, progress: bool, log:
         status = "resumed"
     else:
         status = "trained"
-    if state != "complete":
-        train(cfg, run.path, progress=progress)
-    did = _evaluate_and_audit(study, exp, run, progress)
-    if status == "skipped" and did:
-        status = "updated"
-    return Outcome(exp.id, status, run.path, detail="; ".join(did))
+    return TrainingPlan(run.path, cfg, status, trains=state != "complete")
+
+
+def _finish_training(study: Study, exp: Experiment, plan: TrainingPlan, progress: bool) -> Outcome:
+    """Train (when the plan says so), then evaluate and audit on every corpus not done yet."""
+    from emoshift.training.train import train
+
+    if plan.trains:
+        train(plan.cfg, plan.run, progress=progress)
+    did = _evaluate_and_audit(study, exp, RunDir.of(plan.run), progress)
+    status = "updated" if plan.status == "skipped" and did else plan.status
+    return Outcome(exp.id, status, plan.run, detail="; ".join(did))
+
+
+def _run_training(study: Study, exp: Experiment, out: Path, progress: bool, log: _Notes) -> Outcome:
+    return _finish_training(study, exp, _plan_training(study, exp, out, log), progress)
 
 
 def _evaluate_and_audit(study: Study, exp: Experiment, run: RunDir, progress: bool) -> list[str]:
@@ -252,7 +300,7 @@ def _copy_audit(report: Path, run: RunDir) -> None:
             atomic_write_bytes(run.audit_dir / f.name, f.read_bytes())
 
 
-def _run_audit_only(study: Study, exp: Experiment, out: Path, log: _Progress) -> Outcome:
+def _run_audit_only(study: Study, exp: Experiment, out: Path, log: _Notes) -> Outcome:
     """Audit another experiment's run (trains nothing); the audit files are copied to OUT/runs/<id>/audit/."""
     from emoshift.evaluation.audit import audit_run
 
@@ -290,6 +338,17 @@ def _run_audit_only(study: Study, exp: Experiment, out: Path, log: _Progress) ->
     )
     status: Status = "updated" if done is not None else "audited"
     return Outcome(exp.id, status, run.path, detail=f"audited on {', '.join(todo)}")
+
+
+def _audit_is_current(study: Study, exp: Experiment, out: Path) -> bool:
+    """Whether an audit-only experiment's run is complete for its source's current run and settings."""
+    source_done = read_json(RunDir.of(run_dir(out, str(exp.spec.audit_of))).done)
+    run = RunDir.of(run_dir(out, exp.id))
+    done = read_json(run.done)
+    if source_done is None or done is None:
+        return False
+    current = done.get("fingerprint") == _audit_fingerprint(exp.audit or AuditSpec(), source_done)
+    return current and not _missing(list(study.roots), run.audit_json)
 
 
 def _looks_complete(study: Study, exp: Experiment, out: Path) -> bool:
@@ -333,13 +392,19 @@ def _run_one(study: Study, exp: Experiment, out: Path, progress: bool, log: _Pro
 
 @holds_folder("out")  # one study per output folder (a second refuses, exit 2)
 def run_study(
-    study: Study, out: str | os.PathLike[str], *, only: Sequence[str] | None = None, progress: bool = True
+    study: Study,
+    out: str | os.PathLike[str],
+    *,
+    only: Sequence[str] | None = None,
+    progress: bool = True,
+    launch: LaunchOptions | None = None,
 ) -> StudyResult:
     """Run the selected experiments (``only`` plus their dependencies; default all) into ``out/runs/<id>/``.
 
     A failing experiment is recorded (its traceback in ``out/errors/<id>.txt``) and the others go on;
-    experiments that depend on it are marked failed too. Call
-    :func:`emoshift.study.report.write_report` afterwards.
+    experiments that depend on it are marked failed too. ``launch`` (``--jobs N``, ``--launcher slurm``) runs
+    experiments and folds as parallel jobs (:mod:`emoshift.study.fanout`); without it, or with one job on this
+    machine, they run one by one in this process. Call :func:`emoshift.study.report.write_report` afterwards.
     """
     out = Path(out)
     selected = study.select(only if only else study.only)
@@ -348,6 +413,20 @@ def run_study(
     result = StudyResult(out=out, selected=selected)
     log = _Progress(progress, len(selected))
     pending = {eid for eid in selected if not _looks_complete(study, study.experiment(eid), out)}
+    if launch is not None and not launch.sequential:
+        from emoshift.study.fanout import run_jobs
+
+        run_jobs(study, out, selected, launch, log, result, pending)
+    else:
+        _run_in_turn(study, out, selected, progress, log, result, pending)
+    result.seconds = time.monotonic() - log.started
+    return result
+
+
+def _run_in_turn(
+    study: Study, out: Path, selected: list[str], progress: bool, log: _Progress, result: StudyResult, pending: set[str]
+) -> None:
+    """One experiment after the other, in this process."""
     for k, eid in enumerate(selected, start=1):
         exp = study.experiment(eid)
         broken = [d for d in exp.depends if d in result.failed]
@@ -359,5 +438,3 @@ def run_study(
             outcome = _run_one(study, exp, out, progress, log)
         result.outcomes[eid] = outcome
         log.finish(outcome)
-    result.seconds = time.monotonic() - log.started
-    return result
