@@ -210,7 +210,11 @@ def _with_ci(value: float | None, ci: Sequence[float] | None, speakers: int | No
 
 
 def verdict(key: str, section: Mapping[str, Any], alpha: float = 0.05) -> str:
-    """One sentence on whether the groups of ``key`` differ in UAR beyond chance."""
+    """One sentence on whether the groups of ``key`` differ in UAR (a dimensional audit: mean CCC) beyond chance."""
+    if section.get("task") == "dimensional":
+        from emoshift.evaluation import audit_dimensional
+
+        return audit_dimensional.verdict(key, section, alpha)
     name = key.replace("_", " ")
     if not section.get("available"):
         return f"By {name}: not audited ({section.get('note', 'not recorded')})."
@@ -395,15 +399,24 @@ def audit_run(
     """Audit RUN on corpus ``name`` at ``root``; writes RUN/audit/<corpus>.json, .md and plots.
 
     Returns the JSON path. Demographics come from scanning the corpus under the run's label policy
-    (``label_policy`` in RUN/model.json, default "six").
+    (``label_policy`` in RUN/model.json, default "six"). A dimensional run (``task: dimensional`` in
+    model.json) is audited on CCC by :mod:`emoshift.evaluation.audit_dimensional`.
     """
     from emoshift.evaluation import plots
 
     run_dir = Path(run_dir)
     pred_path, corpus = predictions_for(run_dir, name, root)
     info = read_model_info(run_dir)
-    rows = read_predictions(pred_path)
     result = _scan_as_run(run_dir, corpus, root, str(info.get("label_policy") or "six"))
+    if info.get("task") == "dimensional":  # CCC by group: evaluation/audit_dimensional.py
+        from emoshift.evaluation.audit_dimensional import audit_dimensional_file
+
+        options = {"n_resamples": n_resamples, "n_permutations": n_permutations, "min_speakers": min_speakers}
+        demographics = demographics_from_utterances(result.utterances)
+        return audit_dimensional_file(
+            run_dir, pred_path, corpus, demographics, by=by, age_bands=age_bands, seed=seed, **options
+        )
+    rows = read_predictions(pred_path)
     report = audit_predictions(
         rows,
         demographics_from_utterances(result.utterances),
