@@ -85,7 +85,7 @@ class DataConfig(Strict):
         "acted", description="CREMA-D: acted intent, or the crowd's majority for the voice alone"
     )
     targets: list[Literal["arousal", "valence", "dominance"]] = Field(
-        default_factory=lambda: ["arousal", "valence", "dominance"],
+        default_factory=lambda: ["arousal", "valence", "dominance"],  # type: ignore[arg-type]
         description="task dimensional: the ratings the model predicts, in this order",
     )
     target_range: tuple[float, float] = Field(

@@ -26,9 +26,10 @@ def clip(f0: float, amp: float, *, seconds: float, rng: np.random.Generator) -> 
 
 
 def make_rated(
-    root: Path, *, speakers: int = 10, per_speaker: int = 12, seconds: float = 1.2, seed: int = 0
+    root: Path, *, speakers: int = 10, per_speaker: int = 12, seconds: float = 1.2, seed: int = 0, unrated: int = 0
 ) -> Path:
-    """Write ``root/rated.csv`` (path, speaker, gender, emotion, arousal, valence, dominance) and its audio."""
+    """Write ``root/rated.csv`` (path, speaker, gender, emotion, arousal, valence, dominance) and its audio;
+    the first ``unrated`` rows have no valence rating."""
     rng = np.random.default_rng(seed)
     rows = []
     for s in range(speakers):
@@ -46,6 +47,8 @@ def make_rated(
                 "emotion": "happy" if arousal > 3 else "neutral",
                 "arousal": f"{arousal:.3f}", "valence": f"{valence:.3f}", "dominance": f"{(arousal + valence) / 2:.3f}",
             })
+    for row in rows[:unrated]:
+        row["valence"] = ""
     table = root / "rated.csv"
     with open(table, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))

@@ -150,7 +150,7 @@ def _metrics(
     if rows:
         metrics = evaluate_regression(
             {t: [truth[out.kept[i].id][j] for i in rows] for j, t in enumerate(targets)},
-            {t: out.values[rows, j] for j, t in enumerate(targets)},
+            {t: out.values[rows, j].tolist() for j, t in enumerate(targets)},
             [out.kept[i].speaker for i in rows],
             seed=ctx.cfg.evaluation.seed,
             n_resamples=ctx.cfg.evaluation.n_bootstrap,
@@ -190,7 +190,7 @@ def _fold_score(
     rows = [i for i, u in enumerate(utts) if u.id in truth]
     if not rows:
         return None
-    per = {t: regression_metrics([truth[utts[i].id][j] for i in rows], values[rows, j])["ccc"]
+    per = {t: regression_metrics([truth[utts[i].id][j] for i in rows], values[rows, j].tolist())["ccc"]
            for j, t in enumerate(targets)}
     known = [v for v in per.values() if v is not None]
     return {"fold": fold, "n": len(rows), "speakers": len({utts[i].speaker for i in rows}),

@@ -66,7 +66,7 @@ def test_utterances(run: RunDir, name: str, sc: Scan, info: dict[str, Any]) -> t
 
 def scan_for_run(cfg: ExperimentConfig, info: dict[str, Any], name: str, root: str, *, progress: bool) -> Scan:
     """Scan a corpus (folder or manifest table) with the run's data options and label policy."""
-    labels = str(info.get("label_policy") or cfg.data.labels)
+    labels = "native" if is_dimensional(info) else str(info.get("label_policy") or cfg.data.labels)
     return scan_source(name, root, labels, **cfg.data.scan_options(), progress=progress)
 
 

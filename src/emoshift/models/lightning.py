@@ -81,7 +81,7 @@ def fit_lightning(
     return Fitted(model, trainer.current_epoch)
 
 
-def regression_targets(targets: list[str], data: FitData) -> dict[str, Any]:
+def regression_targets(targets: Sequence[str], data: FitData) -> dict[str, Any]:
     """The EmotionModule's dimensional arguments: target names and the items' ratings ``(N, T)``."""
 
     def ratings(items: list[Item]) -> torch.Tensor:

@@ -69,10 +69,16 @@ def scan_corpora(cfg: ExperimentConfig, names: list[str], *, progress: bool = Fa
         root = d.roots.get(name)
         if not root:
             raise TrainError(f"no root folder for corpus {name!r}: pass --corpus {name}=/path/to/{name}")
-        scans[name] = scan_source(name, root, d.labels, **d.scan_options(), progress=progress)
+        scans[name] = scan_source(name, root, scan_policy(cfg), **d.scan_options(), progress=progress)
         if not scans[name].utterances:
             raise TrainError(f"corpus {name!r} at {root}: no usable utterances")
     return scans
+
+
+def scan_policy(cfg: ExperimentConfig) -> str:
+    """The label policy corpora are scanned with: ``data.labels``, or ``native`` for a dimensional run (its
+    ratings do not depend on a category, so no utterance is left out for its label)."""
+    return "native" if cfg.dimensional else cfg.data.labels
 
 
 def label_list(scans: dict[str, Scan]) -> list[str]:
@@ -114,7 +120,8 @@ def prepare_data(
             save_split(split, path)
         splits[name] = split
     index = {lab: i for i, lab in enumerate(labels)}
-    train, val = [], []
+    train: list[Item] = []
+    val: list[Item] = []
     for ci, name in enumerate(cfg.data.corpora):
         for u in scans[name].utterances:
             part = splits[name].assignment.get(u.id)
@@ -267,7 +274,7 @@ def model_info(cfg: ExperimentConfig, family: Family, model: Any, prep: Prepared
         "task": cfg.task,
         **({"targets": list(cfg.data.targets), "target_range": list(cfg.data.target_range)} if cfg.dimensional else {}),
         "labels": prep.labels,
-        "label_policy": cfg.data.labels,
+        "label_policy": scan_policy(cfg),
         "features": cfg.features.model_dump(mode="json"),
         "train_corpora": cfg.data.corpora,
         "training_speakers": sorted({it.utt.speaker for it in prep.train} | {it.utt.speaker for it in prep.val}),
