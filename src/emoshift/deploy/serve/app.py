@@ -155,8 +155,9 @@ def create_app(run_dir: str | os.PathLike[str], backend: Backend, settings: Serv
             raise AudioError(f"too long: {head.duration_s:.0f} s of audio, the limit is {settings.max_seconds:g} s")
         r = score(backend, blocks, Segmentation(mode=mode, max_seconds=settings.max_seconds))
         # a dimensional model answers its ratings ({"arousal": .., "valence": .., ...}), a categorical one its label
-        head = dict(r.values) if r.values is not None else {"label": r.label, "probabilities": r.probabilities}
-        return {**head, "duration_s": round(r.duration_s, 3),
+        answer: dict[str, Any] = (dict(r.values) if r.values is not None
+                                  else {"label": r.label, "probabilities": r.probabilities})
+        return {**answer, "duration_s": round(r.duration_s, 3),
                 "segments": [] if mode == "none" else [s.to_dict() for s in r.segments]}
 
     @app.post("/v1/predict", responses={400: {}, 413: {}, 415: {}, 422: {}, 503: {}})
