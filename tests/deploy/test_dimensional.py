@@ -142,3 +142,38 @@ def test_long_audio_rated_in_windows_with_a_timeline(tmp_path: Path) -> None:
     assert r.values["valence"] == pytest.approx(0.3, abs=1e-3)
     png = plot_timeline(r.segments, ["arousal", "valence"], tmp_path / "t.png", value_range=(0.0, 1.0))
     assert png.stat().st_size > 5_000
+
+
+def test_an_acoustic_ridge_run_predicts_through_its_family(dim_exported: tuple[Path, dict, Path], tmp_path: Path) -> None:
+    """eGeMAPS functionals with a Ridge head (no serving graph): the family's own path, same answers."""
+    from emoshift.config import load_config
+    from emoshift.evaluation.inference import predict_waveform
+    from emoshift.models.weights import load_model
+    from emoshift.training.train import train
+    from tests.corpora.fakes_rated import rated_overrides
+
+    table = dim_exported[2]
+    sets = [s for s in rated_overrides(table, tmp_path / "cache") if not s.startswith(("model.", "features.n_mels"))]
+    run = train(load_config(overrides=[*sets, "model.name=egemaps", "data.targets=[valence, arousal]"]),
+                tmp_path / "run", progress=False)
+    predictor = Predictor(run)
+    assert predictor.backend.name == "torch" and predictor.targets == ["valence", "arousal"]
+    take = _takes(table)[2]
+    wave, _ = sf.read(take, dtype="float32")
+    window = wave[:16_000]  # the model's 1-s window
+    model, info = load_model(run, device="cpu")
+    got = predictor.backend.probabilities(window[None])[0]
+    want = predict_waveform(model, info, window, 16_000)
+    assert got == pytest.approx([want["valence"], want["arousal"]], abs=1e-9)
+    p = predictor.predict_file(take)
+    assert set(p.to_dict()) >= {"valence", "arousal"} and "dominance" not in p.to_dict() and p.segments
+
+
+def test_export_cli_quantised_reports_ccc(dim_exported: tuple[Path, dict, Path], tmp_path: Path) -> None:
+    run = dim_exported[0]
+    out = tmp_path / "model.int8.onnx"
+    result = CliRunner().invoke(app, ["export", str(run), "-o", str(out), "--quantize", "int8", "--max-files", "2"])
+    assert result.exit_code == 0, result.output
+    assert "int8: mean CCC" in result.output and out.is_file()
+    q = json.loads((tmp_path / "model.int8.onnx.json").read_text())["quantize"]
+    assert {"ccc_float", "ccc_int8", "ccc_change", "max_abs_diff_vs_float"} <= set(q) and "label_agreement" not in q
