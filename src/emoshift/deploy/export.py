@@ -211,6 +211,28 @@ def _max_diff(a: list[np.ndarray], b: list[np.ndarray]) -> float:
     return max(diffs) if diffs else float("nan")
 
 
+def _quantized_report(
+    float_path: Path, final: Path, files: list[TestFile], float_scored: tuple[list[np.ndarray], list[Any]],
+    meta: ModelMeta, score_key: str,
+) -> dict[str, Any]:
+    """The int8 graph against the float one on the same files: score change, largest output difference, sizes."""
+    from emoshift.deploy.onnx_backend import OnnxBackend
+
+    got, got_results = float_scored
+    q, q_results, _ = _score_files(OnnxBackend(final), files)
+    s_f, s_q = _quality(files, got_results, meta), _quality(files, q_results, meta)
+    out: dict[str, Any] = {
+        "mode": "int8", f"{score_key}_float": s_f, f"{score_key}_int8": s_q,
+        f"{score_key}_change": None if s_f is None or s_q is None else s_q - s_f,
+        "max_abs_diff_vs_float": _max_diff(got, q),
+        "bytes_float": float_path.stat().st_size, "bytes_int8": final.stat().st_size,
+    }
+    if not meta.dimensional:
+        pairs = zip(_labels(got_results), _labels(q_results), strict=True)
+        out["label_agreement"] = float(np.mean([a == b for a, b in pairs if a is not None]))
+    return out
+
+
 def export_runs(
     runs: Sequence[str | os.PathLike[str]],
     out: str | os.PathLike[str] | None = None,
@@ -278,17 +300,7 @@ def export_runs(
         if quantize == "int8":
             final = Path(tmp) / "model.int8.onnx"
             _quantize(float_path, final)
-            q, q_results, _ = _score_files(OnnxBackend(final), files)
-            s_f, s_q = report[f"{score_key}_onnx"], _quality(files, q_results, meta)
-            report["quantize"] = {
-                "mode": "int8", f"{score_key}_float": s_f, f"{score_key}_int8": s_q,
-                f"{score_key}_change": None if s_f is None or s_q is None else s_q - s_f,
-                "max_abs_diff_vs_float": _max_diff(got, q),
-                "bytes_float": float_path.stat().st_size, "bytes_int8": final.stat().st_size,
-            }
-            if not meta.dimensional:
-                pairs = zip(_labels(got_results), _labels(q_results), strict=True)
-                report["quantize"]["label_agreement"] = float(np.mean([a == b for a, b in pairs if a is not None]))
+            report["quantize"] = _quantized_report(float_path, final, files, (got, got_results), meta, score_key)
         os.replace(final, target)
     report["bytes"] = target.stat().st_size
     report["seconds"] = round(time.time() - t0, 2)
