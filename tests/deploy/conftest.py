@@ -21,6 +21,24 @@ def exported(cnn_run: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[P
     return run, report
 
 
+@pytest.fixture(scope="session")
+def dim_exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, Path]:
+    """A tiny dimensional CNN run (arousal and valence only: trained targets, not all three) on a rated table
+    (tests/corpora/fakes_rated.py), exported to ONNX; returns (run, export report, the table)."""
+    from emoshift.config import load_config
+    from emoshift.deploy.export import export_runs
+    from emoshift.training.train import train
+    from tests.corpora.fakes_rated import make_rated, rated_overrides
+
+    tmp = tmp_path_factory.mktemp("deploy-dim")
+    table = make_rated(tmp / "corpus", speakers=6, per_speaker=6, seconds=1.6)
+    cfg = load_config(overrides=[*rated_overrides(table, tmp / "cache"), "data.targets=[arousal, valence]",
+                                 "training.epochs=2"])
+    run = train(cfg, tmp / "run", progress=False)
+    report = export_runs([run], max_files=4)
+    return run, report, table
+
+
 class ToneBackend:
     """A stand-in model for segmentation tests: the label is the dominant pitch band of the window."""
 

@@ -1,5 +1,6 @@
 """A real browser on a real `emoshift serve`: headless Chromium (Debian's chromium + chromium-driver) via selenium
-opens the page, uploads a synthetic take, waits for the bars, checks the label against the API, then a bad file."""
+opens the page, uploads a synthetic take, waits for the bars, checks the label against the API, then a bad file;
+for a dimensional model, the point drawn on the arousal-valence plane is the API's arousal and valence."""
 
 from __future__ import annotations
 
@@ -25,6 +26,16 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def server(exported: tuple[Path, dict]) -> Iterator[str]:
     run, _ = exported
+    yield from _serve(run)
+
+
+@pytest.fixture(scope="module")
+def dim_server(dim_exported: tuple[Path, dict, Path]) -> Iterator[str]:
+    yield from _serve(dim_exported[0])
+
+
+def _serve(run: Path) -> Iterator[str]:
+    """`emoshift serve RUN` on a free port, until the test module is done."""
     port = _free_port()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[2] / "src"), os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.Popen([sys.executable, "-m", "emoshift", "serve", str(run), "--port", str(port)], env=env,
@@ -96,3 +107,33 @@ def test_page_upload_shows_api_label_and_bad_file_message(server: str, browser: 
     message = driver.find_element(By.ID, "error").text  # type: ignore[attr-defined]
     assert "Could not analyse" in message and "not audio" in message
     assert driver.find_element(By.ID, "result").get_attribute("hidden") is not None  # type: ignore[attr-defined]
+
+
+def test_dimensional_model_is_drawn_on_the_arousal_valence_plane(dim_server: str, browser: object,
+                                                                 dim_exported: tuple[Path, dict, Path]) -> None:
+    import httpx
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver = browser
+    take = sorted((dim_exported[2].parent / "wav").glob("*.wav"))[0]  # 16 kHz
+    api = httpx.post(dim_server + "/v1/predict", content=take.read_bytes(), headers={"content-type": "audio/wav"}).json()
+    driver.get(dim_server + "/")  # type: ignore[attr-defined]
+    wait = WebDriverWait(driver, 60)
+    wait.until(lambda d: "rates arousal, valence" in d.find_element(By.ID, "model-line").text)
+    driver.find_element(By.ID, "file").send_keys(str(take))  # type: ignore[attr-defined]
+    point = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "#av-plane svg circle#av-point")))
+    assert driver.find_element(By.ID, "av-plane").is_displayed()  # type: ignore[attr-defined]
+    assert abs(float(point.get_attribute("data-arousal")) - api["arousal"]) < 0.01  # re-encoded 16-bit WAV
+    assert abs(float(point.get_attribute("data-valence")) - api["valence"]) < 0.01
+    # the point sits where the values say: valence left to right, arousal bottom to top, on the 0-1 range
+    cx, cy = float(point.get_attribute("cx")), float(point.get_attribute("cy"))
+    assert cx == pytest.approx(30 + 300 * min(max(api["valence"], 0), 1), abs=1.5)
+    assert cy == pytest.approx(30 + 300 * (1 - min(max(api["arousal"], 0), 1)), abs=1.5)
+    bars = driver.find_elements(By.CSS_SELECTOR, "#bars [role=progressbar]")  # type: ignore[attr-defined]
+    assert [b.get_attribute("aria-label") for b in bars] == ["arousal", "valence"]
+    assert "arousal" in driver.find_element(By.ID, "label").text.lower()  # type: ignore[attr-defined]
+    assert "CCC" in driver.find_element(By.ID, "scores-heading").text  # type: ignore[attr-defined]
+    if os.environ.get("EMOSHIFT_SCREENSHOT_DIM"):
+        driver.save_screenshot(os.environ["EMOSHIFT_SCREENSHOT_DIM"])  # type: ignore[attr-defined]

@@ -43,7 +43,8 @@ def audit(
     ),
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
-    """Audit a run for group differences: per-group metrics with CIs, gaps, ratios, a permutation test.
+    """Audit a run for group differences: per-group metrics with CIs, gaps, ratios, a permutation test
+    (UAR for a categorical run, CCC for a dimensional one).
 
     Writes RUN/audit/<corpus>.json, <corpus>.md and per-grouping bar and confusion plots.
     """
@@ -89,7 +90,8 @@ def compare(
     resamples: int = typer.Option(1000, "--resamples", help="Bootstrap resamples (over speakers)."),
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
-    """Paired comparison of two runs on the same test utterances: McNemar + bootstrap CI of the UAR difference."""
+    """Paired comparison of two runs on the same test utterances: McNemar + bootstrap CI of the UAR difference
+    (dimensional runs: paired bootstrap CI of the CCC difference, per target and mean)."""
     from emoshift.evaluation.compare import compare_runs
 
     ((name, root),) = parse_named_roots([on], "--on").items()

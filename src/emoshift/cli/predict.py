@@ -1,5 +1,6 @@
 """`emoshift predict`: label and probabilities per file, and per window or speech segment of a long file; bad files
-are reported, the rest predicted. Uses RUN/model.onnx (onnxruntime, no torch) when it exists."""
+are reported, the rest predicted. Uses RUN/model.onnx (onnxruntime, no torch) when it exists. A dimensional run
+prints its ratings instead (CSV columns ``arousal,valence,dominance``: the targets it was trained on)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,47 @@ def _csv(preds: list[Any], names: list[str], labels: list[str]) -> None:
         for i, s in enumerate(p.segments):
             w.writerow([name, i, f"{s.start_s:.3f}", f"{s.end_s:.3f}", s.label,
                         *[f"{s.probabilities[lab]:.4f}" for lab in labels], ""])
+
+
+def _csv_values(preds: list[Any], names: list[str], targets: list[str]) -> None:
+    """A dimensional model's ratings: one column per target (``arousal,valence,dominance``)."""
+    import csv
+    import sys
+
+    w = csv.writer(sys.stdout)
+    w.writerow(["path", "segment", "start_s", "end_s", *targets, "error"])
+    for p, name in zip(preds, names, strict=True):
+        if p.error:
+            w.writerow([name, "file", "", "", *["" for _ in targets], p.error])
+            continue
+        w.writerow([name, "file", "0.000", f"{p.duration_s:.3f}", *[f"{p.values[t]:.4f}" for t in targets], ""])
+        for i, s in enumerate(p.segments):
+            w.writerow([name, i, f"{s.start_s:.3f}", f"{s.end_s:.3f}", *[f"{s.values[t]:.4f}" for t in targets], ""])
+
+
+def _table_values(preds: list[Any], names: list[str], targets: list[str]) -> None:
+    from rich.table import Table
+
+    t = Table()
+    t.add_column("file", min_width=min(40, max(len(n) for n in names)), overflow="fold")
+    t.add_column("seconds", justify="right")
+    for target in targets:
+        t.add_column(target, justify="right")
+    for p, name in zip(preds, names, strict=True):
+        if p.error:
+            t.add_row(name, "", f"[red]skipped: {p.error}[/]", *["" for _ in targets[1:]])
+        else:
+            t.add_row(name, f"{p.duration_s:.1f}", *[f"{p.values[x]:.3f}" for x in targets])
+    console.print(t)
+    for p, name in zip(preds, names, strict=True):
+        if p.error or len(p.segments) < 2:
+            continue
+        s_t = Table(title=f"{name}: {len(p.segments)} segments", title_justify="left")
+        for col in ("start_s", "end_s", *targets):
+            s_t.add_column(col, justify="right")
+        for s in p.segments:
+            s_t.add_row(f"{s.start_s:.2f}", f"{s.end_s:.2f}", *[f"{s.values[x]:.3f}" for x in targets])
+        console.print(s_t)
 
 
 def _table(preds: list[Any], names: list[str], labels: list[str]) -> None:
@@ -86,18 +128,21 @@ def predict(
     if fmt == "json":
         rows = [{**p.to_dict(), "path": p.path, "name": n} for p, n in zip(preds, names, strict=True)]
         sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+    elif predictor.targets:  # a dimensional model: its ratings, one column per target
+        (_csv_values if fmt == "csv" else _table_values)(preds, names, predictor.targets)
     elif fmt == "csv":
         _csv(preds, names, labels)
     else:
         _table(preds, names, labels)
     if plot is not None:
-        from emoshift.deploy.timeline import plot_timeline
+        from emoshift.deploy.timeline import plot_timeline, summary
 
+        meta = predictor.backend.meta
         for p, name in zip(preds, names, strict=True):
             if not p.error:
                 out = plot / (name.replace("/", "__").rsplit(".", 1)[0] + ".png")
-                plot_timeline(p.segments, labels, out, title=f"{name}: {p.label}", duration_s=p.duration_s,
-                              speech=p.speech)
+                plot_timeline(p.segments, list(meta.outputs), out, title=f"{name}: {summary(p)}",
+                              duration_s=p.duration_s, speech=p.speech, value_range=meta.target_range)
     bad = sum(1 for p in preds if p.error)
     if bad and fmt == "table":
         console.print(f"[yellow]{bad} of {len(preds)} file(s) skipped[/]", highlight=False)

@@ -20,7 +20,9 @@ class Backend(Protocol):
     @property
     def meta(self) -> ModelMeta: ...
 
-    def probabilities(self, waves: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray: ...
+    def probabilities(self, waves: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+        """``(B, C)`` class probabilities, or for a dimensional model (``meta.task``) its ``(B, T)`` values."""
+        ...
 
 
 def onnx_path(run: str | os.PathLike[str]) -> Path:

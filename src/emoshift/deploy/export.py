@@ -13,6 +13,11 @@ reports the UAR of the float and int8 graphs on the same files.
 
 A k-fold run (RUN/folds/<i>/, model.json "members") exports its fold ensemble; naming several runs exports
 their ensemble. Probabilities are the members' mean.
+
+A dimensional run (model.json ``task: dimensional``) exports one output, ``values`` ``(B, T)`` (its targets,
+listed in the ``targets`` metadata key, on its ``target_range``); the self-check compares those values, and
+reports the mean CCC of the file-level values against the test files' ratings (``ccc_torch``, ``ccc_onnx``) in
+place of the UAR.
 """
 
 from __future__ import annotations
@@ -53,7 +58,8 @@ class ExportError(EmoshiftError):
 @dataclass(frozen=True)
 class TestFile:
     path: str
-    true: str
+    true: str  # the label ("" for a dimensional run)
+    ratings: tuple[float | None, ...] = ()  # a dimensional run's true_<t> per target (None: not rated)
 
 
 def report_path(out: Path) -> Path:
@@ -65,11 +71,14 @@ def test_files(runs: list[Path], *, limit: int) -> list[TestFile]:
     seen: dict[str, TestFile] = {}
     for run in runs:
         rd = RunDir.of(run)
-        for corpus in rd.info().get("train_corpora", []):
+        info = rd.info()
+        targets = info.get("targets") or [] if info.get("task") == "dimensional" else []
+        for corpus in info.get("train_corpora", []):
             if not rd.predictions(corpus).is_file():
                 continue
             for row in read_csv(rd.predictions(corpus)):
-                seen.setdefault(row["path"], TestFile(row["path"], row["true"]))
+                ratings = tuple(float(row[f"true_{t}"]) if row.get(f"true_{t}") else None for t in targets)
+                seen.setdefault(row["path"], TestFile(row["path"], row.get("true", ""), ratings))
     files = [seen[k] for k in sorted(seen)]
     if len(files) > limit:  # evenly spaced, so every speaker and label has its chance
         files = [files[int(i)] for i in np.linspace(0, len(files) - 1, limit).round()]
@@ -107,13 +116,20 @@ def _export_graph(model: Any, meta: ModelMeta, out: Path, *, target: Path | None
     try:
         with _quiet():
             torch.onnx.export(model, args, str(tmp), input_names=list(meta.inputs),
-                              output_names=["logits", "probabilities"], dynamic_shapes=dynamic, dynamo=True,
+                              output_names=list(meta.graph_outputs), dynamic_shapes=dynamic, dynamo=True,
                               opset_version=OPSET, external_data=False, verbose=False)
         proto = onnx.load(str(tmp))
-        for key, value in ((META_KEY, meta.to_json()), ("labels", json.dumps(list(meta.labels)))):
+        props = [(META_KEY, meta.to_json()), ("labels", json.dumps(list(meta.labels)))]
+        if meta.dimensional:
+            props.append(("targets", json.dumps(list(meta.targets))))
+        for key, value in props:
             entry = proto.metadata_props.add()
             entry.key, entry.value = key, value
-        proto.doc_string = f"emoshift {meta.model}: 16 kHz waveform -> logits, probabilities over {list(meta.labels)}"
+        proto.doc_string = (
+            f"emoshift {meta.model}: 16 kHz waveform -> values (B, T) of {list(meta.targets)} on {meta.target_range}"
+            if meta.dimensional else
+            f"emoshift {meta.model}: 16 kHz waveform -> logits, probabilities over {list(meta.labels)}"
+        )
         onnx.save(proto, str(tmp))
         os.replace(tmp, out)
     except Exception as e:
@@ -135,26 +151,53 @@ def _quantize(src: Path, dst: Path) -> None:
         quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, nodes_to_exclude=front)
 
 
-def _score_files(backend: Any, files: list[TestFile]) -> tuple[list[np.ndarray], list[str | None], list[str]]:
-    """Per file: the segments' probability matrix and the file-level label (None where unreadable)."""
+def _score_files(backend: Any, files: list[TestFile]) -> tuple[list[np.ndarray], list[Any], list[str]]:
+    """Per file: the segments' output matrix (probabilities, or a dimensional model's values) and the file-level
+    result (:class:`emoshift.deploy.segments.Scored`, None where unreadable)."""
     from emoshift.core.audio import AudioError
     from emoshift.deploy.audio_stream import file_blocks
     from emoshift.deploy.segments import score
 
+    names = backend.meta.outputs
     mats: list[np.ndarray] = []
-    labels: list[str | None] = []
+    results: list[Any] = []
     problems: list[str] = []
     for f in files:
         try:
             r = score(backend, file_blocks(f.path))
         except AudioError as e:
-            mats.append(np.zeros((0, len(backend.meta.labels))))
-            labels.append(None)
+            mats.append(np.zeros((0, len(names))))
+            results.append(None)
             problems.append(f"{Path(f.path).name}: {e}")
             continue
-        mats.append(np.array([[s.probabilities[k] for k in backend.meta.labels] for s in r.segments]))
-        labels.append(r.label)
-    return mats, labels, problems
+        rows = [s.values if s.values is not None else s.probabilities for s in r.segments]
+        mats.append(np.array([[row[k] for k in names] for row in rows]))
+        results.append(r)
+    return mats, results, problems
+
+
+def _labels(results: list[Any]) -> list[str | None]:
+    return [None if r is None else r.label for r in results]
+
+
+def _ccc(files: list[TestFile], results: list[Any], targets: tuple[str, ...]) -> float | None:
+    """Mean CCC over targets of the file-level values against the files' ratings (files rated on every target)."""
+    from emoshift.evaluation.regression import ccc
+
+    pairs = [(f.ratings, r.values) for f, r in zip(files, results, strict=True)
+             if r is not None and f.ratings and all(x is not None for x in f.ratings)]
+    if len(pairs) < 2:
+        return None
+    each = [ccc([float(p[0][j]) for p in pairs], [p[1][t] for p in pairs]) for j, t in enumerate(targets)]  # type: ignore[arg-type]
+    mean = float(np.mean(each))
+    return mean if np.isfinite(mean) else None
+
+
+def _quality(files: list[TestFile], results: list[Any], meta: ModelMeta) -> float | None:
+    """The score the report gives each graph: mean CCC (dimensional) or UAR."""
+    if meta.dimensional:
+        return _ccc(files, results, meta.targets)
+    return _uar(files, _labels(results), meta.labels)
 
 
 def _uar(files: list[TestFile], pred: list[str | None], labels: tuple[str, ...]) -> float | None:
@@ -169,6 +212,28 @@ def _uar(files: list[TestFile], pred: list[str | None], labels: tuple[str, ...])
 def _max_diff(a: list[np.ndarray], b: list[np.ndarray]) -> float:
     diffs = [float(np.abs(x - y).max()) for x, y in zip(a, b, strict=True) if x.size and x.shape == y.shape]
     return max(diffs) if diffs else float("nan")
+
+
+def _quantized_report(
+    float_path: Path, final: Path, files: list[TestFile], float_scored: tuple[list[np.ndarray], list[Any]],
+    meta: ModelMeta, score_key: str,
+) -> dict[str, Any]:
+    """The int8 graph against the float one on the same files: score change, largest output difference, sizes."""
+    from emoshift.deploy.onnx_backend import OnnxBackend
+
+    got, got_results = float_scored
+    q, q_results, _ = _score_files(OnnxBackend(final), files)
+    s_f, s_q = _quality(files, got_results, meta), _quality(files, q_results, meta)
+    out: dict[str, Any] = {
+        "mode": "int8", f"{score_key}_float": s_f, f"{score_key}_int8": s_q,
+        f"{score_key}_change": None if s_f is None or s_q is None else s_q - s_f,
+        "max_abs_diff_vs_float": _max_diff(got, q),
+        "bytes_float": float_path.stat().st_size, "bytes_int8": final.stat().st_size,
+    }
+    if not meta.dimensional:
+        pairs = zip(_labels(got_results), _labels(q_results), strict=True)
+        out["label_agreement"] = float(np.mean([a == b for a, b in pairs if a is not None]))
+    return out
 
 
 def export_runs(
@@ -210,40 +275,35 @@ def export_runs(
         float_path = Path(tmp) / "model.onnx"
         _export_graph(model, meta, float_path, target=target)
         files = test_files(paths, limit=max_files)
-        ref, ref_labels, problems = _score_files(torch_backend, files)
-        got, got_labels, _ = _score_files(OnnxBackend(float_path), files)
+        ref, ref_results, problems = _score_files(torch_backend, files)
+        got, got_results, _ = _score_files(OnnxBackend(float_path), files)
         parity = _max_diff(ref, got)
+        score_key = "ccc" if meta.dimensional else "uar"  # the graphs' quality on the test files
         report: dict[str, Any] = {
             "output": str(target), "format": fmt, "opset": OPSET, "runs": [str(p) for p in paths],
             "members": meta.members, "model": meta.model, "input_kind": meta.input_kind, "labels": list(meta.labels),
-            "inputs": list(meta.inputs), "outputs": ["logits", "probabilities"], "sample_rate": 16_000,
-            "window_s": meta.window_s,
+            "task": meta.task, "inputs": list(meta.inputs), "outputs": list(meta.graph_outputs),
+            "sample_rate": 16_000, "window_s": meta.window_s,
             "parity": {"max_abs_diff": parity, "tolerance": TOLERANCE, "ok": bool(parity <= TOLERANCE),
-                       "files": sum(1 for lab in ref_labels if lab is not None),
+                       "files": sum(1 for r in ref_results if r is not None),
                        "windows": int(sum(len(m) for m in ref)), "skipped": problems},
-            "uar_torch": _uar(files, ref_labels, meta.labels), "uar_onnx": _uar(files, got_labels, meta.labels),
+            f"{score_key}_torch": _quality(files, ref_results, meta),
+            f"{score_key}_onnx": _quality(files, got_results, meta),
         }
+        if meta.dimensional:
+            report.update(targets=list(meta.targets), target_range=list(meta.target_range or ()))
         if not files or report["parity"]["files"] == 0:
             raise ExportError("no readable test files: the self-check needs the run's test files "
                               "(RUN/predictions/<corpus>.csv paths) where they were at training time")
         if not report["parity"]["ok"]:
             atomic_write_json(report_path(target), report)
-            raise ExportError(f"ONNX probabilities differ from torch's by {parity:.2e} (> {TOLERANCE:g}); "
+            raise ExportError(f"ONNX {meta.output} differ from torch's by {parity:.2e} (> {TOLERANCE:g}); "
                               f"nothing exported, see {report_path(target)}")
         final = float_path
         if quantize == "int8":
             final = Path(tmp) / "model.int8.onnx"
             _quantize(float_path, final)
-            q, q_labels, _ = _score_files(OnnxBackend(final), files)
-            uar_f, uar_q = report["uar_onnx"], _uar(files, q_labels, meta.labels)
-            report["quantize"] = {
-                "mode": "int8", "uar_float": uar_f, "uar_int8": uar_q,
-                "uar_change": None if uar_f is None or uar_q is None else uar_q - uar_f,
-                "max_abs_diff_vs_float": _max_diff(got, q),
-                "label_agreement": float(np.mean([a == b for a, b in zip(got_labels, q_labels, strict=True)
-                                                  if a is not None])),
-                "bytes_float": float_path.stat().st_size, "bytes_int8": final.stat().st_size,
-            }
+            report["quantize"] = _quantized_report(float_path, final, files, (got, got_results), meta, score_key)
         os.replace(final, target)
     report["bytes"] = target.stat().st_size
     report["seconds"] = round(time.time() - t0, 2)

@@ -28,7 +28,8 @@ class FamilyBackend(LazyBackend):
         return model, ModelMeta.from_info(self._info, members=len(self._info.get("members") or [None]))
 
     def probabilities(self, waves: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
-        """``(B, C)`` for 16 kHz windows ``(B, S)``; a mask marks each window's real samples."""
+        """``(B, C)`` (or a dimensional model's ``(B, T)``) for 16 kHz windows ``(B, S)``; a mask marks each
+        window's real samples."""
         from emoshift.evaluation.inference import predict_waveform
 
         model = self._load()
@@ -36,5 +37,5 @@ class FamilyBackend(LazyBackend):
         for i, wave in enumerate(np.asarray(waves, dtype=np.float32)):
             n = int(np.asarray(mask[i]).sum()) if mask is not None else len(wave)
             probs = predict_waveform(model, self._info, wave[:n], SAMPLE_RATE)
-            out.append([probs[label] for label in self.meta.labels])
+            out.append([probs[name] for name in self.meta.outputs])  # labels, or a dimensional model's targets
         return np.asarray(out, dtype=np.float64)  # the family computes in float64: keep it

@@ -13,6 +13,9 @@ is padded with zero-valued frames up to the crop, exactly as training's ``crop_o
 
 An ensemble's probabilities are the mean of its members' probabilities and its logits the mean of their logits
 (so ``probabilities`` is not ``softmax(logits)`` for an ensemble of more than one member).
+
+A dimensional model (model.json ``task: dimensional``) has one output, ``values`` ``(B, T)``: the head's raw
+outputs on the run's ``target_range``, one column per target (an ensemble: the mean of its members').
 This module needs torch (it is what the exporter traces and what ``--backend torch`` runs); the ONNX inference
 path never imports it.
 """
@@ -92,18 +95,22 @@ class _SpectrogramMember(nn.Module):
 
 
 class ServingModel(nn.Module):
-    """Members of one family and one label list -> ``(logits, probabilities)``, each ``(B, C)``."""
+    """Members of one family and one label list -> ``(logits, probabilities)``, each ``(B, C)``; members of a
+    dimensional model -> ``(values,)``, ``(B, T)``. The last output is what a backend returns."""
 
     def __init__(self, members: list[nn.Module], info: dict[str, Any]) -> None:
         super().__init__()
         self.members = nn.ModuleList(members)
         self.input_kind = str(info["input_kind"])
+        self.dimensional = info.get("task", "categorical") == "dimensional"
 
-    def forward(self, wave: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def forward(self, wave: Tensor, mask: Tensor | None = None) -> tuple[Tensor, ...]:
         if self.input_kind == "waveform":
-            logits = [m(wave, mask) for m in self.members]  # each (B, C)
+            logits = [m(wave, mask) for m in self.members]  # each (B, C), or (B, T) values
         else:
             logits = [m(wave) for m in self.members]
+        if self.dimensional:
+            return (logits[0] if len(logits) == 1 else torch.stack(logits).mean(dim=0),)  # (B, T)
         if len(logits) == 1:
             return logits[0], torch.softmax(logits[0], dim=-1)
         stacked = torch.stack(logits)  # (M, B, C)
@@ -140,7 +147,7 @@ def check_exportable(info: dict[str, Any]) -> None:
 def check_same_family(infos: list[dict[str, Any]]) -> None:
     first = infos[0]
     for other in infos[1:]:
-        for key in ("labels", "input_kind", "features"):
+        for key in ("labels", "input_kind", "features", "task", "targets", "target_range"):
             if other.get(key) != first.get(key):
                 raise ExportUnsupportedError(
                     f"ensemble members differ in {key}: every member must share labels, input kind and features"

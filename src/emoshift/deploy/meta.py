@@ -1,4 +1,10 @@
-"""What inference needs to know about a model, without torch: labels, input kind, window, silence trimming.
+"""What inference needs to know about a model, without torch: task, labels or targets, input kind, window,
+silence trimming.
+
+A categorical model's outputs are probabilities over ``labels``; a dimensional model's (``task``
+``dimensional``) are its values for ``targets`` (arousal, valence, dominance) on ``target_range``, and
+``labels`` is empty. :attr:`ModelMeta.outputs` names the columns of either; :attr:`ModelMeta.output` names the
+graph output a backend returns (``probabilities`` or ``values``).
 
 Read from RUN/model.json (the torch backend) or from the ONNX file's metadata (the ONNX backend), so an exported
 ``model.onnx`` is usable on its own with onnxruntime.
@@ -31,10 +37,31 @@ class ModelMeta:
     trim_top_db: float
     members: int = 1  # ensemble size (1 = a single run)
     config_fingerprint: str | None = None
+    task: str = "categorical"  # "categorical" | "dimensional"
+    targets: tuple[str, ...] = ()  # dimensional: the rated dimensions, in output order
+    target_range: tuple[float, float] | None = None  # dimensional: the scale of the outputs
 
     @property
     def inputs(self) -> tuple[str, ...]:
         return ("waveform", "mask") if self.input_kind == "waveform" else ("waveform",)
+
+    @property
+    def dimensional(self) -> bool:
+        return self.task == "dimensional"
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        """The names of the model's output columns: its targets (dimensional) or its labels."""
+        return self.targets if self.dimensional else self.labels
+
+    @property
+    def output(self) -> str:
+        """The graph output a backend returns: ``values`` (B, T) for dimensional, ``probabilities`` (B, C)."""
+        return "values" if self.dimensional else "probabilities"
+
+    @property
+    def graph_outputs(self) -> tuple[str, ...]:
+        return ("values",) if self.dimensional else ("logits", "probabilities")
 
     @classmethod
     def from_info(cls, info: dict[str, Any], *, members: int = 1) -> ModelMeta:
@@ -50,17 +77,28 @@ class ModelMeta:
             trim_top_db=float(feats.get("trim_top_db", 40.0)),
             members=members,
             config_fingerprint=info.get("config_fingerprint"),
+            task=str(info.get("task", "categorical")),
+            targets=tuple(info.get("targets") or ()),
+            target_range=_pair(info.get("target_range")),
         )
 
     def to_json(self) -> str:
-        return json.dumps({**self.__dict__, "labels": list(self.labels), "sample_rate": SAMPLE_RATE})
+        return json.dumps({**self.__dict__, "labels": list(self.labels), "targets": list(self.targets),
+                           "target_range": None if self.target_range is None else list(self.target_range),
+                           "sample_rate": SAMPLE_RATE})
 
     @classmethod
     def from_json(cls, text: str) -> ModelMeta:
         d = json.loads(text)
         d.pop("sample_rate", None)
         d["labels"] = tuple(d["labels"])
+        d["targets"] = tuple(d.get("targets") or ())  # files exported before dimensional models lack these
+        d["target_range"] = _pair(d.get("target_range"))
         return cls(**d)
+
+
+def _pair(value: Any) -> tuple[float, float] | None:
+    return None if value is None else (float(value[0]), float(value[1]))
 
 
 class LazyBackend:

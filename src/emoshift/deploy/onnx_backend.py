@@ -1,7 +1,7 @@
 """Inference on an exported ``model.onnx`` with onnxruntime and numpy only (no torch, no transformers).
 
 ``OnnxBackend(path).probabilities(waves, mask)``: ``(B, S)`` float32 16 kHz waveforms (and a ``(B, S)`` 0/1 mask
-for waveform models) -> ``(B, C)`` probabilities. The session is created on first use; ``run`` is thread-safe, so
+for waveform models) -> ``(B, C)`` probabilities (a dimensional model: its ``(B, T)`` values). The session is created on first use; ``run`` is thread-safe, so
 one backend serves a pool of workers.
 """
 
@@ -50,4 +50,4 @@ class OnnxBackend(LazyBackend):
         if self.meta.input_kind == "waveform":
             m = np.ones(waves.shape, np.int64) if mask is None else np.asarray(mask, dtype=np.int64)
             feeds["mask"] = m
-        return np.asarray(session.run(["probabilities"], feeds)[0], dtype=np.float32)
+        return np.asarray(session.run([self.meta.output], feeds)[0], dtype=np.float32)  # (B, C) or (B, T)

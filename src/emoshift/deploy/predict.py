@@ -5,6 +5,10 @@ The model runs through :mod:`emoshift.deploy`: ``RUN/model.onnx`` with onnxrunti
 "auto"``; nothing imports torch on that path), else the torch graph. A file longer than the model's window is
 scored in windows or on voice-activity segments; each :class:`Prediction` carries its ``segments`` and the
 file-level label (the duration-weighted mean of the segments' probabilities).
+
+A dimensional run (model.json ``task: dimensional``) predicts ratings instead: each :class:`Prediction` holds
+``values`` (``{target: value}`` for the targets it was trained on, on its ``target_range``), per file and per
+segment; ``label`` is None and ``to_dict`` gives the targets as keys (``{"arousal": .., "valence": ..}``).
 """
 
 from __future__ import annotations
@@ -29,9 +33,15 @@ class Prediction:
     duration_s: float | None = None
     segments: list[Any] = field(default_factory=list)  # emoshift.deploy.segments.Segment
     speech: list[tuple[float, float]] = field(default_factory=list)
+    targets: tuple[str, ...] = ()  # a dimensional model's targets (empty: categorical)
+    values: dict[str, float] = field(default_factory=dict)  # dimensional: {target: value}; {} on error
 
     def to_dict(self) -> dict[str, Any]:
-        return {"path": self.path, "label": self.label, "probabilities": self.probabilities, "error": self.error,
+        if self.targets:
+            head: dict[str, Any] = {t: self.values.get(t) for t in self.targets}
+        else:
+            head = {"label": self.label, "probabilities": self.probabilities}
+        return {"path": self.path, **head, "error": self.error,
                 "duration_s": None if self.duration_s is None else round(self.duration_s, 3),
                 "segments": [s.to_dict() for s in self.segments]}
 
@@ -65,24 +75,40 @@ class Predictor:
     def labels(self) -> list[str]:
         return list(self.backend.meta.labels)
 
+    @property
+    def task(self) -> str:
+        return str(self.backend.meta.task)
+
+    @property
+    def targets(self) -> list[str]:
+        """A dimensional model's targets, in output order ([] for a categorical model)."""
+        return list(self.backend.meta.targets)
+
+    @property
+    def outputs(self) -> list[str]:
+        """What each prediction reports: the labels' probabilities, or a dimensional model's targets."""
+        return list(self.backend.meta.outputs)
+
     def _predict(self, name: str, blocks: Any) -> Prediction:
         from emoshift.deploy.segments import score
 
+        targets = tuple(self.targets)
         try:
             r = score(self.backend, blocks, self.segmentation)
         except AudioError as e:
-            return Prediction(name, None, error=str(e))
+            return Prediction(name, None, error=str(e), targets=targets)
         return Prediction(name, r.label, r.probabilities, duration_s=r.duration_s, segments=r.segments,
-                          speech=r.speech)
+                          speech=r.speech, targets=targets, values=r.values or {})
 
     def predict_waveform(self, wave: np.ndarray, sr: int) -> dict[str, float]:
-        """File-level probabilities for one waveform (any rate, mono or ``(S, channels)``)."""
+        """File-level probabilities for one waveform (any rate, mono or ``(S, channels)``); a dimensional
+        model's ``{target: value}``."""
         from emoshift.deploy.audio_stream import array_blocks
 
         p = self._predict("waveform", array_blocks(wave, sr))
         if p.error:
             raise AudioError(p.error)
-        return p.probabilities
+        return p.values if p.targets else p.probabilities
 
     def predict_file(self, path: str | os.PathLike[str]) -> Prediction:
         from emoshift.deploy.audio_stream import file_blocks
@@ -90,12 +116,16 @@ class Predictor:
         try:
             blocks = file_blocks(path)
         except AudioError as e:
-            return Prediction(str(path), None, error=str(e))
+            return Prediction(str(path), None, error=str(e), targets=tuple(self.targets))
         return self._predict(str(path), blocks)
 
     def predict_paths(self, paths: Iterable[str | os.PathLike[str]]) -> Iterator[Prediction]:
         for p in expand_paths(paths):
-            yield p if isinstance(p, Prediction) else self.predict_file(p)
+            if isinstance(p, Prediction):
+                p.targets = tuple(self.targets)
+                yield p
+            else:
+                yield self.predict_file(p)
 
 
 def expand_paths(paths: Iterable[str | os.PathLike[str]]) -> Iterator[Path | Prediction]:

@@ -11,6 +11,9 @@ decoded block) at a time, whatever the file's length.
 - ``vad``: Silero VAD speech spans; a span longer than the window is cut into equal pieces no longer than it.
   Non-speech is not scored; a file without speech is an error ("no speech").
 - ``none``: as ``window``, but only the file-level result is reported.
+
+A dimensional model (``meta.task``) gives values instead of probabilities: each segment's ``values`` (``{target:
+value}``) and, for the file, their duration-weighted mean; ``label`` is None and ``probabilities`` empty.
 """
 
 from __future__ import annotations
@@ -64,22 +67,26 @@ class Segmentation:
 class Segment:
     start_s: float
     end_s: float
-    label: str
+    label: str | None  # None for a dimensional model
     probabilities: dict[str, float]
+    values: dict[str, float] | None = None  # a dimensional model's {target: value}
 
     def to_dict(self) -> dict[str, Any]:
-        return {"start_s": round(self.start_s, 3), "end_s": round(self.end_s, 3), "label": self.label,
-                "probabilities": {k: round(v, 6) for k, v in self.probabilities.items()}}
+        span = {"start_s": round(self.start_s, 3), "end_s": round(self.end_s, 3)}
+        if self.values is not None:
+            return {**span, **{k: round(v, 6) for k, v in self.values.items()}}
+        return {**span, "label": self.label, "probabilities": {k: round(v, 6) for k, v in self.probabilities.items()}}
 
 
 @dataclass
 class Scored:
-    label: str
+    label: str | None  # None for a dimensional model
     probabilities: dict[str, float]
     duration_s: float
     segments: list[Segment]
     mode: str
     speech: list[tuple[float, float]] = field(default_factory=list)  # VAD spans (s), when VAD ran
+    values: dict[str, float] | None = None  # a dimensional model's file-level {target: value}
 
 
 def _probs_of(backend: Backend, waves: list[np.ndarray]) -> np.ndarray:
@@ -115,9 +122,13 @@ class _Batcher:
             self.probs.append(_probs_of(self.backend, self.waves))
             self.waves = []
 
-    def segments(self, labels: tuple[str, ...]) -> list[Segment]:
+    def segments(self, labels: tuple[str, ...], *, dimensional: bool = False) -> list[Segment]:
+        """One segment per span; ``labels`` name the output columns (a dimensional model's: its targets)."""
         self.flush()
         probs = np.concatenate(self.probs) if self.probs else np.zeros((0, len(labels)), np.float32)
+        if dimensional:
+            return [Segment(a / SR, b / SR, None, {}, {t: float(v) for t, v in zip(labels, p, strict=True)})
+                    for (a, b), p in zip(self.spans, probs, strict=True)]
         return [
             Segment(a / SR, b / SR, labels[int(np.argmax(p))], {lab: float(v) for lab, v in zip(labels, p, strict=True)})
             for (a, b), p in zip(self.spans, probs, strict=True)
@@ -204,15 +215,20 @@ def score(backend: Backend, blocks: Blocks, seg: Segmentation | None = None) -> 
         _windows(blocks, w, h, batch, meter, seg, v, (meta.trim_silence, meta.trim_top_db))
         if v is not None:
             speech = vad_mod.speech_spans(v.finish(), meter.samples, threshold=seg.vad_threshold)
-    segments = batch.segments(meta.labels)
+    dimensional = meta.dimensional
+    names = meta.outputs  # the output columns: labels, or a dimensional model's targets
+    segments = batch.segments(names, dimensional=dimensional)
     weights = np.array([s.end_s - s.start_s for s in segments], np.float64)  # (n,)
-    probs_mat = np.array([[s.probabilities[lab] for lab in meta.labels] for s in segments], np.float64)
-    mean = (weights[:, None] * probs_mat).sum(axis=0) / max(weights.sum(), 1e-12)  # (C,)
+    probs_mat = np.array([[(s.values if s.values is not None else s.probabilities)[k] for k in names]
+                          for s in segments], np.float64)
+    mean = (weights[:, None] * probs_mat).sum(axis=0) / max(weights.sum(), 1e-12)  # (C,) or (T,)
+    by_name = {k: float(v) for k, v in zip(names, mean, strict=True)}
     return Scored(
-        label=meta.labels[int(np.argmax(mean))],
-        probabilities={lab: float(v) for lab, v in zip(meta.labels, mean, strict=True)},
+        label=None if dimensional else meta.labels[int(np.argmax(mean))],
+        probabilities={} if dimensional else by_name,
         duration_s=meter.samples / SR,
         segments=segments,
         mode=seg.mode,
         speech=[(a / SR, b / SR) for a, b in speech],
+        values=by_name if dimensional else None,
     )

@@ -1,4 +1,5 @@
-"""A timeline per file: probability of each emotion over time, speech segments shaded (matplotlib, Agg)."""
+"""A timeline per file: probability of each emotion over time (a dimensional model: each target's value on its
+range), speech segments shaded (matplotlib, Agg)."""
 
 from __future__ import annotations
 
@@ -19,8 +20,12 @@ def plot_timeline(
     title: str = "",
     duration_s: float | None = None,
     speech: Sequence[tuple[float, float]] = (),
+    value_range: tuple[float, float] | None = None,
 ) -> Path:
-    """One line per emotion at each segment's centre (steps across the segment), speech spans shaded grey."""
+    """One line per emotion at each segment's centre (steps across the segment), speech spans shaded grey.
+
+    Segments with ``values`` (a dimensional model) plot those, one line per target named in ``labels``, on
+    ``value_range`` (default 0-1)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -32,17 +37,18 @@ def plot_timeline(
             ax.axvspan(a, b, color="0.88", zorder=0, lw=0)
         order = sorted(segments, key=lambda s: (s.start_s + s.end_s) / 2)
         centres = [(s.start_s + s.end_s) / 2 for s in order]
+        rated = bool(order) and getattr(order[0], "values", None) is not None
         for lab in labels:
-            ys = [s.probabilities[lab] for s in order]
+            ys = [(s.values if rated else s.probabilities)[lab] for s in order]
             if len(order) == 1:
                 ax.hlines(ys, order[0].start_s, order[0].end_s, label=lab, lw=2)
             else:
                 ax.plot(centres, ys, label=lab, lw=1.6, marker="." if len(order) < 60 else None)
         end = duration_s if duration_s is not None else max((s.end_s for s in order), default=1.0)
         ax.set_xlim(0, max(end, 1e-3))
-        ax.set_ylim(0, 1)
+        ax.set_ylim(*(value_range or (0.0, 1.0)))
         ax.set_xlabel("time (s)")
-        ax.set_ylabel("probability")
+        ax.set_ylabel("rating" if rated else "probability")
         ax.set_title(title + ("  (grey: speech)" if speech else ""), fontsize=10)
         ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
         fig.tight_layout()
@@ -52,3 +58,10 @@ def plot_timeline(
         plt.close(fig)
     atomic_write_bytes(out, buf.getvalue())
     return Path(out)
+
+
+def summary(prediction: Any) -> str:
+    """A prediction in a few words: its label, or a dimensional model's values (``arousal 0.62, valence 0.41``)."""
+    if getattr(prediction, "targets", ()):
+        return ", ".join(f"{t} {prediction.values[t]:.2f}" for t in prediction.targets)
+    return str(prediction.label)

@@ -39,7 +39,7 @@ class TorchBackend(LazyBackend):
         with torch.inference_mode():
             if self.meta.input_kind == "waveform":
                 m = torch.ones(x.shape, dtype=torch.long) if mask is None else torch.from_numpy(np.asarray(mask, np.int64))
-                _, probs = model(x, m)
+                out = model(x, m)
             else:
-                _, probs = model(x)
-        return probs.float().numpy()  # type: ignore[no-any-return]
+                out = model(x)
+        return out[-1].float().numpy()  # type: ignore[no-any-return]  # probabilities (B, C) or values (B, T)

@@ -26,14 +26,27 @@ from __future__ import annotations
 import importlib
 import json
 import os
-import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from emoshift.core.errors import EmoshiftError
 from emoshift.core.io import atomic_write_text
 from emoshift.core.rundir import RunDir
+from emoshift.evaluation.groups import (
+    BY_KEYS,  # noqa: F401  (re-exported: callers import it from here)
+    DEFAULT_BY,
+    MIN_SPEAKERS,
+    UNKNOWN,
+    AuditError,
+    age_band,  # noqa: F401  (re-exported: callers import it from here)
+    check_audit,
+    demographics_from_utterances,
+    group_values,
+    parse_age_bands,  # noqa: F401  (re-exported: callers import it from here)
+    parse_by,  # noqa: F401  (re-exported: callers import it from here)
+    size_notes,
+    speaker_groups,
+)
 from emoshift.evaluation.metrics import (
     METRICS,
     bootstrap_ci,
@@ -45,111 +58,7 @@ from emoshift.evaluation.metrics import (
     read_predictions,
 )
 
-BY_KEYS: tuple[str, ...] = ("gender", "age_band", "race", "ethnicity")
-DEFAULT_BY: tuple[str, ...] = ("gender", "age_band")
-MIN_SPEAKERS = 3
-UNKNOWN = "unknown"
 METRIC_LABELS: dict[str, str] = {"accuracy": "accuracy", "uar": "UAR", "macro_f1": "macro-F1"}
-
-
-class AuditError(EmoshiftError, ValueError):
-    """The audit cannot be done as asked (message is one line, for the user)."""
-
-
-# --------------------------------------------------------------------------------------------------------
-# Groups
-# --------------------------------------------------------------------------------------------------------
-
-
-_META_KEY = re.compile(r"^[a-z][a-z0-9_]*$")
-
-
-def parse_by(text: str | Sequence[str], *, known: Iterable[str] | None = None) -> list[str]:
-    """``"gender,age_band,accent"`` -> ``["gender", "age_band", "accent"]``.
-
-    :data:`BY_KEYS` always parse; any other key names a metadata column of the corpus (a manifest's
-    ``accent``, IEMOCAP's ``mode``): it must look like a column name, and when ``known`` (the keys the corpus
-    carries) is given, be one of them."""
-    items = text.split(",") if isinstance(text, str) else list(text)
-    keys = [k.strip().lower().replace("-", "_") for k in items if k.strip()]
-    keys = ["age_band" if k == "age" else k for k in keys]
-    allowed = None if known is None else {*BY_KEYS, *known}
-    bad = [k for k in keys if k not in BY_KEYS and (not _META_KEY.match(k) or (allowed is not None and k not in allowed))]
-    if bad or not keys:
-        choices = ", ".join([*BY_KEYS, *sorted(set(known or ()) - set(BY_KEYS))])
-        raise AuditError(f"unknown audit grouping {bad or text!r}; choose from {choices}")
-    return list(dict.fromkeys(keys))
-
-
-def parse_age_bands(text: str | Sequence[int] | None) -> list[int] | None:
-    """Lower edges of the age bands, e.g. ``"20,35,50"`` -> bands 20-34, 35-49, 50+ (and "<20" below).
-
-    None means decades (20-29, 30-39, ...).
-    """
-    if text is None:
-        return None
-    try:
-        edges = [int(x) for x in (text.split(",") if isinstance(text, str) else text) if str(x).strip()]
-    except ValueError:
-        raise AuditError(
-            f"age bands must be comma-separated whole years, e.g. 20,35,50; got {text!r}"
-        ) from None
-    if not edges or sorted(set(edges)) != edges or edges[0] < 0:
-        raise AuditError(f"age band edges must be increasing non-negative years, got {text!r}")
-    return edges
-
-
-def age_band(age: int | float | None, edges: Sequence[int] | None = None) -> str | None:
-    """The band an age falls in: decades by default ("20-29"), else by the lower ``edges``."""
-    if age is None:
-        return None
-    age = int(age)
-    if edges is None:
-        lo = age // 10 * 10
-        return f"{lo}-{lo + 9}"
-    if age < edges[0]:
-        return f"<{edges[0]}"
-    for lo, hi in zip(edges, edges[1:], strict=False):
-        if lo <= age < hi:
-            return f"{lo}-{hi - 1}"
-    return f"{edges[-1]}+"
-
-
-def _band_order(name: str) -> tuple[int, int, str]:
-    """Sort age bands numerically ("<20" < "20-29" < "60+"), other names alphabetically, unknown last."""
-    if name == UNKNOWN:
-        return (2, 0, name)
-    m = re.match(r"^(<)?(\d+)", name)
-    if m:
-        return (0, int(m.group(2)) - (1 if m.group(1) else 0), name)
-    return (1, 0, name)
-
-
-def _value(key: str, demo: Mapping[str, Any], edges: Sequence[int] | None) -> str | None:
-    if key == "age_band":
-        return age_band(demo.get("age"), edges)
-    value = demo.get(key)
-    if value is None or not str(value).strip():
-        return None
-    return str(value).strip().lower()
-
-
-def demographics_from_utterances(utterances: Iterable[Any]) -> dict[str, dict[str, Any]]:
-    """utterance id -> {speaker, gender, age, race, ethnicity, language, and the corpus's metadata columns}
-    from scanned ``Utterance`` records (a manifest's ``accent`` can be audited like gender)."""
-    return {
-        u.id: {
-            **dict(getattr(u, "meta", ()) or ()),
-            "speaker": u.speaker,
-            "gender": u.gender,
-            "age": u.age,
-            "race": u.race,
-            "ethnicity": u.ethnicity,
-            "language": getattr(u, "language", None),
-        }
-        for u in utterances
-    }
-
 
 # --------------------------------------------------------------------------------------------------------
 # The audit
@@ -188,35 +97,13 @@ def _audit_one(
 ) -> dict[str, Any]:
     if all(v is None for v in values):
         return {"available": False, "groups": {}, "note": f"{corpus} does not record {key.replace('_', ' ')}"}
-    notes: list[str] = []
-    # Demographics belong to speakers: a speaker's group is its one recorded value ("unknown" if none).
-    recorded: dict[str, set[str]] = {}
-    for row, value in zip(rows, values, strict=True):
-        recorded.setdefault(row["speaker"], set()).update([value] if value else [])
-    speaker_group: dict[str, str] = {}
-    for speaker, found in recorded.items():
-        if len(found) > 1:
-            raise AuditError(f"speaker {speaker} has several {key} values ({', '.join(sorted(found))})")
-        speaker_group[speaker] = found.pop() if found else UNKNOWN
-    members: dict[str, list[Mapping[str, Any]]] = {}
-    for row in rows:
-        members.setdefault(speaker_group[row["speaker"]], []).append(row)
-
+    speaker_group, members = speaker_groups(key, rows, values)
     groups: dict[str, dict[str, Any]] = {}
-    for name in sorted(members, key=_band_order if key == "age_band" else lambda n: (n == UNKNOWN, n)):
+    for name in members:
         record = _group_record(members[name], labels, seed=seed, n_resamples=n_resamples)
         record["too_small"] = record["speakers"] < min_speakers
         groups[name] = record
-    small = [g for g, r in groups.items() if r["too_small"]]
-    if small:
-        notes.append(
-            f"fewer than {min_speakers} speakers in {', '.join(small)}: reported, not compared (gap, ratio, p-value)"
-        )
-    if UNKNOWN in groups:
-        notes.append(
-            f"{groups[UNKNOWN]['speakers']} speakers whose {key.replace('_', ' ')} is not recorded (or recorded as "
-            "unknown) form the group 'unknown': reported, not compared"
-        )
+    notes = size_notes(key, groups, min_speakers)
     compared = [g for g, r in groups.items() if not r["too_small"] and g != UNKNOWN]
 
     out: dict[str, Any] = {"available": True, "groups": groups, "compared": compared}
@@ -271,29 +158,10 @@ def audit_predictions(
 ) -> dict[str, Any]:
     """Audit prediction rows (dicts with id, speaker, true, pred[, gender]) against ``demographics``
     (utterance id -> {gender, age, race, ethnicity}). Pure: reads and writes nothing."""
-    if not rows:
-        raise AuditError("no predictions to audit")
-    for name, value in (
-        ("min_speakers", min_speakers),
-        ("n_resamples", n_resamples),
-        ("n_permutations", n_permutations),
-    ):
-        if value < 1:
-            raise AuditError(f"{name} must be at least 1, got {value}")
-    carried = {k for demo in demographics.values() for k, v in demo.items() if v not in (None, "")}
-    keys = parse_by(by, known=carried - {"speaker"})
-    edges = parse_age_bands(age_bands)
+    keys, edges, notes = check_audit(
+        rows, demographics, by, age_bands, (min_speakers, n_resamples, n_permutations)
+    )
     label_list = prediction_labels(rows, labels)
-    matched = sum(1 for r in rows if r["id"] in demographics)
-    if matched == 0:
-        example = next(iter(demographics), "none")
-        raise AuditError(
-            f"none of the {len(rows)} predictions matches an utterance of the corpus "
-            f"(prediction ids look like {rows[0]['id']!r}, corpus ids like {example!r})"
-        )
-    notes: list[str] = []
-    if matched < len(rows):
-        notes.append(f"{len(rows) - matched} predictions have no demographic record in the corpus scan")
 
     report: dict[str, Any] = {"corpus": corpus, "labels": label_list}
     overall = _group_record(rows, label_list, seed=seed, n_resamples=n_resamples)
@@ -309,16 +177,10 @@ def audit_predictions(
     }
     report["by"] = {}
     for key in keys:
-        values = []
-        for r in rows:
-            demo = dict(demographics.get(r["id"], {}))
-            if key == "gender" and not demo.get("gender") and r.get("gender"):
-                demo["gender"] = r["gender"]  # the predictions file carries gender too
-            values.append(_value(key, demo, edges))
         report["by"][key] = _audit_one(
             key,
             rows,
-            values,
+            group_values(key, rows, demographics, edges),
             label_list,
             corpus=corpus or "the corpus",
             seed=seed,
@@ -348,7 +210,11 @@ def _with_ci(value: float | None, ci: Sequence[float] | None, speakers: int | No
 
 
 def verdict(key: str, section: Mapping[str, Any], alpha: float = 0.05) -> str:
-    """One sentence on whether the groups of ``key`` differ in UAR beyond chance."""
+    """One sentence on whether the groups of ``key`` differ in UAR (a dimensional audit: mean CCC) beyond chance."""
+    if section.get("task") == "dimensional":
+        from emoshift.evaluation import audit_dimensional
+
+        return audit_dimensional.verdict(key, section, alpha)
     name = key.replace("_", " ")
     if not section.get("available"):
         return f"By {name}: not audited ({section.get('note', 'not recorded')})."
@@ -533,15 +399,24 @@ def audit_run(
     """Audit RUN on corpus ``name`` at ``root``; writes RUN/audit/<corpus>.json, .md and plots.
 
     Returns the JSON path. Demographics come from scanning the corpus under the run's label policy
-    (``label_policy`` in RUN/model.json, default "six").
+    (``label_policy`` in RUN/model.json, default "six"). A dimensional run (``task: dimensional`` in
+    model.json) is audited on CCC by :mod:`emoshift.evaluation.audit_dimensional`.
     """
     from emoshift.evaluation import plots
 
     run_dir = Path(run_dir)
     pred_path, corpus = predictions_for(run_dir, name, root)
     info = read_model_info(run_dir)
-    rows = read_predictions(pred_path)
     result = _scan_as_run(run_dir, corpus, root, str(info.get("label_policy") or "six"))
+    if info.get("task") == "dimensional":  # CCC by group: evaluation/audit_dimensional.py
+        from emoshift.evaluation.audit_dimensional import audit_dimensional_file
+
+        options = {"n_resamples": n_resamples, "n_permutations": n_permutations, "min_speakers": min_speakers}
+        demographics = demographics_from_utterances(result.utterances)
+        return audit_dimensional_file(
+            run_dir, pred_path, corpus, demographics, by=by, age_bands=age_bands, seed=seed, **options
+        )
+    rows = read_predictions(pred_path)
     report = audit_predictions(
         rows,
         demographics_from_utterances(result.utterances),

@@ -9,6 +9,13 @@ Two paired tests on ``RUN/predictions/<corpus>.csv`` of both runs:
   fewer than ``metrics.MIN_CI_SPEAKERS`` shared speakers there is no interval: ``uar_diff_ci95`` is None and
   ``uar_diff_ci95_reason`` says why.
 
+For a dimensional run (``task: dimensional`` in model.json, predictions ``true_<t>``/``pred_<t>``) the test is
+the paired speaker bootstrap of the CCC difference (A - B), per target and of the mean CCC over targets, all on
+the same resampled speakers (:func:`emoshift.evaluation.regression.paired_bootstrap_ccc_diff`). McNemar's test
+is not run: it counts utterances one model got right and the other wrong, and a rating has no right or wrong
+per utterance (any threshold would be arbitrary); the output says so (``mcnemar: null`` and ``mcnemar_note``).
+Only utterances rated on every compared target are scored.
+
 Comparing runs tested on different utterances would mix model quality with test-set differences, so that is
 refused.
 """
@@ -21,15 +28,33 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from emoshift.core.errors import EmoshiftError
 from emoshift.core.rundir import RunDir
 from emoshift.evaluation.audit import predictions_for, read_leaky, read_model_info, write_text
+from emoshift.evaluation.audit_dimensional import rated_rows, read_dimensional_predictions
 from emoshift.evaluation.metrics import (
+    _check_resampling,
+    _encode_groups,
+    _percentile,
+    ci_reason,
     classification_metrics,
     mcnemar_exact,
     paired_bootstrap_diff,
     prediction_labels,
     read_predictions,
+)
+from emoshift.evaluation.regression import (
+    _resampled_metrics,
+    _sums,
+    paired_bootstrap_ccc_diff,
+    regression_metrics,
+)
+
+MCNEMAR_NOTE = (
+    "McNemar's test is for classifiers (utterances one model got right and the other wrong); a rating has no "
+    "right or wrong per utterance, so it is not run: the paired speaker bootstrap of the CCC difference is the test"
 )
 
 
@@ -134,6 +159,148 @@ def verdict(result: Mapping[str, Any], name_a: str = "A", name_b: str = "B", alp
     return head + " No significant difference at the 5% level."
 
 
+# --------------------------------------------------------------------------------------------------------
+# Dimensional runs: the CCC difference
+# --------------------------------------------------------------------------------------------------------
+
+
+def _matched(rows_a: Sequence[Mapping[str, Any]], rows_b: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The shared utterance ids (sorted); runs tested on different utterances are refused."""
+    by_a, by_b = {r["id"] for r in rows_a}, {r["id"] for r in rows_b}
+    only_a, only_b = sorted(by_a - by_b), sorted(by_b - by_a)
+    if only_a or only_b:
+        raise CompareError(
+            f"the runs were tested on different utterances ({len(only_a)} only in A, {len(only_b)} only in B, "
+            f"e.g. {(only_a or only_b)[0]}); compare runs evaluated on the same test set"
+        )
+    if not by_a:
+        raise CompareError("no predictions to compare")
+    return sorted(by_a)
+
+
+def _mean_ccc_diff(
+    true: Mapping[str, Sequence[float]],
+    pred_a: Mapping[str, Sequence[float]],
+    pred_b: Mapping[str, Sequence[float]],
+    speakers: Sequence[str],
+    *,
+    n_resamples: int,
+    seed: int,
+) -> tuple[list[float] | None, str | None]:
+    """Paired speaker-bootstrap interval of mean-CCC(A) - mean-CCC(B) over the targets (None with a reason
+    below ``MIN_CI_SPEAKERS`` speakers); the resamples are those of ``paired_bootstrap_ccc_diff``."""
+    g, names = _encode_groups(list(speakers))
+    reason = ci_reason(len(names))
+    if reason:
+        return None, reason
+    sums = np.stack(
+        [
+            np.stack([_sums(np.asarray(true[t]), np.asarray(p[t]), g, len(names)) for t in true], axis=1)
+            for p in (pred_a, pred_b)
+        ],
+        axis=1,
+    )  # (S, 2, T, 7)
+    boot = _resampled_metrics(sums, n_resamples, seed)["ccc"].mean(axis=2)  # (R, 2)
+    return _percentile(boot[:, 0] - boot[:, 1], 0.05), None
+
+
+def _same_ratings(a: Mapping[str, Any], b: Mapping[str, Any], targets: Sequence[str]) -> bool:
+    return all(b["true"].get(t) is not None and abs(a["true"][t] - b["true"][t]) <= 1e-6 for t in targets)
+
+
+def compare_dimensional(
+    rows_a: Sequence[Mapping[str, Any]],
+    rows_b: Sequence[Mapping[str, Any]],
+    targets: Sequence[str],
+    *,
+    seed: int = 0,
+    n_resamples: int = 1000,
+) -> dict[str, Any]:
+    """Paired comparison of two dimensional prediction sets (rows as ``read_dimensional_predictions`` gives
+    them) on the same utterances: CCC of each, per target and their mean, and the paired bootstrap of the
+    difference."""
+    _check_resampling(n_resamples, 0.05)
+    _matched(rows_a, rows_b)
+    targets = list(targets)
+    kept_a, unrated = rated_rows(rows_a, targets)
+    by_b = {r["id"]: r for r in rows_b}
+    differ = [r["id"] for r in kept_a if not _same_ratings(r, by_b[r["id"]], targets)]
+    if differ:
+        raise CompareError(
+            f"the runs disagree on the ratings of {len(differ)} utterances (e.g. {differ[0]}); were they trained "
+            "with different target ranges or corpus scales?"
+        )
+    if not kept_a:
+        raise CompareError(f"no utterance is rated on every target ({', '.join(targets)}): nothing to compare")
+    kept_a = sorted(kept_a, key=lambda r: r["id"])
+    speakers = [str(r["speaker"]) for r in kept_a]
+    true = {t: [r["true"][t] for r in kept_a] for t in targets}
+    pred_a = {t: [r["pred"][t] for r in kept_a] for t in targets}
+    pred_b = {t: [by_b[r["id"]]["pred"][t] for r in kept_a] for t in targets}
+    per_target: dict[str, dict[str, Any]] = {}
+    for t in targets:
+        d = paired_bootstrap_ccc_diff(true[t], pred_a[t], pred_b[t], speakers, n_resamples=n_resamples, seed=seed)
+        m_a, m_b = regression_metrics(true[t], pred_a[t]), regression_metrics(true[t], pred_b[t])
+        per_target[t] = {
+            "ccc_a": d["a"], "ccc_b": d["b"], "diff": d["diff"], "ci95": d["ci"],
+            "pearson_a": m_a["pearson"], "pearson_b": m_b["pearson"], "mae_a": m_a["mae"], "mae_b": m_b["mae"],
+        }
+    ci, reason = _mean_ccc_diff(true, pred_a, pred_b, speakers, n_resamples=n_resamples, seed=seed)
+    ccc_a = float(np.mean([per_target[t]["ccc_a"] for t in targets]))
+    ccc_b = float(np.mean([per_target[t]["ccc_b"] for t in targets]))
+    return {
+        "task": "dimensional",
+        "n": len(kept_a),
+        "speakers": len(set(speakers)),
+        "unrated": unrated,
+        "targets": targets,
+        "ccc_a": ccc_a,
+        "ccc_b": ccc_b,
+        "ccc_diff": ccc_a - ccc_b,
+        "ccc_diff_ci95": ci,
+        "ccc_diff_ci95_reason": reason,
+        "per_target": per_target,
+        "mcnemar": None,
+        "mcnemar_note": MCNEMAR_NOTE,
+        "seed": seed,
+        "n_resamples": n_resamples,
+    }
+
+
+def _excludes_zero(ci: Sequence[float] | None) -> bool:
+    return bool(ci) and (ci[0] > 0 or ci[1] < 0)  # type: ignore[index]
+
+
+def verdict_dimensional(result: Mapping[str, Any], name_a: str = "A", name_b: str = "B") -> str:
+    """A short verdict with the numbers: mean CCC and each target's, the paired bootstrap interval."""
+    ci = result["ccc_diff_ci95"]
+    interval = f"95% CI {ci[0]:+.3f} to {ci[1]:+.3f}" if ci else f"no CI: {result['ccc_diff_ci95_reason']}"
+    parts = []
+    for t, r in result["per_target"].items():
+        t_ci = f" [{r['ci95'][0]:+.3f}, {r['ci95'][1]:+.3f}]" if r["ci95"] else ""
+        parts.append(f"{t} {r['ccc_a']:.3f} vs {r['ccc_b']:.3f} ({r['diff']:+.3f}{t_ci})")
+    head = (
+        f"{name_a} vs {name_b}"
+        + (f" on {result['corpus']}" if result.get("corpus") else "")
+        + f" (n={result['n']}, {result['speakers']} speakers): mean CCC {result['ccc_a']:.3f} vs "
+        f"{result['ccc_b']:.3f}, difference {result['ccc_diff']:+.3f} ({interval}); " + "; ".join(parts) + "."
+    )
+    leaky = [n for n, key in ((name_a, "leaky_a"), (name_b, "leaky_b")) if result.get(key)]
+    if leaky:
+        head += f" Warning: {' and '.join(leaky)} tested on speakers seen in training (leaky)."
+    better = name_a if result["ccc_diff"] > 0 else name_b
+    apart = [t for t, r in result["per_target"].items() if _excludes_zero(r["ci95"])]
+    if _excludes_zero(ci):
+        tail = f" {better} has the higher mean CCC (the interval excludes 0)."
+    elif not ci:
+        tail = " Too few speakers for an interval: no verdict."
+    else:
+        tail = " No significant difference in mean CCC at the 5% level."
+    if apart:
+        tail += f" Per target, the interval excludes 0 for {', '.join(apart)}."
+    return head + tail + " (No McNemar test: it does not apply to ratings.)"
+
+
 def compare_runs(
     run_a: str | os.PathLike[str],
     run_b: str | os.PathLike[str],
@@ -152,6 +319,11 @@ def compare_runs(
     path_a, corpus = predictions_for(run_a, name, root)
     path_b, _ = predictions_for(run_b, name, root)
     info_a, info_b = read_model_info(run_a), read_model_info(run_b)
+    tasks = [str(i.get("task") or "categorical") for i in (info_a, info_b)]
+    if tasks[0] != tasks[1]:
+        raise CompareError(f"{run_a.name} is {tasks[0]} and {run_b.name} is {tasks[1]}: compare runs of one task")
+    if tasks[0] == "dimensional":
+        return _compare_dimensional_runs(run_a, run_b, path_a, path_b, corpus, out=out, seed=seed, n=n_resamples)
     declared = list(dict.fromkeys(list(info_a.get("labels") or []) + list(info_b.get("labels") or [])))
     result = compare_predictions(
         read_predictions(path_a),
@@ -163,5 +335,23 @@ def compare_runs(
     result = {"run_a": str(run_a), "run_b": str(run_b), "corpus": corpus, **result}
     result["leaky_a"], result["leaky_b"] = read_leaky(run_a, corpus), read_leaky(run_b, corpus)
     result["verdict"] = verdict(result, run_a.name, run_b.name)
+    target = Path(out) if out is not None else RunDir.of(run_a).compare_json(run_b.name, corpus)
+    return write_text(target, json.dumps(result, indent=2) + "\n"), result
+
+
+def _compare_dimensional_runs(
+    run_a: Path, run_b: Path, path_a: Path, path_b: Path, corpus: str, *, out: Any, seed: int, n: int
+) -> tuple[Path, dict[str, Any]]:
+    rows_a, targets_a = read_dimensional_predictions(path_a)
+    rows_b, targets_b = read_dimensional_predictions(path_b)
+    targets = [t for t in targets_a if t in targets_b]
+    if not targets:
+        raise CompareError(f"the runs share no target ({', '.join(targets_a)} vs {', '.join(targets_b)})")
+    result = compare_dimensional(rows_a, rows_b, targets, seed=seed, n_resamples=n)
+    left = sorted(set(targets_a) ^ set(targets_b))
+    result["targets_not_shared"] = left
+    result = {"run_a": str(run_a), "run_b": str(run_b), "corpus": corpus, **result}
+    result["leaky_a"], result["leaky_b"] = read_leaky(run_a, corpus), read_leaky(run_b, corpus)
+    result["verdict"] = verdict_dimensional(result, run_a.name, run_b.name)
     target = Path(out) if out is not None else RunDir.of(run_a).compare_json(run_b.name, corpus)
     return write_text(target, json.dumps(result, indent=2) + "\n"), result

@@ -2,8 +2,10 @@
 
 Routes: ``GET /`` (the page, package data), ``GET /healthz``, ``GET /v1/model`` (labels, family, training data,
 protocol, metrics with CIs, fairness summary, the model card), ``GET /v1/model/card`` (README.md as markdown),
-``POST /v1/predict?segments=window|vad|none`` (multipart field ``file`` or a raw ``audio/*`` body) and the
-OpenAPI page at ``/docs``.
+``POST /v1/predict?segments=window|vad|none`` (multipart field ``file`` or a raw ``audio/*`` body; answers
+``label``, ``probabilities``, ``duration_s``, ``segments``, or for a dimensional model ``{"arousal": ..,
+"valence": .., "dominance": .., "duration_s", "segments"}`` with its trained targets) and the OpenAPI page at
+``/docs``.
 
 Every bad input is a 4xx with ``{"error": "..."}`` in plain words: unreadable or not audio 400, empty 400, too
 large 413 (counted while the upload streams), unsupported type 415, silent / no speech / too long / too short 422, busy 503
@@ -152,7 +154,10 @@ def create_app(run_dir: str | os.PathLike[str], backend: Backend, settings: Serv
         if head.duration_s > settings.max_seconds:
             raise AudioError(f"too long: {head.duration_s:.0f} s of audio, the limit is {settings.max_seconds:g} s")
         r = score(backend, blocks, Segmentation(mode=mode, max_seconds=settings.max_seconds))
-        return {"label": r.label, "probabilities": r.probabilities, "duration_s": round(r.duration_s, 3),
+        # a dimensional model answers its ratings ({"arousal": .., "valence": .., ...}), a categorical one its label
+        answer: dict[str, Any] = (dict(r.values) if r.values is not None
+                                  else {"label": r.label, "probabilities": r.probabilities})
+        return {**answer, "duration_s": round(r.duration_s, 3),
                 "segments": [] if mode == "none" else [s.to_dict() for s in r.segments]}
 
     @app.post("/v1/predict", responses={400: {}, 413: {}, 415: {}, 422: {}, 503: {}})
