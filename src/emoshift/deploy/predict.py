@@ -30,8 +30,16 @@ class Prediction:
     segments: list[Any] = field(default_factory=list)  # emoshift.deploy.segments.Segment
     speech: list[tuple[float, float]] = field(default_factory=list)
 
+    @property
+    def status(self) -> str:
+        """``ok`` (labelled), ``no speech`` (the VAD found none: answered, not labelled) or ``skipped``."""
+        if self.error is None:
+            return "ok"
+        return "no speech" if self.error.startswith("no speech") else "skipped"
+
     def to_dict(self) -> dict[str, Any]:
-        return {"path": self.path, "label": self.label, "probabilities": self.probabilities, "error": self.error,
+        return {"path": self.path, "status": self.status, "label": self.label, "probabilities": self.probabilities,
+                "error": self.error,
                 "duration_s": None if self.duration_s is None else round(self.duration_s, 3),
                 "segments": [s.to_dict() for s in self.segments]}
 

@@ -10,6 +10,9 @@ decoded block) at a time, whatever the file's length.
   whole, its leading and trailing silence trimmed first when the model was trained so (as its training clips were).
 - ``vad``: Silero VAD speech spans; a span longer than the window is cut into equal pieces no longer than it.
   Non-speech is not scored; a file without speech is an error ("no speech").
+- ``speech_check`` (``emoshift predict`` and the service turn it on): in ``window``/``none`` mode the VAD runs
+  alongside the windows, and a file in which it finds no speech is refused as "no speech" instead of labelled
+  (white noise, a hum, a constant).
 - ``none``: as ``window``, but only the file-level result is reported.
 """
 
@@ -47,6 +50,7 @@ class Segmentation:
     batch_size: int = 16
     max_seconds: float | None = None
     speech: bool = False  # also run VAD in window mode (for the timeline's shading)
+    speech_check: bool = False  # window/none mode: no speech found by the VAD -> NoSpeechError, not a label
 
     def sizes(self, model_window_s: float) -> tuple[int, int]:
         if self.mode not in MODES:
@@ -200,10 +204,12 @@ def score(backend: Backend, blocks: Blocks, seg: Segmentation | None = None) -> 
         for a, b, wave in _extract(blocks, _pieces(speech, w)):
             batch.add(a, b, wave)
     else:
-        v = vad_mod.SpeechProbabilities() if seg.speech else None
+        v = vad_mod.SpeechProbabilities() if seg.speech or seg.speech_check else None
         _windows(blocks, w, h, batch, meter, seg, v, (meta.trim_silence, meta.trim_top_db))
         if v is not None:
             speech = vad_mod.speech_spans(v.finish(), meter.samples, threshold=seg.vad_threshold)
+        if seg.speech_check and not speech:
+            raise NoSpeechError("no speech: voice activity detection found none")
     segments = batch.segments(meta.labels)
     weights = np.array([s.end_s - s.start_s for s in segments], np.float64)  # (n,)
     probs_mat = np.array([[s.probabilities[lab] for lab in meta.labels] for s in segments], np.float64)
