@@ -83,7 +83,7 @@ def test_the_results_table_is_whole(logged: tuple[list[str], list[str]]) -> None
 def test_verbose_adds_the_config_and_the_skipped_file(logged: tuple[list[str], list[str]], corpus: Path) -> None:
     _, err = logged
     assert "resolved config:" in err and any(line.startswith("  epochs: 2") for line in err)
-    assert any(line.startswith("skipped ") and line.endswith(": empty") for line in err), err
+    assert any(line.startswith("skipped ") and line.endswith(".wav: empty: file has 0 bytes") for line in err), err
 
 
 def test_quiet_prints_the_results_only(corpus: Path, tmp_path: Path) -> None:
