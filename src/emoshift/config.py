@@ -66,12 +66,13 @@ class ManifestConfig(Strict):
 
 
 class DataConfig(Strict):
-    corpora: list[str] = Field(default_factory=lambda: ["ravdess"], description="training corpora")
+    # roots before corpora: pydantic validates fields in order, so the corpora check sees the validated roots
+    # (a name outside the registry is a corpus of your own when its root is a manifest table)
     roots: dict[str, str] = Field(
         default_factory=dict,
-        validate_default=True,
         description="corpus name -> root folder, or a .csv/.jsonl manifest table (a corpus of your own)",
     )
+    corpora: list[str] = Field(default_factory=lambda: ["ravdess"], description="training corpora")
     labels: Literal["six", "calm-as-neutral", "four", "native"] = "six"
     split: SplitConfig = Field(default_factory=lambda: SplitConfig())
     include_song: bool = False
@@ -119,31 +120,40 @@ class DataConfig(Strict):
             "allow_leak": self.split.allow_leak,
         }
 
-    @field_validator("corpora")
-    @classmethod
-    def _known_corpora(cls, v: list[str]) -> list[str]:
-        if not v:
-            raise ValueError("data.corpora needs at least one training corpus")
-        return [_registered_or_table_name(c) for c in v]
-
     @field_validator("roots")
     @classmethod
-    def _known_roots(cls, v: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+    def _known_roots(cls, v: dict[str, str]) -> dict[str, str]:
         """Canonical names; a name outside the registry needs a manifest table as its root."""
-        from emoshift.corpora import CorpusError, list_corpora, resolve_name
-
         roots = {_registered_or_table_name(k): str(r) for k, r in v.items()}
-        for name in [*info.data.get("corpora", []), *roots]:
-            if name in list_corpora():
-                continue
-            try:
-                resolve_name(name, roots.get(name))
-            except KeyError as e:
-                hint = f" (or a corpus of your own: --corpus {name}=/path/to/manifest.csv)"
-                raise ValueError(str(e).strip("'\"") + hint) from None
-            except CorpusError as e:
-                raise ValueError(str(e)) from None
+        for name, root in roots.items():
+            _check_corpus_name(name, root)
         return roots
+
+    @field_validator("corpora")
+    @classmethod
+    def _known_corpora(cls, v: list[str], info: ValidationInfo) -> list[str]:
+        if not v:
+            raise ValueError("data.corpora needs at least one training corpus")
+        names = [_registered_or_table_name(c) for c in v]
+        if "roots" in info.data:  # else data.roots is itself wrong, and named as such
+            for name in names:
+                _check_corpus_name(name, info.data["roots"].get(name))
+        return names
+
+
+def _check_corpus_name(name: str, root: str | None) -> None:
+    """ValueError unless ``name`` is a registered corpus or a corpus of your own with a manifest ``root``."""
+    from emoshift.corpora import CorpusError, list_corpora, resolve_name
+
+    if name in list_corpora():
+        return
+    try:
+        resolve_name(name, root)
+    except KeyError as e:
+        hint = f" (or a corpus of your own: --corpus {name}=/path/to/manifest.csv)"
+        raise ValueError(str(e).strip("'\"") + hint) from None
+    except CorpusError as e:
+        raise ValueError(str(e)) from None
 
 
 def _registered_or_table_name(name: str) -> str:
@@ -289,6 +299,11 @@ class TrainerConfig(Strict):
 
 class EvaluationConfig(Strict):
     corpora: list[str] = Field(default_factory=list, description="extra corpora to test on (every utterance)")
+
+    @field_validator("corpora")
+    @classmethod
+    def _canonical(cls, v: list[str]) -> list[str]:
+        return [_registered_or_table_name(c) for c in v]  # checked against data.roots by ExperimentConfig
     n_bootstrap: int = Field(1000, ge=0)
     seed: int = 0
     batch_size: int = Field(64, ge=1)
@@ -350,6 +365,11 @@ class ExperimentConfig(Strict):
             for key, why in CATEGORICAL_ONLY.items():
                 if used[key]:
                     raise ValueError(f"{key} cannot be used with task: dimensional ({why})")
+        for name in self.evaluation.corpora:
+            try:
+                _check_corpus_name(name, self.data.roots.get(name))
+            except ValueError as e:
+                raise ValueError(f"evaluation.corpora: {e}") from None
         self.model.family.check_config(self)  # ValueError: what this family cannot do with this config
         return self
 
@@ -395,16 +415,34 @@ def build_config(data: dict[str, Any]) -> ExperimentConfig:
 
 
 def read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A YAML file's top-level mapping (an empty file is ``{}``); ConfigError in one line otherwise, naming
+    the line and column of a syntax error."""
     p = Path(path)
     if not p.is_file():
-        raise ConfigError(f"config file {str(p)!r} not found")
+        raise ConfigError(f"config file {str(p)!r} not found" + (" (it is a folder)" if p.is_dir() else ""))
     try:
-        data = yaml.safe_load(p.read_text()) or {}
+        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as e:
-        raise ConfigError(f"{p}: not valid YAML ({e})") from None
+        raise ConfigError(f"{p}: not valid YAML{_yaml_where(e)}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{p}: not a text file (byte {e.start} is not UTF-8)") from None
+    except OSError as e:
+        raise ConfigError(f"{p}: cannot be read ({e.strerror or e})") from None
     if not isinstance(data, dict):
-        raise ConfigError(f"{p}: expected a mapping at the top level")
+        raise ConfigError(f"{p}: expected a mapping at the top level (key: value lines), got a {type(data).__name__}")
     return data
+
+
+def _yaml_where(e: yaml.YAMLError) -> str:
+    """`` at line 2, column 11: expected ',' or ']', but got '<stream end>'`` (1-based) from a YAML error."""
+    mark = getattr(e, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    problem = getattr(e, "problem", None) or str(e)
+    context, cmark = getattr(e, "context", None), getattr(e, "context_mark", None)
+    if context and cmark is not None and (mark is None or cmark.line != mark.line):
+        context = f"{context} begun at line {cmark.line + 1}, column {cmark.column + 1}"
+    text = f"{problem} ({context})" if context else problem
+    return f"{where}: {' '.join(str(text).split())}"
 
 
 def load_config(

@@ -244,3 +244,27 @@ def test_cli_index_manifest_prints_the_summary(tmp_path: Path) -> None:
         app, ["corpus", "index", "ravdess", str(path), "--label-map", "a=b", "-o", str(out)]
     )
     assert result.exit_code == 2 and "--label-map applies to manifest only" in result.stderr
+
+
+def test_paths_outside_the_manifests_folder_are_allowed_and_listed(tmp_path: Path) -> None:
+    """Absolute, ``..`` and symlinked paths that resolve outside the manifest's folder are used, and the
+    summary lists them (a manifest may point at a shared audio store; the user should see that it does)."""
+    store = tmp_path / "store"
+    for i in range(3):
+        write_wav(store / f"s{i}.wav", 16_000, seed=i)
+    home = tmp_path / "project"
+    write_wav(home / "audio" / "in.wav", 16_000, seed=9)
+    (home / "audio" / "link.wav").symlink_to(store / "s2.wav")
+    path = home / "m.csv"
+    path.write_text("path,emotion,speaker\naudio/in.wav,angry,a\n"
+                    f"{store / 's0.wav'},sad,a\n../store/s1.wav,happy,b\naudio/link.wav,sad,b\n")
+    result = table.scan(path, name="mine")
+    assert len(result.utterances) == 4 and not result.skipped
+    [warning] = [w for w in result.warnings if "outside" in w]
+    assert warning.startswith("3 path(s) resolve outside the manifest's folder")
+    out = runner.invoke(app, ["corpus", "index", "manifest", str(path), "-o", str(tmp_path / "index.csv")])
+    assert out.exit_code == 0, out.stderr
+    assert "warning: 3 path(s) resolve outside the manifest's folder" in " ".join(out.stdout.split())
+    inside = home / "m2.csv"
+    inside.write_text("path,emotion,speaker\naudio/in.wav,angry,a\n")
+    assert not [w for w in table.scan(inside, name="mine").warnings if "outside" in w]

@@ -141,8 +141,8 @@ def predictor(cnn_run: Path) -> Any:
     from emoshift.deploy.segments import Segmentation
 
     # The service's default limit (600 s). Without one, predict streams the 3-hour file in windows: it works, but
-    # took 767 s on 2 shared cores, far too long for a test.
-    return Predictor(cnn_run, segmentation=Segmentation(max_seconds=600.0))
+    # took 767 s on 2 shared cores, far too long for a test. speech_check: as `emoshift predict` runs by default.
+    return Predictor(cnn_run, segmentation=Segmentation(max_seconds=600.0, speech_check=True))
 
 
 @pytest.mark.parametrize("case", CASES, ids=case_ids())

@@ -81,7 +81,9 @@ def _table(preds: list[Any], names: list[str], labels: list[str]) -> None:
     for lab in labels:
         t.add_column(lab, justify="right")
     for p, name in zip(preds, names, strict=True):
-        if p.error:
+        if p.status == "no speech":
+            t.add_row(name, "", "[yellow]no speech[/]", *["" for _ in labels])
+        elif p.error:
             t.add_row(name, "", f"[red]skipped: {p.error}[/]", *["" for _ in labels])
         else:
             t.add_row(name, f"{p.duration_s:.1f}", f"[bold]{p.label}[/]", *[f"{p.probabilities[lab]:.2f}" for lab in labels])
@@ -109,6 +111,8 @@ def predict(
     hop: Annotated[float | None, typer.Option("--hop", help="hop seconds (default: window / 3)")] = None,
     vad: Annotated[bool, typer.Option("--vad", help="score speech segments found by Silero VAD instead of windows")] = False,
     plot: Annotated[Path | None, typer.Option("--plot", help="folder for one timeline PNG per file")] = None,
+    vad_check: Annotated[bool, typer.Option("--vad-check/--no-vad-check", help="answer 'no speech' (no label) "
+                                            "for a file in which Silero VAD finds no speech")] = True,
 ) -> None:
     """Predict the emotion of each audio file (folders are searched recursively), over time for long files."""
     import json
@@ -119,7 +123,8 @@ def predict(
     from emoshift.deploy.predict import Predictor, display_names
     from emoshift.deploy.segments import Segmentation
 
-    seg = Segmentation(mode="vad" if vad else "window", window_s=window, hop_s=hop, speech=plot is not None)
+    seg = Segmentation(mode="vad" if vad else "window", window_s=window, hop_s=hop, speech=plot is not None,
+                       speech_check=vad_check)
     predictor = Predictor(run, backend=backend, segmentation=seg)
     labels = predictor.labels
     seg.sizes(predictor.backend.meta.window_s)  # bad --window/--hop: one line before any file is read
@@ -143,8 +148,11 @@ def predict(
                 out = plot / (name.replace("/", "__").rsplit(".", 1)[0] + ".png")
                 plot_timeline(p.segments, list(meta.outputs), out, title=f"{name}: {summary(p)}",
                               duration_s=p.duration_s, speech=p.speech, value_range=meta.target_range)
-    bad = sum(1 for p in preds if p.error)
-    if bad and fmt == "table":
-        console.print(f"[yellow]{bad} of {len(preds)} file(s) skipped[/]", highlight=False)
+    bad = sum(1 for p in preds if p.status == "skipped")
+    quiet = sum(1 for p in preds if p.status == "no speech")
+    if (bad or quiet) and fmt == "table":
+        said = [f"{bad} of {len(preds)} file(s) skipped"] if bad else []
+        said += [f"{quiet} held no speech (not labelled; --no-vad-check labels them anyway)"] if quiet else []
+        console.print(f"[yellow]{', '.join(said)}[/]", highlight=False)
     if bad == len(preds):
         raise typer.Exit(1)

@@ -25,6 +25,8 @@ def serve(
                                               "(default 4 per worker); more get 503")] = None,
     api_key: Annotated[str | None, typer.Option("--api-key", help="required on every /v1 request "
                                                 "(default: $EMOSHIFT_API_KEY)")] = None,
+    vad_check: Annotated[bool, typer.Option("--vad-check/--no-vad-check", help="answer 422 'no speech' for "
+                                            "audio in which Silero VAD finds no speech")] = True,
 ) -> None:
     """Serve the model: POST /v1/predict, GET /v1/model, GET /healthz, the page at /, OpenAPI at /docs."""
     from emoshift.core.errors import EmoshiftError
@@ -42,7 +44,7 @@ def serve(
     import uvicorn
 
     settings = ServeSettings(max_upload_mb=max_upload_mb, max_seconds=max_seconds, workers=workers, queue=queue,
-                             api_key=key)
+                             api_key=key, speech_check=vad_check)
     application = create_app(run, engine, settings)
     console.print(f"serving {run} ({engine.meta.model}, {engine.name} backend, {workers} worker(s)) on "
                   f"http://{host}:{port}  (page /, API /v1, docs /docs)", highlight=False, soft_wrap=True)

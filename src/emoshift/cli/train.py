@@ -57,6 +57,9 @@ def train(
     errors = _friendly_errors()
     try:
         cfg = build_cli_config(config, corpus, model, epochs, overrides)
+        missing = [name for name in cfg.data.corpora if not cfg.data.roots.get(name)]
+        if missing:  # before the heavy imports below, as every config check
+            fail(f"no root folder for corpus {missing[0]!r}: pass --corpus {missing[0]}=/path/to/{missing[0]}")
         if verbose:
             verbose_output(cfg)
         from emoshift.training.train import train as run_train

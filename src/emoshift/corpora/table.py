@@ -132,6 +132,12 @@ def scan(
             f"{what}: each such utterance is its own pseudo-speaker (allow_leak), so a split may put one voice "
             "in train and test; every score on this corpus is flagged leaky"
         )
+    outside = _outside(utterances, path.parent)
+    if outside:
+        result.warnings.append(
+            f"{len(outside)} path(s) resolve outside the manifest's folder {path.parent} (allowed; e.g. "
+            f"{outside[0]}" + (f", {outside[1]}" if len(outside) > 1 else "") + ")"
+        )
     pending = []
     for u in utterances:
         label = harmonise(u.emotion, labels)
@@ -140,6 +146,17 @@ def scan(
         else:
             pending.append(u if label == u.emotion else _relabel(u, label))
     return _scanning.decode_all(result, pending, workers=workers, progress=progress)
+
+
+def _outside(utterances: list[Utterance], root: Path) -> list[str]:
+    """The distinct audio paths that, links and ``..`` resolved, lie outside ``root`` (listed, never refused:
+    a manifest may well point at a shared audio store, but the user should see that it does)."""
+    root = root.resolve()
+    out: dict[str, None] = {}
+    for u in utterances:
+        if u.path not in out and not Path(u.path).resolve().is_relative_to(root):
+            out[u.path] = None
+    return list(out)
 
 
 def _relabel(u: Utterance, label: str) -> Utterance:

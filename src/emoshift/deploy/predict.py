@@ -36,12 +36,19 @@ class Prediction:
     targets: tuple[str, ...] = ()  # a dimensional model's targets (empty: categorical)
     values: dict[str, float] = field(default_factory=dict)  # dimensional: {target: value}; {} on error
 
+    @property
+    def status(self) -> str:
+        """``ok`` (labelled), ``no speech`` (the VAD found none: answered, not labelled) or ``skipped``."""
+        if self.error is None:
+            return "ok"
+        return "no speech" if self.error.startswith("no speech") else "skipped"
+
     def to_dict(self) -> dict[str, Any]:
         if self.targets:
             head: dict[str, Any] = {t: self.values.get(t) for t in self.targets}
         else:
             head = {"label": self.label, "probabilities": self.probabilities}
-        return {"path": self.path, **head, "error": self.error,
+        return {"path": self.path, "status": self.status, **head, "error": self.error,
                 "duration_s": None if self.duration_s is None else round(self.duration_s, 3),
                 "segments": [s.to_dict() for s in self.segments]}
 

@@ -10,6 +10,9 @@ decoded block) at a time, whatever the file's length.
   whole, its leading and trailing silence trimmed first when the model was trained so (as its training clips were).
 - ``vad``: Silero VAD speech spans; a span longer than the window is cut into equal pieces no longer than it.
   Non-speech is not scored; a file without speech is an error ("no speech").
+- ``speech_check`` (``emoshift predict`` and the service turn it on): in ``window``/``none`` mode the VAD runs
+  alongside the windows, and a file in which it finds no speech is refused as "no speech" instead of labelled
+  (white noise, a hum, a constant).
 - ``none``: as ``window``, but only the file-level result is reported.
 
 A dimensional model (``meta.task``) gives values instead of probabilities: each segment's ``values`` (``{target:
@@ -50,6 +53,11 @@ class Segmentation:
     batch_size: int = 16
     max_seconds: float | None = None
     speech: bool = False  # also run VAD in window mode (for the timeline's shading)
+    speech_check: bool = False  # window/none mode: no speech found by the VAD -> NoSpeechError, not a label
+    # The check is lenient on purpose: "no speech" only when not even 250 ms reach this speech probability (white
+    # noise, hum and DC peak near 0.05; quiet synthetic "sad" voices and band-limited vowels near 0.8 with no
+    # 250 ms run over 0.5), so that quiet speech is labelled rather than refused.
+    check_threshold: float = 0.3
 
     def sizes(self, model_window_s: float) -> tuple[int, int]:
         if self.mode not in MODES:
@@ -211,10 +219,15 @@ def score(backend: Backend, blocks: Blocks, seg: Segmentation | None = None) -> 
         for a, b, wave in _extract(blocks, _pieces(speech, w)):
             batch.add(a, b, wave)
     else:
-        v = vad_mod.SpeechProbabilities() if seg.speech else None
+        v = vad_mod.SpeechProbabilities() if seg.speech or seg.speech_check else None
         _windows(blocks, w, h, batch, meter, seg, v, (meta.trim_silence, meta.trim_top_db))
         if v is not None:
-            speech = vad_mod.speech_spans(v.finish(), meter.samples, threshold=seg.vad_threshold)
+            frame_probs = v.finish()
+            speech = vad_mod.speech_spans(frame_probs, meter.samples, threshold=seg.vad_threshold)
+            if seg.speech_check and not vad_mod.speech_spans(
+                frame_probs, meter.samples, threshold=seg.check_threshold
+            ):
+                raise NoSpeechError("no speech: voice activity detection found none")
     dimensional = meta.dimensional
     names = meta.outputs  # the output columns: labels, or a dimensional model's targets
     segments = batch.segments(names, dimensional=dimensional)

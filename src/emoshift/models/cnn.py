@@ -193,6 +193,11 @@ def _efficientnet_b0_backbone(pretrained: str | None, dropout: float, width_mult
 
 
 def _resnet18_from_config(backbone_config: dict[str, Any]) -> tuple[nn.Module, int]:
+    from emoshift.models import resnet_plain
+
+    if resnet_plain.handles(backbone_config):  # the same modules in plain torch: no transformers import (~3 s)
+        plain = resnet_plain.PlainResNet(backbone_config)
+        return plain, plain.config.hidden_sizes[-1]
     from transformers import ResNetConfig, ResNetModel
 
     r = ResNetModel(ResNetConfig.from_dict(backbone_config))

@@ -373,8 +373,10 @@ def _merge_layers(
 def _fit_stages_to_epochs(data: dict[str, Any]) -> list[str]:
     """Fit ``training.stages`` (in place) to ``training.epochs``; returns a note when they changed."""
     training = data.get("training") or {}
+    if not isinstance(training, dict):  # build_config names what is wrong with it
+        return []
     stages, epochs = training.get("stages"), training.get("epochs")
-    if not stages or not isinstance(epochs, int) or epochs < 1:
+    if not isinstance(stages, list) or not stages or not isinstance(epochs, int) or epochs < 1:
         return []
     total = sum(int(s.get("epochs", 0)) for s in stages if isinstance(s, dict))
     if total == epochs or not all(isinstance(s, dict) for s in stages):
@@ -395,13 +397,14 @@ def _resolve_experiment(
     data, epochs_last = _merge_layers(spec.id, _layers(spec, file, profile), (shared, scoped))
     notes = _fit_stages_to_epochs(data) if epochs_last else []
     data["name"] = spec.id
-    data.setdefault("data", {})
-    corpora = data["data"].get("corpora") or ["ravdess"]
-    try:
-        wanted = [c if c in roots else _canonical_corpus(c) for c in corpora]  # a manifest: by its --corpus name
-    except ValueError as e:
-        raise StudyError(f"experiment {spec.id}: data.corpora: {e}") from None
-    data["data"]["roots"] = {c: roots[c] for c in wanted if c in roots}
+    section = data.setdefault("data", {})
+    corpora = (section.get("corpora") or ["ravdess"]) if isinstance(section, dict) else []
+    if isinstance(section, dict) and isinstance(corpora, list) and all(isinstance(c, str) for c in corpora):
+        try:
+            wanted = [c if c in roots else _canonical_corpus(c) for c in corpora]  # else build_config names it
+        except ValueError as e:
+            raise StudyError(f"experiment {spec.id}: data.corpora: {e}") from None
+        section["roots"] = {c: roots[c] for c in wanted if c in roots}
     try:
         return build_config(data), notes
     except ConfigError as e:

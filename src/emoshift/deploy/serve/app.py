@@ -47,6 +47,7 @@ class ServeSettings:
     queue: int | None = None  # requests waiting for a thread (default 4 per worker)
     api_key: str | None = None
     retry_after_s: int = 1
+    speech_check: bool = True  # no speech found by the VAD: 422 "no speech" instead of a label
 
     @property
     def admitted(self) -> int:
@@ -153,7 +154,8 @@ def create_app(run_dir: str | os.PathLike[str], backend: Backend, settings: Serv
         blocks, head = bytes_blocks(data)
         if head.duration_s > settings.max_seconds:
             raise AudioError(f"too long: {head.duration_s:.0f} s of audio, the limit is {settings.max_seconds:g} s")
-        r = score(backend, blocks, Segmentation(mode=mode, max_seconds=settings.max_seconds))
+        r = score(backend, blocks, Segmentation(mode=mode, max_seconds=settings.max_seconds,
+                                                speech_check=settings.speech_check))
         # a dimensional model answers its ratings ({"arousal": .., "valence": .., ...}), a categorical one its label
         answer: dict[str, Any] = (dict(r.values) if r.values is not None
                                   else {"label": r.label, "probabilities": r.probabilities})
