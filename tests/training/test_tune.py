@@ -252,3 +252,21 @@ def test_closed_form_trial_fits_on_training_speakers_and_scores_validation(
     assert set(fitted) == parts["train"]
     assert asked == parts["train"] | parts["val"]
     assert 1 / 6 < value <= 1.0  # well above chance on the validation speakers
+
+
+def test_closed_form_dimensional_trial_is_scored_by_validation_ccc(tmp_path: Path) -> None:
+    """The acoustic Ridge head of a dimensional task: a trial is worth its mean CCC on the validation speakers
+    (the ratings of the fake table follow pitch and loudness, so it is clearly above 0)."""
+    from emoshift.training.tune import check_tunable, fit_trial
+    from tests.corpora.fakes_rated import make_rated, rated_overrides
+
+    table = make_rated(tmp_path / "rated")
+    cfg = load_config(overrides=[*rated_overrides(table, tmp_path / "cache"), "model.name=egemaps"])
+    check_tunable(cfg)  # a closed-form dimensional search is allowed
+    value = fit_trial(cfg, tmp_path / "trial", progress=False)
+    assert 0.2 < value <= 1.0
+    # a neural dimensional trial is worth its best val_ccc (the module logs it per epoch in log.csv)
+    cnn = load_config(overrides=[*rated_overrides(table, tmp_path / "cache"), "training.epochs=2"])
+    value = fit_trial(cnn, tmp_path / "cnn", progress=False)
+    logged = [float(r["val_ccc"]) for r in read_csv(tmp_path / "cnn" / "log.csv")]
+    assert value == pytest.approx(max(logged), abs=1e-6)

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 
 from emoshift.config import ConfigError, ExperimentConfig, build_config, save_config
@@ -78,11 +79,6 @@ def check_tunable(cfg: ExperimentConfig) -> None:
             "speaker is a test speaker of some fold, so no speaker is left to select on: set "
             "data.split.fold=i (--set data.split.fold=0) to tune on fold i's validation speakers"
         )
-    if not isinstance(cfg.model.family, NeuralFamily) and objective_metric(cfg) != "val_uar":
-        raise TuneError(
-            f"the {cfg.model.family.name} family is scored by validation UAR only; tune a dimensional task "
-            "with a neural model"
-        )
 
 
 # ------------------------------------------------------------------------------------------------ one trial
@@ -122,7 +118,7 @@ def fit_trial(
 ) -> float:
     """Train ``cfg`` into ``run_dir`` on its training speakers and return its score on the validation speakers
     (:func:`objective_metric`); the test speakers are never read. ``callbacks`` go to Lightning (pruning)."""
-    from emoshift.training.train import prepare_data, prepare_inputs, start_run
+    from emoshift.training.train import num_outputs, prepare_data, prepare_inputs, start_run
 
     check_tunable(cfg)
     run = RunDir.of(run_dir)
@@ -132,7 +128,7 @@ def fit_trial(
     prep.scans = selection_scans(prep.scans, prep.splits)
     family = cfg.model.family
     torch.manual_seed(cfg.training.seed)
-    model = family.build(cfg, num_labels=len(prep.labels))
+    model = family.build(cfg, num_labels=num_outputs(cfg, prep.labels))
     data = prepare_inputs(cfg, family, model, prep, progress=progress)
     if isinstance(family, NeuralFamily):
         metric = objective_metric(cfg)
@@ -146,22 +142,29 @@ def fit_trial(
 
 def _closed_form_score(cfg: ExperimentConfig, data: FitData, run: RunDir, model: Any, prep: Any, fingerprint: str) -> float:
     """A family without epochs (its ``train`` fits on training + validation speakers): fit on the training
-    speakers only, then the validation UAR of its predictions."""
+    speakers only, then score its predictions on the validation speakers: UAR, or mean CCC over the targets of a
+    dimensional task (the same metric :func:`objective_metric` names for the neural families)."""
     from emoshift.evaluation.metrics import classification_metrics
+    from emoshift.evaluation.regression import ccc
     from emoshift.training.train import model_info
 
     family = cfg.model.family
     fitted = family.fit(cfg, dataclasses.replace(data, val=[]), run, model=model, progress=False)
     info = model_info(cfg, family, fitted.model, prep, fingerprint)
-    truth = {it.utt.id: data.labels[it.label] for it in data.val}
     kept, logits, _ = family.logits(
         fitted.model, info, [it.utt for it in data.val], cache_dir=cfg.data.cache_dir,
         batch_size=cfg.evaluation.batch_size, device=torch.device("cpu"), advance=lambda n: None, progress=False,
     )
     if not kept:
         raise TuneError("no validation utterance could be scored")
+    if objective_metric(cfg) == "val_ccc":
+        rated = {it.utt.id: it.target for it in data.val}
+        truth = np.array([rated[u.id] for u in kept], np.float64)  # (N, T)
+        values = np.asarray(logits, np.float64)  # (N, T): a dimensional head's outputs are the ratings
+        return float(np.mean([ccc(truth[:, j], values[:, j]) for j in range(truth.shape[1])]))
+    labels = {it.utt.id: data.labels[it.label] for it in data.val}
     pred = [data.labels[i] for i in logits.argmax(axis=1)]
-    return float(classification_metrics([truth[u.id] for u in kept], pred, data.labels)["uar"])
+    return float(classification_metrics([labels[u.id] for u in kept], pred, data.labels)["uar"])
 
 
 # ------------------------------------------------------------------------------------------------ the study
