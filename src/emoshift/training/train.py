@@ -90,7 +90,7 @@ def prepare_data(
     for name, sc in scans.items():
         path = run.split(name)
         try:
-            split = make_split(sc.utterances, cfg.data.split)  # deterministic for the config's seed
+            split = make_split(sc.utterances, cfg.data.split, corpus=name)  # deterministic for the config's seed
         except ValueError as e:
             raise TrainError(f"corpus {name!r}: {e}") from None
         if sc.leaky:  # speakers unknown (a manifest without a speaker column): every score says so
@@ -258,7 +258,9 @@ def evaluate_and_plot(
     from emoshift.evaluation.evaluate import evaluate_run
     from emoshift.evaluation.plots import plot_curves
 
-    evaluate_run(run.path, eval_roots(cfg), progress=progress, scans={**(scans or {}), **prep.scans})
+    # a training corpus without test speakers (a kfold run past its own k: training-only) has nothing to score
+    roots = {n: r for n, r in eval_roots(cfg).items() if n not in prep.splits or prep.splits[n].ids("test")}
+    evaluate_run(run.path, roots, progress=progress, scans={**(scans or {}), **prep.scans})
     if run.log.is_file():
         plot_curves(run.log, run.curves_plot)
 
