@@ -140,6 +140,31 @@ class DataConfig(Strict):
                 _check_corpus_name(name, info.data["roots"].get(name))
         return names
 
+    @model_validator(mode="after")
+    def _fold_counts_name_corpora(self) -> DataConfig:
+        """A per-corpus ``split.k`` names registered or training corpora, and (kfold) every training corpus.
+
+        Corpora named but not trained on are allowed: one profile (``k: {ravdess: 6, crema-d: 5}``) serves the
+        experiments on RAVDESS alone and on both corpora."""
+        from emoshift.corpora import list_corpora
+
+        k = self.split.k
+        if not isinstance(k, dict):
+            return self
+        unknown = [c for c in k if c not in self.corpora and c not in list_corpora()]
+        if unknown:
+            raise ValueError(
+                f"data.split.k names {unknown[0]!r}, which is neither a training corpus "
+                f"({', '.join(self.corpora)}) nor a known corpus ({', '.join(list_corpora())})"
+            )
+        missing = [c for c in self.corpora if c not in k]
+        if missing and self.split.method == "kfold":
+            raise ValueError(
+                f"data.split.k gives no fold count for training corpus {missing[0]!r} "
+                f"(one per training corpus, e.g. k: {{{', '.join(f'{c}: 5' for c in self.corpora)}}}, or one number)"
+            )
+        return self
+
 
 def _check_corpus_name(name: str, root: str | None) -> None:
     """ValueError unless ``name`` is a registered corpus or a corpus of your own with a manifest ``root``."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 
 import pytest
 from pydantic import ValidationError
@@ -17,6 +18,7 @@ from emoshift.data.splits import (
     kfold_speaker_splits,
     load_split,
     loso_splits,
+    make_folds,
     make_split,
     random_split,
     save_split,
@@ -191,6 +193,65 @@ def test_make_split_dispatches_every_method():
     assert explicit.speakers_of("val") == []
     leaky = make_split(utts, SplitConfig(method="random", allow_leak=True))
     assert leaky.leaky
+
+
+# ------------------------------------------------------------------------------- per-corpus k (unequal folds)
+
+
+def _two_corpora() -> dict[str, list[Utterance]]:
+    """Two corpora named as registered ones, 12 and 10 speakers."""
+    out = {}
+    for name, (m, f) in {"ravdess": (6, 6), "crema-d": (5, 5)}.items():
+        out[name] = [
+            dataclasses.replace(u, id=u.id.replace("fake", name), speaker=u.speaker.replace("fake", name), corpus=name)
+            for u in _utterances(n_male=m, n_female=f, per_speaker=3)
+        ]
+    return out
+
+
+def test_unequal_k_tests_every_speaker_exactly_once_by_a_fold_that_never_saw_it():
+    cfg = {"method": "kfold", "k": {"ravdess": 6, "CREMA-D": 4}, "seed": 3}
+    corpora = _two_corpora()
+    assert SplitConfig(**cfg).k == {"ravdess": 6, "crema-d": 4} and SplitConfig(**cfg).max_k == 6
+    for name, utts in corpora.items():
+        k = {"ravdess": 6, "crema-d": 4}[name]
+        runs = [make_split(utts, SplitConfig(**cfg, fold=i), corpus=name) for i in range(6)]  # max(k) fold runs
+        tested_in: dict[str, list[int]] = {}
+        for i, split in enumerate(runs):
+            _assert_speaker_disjoint(split)
+            assert set(split.assignment) == {u.id for u in utts}  # every utterance has a part in every run
+            for s in split.speakers_of("test"):
+                tested_in.setdefault(s, []).append(i)
+            assert bool(split.speakers_of("test")) == (i < k)  # runs past the corpus's own k: training-only
+            assert split.speakers_of("train") and split.speakers_of("val")
+        assert sorted(tested_in) == sorted({u.speaker for u in utts})
+        assert all(len(f) == 1 for f in tested_in.values())  # exactly once
+        assert [f.speakers_of("test") for f in make_folds(utts, SplitConfig(**cfg), corpus=name)] == [
+            r.speakers_of("test") for r in runs[:k]
+        ]
+    # one number for every corpus is unchanged
+    utts = corpora["ravdess"]
+    assert make_split(utts, SplitConfig(method="kfold", k=4, fold=1), corpus="ravdess") == make_split(
+        utts, SplitConfig(method="kfold", k={"ravdess": 4}, fold=1), corpus="ravdess"
+    )
+
+
+def test_per_corpus_k_errors_name_the_key():
+    with pytest.raises(ValidationError, match="ravdess: k must be at least 2"):
+        SplitConfig(method="kfold", k={"ravdess": 1, "crema-d": 5})
+    with pytest.raises(ValidationError, match="k must be at least 2"):
+        SplitConfig(method="kfold", k=1)
+    with pytest.raises(ValidationError, match="crema-d: a fold count must be a whole number"):
+        SplitConfig(method="kfold", k={"crema-d": "five"})
+    with pytest.raises(ValidationError, match="'crema-d' is given twice"):
+        SplitConfig(method="kfold", k={"crema-d": 5, "CREMA-D": 4})
+    with pytest.raises(ValidationError, match=r"between 0 and the largest k - 1 \(5\), got 6"):
+        SplitConfig(method="kfold", k={"ravdess": 6, "crema-d": 5}, fold=6)
+    utts = _two_corpora()["crema-d"]
+    with pytest.raises(ValueError, match="data.split.k.crema-d is 11 but the corpus has 10 speakers"):
+        make_folds(utts, SplitConfig(method="kfold", k={"crema-d": 11}), corpus="crema-d")
+    with pytest.raises(ValueError, match="no fold count for corpus 'crema-d'"):
+        make_folds(utts, SplitConfig(method="kfold", k={"ravdess": 4}), corpus="crema-d")
 
 
 def test_csv_round_trip_and_leak_recovered(tmp_path):

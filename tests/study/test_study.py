@@ -74,9 +74,10 @@ def test_study_file_names_every_phase_with_the_studys_numbers(roots: dict[str, s
 
 def test_baseline_phases_and_kfold_everywhere(roots: dict[str, str]) -> None:
     """L0/L0b: eGeMAPS + SVM on RAVDESS and on both corpora; every training phase uses speaker k-fold CV
-    (all folds pooled): 6 folds in the paper profile (RAVDESS: 4 actors a fold), 2 in the demo (6 of the
-    synthetic corpus's 12 RAVDESS actors a fold)."""
-    for profile, k in ((None, 6), ("paper", 6), ("demo", 2)):
+    (all folds pooled): in the paper profile 6 folds on RAVDESS (4 actors a fold) and 5 on CREMA-D, 2 in the
+    demo (6 of the synthetic corpus's 12 RAVDESS actors a fold)."""
+    per_corpus = {"ravdess": 6, "crema-d": 5}
+    for profile, k in ((None, per_corpus), ("paper", per_corpus), ("demo", 2)):
         study = load_study(CONFIG, profile=profile, roots=roots)
         l0, l0b = study.experiment("L0").config, study.experiment("L0b").config
         assert (l0.model.name, l0.model.head, l0.data.corpora) == ("egemaps", "svm", ["ravdess"])

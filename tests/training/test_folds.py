@@ -161,6 +161,52 @@ def test_one_fold_only_is_a_normal_run(synth_tiny: Path, cache: Path, tmp_path: 
     )
 
 
+# ------------------------------------------------------------------------------------------------ per-corpus k
+
+
+def test_unequal_k_per_corpus_scores_every_speaker_once(synth_tiny: Path, cache: Path, tmp_path: Path) -> None:
+    """k: {ravdess: 4, crema-d: 2}: 4 fold runs; CREMA-D is tested in runs 0-1 and only trains in runs 2-3."""
+    from emoshift.corpora import scan
+
+    sets = [*tiny_overrides(synth_tiny, cache, corpora=("ravdess", "crema-d")), "model.name=egemaps",
+            "model.head=logreg", "data.split.method=kfold", "data.split.k={ravdess: 4, crema-d: 2}"]
+    run = train(load_config(overrides=sets), tmp_path / "run", progress=False)
+    info = json.loads((run / "model.json").read_text())
+    assert info["members"] == [f"folds/{i}" for i in range(4)]
+    for corpus, k in (("ravdess", 4), ("crema-d", 2)):
+        utts = scan(corpus, str(synth_tiny / corpus)).utterances
+        rows = read_csv(run / f"predictions/{corpus}.csv")
+        assert sorted(r["id"] for r in rows) == sorted(u.id for u in utts)  # every utterance, exactly once
+        fold_of: dict[str, set[str]] = {}
+        for r in rows:
+            fold_of.setdefault(r["speaker"], set()).add(r["fold"])
+        assert set(fold_of) == {u.speaker for u in utts} and all(len(f) == 1 for f in fold_of.values())
+        assert {f for fs in fold_of.values() for f in fs} == {str(i) for i in range(k)}
+        for i in range(4):
+            member = run / "folds" / str(i)
+            seen = set(json.loads((member / "model.json").read_text())["training_speakers"])
+            scored = {s for s, f in fold_of.items() if f == {str(i)}}
+            assert not scored & seen  # scored by a model that never saw them
+            tested = {r["speaker"] for r in read_csv(member / f"splits/{corpus}.csv") if r["split"] == "test"}
+            assert tested == scored
+            if i >= k:  # training-only: every speaker of the corpus trained (or validated) this fold's model
+                assert {u.speaker for u in utts} <= seen and not (member / f"metrics/{corpus}.json").exists()
+        assert [f["fold"] for f in _metrics(run, corpus)["folds"]] == list(range(k))
+
+
+def test_per_corpus_k_must_cover_the_training_corpora(synth_tiny: Path, cache: Path, tmp_path: Path) -> None:
+    from emoshift.config import ConfigError
+
+    base = [*tiny_overrides(synth_tiny, cache, corpora=("ravdess", "crema-d")), "data.split.method=kfold"]
+    with pytest.raises(ConfigError, match="no fold count for training corpus 'crema-d'"):
+        load_config(overrides=[*base, "data.split.k={ravdess: 4}"])
+    with pytest.raises(ConfigError, match="data.split.k names 'ravdes'"):
+        load_config(overrides=[*base, "data.split.k={ravdes: 4, crema-d: 2}"])
+    with pytest.raises(TrainError, match="data.split.k.crema-d is 9 but the corpus has 8 speakers"):
+        train(load_config(overrides=[*base, "model.name=egemaps", "data.split.k={ravdess: 4, crema-d: 9}"]),
+              tmp_path / "run", progress=False)
+
+
 # ------------------------------------------------------------------------------------------------ corpus folds
 
 

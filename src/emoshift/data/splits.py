@@ -10,7 +10,8 @@ Methods
   are divided in proportion, so each part holds both genders when there are enough speakers. Speakers whose
   gender is unknown form a stratum of their own.
 - ``kfold``: speakers dealt into k folds (gender-stratified); fold i is the test part of split i, and a
-  ``val_fraction`` of the remaining speakers is held out for validation.
+  ``val_fraction`` of the remaining speakers is held out for validation. ``k`` is one number for every corpus
+  or one per corpus (``k: {ravdess: 6, crema-d: 5}``); see "Unequal fold counts" below.
 - ``loso``: leave one speaker out; one split per speaker.
 - ``corpus``: the folds the corpus defines itself (``Utterance.fold``: IEMOCAP's sessions, MSP-Podcast's
   partitions, a manifest's ``fold`` column); fold i's utterances are the test part of split i, validation
@@ -21,6 +22,20 @@ Methods
 ``kfold``, ``loso`` and ``corpus`` give several splits (:func:`make_folds`); ``fold`` picks one of them
 (:func:`make_split`), and leaving it unset asks the trainer to run them all (``emoshift.training.folds``).
 All methods are deterministic for a seed. A split is saved as a three-column CSV ``id,speaker,split``.
+
+Unequal fold counts (``kfold`` with a per-corpus ``k``, several training corpora)
+    Fold run i trains one model on fold i's split of every training corpus, so a run makes
+    ``max(k)`` fold runs. Corpus c is dealt into its own ``k_c`` speaker folds, and fold run i tests corpus
+    c's fold i when ``i < k_c``. In the fold runs ``i >= k_c`` corpus c is *training-only*: none of its
+    speakers is tested, all of them train (a ``val_fraction`` held out for validation), so every fold model
+    still learns from every corpus. Each speaker of c is therefore in the test part of exactly one fold run
+    (the one of its fold, ``< k_c``), and that run's model never saw it; the pooled out-of-fold predictions
+    cover every speaker of every corpus exactly once. Fold runs ``>= k_c`` add no out-of-fold prediction and
+    no per-fold score for c (its ``folds`` list has ``k_c`` entries). With ``k: {ravdess: 6, crema-d: 5}``:
+    6 fold runs; runs 0-4 test a RAVDESS fold and a CREMA-D fold, run 5 tests RAVDESS fold 5 and trains on
+    all of CREMA-D. The alternatives were worse: cycling a shorter corpus's folds (fold ``i mod k_c``) tests
+    speakers twice, and dropping the corpus from runs ``>= k_c`` turns those fold models into models of
+    fewer corpora, mixed into the ensemble that scores unseen corpora.
 """
 
 from __future__ import annotations
@@ -30,10 +45,10 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from emoshift.core.errors import EmoshiftError
 from emoshift.core.io import atomic_open
@@ -245,6 +260,18 @@ def speaker_split(
     return _from_speaker_parts(speakers, part, "speaker")
 
 
+def _fold_of_speakers(all_speakers: list[str], strata: dict[str, str], k: int, seed: int) -> dict[str, int]:
+    """speaker -> fold: shuffled within each gender, dealt round-robin into k folds across genders."""
+    rng = np.random.default_rng(seed)
+    fold_of: dict[str, int] = {}
+    dealt = 0
+    for _, group in sorted(_by_stratum(all_speakers, strata, True).items()):
+        for s in _shuffled(group, rng):
+            fold_of[s] = dealt % k
+            dealt += 1
+    return fold_of
+
+
 def kfold_speaker_splits(
     utterances: Iterable[_HasSpeaker], *, k: int = 5, seed: int = 0, val_fraction: float = 0.15
 ) -> list[Split]:
@@ -257,13 +284,7 @@ def kfold_speaker_splits(
     all_speakers = sorted(set(speakers.values()))
     if not 2 <= k <= len(all_speakers):
         raise ValueError(f"k must be between 2 and the number of speakers ({len(all_speakers)}), got {k}")
-    rng = np.random.default_rng(seed)
-    fold_of: dict[str, int] = {}
-    dealt = 0
-    for _, group in sorted(_by_stratum(all_speakers, strata, True).items()):
-        for s in _shuffled(group, rng):
-            fold_of[s] = dealt % k
-            dealt += 1
+    fold_of = _fold_of_speakers(all_speakers, strata, k, seed)
     splits = []
     for fold in range(k):
         test = [s for s in all_speakers if fold_of[s] == fold]
@@ -272,6 +293,16 @@ def kfold_speaker_splits(
         part.update({s: "test" for s in test})
         splits.append(_from_speaker_parts(speakers, part, "kfold"))
     return splits
+
+
+def training_only_split(
+    utterances: Iterable[_HasSpeaker], *, fold: int, seed: int = 0, val_fraction: float = 0.15
+) -> Split:
+    """Fold run ``fold`` of a corpus with fewer folds: no test part, every speaker trains (a ``val_fraction``
+    held out for validation, gender-stratified). See "Unequal fold counts" in the module docstring."""
+    speakers, strata = _speaker_table(utterances)
+    part = _holdout_val(sorted(set(speakers.values())), strata, val_fraction, np.random.default_rng([seed, fold]))
+    return _from_speaker_parts(speakers, part, "kfold")
 
 
 def loso_splits(
@@ -403,13 +434,48 @@ class SplitConfig(BaseModel):
     fold: int | None = Field(
         default=None, ge=0, description="kfold/loso/corpus: run this fold only (unset: every fold, pooled)"
     )
-    k: int = Field(default=5, ge=2)
+    k: int | dict[str, int] = Field(
+        default=5,
+        description="kfold: the number of folds, one for every corpus or one per corpus ({ravdess: 6, crema-d: 5})",
+    )
     val_fraction: float = Field(default=0.15, ge=0.0, lt=1.0)
     stratify: Literal["gender"] | None = "gender"
     train: list[str] | None = None
     val: list[str] | None = None
     test: list[str] | None = None
     allow_leak: bool = False
+
+    @field_validator("k", mode="before")
+    @classmethod
+    def _fold_counts(cls, v: Any) -> int | dict[str, int]:
+        """One count >= 2, or corpus -> count >= 2 (names canonical: ``CREMA-D`` and ``crema`` are ``crema-d``)."""
+        if isinstance(v, dict):
+            if not v:
+                raise ValueError("a per-corpus k needs one fold count per corpus, e.g. {ravdess: 6, crema-d: 5}")
+            out: dict[str, int] = {}
+            for name, n in v.items():
+                key = _corpus_key(str(name))
+                if key in out:
+                    raise ValueError(f"corpus {key!r} is given twice")
+                out[key] = _fold_count(n, key)
+            return out
+        return _fold_count(v, None)
+
+    def k_for(self, corpus: str | None) -> int:
+        """The fold count of ``corpus`` (a per-corpus ``k`` must name it)."""
+        if isinstance(self.k, int):
+            return self.k
+        key = _corpus_key(corpus) if corpus else None
+        if key not in self.k:
+            raise ValueError(
+                f"data.split.k gives no fold count for corpus {corpus!r} (it names {', '.join(self.k)})"
+            )
+        return self.k[key]
+
+    @property
+    def max_k(self) -> int:
+        """The number of fold runs of a ``kfold`` run: the largest fold count."""
+        return self.k if isinstance(self.k, int) else max(self.k.values())
 
     @model_validator(mode="after")
     def _consistent(self) -> SplitConfig:
@@ -422,8 +488,9 @@ class SplitConfig(BaseModel):
             raise ValueError(
                 f"speaker lists ({', '.join(lists)}) are only used by method 'explicit', not {self.method!r}"
             )
-        if self.method == "kfold" and self.fold is not None and self.fold >= self.k:
-            raise ValueError(f"fold must be between 0 and k-1 ({self.k - 1}), got {self.fold}")
+        if self.method == "kfold" and self.fold is not None and self.fold >= self.max_k:
+            most = "k-1" if isinstance(self.k, int) else "the largest k - 1"
+            raise ValueError(f"fold must be between 0 and {most} ({self.max_k - 1}), got {self.fold}")
         if self.method == "random" and not self.allow_leak:
             raise ValueError(
                 "method 'random' splits clips, not speakers, so test speakers are also in train; "
@@ -432,14 +499,39 @@ class SplitConfig(BaseModel):
         return self
 
 
+def _corpus_key(name: str) -> str:
+    """A corpus's registry name, or the name lower-cased (a manifest corpus of the user's own)."""
+    from emoshift.corpora import canonical_name
+
+    try:
+        return canonical_name(name)
+    except KeyError:
+        return name.strip().lower()
+
+
+def _fold_count(n: Any, corpus: str | None) -> int:
+    where = f"{corpus}: " if corpus else ""
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise ValueError(f"{where}a fold count must be a whole number, got {n!r}")
+    if n < 2:
+        raise ValueError(f"{where}k must be at least 2 (folds), got {n}")
+    return n
+
+
 FOLD_METHODS: tuple[str, ...] = ("kfold", "loso", "corpus")
 
 
-def make_folds(utterances: Iterable[_HasFold], cfg: SplitConfig) -> list[Split]:
-    """Every split of a fold method (``kfold``, ``loso``, ``corpus``), in fold order."""
+def make_folds(utterances: Iterable[_HasFold], cfg: SplitConfig, *, corpus: str | None = None) -> list[Split]:
+    """Every split of a fold method (``kfold``, ``loso``, ``corpus``) of one corpus, in fold order: the folds
+    that test it (``kfold`` with a per-corpus ``k``: ``k[corpus]`` of them, see "Unequal fold counts")."""
     utterances = list(utterances)
     if cfg.method == "kfold":
-        return kfold_speaker_splits(utterances, k=cfg.k, seed=cfg.seed, val_fraction=cfg.val_fraction)
+        k = cfg.k_for(corpus)
+        n = len({u.speaker for u in utterances})
+        if k > n:
+            key = "data.split.k" + (f".{_corpus_key(corpus)}" if corpus and isinstance(cfg.k, dict) else "")
+            raise ValueError(f"{key} is {k} but the corpus has {n} speakers (k must be at most the speakers)")
+        return kfold_speaker_splits(utterances, k=k, seed=cfg.seed, val_fraction=cfg.val_fraction)
     if cfg.method == "loso":
         return loso_splits(utterances, seed=cfg.seed, val_fraction=cfg.val_fraction)
     if cfg.method == "corpus":
@@ -447,22 +539,27 @@ def make_folds(utterances: Iterable[_HasFold], cfg: SplitConfig) -> list[Split]:
     raise ValueError(f"split method {cfg.method!r} has no folds (fold methods: {', '.join(FOLD_METHODS)})")
 
 
-def make_split(utterances: Iterable[_HasSpeaker], cfg: SplitConfig) -> Split:
-    """Build the split ``cfg`` describes (fold ``cfg.fold`` of a fold method) and run the leak guard on it.
+def make_split(utterances: Iterable[_HasSpeaker], cfg: SplitConfig, *, corpus: str | None = None) -> Split:
+    """Build the split ``cfg`` describes (fold ``cfg.fold`` of a fold method) for ``corpus`` (needed by a
+    per-corpus ``k``) and run the leak guard on it.
 
-    A corpus-defined fold that shares speakers with the rest is not refused but comes back marked leaky.
+    A corpus-defined fold that shares speakers with the rest is not refused but comes back marked leaky. A
+    ``kfold`` fold at or past the corpus's own ``k`` (below the largest) is its training-only split.
     """
     utterances = list(utterances)
     if cfg.method in FOLD_METHODS:
         if cfg.fold is None:
             raise ValueError(f"split method {cfg.method!r} needs a fold (data.split.fold) for a single split")
-        folds = make_folds(utterances, cfg)  # type: ignore[arg-type]
-        if cfg.fold >= len(folds):
+        folds = make_folds(utterances, cfg, corpus=corpus)  # type: ignore[arg-type]
+        if cfg.method == "kfold" and len(folds) <= cfg.fold < cfg.max_k:
+            split = training_only_split(utterances, fold=cfg.fold, seed=cfg.seed, val_fraction=cfg.val_fraction)
+        elif cfg.fold >= len(folds):
             raise ValueError(
                 f"{cfg.method} fold must be between 0 and {len(folds) - 1} "
                 f"({'one per speaker' if cfg.method == 'loso' else 'one per fold'}), got {cfg.fold}"
             )
-        split = folds[cfg.fold]
+        else:
+            split = folds[cfg.fold]
     elif cfg.method == "speaker":
         split = speaker_split(utterances, ratios=cfg.ratios, seed=cfg.seed, stratify=cfg.stratify)
     elif cfg.method == "explicit":

@@ -24,6 +24,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from emoshift.evaluation.metrics import (
     MIN_CI_SPEAKERS,
@@ -45,7 +46,7 @@ REGRESSION_METRICS: tuple[str, ...] = ("ccc", "pearson", "mae")
 
 
 def _vectors(
-    y_true: Sequence[float], y_pred: Sequence[float], what: str = ""
+    y_true: ArrayLike, y_pred: ArrayLike, what: str = ""
 ) -> tuple[np.ndarray, np.ndarray]:
     t = np.asarray(y_true, dtype=np.float64).reshape(-1)
     p = np.asarray(y_pred, dtype=np.float64).reshape(-1)
@@ -88,14 +89,14 @@ def _number(x: float) -> float | None:
 # --------------------------------------------------------------------------------------------------------
 
 
-def ccc(y_true: Sequence[float], y_pred: Sequence[float]) -> float:
+def ccc(y_true: ArrayLike, y_pred: ArrayLike) -> float:
     """Lin's concordance correlation coefficient (population moments); NaN when both sides are constant
     and equal (0/0)."""
     t, p = _vectors(y_true, y_pred)
     return float(_from_sums(_sums(t, p, np.zeros(t.size, dtype=np.int64), 1)[0])["ccc"])
 
 
-def regression_metrics(y_true: Sequence[float], y_pred: Sequence[float]) -> dict[str, Any]:
+def regression_metrics(y_true: ArrayLike, y_pred: ArrayLike) -> dict[str, Any]:
     """``{"ccc", "pearson", "mae", "n"}``; a metric that is undefined on these values is None."""
     t, p = _vectors(y_true, y_pred)
     m = _from_sums(_sums(t, p, np.zeros(t.size, dtype=np.int64), 1)[0])
@@ -112,8 +113,8 @@ def _resampled_metrics(per_speaker: np.ndarray, n_resamples: int, seed: int) -> 
 
 
 def regression_bootstrap_ci(
-    y_true: Sequence[float],
-    y_pred: Sequence[float],
+    y_true: ArrayLike,
+    y_pred: ArrayLike,
     speakers: Sequence[str],
     *,
     n_resamples: int = 1000,
@@ -142,8 +143,8 @@ def regression_bootstrap_ci(
 
 
 def evaluate_regression(
-    y_true: Mapping[str, Sequence[float]],
-    y_pred: Mapping[str, Sequence[float]],
+    y_true: Mapping[str, ArrayLike],
+    y_pred: Mapping[str, ArrayLike],
     speakers: Sequence[str],
     *,
     n_resamples: int = 1000,
@@ -195,9 +196,9 @@ def evaluate_regression(
 
 
 def paired_bootstrap_ccc_diff(
-    y_true: Sequence[float],
-    pred_a: Sequence[float],
-    pred_b: Sequence[float],
+    y_true: ArrayLike,
+    pred_a: ArrayLike,
+    pred_b: ArrayLike,
     speakers: Sequence[str],
     *,
     n_resamples: int = 1000,

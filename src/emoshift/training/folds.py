@@ -2,7 +2,8 @@
 
 ``data.split.method`` ``kfold`` (k gender-stratified speaker folds), ``loso`` (one speaker per fold) or
 ``corpus`` (the folds the corpus defines: IEMOCAP sessions, MSP-Podcast partitions, a manifest's ``fold``
-column), with ``data.split.fold`` unset, trains every fold::
+column), with ``data.split.fold`` unset, trains every fold (``kfold`` with a per-corpus ``k``: ``max(k)`` fold
+runs, fold run i testing fold i of every corpus that has one; see :mod:`emoshift.data.splits`)::
 
     RUN/config.yaml            the config as given (no fold)
     RUN/folds/<i>/             fold i: a normal, complete run directory (its config has data.split.fold: i)
@@ -62,7 +63,9 @@ def fold_config(cfg: ExperimentConfig, fold: int) -> ExperimentConfig:
 
 
 def corpus_folds(cfg: ExperimentConfig, scans: dict[str, Scan]) -> dict[str, list[Split]]:
-    """Each training corpus's folds; the same number for every corpus (fold i of each trains together)."""
+    """Each training corpus's test folds (fold i of each trains together). ``kfold`` with a per-corpus ``k``
+    may give corpora different counts: fold run i tests the corpora that have a fold i, the others only train
+    in it (:mod:`emoshift.data.splits`, "Unequal fold counts"); ``loso`` and ``corpus`` need equal counts."""
     from emoshift.training.train import TrainError, corpus_ratings
 
     out: dict[str, list[Split]] = {}
@@ -78,11 +81,11 @@ def corpus_folds(cfg: ExperimentConfig, scans: dict[str, Scan]) -> dict[str, lis
                 "MSP-Podcast partitions or a manifest 'fold' column); use data.split.method: kfold"
             )
         try:
-            out[name] = make_folds(utts, cfg.data.split)
+            out[name] = make_folds(utts, cfg.data.split, corpus=name)
         except ValueError as e:
             raise TrainError(f"corpus {name!r}: {e}") from None
     counts = {name: len(f) for name, f in out.items()}
-    if len(set(counts.values())) > 1:
+    if cfg.data.split.method != "kfold" and len(set(counts.values())) > 1:
         shown = ", ".join(f"{n}: {c}" for n, c in counts.items())
         raise TrainError(f"the training corpora give different numbers of folds ({shown}); train them separately")
     return out
@@ -104,7 +107,7 @@ def train_folds(
         roots = eval_roots(cfg)
         scans = scan_corpora(cfg, list(roots), progress=progress)  # once, for every fold
         folds = corpus_folds(cfg, scans)
-        n_folds = len(next(iter(folds.values())))
+        n_folds = max(len(f) for f in folds.values())  # kfold: max(k); a corpus with fewer folds trains only past them
         members = []
         for i in range(n_folds):
             member = run.fold(i)

@@ -106,7 +106,7 @@ def prepare_data(
         path = run.split(name)
         utts = [u for u in sc.utterances if u.id in ratings[name]] if cfg.dimensional else sc.utterances
         try:
-            split = make_split(utts, cfg.data.split)  # deterministic for the config's seed
+            split = make_split(utts, cfg.data.split, corpus=name)  # deterministic for the config's seed
         except ValueError as e:
             raise TrainError(f"corpus {name!r}: {e}") from None
         if sc.leaky:  # speakers unknown (a manifest without a speaker column): every score says so
@@ -309,7 +309,9 @@ def evaluate_and_plot(
     from emoshift.evaluation.evaluate import evaluate_run
     from emoshift.evaluation.plots import plot_curves
 
-    evaluate_run(run.path, eval_roots(cfg), progress=progress, scans={**(scans or {}), **prep.scans})
+    # a training corpus without test speakers (a kfold run past its own k: training-only) has nothing to score
+    roots = {n: r for n, r in eval_roots(cfg).items() if n not in prep.splits or prep.splits[n].ids("test")}
+    evaluate_run(run.path, roots, progress=progress, scans={**(scans or {}), **prep.scans})
     if run.log.is_file():
         plot_curves(run.log, run.curves_plot)
 
