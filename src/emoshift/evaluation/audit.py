@@ -41,6 +41,7 @@ from emoshift.evaluation.groups import (
     age_band,  # noqa: F401  (re-exported: callers import it from here)
     check_audit,
     demographics_from_utterances,
+    gap_verdict,
     group_values,
     parse_age_bands,  # noqa: F401  (re-exported: callers import it from here)
     parse_by,  # noqa: F401  (re-exported: callers import it from here)
@@ -227,15 +228,7 @@ def verdict(key: str, section: Mapping[str, Any], alpha: float = 0.05) -> str:
         f"By {name}: UAR ranges from {groups[worst]['uar']:.3f} ({worst}) to {groups[best]['uar']:.3f} ({best}), "
         f"a gap of {section['gap']['uar']:.3f} (permutation p = {p:.3f})"
     )
-    if p < alpha:
-        return head + f": larger than chance; the model serves {worst} speakers worse."
-    floor = section.get("p_value_floor")
-    if floor is not None and floor >= alpha:
-        return head + (
-            f": too few speakers for this test to reach p < {alpha:g} (smallest possible p = {floor:.3f}), "
-            "so this is not evidence either way."
-        )
-    return head + f": consistent with chance at the {alpha:.0%} level (no evidence of a group difference)."
+    return gap_verdict(head, p, section.get("p_value_floor"), alpha, f"the model serves {worst} speakers worse")
 
 
 def render_markdown(report: Mapping[str, Any]) -> str:

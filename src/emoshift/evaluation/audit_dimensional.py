@@ -34,6 +34,7 @@ from emoshift.evaluation.groups import (
     UNKNOWN,
     AuditError,
     check_audit,
+    gap_verdict,
     group_values,
     size_notes,
     speaker_groups,
@@ -339,15 +340,7 @@ def verdict(key: str, section: Mapping[str, Any], alpha: float = 0.05) -> str:
         f"By {name}: mean CCC ranges from {groups[worst]['ccc']:.3f} ({worst}) to {groups[best]['ccc']:.3f} "
         f"({best}), a gap of {section['gap']['ccc']:.3f} (permutation p = {p:.3f})"
     )
-    if p < alpha:
-        return head + f": larger than chance; the model rates {worst} speakers worse."
-    floor = section.get("p_value_floor")
-    if floor is not None and floor >= alpha:
-        return head + (
-            f": too few speakers for this test to reach p < {alpha:g} (smallest possible p = {floor:.3f}), "
-            "so this is not evidence either way."
-        )
-    return head + f": consistent with chance at the {alpha:.0%} level (no evidence of a group difference)."
+    return gap_verdict(head, p, section.get("p_value_floor"), alpha, f"the model rates {worst} speakers worse")
 
 
 def render_markdown(report: Mapping[str, Any]) -> str:

@@ -195,3 +195,17 @@ def group_values(
             demo["gender"] = r["gender"]  # the predictions file carries gender too
         values.append(_value(key, demo, edges))
     return values
+
+
+def gap_verdict(head: str, p: float, floor: float | None, alpha: float, worse: str) -> str:
+    """The end of a group-gap verdict sentence, shared by the categorical and dimensional audits: ``head``
+    (what ranges from what, with its permutation p) and whether that gap is beyond chance; ``worse`` is the
+    clause said when it is (``"the model serves male speakers worse"``)."""
+    if p < alpha:
+        return head + f": larger than chance; {worse}."
+    if floor is not None and floor >= alpha:
+        return head + (
+            f": too few speakers for this test to reach p < {alpha:g} (smallest possible p = {floor:.3f}), "
+            "so this is not evidence either way."
+        )
+    return head + f": consistent with chance at the {alpha:.0%} level (no evidence of a group difference)."
