@@ -39,14 +39,17 @@ from emoshift.evaluation.groups import (
     UNKNOWN,
     AuditError,
     age_band,  # noqa: F401  (re-exported: callers import it from here)
+    audit_by,
+    audit_settings,
     check_audit,
     demographics_from_utterances,
+    fmt,
     gap_verdict,
-    group_values,
     parse_age_bands,  # noqa: F401  (re-exported: callers import it from here)
     parse_by,  # noqa: F401  (re-exported: callers import it from here)
     size_notes,
     speaker_groups,
+    with_ci,
 )
 from emoshift.evaluation.metrics import (
     METRICS,
@@ -167,30 +170,15 @@ def audit_predictions(
     report: dict[str, Any] = {"corpus": corpus, "labels": label_list}
     overall = _group_record(rows, label_list, seed=seed, n_resamples=n_resamples)
     report["overall"] = {k: v for k, v in overall.items() if k not in ("recall", "confusion")}
-    report["settings"] = {
-        "seed": seed,
-        "n_resamples": n_resamples,
-        "n_permutations": n_permutations,
-        "min_speakers": min_speakers,
-        "age_bands": edges if edges is not None else "decades",
-        "ci": "95% percentile bootstrap over speakers",
-        "p_value": "permutation test over speakers of the largest UAR gap between compared groups",
-    }
-    report["by"] = {}
-    for key in keys:
-        report["by"][key] = _audit_one(
-            key,
-            rows,
-            group_values(key, rows, demographics, edges),
-            label_list,
-            corpus=corpus or "the corpus",
-            seed=seed,
-            n_resamples=n_resamples,
-            n_permutations=n_permutations,
-            min_speakers=min_speakers,
-        )
-    if not any(section["available"] for section in report["by"].values()):
-        raise AuditError(f"{corpus or 'the corpus'} records none of {', '.join(keys)}; nothing to audit")
+    report["settings"] = audit_settings(
+        seed=seed, n_resamples=n_resamples, n_permutations=n_permutations, min_speakers=min_speakers,
+        edges=edges, gap="UAR",
+    )
+    report["by"] = audit_by(
+        keys, rows, demographics, edges,
+        lambda key, rows, values, **kw: _audit_one(key, rows, values, label_list, **kw),
+        corpus=corpus, seed=seed, n_resamples=n_resamples, n_permutations=n_permutations, min_speakers=min_speakers,
+    )
     report["notes"] = notes
     return report
 
@@ -198,16 +186,6 @@ def audit_predictions(
 # --------------------------------------------------------------------------------------------------------
 # Report text
 # --------------------------------------------------------------------------------------------------------
-
-
-def _fmt(value: float | None, digits: int = 3) -> str:
-    return "–" if value is None else f"{value:.{digits}f}"
-
-
-def _with_ci(value: float | None, ci: Sequence[float] | None, speakers: int | None = None) -> str:
-    if ci:
-        return _fmt(value) + f" [{ci[0]:.3f}, {ci[1]:.3f}]"
-    return _fmt(value) + (f" n/a ({speakers} speaker{'' if speakers == 1 else 's'})" if speakers else "")
 
 
 def verdict(key: str, section: Mapping[str, Any], alpha: float = 0.05) -> str:
@@ -245,7 +223,7 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         f"Groups with fewer than {settings['min_speakers']} speakers are reported but not compared.",
         "",
         "Overall: "
-        + ", ".join(f"{METRIC_LABELS[m]} {_with_ci(overall[m], overall[f'{m}_ci'], overall['speakers'])}" for m in METRICS)
+        + ", ".join(f"{METRIC_LABELS[m]} {with_ci(overall[m], overall[f'{m}_ci'], overall['speakers'])}" for m in METRICS)
         + ".",
         "",
         "## Verdict",
@@ -270,15 +248,15 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         ]
         for g, r in groups.items():
             flag = " (too small)" if r["too_small"] else ""
-            cells = " | ".join(_with_ci(r[m], r[f"{m}_ci"], r["speakers"]) for m in METRICS)
+            cells = " | ".join(with_ci(r[m], r[f"{m}_ci"], r["speakers"]) for m in METRICS)
             lines.append(f"| {g}{flag} | {r['speakers']} | {r['n']} | {cells} |")
         lines.append("")
         if section.get("p_value_uar") is not None:
             lines.append(
                 "Gap (best - worst): "
-                + ", ".join(f"{METRIC_LABELS[m]} {_fmt(section['gap'][m])}" for m in METRICS)
+                + ", ".join(f"{METRIC_LABELS[m]} {fmt(section['gap'][m])}" for m in METRICS)
                 + ". Worst/best ratio: "
-                + ", ".join(f"{METRIC_LABELS[m]} {_fmt(section['ratio'][m])}" for m in METRICS)
+                + ", ".join(f"{METRIC_LABELS[m]} {fmt(section['ratio'][m])}" for m in METRICS)
                 + f". Permutation p-value (UAR gap): {section['p_value_uar']:.3f}."
             )
             lines.append("")
@@ -289,8 +267,8 @@ def render_markdown(report: Mapping[str, Any]) -> str:
             "|---|" + "---:|" * (len(groups) + 1),
         ]
         for label in labels:
-            cells = " | ".join(_fmt(groups[g]["recall"][label]) for g in groups)
-            lines.append(f"| {label} | {cells} | {_fmt(section.get('recall_gap', {}).get(label))} |")
+            cells = " | ".join(fmt(groups[g]["recall"][label]) for g in groups)
+            lines.append(f"| {label} | {cells} | {fmt(section.get('recall_gap', {}).get(label))} |")
         for note in section.get("notes", []):
             lines += ["", f"Note: {note}."]
     return "\n".join(lines) + "\n"

@@ -33,11 +33,14 @@ from emoshift.evaluation.groups import (
     MIN_SPEAKERS,
     UNKNOWN,
     AuditError,
+    audit_by,
+    audit_settings,
     check_audit,
+    fmt,
     gap_verdict,
-    group_values,
     size_notes,
     speaker_groups,
+    with_ci,
 )
 from emoshift.evaluation.metrics import PredictionsError, _encode_groups, permutation_p_floor
 from emoshift.evaluation.regression import TARGETS, _from_sums, _sums, evaluate_regression
@@ -285,31 +288,15 @@ def audit_dimensional_predictions(
         notes.append(f"{unrated} predictions without a rating for every target are not audited")
     report: dict[str, Any] = {"task": "dimensional", "corpus": corpus, "targets": targets, "labels": []}
     report["overall"] = group_record(kept, targets, seed=seed, n_resamples=n_resamples)
-    report["settings"] = {
-        "seed": seed,
-        "n_resamples": n_resamples,
-        "n_permutations": n_permutations,
-        "min_speakers": min_speakers,
-        "age_bands": edges if edges is not None else "decades",
-        "ci": "95% percentile bootstrap over speakers",
-        "p_value": "permutation test over speakers of the largest mean-CCC gap between compared groups",
-    }
-    report["by"] = {
-        key: _audit_one(
-            key,
-            kept,
-            group_values(key, kept, demographics, edges),
-            targets,
-            corpus=corpus or "the corpus",
-            seed=seed,
-            n_resamples=n_resamples,
-            n_permutations=n_permutations,
-            min_speakers=min_speakers,
-        )
-        for key in keys
-    }
-    if not any(section["available"] for section in report["by"].values()):
-        raise AuditError(f"{corpus or 'the corpus'} records none of {', '.join(keys)}; nothing to audit")
+    report["settings"] = audit_settings(
+        seed=seed, n_resamples=n_resamples, n_permutations=n_permutations, min_speakers=min_speakers,
+        edges=edges, gap="mean-CCC",
+    )
+    report["by"] = audit_by(
+        keys, kept, demographics, edges,
+        lambda key, rows, values, **kw: _audit_one(key, rows, values, targets, **kw),
+        corpus=corpus, seed=seed, n_resamples=n_resamples, n_permutations=n_permutations, min_speakers=min_speakers,
+    )
     report["notes"] = notes
     return report
 
@@ -317,14 +304,6 @@ def audit_dimensional_predictions(
 # --------------------------------------------------------------------------------------------------------
 # Report text
 # --------------------------------------------------------------------------------------------------------
-
-
-def _fmt(value: float | None) -> str:
-    return "–" if value is None else f"{value:.3f}"
-
-
-def _with_ci(value: float | None, ci: Sequence[float] | None) -> str:
-    return _fmt(value) + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
 
 
 def verdict(key: str, section: Mapping[str, Any], alpha: float = 0.05) -> str:
@@ -354,8 +333,8 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         f"p-values: {settings['p_value']} ({settings['n_permutations']} permutations). "
         f"Groups with fewer than {settings['min_speakers']} speakers are reported but not compared.",
         "",
-        "Overall: mean CCC " + _with_ci(overall["ccc"], overall["ccc_ci"]) + "; "
-        + ", ".join(f"{t} CCC {_with_ci(overall[f'{t}_ccc'], overall[f'{t}_ccc_ci'])}" for t in targets)
+        "Overall: mean CCC " + with_ci(overall["ccc"], overall["ccc_ci"]) + "; "
+        + ", ".join(f"{t} CCC {with_ci(overall[f'{t}_ccc'], overall[f'{t}_ccc_ci'])}" for t in targets)
         + (f" ({overall['ci_reason']})" if overall.get("ci_reason") else "") + ".",
         "",
         "## Verdict",
@@ -384,15 +363,16 @@ def _section_tables(section: Mapping[str, Any], targets: Sequence[str]) -> list[
     ]
     for g, r in groups.items():
         flag = " (too small)" if r["too_small"] else ""
-        cells = " | ".join(_with_ci(r[f"{t}_ccc"], r[f"{t}_ccc_ci"]) for t in targets)
-        lines.append(f"| {g}{flag} | {r['speakers']} | {r['n']} | {_with_ci(r['ccc'], r['ccc_ci'])} | {cells} |")
+        cells = " | ".join(with_ci(r[f"{t}_ccc"], r[f"{t}_ccc_ci"], r["speakers"]) for t in targets)
+        mean = with_ci(r["ccc"], r["ccc_ci"], r["speakers"])
+        lines.append(f"| {g}{flag} | {r['speakers']} | {r['n']} | {mean} | {cells} |")
     lines += ["", "| group | " + " | ".join(f"{t} r | {t} MAE" for t in targets) + " |",
               "|---|" + "---:|---:|" * len(targets)]
     for g, r in groups.items():
-        lines.append(f"| {g} | " + " | ".join(f"{_fmt(r[f'{t}_pearson'])} | {_fmt(r[f'{t}_mae'])}" for t in targets) + " |")
+        lines.append(f"| {g} | " + " | ".join(f"{fmt(r[f'{t}_pearson'])} | {fmt(r[f'{t}_mae'])}" for t in targets) + " |")
     if section.get("p_value_ccc") is not None:
-        gaps = ", ".join(f"{t} {_fmt(section['gap'][f'{t}_ccc'])} (p {_fmt(section['p_values'][t])})" for t in targets)
-        lines += ["", f"Gap (best - worst): mean CCC {_fmt(section['gap']['ccc'])} "
+        gaps = ", ".join(f"{t} {fmt(section['gap'][f'{t}_ccc'])} (p {fmt(section['p_values'][t])})" for t in targets)
+        lines += ["", f"Gap (best - worst): mean CCC {fmt(section['gap']['ccc'])} "
                   f"(permutation p {section['p_value_ccc']:.3f}); {gaps}."]
     lines += [f"\nNote: {note}." for note in section.get("notes", [])]
     return lines

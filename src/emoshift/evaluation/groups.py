@@ -4,7 +4,7 @@ group, and the checks both audits share. A speaker's demographics are the speake
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from emoshift.core.errors import EmoshiftError
@@ -209,3 +209,50 @@ def gap_verdict(head: str, p: float, floor: float | None, alpha: float, worse: s
             "so this is not evidence either way."
         )
     return head + f": consistent with chance at the {alpha:.0%} level (no evidence of a group difference)."
+
+
+def audit_settings(
+    *, seed: int, n_resamples: int, n_permutations: int, min_speakers: int, edges: Sequence[int] | None, gap: str
+) -> dict[str, Any]:
+    """The ``settings`` block of an audit report; ``gap`` names the score whose largest gap is tested."""
+    return {
+        "seed": seed,
+        "n_resamples": n_resamples,
+        "n_permutations": n_permutations,
+        "min_speakers": min_speakers,
+        "age_bands": list(edges) if edges is not None else "decades",
+        "ci": "95% percentile bootstrap over speakers",
+        "p_value": f"permutation test over speakers of the largest {gap} gap between compared groups",
+    }
+
+
+def audit_by(
+    keys: Sequence[str],
+    rows: Sequence[Mapping[str, Any]],
+    demographics: Mapping[str, Mapping[str, Any]],
+    edges: Sequence[int] | None,
+    audit_one: Callable[..., dict[str, Any]],
+    *,
+    corpus: str,
+    **options: Any,
+) -> dict[str, dict[str, Any]]:
+    """One section per grouping: ``audit_one(key, rows, each row's group, corpus=..., **options)``; an
+    :class:`AuditError` when the corpus records none of ``keys``."""
+    where = corpus or "the corpus"
+    by = {key: audit_one(key, rows, group_values(key, rows, demographics, edges), corpus=where, **options)
+          for key in keys}
+    if not any(section["available"] for section in by.values()):
+        raise AuditError(f"{where} records none of {', '.join(keys)}; nothing to audit")
+    return by
+
+
+def fmt(value: float | None, digits: int = 3) -> str:
+    """A score in a report table ("–" when undefined)."""
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def with_ci(value: float | None, ci: Sequence[float] | None, speakers: int | None = None) -> str:
+    """``0.512 [0.401, 0.620]``, or ``0.512 n/a (2 speakers)`` when there is no interval (too few speakers)."""
+    if ci:
+        return fmt(value) + f" [{ci[0]:.3f}, {ci[1]:.3f}]"
+    return fmt(value) + (f" n/a ({speakers} speaker{'' if speakers == 1 else 's'})" if speakers else "")
