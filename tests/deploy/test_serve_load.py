@@ -32,6 +32,8 @@ psutil = pytest.importorskip("psutil")
 LIMIT_MB = 1.0
 MAX_SECONDS = 10.0
 STREAMED = 64_000_000  # what an oversized streaming client offers: 64x the limit
+UPLOAD_TIMEOUT = 8.0  # seconds the service gives an upload to arrive (the slow good clients take ~0.3 s)
+ADMITTED = 2 + 4 * 2  # --workers 2 and the default queue of 4 per worker
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
 
 
@@ -52,7 +54,8 @@ def service(exported: tuple[Path, dict]) -> Iterator[tuple[str, subprocess.Popen
     run, _ = exported
     port = _free_port()
     cmd = [sys.executable, "-m", "emoshift", "serve", str(run), "--backend", "onnx", "--port", str(port),
-           "--workers", "2", "--max-upload-mb", str(LIMIT_MB), "--max-seconds", str(MAX_SECONDS)]
+           "--workers", "2", "--max-upload-mb", str(LIMIT_MB), "--max-seconds", str(MAX_SECONDS),
+           "--upload-timeout", str(UPLOAD_TIMEOUT)]
     proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -229,3 +232,50 @@ def test_mixed_upload_load_every_answer_right_limits_held_still_healthy(
     assert proc.poll() is None
     print(f"streamed oversized uploads refused after {[round(s / 1e6, 2) for s in streamed]} MB sent of "
           f"{STREAMED / 1e6:.0f} MB; RSS {rss_before / 1e6:.0f} -> {rss_after / 1e6:.0f} MB")
+
+
+def _stall(url: str) -> socket.socket:
+    """Open an upload that promises 100 kB, send 1 kB of it, and stop (the socket stays open)."""
+    host, port = url.removeprefix("http://").split(":")
+    s = socket.create_connection((host, int(port)), timeout=120)
+    s.sendall(b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: audio/wav\r\nContent-Length: 100000\r\n\r\n"
+              + b"\0" * 1000)
+    return s
+
+
+def _answer(s: socket.socket) -> tuple[int, dict[str, Any]]:
+    answer = b""
+    while b"\r\n\r\n" not in answer or len(answer.split(b"\r\n\r\n", 1)[1]) < _length(answer):
+        data = s.recv(65536)
+        if not data:
+            break
+        answer += data
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split()[1]), json.loads(body[: _length(answer)])
+
+
+def test_stalled_uploads_hold_no_slot_past_the_upload_timeout(
+    service: tuple[str, subprocess.Popen[bytes]], synth_tiny: Path
+) -> None:
+    """As many stalled uploads as the service admits fill it (a good request meanwhile gets 503), then each is
+    answered 408 when its upload time runs out, the slots come back and the good request is served."""
+    url, proc = service
+    clip = sorted((synth_tiny / "ravdess").rglob("*.wav"))[0].read_bytes()
+    stalled = [_stall(url) for _ in range(ADMITTED)]
+    try:
+        deadline = time.monotonic() + 60
+        while httpx.get(url + "/healthz", timeout=30).json()["busy"] < ADMITTED:
+            assert time.monotonic() < deadline, "the stalled uploads were never admitted"
+            time.sleep(0.05)
+        full = httpx.post(url + "/v1/predict", content=clip, headers={"content-type": "audio/wav"}, timeout=60)
+        answers = [_answer(s) for s in stalled]
+    finally:
+        for s in stalled:
+            s.close()
+    assert full.status_code == 503 and "busy" in full.json()["error"]
+    for status, body in answers:
+        assert status == 408 and set(body) == {"error"} and f"{UPLOAD_TIMEOUT:g} s" in body["error"], (status, body)
+    assert httpx.get(url + "/healthz", timeout=30).json()["busy"] == 0
+    good = httpx.post(url + "/v1/predict", content=clip, headers={"content-type": "audio/wav"}, timeout=120)
+    assert good.status_code == 200 and "label" in good.json()
+    assert proc.poll() is None

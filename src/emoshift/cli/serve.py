@@ -23,6 +23,8 @@ def serve(
     workers: Annotated[int, typer.Option("--workers", min=1, help="inference threads (bounded pool)")] = 2,
     queue: Annotated[int | None, typer.Option("--queue", min=0, help="requests waiting beyond the workers "
                                               "(default 4 per worker); more get 503")] = None,
+    upload_timeout: Annotated[float, typer.Option("--upload-timeout", min=0.1, help="seconds an upload may take "
+                                                  "to arrive; slower ones get 408")] = 60.0,
     api_key: Annotated[str | None, typer.Option("--api-key", help="required on every /v1 request "
                                                 "(default: $EMOSHIFT_API_KEY)")] = None,
     vad_check: Annotated[bool, typer.Option("--vad-check/--no-vad-check", help="answer 422 'no speech' for "
@@ -44,7 +46,7 @@ def serve(
     import uvicorn
 
     settings = ServeSettings(max_upload_mb=max_upload_mb, max_seconds=max_seconds, workers=workers, queue=queue,
-                             api_key=key, speech_check=vad_check)
+                             api_key=key, speech_check=vad_check, upload_timeout_s=upload_timeout)
     application = create_app(run, engine, settings)
     console.print(f"serving {run} ({engine.meta.model}, {engine.name} backend, {workers} worker(s)) on "
                   f"http://{host}:{port}  (page /, API /v1, docs /docs)", highlight=False, soft_wrap=True)

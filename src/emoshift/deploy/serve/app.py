@@ -8,8 +8,8 @@ protocol, metrics with CIs, fairness summary, the model card), ``GET /v1/model/c
 ``/docs``.
 
 Every bad input is a 4xx with ``{"error": "..."}`` in plain words: unreadable or not audio 400, empty 400, too
-large 413 (counted while the upload streams), unsupported type 415, silent / no speech / too long / too short 422, busy 503
-with ``Retry-After``. Inference runs in a bounded thread pool off the event loop; at most ``workers + queue``
+large 413 (counted while the upload streams), unsupported type 415, an upload that does not arrive within
+``upload_timeout_s`` 408, silent / no speech / too long / too short 422, busy 503 with ``Retry-After``. Inference runs in a bounded thread pool off the event loop; at most ``workers + queue``
 requests are admitted at once, the rest are told to come back. With an API key set, every ``/v1`` request must
 carry it (``X-API-Key: KEY`` or ``Authorization: Bearer KEY``).
 """
@@ -47,6 +47,7 @@ class ServeSettings:
     queue: int | None = None  # requests waiting for a thread (default 4 per worker)
     api_key: str | None = None
     retry_after_s: int = 1
+    upload_timeout_s: float = 60.0  # the whole body must arrive within this: a stalled client cannot hold a slot
     speech_check: bool = True  # no speech found by the VAD: 422 "no speech" instead of a label
 
     @property
@@ -162,7 +163,7 @@ def create_app(run_dir: str | os.PathLike[str], backend: Backend, settings: Serv
         return {**answer, "duration_s": round(r.duration_s, 3),
                 "segments": [] if mode == "none" else [s.to_dict() for s in r.segments]}
 
-    @app.post("/v1/predict", responses={400: {}, 413: {}, 415: {}, 422: {}, 503: {}})
+    @app.post("/v1/predict", responses={400: {}, 408: {}, 413: {}, 415: {}, 422: {}, 503: {}})
     async def predict(request: Request, segments: str = "window") -> JSONResponse:
         """Audio (multipart field ``file``, or a raw audio/* body) -> label, probabilities, duration, segments."""
         if segments not in MODES:
@@ -170,11 +171,14 @@ def create_app(run_dir: str | os.PathLike[str], backend: Backend, settings: Serv
         if not gate.enter():
             return _error(503, "the server is busy: try again shortly", {"Retry-After": str(settings.retry_after_s)})
         try:
-            data = await read_upload(request.headers.get("content-type", ""), request.headers.get("content-length"),
-                                     request.stream(), limit)
+            upload = read_upload(request.headers.get("content-type", ""), request.headers.get("content-length"),
+                                 request.stream(), limit)
+            data = await asyncio.wait_for(upload, timeout=settings.upload_timeout_s)
             result = await asyncio.get_running_loop().run_in_executor(pool, infer, data, segments)
         except UploadError as e:
             return _error(e.status, str(e))
+        except TimeoutError:  # a slow or stalled uploader gives its admission slot back
+            return _error(408, f"the upload did not arrive within {settings.upload_timeout_s:g} s")
         except AudioError as e:
             return _error(audio_status(e), str(e))
         finally:
