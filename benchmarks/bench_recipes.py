@@ -4,11 +4,14 @@
     emoshift synth /tmp/recipes --scale small --seed 7          # a seed the tests do not use
     python benchmarks/bench_recipes.py --root /tmp/recipes       # resnet18, efficientnet_b0, hubert (tiny), egemaps
     python benchmarks/bench_recipes.py --root /tmp/recipes --models egemaps resnet18 --set training.epochs=10
+    python benchmarks/bench_recipes.py --root /tmp/full --models egemaps resnet18 --actors 12 24 --plot curve.png
 
 Every run is a real ``emoshift train`` (``emoshift.train``) with ``data.split.method=kfold, k=5``: in-domain
 UAR is the pooled out-of-fold score on RAVDESS (a speaker-bootstrap CI over all its speakers) with the fold mean
 and sd; cross-corpus UAR is the fold ensemble on every CREMA-D utterance. Time per fold is the run's wall time
-divided by its folds (feature caches are shared, so the first model pays for the log-mels). ``--set`` applies to
+divided by its folds (feature caches are shared, so the first model pays for the log-mels). ``--actors N ...``
+runs the whole comparison once per N on the first N RAVDESS actors (a learning curve: does a model catch the
+baseline with more speakers?), and ``--plot`` draws UAR with its CI against N for each model. ``--set`` applies to
 every model except the baseline and is printed, so a run with overrides is never mistaken for the defaults.
 HuBERT runs the ``tiny`` random-init preset (no weights can be fetched here): its row shows the pipeline, not
 what a pretrained encoder learns.
@@ -21,6 +24,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 import sys
 import tempfile
 import time
@@ -69,6 +74,66 @@ def run_model(model: str, root: Path, work: Path, k: int, extra: list[str]) -> d
     return {"model": model, "in": ind, "cross": cross, "seconds_per_fold": seconds / k, "epochs": mean_epochs}
 
 
+def subset_root(root: Path, actors: int, out: Path) -> Path:
+    """``out`` with ``ravdess/`` holding the first ``actors`` actor folders of ``root/ravdess`` (hard links where
+    the file system allows, else copies) and ``crema-d`` pointing at ``root/crema-d``."""
+    folders = sorted(d for d in (root / "ravdess").iterdir() if d.is_dir() and d.name.startswith("Actor_"))
+    if actors > len(folders):
+        raise SystemExit(f"--actors {actors}: {root / 'ravdess'} has only {len(folders)} actor folders")
+    for folder in folders[:actors]:
+        dest = out / "ravdess" / folder.name
+        dest.mkdir(parents=True, exist_ok=True)
+        for f in folder.iterdir():
+            if f.is_file() and not (dest / f.name).exists():
+                try:
+                    os.link(f, dest / f.name)
+                except OSError:
+                    shutil.copy2(f, dest / f.name)
+    if not (out / "crema-d").exists():
+        (out / "crema-d").symlink_to((root / "crema-d").resolve(), target_is_directory=True)
+    return out
+
+
+def print_table(rows: list[dict], root: Path, folds: int, sets: list[str]) -> None:
+    base = rows[0]
+    print(f"\nroot {root}, {folds}-fold speaker CV on RAVDESS; cross-corpus: fold ensemble on all of "
+          f"CREMA-D; overrides for non-baseline models: {sets or 'none (defaults)'}")
+    print(f"{'model':16s} {'in-domain UAR [95% CI]':30s} {'fold mean±sd':14s} {'vs base':>8s} "
+          f"{'CREMA-D UAR [95% CI]':30s} {'vs base':>8s} {'s/fold':>7s} {'epochs':>6s}")
+    for r in rows:
+        fm, fs = (r["in"].get("fold_mean") or {}).get("uar"), (r["in"].get("fold_sd") or {}).get("uar")
+        spread = f"{fm:.3f}±{fs:.3f}" if fm is not None and fs is not None else "-"
+        print(f"{r['model']:16s} {_cell(r['in']):30s} {spread:14s} {r['in']['uar'] - base['in']['uar']:+8.3f} "
+              f"{_cell(r['cross']):30s} {r['cross']['uar'] - base['cross']['uar']:+8.3f} "
+              f"{r['seconds_per_fold']:7.1f} {'-' if r['epochs'] is None else format(r['epochs'], '6.1f'):>6s}")
+
+
+def plot_curve(curve: dict[int, list[dict]], path: Path) -> None:
+    """UAR [95% CI] against the number of RAVDESS actors, in-domain and on CREMA-D, one line per model."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), sharey=True)
+    ns = sorted(curve)
+    for ax, part, title in zip(axes, ("in", "cross"), ("RAVDESS (pooled out-of-fold)", "CREMA-D (fold ensemble)"), strict=True):
+        for i, model in enumerate(r["model"] for r in curve[ns[0]]):
+            ms = [next(r[part] for r in curve[n] if r["model"] == model) for n in ns]
+            uar = [m["uar"] for m in ms]
+            cis = [(m.get("ci95") or {}).get("uar") or [m["uar"], m["uar"]] for m in ms]
+            err = [[u - c[0] for u, c in zip(uar, cis, strict=True)], [c[1] - u for u, c in zip(uar, cis, strict=True)]]
+            ax.errorbar([n + 0.25 * i for n in ns], uar, yerr=err, marker="o", capsize=3, label=model)
+        ax.set(title=title, xlabel="RAVDESS actors in the corpus", xticks=ns)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("UAR (95% speaker-bootstrap CI)")
+    axes[0].legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--root", type=Path, required=True, help="folder with ravdess/ and crema-d/ (emoshift synth)")
@@ -76,25 +141,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--set", dest="sets", action="append", default=[], help="override for the non-baseline models")
     parser.add_argument("--work", type=Path, default=None, help="keep runs and caches here (default: a temp dir)")
+    parser.add_argument("--actors", type=int, nargs="+", default=None,
+                        help="learning curve: run once per N on the first N RAVDESS actors")
+    parser.add_argument("--plot", type=Path, default=None, help="with --actors: save the learning curve here")
     args = parser.parse_args(argv)
     models = [BASELINE, *[m for m in args.models if m != BASELINE]]
     with tempfile.TemporaryDirectory(prefix="emoshift-recipes-") as tmp:
         work = args.work or Path(tmp)
-        rows = []
-        for model in models:
-            print(f"{model}: training {args.folds} folds ...", flush=True)
-            rows.append(run_model(model, args.root, work, args.folds, args.sets))
-        base = rows[0]
-        print(f"\nroot {args.root}, {args.folds}-fold speaker CV on RAVDESS; cross-corpus: fold ensemble on all of "
-              f"CREMA-D; overrides for non-baseline models: {args.sets or 'none (defaults)'}")
-        print(f"{'model':16s} {'in-domain UAR [95% CI]':30s} {'fold mean±sd':14s} {'vs base':>8s} "
-              f"{'CREMA-D UAR [95% CI]':30s} {'vs base':>8s} {'s/fold':>7s} {'epochs':>6s}")
-        for r in rows:
-            fm, fs = (r["in"].get("fold_mean") or {}).get("uar"), (r["in"].get("fold_sd") or {}).get("uar")
-            spread = f"{fm:.3f}±{fs:.3f}" if fm is not None and fs is not None else "-"
-            print(f"{r['model']:16s} {_cell(r['in']):30s} {spread:14s} {r['in']['uar'] - base['in']['uar']:+8.3f} "
-                  f"{_cell(r['cross']):30s} {r['cross']['uar'] - base['cross']['uar']:+8.3f} "
-                  f"{r['seconds_per_fold']:7.1f} {'-' if r['epochs'] is None else format(r['epochs'], '6.1f'):>6s}")
+        curve: dict[int, list[dict]] = {}
+        for n in args.actors or [0]:
+            root = subset_root(args.root, n, work / f"actors-{n}" / "data") if n else args.root
+            out = work / f"actors-{n}" if n else work
+            rows = []
+            for model in models:
+                print(f"{model}{f' ({n} actors)' if n else ''}: training {args.folds} folds ...", flush=True)
+                rows.append(run_model(model, root, out, args.folds, args.sets))
+            print_table(rows, root, args.folds, args.sets)
+            curve[n] = rows
+        if args.plot and args.actors:
+            plot_curve(curve, args.plot)
+            print(f"learning curve: {args.plot}")
     return 0
 
 
