@@ -11,7 +11,9 @@ UAR is the pooled out-of-fold score on RAVDESS (a speaker-bootstrap CI over all 
 and sd; cross-corpus UAR is the fold ensemble on every CREMA-D utterance. Time per fold is the run's wall time
 divided by its folds (feature caches are shared, so the first model pays for the log-mels). ``--actors N ...``
 runs the whole comparison once per N on the first N RAVDESS actors (a learning curve: does a model catch the
-baseline with more speakers?), and ``--plot`` draws UAR with its CI against N for each model. ``--set`` applies to
+baseline with more speakers?), and ``--plot`` draws UAR with its CI against N for each model. On an emoshift
+synthetic corpus a last row, ``oracle-prosody``, is logistic regression on the prosody parameters each take was
+rendered with (no audio), on the same folds: roughly the most any model can get out of that corpus. ``--set`` applies to
 every model except the baseline and is printed, so a run with overrides is never mistaken for the defaults.
 HuBERT runs the ``tiny`` random-init preset (no weights can be fetched here): its row shows the pipeline, not
 what a pretrained encoder learns.
@@ -72,6 +74,63 @@ def run_model(model: str, root: Path, work: Path, k: int, extra: list[str]) -> d
     epochs = [e for e in epochs if e]  # the acoustic family trains no epochs (0)
     mean_epochs = sum(epochs) / len(epochs) if epochs else None
     return {"model": model, "in": ind, "cross": cross, "seconds_per_fold": seconds / k, "epochs": mean_epochs}
+
+
+def oracle_row(synth_root: Path, baseline_run: Path, k: int) -> dict | None:
+    """A reference no model can beat by much: logistic regression on the prosody each take was rendered with
+    (the generator's own parameters, :func:`emoshift.synth.annotate.cues`: loudness, rate, pitch level and
+    range, tension, ...), on the baseline's folds (trained on every speaker outside the fold), CREMA-D by the
+    ensemble of the fold models. It sees no audio, so it measures neither voice nor channel: only how well the
+    emotions can be told apart from what the renderer was asked for. None when ``synth_root`` has no
+    ``.synth.json`` (not an emoshift synthetic corpus)."""
+    import csv
+
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from emoshift.evaluation.metrics import classification_metrics, evaluate_predictions
+    from emoshift.synth.annotate import applied_prosody, cues
+    from emoshift.synth.plan import plan
+
+    meta_path = synth_root / ".synth.json"
+    if not meta_path.is_file():
+        return None
+    meta = json.loads(meta_path.read_text())
+    jobs, _ = plan(synth_root, scale=meta["scale"], seed=meta["seed"], corpora=["ravdess", "crema-d"])
+    params = {(j.corpus, Path(j.path).name): list(cues(applied_prosody(j)).values()) for j in jobs}
+
+    def table(corpus: str) -> list[dict[str, str]]:
+        with open(baseline_run / "predictions" / f"{corpus}.csv", newline="") as f:
+            return list(csv.DictReader(f))
+
+    t0 = time.perf_counter()
+    rows_in, rows_x = table("ravdess"), table("crema-d")
+    labels = [c.removeprefix("p_") for c in rows_in[0] if c.startswith("p_")]
+    x_in = np.array([params["ravdess", Path(r["path"]).name] for r in rows_in])
+    x_x = np.array([params["crema-d", Path(r["path"]).name] for r in rows_x])
+    y_in = np.array([r["true"] for r in rows_in])
+    folds = np.array([int(r["fold"]) for r in rows_in])
+    pred_in = np.empty(len(rows_in), dtype=object)
+    prob_x = np.zeros((len(rows_x), len(labels)))
+    per_fold = []
+    for f in range(k):
+        test = folds == f
+        head = make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000)).fit(x_in[~test], y_in[~test])
+        pred_in[test] = head.predict(x_in[test])
+        prob_x += head.predict_proba(x_x)[:, [list(head.classes_).index(lab) for lab in labels]] / k
+        per_fold.append(classification_metrics(list(y_in[test]), list(pred_in[test]), labels)["uar"])
+
+    def scored(rows: list[dict[str, str]], pred: list[str]) -> dict:
+        m = evaluate_predictions([r["true"] for r in rows], pred, [r["speaker"] for r in rows], labels)
+        return {**m, "speakers": len({r["speaker"] for r in rows})}
+
+    ind = {**scored(rows_in, list(pred_in)), "fold_mean": {"uar": float(np.mean(per_fold))},
+           "fold_sd": {"uar": float(np.std(per_fold, ddof=1))}}
+    cross = scored(rows_x, [labels[i] for i in prob_x.argmax(axis=1)])
+    return {"model": "oracle-prosody", "in": ind, "cross": cross,
+            "seconds_per_fold": (time.perf_counter() - t0) / k, "epochs": None}
 
 
 def subset_root(root: Path, actors: int, out: Path) -> Path:
@@ -156,6 +215,8 @@ def main(argv: list[str] | None = None) -> int:
             for model in models:
                 print(f"{model}{f' ({n} actors)' if n else ''}: training {args.folds} folds ...", flush=True)
                 rows.append(run_model(model, root, out, args.folds, args.sets))
+            oracle = oracle_row(args.root, out / "runs" / BASELINE, args.folds)
+            rows += [oracle] if oracle else []
             print_table(rows, root, args.folds, args.sets)
             curve[n] = rows
         if args.plot and args.actors:

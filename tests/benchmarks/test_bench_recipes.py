@@ -48,3 +48,38 @@ def test_plot_curve_draws_every_model(bench, tmp_path: Path) -> None:
     path = tmp_path / "plots" / "curve.png"
     bench.plot_curve(curve, path)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 10_000
+
+
+SIX = ["angry", "disgust", "fearful", "happy", "neutral", "sad"]
+
+
+def _fake_baseline(run: Path, jobs: list, corpus: str, folds: int | None) -> None:
+    """A baseline's predictions CSV for ``corpus``'s six-label takes (its own columns; ``fold`` by speaker)."""
+    takes = [j for j in jobs if j.corpus == corpus and j.emotion in SIX]
+    speakers = sorted({j.speaker.id for j in takes})
+    lines = ["id,path,speaker,true,pred," + ",".join(f"p_{lab}" for lab in SIX) + (",fold" if folds else "")]
+    for j in takes:
+        fold = f",{speakers.index(j.speaker.id) % folds}" if folds else ""
+        lines.append(f"{corpus}/{Path(j.path).stem},{j.path},{corpus}/{j.speaker.id},{j.emotion},neutral,"
+                     + ",".join("0" for _ in SIX) + fold)
+    (run / "predictions").mkdir(parents=True, exist_ok=True)
+    (run / "predictions" / f"{corpus}.csv").write_text("\n".join(lines) + "\n")
+
+
+def test_oracle_row_scores_the_generators_own_prosody_on_the_baselines_folds(bench, tmp_path: Path) -> None:
+    from emoshift.synth.plan import plan
+
+    root = tmp_path / "synth"
+    root.mkdir()
+    jobs, _ = plan(root, scale="tiny", seed=0)
+    run = tmp_path / "runs" / "egemaps"
+    _fake_baseline(run, jobs, "ravdess", folds=2)
+    _fake_baseline(run, jobs, "crema-d", folds=None)
+    assert bench.oracle_row(root, run, 2) is None  # not marked as an emoshift synthetic corpus
+    (root / ".synth.json").write_text('{"scale": "tiny", "seed": 0}')
+    row = bench.oracle_row(root, run, 2)
+    assert row["model"] == "oracle-prosody" and row["epochs"] is None
+    # the emotions are rendered as distinct prosody: the parameters alone separate them in-domain
+    assert row["in"]["uar"] > 0.9 and row["in"]["speakers"] == len({j.speaker.id for j in jobs if j.corpus == "ravdess"})
+    assert 1 / 6 < row["cross"]["uar"] <= 1.0 and row["cross"]["n"] > 0
+    assert set(row["in"]["fold_mean"]) == {"uar"}
