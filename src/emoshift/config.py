@@ -208,7 +208,11 @@ class ModelConfig(Strict):
     head: Literal["svm", "logreg"] = Field(
         "svm", description="acoustic baselines: calibrated linear SVM, or logistic regression"
     )
-    speaker_norm: bool = Field(False, description="acoustic baselines: z-score functionals within each speaker")
+    speaker_norm: bool = Field(
+        False,
+        description="z-score each speaker's inputs with their own statistics (acoustic baselines: functionals; "
+        "CNNs: log-mels per mel bin; a clip of an unknown speaker uses the training speakers')",
+    )
 
     @field_validator("name")
     @classmethod

@@ -2,7 +2,11 @@
 
 Input ``(B, 1, n_mels, T)`` log-mel dB -> logits ``(B, num_labels)``. Each spectrogram is standardised per
 utterance first (mean 0, std 1 over mels and time), so level differences between corpora do not reach the
-network and ImageNet-pretrained stems see inputs on the scale they were trained on.
+network and ImageNet-pretrained stems see inputs on the scale they were trained on. With ``speaker_norm`` the
+model instead holds one fixed per-mel-bin standardisation (:class:`BinStandardize`: the training speakers'
+pooled statistics, saved with the weights) and training and evaluation feed it each speaker's log-mels mapped
+so that what the network sees are that speaker's own z-scores (``emoshift.features.speaker_norm``); a clip of
+an unknown speaker (predict, serve, the ONNX graph) is standardised with the training speakers' statistics.
 
 Pretrained weights come from a Hugging Face id (``microsoft/resnet-18``, ``google/efficientnet-b0``) or a
 local folder saved with ``save_pretrained``. The first convolution's three RGB filters are summed into one
@@ -36,14 +40,32 @@ class SpecStandardize(nn.Module):
         return (x - mean) / (std + self.eps)
 
 
+class BinStandardize(nn.Module):
+    """A fixed standardisation per mel bin: ``(x - mean) / std`` with ``mean``, ``std`` ``(n_mels,)`` buffers
+    (saved with the weights; set from the training speakers by the CNN family)."""
+
+    def __init__(self, n_mels: int) -> None:
+        super().__init__()
+        self.mean: torch.Tensor
+        self.std: torch.Tensor
+        self.register_buffer("mean", torch.zeros(n_mels))
+        self.register_buffer("std", torch.ones(n_mels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, 1, n_mels, T)
+        return (x - self.mean[:, None]) / self.std[:, None]
+
+
 class SpectrogramClassifier(nn.Module):
     """standardise -> backbone (pooled features) -> dropout -> linear head."""
 
     input_kind = "spectrogram"
 
-    def __init__(self, backbone: nn.Module, feature_dim: int, num_labels: int, dropout: float) -> None:
+    def __init__(
+        self, backbone: nn.Module, feature_dim: int, num_labels: int, dropout: float, *, bin_norm: int | None = None
+    ) -> None:
         super().__init__()
-        self.norm = SpecStandardize()
+        # per-utterance standardisation, or (speaker_norm) a fixed per-bin one over bin_norm mel bins
+        self.norm: nn.Module = SpecStandardize() if bin_norm is None else BinStandardize(bin_norm)
         self.backbone = backbone
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(feature_dim, num_labels)
@@ -97,8 +119,8 @@ def _check_width(width_mult: float, pretrained: str | None) -> None:
 def resnet18(*, num_labels: int, **options: Any) -> SpectrogramClassifier:
     """ResNet-18 (basic blocks, depths 2-2-2-2, widths 64-512 x ``width_mult``); ``pretrained``: HF id or folder.
 
-    ``options``: pretrained, dropout, width_mult (:func:`_build`). ``width_mult`` < 1 gives the same
-    architecture with fewer channels (tests and the CPU demo use it).
+    ``options``: pretrained, dropout, width_mult, speaker_norm, n_mels (:func:`_build`). ``width_mult`` < 1
+    gives the same architecture with fewer channels (tests and the CPU demo use it).
     """
     return _build(_resnet18_backbone, num_labels=num_labels, **options)
 
@@ -106,18 +128,26 @@ def resnet18(*, num_labels: int, **options: Any) -> SpectrogramClassifier:
 def efficientnet_b0(*, num_labels: int, **options: Any) -> SpectrogramClassifier:
     """EfficientNet-B0 (depth 1.0, width 1.0 x ``width_mult``, 1280 features); ``pretrained``: HF id or folder.
 
-    ``options``: pretrained, dropout, width_mult (:func:`_build`).
+    ``options``: pretrained, dropout, width_mult, speaker_norm, n_mels (:func:`_build`).
     """
     return _build(_efficientnet_b0_backbone, num_labels=num_labels, **options)
 
 
 def _build(
-    backbone: Any, *, num_labels: int, pretrained: str | None = None, dropout: float = 0.2, width_mult: float = 1.0
+    backbone: Any,
+    *,
+    num_labels: int,
+    pretrained: str | None = None,
+    dropout: float = 0.2,
+    width_mult: float = 1.0,
+    speaker_norm: bool = False,
+    n_mels: int = 128,
 ) -> SpectrogramClassifier:
-    """The CNN builders' one signature (defaults stated here): ``backbone(pretrained, dropout, width_mult)``."""
+    """The CNN builders' one signature (defaults stated here): ``backbone(pretrained, dropout, width_mult)``;
+    ``speaker_norm``: a fixed per-bin standardisation over ``n_mels`` bins instead of the per-utterance one."""
     _check_width(width_mult, pretrained)
     net, feature_dim = backbone(pretrained, dropout, width_mult)
-    return SpectrogramClassifier(net, feature_dim, num_labels, dropout)
+    return SpectrogramClassifier(net, feature_dim, num_labels, dropout, bin_norm=n_mels if speaker_norm else None)
 
 
 def _resnet18_backbone(pretrained: str | None, dropout: float, width_mult: float) -> tuple[nn.Module, int]:
@@ -216,10 +246,11 @@ _FROM_CONFIG = {"resnet18": _resnet18_from_config, "efficientnet_b0": _efficient
 
 
 def from_backbone_config(
-    name: str, backbone_config: dict[str, Any], *, num_labels: int, dropout: float = 0.0
+    name: str, backbone_config: dict[str, Any], *, num_labels: int, dropout: float = 0.0, bin_norm: int | None = None
 ) -> SpectrogramClassifier:
-    """Rebuild a saved spectrogram model from its transformers backbone config (no download)."""
+    """Rebuild a saved spectrogram model from its transformers backbone config (no download); ``bin_norm``: the
+    mel bins of a speaker-normalised model's fixed standardisation (its values come with the weights)."""
     if name not in _FROM_CONFIG:
         raise ValueError(f"{name!r} is not a spectrogram model")
     net, feature_dim = _FROM_CONFIG[name](backbone_config)
-    return SpectrogramClassifier(net, feature_dim, num_labels, dropout)
+    return SpectrogramClassifier(net, feature_dim, num_labels, dropout, bin_norm=bin_norm)

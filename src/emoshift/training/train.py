@@ -269,7 +269,7 @@ def prepare_inputs(cfg: ExperimentConfig, family: Family, model: Any, prep: Prep
 
         logits = teacher_logits(cfg.training.distill.teacher, prep.train, prep.labels, cfg, progress=progress)
         teacher_by_id = {it.utt.id: row for it, row in zip(prep.train, logits, strict=True)}
-    stores = family.prepare_stores(cfg, model, prep.scans, progress=progress)
+    stores = family.prepare_stores(cfg, model, prep.scans, progress=progress, train=prep.train)
     if stores:
         prep.train, prep.val = drop_uncached(prep.train, stores), drop_uncached(prep.val, stores)
     teacher = torch.stack([teacher_by_id[it.utt.id] for it in prep.train]) if teacher_by_id else None  # (N, C)

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from emoshift.core.rundir import RunDir
     from emoshift.corpora import Scan
     from emoshift.corpora.base import Skipped, Utterance
+    from emoshift.data.datasets import Item
     from emoshift.features.functionals import FunctionalsConfig
     from emoshift.features.logmel import FeatureConfig
     from emoshift.models.acoustic import AcousticBaseline
@@ -192,7 +193,8 @@ class AcousticFamily(Family):
 
     # -- training -------------------------------------------------------------------------------------
     def prepare_stores(
-        self, cfg: ExperimentConfig, model: AcousticModel, scans: dict[str, Scan], *, progress: bool
+        self, cfg: ExperimentConfig, model: AcousticModel, scans: dict[str, Scan], *, progress: bool,
+        train: Sequence[Item] = (),
     ) -> dict[str, Any]:
         from emoshift.features.functionals import FunctionalCache
 

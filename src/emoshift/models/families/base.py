@@ -134,9 +134,10 @@ class Family(ABC):
 
     # -- training -------------------------------------------------------------------------------------
     def prepare_stores(
-        self, cfg: ExperimentConfig, model: Any, scans: dict[str, Scan], *, progress: bool
+        self, cfg: ExperimentConfig, model: Any, scans: dict[str, Scan], *, progress: bool, train: Sequence[Item] = ()
     ) -> dict[str, Any]:
-        """corpus -> store of cached inputs (utterances missing from a store are dropped); {} for none."""
+        """corpus -> store of cached inputs (utterances missing from a store are dropped); {} for none.
+        ``train``: the run's training items (a family may fit input statistics on their speakers)."""
         return {}
 
     @abstractmethod

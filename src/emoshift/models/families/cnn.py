@@ -31,7 +31,14 @@ class CNNFamily(NeuralFamily):
     input_kind = "spectrogram"
 
     def builder_kwargs(self, m: ModelConfig) -> dict[str, Any]:
-        return {"pretrained": m.pretrained, "dropout": m.dropout, "width_mult": m.width_mult}
+        return {"pretrained": m.pretrained, "dropout": m.dropout, "width_mult": m.width_mult,
+                "speaker_norm": m.speaker_norm}
+
+    def build(self, cfg: ExperimentConfig, *, num_labels: int) -> Any:
+        from emoshift.models import get_model
+
+        kwargs = {**self.builder_kwargs(cfg.model), "n_mels": cfg.features.n_mels}
+        return get_model(cfg.model.name, num_labels=num_labels, **kwargs)
 
     def check_config(self, cfg: ExperimentConfig) -> None:
         if cfg.training.stages:
@@ -41,27 +48,42 @@ class CNNFamily(NeuralFamily):
         m = cfg.model
         w = "" if m.width_mult == 1.0 else f" x{m.width_mult:g} width"
         pre = f", init {m.pretrained}" if m.pretrained else ", from scratch"
-        return f"{m.name}{w} on {cfg.features.n_mels}-mel log-mels{pre}"
+        norm = ", standardised per speaker" if m.speaker_norm else ""
+        return f"{m.name}{w} on {cfg.features.n_mels}-mel log-mels{norm}{pre}"
 
     def architecture_info(self, cfg: ExperimentConfig, model: nn.Module) -> dict[str, Any]:
         backbone: Any = model.backbone
-        return {"model": cfg.model.name, "dropout": cfg.model.dropout, "backbone_config": backbone.config.to_dict()}
+        return {"model": cfg.model.name, "dropout": cfg.model.dropout, "backbone_config": backbone.config.to_dict(),
+                "speaker_norm": cfg.model.speaker_norm}
 
     def rebuild(self, info: dict[str, Any]) -> nn.Module:
         from emoshift.models.cnn import from_backbone_config
 
+        bins = int(info["features"]["n_mels"]) if info.get("speaker_norm") else None  # older runs: no key, False
         return from_backbone_config(
-            info["model"], info["backbone_config"], num_labels=num_outputs(info), dropout=info.get("dropout", 0.0)
+            info["model"], info["backbone_config"], num_labels=num_outputs(info), dropout=info.get("dropout", 0.0),
+            bin_norm=bins,
         )
 
     # -- training -------------------------------------------------------------------------------------
     def prepare_stores(
-        self, cfg: ExperimentConfig, model: nn.Module, scans: dict[str, Scan], *, progress: bool
+        self,
+        cfg: ExperimentConfig,
+        model: nn.Module,
+        scans: dict[str, Scan],
+        *,
+        progress: bool,
+        train: Sequence[Item] = (),
     ) -> dict[str, Any]:
         from emoshift.features.cache import FeatureCache
 
         cache = FeatureCache(Path(cfg.data.cache_dir) / "features")
-        return {name: cache.build(name, sc.utterances, cfg.features, progress=progress) for name, sc in scans.items()}
+        stores = {name: cache.build(name, sc.utterances, cfg.features, progress=progress) for name, sc in scans.items()}
+        if not cfg.model.speaker_norm:
+            return stores
+        speaker_of = {u.id: u.speaker for sc in scans.values() for u in sc.utterances}
+        wanted = {it.utt.speaker for it in train}
+        return _speaker_normalised(model, stores, speaker_of, wanted)
 
     def datasets(
         self, cfg: ExperimentConfig, train: list[Item], val: list[Item], stores: dict[str, Any]
@@ -112,6 +134,8 @@ class CNNFamily(NeuralFamily):
             store = cache.build(corpus, utts, fcfg, progress=progress)
             skipped.extend(store.skipped)
             usable = [u for u in utts if u.id in store]
+            if info.get("speaker_norm"):  # each speaker standardised with their own statistics, as in training
+                store = _speaker_normalised(model, {corpus: store}, {u.id: u.speaker for u in usable}, None)[corpus]
             for i in range(0, len(usable), batch_size):
                 chunk = usable[i : i + batch_size]
                 x = np.stack([crop_or_pad(store.get(u.id), frames, mode="center") for u in chunk])
@@ -128,3 +152,23 @@ class CNNFamily(NeuralFamily):
 
         spec = crop_or_pad(log_mel(wave, fcfg.sample_rate, fcfg), fcfg.frames_for(fcfg.crop_s), mode="center")
         return torch.from_numpy(np.ascontiguousarray(spec, dtype=np.float32))[None, None]  # (1, 1, n_mels, T)
+
+
+def _speaker_normalised(
+    model: nn.Module, stores: dict[str, Any], speaker_of: dict[str, str], training_speakers: set[str] | None
+) -> dict[str, Any]:
+    """``stores`` whose spectrograms are their speakers' z-scores once the model's fixed standardisation has
+    been applied (:mod:`emoshift.features.speaker_norm`). ``training_speakers``: set that standardisation to
+    their pooled statistics first (training; every speaker when empty); None: keep the model's (inference)."""
+    from emoshift.features.speaker_norm import Moments, SpeakerNormStore, pooled, speaker_moments
+
+    norm: Any = model.norm
+    moments = {name: speaker_moments(store, speaker_of) for name, store in stores.items()}
+    if training_speakers is not None:
+        chosen = [m for per in moments.values() for spk, m in per.items() if not training_speakers or spk in training_speakers]
+        target = pooled(chosen)
+        with torch.no_grad():
+            norm.mean.copy_(torch.from_numpy(target.mean))
+            norm.std.copy_(torch.from_numpy(target.std))
+    target = Moments(norm.mean.detach().cpu().double().numpy(), norm.std.detach().cpu().double().numpy())
+    return {name: SpeakerNormStore(store, moments[name], speaker_of, target) for name, store in stores.items()}

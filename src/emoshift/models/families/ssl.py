@@ -52,6 +52,13 @@ class SSLFinetuneFamily(NeuralFamily):
             kw["pretrained"] = m.pretrained
         return kw
 
+    def check_model(self, m: ModelConfig) -> None:
+        if m.speaker_norm:
+            raise ValueError(
+                "model.speaker_norm standardises log-mels or functionals per speaker: it applies to the CNNs "
+                "and the acoustic baselines, not to a self-supervised encoder's waveform input"
+            )
+
     def describe(self, cfg: ExperimentConfig) -> str:
         m = cfg.model
         src = f"preset {m.preset}" if m.preset else (m.pretrained or "default weights")
@@ -171,6 +178,7 @@ class SSLFrozenFamily(SSLFinetuneFamily):
     mixup = True  # the head trains on cached embeddings, which mix
 
     def check_model(self, m: ModelConfig) -> None:
+        super().check_model(m)
         if m.pooling == "attentive":
             raise ValueError(
                 "model.pooling=attentive needs frame-level states, which the frozen mode's embedding cache does "
@@ -178,7 +186,8 @@ class SSLFrozenFamily(SSLFinetuneFamily):
             )
 
     def prepare_stores(
-        self, cfg: ExperimentConfig, model: nn.Module, scans: dict[str, Scan], *, progress: bool
+        self, cfg: ExperimentConfig, model: nn.Module, scans: dict[str, Scan], *, progress: bool,
+        train: Sequence[Item] = (),
     ) -> dict[str, Any]:
         from emoshift.features.embedding_cache import EmbeddingCache, model_cache_key
         from emoshift.models.ssl import SSLClassifier

@@ -1,0 +1,101 @@
+"""Per-speaker standardisation of cached log-mels: the CNNs' ``model.speaker_norm``.
+
+The classic cross-corpus trick (the acoustic baselines' ``speaker_norm`` does it to functionals): each
+speaker's log-mels are z-scored per mel bin with that speaker's own mean and std over all their frames. That
+removes what is fixed for a speaker and their recording (a voice's spectral colour, a microphone, a gain: all
+additive in log-mel) and keeps how each utterance departs from that speaker's habit, which is where acted
+emotion lives. The statistics use a speaker's audio only, never a label, so a test speaker is normalised with
+their own unlabelled recordings (transductive, as speaker normalisation is everywhere in SER).
+
+The model keeps one fixed per-bin standardisation (:class:`emoshift.models.cnn.BinStandardize`) set to the
+training speakers' pooled statistics, so a clip of an unknown speaker (predict, serve, the ONNX graph) is still
+scaled as in training. To feed the model speaker z-scores, :class:`SpeakerNormStore` maps each spectrogram
+``x`` of speaker ``s`` to ``(x - mean_s) / std_s * std + mean``; the model's standardisation turns that back
+into exactly ``(x - mean_s) / std_s``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+STD_FLOOR = 1e-3  # dB: a bin constant within a speaker is centred, not blown up
+
+
+@dataclass(frozen=True)
+class Moments:
+    """Per-mel-bin statistics of a set of frames."""
+
+    mean: np.ndarray  # (n_mels,) float64
+    std: np.ndarray  # (n_mels,) float64, >= STD_FLOOR
+
+
+def speaker_moments(store: Any, speaker_of: Mapping[str, str]) -> dict[str, Moments]:
+    """speaker -> per-bin mean and std over every frame of that speaker's utterances in ``store`` (those in
+    ``speaker_of``, utterance id -> speaker; the others are not read)."""
+    sums: dict[str, list[Any]] = {}
+    for uid in store.ids:
+        speaker = speaker_of.get(uid)
+        if speaker is None:
+            continue
+        x = store.get(uid).astype(np.float64)  # (n_mels, T)
+        acc = sums.setdefault(speaker, [0, 0.0, 0.0])
+        acc[0] += x.shape[1]
+        acc[1] = acc[1] + x.sum(axis=1)
+        acc[2] = acc[2] + np.square(x).sum(axis=1)
+    out = {}
+    for speaker, (n, s1, s2) in sums.items():
+        mean = s1 / n
+        out[speaker] = Moments(mean, np.maximum(np.sqrt(np.maximum(s2 / n - mean * mean, 0.0)), STD_FLOOR))
+    return out
+
+
+def pooled(moments: Iterable[Moments]) -> Moments:
+    """The statistics of a mixture in which every speaker weighs the same: the mean of their means, and the std
+    from their variances plus the spread of their means."""
+    ms = list(moments)
+    if not ms:
+        raise ValueError("no speakers to pool statistics over")
+    means = np.stack([m.mean for m in ms])  # (S, n_mels)
+    variances = np.stack([m.std**2 for m in ms])
+    return Moments(means.mean(axis=0), np.sqrt(variances.mean(axis=0) + means.var(axis=0)))
+
+
+class SpeakerNormStore:
+    """A feature store whose ``get`` maps each spectrogram from its speaker's moments to ``target``'s (see the
+    module docstring); ids, membership, frames and skipped files are the wrapped store's."""
+
+    def __init__(
+        self, store: Any, moments: Mapping[str, Moments], speaker_of: Mapping[str, str], target: Moments
+    ) -> None:
+        self.store = store
+        self.moments = dict(moments)
+        self.speaker_of = dict(speaker_of)
+        self.target = target
+
+    @property
+    def ids(self) -> list[str]:
+        return self.store.ids  # type: ignore[no-any-return]
+
+    @property
+    def skipped(self) -> list[Any]:
+        return self.store.skipped  # type: ignore[no-any-return]
+
+    def __contains__(self, utt_id: object) -> bool:
+        return utt_id in self.store
+
+    def __len__(self) -> int:
+        return len(self.store)
+
+    def frames(self, utt_id: str) -> int:
+        return self.store.frames(utt_id)  # type: ignore[no-any-return]
+
+    def get(self, utt_id: str) -> np.ndarray:
+        """``(n_mels, frames)`` float32: the speaker's z-scores, scaled to the target statistics."""
+        m = self.moments[self.speaker_of[utt_id]]
+        x = self.store.get(utt_id)  # (n_mels, T)
+        z = (x - m.mean[:, None]) / m.std[:, None]
+        return (z * self.target.std[:, None] + self.target.mean[:, None]).astype(np.float32)
