@@ -39,6 +39,8 @@ def test_model_json_and_the_fixed_standardisation_are_the_training_speakers(spk_
 
     info = json.loads((spk_run / "model.json").read_text())
     assert info["speaker_norm"] is True and "standardised per speaker" in info["architecture"]
+    card = (spk_run / "README.md").read_text()
+    assert "standardised per speaker" in card and "unknown speaker" in card
     model, _ = load_model(spk_run)
     splits = _rows(spk_run / "splits" / "ravdess.csv")
     train_speakers = {r["speaker"] for r in splits.values() if r["split"] == "train"}

@@ -101,6 +101,7 @@ def model_summary(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
             "samples": done.get("samples"),
             "label_counts": done.get("label_counts"),
             "distill_teacher": info.get("distill_teacher"),
+            "speaker_norm": bool(info.get("speaker_norm")),
         },
         "metrics": _metrics(rd),
         "fairness": _fairness(rd),
@@ -190,6 +191,10 @@ def render_model_card(run_dir: str | os.PathLike[str]) -> str:
               "Research on speech emotion recognition and prototypes that show emotion estimates over time. Not for "
               "decisions about people (hiring, health, policing, credit): the labels are acted categories, not "
               "anyone's inner state.", "", "## Limitations", ""]
+    if prot.get("speaker_norm"):
+        lines.append("- Inputs are standardised per speaker: the results above normalised each test speaker with "
+                     "that speaker's own recordings. A clip of an unknown speaker (predict, the service, the ONNX "
+                     "graph) is standardised with the training speakers' statistics instead; expect lower scores.")
     if acted:
         lines.append(f"- Trained on acted speech ({', '.join(acted)}): actors reading fixed sentences in studio or "
                      "near-studio conditions; expect lower accuracy on spontaneous, conversational or noisy speech.")
