@@ -50,21 +50,25 @@ def test_speaker_moments_are_each_speakers_statistics_over_all_their_frames() ->
     assert set(speaker_moments(store, {"c/s0-u0": "c/s0"})) == {"c/s0"}
 
 
-def test_the_model_sees_each_speakers_z_scores_through_its_fixed_standardisation() -> None:
+def test_the_store_gives_each_speakers_z_scores() -> None:
     store, speaker_of = _corpus(np.random.default_rng(1))
-    moments = speaker_moments(store, speaker_of)
-    target = pooled(moments.values())
-    norm = BinStandardize(8)
-    norm.mean.copy_(torch.from_numpy(target.mean))
-    norm.std.copy_(torch.from_numpy(target.std))
-    wrapped = SpeakerNormStore(store, moments, speaker_of, target)
+    wrapped = SpeakerNormStore(store, speaker_moments(store, speaker_of), speaker_of)
     assert wrapped.ids == store.ids and len(wrapped) == 6 and "c/s1-u2" in wrapped and wrapped.frames("c/s1-u2") == 34
+    assert wrapped.get("c/s0-u0").dtype == np.float32
     for spk in ("c/s0", "c/s1"):
-        seen = [norm(torch.from_numpy(wrapped.get(u))[None, None])[0, 0].numpy() for u, s in speaker_of.items()
-                if s == spk]
-        frames = np.concatenate(seen, axis=1)  # (n_mels, all of the speaker's frames)
+        frames = np.concatenate([wrapped.get(u) for u, s in speaker_of.items() if s == spk], axis=1)
         np.testing.assert_allclose(frames.mean(axis=1), 0.0, atol=1e-4)
         np.testing.assert_allclose(frames.std(axis=1), 1.0, atol=1e-4)
+
+
+def test_bin_standardize_is_a_fixed_per_bin_map() -> None:
+    norm = BinStandardize(3)
+    norm.mean.copy_(torch.tensor([1.0, -2.0, 0.0]))
+    norm.std.copy_(torch.tensor([2.0, 1.0, 0.5]))
+    x = torch.arange(12, dtype=torch.float32).view(1, 1, 3, 4)  # (B, 1, n_mels, T)
+    want = (x - norm.mean.view(1, 1, 3, 1)) / norm.std.view(1, 1, 3, 1)
+    torch.testing.assert_close(norm(x), want)
+    assert set(norm.state_dict()) == {"mean", "std"}  # saved with the weights
 
 
 def test_pooled_weights_every_speaker_equally() -> None:

@@ -117,15 +117,18 @@ def test_a_test_speakers_scores_use_that_speakers_own_statistics(spk_run: Path) 
     rows = _rows(spk_run / "predictions" / "ravdess.csv")
     moments = speaker_moments(store, {uid: r["speaker"] for uid, r in rows.items()})
     probs = [k for k in next(iter(rows.values())) if k.startswith("p_")]
+    frames = fcfg.frames_for(fcfg.crop_s)
+
+    def probs_of(net: torch.nn.Module, spec: np.ndarray) -> np.ndarray:
+        crop = crop_or_pad(spec.astype(np.float32), frames, mode="center")
+        with torch.no_grad():
+            return torch.softmax(net(torch.from_numpy(crop)[None, None]), dim=-1)[0].numpy()
+
     own, fallback = [], []
     for uid, r in rows.items():
         m, x = moments[r["speaker"]], store.get(uid)
-        for z in ((x - m.mean[:, None]) / m.std[:, None], x):  # the speaker's z-scores; the raw log-mel
-            z = z if z is x else z * model.norm.std.numpy()[:, None] + model.norm.mean.numpy()[:, None]
-            crop = crop_or_pad(z.astype(np.float32), fcfg.frames_for(fcfg.crop_s), mode="center")
-            with torch.no_grad():
-                p = torch.softmax(model(torch.from_numpy(crop)[None, None]), dim=-1)[0].numpy()
-            (own if z is not x else fallback).append(p)
+        own.append(probs_of(model.normalised(), (x - m.mean[:, None]) / m.std[:, None]))  # the speaker's z-scores
+        fallback.append(probs_of(model, x))  # the raw log-mel through the training speakers' standardisation
     got = np.array([[float(r[k]) for k in probs] for r in rows.values()])
     np.testing.assert_allclose(np.array(own), got, atol=1e-5)
     assert np.abs(np.array(fallback) - got).max() > 1e-3

@@ -7,11 +7,11 @@ additive in log-mel) and keeps how each utterance departs from that speaker's ha
 emotion lives. The statistics use a speaker's audio only, never a label, so a test speaker is normalised with
 their own unlabelled recordings (transductive, as speaker normalisation is everywhere in SER).
 
-The model keeps one fixed per-bin standardisation (:class:`emoshift.models.cnn.BinStandardize`) set to the
-training speakers' pooled statistics, so a clip of an unknown speaker (predict, serve, the ONNX graph) is still
-scaled as in training. To feed the model speaker z-scores, :class:`SpeakerNormStore` maps each spectrogram
-``x`` of speaker ``s`` to ``(x - mean_s) / std_s * std + mean``; the model's standardisation turns that back
-into exactly ``(x - mean_s) / std_s``.
+:class:`SpeakerNormStore` gives each spectrogram ``x`` of speaker ``s`` as ``(x - mean_s) / std_s``; the CNN
+family feeds those to the model past its own standardisation (``SpectrogramClassifier.normalised``), so
+augmentation (SpecAugment's fill, zero padding) works in z-score units, where 0 is the speaker's mean. The
+model's fixed standardisation (:class:`emoshift.models.cnn.BinStandardize`) holds the training speakers' pooled
+statistics (:func:`pooled`) for a clip of an unknown speaker (predict, serve, the ONNX graph).
 """
 
 from __future__ import annotations
@@ -65,16 +65,13 @@ def pooled(moments: Iterable[Moments]) -> Moments:
 
 
 class SpeakerNormStore:
-    """A feature store whose ``get`` maps each spectrogram from its speaker's moments to ``target``'s (see the
-    module docstring); ids, membership, frames and skipped files are the wrapped store's."""
+    """A feature store whose ``get`` gives each spectrogram as its speaker's z-scores; ids, membership, frames
+    and skipped files are the wrapped store's."""
 
-    def __init__(
-        self, store: Any, moments: Mapping[str, Moments], speaker_of: Mapping[str, str], target: Moments
-    ) -> None:
+    def __init__(self, store: Any, moments: Mapping[str, Moments], speaker_of: Mapping[str, str]) -> None:
         self.store = store
         self.moments = dict(moments)
         self.speaker_of = dict(speaker_of)
-        self.target = target
 
     @property
     def ids(self) -> list[str]:
@@ -94,8 +91,7 @@ class SpeakerNormStore:
         return self.store.frames(utt_id)  # type: ignore[no-any-return]
 
     def get(self, utt_id: str) -> np.ndarray:
-        """``(n_mels, frames)`` float32: the speaker's z-scores, scaled to the target statistics."""
+        """``(n_mels, frames)`` float32: ``(x - mean_s) / std_s`` with the moments of the utterance's speaker."""
         m = self.moments[self.speaker_of[utt_id]]
         x = self.store.get(utt_id)  # (n_mels, T)
-        z = (x - m.mean[:, None]) / m.std[:, None]
-        return (z * self.target.std[:, None] + self.target.mean[:, None]).astype(np.float32)
+        return ((x - m.mean[:, None]) / m.std[:, None]).astype(np.float32)

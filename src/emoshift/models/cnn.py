@@ -4,9 +4,9 @@ Input ``(B, 1, n_mels, T)`` log-mel dB -> logits ``(B, num_labels)``. Each spect
 utterance first (mean 0, std 1 over mels and time), so level differences between corpora do not reach the
 network and ImageNet-pretrained stems see inputs on the scale they were trained on. With ``speaker_norm`` the
 model instead holds one fixed per-mel-bin standardisation (:class:`BinStandardize`: the training speakers'
-pooled statistics, saved with the weights) and training and evaluation feed it each speaker's log-mels mapped
-so that what the network sees are that speaker's own z-scores (``emoshift.features.speaker_norm``); a clip of
-an unknown speaker (predict, serve, the ONNX graph) is standardised with the training speakers' statistics.
+pooled statistics, saved with the weights): training and evaluation feed :meth:`SpectrogramClassifier.normalised`
+each speaker's own z-scores (``emoshift.features.speaker_norm``), skipping it; a clip of an unknown speaker
+(predict, serve, the ONNX graph: the plain ``forward``) is standardised with the training speakers' statistics.
 
 Pretrained weights come from a Hugging Face id (``microsoft/resnet-18``, ``google/efficientnet-b0``) or a
 local folder saved with ``save_pretrained``. The first convolution's three RGB filters are summed into one
@@ -70,12 +70,31 @@ class SpectrogramClassifier(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(feature_dim, num_labels)
 
+    def embed(self, z: torch.Tensor) -> torch.Tensor:  # standardised (B, 1, n_mels, T) -> (B, D)
+        return self.backbone(pixel_values=z).pooler_output.flatten(1)  # type: ignore[no-any-return]
+
     def features(self, x: torch.Tensor) -> torch.Tensor:  # (B, 1, n_mels, T) -> (B, D)
-        out = self.backbone(pixel_values=self.norm(x))
-        return out.pooler_output.flatten(1)  # (B, D)
+        return self.embed(self.norm(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, 1, n_mels, T) -> (B, C)
         return self.head(self.dropout(self.features(x)))
+
+    def normalised(self) -> nn.Module:
+        """This classifier for inputs already standardised (each speaker's z-scores): the same weights, without
+        ``norm``."""
+        return _Normalised(self)
+
+
+class _Normalised(nn.Module):
+    """A :class:`SpectrogramClassifier` minus its input standardisation (shares every weight with it)."""
+
+    def __init__(self, model: SpectrogramClassifier) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:  # standardised (B, 1, n_mels, T) -> (B, C)
+        m = self.model
+        return m.head(m.dropout(m.embed(z)))  # type: ignore[no-any-return]
 
 
 def _load_pretrained(cls: Any, name_or_path: str, **overrides: Any) -> Any:

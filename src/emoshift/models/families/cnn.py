@@ -85,6 +85,14 @@ class CNNFamily(NeuralFamily):
         wanted = {it.utt.speaker for it in train}
         return _speaker_normalised(model, stores, speaker_of, wanted)
 
+    def train_net(self, model: nn.Module) -> nn.Module:
+        from emoshift.models.cnn import BinStandardize, SpectrogramClassifier
+
+        # speaker_norm: the stores give each speaker's z-scores, which go past the model's own standardisation
+        if isinstance(model, SpectrogramClassifier) and isinstance(model.norm, BinStandardize):
+            return model.normalised()
+        return model
+
     def datasets(
         self, cfg: ExperimentConfig, train: list[Item], val: list[Item], stores: dict[str, Any]
     ) -> tuple[Dataset[Any], Dataset[Any]]:
@@ -127,6 +135,7 @@ class CNNFamily(NeuralFamily):
         for u in utterances:
             by_corpus.setdefault(u.corpus, []).append(u)
         cache = FeatureCache(Path(cache_dir) / "features")
+        net = self.train_net(model) if info.get("speaker_norm") else model
         kept: list[Utterance] = []
         skipped: list[Skipped] = []
         out: list[np.ndarray] = []
@@ -140,7 +149,7 @@ class CNNFamily(NeuralFamily):
                 chunk = usable[i : i + batch_size]
                 x = np.stack([crop_or_pad(store.get(u.id), frames, mode="center") for u in chunk])
                 xt = torch.from_numpy(x.astype(np.float32)).unsqueeze(1).to(device)  # (B, 1, n_mels, T)
-                out.append(model(xt).float().cpu().numpy())  # (B, C)
+                out.append(net(xt).float().cpu().numpy())  # (B, C)
                 kept.extend(chunk)
                 advance(len(chunk))
         logits = np.concatenate(out) if out else np.zeros((0, num_outputs(info)), np.float32)
@@ -157,18 +166,17 @@ class CNNFamily(NeuralFamily):
 def _speaker_normalised(
     model: nn.Module, stores: dict[str, Any], speaker_of: dict[str, str], training_speakers: set[str] | None
 ) -> dict[str, Any]:
-    """``stores`` whose spectrograms are their speakers' z-scores once the model's fixed standardisation has
-    been applied (:mod:`emoshift.features.speaker_norm`). ``training_speakers``: set that standardisation to
-    their pooled statistics first (training; every speaker when empty); None: keep the model's (inference)."""
-    from emoshift.features.speaker_norm import Moments, SpeakerNormStore, pooled, speaker_moments
+    """``stores`` whose spectrograms are their speakers' z-scores (:mod:`emoshift.features.speaker_norm`).
+    ``training_speakers`` (training): also set the model's fixed standardisation, what a clip of an unknown
+    speaker gets, to their pooled statistics (every speaker's when the set is empty); None (inference): keep it."""
+    from emoshift.features.speaker_norm import SpeakerNormStore, pooled, speaker_moments
 
-    norm: Any = model.norm
     moments = {name: speaker_moments(store, speaker_of) for name, store in stores.items()}
     if training_speakers is not None:
-        chosen = [m for per in moments.values() for spk, m in per.items() if not training_speakers or spk in training_speakers]
-        target = pooled(chosen)
+        wanted = training_speakers or {spk for per in moments.values() for spk in per}
+        target = pooled([m for per in moments.values() for spk, m in per.items() if spk in wanted])
+        norm: Any = model.norm
         with torch.no_grad():
             norm.mean.copy_(torch.from_numpy(target.mean))
             norm.std.copy_(torch.from_numpy(target.std))
-    target = Moments(norm.mean.detach().cpu().double().numpy(), norm.std.detach().cpu().double().numpy())
-    return {name: SpeakerNormStore(store, moments[name], speaker_of, target) for name, store in stores.items()}
+    return {name: SpeakerNormStore(store, moments[name], speaker_of) for name, store in stores.items()}
