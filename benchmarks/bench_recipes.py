@@ -60,10 +60,11 @@ def _cell(m: dict) -> str:
     return f"{m['uar']:.3f}{interval}"
 
 
-def run_model(model: str, root: Path, work: Path, k: int, extra: list[str]) -> dict:
+def run_model(model: str, root: Path, work: Path, k: int, extra: list[str], config: Path | None = None) -> dict:
     import emoshift
 
-    cfg = emoshift.load_config(None, _overrides(model, root, work / "cache", k, extra))
+    recipe = None if model == BASELINE else config  # the baseline always runs its own defaults
+    cfg = emoshift.load_config(recipe, _overrides(model, root, work / "cache", k, extra))
     t0 = time.perf_counter()
     run = Path(emoshift.train(cfg, work / "runs" / model, progress=False))
     seconds = time.perf_counter() - t0
@@ -199,6 +200,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", nargs="+", default=DEFAULT_MODELS)
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--set", dest="sets", action="append", default=[], help="override for the non-baseline models")
+    parser.add_argument("--config", type=Path, default=None,
+                        help="a recipe YAML for the non-baseline models (e.g. configs/recipes/cnn_small_corpus.yaml)")
     parser.add_argument("--work", type=Path, default=None, help="keep runs and caches here (default: a temp dir)")
     parser.add_argument("--actors", type=int, nargs="+", default=None,
                         help="learning curve: run once per N on the first N RAVDESS actors")
@@ -214,10 +217,10 @@ def main(argv: list[str] | None = None) -> int:
             rows = []
             for model in models:
                 print(f"{model}{f' ({n} actors)' if n else ''}: training {args.folds} folds ...", flush=True)
-                rows.append(run_model(model, root, out, args.folds, args.sets))
+                rows.append(run_model(model, root, out, args.folds, args.sets, args.config))
             oracle = oracle_row(args.root, out / "runs" / BASELINE, args.folds)
             rows += [oracle] if oracle else []
-            print_table(rows, root, args.folds, args.sets)
+            print_table(rows, root, args.folds, [*([f"--config {args.config}"] if args.config else []), *args.sets])
             curve[n] = rows
         if args.plot and args.actors:
             plot_curve(curve, args.plot)

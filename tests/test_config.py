@@ -97,3 +97,13 @@ def test_save_load_round_trip(tmp_path: Path) -> None:
     assert back == cfg and back.fingerprint() == cfg.fingerprint()
     assert isinstance(back, ExperimentConfig)
     assert [p.name for p in path.parent.iterdir()] == ["config.yaml"]
+
+
+RECIPES = sorted((Path(__file__).resolve().parents[1] / "configs" / "recipes").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=[p.stem for p in RECIPES])
+def test_shipped_recipes_load_with_only_corpus_roots(recipe: Path, tmp_path: Path) -> None:
+    """Every recipe in configs/recipes/ is a valid training config (keys current, its family accepts it)."""
+    cfg = load_config(recipe, [f"data.roots.ravdess={tmp_path}"])
+    assert cfg.model.family is not None and cfg.data.split.method == "kfold"
