@@ -13,13 +13,14 @@ divided by its folds (feature caches are shared, so the first model pays for the
 runs the whole comparison once per N on the first N RAVDESS actors (a learning curve: does a model catch the
 baseline with more speakers?), and ``--plot`` draws UAR with its CI against N for each model. On an emoshift
 synthetic corpus a last row, ``oracle-prosody``, is logistic regression on the prosody parameters each take was
-rendered with (no audio), on the same folds: roughly the most any model can get out of that corpus. ``--set`` applies to
-every model except the baseline and is printed, so a run with overrides is never mistaken for the defaults.
+rendered with (no audio), on the same folds: roughly the most any model can get out of that corpus. ``--set`` and
+``--config`` (a recipe file, e.g. ``configs/recipes/cnn_small_corpus.yaml``) apply to every model except the
+baseline and are printed, so a run with overrides is never mistaken for the defaults.
 HuBERT runs the ``tiny`` random-init preset (no weights can be fetched here): its row shows the pipeline, not
 what a pretrained encoder learns.
 
-Measured so far (the baseline's 5 folds, the CNNs' partial folds, the contended timings and why the defaults
-were kept): docs/recipes.md.
+What it measured (defaults and recipes against the baseline, a learning curve, speaker normalisation, and why
+the defaults were kept): docs/recipes.md.
 """
 
 from __future__ import annotations
