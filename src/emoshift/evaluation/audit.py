@@ -39,8 +39,7 @@ from emoshift.evaluation.groups import (
     UNKNOWN,
     AuditError,
     age_band,  # noqa: F401  (re-exported: callers import it from here)
-    audit_by,
-    audit_settings,
+    audit_sections,
     check_audit,
     demographics_from_utterances,
     fmt,
@@ -170,14 +169,11 @@ def audit_predictions(
     report: dict[str, Any] = {"corpus": corpus, "labels": label_list}
     overall = _group_record(rows, label_list, seed=seed, n_resamples=n_resamples)
     report["overall"] = {k: v for k, v in overall.items() if k not in ("recall", "confusion")}
-    report["settings"] = audit_settings(
-        seed=seed, n_resamples=n_resamples, n_permutations=n_permutations, min_speakers=min_speakers,
-        edges=edges, gap="UAR",
-    )
-    report["by"] = audit_by(
+    report["settings"], report["by"] = audit_sections(
         keys, rows, demographics, edges,
         lambda key, rows, values, **kw: _audit_one(key, rows, values, label_list, **kw),
-        corpus=corpus, seed=seed, n_resamples=n_resamples, n_permutations=n_permutations, min_speakers=min_speakers,
+        gap="UAR", corpus=corpus, seed=seed, n_resamples=n_resamples, n_permutations=n_permutations,
+        min_speakers=min_speakers,
     )
     report["notes"] = notes
     return report

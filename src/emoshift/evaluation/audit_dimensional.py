@@ -33,8 +33,7 @@ from emoshift.evaluation.groups import (
     MIN_SPEAKERS,
     UNKNOWN,
     AuditError,
-    audit_by,
-    audit_settings,
+    audit_sections,
     check_audit,
     fmt,
     gap_verdict,
@@ -288,14 +287,11 @@ def audit_dimensional_predictions(
         notes.append(f"{unrated} predictions without a rating for every target are not audited")
     report: dict[str, Any] = {"task": "dimensional", "corpus": corpus, "targets": targets, "labels": []}
     report["overall"] = group_record(kept, targets, seed=seed, n_resamples=n_resamples)
-    report["settings"] = audit_settings(
-        seed=seed, n_resamples=n_resamples, n_permutations=n_permutations, min_speakers=min_speakers,
-        edges=edges, gap="mean-CCC",
-    )
-    report["by"] = audit_by(
+    report["settings"], report["by"] = audit_sections(
         keys, kept, demographics, edges,
         lambda key, rows, values, **kw: _audit_one(key, rows, values, targets, **kw),
-        corpus=corpus, seed=seed, n_resamples=n_resamples, n_permutations=n_permutations, min_speakers=min_speakers,
+        gap="mean-CCC", corpus=corpus, seed=seed, n_resamples=n_resamples, n_permutations=n_permutations,
+        min_speakers=min_speakers,
     )
     report["notes"] = notes
     return report

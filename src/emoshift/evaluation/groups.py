@@ -211,11 +211,25 @@ def gap_verdict(head: str, p: float, floor: float | None, alpha: float, worse: s
     return head + f": consistent with chance at the {alpha:.0%} level (no evidence of a group difference)."
 
 
-def audit_settings(
-    *, seed: int, n_resamples: int, n_permutations: int, min_speakers: int, edges: Sequence[int] | None, gap: str
-) -> dict[str, Any]:
-    """The ``settings`` block of an audit report; ``gap`` names the score whose largest gap is tested."""
-    return {
+def audit_sections(
+    keys: Sequence[str],
+    rows: Sequence[Mapping[str, Any]],
+    demographics: Mapping[str, Mapping[str, Any]],
+    edges: Sequence[int] | None,
+    audit_one: Callable[..., dict[str, Any]],
+    *,
+    gap: str,
+    corpus: str,
+    seed: int,
+    n_resamples: int,
+    n_permutations: int,
+    min_speakers: int,
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """An audit report's ``settings`` and ``by`` blocks, shared by both audits. ``by``: one section per grouping,
+    ``audit_one(key, rows, each row's group, corpus=..., seed=..., n_resamples=..., n_permutations=...,
+    min_speakers=...)``; an :class:`AuditError` when the corpus records none of ``keys``. ``gap`` names the score
+    whose largest gap between groups the permutation test is of."""
+    settings = {
         "seed": seed,
         "n_resamples": n_resamples,
         "n_permutations": n_permutations,
@@ -224,26 +238,13 @@ def audit_settings(
         "ci": "95% percentile bootstrap over speakers",
         "p_value": f"permutation test over speakers of the largest {gap} gap between compared groups",
     }
-
-
-def audit_by(
-    keys: Sequence[str],
-    rows: Sequence[Mapping[str, Any]],
-    demographics: Mapping[str, Mapping[str, Any]],
-    edges: Sequence[int] | None,
-    audit_one: Callable[..., dict[str, Any]],
-    *,
-    corpus: str,
-    **options: Any,
-) -> dict[str, dict[str, Any]]:
-    """One section per grouping: ``audit_one(key, rows, each row's group, corpus=..., **options)``; an
-    :class:`AuditError` when the corpus records none of ``keys``."""
     where = corpus or "the corpus"
+    options = {"seed": seed, "n_resamples": n_resamples, "n_permutations": n_permutations, "min_speakers": min_speakers}
     by = {key: audit_one(key, rows, group_values(key, rows, demographics, edges), corpus=where, **options)
           for key in keys}
     if not any(section["available"] for section in by.values()):
         raise AuditError(f"{where} records none of {', '.join(keys)}; nothing to audit")
-    return by
+    return settings, by
 
 
 def fmt(value: float | None, digits: int = 3) -> str:
