@@ -53,13 +53,13 @@ def register_model(spec: ModelSpec) -> None:
 
 
 register_model(
-    ModelSpec("resnet18", "spectrogram", "emoshift.models.cnn", "resnet18", "ResNet-18 (transformers) on log-mels")
+    ModelSpec("resnet18", "spectrogram", "emoshift.models.cnn_nets", "resnet18", "ResNet-18 (transformers) on log-mels")
 )
 register_model(
     ModelSpec(
         "efficientnet_b0",
         "spectrogram",
-        "emoshift.models.cnn",
+        "emoshift.models.cnn_nets",
         "efficientnet_b0",
         "EfficientNet-B0 (transformers) on log-mels",
     )

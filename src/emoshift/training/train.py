@@ -35,6 +35,7 @@ from emoshift.corpora import EMOTIONS, Scan
 from emoshift.data.datasets import Item
 from emoshift.evaluation.modelcard import write_model_card
 from emoshift.models.families import Family, FitData, Fitted
+from emoshift.training.fit import fit_lightning
 from emoshift.training.tracking import Tracker, start_tracking
 
 log = logging.getLogger("emoshift.training.train")
@@ -220,7 +221,8 @@ def train_run(
         model = family.build(cfg, num_labels=num_outputs(cfg, prep.labels))
         data = prepare_inputs(cfg, family, model, prep, progress=progress)
         fitted = family.fit(
-            cfg, data, run, model=model, progress=progress, callbacks=callbacks, loggers=tracker.loggers()
+            cfg, data, run, model=model, progress=progress, callbacks=callbacks, loggers=tracker.loggers(),
+            fit_loop=fit_lightning,
         )
         if not fitted.is_main:
             return run.path  # DDP workers stop here; rank 0 saves and evaluates

@@ -118,6 +118,7 @@ def fit_trial(
 ) -> float:
     """Train ``cfg`` into ``run_dir`` on its training speakers and return its score on the validation speakers
     (:func:`objective_metric`); the test speakers are never read. ``callbacks`` go to Lightning (pruning)."""
+    from emoshift.training.fit import fit_lightning
     from emoshift.training.train import num_outputs, prepare_data, prepare_inputs, start_run
 
     check_tunable(cfg)
@@ -133,7 +134,9 @@ def fit_trial(
     if isinstance(family, NeuralFamily):
         metric = objective_metric(cfg)
         best = BestMetric(metric)
-        family.fit(cfg, data, run, model=model, progress=progress, callbacks=[best, *callbacks])
+        family.fit(
+            cfg, data, run, model=model, progress=progress, callbacks=[best, *callbacks], fit_loop=fit_lightning
+        )
         if best.value == -float("inf"):
             raise TuneError(f"training {cfg.model.name} logged no {metric}: nothing to select on")
         return best.value

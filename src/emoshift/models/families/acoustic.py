@@ -214,6 +214,7 @@ class AcousticFamily(Family):
         progress: bool,
         callbacks: Sequence[Any] = (),
         loggers: Sequence[Any] = (),
+        fit_loop: Any = None,
     ) -> Fitted:
         items = [*data.train, *data.val]
         x = np.concatenate([data.stores[it.utt.corpus].matrix([it.utt.id]) for it in items])  # (N, D)

@@ -8,7 +8,7 @@ A family answers every question about a kind of model that used to be a branch o
   EmbeddingCache, or none for raw waveforms), its datasets and batching (:meth:`Family.datasets`,
   :meth:`Family.max_batch_samples`), how a batch reaches the net (:meth:`Family.forward`) and is augmented
   (:meth:`Family.augment`), the net that trains (:meth:`Family.train_net`) and its optimiser groups;
-- how it trains (:meth:`Family.fit`; :class:`NeuralFamily` fits with Lightning, a family may fit otherwise:
+- how it trains (:meth:`Family.fit`; :class:`NeuralFamily` fits with the Lightning loop training/ passes in, a family may fit otherwise:
   the acoustic family's model is a scikit-learn head, not a torch module, so "model" is ``Any`` here);
 - saving: what model.json records (:meth:`Family.architecture_info`), the weights in the run directory
   (:meth:`Family.save`: safetensors, never a pickle) and rebuilding from both (:meth:`Family.rebuild`,
@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from emoshift.features.logmel import FeatureConfig
 
 Advance = Callable[[int], None]
+FitLoop = Callable[..., "Fitted"]  # (family, cfg, data, run, *, model, progress, callbacks, loggers) -> Fitted
 MAX_SECONDS = 8.0  # waveform models see at most this much audio (centred) at inference
 
 
@@ -143,9 +144,12 @@ class Family(ABC):
         progress: bool,
         callbacks: Sequence[Any] = (),
         loggers: Sequence[Any] = (),
+        fit_loop: FitLoop | None = None,
     ) -> Fitted:
         """Train ``model`` on ``data`` (resuming from ``run``'s checkpoints if any) and return it trained;
-        ``loggers``: Lightning loggers (experiment tracking) for a family that trains with Lightning."""
+        ``loggers``: Lightning loggers (experiment tracking) for a family that trains with Lightning;
+        ``fit_loop``: the training layer's fit a neural family trains through (``training.fit.fit_lightning``;
+        fit_lightning`; passed in, as the loggers are: this layer never imports training/)."""
 
     # -- inference ------------------------------------------------------------------------------------
     @abstractmethod
@@ -176,7 +180,7 @@ class Family(ABC):
 
 
 class NeuralFamily(Family):
-    """A torch net trained by the Lightning module (:mod:`emoshift.models.lightning`)."""
+    """A torch net trained with Lightning: the fit (:mod:`emoshift.training.fit`) is passed in as ``fit_loop``."""
 
     def train_net(self, model: nn.Module) -> nn.Module:
         """The module that trains (its parameters are ``model``'s, so training it trains ``model``)."""
@@ -218,9 +222,8 @@ class NeuralFamily(Family):
         progress: bool,
         callbacks: Sequence[Any] = (),
         loggers: Sequence[Any] = (),
+        fit_loop: FitLoop | None = None,
     ) -> Fitted:
-        from emoshift.models.lightning import fit_lightning
-
-        return fit_lightning(
-            self, cfg, data, run, model=model, progress=progress, callbacks=callbacks, loggers=loggers
-        )
+        if fit_loop is None:
+            raise TypeError(f"{self.name}: a neural family trains through the training layer's fit (fit_loop=)")
+        return fit_loop(self, cfg, data, run, model=model, progress=progress, callbacks=callbacks, loggers=loggers)
