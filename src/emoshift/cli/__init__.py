@@ -20,8 +20,29 @@ from typer.core import TyperGroup
 from emoshift.core.errors import EmoshiftError
 
 
+def _plain_flags(params: list[Any]) -> list[Any]:
+    """On/off flags take no value: no ``<bool>`` type after them in the help (typer shows one on every option;
+    an empty metavar shows none)."""
+    for p in params:
+        if getattr(p, "is_flag", False) and p.metavar is None:
+            p.metavar = ""
+    return params
+
+
 class EmoshiftGroup(TyperGroup):
-    """The application's command group: turns an EmoshiftError into the one-line error and its exit code."""
+    """The application's command group: turns an EmoshiftError into the one-line error and its exit code, and
+    shows flags in every command's help without a value type."""
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        cmd = super().get_command(ctx, cmd_name)
+        if cmd is not None and not getattr(cmd, "_emoshift_flags", False):
+            get_params = cmd.get_params  # --help is made there, once per command
+            cmd.get_params = lambda ctx: _plain_flags(get_params(ctx))  # type: ignore[method-assign]
+            setattr(cmd, "_emoshift_flags", True)  # noqa: B010  (wrapped once)
+        return cmd
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _plain_flags(super().get_params(ctx))
 
     def invoke(self, ctx: Any) -> Any:  # ctx: a Context of the click that typer vendors
         try:

@@ -16,9 +16,9 @@ from emoshift.cli._common import console, fail, speech_check
 def serve(
     run: Annotated[Path, typer.Argument(help="run directory of a trained model")],
     host: Annotated[str, typer.Option("--host", help="address to bind; not local needs --api-key")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", min=0, max=65535)] = 8000,
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="TCP port to listen on")] = 8000,
     backend: Annotated[str, typer.Option("--backend", help="auto (model.onnx if present) | onnx | torch")] = "auto",
-    max_upload_mb: Annotated[float, typer.Option("--max-upload-mb", min=0.001)] = 25.0,
+    max_upload_mb: Annotated[float, typer.Option("--max-upload-mb", min=0.001, help="largest upload accepted, in MB; larger ones get 413")] = 25.0,
     max_seconds: Annotated[float, typer.Option("--max-seconds", min=0.1, help="longest audio accepted")] = 600.0,
     workers: Annotated[int, typer.Option("--workers", min=1, help="inference threads (bounded pool)")] = 2,
     queue: Annotated[int | None, typer.Option("--queue", min=0, help="requests waiting beyond the workers "

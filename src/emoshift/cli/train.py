@@ -46,7 +46,9 @@ def train(
     config: Annotated[Path | None, typer.Argument(help="experiment YAML (optional)")] = None,
     corpus: Annotated[list[str] | None, typer.Option("--corpus", "-c", help="NAME=ROOT, repeatable")] = None,
     model: Annotated[str | None, typer.Option("--model", "-m", help="registered model name")] = None,
-    epochs: Annotated[int | None, typer.Option("--epochs", "-e")] = None,
+    epochs: Annotated[
+        int | None, typer.Option("--epochs", "-e", help="epochs to train (sets training.epochs)")
+    ] = None,
     overrides: Annotated[list[str] | None, typer.Option("--set", "-s", help="key.path=value, repeatable")] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="run directory")] = Path("runs/run"),
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="print the results only")] = False,
@@ -102,6 +104,17 @@ def _print_metrics(run: Path) -> None:
         table.add_row(p.stem, m.get("split", ""), str(m["n"]), fmt(m, "accuracy"), fmt(m, "uar"),
                       f"{m['macro_f1']:.3f}", leaky)
     console.print(table)
+    _print_collapses(loaded)
+
+
+def _print_collapses(loaded: list[tuple[Path, dict]]) -> None:  # type: ignore[type-arg]
+    """One warning line per corpus on which the model predicts (nearly) one class (metrics ``collapsed``)."""
+    from emoshift.evaluation.metrics import collapse_text
+
+    for p, m in loaded:
+        if m.get("collapsed"):
+            console.print(f"[bold yellow]warning:[/] {p.stem}: the model {collapse_text(m['collapsed'], m.get('n'))}",
+                          highlight=False)
 
 
 def _dimensional_table(title: str, loaded: list[tuple[Path, dict]]):  # type: ignore[no-untyped-def,type-arg]
@@ -133,7 +146,7 @@ def _dimensional_table(title: str, loaded: list[tuple[Path, dict]]):  # type: ig
 def evaluate(
     run: Annotated[Path, typer.Argument(help="run directory")],
     on: Annotated[list[str], typer.Option("--on", help="NAME=ROOT, repeatable")],
-    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="print the results only")] = False,
 ) -> None:
     """Evaluate RUN on held-out test speakers of its corpora, or on every utterance of an unseen corpus."""
     errors = _friendly_errors()

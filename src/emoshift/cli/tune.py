@@ -20,7 +20,7 @@ def tune(
     config: Annotated[Path | None, typer.Argument(help="experiment YAML (optional)")] = None,
     corpus: Annotated[list[str] | None, typer.Option("--corpus", "-c", help="NAME=ROOT, repeatable")] = None,
     model: Annotated[str | None, typer.Option("--model", "-m", help="registered model name")] = None,
-    epochs: Annotated[int | None, typer.Option("--epochs", "-e")] = None,
+    epochs: Annotated[int | None, typer.Option("--epochs", "-e", help="epochs per trial (sets training.epochs)")] = None,
     overrides: Annotated[list[str] | None, typer.Option("--set", "-s", help="key.path=value, repeatable")] = None,
     storage: Annotated[
         str | None, typer.Option("--storage", help="study database URL, shared by every worker (default: sqlite in OUT)")

@@ -56,6 +56,7 @@ from emoshift.evaluation.metrics import (
     bootstrap_ci,
     ci_reason,
     classification_metrics,
+    collapse_text,
     permutation_p_floor,
     permutation_test_groups,
     prediction_labels,
@@ -84,6 +85,7 @@ def _group_record(
     record["ci_reason"] = ci_reason(record["speakers"])
     record["recall"] = m["per_class_recall"]
     record["confusion"] = m["confusion"]
+    record["collapsed"] = m["collapsed"]
     return record
 
 
@@ -185,6 +187,16 @@ def audit_predictions(
 # --------------------------------------------------------------------------------------------------------
 
 
+def collapse_verdict(report: Mapping[str, Any]) -> str | None:
+    """A sentence when the audited model predicts (nearly) one class overall (``overall.collapsed``): every
+    group then scores about chance, so a gap between groups says nothing about fairness. None otherwise."""
+    overall = report.get("overall") or {}
+    if not overall.get("collapsed"):
+        return None
+    return (f"Collapsed model: it {collapse_text(overall['collapsed'], overall.get('n'))}; every group scores "
+            "about chance, so the groups' gaps below say nothing about fairness.")
+
+
 def verdict(key: str, section: Mapping[str, Any], alpha: float = 0.05) -> str:
     """One sentence on whether the groups of ``key`` differ in UAR (a dimensional audit: mean CCC) beyond chance."""
     if section.get("task") == "dimensional":
@@ -230,6 +242,8 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         lines.append(
             "- **Leaky evaluation**: some test speakers were also in training, so every figure here is optimistic."
         )
+    if collapse_verdict(report):
+        lines.append(f"- **{collapse_verdict(report)}**")
     lines += [f"- {verdict(key, section)}" for key, section in report["by"].items()]
     for note in report.get("notes", []):
         lines.append(f"- Note: {note}.")

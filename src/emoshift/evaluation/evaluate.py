@@ -189,7 +189,8 @@ def _fold_score(fold: int, utts: list[Utterance], probs: np.ndarray, labels: lis
     from emoshift.evaluation.metrics import classification_metrics
 
     m = classification_metrics([u.emotion for u in utts], [labels[i] for i in probs.argmax(axis=1)], labels)
-    return {"fold": fold, "n": m["n"], "speakers": len({u.speaker for u in utts}), **{k: m[k] for k in FOLD_METRICS}}
+    return {"fold": fold, "n": m["n"], "speakers": len({u.speaker for u in utts}), **{k: m[k] for k in FOLD_METRICS},
+            "collapsed": m["collapsed"]}
 
 
 def fold_summary(scores: list[dict[str, Any]]) -> dict[str, Any]:
@@ -245,5 +246,7 @@ def _write(ctx: _Context, name: str, s: Scored, outside: Counter[str]) -> dict[s
         rows.append(row)
     atomic_write_csv(run.predictions(name), cols, rows)
     title = f"{info['model']} on {name} ({s.part}{', LEAKY' if s.leaky else ''}): UAR {metrics['uar']:.3f}"
+    if metrics["collapsed"]:  # one class for (nearly) every utterance: say so where the eye goes first
+        title += f"\nCOLLAPSED: predicts {metrics['collapsed']['label']!r} for {metrics['collapsed']['share']:.0%}"
     plot_confusion(metrics["confusion"], labels, run.confusion_plot(name), title=title)
     return metrics

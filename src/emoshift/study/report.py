@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from emoshift.core.extras import optional
 from emoshift.core.io import atomic_write_csv, atomic_write_text
 from emoshift.core.rundir import RunDir
+from emoshift.evaluation.metrics import collapse_text
 from emoshift.study.claims import FINDING_COLUMNS, Finding, gather
 from emoshift.study.environment import environment
 from emoshift.study.findings import FindingsSpec, pts
@@ -76,7 +77,7 @@ def key_results(
     """Header and rows of the key-results table (shared by the report and the CLI's console table).
 
     ``compact`` (for a terminal) leaves out the title, architecture and data columns and the intervals, marks a corpus the model
-    never saw with "*" and a leaky score with "!", heads the study's reported numbers "study†", and gives a
+    never saw with "*", a leaky score with "!" and a model collapsed to one class with "#", heads the study's reported numbers "study†", and gives a
     failed experiment's status without its error; the caller explains the marks.
     """
     reported = [c for c in corpora if any(c in s.reported_accuracy for s in summaries)]
@@ -99,10 +100,11 @@ def key_results(
             if m is None:
                 row += ["–", "–"]
             elif compact:
-                mark = ("!" if m.leaky else "") + ("*" if m.split == "all" else "")
+                mark = ("!" if m.leaky else "") + ("*" if m.split == "all" else "") + ("#" if m.collapsed else "")
                 row += [pct(m.accuracy) + mark, pct(m.uar) + mark]
             else:
                 mark = (" ⚠ leaky" if m.leaky else "") + (" (unseen)" if m.split == "all" else "")
+                mark += f" ⚠ collapsed: predicts {m.collapsed['label']!r} only" if m.collapsed else ""
                 row += [
                     with_ci(m.accuracy, m.accuracy_ci, m.speakers) + mark,
                     with_ci(m.uar, m.uar_ci, m.speakers) + _fold_spread(m) + mark,
@@ -111,6 +113,24 @@ def key_results(
         row.append(s.status if compact or not s.error else f"{s.status}: {s.error}")
         rows.append(row)
     return header, rows
+
+
+COMPACT_MARKS: tuple[tuple[str, str], ...] = (
+    ("*", "a corpus the model never saw (every utterance)"),
+    ("!", "leaky split"),
+    ("#", "the model predicts one class for (nearly) every utterance (collapsed)"),
+)
+
+
+def marks_legend(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """The legend of the marks a compact key-results table uses (none it does not use): "*", "!", "#" in
+    its cells, "†" in its header."""
+    cells = " ".join(c for row in rows for c in row[1:-1])  # not the ID or the status
+    used = [f"{mark} {what}" for mark, what in COMPACT_MARKS if mark in cells]
+    lines = ["   ".join(used)] if used else []
+    if any("†" in h for h in header):
+        lines.append(f"† accuracy the study reported, {REPORTED_PROTOCOL}: not measured here")
+    return "\n".join(lines)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -157,7 +177,12 @@ def _key_results(summaries: Sequence[ExperimentSummary], corpora: Sequence[str],
         "not measured here; its 99.73% on RAVDESS is far above published speaker-independent results and "
         "probably comes from splitting clips at random (the same actors in train and test).",
     ]
-    notes += [n for s in summaries for n in s.notes]
+    notes += [
+        f"{s.id} on {corpus_title(c)}: the model {collapse_text(m.collapsed, m.n)}; its interval and fold sd are "
+        "narrow because every resample scores the same, not because the score is certain."
+        for s in summaries for c in corpora if (m := s.metrics.get(c)) is not None and m.collapsed
+    ]
+    notes += [n for s in summaries if s.metrics for n in s.notes]  # experiments without a score: no notes
     return [Heading("Key results"), Table(header, rows), *_key_chart(summaries, corpora, out), Bullets(notes)]
 
 
@@ -377,11 +402,12 @@ def _group_rows(report: dict[str, Any]) -> list[list[str]]:
 
 def _audit_detail(s: ExperimentSummary, corpus: str, report: dict[str, Any]) -> list[Block]:
     """One audit of one corpus: a verdict per grouping, the per-group scores, the plots."""
-    from emoshift.evaluation.audit import verdict
+    from emoshift.evaluation.audit import collapse_verdict, verdict
 
+    collapse = collapse_verdict(report)
     blocks: list[Block] = [
         Heading(f"{s.id} on {corpus_title(corpus)} (model of {s.source})", 3),
-        Bullets([verdict(key, section) for key, section in report["by"].items()]),
+        Bullets([*([collapse] if collapse else []), *(verdict(key, section) for key, section in report["by"].items())]),
     ]
     rows = _group_rows(report)
     if rows:
