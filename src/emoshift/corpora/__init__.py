@@ -12,6 +12,7 @@ import inspect
 import logging
 import os
 from types import ModuleType
+
 from emoshift.corpora.base import (
     EMOTIONS,
     LABEL_POLICIES,
