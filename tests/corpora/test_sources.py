@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from emoshift.cli import app
 from emoshift.core.io import read_csv
-from emoshift.corpora import MissingLibraryError, resolve_name, scan_source, source_of
+from emoshift.corpora import CorpusError, MissingLibraryError, resolve_name, scan_source, source_of
 from emoshift.corpora.table import TableError
 
 from .sources_fakes import GAP_S, LABEL_MAPS, SOURCES, manifest_rows
@@ -199,3 +199,91 @@ def test_each_trains_and_evaluates_like_a_builtin_corpus(built: dict[str, str], 
     for name, (n, uar) in first.items():
         again = json.loads((run / "metrics" / f"{name}.json").read_text())
         assert (again["n"], again["uar"]) == (n, uar)  # each source scans the same way again
+
+
+# -- the other forms each source comes in -----------------------------------------------------------------
+def test_hf_parquet_and_arrow_files_and_audio_paths(built: dict[str, str], cache: Path, tmp_path: Path) -> None:
+    """The same dataset as one parquet file, as a folder of arrow files, and with the audio as paths
+    (relative to the dataset) instead of bytes: the same utterances every time."""
+    from datasets import Audio, Value, load_from_disk
+
+    reference = _scan(built["hf"], "hf", cache)
+    want = sorted((u.id.split("/")[1], u.speaker, u.emotion, round(u.duration_s or 0, 4)) for u in reference.utterances)
+    ds = load_from_disk(str(source_of(built["hf"]).path))
+    both = {split: ds[split] for split in ("train", "test")}
+    from datasets import concatenate_datasets
+
+    flat = concatenate_datasets([both["train"], both["test"]])
+    flat.to_parquet(str(tmp_path / "data.parquet"))
+    (tmp_path / "arrow").mkdir()
+    for split, part in both.items():
+        part.save_to_disk(str(tmp_path / "saved" / split))
+        (tmp_path / "arrow" / f"{split}.arrow").write_bytes(
+            next((tmp_path / "saved" / split).glob("*.arrow")).read_bytes()
+        )
+    for spec in (f"hf:{tmp_path / 'data.parquet'}", f"hf:{tmp_path / 'arrow'}"):
+        sc = _scan(spec, "hf", cache)
+        got = sorted((u.id.split("/")[1], u.speaker, u.emotion, round(u.duration_s or 0, 4)) for u in sc.utterances)
+        assert got == want and len(sc.skipped) == 1, spec
+    # audio as paths: the clips written beside the dataset, a plain string column
+    (tmp_path / "clips").mkdir()
+    raw = flat.cast_column("audio", Audio(decode=False))
+    paths = []
+    for i, clip in enumerate(raw["audio"]):
+        out = tmp_path / "clips" / f"{Path(clip['path']).stem}.wav"
+        out.write_bytes(clip["bytes"])
+        paths.append(f"../clips/{out.name}" if i % 2 else str(out))  # relative (to the dataset) and absolute
+    by_path = raw.remove_columns("audio").add_column("file", paths, feature=Value("string"))
+    by_path.save_to_disk(str(tmp_path / "by-path"))
+    sc = _scan(f"hf:{tmp_path / 'by-path'}", "hf", cache)
+    assert sorted(u.id.split("/")[1] for u in sc.utterances) == [w[0] for w in want]
+    assert all(Path(u.path).parent == tmp_path / "clips" for u in sc.utterances)
+    assert sc.skipped[0].path == str(tmp_path / "clips" / "broken.wav")
+
+
+def test_hf_skips_name_the_row(built: dict[str, str], cache: Path) -> None:
+    sc = _scan(built["hf"], "hf", cache)
+    assert sc.skipped[0].path.endswith("(broken.wav)") and ": row " in sc.skipped[0].path
+
+
+def test_lhotse_plain_jsonl_and_a_supervisions_file(built: dict[str, str], cache: Path, tmp_path: Path) -> None:
+    from lhotse import load_manifest
+
+    src = source_of(built["lhotse"]).path
+    for kind in ("recordings", "supervisions"):
+        load_manifest(src / f"{kind}.jsonl.gz").to_file(tmp_path / f"train_{kind}.jsonl")
+    (tmp_path / "audio").symlink_to(src / "audio")
+    reference = sorted((u.id, u.start, u.end) for u in _scan(built["lhotse"], "lhotse", cache).utterances)
+    for spec in (f"lhotse:{tmp_path}", f"lhotse:{tmp_path / 'train_supervisions.jsonl'}"):
+        assert sorted((u.id, u.start, u.end) for u in _scan(spec, "lhotse", cache).utterances) == reference
+    (tmp_path / "dev_recordings.jsonl").write_text("")
+    with pytest.raises(CorpusError, match="exactly one recordings manifest"):
+        _scan(f"lhotse:{tmp_path}", "lhotse", cache)
+
+
+def test_audformat_segmented_table(tmp_path: Path, cache: Path) -> None:
+    """Emotion on segments of one file (a segmented index), the speaker from a filewise table."""
+    import audformat
+    import numpy as np
+
+    from .fakes import tone
+
+    wave = np.concatenate([tone(16_000, seconds=0.6, seed=s) for s in range(4)])
+    (tmp_path / "db" / "wav").mkdir(parents=True)
+    sf.write(tmp_path / "db" / "wav" / "long.wav", wave, 16_000)
+    db = audformat.Database(name="seg", source="test", usage="unrestricted")
+    db.schemes["emotion"] = audformat.Scheme("str")
+    db.schemes["speaker"] = audformat.Scheme("str")
+    db["files"] = audformat.Table(audformat.filewise_index(["wav/long.wav"]))
+    db["files"]["speaker"] = audformat.Column(scheme_id="speaker")
+    db["files"]["speaker"].set(["spk"])
+    index = audformat.segmented_index(["wav/long.wav"] * 4, starts=[0.0, 0.6, 1.2, 1.8], ends=[0.6, 1.2, 1.8, None])
+    db["segments"] = audformat.Table(index)
+    db["segments"]["emotion"] = audformat.Column(scheme_id="emotion")
+    db["segments"]["emotion"].set(["angry", "sad", "happy", "neutral"])
+    db.save(str(tmp_path / "db"))
+    sc = scan_source("seg", f"audformat:{tmp_path / 'db'}", "six")
+    got = sorted((u.start, u.end, u.emotion, u.speaker) for u in sc.utterances)
+    assert got == [(0.0, 0.6, "angry", "seg/spk"), (0.6, 1.2, "sad", "seg/spk"),
+                   (1.2, 1.8, "happy", "seg/spk"), (1.8, None, "neutral", "seg/spk")]
+    assert [round(u.duration_s or 0, 3) for u in sorted(sc.utterances, key=lambda u: u.start or 0)] == [0.6] * 4

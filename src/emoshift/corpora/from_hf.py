@@ -24,6 +24,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -76,7 +77,7 @@ def scan(
         splits = _load(datasets, name, path, cache_dir)
     columns = dict(columns or {})
     rows = _DatasetRows(name, path, splits, columns, cache_dir)
-    return scan_rows(
+    result = scan_rows(
         Rows(
             name,
             path,
@@ -93,6 +94,11 @@ def scan(
         workers=workers,
         progress=progress,
     )
+    # a clip extracted from bytes is named by the row it came from, not by its file in the cache
+    result.skipped = [
+        dataclasses.replace(s, path=rows.origin.get(s.path, s.path)) for s in result.skipped
+    ]
+    return result
 
 
 @contextmanager
@@ -154,6 +160,7 @@ class _DatasetRows:
         self.audio_column = columns.get("path") or self._audio_column(first)
         self.skipped: list[Skipped] = []
         self.extracted = False  # some clip came as bytes, extracted into the cache
+        self.origin: dict[str, str] = {}  # extracted file -> "<dataset>: row N (<name>)", for skip reasons
         self.has_id = "id" in columns or any(c in self.features for c in ("id", "key"))
 
     def _audio_column(self, ds: Any) -> str:
@@ -203,7 +210,9 @@ class _DatasetRows:
     def _audio(self, data: bytes | None, given: str, number: int) -> str:
         """The clip's file path: its bytes extracted, else its path; "" (and a Skipped record) for neither."""
         if data:
-            return str(self._extract(bytes(data), given))
+            path = str(self._extract(bytes(data), given))
+            self.origin.setdefault(path, f"{self.root}: row {number}" + (f" ({given})" if given else ""))
+            return path
         if given:
             return given
         self.skipped.append(Skipped(path=f"{self.root}#row{number}", reason="no audio: neither bytes nor a path"))
