@@ -32,6 +32,7 @@ from emoshift.core.overrides import (  # parse_override: re-exported, the study 
     explain,
     parse_override,  # noqa: F401
 )
+from emoshift.core.task import Task, task_named
 from emoshift.data.splits import SplitConfig
 from emoshift.features.logmel import FeatureConfig
 
@@ -385,7 +386,7 @@ class ExperimentConfig(Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> ExperimentConfig:
-        if self.task == "dimensional":
+        if task_named(self.task).rated:
             t = self.training
             used = {
                 "training.sampling": t.sampling != "none",
@@ -405,8 +406,9 @@ class ExperimentConfig(Strict):
         return self
 
     @property
-    def dimensional(self) -> bool:
-        return self.task == "dimensional"
+    def task_kind(self) -> Task:
+        """What the run learns (:mod:`emoshift.core.task`): the one place that answers by task."""
+        return task_named(self.task)
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
