@@ -22,8 +22,10 @@ def export(
 ) -> None:
     """Export a trained model to ONNX with its log-mel front end inside; checks parity with torch on test files."""
     from emoshift.core.errors import EmoshiftError
+    from emoshift.core.extras import require
     from emoshift.deploy.export import export_runs, report_path
 
+    require("train", "emoshift export")  # torch traces the model, onnx and onnxscript write the graph
     try:
         report = export_runs(runs, output, fmt=fmt, quantize=quantize, max_files=max_files)
     except EmoshiftError as e:

@@ -91,7 +91,10 @@ def study(
     """
     from rich.table import Table
 
-    from emoshift.study import load_study, run_study, write_report
+    from emoshift.core.extras import needs
+
+    with needs("emoshift study"):
+        from emoshift.study import load_study, run_study, write_report
     from emoshift.study.report import collect, corpus_order, key_results, marks_legend
 
     launch = _launch_options(

@@ -9,6 +9,7 @@ import typer
 
 from emoshift.cli import app
 from emoshift.cli._common import console, fail, parse_named_roots, verbose_output
+from emoshift.core.extras import needs
 
 
 def _friendly_errors() -> tuple[type[Exception], ...]:
@@ -58,13 +59,15 @@ def train(
     """Train a model (resumes RUN if it was interrupted) and evaluate it on its test speakers."""
     errors = _friendly_errors()
     try:
-        cfg = build_cli_config(config, corpus, model, epochs, overrides)
+        with needs("emoshift train"):
+            cfg = build_cli_config(config, corpus, model, epochs, overrides)
         missing = [name for name in cfg.data.corpora if not cfg.data.roots.get(name)]
         if missing:  # before the heavy imports below, as every config check
             fail(f"no root folder for corpus {missing[0]!r}: pass --corpus {missing[0]}=/path/to/{missing[0]}")
         if verbose:
             verbose_output(cfg)
-        from emoshift.training.train import train as run_train
+        with needs("emoshift train"):
+            from emoshift.training.train import train as run_train
 
         run = run_train(cfg, out, progress=not quiet)
     except errors as e:
@@ -155,7 +158,8 @@ def evaluate(
     if not roots:
         fail("give at least one --on NAME=ROOT")
     try:
-        from emoshift.evaluation.evaluate import evaluate_run
+        with needs("emoshift evaluate"):
+            from emoshift.evaluation.evaluate import evaluate_run
 
         evaluate_run(run, roots, progress=not quiet)
     except errors as e:

@@ -10,6 +10,7 @@ import typer
 from emoshift.cli import app
 from emoshift.cli._common import console, fail, verbose_output
 from emoshift.cli.train import _friendly_errors, build_cli_config
+from emoshift.core.extras import require
 
 
 @app.command()
@@ -31,6 +32,8 @@ def tune(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="also print the resolved config")] = False,
 ) -> None:
     """Search hyperparameters on the validation speakers (resumable; never touches the test speakers)."""
+    require("tune", "emoshift tune")  # before any work: the search, and the training it runs, need both extras
+    require("train", "emoshift tune")
     errors = _friendly_errors()
     try:
         cfg = build_cli_config(config, corpus, model, epochs, overrides)

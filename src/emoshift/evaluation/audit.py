@@ -30,6 +30,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from emoshift.core.extras import optional
 from emoshift.core.io import atomic_write_text
 from emoshift.core.rundir import RunDir
 from emoshift.core.task import task_named
@@ -370,8 +371,6 @@ def audit_run(
     (``label_policy`` in RUN/model.json, default "six"). A dimensional run (``task: dimensional`` in
     model.json) is audited on CCC by :mod:`emoshift.evaluation.audit_dimensional`.
     """
-    from emoshift.evaluation import plots
-
     run_dir = Path(run_dir)
     pred_path, corpus = predictions_for(run_dir, name, root)
     info = RunDir.of(run_dir).info_if_present()
@@ -401,8 +400,10 @@ def audit_run(
     report["leaky"] = read_leaky(run_dir, corpus)
     run = RunDir.of(run_dir)
     for key, section in report["by"].items():
-        if not section["available"]:
+        if not section["available"] or not optional("plots", "the audit's plots"):
             continue
+        from emoshift.evaluation import plots
+
         groups = section["groups"]
         plots.plot_group_bars(
             groups,

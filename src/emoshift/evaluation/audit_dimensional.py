@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from emoshift.core.extras import optional
 from emoshift.core.rundir import RunDir
 from emoshift.core.task import DIMENSIONAL
 from emoshift.evaluation.groups import (
@@ -389,7 +390,6 @@ def audit_dimensional_file(
 ) -> Path:
     """Audit ``pred_path`` (a dimensional run's predictions on ``corpus``); writes RUN/audit/<corpus>.json, .md
     and one bar plot per grouping; returns the JSON path. ``options``: those of ``audit_dimensional_predictions``."""
-    from emoshift.evaluation import plots
     from emoshift.evaluation.audit import read_leaky, write_text
 
     rows, targets = read_dimensional_predictions(pred_path)
@@ -398,7 +398,9 @@ def audit_dimensional_file(
     report["leaky"] = read_leaky(run_dir, corpus)
     run = RunDir.of(run_dir)
     for key, section in report["by"].items():
-        if section["available"]:
+        if section["available"] and optional("plots", "the audit's plots"):
+            from emoshift.evaluation import plots
+
             plots.plot_group_bars(
                 section["groups"],
                 score_names(targets),

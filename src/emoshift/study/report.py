@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from emoshift.core.extras import optional
 from emoshift.core.io import atomic_write_csv, atomic_write_text
 from emoshift.core.rundir import RunDir
 from emoshift.evaluation.metrics import collapse_text
@@ -55,6 +56,8 @@ if TYPE_CHECKING:  # the spec imports the experiment config (and so torch); the 
 
 REPORTED_PROTOCOL = "study's protocol (random utterance split, likely leaky)"
 CORPUS_TITLES: dict[str, str] = {"ravdess": "RAVDESS", "crema-d": "CREMA-D"}
+
+FIGURES = "the report's figures"  # what a core install without the plots extra leaves out (one note)
 
 
 def corpus_title(name: str) -> str:
@@ -185,8 +188,6 @@ def _key_results(summaries: Sequence[ExperimentSummary], corpora: Sequence[str],
 
 def _key_chart(summaries: Sequence[ExperimentSummary], corpora: Sequence[str], out: Path) -> list[Block]:
     """UAR with its 95% CI per experiment and test corpus, as bars (hatched where there is no CI)."""
-    from emoshift.evaluation.plots import plot_scores_ci
-
     scores = {
         s.id: {
             corpus_title(c): (m.uar, m.uar_ci if m.ci_shown else None)
@@ -196,8 +197,10 @@ def _key_chart(summaries: Sequence[ExperimentSummary], corpora: Sequence[str], o
         for s in summaries
         if s.trains and s.metrics
     }
-    if not scores:
+    if not scores or not optional("plots", FIGURES):
         return []
+    from emoshift.evaluation.plots import plot_scores_ci
+
     path = plot_scores_ci(scores, out / "plots" / "key_results_uar.png", title="UAR per experiment and test corpus")
     return [Image(path, "key results: UAR with 95% speaker-bootstrap CIs")]
 
@@ -249,8 +252,6 @@ def _findings(findings: Sequence[Finding], spec: FindingsSpec) -> list[Block]:
 
 
 def _cross_corpus(summaries: Sequence[ExperimentSummary], corpora: Sequence[str], out: Path) -> list[Block]:
-    from emoshift.evaluation.plots import plot_heatmap
-
     trained = [s for s in summaries if s.trains and s.metrics]
     blocks: list[Block] = [
         Heading("Cross-corpus matrix (UAR)"),
@@ -263,6 +264,14 @@ def _cross_corpus(summaries: Sequence[ExperimentSummary], corpora: Sequence[str]
         return [*blocks, Para("No run has been evaluated yet.")]
     labels = [f"{s.id} ({'+'.join(corpus_title(c) for c in s.train_corpora)})" for s in trained]
     matrix = [[s.metrics[c].uar if c in s.metrics else None for c in corpora] for s in trained]
+    table = Table(
+        ["experiment (training data)", *[corpus_title(c) for c in corpora]],
+        [[label, *[pct(v) for v in row]] for label, row in zip(labels, matrix, strict=True)],
+    )
+    if not optional("plots", FIGURES):
+        return [*blocks, table]
+    from emoshift.evaluation.plots import plot_heatmap
+
     path = plot_heatmap(
         matrix,
         labels,
@@ -273,16 +282,10 @@ def _cross_corpus(summaries: Sequence[ExperimentSummary], corpora: Sequence[str]
         xlabel="test corpus",
         ylabel="experiment (training data)",
     )
-    table = Table(
-        ["experiment (training data)", *[corpus_title(c) for c in corpora]],
-        [[label, *[pct(v) for v in row]] for label, row in zip(labels, matrix, strict=True)],
-    )
     return [*blocks, Image(path, "cross-corpus UAR heatmap"), table]
 
 
 def _confusions(summaries: Sequence[ExperimentSummary], corpora: Sequence[str], out: Path) -> list[Block]:
-    from emoshift.evaluation.plots import plot_confusion
-
     blocks: list[Block] = [Heading("Confusion matrices"), Para("Rows: true class; each row sums to 1.")]
     any_plot = False
     for s in summaries:
@@ -295,6 +298,10 @@ def _confusions(summaries: Sequence[ExperimentSummary], corpora: Sequence[str], 
                 continue
             path = RunDir.of(s.run).confusion_plot(c)
             if not path.is_file() and m.confusion and m.labels:
+                if not optional("plots", FIGURES):
+                    continue
+                from emoshift.evaluation.plots import plot_confusion
+
                 path = plot_confusion(
                     m.confusion, m.labels, out / "plots" / f"confusion_{s.id}_{c}.png", title=f"{s.id} on {c}"
                 )
@@ -316,8 +323,6 @@ def _best_epoch(log: Sequence[dict[str, str]]) -> tuple[str, str]:
 
 
 def _curves(summaries: Sequence[ExperimentSummary], out: Path) -> list[Block]:
-    from emoshift.evaluation.plots import plot_curves
-
     rows, images = [], []
     for s in summaries:
         if not s.trains or not s.log:
@@ -327,6 +332,10 @@ def _curves(summaries: Sequence[ExperimentSummary], out: Path) -> list[Block]:
         rows.append([s.id, str(epochs), uar, epoch, s.model or "–"])
         path = RunDir.of(s.run).curves_plot
         if not path.is_file():
+            if not optional("plots", FIGURES):
+                continue
+            from emoshift.evaluation.plots import plot_curves
+
             try:
                 path = plot_curves(s.log, out / "plots" / f"curves_{s.id}.png")
             except ValueError:
