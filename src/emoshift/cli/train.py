@@ -87,7 +87,9 @@ def _print_metrics(run: Path) -> None:
     if not metrics:
         return
     loaded = [(p, json.loads(p.read_text())) for p in metrics]
-    if any(m.get("task") == "dimensional" for _, m in loaded):
+    from emoshift.core.task import task_named
+
+    if any(task_named(m.get("task")).rated for _, m in loaded):
         console.print(_dimensional_table(str(run), loaded))
         return
     table = Table(title=f"{run}")
@@ -121,7 +123,9 @@ def _dimensional_table(title: str, loaded: list[tuple[Path, dict]]):  # type: ig
     """CCC per target (and their mean) with the speaker-bootstrap CI, or ``n/a (k speakers)`` below 5."""
     from rich.table import Table
 
-    targets = list(next(m for _, m in loaded if m.get("task") == "dimensional")["targets"])
+    from emoshift.core.task import task_named
+
+    targets = list(next(m for _, m in loaded if task_named(m.get("task")).rated)["targets"])
     table = Table(title=title)
     for col in ("corpus", "split", "n", "CCC [95% CI]", *[f"{t} CCC" for t in targets], "leaky"):
         table.add_column(col)

@@ -33,6 +33,7 @@ from typing import Any
 from emoshift.core.extras import optional
 from emoshift.core.io import atomic_write_text
 from emoshift.core.rundir import RunDir
+from emoshift.core.task import task_named
 from emoshift.evaluation.groups import (
     BY_KEYS,  # noqa: F401  (re-exported: callers import it from here)
     DEFAULT_BY,
@@ -199,7 +200,7 @@ def collapse_verdict(report: Mapping[str, Any]) -> str | None:
 
 def verdict(key: str, section: Mapping[str, Any], alpha: float = 0.05) -> str:
     """One sentence on whether the groups of ``key`` differ in UAR (a dimensional audit: mean CCC) beyond chance."""
-    if section.get("task") == "dimensional":
+    if task_named(section.get("task")).rated:
         from emoshift.evaluation import audit_dimensional
 
         return audit_dimensional.verdict(key, section, alpha)
@@ -296,20 +297,6 @@ def write_text(path: Path, text: str) -> Path:
     return path
 
 
-def read_model_info(run_dir: Path) -> dict[str, Any]:
-    """RUN/model.json as a dict ({} when absent); its ``labels`` and ``label_policy`` are used here."""
-    path = RunDir.of(run_dir).model_json
-    if not path.is_file():
-        return {}
-    try:
-        info = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise AuditError(f"{path} is not valid JSON: {e.msg} (line {e.lineno})") from None
-    if not isinstance(info, dict):
-        raise AuditError(f"{path} must hold a JSON object")
-    return info
-
-
 def read_leaky(run_dir: Path, corpus: str) -> bool | None:
     """``leaky`` from RUN/metrics/<corpus>.json (None when unknown): were test speakers seen in training?"""
     path = RunDir.of(run_dir).metrics(corpus)
@@ -386,9 +373,9 @@ def audit_run(
     """
     run_dir = Path(run_dir)
     pred_path, corpus = predictions_for(run_dir, name, root)
-    info = read_model_info(run_dir)
-    result = _scan_as_run(run_dir, corpus, root, str(info.get("label_policy") or "six"))
-    if info.get("task") == "dimensional":  # CCC by group: evaluation/audit_dimensional.py
+    info = RunDir.of(run_dir).info_if_present()
+    result = _scan_as_run(run_dir, corpus, root, str(info and info.label_policy or "six"))
+    if info is not None and info.task_kind.rated:  # CCC by group: evaluation/audit_dimensional.py
         from emoshift.evaluation.audit_dimensional import audit_dimensional_file
 
         options = {"n_resamples": n_resamples, "n_permutations": n_permutations, "min_speakers": min_speakers}
@@ -401,7 +388,7 @@ def audit_run(
         rows,
         demographics_from_utterances(result.utterances),
         by=by,
-        labels=info.get("labels"),
+        labels=info.labels if info is not None else None,
         age_bands=age_bands,
         seed=seed,
         n_resamples=n_resamples,
