@@ -275,12 +275,9 @@ def test_cli_errors_exit_2_with_one_line(roots: dict[str, str], tmp_path: Path) 
 
 
 @pytest.fixture(scope="session")
-def tiny_corpus(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    from emoshift.synth import generate
-
-    out = tmp_path_factory.mktemp("synth-study")
-    generate(out, scale="tiny", seed=0)
-    return {"ravdess": str(out / "ravdess"), "crema-d": str(out / "crema-d")}
+def tiny_corpus(synth_tiny: Path) -> dict[str, str]:
+    """The session's tiny synthetic pair (tests/conftest.py), not a second copy of it: the study only reads it."""
+    return {"ravdess": str(synth_tiny / "ravdess"), "crema-d": str(synth_tiny / "crema-d")}
 
 
 def _fast(cache: Path) -> list[str]:
