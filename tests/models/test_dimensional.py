@@ -20,6 +20,7 @@ from emoshift.corpora import Scan
 from emoshift.data.datasets import EmotionDataModule, Item
 from emoshift.evaluation.inference import logits_for_utterances, predict_waveform
 from emoshift.evaluation.regression import ccc
+from emoshift.models import family_of
 from emoshift.models.families import Family, FitData, NeuralFamily, family_for_info, list_families
 from emoshift.models.module import batch_ccc, ccc_loss, regression_loss
 from emoshift.models.weights import load_model
@@ -72,7 +73,7 @@ def _step(cfg: ExperimentConfig, family: NeuralFamily, model: torch.nn.Module, i
 @pytest.mark.parametrize("name", list_families())
 def test_regression_head_round_trip(name: str, tmp_path: Path) -> None:
     cfg = _config(name, tmp_path / "cache")
-    family = cfg.model.family
+    family = family_of(cfg.model.name, cfg.model.mode)
     utts = _corpus(tmp_path / "audio")
     rng = np.random.default_rng(0)
     items = [Item(u, 0, 0, tuple(float(v) for v in rng.uniform(0, 1, len(TARGETS)))) for u in utts]
@@ -119,10 +120,10 @@ def test_acoustic_ridge_equals_scikit_learn(tmp_path: Path) -> None:
 
 def test_dimensional_model_json_is_checked(tmp_path: Path) -> None:
     cfg = _config("cnn", tmp_path / "cache")
-    model = cfg.model.family.build(cfg, num_labels=2)
+    model = family_of(cfg.model.name, cfg.model.mode).build(cfg, num_labels=2)
     run = RunDir.of(tmp_path / "run")
-    cfg.model.family.save(model, run)
-    write_model_json(run, {**_info(cfg, cfg.model.family, model), "targets": ["arousal", "loudness"]})
+    family_of(cfg.model.name, cfg.model.mode).save(model, run)
+    write_model_json(run, {**_info(cfg, family_of(cfg.model.name, cfg.model.mode), model), "targets": ["arousal", "loudness"]})
     with pytest.raises(RunError, match="'targets' must list"):
         load_model(run.path)
 

@@ -17,10 +17,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from emoshift.config.features import FeatureConfig
 from emoshift.core.audio import resample, trim_silence
 from emoshift.core.progress import progress as progress_bar
 from emoshift.corpora.base import Skipped, Utterance
-from emoshift.features.logmel import FeatureConfig
 from emoshift.models.ensemble import Ensemble
 from emoshift.models.families import MAX_SECONDS, family_for_info, is_dimensional, num_outputs
 

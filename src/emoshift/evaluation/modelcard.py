@@ -16,6 +16,7 @@ from typing import Any
 
 from emoshift.core.io import atomic_write_text, read_csv
 from emoshift.core.rundir import RunDir
+from emoshift.evaluation.metrics import with_ci
 
 README = "README.md"
 ACTED = {"ravdess", "crema-d", "tess", "savee", "emodb"}  # corpora of actors reading fixed sentences
@@ -113,10 +114,7 @@ def _fmt(metric: dict[str, Any]) -> str:
     v, ci = metric.get("value"), metric.get("ci95")
     if v is None:
         return "no ratings" if metric.get("ratings") is False else "–"
-    if ci:
-        return f"{v:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"
-    speakers = metric.get("speakers")
-    return f"{v:.3f} n/a ({speakers} speakers)" if speakers is not None else f"{v:.3f}"
+    return with_ci(v, ci, metric.get("speakers"))
 
 
 def _categorical_results(s: dict[str, Any]) -> list[str]:
