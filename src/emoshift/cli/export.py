@@ -22,8 +22,10 @@ def export(
 ) -> None:
     """Export a trained model to ONNX with its log-mel front end inside; checks parity with torch on test files."""
     from emoshift.core.errors import EmoshiftError
+    from emoshift.core.extras import require
     from emoshift.deploy.export import export_runs, report_path
 
+    require("train", "emoshift export")  # torch traces the model, onnx and onnxscript write the graph
     try:
         report = export_runs(runs, output, fmt=fmt, quantize=quantize, max_files=max_files)
     except EmoshiftError as e:
@@ -34,7 +36,9 @@ def export(
     console.print(f"parity: max |p_onnx - p_torch| = {par['max_abs_diff']:.2e} over {par['windows']} windows of "
                   f"{par['files']} test files (tolerance {par['tolerance']:g})", highlight=False, soft_wrap=True)
     q = report.get("quantize")
-    if q and report.get("task") == "dimensional":  # ratings: the mean CCC of each graph, no labels to agree on
+    from emoshift.core.task import task_named
+
+    if q and task_named(report.get("task")).rated:  # ratings: the mean CCC of each graph, no labels to agree on
         change = "n/a" if q["ccc_change"] is None else f"{q['ccc_change']:+.4f}"
         console.print(f"int8: mean CCC {_num(q['ccc_float'])} -> {_num(q['ccc_int8'])} (change {change}), max "
                       f"|int8 - float| {q['max_abs_diff_vs_float']:.2e}, {q['bytes_float'] / 1e6:.1f} -> "

@@ -62,7 +62,11 @@ def features(
 ) -> None:
     """Extract log-mel spectrograms of every utterance of CORPUS into the cache; reuse what is up to date."""
     from emoshift.config.features import config_from_overrides
+    from emoshift.core.extras import needs
     from emoshift.corpora import ScanValidationError, scan
+
+    with needs("emoshift features"):
+        from emoshift.features import logmel  # noqa: F401  (the computation needs torch: the train extra)
 
     cfg = config_from_overrides(settings or [])
     if not root.is_dir():

@@ -23,6 +23,7 @@ place of the UAR.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import json
 import logging
@@ -72,8 +73,8 @@ def test_files(runs: list[Path], *, limit: int) -> list[TestFile]:
     for run in runs:
         rd = RunDir.of(run)
         info = rd.info()
-        targets = info.get("targets") or [] if info.get("task") == "dimensional" else []
-        for corpus in info.get("train_corpora", []):
+        targets = info.targets or [] if info.task_kind.rated else []
+        for corpus in info.train_corpora:
             if not rd.predictions(corpus).is_file():
                 continue
             for row in read_csv(rd.predictions(corpus)):
@@ -120,14 +121,14 @@ def _export_graph(model: Any, meta: ModelMeta, out: Path, *, target: Path | None
                               opset_version=OPSET, external_data=False, verbose=False)
         proto = onnx.load(str(tmp))
         props = [(META_KEY, meta.to_json()), ("labels", json.dumps(list(meta.labels)))]
-        if meta.dimensional:
+        if meta.task_kind.rated:
             props.append(("targets", json.dumps(list(meta.targets))))
         for key, value in props:
             entry = proto.metadata_props.add()
             entry.key, entry.value = key, value
         proto.doc_string = (
             f"emoshift {meta.model}: 16 kHz waveform -> values (B, T) of {list(meta.targets)} on {meta.target_range}"
-            if meta.dimensional else
+            if meta.task_kind.rated else
             f"emoshift {meta.model}: 16 kHz waveform -> logits, probabilities over {list(meta.labels)}"
         )
         onnx.save(proto, str(tmp))
@@ -153,7 +154,7 @@ def _quantize(src: Path, dst: Path) -> None:
 
 def _score_files(backend: Any, files: list[TestFile]) -> tuple[list[np.ndarray], list[Any], list[str]]:
     """Per file: the segments' output matrix (probabilities, or a dimensional model's values) and the file-level
-    result (:class:`emoshift.deploy.segments.Scored`, None where unreadable)."""
+    result (:class:`emoshift.deploy.segments.FileScore`, None where unreadable)."""
     from emoshift.core.audio import AudioError
     from emoshift.deploy.audio_stream import file_blocks
     from emoshift.deploy.segments import score
@@ -195,7 +196,7 @@ def _ccc(files: list[TestFile], results: list[Any], targets: tuple[str, ...]) ->
 
 def _quality(files: list[TestFile], results: list[Any], meta: ModelMeta) -> float | None:
     """The score the report gives each graph: mean CCC (dimensional) or UAR."""
-    if meta.dimensional:
+    if meta.task_kind.rated:
         return _ccc(files, results, meta.targets)
     return _uar(files, _labels(results), meta.labels)
 
@@ -230,7 +231,7 @@ def _quantized_report(
         "max_abs_diff_vs_float": _max_diff(got, q),
         "bytes_float": float_path.stat().st_size, "bytes_int8": final.stat().st_size,
     }
-    if not meta.dimensional:
+    if not meta.task_kind.rated:
         pairs = zip(_labels(got_results), _labels(q_results), strict=True)
         out["label_agreement"] = float(np.mean([a == b for a, b in pairs if a is not None]))
     return out
@@ -265,8 +266,8 @@ def export_runs(
     model, info = build_serving_model(paths)
     # a fold ensemble counts its folds, and the file belongs to the run that was exported (its fingerprint)
     top = RunDir.of(paths[0]).info() if len(paths) == 1 else info
-    meta = ModelMeta.from_info({**info, "config_fingerprint": top.get("config_fingerprint")},
-                               members=len(member_runs(paths)))
+    meta = dataclasses.replace(ModelMeta.from_info(info, members=len(member_runs(paths))),
+                               config_fingerprint=top.config_fingerprint)
     torch_backend = TorchBackend(paths)
     torch_backend.preload(model, meta)  # the very module that is exported
     for stale in target.parent.glob(f"{EXPORT_TMP_PREFIX}*"):  # what a killed export left (SIGKILL skips cleanup)
@@ -278,7 +279,7 @@ def export_runs(
         ref, ref_results, problems = _score_files(torch_backend, files)
         got, got_results, _ = _score_files(OnnxBackend(float_path), files)
         parity = _max_diff(ref, got)
-        score_key = "ccc" if meta.dimensional else "uar"  # the graphs' quality on the test files
+        score_key = meta.task_kind.headline  # the graphs' quality on the test files: ccc or uar
         report: dict[str, Any] = {
             "output": str(target), "format": fmt, "opset": OPSET, "runs": [str(p) for p in paths],
             "members": meta.members, "model": meta.model, "input_kind": meta.input_kind, "labels": list(meta.labels),
@@ -290,7 +291,7 @@ def export_runs(
             f"{score_key}_torch": _quality(files, ref_results, meta),
             f"{score_key}_onnx": _quality(files, got_results, meta),
         }
-        if meta.dimensional:
+        if meta.task_kind.rated:
             report.update(targets=list(meta.targets), target_range=list(meta.target_range or ()))
         if not files or report["parity"]["files"] == 0:
             raise ExportError("no readable test files: the self-check needs the run's test files "

@@ -31,7 +31,7 @@ class TorchBackend(LazyBackend):
         model, info = build_serving_model(self.runs)
         return model, ModelMeta.from_info(info, members=len(member_runs(self.runs)))
 
-    def probabilities(self, waves: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    def values(self, waves: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
         import torch
 
         model = self._load()

@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from emoshift.core.io import atomic_write_text, read_csv
+from emoshift.core.record import ModelRecord
 from emoshift.core.rundir import RunDir
+from emoshift.core.task import task_named
 from emoshift.evaluation.metrics import with_ci
 
 README = "README.md"
@@ -26,9 +28,9 @@ def _json(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def _training_data(rd: RunDir, info: dict[str, Any]) -> list[dict[str, Any]]:
+def _training_data(rd: RunDir, info: ModelRecord) -> list[dict[str, Any]]:
     out = []
-    for corpus in info.get("train_corpora", []):
+    for corpus in info.train_corpora:
         rows = read_csv(rd.split(corpus)) if rd.split(corpus).is_file() else []
         utts = Counter(r["split"] for r in rows)
         speakers = {part: len({r["speaker"] for r in rows if r["split"] == part}) for part in utts}
@@ -40,7 +42,7 @@ def _metrics(rd: RunDir) -> list[dict[str, Any]]:
     out = []
     for corpus in rd.metrics_corpora():
         m = _json(rd.metrics(corpus))
-        if m.get("task") == "dimensional":
+        if task_named(m.get("task")).rated:
             out.append(_dimensional_metrics(m, corpus))
             continue
         ci = m.get("ci95") or {}  # null below 5 test speakers, with ci95_reason
@@ -87,26 +89,26 @@ def model_summary(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
     rd = RunDir.of(run_dir)
     info, done = rd.info(), rd.done_info()
     return {
-        "task": info.get("task", "categorical"),
-        "labels": info["labels"],
-        **({"targets": info["targets"], "target_range": info["target_range"]} if "targets" in info else {}),
-        "family": {"model": info["model"], "input_kind": info["input_kind"], "architecture": info.get("architecture")},
+        "task": info.task_kind.name,
+        "labels": info.labels,
+        **({"targets": info.targets, "target_range": info.target_range} if info.targets is not None else {}),
+        "family": {"model": info.model, "input_kind": info.input_kind, "architecture": info.architecture},
         "training_data": _training_data(rd, info),
         "protocol": {
             "split": "speaker-independent train/val/test per corpus (no test speaker seen in training)"
-            if not info.get("leaky_split") else "LEAKY: some test speakers were seen in training",
-            "leaky": bool(info.get("leaky_split")),
-            "label_policy": info.get("label_policy"),
-            "training_speakers": len(info.get("training_speakers", [])),
+            if not info.leaky_split else "LEAKY: some test speakers were seen in training",
+            "leaky": info.leaky_split,
+            "label_policy": info.label_policy,
+            "training_speakers": len(info.training_speakers),
             "epochs_run": done.get("epochs_run"),
             "samples": done.get("samples"),
             "label_counts": done.get("label_counts"),
-            "distill_teacher": info.get("distill_teacher"),
-            "speaker_norm": bool(info.get("speaker_norm")),
+            "distill_teacher": info.distill_teacher,
+            "speaker_norm": bool(info.speaker_norm),
         },
         "metrics": _metrics(rd),
         "fairness": _fairness(rd),
-        "window_s": float(info.get("features", {}).get("crop_s", 3.0)),
+        "window_s": float(info.features.get("crop_s", 3.0)),
     }
 
 
@@ -145,7 +147,7 @@ def render_model_card(run_dir: str | os.PathLike[str]) -> str:
     run = Path(run_dir)
     fam, prot = s["family"], s["protocol"]
     corpora = [d["corpus"] for d in s["training_data"]]
-    dimensional = s["task"] == "dimensional"
+    dimensional = task_named(s["task"]).rated
     if dimensional:
         lo, hi = s["target_range"]
         outputs = f"- Outputs ({len(s['targets'])}): {', '.join(s['targets'])}, each on [{lo:g}, {hi:g}] (dimensional)"

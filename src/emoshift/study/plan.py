@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from emoshift.config import ConfigError, ExperimentConfig, build_config, load_config
+from emoshift.core.extras import needs
 from emoshift.core.io import atomic_write_bytes, atomic_write_json
 from emoshift.core.progress import clock, escape, say
 from emoshift.core.rundir import RunDir
@@ -235,9 +236,10 @@ def plan_training(study: Study, exp: Experiment, out: Path, log: Notes) -> Train
 
 def finish_training(study: Study, exp: Experiment, plan: TrainingPlan, progress: bool) -> Outcome:
     """Train (when the plan says so), then evaluate and audit on every corpus not done yet."""
-    from emoshift.training.train import train
+    if plan.trains:  # a complete run needs no training stack (a study's report in the core install)
+        with needs(f"training {exp.id}"):
+            from emoshift.training.train import train
 
-    if plan.trains:
         train(plan.cfg, plan.run, progress=progress)
     did = _evaluate_and_audit(study, exp, RunDir.of(plan.run), progress)
     status = "updated" if plan.status == "skipped" and did else plan.status
@@ -250,11 +252,12 @@ def run_training(study: Study, exp: Experiment, out: Path, progress: bool, log: 
 
 def _evaluate_and_audit(study: Study, exp: Experiment, run: RunDir, progress: bool) -> list[str]:
     """Evaluate (and audit, when asked) ``run`` on every corpus it has no result for yet; what was done."""
-    from emoshift.evaluation.evaluate import evaluate_run
-
     did: list[str] = []
     todo = missing_files(list(study.roots), run.metrics)
     if todo:
+        with needs(f"evaluating {exp.id}"):
+            from emoshift.evaluation.evaluate import evaluate_run
+
         evaluate_run(run.path, {c: study.roots[c] for c in todo}, progress=progress)
         did.append(f"evaluated on {', '.join(todo)}")
     if exp.audit is not None:

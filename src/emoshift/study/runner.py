@@ -14,6 +14,7 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
+from emoshift.core.extras import MissingExtraError
 from emoshift.core.io import DiskFullError, atomic_write_text
 from emoshift.core.lock import holds_folder
 from emoshift.study.fanout import run_jobs
@@ -40,7 +41,7 @@ def _run_one(study: Study, exp: Experiment, out: Path, progress: bool, log: Prog
             outcome = run_training(study, exp, out, progress, log)
         else:
             outcome = run_audit_only(study, exp, out, log)
-    except DiskFullError:  # every experiment after this one would fail the same way: stop the study
+    except (DiskFullError, MissingExtraError):  # every experiment after this one would fail the same way: stop
         raise
     except Exception as e:  # one experiment failing must not lose the others
         outcome = Outcome(exp.id, "failed", run_dir(out, exp.id), error=one_line(e))
