@@ -36,6 +36,7 @@ from emoshift.evaluation.inference import (
     logits_for_utterances,
     softmax,
 )
+from emoshift.evaluation.modelcard import refresh_model_card
 from emoshift.models.ensemble import Ensemble
 from emoshift.models.families import is_dimensional
 from emoshift.models.weights import load_model
@@ -133,6 +134,7 @@ def evaluate_run(
         else:
             scored, outside = _scored(ctx, name, sc)
         results[name] = _write(ctx, name, scored, outside)
+    refresh_model_card(run.path)  # a finished run's card gains the new rows (training writes it when it finishes)
     return results
 
 
