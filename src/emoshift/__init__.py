@@ -20,7 +20,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+__version__ = "0.1.0"  # the one version string: pyproject.toml reads it (dynamic), `emoshift --version` prints it
 
 # public name -> module that defines it (one place; `emoshift.__getattr__` imports on first use)
 _API: dict[str, str] = {
@@ -81,7 +81,10 @@ def __getattr__(name: str) -> Any:
     module = _API.get(name)
     if module is None:
         raise AttributeError(f"module 'emoshift' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+    from emoshift.core.extras import needs
+
+    with needs(f"emoshift.{name}"):  # e.g. emoshift.train in the core install: the extra to install, one line
+        value = getattr(importlib.import_module(module), name)
     globals()[name] = value  # later look-ups skip __getattr__
     return value
 

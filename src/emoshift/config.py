@@ -32,6 +32,7 @@ from emoshift.core.overrides import (  # parse_override: re-exported, the study 
     explain,
     parse_override,  # noqa: F401
 )
+from emoshift.core.task import Task, task_named
 from emoshift.data.splits import SplitConfig
 from emoshift.features.logmel import FeatureConfig
 
@@ -70,7 +71,8 @@ class DataConfig(Strict):
     # (a name outside the registry is a corpus of your own when its root is a manifest table)
     roots: dict[str, str] = Field(
         default_factory=dict,
-        description="corpus name -> root folder, or a .csv/.jsonl manifest table (a corpus of your own)",
+        description="corpus name -> root folder; or a corpus of your own: a .csv/.jsonl manifest table, "
+        "hf:PATH (a Hugging Face dataset on disk), lhotse:PATH (lhotse manifests), audformat:PATH (a database)",
     )
     corpora: list[str] = Field(default_factory=lambda: ["ravdess"], description="training corpora")
     labels: Literal["six", "calm-as-neutral", "four", "native"] = "six"
@@ -118,6 +120,7 @@ class DataConfig(Strict):
             "columns": self.manifest.columns,
             "label_map": self.label_map,
             "allow_leak": self.split.allow_leak,
+            "cache_dir": self.cache_dir,  # a Hugging Face dataset's audio bytes are extracted under it
         }
 
     @field_validator("roots")
@@ -175,7 +178,7 @@ def _check_corpus_name(name: str, root: str | None) -> None:
     try:
         resolve_name(name, root)
     except KeyError as e:
-        hint = f" (or a corpus of your own: --corpus {name}=/path/to/manifest.csv)"
+        hint = f" (or a corpus of your own: --corpus {name}=/path/to/manifest.csv, or hf:, lhotse:, audformat:PATH)"
         raise ValueError(str(e).strip("'\"") + hint) from None
     except CorpusError as e:
         raise ValueError(str(e)) from None
@@ -383,7 +386,7 @@ class ExperimentConfig(Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> ExperimentConfig:
-        if self.task == "dimensional":
+        if task_named(self.task).rated:
             t = self.training
             used = {
                 "training.sampling": t.sampling != "none",
@@ -403,8 +406,9 @@ class ExperimentConfig(Strict):
         return self
 
     @property
-    def dimensional(self) -> bool:
-        return self.task == "dimensional"
+    def task_kind(self) -> Task:
+        """What the run learns (:mod:`emoshift.core.task`): the one place that answers by task."""
+        return task_named(self.task)
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")

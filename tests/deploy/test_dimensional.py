@@ -60,7 +60,7 @@ def test_values_are_the_models_raw_outputs(dim_exported: tuple[Path, dict, Path]
     wave, _ = sf.read(_takes(table)[1], dtype="float32")
     window = wave[: int(info["features"]["crop_s"] * 16_000)]
     direct = predict_waveform(model, info, window, 16_000)  # {target: value}
-    served = open_backend(run, "torch").probabilities(window[None])[0]  # (T,)
+    served = open_backend(run, "torch").values(window[None])[0]  # (T,)
     assert list(direct) == TRAINED
     assert served == pytest.approx([direct[t] for t in TRAINED], abs=2e-3)
     assert not np.allclose(served.sum(), 1.0, atol=1e-3) or served.min() < 0  # values, not a softmax
@@ -81,7 +81,7 @@ def test_onnx_export_outputs_values_and_matches_torch(dim_exported: tuple[Path, 
     assert (meta.task, meta.targets, meta.target_range, meta.output) == ("dimensional", tuple(TRAINED), (0.0, 1.0),
                                                                        "values")
     waves = np.stack([sf.read(p, dtype="float32")[0][:12_000] for p in _takes(table)])  # (3, S)
-    torch_v, onnx_v = open_backend(run, "torch").probabilities(waves), open_backend(run, "onnx").probabilities(waves)
+    torch_v, onnx_v = open_backend(run, "torch").values(waves), open_backend(run, "onnx").values(waves)
     assert torch_v.shape == onnx_v.shape == (3, 2)
     assert float(np.abs(torch_v - onnx_v).max()) < 1e-4
 
@@ -129,7 +129,7 @@ class _LevelBackend:
                               trim_top_db=40.0, task="dimensional", targets=("arousal", "valence"),
                               target_range=(0.0, 1.0))
 
-    def probabilities(self, waves: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    def values(self, waves: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
         return np.stack([np.sqrt((waves**2).mean(axis=1)), np.abs(waves).max(axis=1)], axis=1)
 
 
@@ -164,7 +164,7 @@ def test_an_acoustic_ridge_run_predicts_through_its_family(dim_exported: tuple[P
     wave, _ = sf.read(take, dtype="float32")
     window = wave[:16_000]  # the model's 1-s window
     model, info = load_model(run, device="cpu")
-    got = predictor.backend.probabilities(window[None])[0]
+    got = predictor.backend.values(window[None])[0]
     want = predict_waveform(model, info, window, 16_000)
     assert got == pytest.approx([want["valence"], want["arousal"]], abs=1e-9)
     p = predictor.predict_file(take)

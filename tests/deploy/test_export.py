@@ -25,7 +25,7 @@ from emoshift.deploy.export import (
 )
 from emoshift.deploy.export import TestFile as ExportFile
 from emoshift.deploy.meta import ModelMeta
-from emoshift.deploy.segments import Scored, Segment
+from emoshift.deploy.segments import FileScore, Segment
 
 
 def test_export_parity_and_report(exported: tuple[Path, dict]) -> None:
@@ -102,7 +102,7 @@ def test_tolerance_option_refuses_naming_the_windows(exported: tuple[Path, dict]
 def _fake(probs: list[list[float]]) -> tuple[list[ExportFile], Scores]:
     mat = np.array(probs, np.float64)
     segs = [Segment(i * 1.0, i * 1.0 + 1.0, None, {}) for i in range(len(probs))]
-    return [ExportFile("clip.wav", "")], Scores([mat], [Scored(None, {}, len(probs), segs, "window")])
+    return [ExportFile("clip.wav", "")], Scores([mat], [FileScore(None, {}, len(probs), segs, "window")])
 
 
 def test_issue_24_numbers_pass() -> None:

@@ -158,7 +158,7 @@ def manifest_run(synth_more: Path, tmp_path: Path) -> tuple[Path, Path]:
     run = tmp_path / "run"
     (run / "predictions").mkdir(parents=True)
     _write_csv(run / "predictions" / "mine.csv", rows, TARGETS)
-    info = {"task": "dimensional", "targets": TARGETS, "target_range": [0.0, 1.0], "labels": [], "label_policy": "six"}
+    info = {"model": "resnet18", "task": "dimensional", "targets": TARGETS, "target_range": [0.0, 1.0], "labels": [], "label_policy": "six"}
     (run / "model.json").write_text(json.dumps(info))
     return run, table
 

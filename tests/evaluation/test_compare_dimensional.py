@@ -96,7 +96,7 @@ def _run(tmp_path: Path, name: str, rows: list, info: dict) -> Path:
 
 def test_two_dimensional_runs_compared_from_their_directories(tmp_path: Path) -> None:
     a, b = _pair(5, 0.05, 0.3)
-    info = {"task": "dimensional", "targets": TARGETS, "target_range": [0, 1], "labels": []}
+    info = {"model": "resnet18", "task": "dimensional", "targets": TARGETS, "target_range": [0, 1], "labels": []}
     run_a, run_b = _run(tmp_path, "good", a, info), _run(tmp_path, "noisy", b, info)
     path, result = compare_runs(run_a, run_b, "iemocap", "/nowhere", n_resamples=100)
     assert path == run_a / "compare" / "noisy_iemocap.json"
@@ -106,6 +106,6 @@ def test_two_dimensional_runs_compared_from_their_directories(tmp_path: Path) ->
     out = CliRunner().invoke(app, ["compare", str(run_a), str(run_b), "--on", "iemocap=/nowhere", "--resamples", "50"])
     assert out.exit_code == 0, out.output
     assert "mean CCC" in out.output
-    categorical = _run(tmp_path, "classes", a, {"labels": ["angry", "sad"]})
+    categorical = _run(tmp_path, "classes", a, {"model": "resnet18", "labels": ["angry", "sad"]})
     with pytest.raises(CompareError, match="good is dimensional and classes is categorical"):
         compare_runs(run_a, categorical, "iemocap", "/nowhere")

@@ -149,6 +149,7 @@ def test_evaluate_predictions_has_the_metrics_json_keys():
         "labels",
         "per_class_recall",
         "confusion",
+        "collapsed",
         "ci95",
         "ci95_reason",
     ]
@@ -267,3 +268,32 @@ def test_read_predictions_and_labels(tmp_path):
     (tmp_path / "dup.csv").write_text("id,speaker,true,pred\nc/1,s,angry,sad\nc/1,s,angry,sad\n")
     with pytest.raises(PredictionsError, match="dup.csv:3: duplicate id"):
         read_predictions(tmp_path / "dup.csv")
+
+
+# --------------------------------------------------------------------------------------------------------
+# A model collapsed to one class is called out (issue 24 #8)
+
+
+def test_collapsed_names_the_one_class_a_model_predicts_at_the_documented_share():
+    from emoshift.evaluation.metrics import COLLAPSED_SHARE, collapse_text, collapsed
+
+    labels = ["angry", "happy", "neutral", "sad", "fearful", "disgust"]
+    y_true = [labels[i % 6] for i in range(864)]  # the demo's L4.9: "sad" for all 864 clips
+    m = classification_metrics(y_true, ["sad"] * 864, labels)
+    assert m["collapsed"] == {"label": "sad", "share": 1.0}
+    assert m["uar"] == pytest.approx(1 / 6)
+    assert collapse_text(m["collapsed"], 864).startswith("predicts 'sad' for all 864 utterances")
+    # nearly: at the threshold it is called out, just below it is not
+    n = 200
+    at = int(COLLAPSED_SHARE * n)
+    near = ["sad"] * at + ["angry"] * (n - at)
+    assert collapsed(classification_metrics(y_true[:n], near, labels)["confusion"], labels) == {
+        "label": "sad", "share": COLLAPSED_SHARE}
+    below = ["sad"] * (at - 1) + ["angry"] * (n - at + 1)
+    assert classification_metrics(y_true[:n], below, labels)["collapsed"] is None
+    # a working model, and a test set of one true class (all right is no collapse), are not called out
+    assert classification_metrics(y_true, y_true, labels)["collapsed"] is None
+    assert classification_metrics(["sad"] * 10, ["sad"] * 10, labels)["collapsed"] is None
+    # the metrics JSON content carries it too (the pooled k-fold and every evaluation write this)
+    assert evaluate_predictions(y_true, ["sad"] * 864, [f"s{i % 12}" for i in range(864)], labels,
+                                n_resamples=20)["collapsed"]["label"] == "sad"

@@ -18,14 +18,13 @@ from emoshift.core.rundir import RunDir, RunError, write_model_json
 from emoshift.corpora import Scan
 from emoshift.corpora.base import Utterance
 from emoshift.data.datasets import EmotionDataModule, Item
-from emoshift.evaluation.inference import logits_for_utterances, predict_waveform
+from emoshift.evaluation.inference import predict_waveform, raw_outputs
 from emoshift.models import ModelSpec, family_of, get_spec, list_models, register_model
 from emoshift.models.families import (
     CNNFamily,
     Family,
     FitData,
     NeuralFamily,
-    family_for_info,
     get_family,
     list_families,
     register_family,
@@ -181,9 +180,9 @@ def test_round_trip(name: str, tmp_path: Path) -> None:
     family.save(model, run)
     write_model_json(run, _info(cfg, family, model))
     loaded, info = load_model(run.path)
-    assert family_for_info(info) is family
-    kept_a, a, skipped = logits_for_utterances(model, info, utts, cache_dir=cfg.data.cache_dir, batch_size=4)
-    kept_b, b, _ = logits_for_utterances(loaded, info, utts, cache_dir=cfg.data.cache_dir, batch_size=4)
+    assert family_of(info.model, info.mode) is family
+    kept_a, a, skipped = raw_outputs(model, info, utts, cache_dir=cfg.data.cache_dir, batch_size=4)
+    kept_b, b, _ = raw_outputs(loaded, info, utts, cache_dir=cfg.data.cache_dir, batch_size=4)
     assert not skipped and [u.id for u in kept_a] == [u.id for u in kept_b] == [u.id for u in utts]
     assert a.shape == (len(utts), len(LABELS))
     np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)
@@ -263,10 +262,10 @@ def test_a_run_written_before_the_families_loads_and_predicts(kind: str, tmp_pat
     (run / "model.json").write_text(json.dumps(info, indent=2))
     save_weights(model, run / "model.safetensors")
     loaded, got = load_model(run)
-    assert got == json.loads(json.dumps(info))  # read as written, nothing added or dropped
+    assert got.to_json() == json.loads(json.dumps(info))  # read as written, nothing added or dropped
     model.eval()
     wave = 0.1 * np.sin(np.arange(SR) / 7.0).astype(np.float32)
-    pa, pb = predict_waveform(model, info, wave, SR), predict_waveform(loaded, info, wave, SR)
+    pa, pb = predict_waveform(model, got, wave, SR), predict_waveform(loaded, got, wave, SR)
     np.testing.assert_allclose(list(pa.values()), list(pb.values()), rtol=0, atol=1e-6)
 
 

@@ -92,7 +92,11 @@ def test_never_reads_a_test_speaker(tuned: dict[str, Any], monkeypatch: pytest.M
     utts = [u for u in scan.utterances if u.speaker in parts["test"]][:4]
     probe = Touched(monkeypatch)
     family = cfg.model.family
-    family.logits(family.build(cfg, num_labels=6), {"features": cfg.features.model_dump()}, utts,
+    from emoshift.core.record import ModelRecord
+
+    record = ModelRecord.parse({"model": cfg.model.name, "labels": [str(i) for i in range(6)],
+                                "features": cfg.features.model_dump()})
+    family.outputs(family.build(cfg, num_labels=6), record, utts,
                   cache_dir=cfg.data.cache_dir, batch_size=4, device=torch.device("cpu"),
                   advance=lambda n: None, progress=False)
     assert probe.speakers & parts["test"]

@@ -25,8 +25,10 @@ def export(
 ) -> None:
     """Export a trained model to ONNX with its log-mel front end inside; checks parity with torch on test files."""
     from emoshift.core.errors import EmoshiftError
+    from emoshift.core.extras import require
     from emoshift.deploy.export import export_runs
 
+    require("train", "emoshift export")  # torch traces the model, onnx and onnxscript write the graph
     try:
         report = export_runs(runs, output, fmt=fmt, quantize=quantize, max_files=max_files, tolerance=tolerance,
                              progress=True)
@@ -38,10 +40,11 @@ def export(
 
 def summary_lines(report: dict[str, Any]) -> list[str]:
     """What ``emoshift export`` prints: the file, the parity of the graph written, and each graph's score."""
+    from emoshift.core.task import task_named
     from emoshift.deploy.export import report_path
 
     par, q = report["parity"], report.get("quantize")
-    dimensional = report.get("task") == "dimensional"
+    dimensional = task_named(report.get("task")).rated
     sym, key, name = ("v", "ccc", "mean CCC") if dimensional else ("p", "uar", "UAR")
     lines = [f"wrote {report['output']} ({report['bytes'] / 1e6:.1f} MB, {report['members']} member(s), "
              f"inputs {', '.join(report['inputs'])}) in {report['seconds']:.0f} s"]

@@ -61,8 +61,11 @@ def features(
     ] = None,
 ) -> None:
     """Extract log-mel spectrograms of every utterance of CORPUS into the cache; reuse what is up to date."""
+    from emoshift.core.extras import needs
     from emoshift.corpora import ScanValidationError, scan
-    from emoshift.features.logmel import config_from_overrides
+
+    with needs("emoshift features"):
+        from emoshift.features.logmel import config_from_overrides
 
     cfg = config_from_overrides(settings or [])
     if not root.is_dir():

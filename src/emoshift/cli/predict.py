@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from emoshift.cli import app
-from emoshift.cli._common import console, fail
+from emoshift.cli._common import console, fail, speech_check, speech_found
 
 
 def _csv(preds: list[Any], names: list[str], labels: list[str]) -> None:
@@ -121,8 +121,10 @@ def predict(
     hop: Annotated[float | None, typer.Option("--hop", help="hop seconds (default: window / 3)")] = None,
     vad: Annotated[bool, typer.Option("--vad", help="score speech segments found by Silero VAD instead of windows")] = False,
     plot: Annotated[Path | None, typer.Option("--plot", help="folder for one timeline PNG per file")] = None,
-    vad_check: Annotated[bool, typer.Option("--vad-check/--no-vad-check", help="answer 'no speech' (no label) "
-                                            "for a file in which Silero VAD finds no speech")] = True,
+    vad_check: Annotated[bool | None, typer.Option(
+        "--vad-check/--no-vad-check", show_default=False,
+        help="answer 'no speech' (no label) for a file in which Silero VAD finds no speech [default: on when "
+        "the 'vad' extra is installed]")] = None,
 ) -> None:
     """Predict the emotion of each audio file (folders are searched recursively), over time for long files."""
     import json
@@ -130,11 +132,15 @@ def predict(
 
     if fmt not in ("table", "csv", "json"):
         fail(f"--format must be table, csv or json, got {fmt!r}")
+    from emoshift.core.extras import require
     from emoshift.deploy.predict import Predictor, display_names
     from emoshift.deploy.segments import Segmentation
 
-    seg = Segmentation(mode="vad" if vad else "window", window_s=window, hop_s=hop, speech=plot is not None,
-                       speech_check=vad_check)
+    if plot is not None:
+        require("plots", "--plot")
+
+    seg = Segmentation(mode="vad" if vad else "window", window_s=window, hop_s=hop,
+                       speech=plot is not None and speech_found(), speech_check=speech_check(vad, vad_check))
     predictor = Predictor(run, backend=backend, segmentation=seg)
     labels = predictor.labels
     seg.sizes(predictor.backend.meta.window_s)  # bad --window/--hop: one line before any file is read

@@ -91,8 +91,11 @@ def study(
     """
     from rich.table import Table
 
-    from emoshift.study import load_study, run_study, write_report
-    from emoshift.study.report import collect, corpus_order, key_results
+    from emoshift.core.extras import needs
+
+    with needs("emoshift study"):
+        from emoshift.study import load_study, run_study, write_report
+    from emoshift.study.report import collect, corpus_order, key_results, marks_legend
 
     launch = _launch_options(
         jobs,
@@ -127,11 +130,9 @@ def study(
     for row in rows:
         table.add_row(*row)
     console.print(table)
-    console.print(
-        "* a corpus the model never saw (every utterance)   ! leaky split\n"
-        "† accuracy the study reported, study's protocol (random utterance split, likely leaky): not measured here",
-        highlight=False,
-    )
+    legend = marks_legend(header, rows)  # only the marks this table uses
+    if legend:
+        console.print(legend, highlight=False)
     console.print(f"report: {paths['html']} (with {paths['markdown'].name} and {paths['results'].name})")
     if "cross_corpus" in paths:  # an N-corpus study (configs/cross_corpus.yaml)
         console.print(f"cross-corpus matrix: {paths['cross_corpus']}")

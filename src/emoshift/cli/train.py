@@ -9,6 +9,7 @@ import typer
 
 from emoshift.cli import app
 from emoshift.cli._common import console, fail, parse_named_roots, verbose_output
+from emoshift.core.extras import needs
 
 
 def _friendly_errors() -> tuple[type[Exception], ...]:
@@ -45,7 +46,9 @@ def train(
     config: Annotated[Path | None, typer.Argument(help="experiment YAML (optional)")] = None,
     corpus: Annotated[list[str] | None, typer.Option("--corpus", "-c", help="NAME=ROOT, repeatable")] = None,
     model: Annotated[str | None, typer.Option("--model", "-m", help="registered model name")] = None,
-    epochs: Annotated[int | None, typer.Option("--epochs", "-e")] = None,
+    epochs: Annotated[
+        int | None, typer.Option("--epochs", "-e", help="epochs to train (sets training.epochs)")
+    ] = None,
     overrides: Annotated[list[str] | None, typer.Option("--set", "-s", help="key.path=value, repeatable")] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="run directory")] = Path("runs/run"),
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="print the results only")] = False,
@@ -56,13 +59,15 @@ def train(
     """Train a model (resumes RUN if it was interrupted) and evaluate it on its test speakers."""
     errors = _friendly_errors()
     try:
-        cfg = build_cli_config(config, corpus, model, epochs, overrides)
+        with needs("emoshift train"):
+            cfg = build_cli_config(config, corpus, model, epochs, overrides)
         missing = [name for name in cfg.data.corpora if not cfg.data.roots.get(name)]
         if missing:  # before the heavy imports below, as every config check
             fail(f"no root folder for corpus {missing[0]!r}: pass --corpus {missing[0]}=/path/to/{missing[0]}")
         if verbose:
             verbose_output(cfg)
-        from emoshift.training.train import train as run_train
+        with needs("emoshift train"):
+            from emoshift.training.train import train as run_train
 
         run = run_train(cfg, out, progress=not quiet)
     except errors as e:
@@ -82,7 +87,9 @@ def _print_metrics(run: Path) -> None:
     if not metrics:
         return
     loaded = [(p, json.loads(p.read_text())) for p in metrics]
-    if any(m.get("task") == "dimensional" for _, m in loaded):
+    from emoshift.core.task import task_named
+
+    if any(task_named(m.get("task")).rated for _, m in loaded):
         console.print(_dimensional_table(str(run), loaded))
         return
     table = Table(title=f"{run}")
@@ -99,13 +106,26 @@ def _print_metrics(run: Path) -> None:
         table.add_row(p.stem, m.get("split", ""), str(m["n"]), fmt(m, "accuracy"), fmt(m, "uar"),
                       f"{m['macro_f1']:.3f}", leaky)
     console.print(table)
+    _print_collapses(loaded)
+
+
+def _print_collapses(loaded: list[tuple[Path, dict]]) -> None:  # type: ignore[type-arg]
+    """One warning line per corpus on which the model predicts (nearly) one class (metrics ``collapsed``)."""
+    from emoshift.evaluation.metrics import collapse_text
+
+    for p, m in loaded:
+        if m.get("collapsed"):
+            console.print(f"[bold yellow]warning:[/] {p.stem}: the model {collapse_text(m['collapsed'], m.get('n'))}",
+                          highlight=False)
 
 
 def _dimensional_table(title: str, loaded: list[tuple[Path, dict]]):  # type: ignore[no-untyped-def,type-arg]
     """CCC per target (and their mean) with the speaker-bootstrap CI, or ``n/a (k speakers)`` below 5."""
     from rich.table import Table
 
-    targets = list(next(m for _, m in loaded if m.get("task") == "dimensional")["targets"])
+    from emoshift.core.task import task_named
+
+    targets = list(next(m for _, m in loaded if task_named(m.get("task")).rated)["targets"])
     table = Table(title=title)
     for col in ("corpus", "split", "n", "CCC [95% CI]", *[f"{t} CCC" for t in targets], "leaky"):
         table.add_column(col)
@@ -130,7 +150,7 @@ def _dimensional_table(title: str, loaded: list[tuple[Path, dict]]):  # type: ig
 def evaluate(
     run: Annotated[Path, typer.Argument(help="run directory")],
     on: Annotated[list[str], typer.Option("--on", help="NAME=ROOT, repeatable")],
-    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="print the results only")] = False,
 ) -> None:
     """Evaluate RUN on held-out test speakers of its corpora, or on every utterance of an unseen corpus."""
     errors = _friendly_errors()
@@ -138,7 +158,8 @@ def evaluate(
     if not roots:
         fail("give at least one --on NAME=ROOT")
     try:
-        from emoshift.evaluation.evaluate import evaluate_run
+        with needs("emoshift evaluate"):
+            from emoshift.evaluation.evaluate import evaluate_run
 
         evaluate_run(run, roots, progress=not quiet)
     except errors as e:

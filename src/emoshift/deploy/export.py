@@ -41,6 +41,7 @@ decompositions: most of an export's time for a CNN), then each graph's pass over
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import io
 import json
@@ -93,8 +94,8 @@ def test_files(runs: list[Path], *, limit: int) -> list[TestFile]:
     for run in runs:
         rd = RunDir.of(run)
         info = rd.info()
-        targets = info.get("targets") or [] if info.get("task") == "dimensional" else []
-        for corpus in info.get("train_corpora", []):
+        targets = info.targets or [] if info.task_kind.rated else []
+        for corpus in info.train_corpora:
             if not rd.predictions(corpus).is_file():
                 continue
             for row in read_csv(rd.predictions(corpus)):
@@ -141,14 +142,14 @@ def _export_graph(model: Any, meta: ModelMeta, out: Path, *, target: Path | None
                               opset_version=OPSET, external_data=False, verbose=False)
         proto = onnx.load(str(tmp))
         props = [(META_KEY, meta.to_json()), ("labels", json.dumps(list(meta.labels)))]
-        if meta.dimensional:
+        if meta.task_kind.rated:
             props.append(("targets", json.dumps(list(meta.targets))))
         for key, value in props:
             entry = proto.metadata_props.add()
             entry.key, entry.value = key, value
         proto.doc_string = (
             f"emoshift {meta.model}: 16 kHz waveform -> values (B, T) of {list(meta.targets)} on {meta.target_range}"
-            if meta.dimensional else
+            if meta.task_kind.rated else
             f"emoshift {meta.model}: 16 kHz waveform -> logits, probabilities over {list(meta.labels)}"
         )
         onnx.save(proto, str(tmp))
@@ -175,7 +176,7 @@ def _quantize(src: Path, dst: Path) -> None:
 @dataclass
 class Scores:
     """One graph's pass over the test files: per file the windows' output matrix ``(n_windows, C or T)``
-    (empty where unreadable) and the file-level result (:class:`emoshift.deploy.segments.Scored`, or None)."""
+    (empty where unreadable) and the file-level result (:class:`emoshift.deploy.segments.FileScore`, or None)."""
 
     mats: list[np.ndarray]
     results: list[Any]
@@ -239,7 +240,7 @@ def parity_check(
             diff = float(np.abs(p_ref - p_got).max())
             entry: dict[str, Any] = {"window": _window_name(f, seg), "max_abs_diff": diff}
             bad = diff > tol
-            if not meta.dimensional:
+            if not meta.task_kind.rated:
                 top = np.sort(p_ref)[::-1]
                 margin = float(top[0] - top[1]) if len(top) > 1 else 1.0
                 l_ref, l_got = meta.labels[int(np.argmax(p_ref))], meta.labels[int(np.argmax(p_got))]
@@ -260,7 +261,7 @@ def parity_check(
         "ok": not failing, "files": sum(1 for r in ref.results if r is not None), "windows": windows,
         "failing_windows": len(failing), "failing": failing[:MAX_FAILING],
     }
-    if not meta.dimensional:
+    if not meta.task_kind.rated:
         parity.update(near_tie=near_tie, label_agreement=agree / windows if windows else None, near_tie_flips=ties)
     return parity
 
@@ -284,7 +285,7 @@ def _ccc(files: list[TestFile], results: list[Any], targets: tuple[str, ...]) ->
 
 def _quality(files: list[TestFile], results: list[Any], meta: ModelMeta) -> float | None:
     """The score the report gives each graph: mean CCC (dimensional) or UAR."""
-    if meta.dimensional:
+    if meta.task_kind.rated:
         return _ccc(files, results, meta.targets)
     return _uar(files, _labels(results), meta.labels)
 
@@ -315,7 +316,7 @@ def _quantized_report(
     s_f, s_q = _quality(files, got.results, meta), _quality(files, q.results, meta)
     parity: dict[str, Any] = {"graph": "int8", "max_abs_diff": _max_diff(ref.mats, q.mats),
                               "windows": int(sum(len(m) for m in q.mats))}
-    if not meta.dimensional:
+    if not meta.task_kind.rated:
         parity["label_agreement"] = _window_agreement(ref.mats, q.mats)
     out: dict[str, Any] = {
         "mode": "int8", "parity": parity, f"{score_key}_torch": _quality(files, ref.results, meta),
@@ -324,7 +325,7 @@ def _quantized_report(
         "max_abs_diff_vs_float": _max_diff(got.mats, q.mats),
         "bytes_float": float_path.stat().st_size, "bytes_int8": final.stat().st_size,
     }
-    if not meta.dimensional:  # file labels of the int8 graph against the float graph's
+    if not meta.task_kind.rated:  # file labels of the int8 graph against the float graph's
         pairs = zip(_labels(got.results), _labels(q.results), strict=True)
         out["label_agreement"] = float(np.mean([a == b for a, b in pairs if a is not None]))
     return out
@@ -373,8 +374,8 @@ def export_runs(
     model, info = build_serving_model(paths)
     # a fold ensemble counts its folds, and the file belongs to the run that was exported (its fingerprint)
     top = RunDir.of(paths[0]).info() if len(paths) == 1 else info
-    meta = ModelMeta.from_info({**info, "config_fingerprint": top.get("config_fingerprint")},
-                               members=len(member_runs(paths)))
+    meta = dataclasses.replace(ModelMeta.from_info(info, members=len(member_runs(paths))),
+                               config_fingerprint=top.config_fingerprint)
     torch_backend = TorchBackend(paths)
     torch_backend.preload(model, meta)  # the very module that is exported
     exact = TorchBackend(paths, precision="float64")
@@ -388,7 +389,7 @@ def export_runs(
             done(1)
         files = test_files(paths, limit=max_files)
         (ref, got, f64), problems = score_files([torch_backend, OnnxBackend(float_path), exact], files, show=progress)
-        score_key = "ccc" if meta.dimensional else "uar"  # the graphs' quality on the test files
+        score_key = meta.task_kind.headline  # the graphs' quality on the test files: ccc or uar
         parity = parity_check(files, ref, got, f64, meta, tolerance=tolerance)
         parity["skipped"] = problems
         report: dict[str, Any] = {
@@ -399,7 +400,7 @@ def export_runs(
             f"{score_key}_torch": _quality(files, ref.results, meta),
             f"{score_key}_onnx": _quality(files, got.results, meta),
         }
-        if meta.dimensional:
+        if meta.task_kind.rated:
             report.update(targets=list(meta.targets), target_range=list(meta.target_range or ()))
         if not files or parity["files"] == 0:
             raise ExportError("no readable test files: the self-check needs the run's test files "
@@ -422,7 +423,7 @@ def export_runs(
 def _refusal(parity: dict[str, Any], meta: ModelMeta, report: Path) -> str:
     """The one-line refusal: what failed, the worst window, how to proceed."""
     worst = parity["failing"][0]
-    what = "values" if meta.dimensional else "probabilities"
+    what = "values" if meta.task_kind.rated else "probabilities"
     flips = [e for e in parity["failing"] if e.get("torch") not in (None, e.get("onnx"))]
     why = (f"ONNX {what} differ from torch's by up to {parity['max_abs_diff']:.2e} (tolerance {parity['tolerance']:.2e}"
            f", float32's own error {parity['float32_error']:.2e})")

@@ -51,7 +51,7 @@ class TorchBackend(LazyBackend):
 
         super().preload(copy.deepcopy(handle).double() if self.precision == "float64" else handle, meta)
 
-    def probabilities(self, waves: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    def values(self, waves: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
         import torch
 
         model = self._load()

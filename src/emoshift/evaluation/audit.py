@@ -30,8 +30,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from emoshift.core.extras import optional
 from emoshift.core.io import atomic_write_text
 from emoshift.core.rundir import RunDir
+from emoshift.core.task import task_named
 from emoshift.evaluation.groups import (
     BY_KEYS,  # noqa: F401  (re-exported: callers import it from here)
     DEFAULT_BY,
@@ -55,6 +57,7 @@ from emoshift.evaluation.metrics import (
     bootstrap_ci,
     ci_reason,
     classification_metrics,
+    collapse_text,
     permutation_p_floor,
     permutation_test_groups,
     prediction_labels,
@@ -83,6 +86,7 @@ def _group_record(
     record["ci_reason"] = ci_reason(record["speakers"])
     record["recall"] = m["per_class_recall"]
     record["confusion"] = m["confusion"]
+    record["collapsed"] = m["collapsed"]
     return record
 
 
@@ -184,9 +188,19 @@ def audit_predictions(
 # --------------------------------------------------------------------------------------------------------
 
 
+def collapse_verdict(report: Mapping[str, Any]) -> str | None:
+    """A sentence when the audited model predicts (nearly) one class overall (``overall.collapsed``): every
+    group then scores about chance, so a gap between groups says nothing about fairness. None otherwise."""
+    overall = report.get("overall") or {}
+    if not overall.get("collapsed"):
+        return None
+    return (f"Collapsed model: it {collapse_text(overall['collapsed'], overall.get('n'))}; every group scores "
+            "about chance, so the groups' gaps below say nothing about fairness.")
+
+
 def verdict(key: str, section: Mapping[str, Any], alpha: float = 0.05) -> str:
     """One sentence on whether the groups of ``key`` differ in UAR (a dimensional audit: mean CCC) beyond chance."""
-    if section.get("task") == "dimensional":
+    if task_named(section.get("task")).rated:
         from emoshift.evaluation import audit_dimensional
 
         return audit_dimensional.verdict(key, section, alpha)
@@ -229,6 +243,8 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         lines.append(
             "- **Leaky evaluation**: some test speakers were also in training, so every figure here is optimistic."
         )
+    if collapse_verdict(report):
+        lines.append(f"- **{collapse_verdict(report)}**")
     lines += [f"- {verdict(key, section)}" for key, section in report["by"].items()]
     for note in report.get("notes", []):
         lines.append(f"- Note: {note}.")
@@ -279,20 +295,6 @@ def write_text(path: Path, text: str) -> Path:
     """Write ``text`` atomically (temp file in the same folder, then rename); returns ``path``."""
     atomic_write_text(path, text)
     return path
-
-
-def read_model_info(run_dir: Path) -> dict[str, Any]:
-    """RUN/model.json as a dict ({} when absent); its ``labels`` and ``label_policy`` are used here."""
-    path = RunDir.of(run_dir).model_json
-    if not path.is_file():
-        return {}
-    try:
-        info = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise AuditError(f"{path} is not valid JSON: {e.msg} (line {e.lineno})") from None
-    if not isinstance(info, dict):
-        raise AuditError(f"{path} must hold a JSON object")
-    return info
 
 
 def read_leaky(run_dir: Path, corpus: str) -> bool | None:
@@ -369,13 +371,11 @@ def audit_run(
     (``label_policy`` in RUN/model.json, default "six"). A dimensional run (``task: dimensional`` in
     model.json) is audited on CCC by :mod:`emoshift.evaluation.audit_dimensional`.
     """
-    from emoshift.evaluation import plots
-
     run_dir = Path(run_dir)
     pred_path, corpus = predictions_for(run_dir, name, root)
-    info = read_model_info(run_dir)
-    result = _scan_as_run(run_dir, corpus, root, str(info.get("label_policy") or "six"))
-    if info.get("task") == "dimensional":  # CCC by group: evaluation/audit_dimensional.py
+    info = RunDir.of(run_dir).info_if_present()
+    result = _scan_as_run(run_dir, corpus, root, str(info and info.label_policy or "six"))
+    if info is not None and info.task_kind.rated:  # CCC by group: evaluation/audit_dimensional.py
         from emoshift.evaluation.audit_dimensional import audit_dimensional_file
 
         options = {"n_resamples": n_resamples, "n_permutations": n_permutations, "min_speakers": min_speakers}
@@ -388,7 +388,7 @@ def audit_run(
         rows,
         demographics_from_utterances(result.utterances),
         by=by,
-        labels=info.get("labels"),
+        labels=info.labels if info is not None else None,
         age_bands=age_bands,
         seed=seed,
         n_resamples=n_resamples,
@@ -400,8 +400,10 @@ def audit_run(
     report["leaky"] = read_leaky(run_dir, corpus)
     run = RunDir.of(run_dir)
     for key, section in report["by"].items():
-        if not section["available"]:
+        if not section["available"] or not optional("plots", "the audit's plots"):
             continue
+        from emoshift.evaluation import plots
+
         groups = section["groups"]
         plots.plot_group_bars(
             groups,

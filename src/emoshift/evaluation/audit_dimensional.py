@@ -27,7 +27,9 @@ from typing import Any
 
 import numpy as np
 
+from emoshift.core.extras import optional
 from emoshift.core.rundir import RunDir
+from emoshift.core.task import DIMENSIONAL
 from emoshift.evaluation.groups import (
     DEFAULT_BY,
     MIN_SPEAKERS,
@@ -229,7 +231,7 @@ def _audit_one(
 ) -> dict[str, Any]:
     if all(v is None for v in values):
         note = f"{corpus} does not record {key.replace('_', ' ')}"
-        return {"task": "dimensional", "available": False, "groups": {}, "note": note}
+        return {"task": DIMENSIONAL.name, "available": False, "groups": {}, "note": note}
     speaker_group, members = speaker_groups(key, rows, values)
     groups: dict[str, dict[str, Any]] = {}
     for name, group_rows in members.items():
@@ -238,7 +240,7 @@ def _audit_one(
         groups[name] = record
     notes = size_notes(key, groups, min_speakers)
     compared = [g for g, r in groups.items() if not r["too_small"] and g != UNKNOWN]
-    out: dict[str, Any] = {"task": "dimensional", "available": True, "groups": groups, "compared": compared}
+    out: dict[str, Any] = {"task": DIMENSIONAL.name, "available": True, "groups": groups, "compared": compared}
     scores = score_names(targets)
     out.update(gap=dict.fromkeys(scores), ratio=dict.fromkeys(scores), p_value_ccc=None, p_values=None)
     out.update(p_value_floor=None, best_ccc=None, worst_ccc=None)
@@ -285,7 +287,7 @@ def audit_dimensional_predictions(
     keys, edges, notes = check_audit(kept, demographics, by, age_bands, (min_speakers, n_resamples, n_permutations))
     if unrated:
         notes.append(f"{unrated} predictions without a rating for every target are not audited")
-    report: dict[str, Any] = {"task": "dimensional", "corpus": corpus, "targets": targets, "labels": []}
+    report: dict[str, Any] = {"task": DIMENSIONAL.name, "corpus": corpus, "targets": targets, "labels": []}
     report["overall"] = group_record(kept, targets, seed=seed, n_resamples=n_resamples)
     report["settings"], report["by"] = audit_sections(
         keys, kept, demographics, edges,
@@ -388,7 +390,6 @@ def audit_dimensional_file(
 ) -> Path:
     """Audit ``pred_path`` (a dimensional run's predictions on ``corpus``); writes RUN/audit/<corpus>.json, .md
     and one bar plot per grouping; returns the JSON path. ``options``: those of ``audit_dimensional_predictions``."""
-    from emoshift.evaluation import plots
     from emoshift.evaluation.audit import read_leaky, write_text
 
     rows, targets = read_dimensional_predictions(pred_path)
@@ -397,7 +398,9 @@ def audit_dimensional_file(
     report["leaky"] = read_leaky(run_dir, corpus)
     run = RunDir.of(run_dir)
     for key, section in report["by"].items():
-        if section["available"]:
+        if section["available"] and optional("plots", "the audit's plots"):
+            from emoshift.evaluation import plots
+
             plots.plot_group_bars(
                 section["groups"],
                 score_names(targets),

@@ -32,7 +32,8 @@ import numpy as np
 
 from emoshift.core.errors import EmoshiftError
 from emoshift.core.rundir import RunDir
-from emoshift.evaluation.audit import predictions_for, read_leaky, read_model_info, write_text
+from emoshift.core.task import CATEGORICAL, DIMENSIONAL
+from emoshift.evaluation.audit import predictions_for, read_leaky, write_text
 from emoshift.evaluation.audit_dimensional import rated_rows, read_dimensional_predictions
 from emoshift.evaluation.metrics import (
     _check_resampling,
@@ -249,7 +250,7 @@ def compare_dimensional(
     ccc_a = float(np.mean([per_target[t]["ccc_a"] for t in targets]))
     ccc_b = float(np.mean([per_target[t]["ccc_b"] for t in targets]))
     return {
-        "task": "dimensional",
+        "task": DIMENSIONAL.name,
         "n": len(kept_a),
         "speakers": len(set(speakers)),
         "unrated": unrated,
@@ -318,13 +319,13 @@ def compare_runs(
     run_a, run_b = Path(run_a), Path(run_b)
     path_a, corpus = predictions_for(run_a, name, root)
     path_b, _ = predictions_for(run_b, name, root)
-    info_a, info_b = read_model_info(run_a), read_model_info(run_b)
-    tasks = [str(i.get("task") or "categorical") for i in (info_a, info_b)]
+    info_a, info_b = RunDir.of(run_a).info_if_present(), RunDir.of(run_b).info_if_present()
+    tasks = [CATEGORICAL if i is None else i.task_kind for i in (info_a, info_b)]
     if tasks[0] != tasks[1]:
         raise CompareError(f"{run_a.name} is {tasks[0]} and {run_b.name} is {tasks[1]}: compare runs of one task")
-    if tasks[0] == "dimensional":
+    if tasks[0].rated:
         return _compare_dimensional_runs(run_a, run_b, path_a, path_b, corpus, out=out, seed=seed, n=n_resamples)
-    declared = list(dict.fromkeys(list(info_a.get("labels") or []) + list(info_b.get("labels") or [])))
+    declared = list(dict.fromkeys([*(info_a.labels if info_a else []), *(info_b.labels if info_b else [])]))
     result = compare_predictions(
         read_predictions(path_a),
         read_predictions(path_b),

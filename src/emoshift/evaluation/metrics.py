@@ -17,6 +17,12 @@ A bootstrap over one or two speakers cannot see speaker-to-speaker variation: it
 is far too narrow (of zero width with one speaker). Below :data:`MIN_CI_SPEAKERS` speakers no interval is
 computed; the interval is ``None`` and :func:`ci_reason` says why, e.g.
 ``"2 test speakers: too few for a speaker bootstrap"``.
+
+A model that gives (nearly) every utterance one label has collapsed to that class: its UAR is chance and its
+interval is narrow only because every resample scores the same (``16.7 [16.7, 16.7]``). :func:`collapsed`
+calls it out when one label takes at least :data:`COLLAPSED_SHARE` (95%) of the predictions while the
+utterances hold at least two true labels; the metrics JSON carries it as ``collapsed``
+(``{"label": "sad", "share": 1.0}``, or null), and the CLI, the study report and the audit print it.
 """
 
 from __future__ import annotations
@@ -36,6 +42,10 @@ from emoshift.core.errors import EmoshiftError
 
 METRICS: tuple[str, ...] = ("accuracy", "uar", "macro_f1")
 MIN_CI_SPEAKERS = 5  # fewer speakers than this: no speaker-bootstrap interval (null, with a reason)
+# One predicted label taking at least this share of the utterances (with two or more true labels among them)
+# is a collapse to one class. A working six-class model on balanced test sets stays far below it; a share this
+# high means the model ignores its input for (nearly) every utterance.
+COLLAPSED_SHARE = 0.95
 
 
 class PredictionsError(EmoshiftError, ValueError):
@@ -141,6 +151,28 @@ def _check_resampling(n_resamples: int, alpha: float) -> None:
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
 
 
+def collapsed(confusion: Sequence[Sequence[float]] | np.ndarray, labels: Sequence[str]) -> dict[str, Any] | None:
+    """``{"label": "sad", "share": 1.0}`` when one predicted label takes at least :data:`COLLAPSED_SHARE` of
+    the utterances of ``confusion`` (rows true, columns predicted) and at least two true labels are present;
+    None otherwise (a test set of one true class cannot tell a collapse from a right answer)."""
+    conf = np.asarray(confusion, dtype=np.float64)
+    if conf.ndim != 2 or conf.size == 0 or conf.sum() <= 0 or int((conf.sum(axis=1) > 0).sum()) < 2:
+        return None
+    predicted = conf.sum(axis=0)
+    top = int(predicted.argmax())
+    share = float(predicted[top] / conf.sum())
+    return {"label": str(labels[top]), "share": round(share, 4)} if share >= COLLAPSED_SHARE else None
+
+
+def collapse_text(found: Mapping[str, Any], n: int | None = None) -> str:
+    """``predicts 'sad' for all 864 utterances (collapsed to one class: its UAR is chance)``, or ``for 97.2%
+    of 864 utterances``, from :func:`collapsed`'s record."""
+    share = float(found["share"])
+    of = f"{n} utterances" if n else "the utterances"
+    much = f"all {of}" if share >= 1.0 else f"{100 * share:.1f}% of {of}"
+    return f"predicts {found['label']!r} for {much} (collapsed to one class: its UAR is about chance)"
+
+
 # --------------------------------------------------------------------------------------------------------
 # Point metrics
 # --------------------------------------------------------------------------------------------------------
@@ -149,7 +181,8 @@ def _check_resampling(n_resamples: int, alpha: float) -> None:
 def classification_metrics(
     y_true: Sequence[str], y_pred: Sequence[str], labels: Sequence[str]
 ) -> dict[str, Any]:
-    """accuracy, uar, macro_f1, n, labels, per_class_recall and confusion (rows true, columns predicted).
+    """accuracy, uar, macro_f1, n, labels, per_class_recall, confusion (rows true, columns predicted) and
+    collapsed (:func:`collapsed`: the one class a collapsed model predicts, or None).
 
     ``per_class_recall[label]`` is None for a label with no true utterances (recall is undefined there).
     """
@@ -168,6 +201,7 @@ def classification_metrics(
         "labels": labels,
         "per_class_recall": recall,
         "confusion": conf.tolist(),
+        "collapsed": collapsed(conf, labels),
     }
 
 

@@ -20,7 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from emoshift.core.io import atomic_write_text, read_csv
+from emoshift.core.record import ModelRecord
 from emoshift.core.rundir import RunDir
+from emoshift.core.task import task_named
 
 README = "README.md"
 ACTED = {"ravdess", "crema-d", "tess", "savee", "emodb"}  # corpora of actors reading fixed sentences
@@ -46,19 +48,19 @@ def _split_counts(rd: RunDir, corpus: str) -> tuple[dict[str, int], dict[str, in
     return dict(utts), speakers
 
 
-def _members(rd: RunDir, info: dict[str, Any]) -> list[tuple[str, RunDir]]:
+def _members(rd: RunDir, info: ModelRecord) -> list[tuple[str, RunDir]]:
     from emoshift.models.ensemble import member_paths
 
-    rels = info.get("members") or []
+    rels = info.members or []
     return [(rel, RunDir.of(p)) for rel, p in zip(rels, member_paths(rd.path, info), strict=True)]
 
 
-def _training_data(rd: RunDir, info: dict[str, Any]) -> list[dict[str, Any]]:
+def _training_data(rd: RunDir, info: ModelRecord) -> list[dict[str, Any]]:
     """Per training corpus: utterances and speakers per split part. An ensemble (fold models) has one row per
     corpus and member, with what that member trained, validated and was tested on (``member``: ``folds/<i>``)."""
     out = []
-    members = _members(rd, info) if info.get("members") else [("", rd)]
-    for corpus in info.get("train_corpora", []):
+    members = _members(rd, info) if info.members else [("", rd)]
+    for corpus in info.train_corpora:
         for rel, member in members:
             utts, speakers = _split_counts(member, corpus)
             out.append({"corpus": corpus, **({"member": rel} if rel else {}), "utterances": utts,
@@ -66,26 +68,26 @@ def _training_data(rd: RunDir, info: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def _ensemble(rd: RunDir, info: dict[str, Any]) -> dict[str, Any] | None:
+def _ensemble(rd: RunDir, info: ModelRecord) -> dict[str, Any] | None:
     """What a fold ensemble is: its members, how they were split, how they are combined, what was tested."""
-    if not info.get("members"):
+    if not info.members:
         return None
     import yaml
 
     split = ((yaml.safe_load(rd.config.read_text(encoding="utf-8")) or {}).get("data") or {}).get("split") or {} \
         if rd.config.is_file() else {}
     method = str(split.get("method", ""))
-    tested = {c: _split_counts(rd, c) for c in info.get("train_corpora", [])}
+    tested = {c: _split_counts(rd, c) for c in info.train_corpora}
     return {
-        "members": len(info["members"]), "method": method, "method_text": METHODS.get(method, method or "folds"),
-        "combine": info.get("ensemble", "mean probability"),
+        "members": len(info.members), "method": method, "method_text": METHODS.get(method, method or "folds"),
+        "combine": info.ensemble or info.task_kind.ensemble,
         "tested_out_of_fold": {c: {"utterances": u.get("test", 0), "speakers": sp.get("test", 0)}
                                for c, (u, sp) in tested.items()},
     }
 
 
-def _protocol_text(info: dict[str, Any], ens: dict[str, Any] | None) -> str:
-    if info.get("leaky_split"):
+def _protocol_text(info: ModelRecord, ens: dict[str, Any] | None) -> str:
+    if info.leaky_split:
         return "LEAKY: some test speakers were seen in training"
     if ens is None:
         return "speaker-independent train/val/test per corpus (no test speaker seen in training)"
@@ -99,7 +101,7 @@ def _metrics(rd: RunDir) -> list[dict[str, Any]]:
     out = []
     for corpus in rd.metrics_corpora():
         m = _json(rd.metrics(corpus))
-        if m.get("task") == "dimensional":
+        if task_named(m.get("task")).rated:
             out.append(_dimensional_metrics(m, corpus))
             continue
         ci = m.get("ci95") or {}  # null below 5 test speakers, with ci95_reason
@@ -145,29 +147,29 @@ def model_summary(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
     """What the service's ``GET /v1/model`` answers."""
     rd = RunDir.of(run_dir)
     info, done = rd.info(), rd.done_info()
-    dimensional = info.get("task", "categorical") == "dimensional"
+    dimensional = info.task_kind.rated
     ens = _ensemble(rd, info)
     return {
-        "task": info.get("task", "categorical"),
-        "labels": info["labels"],
-        **({"targets": info["targets"], "target_range": info["target_range"]} if "targets" in info else {}),
-        "family": {"model": info["model"], "input_kind": info["input_kind"], "architecture": info.get("architecture")},
+        "task": info.task_kind.name,
+        "labels": info.labels,
+        **({"targets": info.targets, "target_range": info.target_range} if info.targets is not None else {}),
+        "family": {"model": info.model, "input_kind": info.input_kind, "architecture": info.architecture},
         "training_data": _training_data(rd, info),
         "ensemble": ens,
         "protocol": {
             "split": _protocol_text(info, ens),
-            "leaky": bool(info.get("leaky_split")),
-            "label_policy": None if dimensional else info.get("label_policy"),  # ratings: no label policy applies
-            "training_speakers": len(info.get("training_speakers", [])),  # train + val speakers (all members')
+            "leaky": info.leaky_split,
+            "label_policy": None if dimensional else info.label_policy,  # ratings: no label policy applies
+            "training_speakers": len(info.training_speakers),  # train + val speakers (all members')
             "epochs_run": done.get("epochs_run"),
             "samples": done.get("samples"),
             "label_counts": done.get("label_counts"),
-            "distill_teacher": info.get("distill_teacher"),
-            "speaker_norm": bool(info.get("speaker_norm")),
+            "distill_teacher": info.distill_teacher,
+            "speaker_norm": bool(info.speaker_norm),
         },
         "metrics": _metrics(rd),
         "fairness": _fairness(rd),
-        "window_s": float(info.get("features", {}).get("crop_s", 3.0)),
+        "window_s": float(info.features.get("crop_s", 3.0)),
     }
 
 
@@ -210,7 +212,7 @@ def render_model_card(run_dir: str | os.PathLike[str]) -> str:
     name = card_name(run)
     fam, prot, ens = s["family"], s["protocol"], s["ensemble"]
     corpora = list(dict.fromkeys(d["corpus"] for d in s["training_data"]))
-    dimensional = s["task"] == "dimensional"
+    dimensional = task_named(s["task"]).rated
     if dimensional:
         lo, hi = s["target_range"]
         outputs = f"- Outputs ({len(s['targets'])}): {', '.join(s['targets'])}, each on [{lo:g}, {hi:g}] (dimensional)"
@@ -308,7 +310,7 @@ def onnx_snippet(name: str, s: dict[str, Any]) -> list[str]:
     """The card's onnxruntime-only example: it scores a file as ``emoshift predict`` does (windows of the model's
     length every third of it, the last ending at the file's end, averaged by duration; a file no longer than one
     window scored whole with its leading and trailing silence trimmed), so both give the same numbers."""
-    dimensional = s["task"] == "dimensional"
+    dimensional = task_named(s["task"]).rated
     x = "wave[None, a:b]"
     feed = (f"{{'waveform': {x}, 'mask': np.ones((1, b - a), np.int64)}}" if s["family"]["input_kind"] == "waveform"
             else f"{{'waveform': {x}}}")

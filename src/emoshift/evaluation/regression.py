@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
+from emoshift.core.task import DIMENSIONAL
 from emoshift.evaluation.metrics import (
     MIN_CI_SPEAKERS,
     PredictionsError,
@@ -157,7 +158,7 @@ def evaluate_regression(
     ``y_true`` and ``y_pred`` map a target name (``arousal``...) to values in the same order as ``speakers``.
     Returns::
 
-        {"task": "dimensional", "targets": [...], "n": N, "ccc": mean CCC over targets,
+        {"task": <the dimensional task's name>, "targets": [...], "n": N, "ccc": mean CCC over targets,
          "per_target": {"arousal": {"ccc": .., "pearson": .., "mae": .., "ci95": {"ccc": [lo, hi], ...} | None}},
          "ci95": {"ccc": [lo, hi]} | None, "ci95_reason": None | "2 test speakers: ..."}
     """
@@ -185,7 +186,7 @@ def evaluate_regression(
         )
         per_target[name] = entry
     return {
-        "task": "dimensional",
+        "task": DIMENSIONAL.name,
         "targets": targets,
         "n": int(n),
         "ccc": _number(float(np.mean(point["ccc"]))),

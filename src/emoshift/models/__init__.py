@@ -83,11 +83,12 @@ def _ensure_builtin() -> None:
 
 
 def family_of(name: str, mode: str | None = None) -> Family:
-    """The family of registered model ``name`` under ``model.mode`` ``mode`` (see emoshift.models.families)."""
-    _ensure_builtin()
-    from emoshift.models.families import family_for
+    """The family of registered model ``name`` under ``model.mode`` ``mode`` (see emoshift.models.families): the
+    one lookup, for a config (``model.name``, ``model.mode``) and a saved model (its record's ``model``, ``mode``).
+    KeyError for a name not registered, ValueError for a mode no family serves."""
+    from emoshift.models.families import family_serving
 
-    return family_for(name, mode)
+    return family_serving(name, get_spec(name).input_kind, mode)
 
 
 def list_models() -> list[str]:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from emoshift.config import ConfigError, ExperimentConfig, build_config, load_config
+from emoshift.core.extras import MissingExtraError, needs
 from emoshift.core.io import DiskFullError, atomic_write_bytes, atomic_write_json, atomic_write_text
 from emoshift.core.lock import holds_folder
 from emoshift.core.progress import clock
@@ -248,9 +249,10 @@ def _plan_training(study: Study, exp: Experiment, out: Path, log: _Notes) -> Tra
 
 def _finish_training(study: Study, exp: Experiment, plan: TrainingPlan, progress: bool) -> Outcome:
     """Train (when the plan says so), then evaluate and audit on every corpus not done yet."""
-    from emoshift.training.train import train
+    if plan.trains:  # a complete run needs no training stack (a study's report in the core install)
+        with needs(f"training {exp.id}"):
+            from emoshift.training.train import train
 
-    if plan.trains:
         train(plan.cfg, plan.run, progress=progress)
     did = _evaluate_and_audit(study, exp, RunDir.of(plan.run), progress)
     status = "updated" if plan.status == "skipped" and did else plan.status
@@ -263,11 +265,12 @@ def _run_training(study: Study, exp: Experiment, out: Path, progress: bool, log:
 
 def _evaluate_and_audit(study: Study, exp: Experiment, run: RunDir, progress: bool) -> list[str]:
     """Evaluate (and audit, when asked) ``run`` on every corpus it has no result for yet; what was done."""
-    from emoshift.evaluation.evaluate import evaluate_run
-
     did: list[str] = []
     todo = _missing(list(study.roots), run.metrics)
     if todo:
+        with needs(f"evaluating {exp.id}"):
+            from emoshift.evaluation.evaluate import evaluate_run
+
         evaluate_run(run.path, {c: study.roots[c] for c in todo}, progress=progress)
         did.append(f"evaluated on {', '.join(todo)}")
     if exp.audit is not None:
@@ -379,7 +382,7 @@ def _run_one(study: Study, exp: Experiment, out: Path, progress: bool, log: _Pro
             outcome = _run_training(study, exp, out, progress, log)
         else:
             outcome = _run_audit_only(study, exp, out, log)
-    except DiskFullError:  # every experiment after this one would fail the same way: stop the study
+    except (DiskFullError, MissingExtraError):  # every experiment after this one would fail the same way: stop
         raise
     except Exception as e:  # one experiment failing must not lose the others
         outcome = Outcome(exp.id, "failed", run_dir(out, exp.id), error=_one_line(e))

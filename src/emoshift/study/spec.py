@@ -466,18 +466,17 @@ def _profile_spec(file: StudyFile, profile: str | None, path: str | os.PathLike[
 
 def _canonical_roots(roots: dict[str, str] | None) -> dict[str, str]:
     """``--corpus NAME=ROOT`` items by canonical corpus name; every root must be an existing folder."""
-    from emoshift.corpora import CorpusError, is_table, resolve_name
+    from emoshift.corpora import CorpusError, resolve_name, source_of
 
     out: dict[str, str] = {}
     for name, root in (roots or {}).items():
-        try:  # a name outside the registry is a corpus of your own when ROOT is a .csv/.jsonl table
+        try:  # a name outside the registry is a corpus of your own (a table, hf:, lhotse:, audformat:)
             corpus = resolve_name(name, root)
+            missing = source_of(root).missing()
         except (KeyError, CorpusError) as e:
             raise StudyError(f"--corpus {name}={root}: {str(e).strip(chr(34) + chr(39))}") from None
-        if is_table(root) and not Path(root).is_file():
-            raise StudyError(f"--corpus {name}={root}: manifest table not found")
-        if not is_table(root) and not Path(root).is_dir():
-            raise StudyError(f"--corpus {name}={root}: folder not found")
+        if missing:
+            raise StudyError(f"--corpus {name}={root}: {missing}")
         out[corpus] = os.fspath(root)
     return out
 

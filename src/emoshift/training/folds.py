@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from emoshift.config import ExperimentConfig, build_config
 from emoshift.core.io import atomic_write_csv, atomic_write_json, read_csv
+from emoshift.core.record import ModelRecord
 from emoshift.core.rundir import RunDir, write_model_json
 from emoshift.data.splits import FOLD_METHODS, Split, corpus_fold_names, make_folds, save_split
 from emoshift.evaluation.modelcard import write_model_card
@@ -73,10 +74,11 @@ def corpus_folds(cfg: ExperimentConfig, scans: dict[str, Scan]) -> dict[str, lis
 
     out: dict[str, list[Split]] = {}
     # a dimensional run folds its rated utterances only (those are what each fold's split holds)
-    ratings = corpus_ratings(cfg, {n: scans[n] for n in cfg.data.corpora})[0] if cfg.dimensional else {}
+    rated = cfg.task_kind.rated
+    ratings = corpus_ratings(cfg, {n: scans[n] for n in cfg.data.corpora})[0] if rated else {}
     for name in cfg.data.corpora:
         utts = scans[name].utterances
-        if cfg.dimensional:
+        if rated:
             utts = [u for u in utts if u.id in ratings[name]]
         if cfg.data.split.method == "corpus" and not corpus_fold_names(utts):
             raise TrainError(
@@ -148,22 +150,19 @@ def tested(splits: list[Split]) -> Split:
     return Split(assignment, speakers, leaky=any(s.leaky for s in splits), method="pooled")
 
 
-def ensemble_info(members: list[RunDir], fingerprint: str) -> dict[str, Any]:
+def ensemble_info(members: list[RunDir], fingerprint: str) -> ModelRecord:
     """The pooled run's model.json: the first fold's description, the members, and what they saw together."""
     infos = [m.info() for m in members]
     first = infos[0]
-    info = {k: v for k, v in first.items() if k != "format"}
-    info.update(
-        {
-            "members": [f"folds/{m.path.name}" for m in members],
-            "ensemble": "mean output" if first.get("task") == "dimensional" else "mean probability",
-            **{k: first.get(k) for k in SHARED_KEYS},
-            "training_speakers": sorted({s for i in infos for s in i.get("training_speakers", [])}),
-            "leaky_split": any(i.get("leaky_split") for i in infos),
-            "config_fingerprint": fingerprint,
-        }
-    )
-    return info
+    return ModelRecord.parse({
+        **first.to_json(),
+        "members": [f"folds/{m.path.name}" for m in members],
+        "ensemble": first.task_kind.ensemble,
+        **{k: getattr(first, k) for k in SHARED_KEYS},
+        "training_speakers": sorted({s for i in infos for s in i.training_speakers}),
+        "leaky_split": any(i.leaky_split for i in infos),
+        "config_fingerprint": fingerprint,
+    })
 
 
 def done_info(members: list[RunDir], fingerprint: str, started: float) -> dict[str, Any]:

@@ -29,6 +29,7 @@ from emoshift.config import ExperimentConfig, load_config, save_config
 from emoshift.core.errors import EmoshiftError
 from emoshift.core.io import atomic_write_json
 from emoshift.core.lock import holds_folder
+from emoshift.core.record import ModelRecord
 from emoshift.core.rundir import RunDir, write_model_json
 from emoshift.corpora import EMOTIONS, Scan
 from emoshift.data.datasets import Item
@@ -55,7 +56,7 @@ class Prepared:
 
 def num_outputs(cfg: ExperimentConfig, labels: list[str]) -> int:
     """The model's outputs: one per class, or one per target of a dimensional run."""
-    return len(cfg.data.targets) if cfg.dimensional else len(labels)
+    return len(cfg.task_kind.output_names(labels, cfg.data.targets))
 
 
 # ------------------------------------------------------------------------------------------------ data
@@ -80,7 +81,7 @@ def scan_corpora(cfg: ExperimentConfig, names: list[str], *, progress: bool = Fa
 def scan_policy(cfg: ExperimentConfig) -> str:
     """The label policy corpora are scanned with: ``data.labels``, or ``native`` for a dimensional run (its
     ratings do not depend on a category, so no utterance is left out for its label)."""
-    return "native" if cfg.dimensional else cfg.data.labels
+    return cfg.task_kind.scan_policy(cfg.data.labels)
 
 
 def label_list(scans: dict[str, Scan]) -> list[str]:
@@ -97,14 +98,15 @@ def prepare_data(
 
     scans = scans if scans is not None else scan_corpora(cfg, cfg.data.corpora, progress=progress)
     scans = {name: scans[name] for name in cfg.data.corpora}
-    ratings, unrated = corpus_ratings(cfg, scans) if cfg.dimensional else ({}, {})
-    labels = [] if cfg.dimensional else label_list(scans)
-    if not cfg.dimensional and len(labels) < 2:
+    rated = cfg.task_kind.rated  # items carry ratings (targets), not a class index
+    ratings, unrated = corpus_ratings(cfg, scans) if rated else ({}, {})
+    labels = [] if rated else label_list(scans)
+    if not rated and len(labels) < 2:
         raise TrainError(f"the training corpora hold fewer than two labels under policy {cfg.data.labels!r}")
     splits = {}
     for name, sc in scans.items():
         path = run.split(name)
-        utts = [u for u in sc.utterances if u.id in ratings[name]] if cfg.dimensional else sc.utterances
+        utts = [u for u in sc.utterances if u.id in ratings[name]] if rated else sc.utterances
         try:
             split = make_split(utts, cfg.data.split, corpus=name)  # deterministic for the config's seed
         except ValueError as e:
@@ -129,7 +131,7 @@ def prepare_data(
             part = splits[name].assignment.get(u.id)
             if part not in ("train", "val"):
                 continue
-            item = Item(u, 0, ci, ratings[name][u.id]) if cfg.dimensional else Item(u, index[u.emotion], ci)
+            item = Item(u, 0, ci, ratings[name][u.id]) if rated else Item(u, index[u.emotion], ci)
             (train if part == "train" else val).append(item)
     if not train or not val:
         raise TrainError(
@@ -276,13 +278,14 @@ def prepare_inputs(cfg: ExperimentConfig, family: Family, model: Any, prep: Prep
     return FitData(prep.labels, prep.train, prep.val, stores, teacher)
 
 
-def model_info(cfg: ExperimentConfig, family: Family, model: Any, prep: Prepared, fingerprint: str) -> dict[str, Any]:
+def model_info(cfg: ExperimentConfig, family: Family, model: Any, prep: Prepared, fingerprint: str) -> ModelRecord:
     """model.json (its keys are a contract: runs written by older versions carry the same ones)."""
-    return {
+    return ModelRecord.parse({
         **family.architecture_info(cfg, model),
         "input_kind": family.input_kind,
         "task": cfg.task,
-        **({"targets": list(cfg.data.targets), "target_range": list(cfg.data.target_range)} if cfg.dimensional else {}),
+        **({"targets": list(cfg.data.targets), "target_range": list(cfg.data.target_range)}
+           if cfg.task_kind.rated else {}),
         "labels": prep.labels,
         "label_policy": scan_policy(cfg),
         "features": cfg.features.model_dump(mode="json"),
@@ -292,7 +295,7 @@ def model_info(cfg: ExperimentConfig, family: Family, model: Any, prep: Prepared
         "distill_teacher": str(cfg.training.distill.teacher) if cfg.training.distill else None,
         "architecture": family.describe(cfg),
         "config_fingerprint": fingerprint,
-    }
+    })
 
 
 def eval_roots(cfg: ExperimentConfig) -> dict[str, str]:
@@ -325,6 +328,6 @@ def done_info(
         "epochs_run": fitted.epochs_run,
         "finished": datetime.now(UTC).isoformat(timespec="seconds"),
         "samples": {"train": len(prep.train), "val": len(prep.val)},
-        "label_counts": {} if cfg.dimensional else dict(Counter(prep.labels[it.label] for it in prep.train)),
-        **({"unrated": prep.unrated} if cfg.dimensional else {}),
+        "label_counts": {} if cfg.task_kind.rated else dict(Counter(prep.labels[it.label] for it in prep.train)),
+        **({"unrated": prep.unrated} if cfg.task_kind.rated else {}),
     }

@@ -66,7 +66,7 @@ class TrialRejected(Exception):
 
 def objective_metric(cfg: ExperimentConfig) -> str:
     """What a trial maximises, as the Lightning module logs it: ``val_ccc`` (dimensional) or ``val_uar``."""
-    return "val_ccc" if getattr(cfg, "task", "categorical") == "dimensional" else "val_uar"
+    return cfg.task_kind.monitor
 
 
 def check_tunable(cfg: ExperimentConfig) -> None:
@@ -151,13 +151,13 @@ def _closed_form_score(cfg: ExperimentConfig, data: FitData, run: RunDir, model:
     family = cfg.model.family
     fitted = family.fit(cfg, dataclasses.replace(data, val=[]), run, model=model, progress=False)
     info = model_info(cfg, family, fitted.model, prep, fingerprint)
-    kept, logits, _ = family.logits(
+    kept, logits, _ = family.outputs(
         fitted.model, info, [it.utt for it in data.val], cache_dir=cfg.data.cache_dir,
         batch_size=cfg.evaluation.batch_size, device=torch.device("cpu"), advance=lambda n: None, progress=False,
     )
     if not kept:
         raise TuneError("no validation utterance could be scored")
-    if objective_metric(cfg) == "val_ccc":
+    if cfg.task_kind.rated:
         rated = {it.utt.id: it.target for it in data.val}
         truth = np.array([rated[u.id] for u in kept], np.float64)  # (N, T)
         values = np.asarray(logits, np.float64)  # (N, T): a dimensional head's outputs are the ratings
