@@ -75,7 +75,7 @@ def progress(total: int, description: str, *, enabled: bool = True, unit: str = 
 
         yield count
         dt = time.monotonic() - t0
-        rate = f" ({done[0] / dt:,.1f} {unit}/s)" if dt > 0 and done[0] else ""
+        rate = f" ({done[0] / dt:,.1f} {unit}/s)" if dt > 0 and done[0] > 1 else ""  # no rate for one unit
         print(f"{description}: {done[0]} {unit} in {dt:.1f} s{rate}", file=sys.stderr, flush=True)
         return
     bar = _rich_bar(unit)
