@@ -43,10 +43,11 @@ def _clean_env() -> dict[str, str]:
 
 
 def _size_mb(folder: Path) -> float:
+    """What ``du -s`` counts: the blocks the files take on disk (pip's byte-compiled __pycache__ included)."""
     total = 0
     for dirpath, _, files in os.walk(folder):
         for name in files:
-            total += os.lstat(os.path.join(dirpath, name)).st_size
+            total += os.lstat(os.path.join(dirpath, name)).st_blocks * 512
     return total / 2**20
 
 
