@@ -8,6 +8,7 @@ from typing import Protocol
 
 import numpy as np
 
+from emoshift.core.extras import require
 from emoshift.deploy.meta import BackendError, ModelMeta
 
 BACKENDS = ("auto", "onnx", "torch")
@@ -54,6 +55,8 @@ def open_backend(run: str | os.PathLike[str], backend: str = "auto", *, threads:
         if fp is not None and info.config_fingerprint not in (None, fp):
             raise BackendError(f"{exported} was exported from another run; export again (emoshift export {path})")
         return onnx
+    # the torch graph (or a family's own path): the training stack, which the core install lacks
+    require("train", "--backend torch" if backend == "torch" else f"{path} (no {ONNX_NAME}: the torch backend)")
     from emoshift.models.weights import family_of_record
 
     if not family_of_record(info).exportable:  # no serving graph: the family's own path
