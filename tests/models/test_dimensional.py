@@ -16,8 +16,8 @@ import soundfile as sf
 import torch
 
 from emoshift.config import ExperimentConfig, load_config
-from emoshift.core.rundir import RunDir
-from emoshift.core.task import DIMENSIONAL, RunError, write_model_json
+from emoshift.core.rundir import RunDir, RunError, write_model_json
+from emoshift.core.task import DIMENSIONAL
 from emoshift.corpora import Scan
 from emoshift.data.datasets import EmotionDataModule, Item
 from emoshift.evaluation.inference import predict_waveform, raw_outputs
