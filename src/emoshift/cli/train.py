@@ -99,6 +99,10 @@ def _print_metrics(run: Path) -> None:
         table.add_row(p.stem, m.get("split", ""), str(m["n"]), fmt(m, "accuracy"), fmt(m, "uar"),
                       f"{m['macro_f1']:.3f}", leaky)
     console.print(table)
+    for p, m in loaded:  # the leak a speaker check cannot see: the same audio under another name or path
+        if m.get("training_audio"):
+            console.print(f"[red]leaky:[/] {p.stem}: {m['training_audio']} of {m['n']} test utterances are audio "
+                          "this model trained on (the same decoded samples)", highlight=False, soft_wrap=True)
 
 
 def _dimensional_table(title: str, loaded: list[tuple[Path, dict]]):  # type: ignore[no-untyped-def,type-arg]

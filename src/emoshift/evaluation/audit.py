@@ -319,6 +319,8 @@ def predictions_for(run_dir: str | os.PathLike[str], name: str, root: str) -> tu
         corpus = resolve_name(name, root)  # a manifest table names a corpus of its own
     except KeyError as e:
         raise AuditError(str(e.args[0])) from None
+    if not Path(root).expanduser().exists():  # checked even when predictions exist: a typo is never ignored
+        raise AuditError(f"{name}: {root} not found")
     run = RunDir.of(run_dir)
     candidates = [run.predictions(corpus), run.predictions(name)]
     for path in candidates:

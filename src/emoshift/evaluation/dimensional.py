@@ -90,7 +90,7 @@ def _scored(ctx: _Context, name: str, sc: Scan) -> Outputs:
     from emoshift.evaluation.evaluate import EvaluationError, test_utterances
     from emoshift.evaluation.inference import ensemble_probabilities
 
-    utts, part, leaky = test_utterances(ctx.run, name, sc, ctx.info)
+    utts, part, leaky, _ = test_utterances(ctx.run, name, sc, ctx.info, cache_dir=ctx.cache_dir)
     if not utts:
         raise EvaluationError(f"{name}: no test utterances")
     if not isinstance(ctx.model, Ensemble):
@@ -115,7 +115,7 @@ def _out_of_fold(ctx: _Context, ens: Ensemble, name: str, sc: Scan) -> Outputs:
     per: list[tuple[int, list[Utterance], np.ndarray]] = []
     leaky = False
     for i, ((model, info), path) in enumerate(zip(ens.members, ens.paths, strict=True)):
-        utts, _, fold_leaky = test_utterances(RunDir.of(path), name, sc, info)
+        utts, _, fold_leaky, _ = test_utterances(RunDir.of(path), name, sc, info, cache_dir=ctx.cache_dir)
         k, v, bad = ctx.logits(model, info, utts, f"evaluating {name} (fold {i})")
         kept += k
         values.append(np.asarray(v, dtype=np.float64))

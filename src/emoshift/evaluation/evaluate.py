@@ -1,8 +1,10 @@
 """``evaluate_run(RUN, {name: root})``: metrics, predictions and a confusion plot per corpus.
 
 For a corpus the model trained on, only its held-out test speakers are used (``RUN/splits/<corpus>.csv``);
-for any other corpus, every utterance. ``leaky`` is true when any test speaker was seen in training, or the
-corpus's speakers are unknown (a manifest scanned with ``allow_leak``).
+for any other corpus, every utterance. ``leaky`` is true when any test speaker was seen in training, when any
+test utterance is audio the run trained on under whatever name or path (by the fingerprint of its decoded
+samples, :mod:`emoshift.data.fingerprints`; ``training_audio`` counts them), or when the corpus's speakers are
+unknown (a manifest scanned with ``allow_leak``).
 
 A pooled cross-validation run (model.json lists fold ``members``, :mod:`emoshift.training.folds`) is scored
 differently: on a corpus it trained on, every fold model predicts its own test speakers and the out-of-fold
@@ -20,7 +22,7 @@ from __future__ import annotations
 import os
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -47,8 +49,20 @@ class EvaluationError(EmoshiftError, RuntimeError):
     """Evaluation cannot proceed (message is for the user)."""
 
 
-def test_utterances(run: RunDir, name: str, sc: Scan, info: dict[str, Any]) -> tuple[list[Utterance], str, bool]:
-    """(utterances, which split, leaky) for corpus ``name`` under this run."""
+class ScoredPart(NamedTuple):
+    """The utterances of a corpus a run is scored on, which part they are, and whether the score is leaky."""
+
+    utterances: list[Utterance]
+    part: str  # "test" (its held-out speakers: a training corpus) or "all"
+    leaky: bool
+    training_audio: list[str]  # ids of those whose audio the run trained on (by content), any name or path
+
+
+def test_utterances(
+    run: RunDir, name: str, sc: Scan, info: dict[str, Any], *, cache_dir: str | None = None
+) -> ScoredPart:
+    """The utterances of corpus ``name`` this run is scored on, and whether that score is leaky."""
+    from emoshift.data.fingerprints import training_audio_among
     from emoshift.data.splits import load_split, shared_speakers
 
     seen = set(info.get("training_speakers", []))
@@ -58,10 +72,13 @@ def test_utterances(run: RunDir, name: str, sc: Scan, info: dict[str, Any]) -> t
             raise EvaluationError(f"{run.path} trained on {name} but {path} is missing")
         split = load_split(path)
         test_ids = {i for i, part in split.assignment.items() if part == "test"}
-        utts = [u for u in sc.utterances if u.id in test_ids]
-        leaky = bool(split.leaky or sc.leaky or shared_speakers(split) or {u.speaker for u in utts} & seen)
-        return utts, "test", leaky
-    return list(sc.utterances), "all", bool(sc.leaky or {u.speaker for u in sc.utterances} & seen)
+        utts, part = [u for u in sc.utterances if u.id in test_ids], "test"
+        leaky = bool(split.leaky or shared_speakers(split))
+    else:
+        utts, part, leaky = list(sc.utterances), "all", False
+    copies = training_audio_among(run, utts, cache_dir)
+    leaky = bool(leaky or sc.leaky or {u.speaker for u in utts} & seen or copies)
+    return ScoredPart(utts, part, leaky, copies)
 
 
 def scan_for_run(cfg: ExperimentConfig, info: dict[str, Any], name: str, root: str, *, progress: bool) -> Scan:
@@ -82,6 +99,7 @@ class Scored:
     fold: list[int] | None = None  # out-of-fold: the fold whose model scored each row
     fold_scores: list[dict[str, Any]] = field(default_factory=list)
     scored_by: str = "model"
+    training_audio: int = 0  # scored utterances whose audio the run trained on (under any name or path)
 
 
 @dataclass
@@ -138,20 +156,23 @@ def evaluate_run(
 
 def _scored(ctx: _Context, name: str, sc: Scan) -> tuple[Scored, Counter[str]]:
     """The run's model (or the fold ensemble, by mean probability) on the corpus's test utterances."""
-    utts, part, leaky = test_utterances(ctx.run, name, sc, ctx.info)
+    utts, part, leaky, copies = test_utterances(ctx.run, name, sc, ctx.info, cache_dir=ctx.cache_dir)
     outside = Counter(u.emotion for u in utts if u.emotion not in ctx.info["labels"])
     utts = ctx.known(utts)
     if not utts:
         raise EvaluationError(f"{name}: no test utterances with labels the model knows ({', '.join(ctx.info['labels'])})")
+    seen = set(copies)
     if not isinstance(ctx.model, Ensemble):
         kept, logits, skipped = ctx.logits(ctx.model, ctx.info, utts, f"evaluating {name}")
-        return Scored(part, leaky, kept, softmax(logits), skipped), outside
+        n_seen = sum(u.id in seen for u in kept)
+        return Scored(part, leaky, kept, softmax(logits), skipped, training_audio=n_seen), outside
     kept, mean, members, skipped = ensemble_probabilities(
         ctx.model, utts, cache_dir=ctx.cache_dir, batch_size=ctx.batch_size, progress=ctx.progress,
         desc=f"evaluating {name}",
     )
     scores = [_fold_score(i, kept, probs, ctx.info["labels"]) for i, probs in enumerate(members)]
-    return Scored(part, leaky, kept, mean, skipped, None, scores, "fold ensemble (mean probability)"), outside
+    by = "fold ensemble (mean probability)"
+    return Scored(part, leaky, kept, mean, skipped, None, scores, by, sum(u.id in seen for u in kept)), outside
 
 
 def _out_of_fold(ctx: _Context, ens: Ensemble, name: str, sc: Scan) -> tuple[Scored, Counter[str]]:
@@ -162,12 +183,13 @@ def _out_of_fold(ctx: _Context, ens: Ensemble, name: str, sc: Scan) -> tuple[Sco
     skipped: list[Skipped] = []
     scores: list[dict[str, Any]] = []
     outside: Counter[str] = Counter()
-    leaky = False
+    leaky, n_seen = False, 0
     for i, ((model, info), path) in enumerate(zip(ens.members, ens.paths, strict=True)):
-        utts, _, fold_leaky = test_utterances(RunDir.of(path), name, sc, info)
+        utts, _, fold_leaky, copies = test_utterances(RunDir.of(path), name, sc, info, cache_dir=ctx.cache_dir)
         outside.update(u.emotion for u in utts if u.emotion not in ctx.info["labels"])
         k, logits, bad = ctx.logits(model, info, ctx.known(utts), f"evaluating {name} (fold {i})")
         p = softmax(logits)
+        n_seen += len(set(copies) & {u.id for u in k})
         kept += k
         probs.append(p)
         folds += [i] * len(k)
@@ -182,7 +204,8 @@ def _out_of_fold(ctx: _Context, ens: Ensemble, name: str, sc: Scan) -> tuple[Sco
     if not kept:
         raise EvaluationError(f"{name}: no test utterances with labels the model knows ({', '.join(ctx.info['labels'])})")
     stacked = np.concatenate(probs)
-    return Scored("test", leaky, kept, stacked, skipped, folds, scores, "pooled out-of-fold predictions"), outside
+    by = "pooled out-of-fold predictions"
+    return Scored("test", leaky, kept, stacked, skipped, folds, scores, by, n_seen), outside
 
 
 def _fold_score(fold: int, utts: list[Utterance], probs: np.ndarray, labels: list[str]) -> dict[str, Any]:
@@ -219,6 +242,7 @@ def _write(ctx: _Context, name: str, s: Scored, outside: Counter[str]) -> dict[s
     metrics.update(
         {
             "leaky": s.leaky,
+            "training_audio": s.training_audio,
             "corpus": name,
             "split": s.part,
             "speakers": len({u.speaker for u in s.kept}),
