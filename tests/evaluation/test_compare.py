@@ -79,7 +79,7 @@ def test_different_utterance_sets_are_paired_on_what_both_scored_and_other_truth
 
 def _write_run(run, rows, *, leaky=None):
     (run / "predictions").mkdir(parents=True)
-    (run / "model.json").write_text(json.dumps({"labels": LABELS, "label_policy": "four"}))
+    (run / "model.json").write_text(json.dumps({"model": "resnet18", "labels": LABELS, "label_policy": "four"}))
     with open(run / "predictions" / "crema-d.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["id", "path", "corpus", "speaker", "gender", "true", "pred"] + [f"p_{x}" for x in LABELS])
@@ -139,7 +139,7 @@ def test_cli_compare_prints_a_verdict_and_pairs_what_both_scored(tmp_path):
     )
     # a corpus folder that does not exist is one line, even though both runs hold predictions for it
     result = runner.invoke(app, ["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--on", "crema-d=/no/such"])
-    assert result.exit_code == 2 and "crema-d: /no/such not found" in result.output
+    assert result.exit_code == 2 and "crema-d: /no/such: folder not found" in result.output
     assert len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output
     result = runner.invoke(app, ["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--on", "crema-d"])
     assert result.exit_code == 2 and "expects NAME=ROOT" in result.output

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.markup import escape
 
-from emoshift.cli import app
+from emoshift.cli import EmoshiftGroup, app
 from emoshift.cli._common import console, err_console, fail
 from emoshift.corpora import LABEL_POLICIES, list_corpora
 
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from emoshift.corpora.base import Scan
 
 corpus_app = typer.Typer(
+    cls=EmoshiftGroup,
     help="Index emotional-speech corpora into manifest CSV files.",
     no_args_is_help=True,
 )

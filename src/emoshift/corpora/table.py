@@ -37,7 +37,7 @@ import json
 import os
 import re
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 from emoshift.corpora import _scanning
@@ -45,6 +45,7 @@ from emoshift.corpora.base import (
     EMOTIONS,
     CorpusError,
     Scan,
+    Skipped,
     Utterance,
     check_policy,
     harmonise,
@@ -172,11 +173,67 @@ def scan(
     if not is_table(path):
         raise TableError(f"{name}: {path} is not a .csv or .jsonl manifest")
     path = path.resolve()
-    result = Scan(corpus=name, root=str(path), labels=labels)
-    reader = _Reader(name, path, columns or {}, _label_map(name, label_map or {}, spelling), allow_leak, spelling)
-    utterances = reader.read()
+    return scan_rows(
+        Rows(name, path, _file_rows(name, path), base=path.parent),
+        labels,
+        columns=columns,
+        label_map=label_map,
+        allow_leak=allow_leak,
+        workers=workers,
+        progress=progress,
+        spelling=spelling,
+    )
+
+
+@dataclasses.dataclass
+class Rows:
+    """The rows of one corpus source, each ``(row number, column -> cell)``, for :func:`scan_rows`.
+
+    A manifest table's rows come from its file; the other corpus sources (a Hugging Face dataset, lhotse
+    manifests, an audformat database) turn their records into the same string cells, so every source gets the
+    same column map, label map, speaker check and per-row errors. ``where`` is what errors name (the table, the
+    dataset folder, the supervisions file); relative audio paths are read from ``base``. ``skipped`` holds
+    records whose audio the source already knows to be unusable (e.g. a lhotse recording held in memory), each
+    with its reason; ``aliases`` adds the source's own names for emoshift's fields (e.g. ``label`` for
+    ``emotion``) to the other tools' names every table accepts; ``outside_ok`` (audio extracted to a cache)
+    turns off the warning about audio outside ``base``.
+    """
+
+    name: str
+    where: Path
+    rows: Iterable[tuple[int, dict[str, str]]]
+    base: Path
+    skipped: list[Skipped] = dataclasses.field(default_factory=list)
+    aliases: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
+    warnings: list[str] = dataclasses.field(default_factory=list)
+    outside_ok: bool = False
+
+
+def scan_rows(
+    rows: Rows,
+    labels: str = "six",
+    *,
+    columns: Mapping[str, str] | None = None,
+    label_map: Mapping[str, str] | None = None,
+    allow_leak: bool = False,
+    workers: int | None = None,
+    progress: bool = False,
+    spelling: Spelling = CONFIG,
+) -> Scan:
+    """A Scan of ``rows``: columns mapped, labels checked and harmonised, speakers required (or ``allow_leak``),
+    every kept row's audio decoded once (bad audio skipped with its reason) and the result validated;
+    ``spelling`` names the options in error messages."""
+    check_policy(labels)
+    name = check_name(rows.name)
+    result = Scan(corpus=name, root=str(rows.where), labels=labels)
+    aliases = {f: (*ALIASES.get(f, ()), *rows.aliases.get(f, ())) for f in FIELDS}
+    reader = _Reader(name, rows.where, columns or {}, _label_map(name, label_map or {}, spelling), allow_leak, spelling)
+    reader.base, reader.aliases = rows.base, aliases
+    utterances = reader.read(rows.rows)
     if not utterances:
-        raise TableError(f"{name}: {path} lists no utterances")
+        raise TableError(f"{name}: {rows.where} lists no utterances")
+    result.skipped.extend(rows.skipped)
+    result.warnings.extend(rows.warnings)
     if reader.pseudo_speakers:
         result.leaky = True
         what = (
@@ -186,10 +243,10 @@ def scan(
             f"{what}: each such utterance is its own pseudo-speaker (allow_leak), so a split may put one voice "
             "in train and test; every score on this corpus is flagged leaky"
         )
-    outside = _outside(utterances, path.parent)
+    outside = [] if rows.outside_ok else _outside(utterances, rows.base)
     if outside:
         result.warnings.append(
-            f"{len(outside)} path(s) resolve outside the manifest's folder {path.parent} (allowed; e.g. "
+            f"{len(outside)} path(s) resolve outside the manifest's folder {rows.base} (allowed; e.g. "
             f"{outside[0]}" + (f", {outside[1]}" if len(outside) > 1 else "") + ")"
         )
     pending = []
@@ -231,6 +288,40 @@ def _label_map(name: str, label_map: Mapping[str, str], spelling: Spelling) -> d
     return out
 
 
+def _file_rows(name: str, path: Path) -> Iterator[tuple[int, dict[str, str]]]:
+    """(row number, column -> cell) for CSV (header = row 1) or JSONL (line number)."""
+
+    def at(line: int) -> str:
+        return f"{name}: {path}: row {line}"
+
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            if path.suffix.lower() == ".csv":
+                reader = csv.DictReader(f)
+                if not reader.fieldnames:
+                    raise TableError(f"{name}: {path} has no header row")
+                for i, raw in enumerate(reader):
+                    if None in raw:
+                        raise TableError(f"{at(i + 2)}: more cells than the header has columns")
+                    yield i + 2, {k.strip(): (v or "").strip() for k, v in raw.items() if k is not None}
+            else:
+                for i, line in enumerate(f):
+                    if line.strip():
+                        yield i + 1, _json_row(line, at(i + 1))
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise TableError(f"{name}: cannot read {path} ({e})") from None
+
+
+def _json_row(line: str, at: str) -> dict[str, str]:
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise TableError(f"{at}: not valid JSON ({e.msg})") from None
+    if not isinstance(obj, dict):
+        raise TableError(f"{at}: expected a JSON object")
+    return {str(k).strip(): "" if v is None else str(v).strip() for k, v in obj.items()}
+
+
 class _Reader:
     """Rows of one table -> Utterances (canonical emotion, no duration); errors name the row and column."""
 
@@ -254,9 +345,11 @@ class _Reader:
         self.id_base = path.parent  # ids are audio paths relative to this folder (set in read)
         self.no_speaker = False  # no speaker column at all
         self.pseudo_speakers = 0  # rows given a pseudo-speaker (allow_leak)
+        self.base = path.parent  # relative audio paths are read from here
+        self.aliases: Mapping[str, tuple[str, ...]] = ALIASES
 
-    def read(self) -> list[Utterance]:
-        rows = list(self._rows())
+    def read(self, source: Iterable[tuple[int, dict[str, str]]]) -> list[Utterance]:
+        rows = list(source)
         header = list(dict.fromkeys(k for _, row in rows for k in row)) if rows else []
         where = self._where(header)
         self._check_labels(rows, where)
@@ -266,34 +359,6 @@ class _Reader:
         return utterances
 
     # -- reading ------------------------------------------------------------------------------------------
-    def _rows(self) -> Iterator[tuple[int, dict[str, str]]]:
-        """(row number, column -> cell) for CSV (header = row 1) or JSONL (line number)."""
-        try:
-            with open(self.path, newline="", encoding="utf-8-sig") as f:
-                if self.path.suffix.lower() == ".csv":
-                    reader = csv.DictReader(f)
-                    if not reader.fieldnames:
-                        raise TableError(f"{self.name}: {self.path} has no header row")
-                    for i, raw in enumerate(reader):
-                        if None in raw:
-                            raise TableError(f"{self._at(i + 2)}: more cells than the header has columns")
-                        yield i + 2, {k.strip(): (v or "").strip() for k, v in raw.items() if k is not None}
-                else:
-                    for i, line in enumerate(f):
-                        if line.strip():
-                            yield i + 1, self._json_row(line, i + 1)
-        except (OSError, UnicodeDecodeError, csv.Error) as e:
-            raise TableError(f"{self.name}: cannot read {self.path} ({e})") from None
-
-    def _json_row(self, line: str, number: int) -> dict[str, str]:
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise TableError(f"{self._at(number)}: not valid JSON ({e.msg})") from None
-        if not isinstance(obj, dict):
-            raise TableError(f"{self._at(number)}: expected a JSON object")
-        return {str(k).strip(): "" if v is None else str(v).strip() for k, v in obj.items()}
-
     def _where(self, header: list[str]) -> dict[str, str]:
         """emoshift field -> the table's column holding it (user map first, then the other tools' names)."""
         where: dict[str, str] = {}
@@ -309,7 +374,7 @@ class _Reader:
             where[field] = column
         for field in FIELDS:
             if field not in where:
-                found = next((c for c in (field, *ALIASES.get(field, ())) if c in header), None)
+                found = next((c for c in (field, *self.aliases.get(field, ())) if c in header), None)
                 if found is not None:
                     where[field] = found
         for needed in ("path", "emotion"):
@@ -391,17 +456,17 @@ class _Reader:
         )
 
     def _audio(self, line: int, row: dict[str, str], where: dict[str, str]) -> Path:
-        """The row's audio as an absolute, normalised path (relative paths are relative to the table)."""
+        """The row's audio as an absolute, normalised path (relative paths are relative to the source's base)."""
         raw_path = row.get(where["path"], "")
         if not raw_path:
             raise TableError(f"{self._at(line)}, column {where['path']!r}: empty path")
         audio = Path(raw_path).expanduser()
-        return Path(os.path.abspath(audio if audio.is_absolute() else self.path.parent / audio))
+        return Path(os.path.abspath(audio if audio.is_absolute() else self.base / audio))
 
     def _id_base(self, audio: list[Path]) -> Path:
         """The folder ids are relative to: the table's, or the one all its audio shares when some lies outside
         (never the file system's root glued to the corpus name: ``mine/home/me/clips/a``)."""
-        folder = Path(os.path.abspath(self.path.parent))
+        folder = Path(os.path.abspath(self.base))
         if all(a.is_relative_to(folder) for a in audio):
             return folder
         return Path(os.path.commonpath([folder, *(a.parent for a in audio)]))
