@@ -34,6 +34,7 @@ from emoshift.core.record import ModelRecord
 from emoshift.core.rundir import RunDir, write_model_json
 from emoshift.corpora import EMOTIONS, Scan
 from emoshift.data.datasets import Item
+from emoshift.data.fingerprints import record_training_audio
 from emoshift.evaluation.modelcard import write_model_card
 from emoshift.models import family_of
 from emoshift.models.families import Family, FitData, Fitted
@@ -208,6 +209,8 @@ def train_run(
 
         family.save(fitted.model, run)
         write_model_json(run, model_info(cfg, family, fitted.model, prep, fingerprint))
+        # what it learned from, by content: the same audio under another name or path is a leak when tested
+        record_training_audio(run, [it.utt for it in (*prep.train, *prep.val)], cfg.data.cache_dir)
         evaluate_and_plot(cfg, run, prep, progress=progress, scans=scans)
         atomic_write_json(run.done, done_info(cfg, fitted, prep, fingerprint, started))  # the run is complete
         write_model_card(run.path)  # RUN/README.md (Hugging Face model-card layout), from the finished run
