@@ -176,6 +176,62 @@ def test_export_cli_quantised_reports_ccc(dim_exported: tuple[Path, dict, Path],
     out = tmp_path / "model.int8.onnx"
     result = CliRunner().invoke(app, ["export", str(run), "-o", str(out), "--quantize", "int8", "--max-files", "2"])
     assert result.exit_code == 0, result.output
-    assert "int8: mean CCC" in result.output and out.is_file()
     q = json.loads((tmp_path / "model.int8.onnx.json").read_text())["quantize"]
     assert {"ccc_float", "ccc_int8", "ccc_change", "max_abs_diff_vs_float"} <= set(q) and "label_agreement" not in q
+    text = " ".join(result.output.split())
+    assert f"max |v_int8 - v_torch| = {q['parity']['max_abs_diff']:.2e}" in text and out.is_file()
+    assert "mean CCC: torch" in text and "int8" in text and "p_onnx" not in text
+
+
+def test_export_prints_values_parity_and_ccc(dim_exported: tuple[Path, dict, Path]) -> None:
+    """A dimensional export says |v_onnx - v_torch| (values, not probabilities) and prints both graphs' CCC."""
+    from emoshift.cli.export import summary_lines
+
+    _, report, _ = dim_exported
+    text = "\n".join(summary_lines(report))
+    assert f"max |v_onnx - v_torch| = {report['parity']['max_abs_diff']:.2e}" in text and "p_onnx" not in text
+    ccc = [x for x in (report["ccc_torch"], report["ccc_onnx"])]
+    assert "mean CCC: torch " + ("n/a" if ccc[0] is None else f"{ccc[0]:.4f}") in text
+
+
+def test_dimensional_card_is_not_a_classifier(dim_exported: tuple[Path, dict, Path]) -> None:
+    run = dim_exported[0]
+    card = (run / "README.md").read_text()
+    front = card.split("---")[1]
+    assert "pipeline_tag" not in front and "audio-classification" not in front and "dimensional-emotion" in front
+    assert "Label policy" not in card and "Targets: arousal, valence" in card and "not clipped" in card
+
+
+def _drawn(monkeypatch: pytest.MonkeyPatch, segments: list, labels: list[str], tmp_path: Path, **kw: object) -> object:
+    import matplotlib.pyplot as plt
+
+    kept: list = []
+    monkeypatch.setattr(plt, "close", kept.append)  # keep the figure to look at it
+    plot_timeline(segments, labels, tmp_path / "t.png", **kw)
+    return kept[0].axes[0]
+
+
+def test_timeline_shows_values_outside_the_range(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from emoshift.deploy.segments import Segment
+
+    segs = [Segment(0.0, 1.0, None, {}, {"arousal": 0.5, "valence": -0.173}),
+            Segment(1.0, 2.0, None, {}, {"arousal": 0.6, "valence": 0.2})]
+    ax = _drawn(monkeypatch, segs, ["arousal", "valence"], tmp_path, value_range=(0.0, 1.0))
+    bottom, top = ax.get_ylim()
+    assert bottom < -0.173 and top == 1.0  # the axis widens to the data; the range is drawn as dashed bounds
+    assert sorted(round(line.get_ydata()[0], 3) for line in ax.lines if line.get_linestyle() == "--") == [0.0, 1.0]
+
+
+def test_one_segment_timeline_has_a_colour_per_label(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from matplotlib.colors import to_hex
+
+    from emoshift.deploy.segments import Segment
+
+    labels = ["angry", "happy", "sad"]
+    seg = Segment(0.0, 1.0, "happy", {"angry": 0.2, "happy": 0.5, "sad": 0.3})
+    ax = _drawn(monkeypatch, [seg], labels, tmp_path)
+    colours = [to_hex(c.get_colors()[0]) for c in ax.collections]
+    assert len(colours) == 3 and len(set(colours)) == 3
+    legend = ax.get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == labels
+    assert len({to_hex(h.get_color()) for h in legend.legend_handles}) == 3

@@ -46,6 +46,16 @@ def _csv_values(preds: list[Any], names: list[str], targets: list[str]) -> None:
             w.writerow([name, i, f"{s.start_s:.3f}", f"{s.end_s:.3f}", *[f"{s.values[t]:.4f}" for t in targets], ""])
 
 
+def out_of_range(preds: list[Any], value_range: tuple[float, float] | None) -> int:
+    """How many file and segment values of dimensional predictions lie outside ``value_range``."""
+    if value_range is None:
+        return 0
+    lo, hi = value_range
+    values = [v for p in preds if not p.error for d in (p.values, *(s.values or {} for s in p.segments))
+              for v in d.values()]
+    return sum(1 for v in values if not lo <= v <= hi)
+
+
 def _table_values(preds: list[Any], names: list[str], targets: list[str]) -> None:
     from rich.table import Table
 
@@ -141,6 +151,12 @@ def predict(
         sys.stdout.write(json.dumps(rows, indent=2) + "\n")
     elif predictor.targets:  # a dimensional model: its ratings, one column per target
         (_csv_values if fmt == "csv" else _table_values)(preds, names, predictor.targets)
+        outside = out_of_range(preds, predictor.backend.meta.target_range)
+        if outside and fmt == "table":
+            lo, hi = predictor.backend.meta.target_range or (0.0, 1.0)
+            console.print(f"[yellow]note: {outside} value(s) fall outside the model's target_range [{lo:g}, {hi:g}] "
+                          "(its outputs are not clipped: the network only learned to aim inside it)[/]",
+                          highlight=False)
     elif fmt == "csv":
         _csv(preds, names, labels)
     else:

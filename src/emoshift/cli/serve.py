@@ -52,6 +52,14 @@ def serve(
         engine.meta  # noqa: B018  (loads the model now: a broken run fails before the port opens)
     except EmoshiftError as e:
         fail(str(e))
+    import logging
+
+    request_log = logging.getLogger("emoshift.serve")  # one line per request (create_app's access_log)
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S"))
+    request_log.addHandler(handler)
+    request_log.setLevel(logging.INFO)
+    request_log.propagate = False
     settings = ServeSettings(max_upload_mb=max_upload_mb, max_seconds=max_seconds, workers=workers, queue=queue,
                              api_key=key, speech_check=check, upload_timeout_s=upload_timeout)
     application = create_app(run, engine, settings)

@@ -24,6 +24,7 @@ from emoshift.core.task import CATEGORICAL, DIMENSIONAL, Task
 from emoshift.corpora import Scan, resolve_name, scan_source
 from emoshift.evaluation.classified import evaluate_categorical
 from emoshift.evaluation.inference import default_device
+from emoshift.evaluation.modelcard import refresh_model_card
 from emoshift.evaluation.rated import evaluate_dimensional
 from emoshift.evaluation.scoring import EvaluationError, Scorer, test_utterances
 from emoshift.models.weights import load_model
@@ -65,4 +66,5 @@ def evaluate_run(
         name = resolve_name(raw_name, root)
         sc = (scans or {}).get(name) or scan_for_run(cfg, info, name, root, progress=progress)
         results[name] = write(scorer, name, root, sc)
+    refresh_model_card(run.path)  # a finished run's card gains the new rows (training writes it when it finishes)
     return results
