@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.markup import escape
 
-from emoshift.cli import app
+from emoshift.cli import EmoshiftGroup, app
 from emoshift.cli._common import console, err_console, fail
 from emoshift.corpora import LABEL_POLICIES, list_corpora
 
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from emoshift.corpora.base import Scan
 
 corpus_app = typer.Typer(
+    cls=EmoshiftGroup,
     help="Index emotional-speech corpora into manifest CSV files.",
     no_args_is_help=True,
 )
@@ -128,6 +129,8 @@ def _index_options(
 
     manifest_only = {"--name": name, "--column": column, "--label-map": label_map, "--allow-leak": allow_leak}
     if corpus.strip().lower() == "manifest":
+        if name is None and root.stem.lower() in list_corpora():
+            fail(f"the table's name {root.stem!r} is a built-in corpus's; name this one with --name NAME")
         options: dict[str, object] = {
             "name": name or source_of(root).path.stem,  # hf:/data/mine -> mine
             "columns": _pairs(column, "--column"),
@@ -175,9 +178,11 @@ def _scan_for_index(corpus: str, root: Path, labels: str, **options: object) -> 
         from emoshift.config import default_cache_dir
 
         name = str(options.pop("name"))
-        return scan_source(name, root, labels, progress=progress, cache_dir=default_cache_dir(), **options)
-    if corpus == "manifest":
-        return table.scan(root, labels, progress=progress, **options)  # type: ignore[arg-type]
+        return scan_source(
+            name, root, labels, progress=progress, cache_dir=default_cache_dir(), spelling=table.FLAGS, **options
+        )
+    if corpus == "manifest":  # errors name this command's flags (--column, --label-map), not config keys
+        return table.scan(root, labels, progress=progress, spelling=table.FLAGS, **options)  # type: ignore[arg-type]
     return get_corpus(corpus).scan(root, labels=labels, progress=progress, **options)  # type: ignore[no-any-return]
 
 
@@ -186,9 +191,11 @@ def list_() -> None:
     """List the corpora emoshift can index, with the first line of each loader's description."""
     from emoshift.corpora import get_corpus
 
-    for name in list_corpora():
+    names = list_corpora()
+    width = max(map(len, names))
+    for name in names:
         doc = (get_corpus(name).__doc__ or "").strip().splitlines()
-        console.print(f"[bold]{name:<8}[/] {doc[0] if doc else ''}", highlight=False, soft_wrap=True)
+        console.print(f"[bold]{name:<{width}}[/]  {doc[0] if doc else ''}", highlight=False, soft_wrap=True)
 
 
 def print_summary(result: Scan, *, verbose: bool = False) -> None:
