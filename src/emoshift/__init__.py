@@ -31,9 +31,9 @@ _API: dict[str, str] = {
     "Scan": "emoshift.corpora",
     # features and data
     "log_mel": "emoshift.features",
-    "FeatureConfig": "emoshift.features",
+    "FeatureConfig": "emoshift.config",
     "make_split": "emoshift.data.splits",
-    "SplitConfig": "emoshift.data.splits",
+    "SplitConfig": "emoshift.config",
     # models
     "list_models": "emoshift.models",
     "get_model": "emoshift.models",
@@ -95,9 +95,10 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # static checkers and IDEs see the real names
     from emoshift.config import ExperimentConfig, load_config
+    from emoshift.config.split import SplitConfig
     from emoshift.core.errors import EmoshiftError
     from emoshift.corpora import Scan, Utterance, list_corpora, scan
-    from emoshift.data.splits import SplitConfig, make_split
+    from emoshift.data.splits import make_split
     from emoshift.deploy.predict import Predictor
     from emoshift.evaluation.audit import audit_run
     from emoshift.evaluation.compare import compare_runs

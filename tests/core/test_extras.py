@@ -41,7 +41,7 @@ def test_extras_table_matches_pyproject() -> None:
         for module in modules:
             dist = {"sklearn": "scikit-learn", "python_multipart": "python-multipart", "mlflow": "mlflow-skinny",
                     "silero_vad": "silero-vad", "optuna_integration": "optuna-integration",
-                    "starlette": "fastapi", "huggingface_hub": "transformers"}.get(module, module)
+                    "starlette": "fastapi", "huggingface_hub": "transformers", "pandas": "audformat"}.get(module, module)
             assert dist in names, f"[{extra}] provides {module} but pyproject.toml does not list {dist}"
 
 
@@ -135,6 +135,9 @@ CASES: dict[str, list[tuple[str, str, str]]] = {
                      "make_backend(LaunchOptions.build(jobs=None, launcher='local', slurm=None), "
                      "__import__('pathlib').Path('{tmp}'))",
                "--launcher local")],
+    # a corpus source's library (tests/corpora/test_sources.py runs `emoshift train` on one in-process)
+    **{kind: [("py", f"from emoshift.corpora import scan_source; scan_source('mine', '{kind}:{{tmp}}')",
+               f"a {kind} corpus source")] for kind in ("hf", "lhotse", "audformat")},
 }
 
 

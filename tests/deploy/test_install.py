@@ -43,16 +43,17 @@ def _clean_env() -> dict[str, str]:
 
 
 def _size_mb(folder: Path) -> float:
+    """What ``du -s`` counts: the blocks the files take on disk (pip's byte-compiled __pycache__ included)."""
     total = 0
     for dirpath, _, files in os.walk(folder):
         for name in files:
-            total += os.lstat(os.path.join(dirpath, name)).st_size
+            total += os.lstat(os.path.join(dirpath, name)).st_blocks * 512
     return total / 2**20
 
 
-def _run(args: list[str | Path], **kw: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(a) for a in args], capture_output=True, text=True, env=_clean_env(), check=False,
-                          **kw)  # type: ignore[call-overload]
+def _run(args: list[str | Path], env: dict[str, str] | None = None, **kw: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(a) for a in args], capture_output=True, text=True, env=env or _clean_env(),
+                          check=False, **kw)  # type: ignore[call-overload]
 
 
 def test_wheel_core_install_predicts_and_audits(exported: tuple[Path, dict], synth_tiny: Path,
@@ -64,7 +65,7 @@ def test_wheel_core_install_predicts_and_audits(exported: tuple[Path, dict], syn
         (src / f).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / f, src / f)
     dist = tmp_path / "dist"
-    built = _run([sys.executable, "-m", "build", "--outdir", dist, src], timeout=900)
+    built = _run([sys.executable, "-m", "build", "--outdir", dist, src], env=dict(os.environ), timeout=900)
     assert built.returncode == 0, built.stdout[-2000:] + built.stderr[-2000:]
     (wheel,) = dist.glob("emoshift-*.whl")
     (sdist,) = dist.glob("emoshift-*.tar.gz")

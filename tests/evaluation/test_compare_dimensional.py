@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from emoshift.cli import app
 from emoshift.evaluation.compare import CompareError, compare_dimensional, compare_runs
-from emoshift.evaluation.metrics import _encode_groups, _speaker_draws
+from emoshift.evaluation.metrics import encode_groups, speaker_draws
 from emoshift.evaluation.regression import ccc
 
 TARGETS = ["arousal", "valence", "dominance"]
@@ -44,9 +44,9 @@ def test_a_better_run_is_found_and_the_mean_interval_equals_a_plain_loop() -> No
     assert result["ccc_diff_ci95"][0] > 0.1
 
     # the interval of the mean difference, by drawing speakers in a loop (same draws)
-    g, names = _encode_groups([r["speaker"] for r in sorted(a, key=lambda r: r["id"])])
+    g, names = encode_groups([r["speaker"] for r in sorted(a, key=lambda r: r["id"])])
     rows_a, rows_b = sorted(a, key=lambda r: r["id"]), sorted(b, key=lambda r: r["id"])
-    weights = _speaker_draws(len(names), 200, np.random.default_rng(3))
+    weights = speaker_draws(len(names), 200, np.random.default_rng(3))
     diffs = []
     for w in weights:
         idx = np.concatenate([np.repeat(np.flatnonzero(g == s), int(w[s])) for s in range(len(names))])

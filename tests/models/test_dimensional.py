@@ -75,7 +75,7 @@ def _step(cfg: ExperimentConfig, family: NeuralFamily, model: torch.nn.Module, i
 @pytest.mark.parametrize("name", list_families())
 def test_regression_head_round_trip(name: str, tmp_path: Path) -> None:
     cfg = _config(name, tmp_path / "cache")
-    family = cfg.model.family
+    family = family_of(cfg.model.name, cfg.model.mode)
     utts = _corpus(tmp_path / "audio")
     rng = np.random.default_rng(0)
     items = [Item(u, 0, 0, tuple(float(v) for v in rng.uniform(0, 1, len(TARGETS)))) for u in utts]
@@ -122,10 +122,10 @@ def test_acoustic_ridge_equals_scikit_learn(tmp_path: Path) -> None:
 
 def test_dimensional_model_json_is_checked(tmp_path: Path) -> None:
     cfg = _config("cnn", tmp_path / "cache")
-    model = cfg.model.family.build(cfg, num_labels=2)
+    model = family_of(cfg.model.name, cfg.model.mode).build(cfg, num_labels=2)
     run = RunDir.of(tmp_path / "run")
-    cfg.model.family.save(model, run)
-    info = {**_info(cfg, cfg.model.family, model), "targets": ["arousal", "loudness"]}
+    family_of(cfg.model.name, cfg.model.mode).save(model, run)
+    info = {**_info(cfg, family_of(cfg.model.name, cfg.model.mode), model), "targets": ["arousal", "loudness"]}
     with pytest.raises(RunError, match="'targets' must list"):  # refused when written
         write_model_json(run, info)
     run.model_json.write_text(json.dumps({"format": 1, **info}))  # and when read (a hand-edited file)

@@ -57,11 +57,13 @@ def test_every_model_has_a_family_for_each_mode() -> None:
 
 def test_config_asks_the_family() -> None:
     cfg = load_config(overrides=TINY["ssl-frozen"])
-    assert cfg.model.family is get_family("ssl-frozen")
-    assert cfg.model.input_kind == "waveform"
-    assert cfg.model.builder_kwargs()["mode"] == "frozen"
-    assert "pretrained" not in cfg.model.builder_kwargs()  # hubert keeps its own default checkpoint
-    assert load_config(overrides=TINY["cnn"]).model.builder_kwargs() == {
+    family = family_of(cfg.model.name, cfg.model.mode)
+    assert family is get_family("ssl-frozen")
+    assert family.input_kind == "waveform"
+    assert family.builder_kwargs(cfg.model)["mode"] == "frozen"
+    assert "pretrained" not in family.builder_kwargs(cfg.model)  # hubert keeps its own default checkpoint
+    cnn = load_config(overrides=TINY["cnn"]).model
+    assert family_of(cnn.name, cnn.mode).builder_kwargs(cnn) == {
         "pretrained": None,
         "dropout": 0.2,
         "width_mult": 0.125,
@@ -163,7 +165,7 @@ def _one_step(cfg: ExperimentConfig, family: NeuralFamily, model: torch.nn.Modul
 @pytest.mark.parametrize("name", list_families())
 def test_round_trip(name: str, tmp_path: Path) -> None:
     cfg = _config(name, tmp_path / "cache")
-    family = cfg.model.family
+    family = family_of(cfg.model.name, cfg.model.mode)
     assert family.name == name
     utts = _corpus(tmp_path / "audio")
     items = [Item(u, LABELS.index(u.emotion), 0) for u in utts]

@@ -16,7 +16,8 @@ from emoshift.cli import app
 from emoshift.config import ConfigError, load_config
 from emoshift.core.io import read_csv
 from emoshift.evaluation.regression import evaluate_regression
-from emoshift.training.train import TrainError, train
+from emoshift.training.pipeline import TrainError
+from emoshift.training.train import train
 from tests.corpora.fakes import make_ravdess
 from tests.corpora.fakes_rated import make_rated, rated_overrides
 

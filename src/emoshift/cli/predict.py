@@ -123,8 +123,8 @@ def predict(
     plot: Annotated[Path | None, typer.Option("--plot", help="folder for one timeline PNG per file")] = None,
     vad_check: Annotated[bool | None, typer.Option(
         "--vad-check/--no-vad-check", show_default=False,
-        help="answer 'no speech' (no label) for a file in which Silero VAD finds no speech [default: on when "
-        "the 'vad' extra is installed]")] = None,
+        help="answer 'no speech' (no label) for a file in which Silero VAD finds no speech (default: on when "
+        "the 'vad' extra is installed)")] = None,
 ) -> None:
     """Predict the emotion of each audio file (folders are searched recursively), over time for long files."""
     import json

@@ -29,8 +29,8 @@ def serve(
                                                 "(default: $EMOSHIFT_API_KEY)")] = None,
     vad_check: Annotated[bool | None, typer.Option(
         "--vad-check/--no-vad-check", show_default=False,
-        help="answer 422 'no speech' for audio in which Silero VAD finds no speech [default: on when the 'vad' "
-        "extra is installed]")] = None,
+        help="answer 422 'no speech' for audio in which Silero VAD finds no speech (default: on when the 'vad' "
+        "extra is installed)")] = None,
 ) -> None:
     """Serve the model: POST /v1/predict, GET /v1/model, GET /healthz, the page at /, OpenAPI at /docs."""
     from emoshift.core.errors import EmoshiftError

@@ -23,8 +23,8 @@ from contextlib import contextmanager
 from emoshift.core.errors import EmoshiftError
 
 # extra -> the top-level import names its requirements provide (pyproject.toml lists the distributions; the
-# names differ: scikit-learn -> sklearn, python-multipart -> python_multipart, mlflow-skinny -> mlflow; starlette
-# and huggingface_hub come with fastapi and transformers).
+# names differ: scikit-learn -> sklearn, python-multipart -> python_multipart, mlflow-skinny -> mlflow; starlette,
+# huggingface_hub and pandas come with fastapi, transformers and audformat).
 EXTRAS: dict[str, tuple[str, ...]] = {
     "train": (
         "torch", "lightning", "transformers", "huggingface_hub", "safetensors", "sklearn", "opensmile", "onnx",
@@ -36,10 +36,10 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "track": ("mlflow", "sqlalchemy", "alembic", "tensorboard"),
     "tune": ("optuna", "optuna_integration"),
     "slurm": ("submitit",),
-    # corpus sources (filled by the modules that read them)
-    "hf": (),
-    "lhotse": (),
-    "audformat": (),
+    # corpus sources (emoshift/corpora/sources.py)
+    "hf": ("datasets",),
+    "lhotse": ("lhotse",),
+    "audformat": ("audformat", "pandas"),  # pandas: audformat's tables
 }
 
 

@@ -29,6 +29,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Literal, cast
 
+from emoshift.core.extras import MissingExtraError
 from emoshift.corpora.base import CorpusError, Scan
 
 SourceKind = Literal["folder", "table", "hf", "lhotse", "audformat"]
@@ -40,8 +41,9 @@ PREFIXES: dict[str, tuple[SourceKind, str, str, str]] = {
 }
 
 
-class MissingLibraryError(CorpusError):
-    """A corpus source whose library is not installed; the message names the ``pip install`` that fixes it."""
+class MissingLibraryError(MissingExtraError, CorpusError):
+    """A corpus source whose library is not installed; the message names the ``pip install`` that fixes it (the
+    one missing-extra error of :mod:`emoshift.core.extras`, and a corpus error)."""
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,4 @@ def require(kind: SourceKind) -> ModuleType:
     except ModuleNotFoundError as e:
         if e.name is None or e.name.split(".")[0] != library:
             raise  # the library is there but broken: a traceback helps more than a hint
-        raise MissingLibraryError(
-            f"a {kind} corpus source needs the {library!r} package: pip install 'emoshift[{extra}]'"
-        ) from None
+        raise MissingLibraryError(extra, library, f"a {kind} corpus source") from None

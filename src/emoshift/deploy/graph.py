@@ -30,9 +30,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from emoshift.config.features import FeatureConfig
 from emoshift.core.errors import EmoshiftError
 from emoshift.core.record import ModelRecord
-from emoshift.features.logmel import AMIN, FeatureConfig, mel_filterbank
+from emoshift.features.logmel import AMIN, mel_filterbank
 
 
 class ExportUnsupportedError(EmoshiftError, ValueError):

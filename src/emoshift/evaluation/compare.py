@@ -33,24 +33,24 @@ import numpy as np
 from emoshift.core.errors import EmoshiftError
 from emoshift.core.rundir import RunDir
 from emoshift.core.task import CATEGORICAL, DIMENSIONAL
-from emoshift.evaluation.audit import predictions_for, read_leaky, write_text
 from emoshift.evaluation.audit_dimensional import rated_rows, read_dimensional_predictions
+from emoshift.evaluation.groups import predictions_for, read_leaky, write_text
 from emoshift.evaluation.metrics import (
-    _check_resampling,
-    _encode_groups,
-    _percentile,
+    check_resampling,
     ci_reason,
     classification_metrics,
+    encode_groups,
     mcnemar_exact,
     paired_bootstrap_diff,
+    percentile,
     prediction_labels,
     read_predictions,
 )
 from emoshift.evaluation.regression import (
-    _resampled_metrics,
-    _sums,
     paired_bootstrap_ccc_diff,
     regression_metrics,
+    regression_sums,
+    resampled_metrics,
 )
 
 MCNEMAR_NOTE = (
@@ -190,19 +190,19 @@ def _mean_ccc_diff(
 ) -> tuple[list[float] | None, str | None]:
     """Paired speaker-bootstrap interval of mean-CCC(A) - mean-CCC(B) over the targets (None with a reason
     below ``MIN_CI_SPEAKERS`` speakers); the resamples are those of ``paired_bootstrap_ccc_diff``."""
-    g, names = _encode_groups(list(speakers))
+    g, names = encode_groups(list(speakers))
     reason = ci_reason(len(names))
     if reason:
         return None, reason
     sums = np.stack(
         [
-            np.stack([_sums(np.asarray(true[t]), np.asarray(p[t]), g, len(names)) for t in true], axis=1)
+            np.stack([regression_sums(np.asarray(true[t]), np.asarray(p[t]), g, len(names)) for t in true], axis=1)
             for p in (pred_a, pred_b)
         ],
         axis=1,
     )  # (S, 2, T, 7)
-    boot = _resampled_metrics(sums, n_resamples, seed)["ccc"].mean(axis=2)  # (R, 2)
-    return _percentile(boot[:, 0] - boot[:, 1], 0.05), None
+    boot = resampled_metrics(sums, n_resamples, seed)["ccc"].mean(axis=2)  # (R, 2)
+    return percentile(boot[:, 0] - boot[:, 1], 0.05), None
 
 
 def _same_ratings(a: Mapping[str, Any], b: Mapping[str, Any], targets: Sequence[str]) -> bool:
@@ -220,7 +220,7 @@ def compare_dimensional(
     """Paired comparison of two dimensional prediction sets (rows as ``read_dimensional_predictions`` gives
     them) on the same utterances: CCC of each, per target and their mean, and the paired bootstrap of the
     difference."""
-    _check_resampling(n_resamples, 0.05)
+    check_resampling(n_resamples, 0.05)
     _matched(rows_a, rows_b)
     targets = list(targets)
     kept_a, unrated = rated_rows(rows_a, targets)

@@ -21,12 +21,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from emoshift.config.features import FeatureConfig
 from emoshift.core.audio import resample, trim_silence
 from emoshift.core.progress import progress as progress_bar
 from emoshift.core.record import ModelRecord
 from emoshift.core.task import softmax
 from emoshift.corpora.base import Skipped, Utterance
-from emoshift.features.logmel import FeatureConfig
 from emoshift.models import family_of
 from emoshift.models.ensemble import Ensemble
 from emoshift.models.families import MAX_SECONDS

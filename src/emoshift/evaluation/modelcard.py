@@ -23,6 +23,7 @@ from emoshift.core.io import atomic_write_text, read_csv
 from emoshift.core.record import ModelRecord
 from emoshift.core.rundir import RunDir
 from emoshift.core.task import task_named
+from emoshift.evaluation.metrics import with_ci
 
 README = "README.md"
 ACTED = {"ravdess", "crema-d", "tess", "savee", "emodb"}  # corpora of actors reading fixed sentences
@@ -177,10 +178,7 @@ def _fmt(metric: dict[str, Any]) -> str:
     v, ci = metric.get("value"), metric.get("ci95")
     if v is None:
         return "no ratings" if metric.get("ratings") is False else "–"
-    if ci:
-        return f"{v:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"
-    speakers = metric.get("speakers")
-    return f"{v:.3f} n/a ({speakers} speakers)" if speakers is not None else f"{v:.3f}"
+    return with_ci(v, ci, metric.get("speakers"))
 
 
 def _categorical_results(s: dict[str, Any]) -> list[str]:

@@ -23,8 +23,9 @@ from typing import TYPE_CHECKING, Any
 from emoshift.core.extras import optional
 from emoshift.core.io import atomic_write_csv
 from emoshift.core.rundir import RunDir
+from emoshift.evaluation.metrics import with_ci
 from emoshift.study.records import read_json, run_dir
-from emoshift.study.render import Block, Bullets, Heading, Image, Para, Table, pct, with_ci
+from emoshift.study.render import Block, Bullets, Heading, Image, Para, Table, pct
 
 if TYPE_CHECKING:
     from emoshift.study.cross_corpus import MatrixPlan, MatrixRow
@@ -166,7 +167,7 @@ def matrix_blocks(out: Path, study: Study) -> list[Block]:
             if m is None:
                 row.append("–")
                 continue
-            text = with_ci(float(m["uar"]), (m.get("ci95") or {}).get("uar"))
+            text = with_ci(float(m["uar"]), (m.get("ci95") or {}).get("uar"), number=pct)
             row.append(text + (" ◆" if c in r.train else "") + (" !" if m.get("leaky") else ""))
         rows.append(row)
     blocks += [*images, Table(["training set", *plan.corpora], rows)]

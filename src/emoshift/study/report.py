@@ -1,7 +1,7 @@
 """The study report: ``OUT/report.md``, a self-contained ``OUT/report.html`` and ``OUT/results.csv``.
 
 Everything is read back from the run directories (``OUT/runs/<id>/``, :mod:`emoshift.study.summaries`), so the
-report can be rebuilt at any time from whatever runs exist; a :class:`~emoshift.study.runner.StudyResult` adds
+report can be rebuilt at any time from whatever runs exist; a :class:`~emoshift.study.plan.StudyResult` adds
 what happened in this invocation (failures, wall time). The report is first built as a list of blocks (headings, paragraphs, tables, images),
 then rendered twice (:mod:`emoshift.study.render`): Markdown with relative image links, and HTML with every
 plot embedded as a base64 PNG data URI and inline CSS (no external file, script or font).
@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from emoshift.core.extras import optional
 from emoshift.core.io import atomic_write_csv, atomic_write_text
 from emoshift.core.rundir import RunDir
-from emoshift.evaluation.metrics import collapse_text
+from emoshift.evaluation.metrics import collapse_text, with_ci
 from emoshift.study.claims import FINDING_COLUMNS, Finding, gather
 from emoshift.study.environment import environment
 from emoshift.study.findings import FindingsSpec, pts
@@ -38,8 +38,6 @@ from emoshift.study.render import (
     pct,
     render_html,
     render_markdown,
-    speakers_text,
-    with_ci,
 )
 from emoshift.study.summaries import (
     RESULT_COLUMNS,
@@ -51,7 +49,7 @@ from emoshift.study.summaries import (
 )
 
 if TYPE_CHECKING:  # the spec imports the experiment config (and so torch); the report reads runs only
-    from emoshift.study.runner import StudyResult
+    from emoshift.study.plan import StudyResult
     from emoshift.study.spec import Study
 
 REPORTED_PROTOCOL = "study's protocol (random utterance split, likely leaky)"
@@ -106,8 +104,8 @@ def key_results(
                 mark = (" ⚠ leaky" if m.leaky else "") + (" (unseen)" if m.split == "all" else "")
                 mark += f" ⚠ collapsed: predicts {m.collapsed['label']!r} only" if m.collapsed else ""
                 row += [
-                    with_ci(m.accuracy, m.accuracy_ci, m.speakers) + mark,
-                    with_ci(m.uar, m.uar_ci, m.speakers) + _fold_spread(m) + mark,
+                    with_ci(m.accuracy, m.accuracy_ci, m.speakers, number=pct) + mark,
+                    with_ci(m.uar, m.uar_ci, m.speakers, number=pct) + _fold_spread(m) + mark,
                 ]
         row += [f"{s.reported_accuracy[c]:.2f}" if c in s.reported_accuracy else "–" for c in reported]
         row.append(s.status if compact or not s.error else f"{s.status}: {s.error}")
@@ -236,8 +234,7 @@ def _findings(findings: Sequence[Finding], spec: FindingsSpec) -> list[Block]:
     rows = []
     for f in findings:
         ev, ci = f.evidence, f.evidence.ci
-        na = f" [n/a ({speakers_text(ev.speakers)})]" if ev.speakers is not None and ev.method == "paired" else " [n/a]"
-        diff = "–" if ev.diff is None else pts(ev.diff) + (f" [{pts(ci[0])}, {pts(ci[1])}]" if ci else na)
+        diff = with_ci(ev.diff, ci, ev.speakers if ev.method == "paired" else None, number=pts)
         p = "–" if ev.mcnemar_p is None else f"{ev.mcnemar_p:.3g}"
         b = f.claim.b or f.claim.a
         corpus = " -> ".join(corpus_title(c) for c in f.corpus.split("->"))
@@ -393,8 +390,8 @@ def _group_rows(report: dict[str, Any]) -> list[list[str]]:
                     group + (" (too small)" if r.get("too_small") else ""),
                     str(r.get("speakers", "")),
                     str(r.get("n", "")),
-                    with_ci(r.get("accuracy"), r.get("accuracy_ci"), r.get("speakers")),
-                    with_ci(r.get("uar"), r.get("uar_ci"), r.get("speakers")),
+                    with_ci(r.get("accuracy"), r.get("accuracy_ci"), r.get("speakers"), number=pct),
+                    with_ci(r.get("uar"), r.get("uar_ci"), r.get("speakers"), number=pct),
                 ]
             )
     return rows

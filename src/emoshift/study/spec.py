@@ -44,6 +44,7 @@ from emoshift.config import (
     parse_override,
     read_yaml,
 )
+from emoshift.models import CONFIG_CHECKS
 from emoshift.study.cross_corpus import MatrixPlan, expand, is_cross_corpus
 from emoshift.study.findings import FindingsSpec
 from emoshift.study.records import run_dir
@@ -276,7 +277,7 @@ class Study(BaseModel):
             return exp.config
         data = exp.config.to_dict()
         data["training"]["distill"]["teacher"] = os.fspath(run_dir(out, exp.teacher))
-        return build_config(data)
+        return build_config(data, checks=CONFIG_CHECKS)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -406,7 +407,7 @@ def _resolve_experiment(
             raise StudyError(f"experiment {spec.id}: data.corpora: {e}") from None
         section["roots"] = {c: roots[c] for c in wanted if c in roots}
     try:
-        return build_config(data), notes
+        return build_config(data, checks=CONFIG_CHECKS), notes
     except ConfigError as e:
         raise StudyError(f"experiment {spec.id}: {e}") from None
 

@@ -2,7 +2,7 @@
 
 Everything comes from the run directories (``OUT/runs/<id>/``: ``done.json``, ``metrics/``, ``model.json``,
 ``log.csv``, ``audit/``), so it can be rebuilt at any time from whatever runs exist; a
-:class:`~emoshift.study.runner.StudyResult` adds what happened in this invocation (status, error, wall time).
+:class:`~emoshift.study.plan.StudyResult` adds what happened in this invocation (status, error, wall time).
 Also the rows of ``results.csv``. Torch-free, like the report.
 """
 
@@ -21,7 +21,7 @@ from emoshift.evaluation.metrics import MIN_CI_SPEAKERS, collapsed
 from emoshift.study.records import read_json, read_record, run_dir
 
 if TYPE_CHECKING:  # the spec imports the experiment config (and so torch); summaries read runs only
-    from emoshift.study.runner import Outcome, StudyResult
+    from emoshift.study.plan import Outcome, StudyResult
     from emoshift.study.spec import Experiment, Study
 
 RESULT_COLUMNS: tuple[str, ...] = (

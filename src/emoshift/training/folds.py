@@ -33,11 +33,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from emoshift.config import ExperimentConfig, build_config
+from emoshift.config.split import FOLD_METHODS
 from emoshift.core.io import atomic_write_csv, atomic_write_json, read_csv
 from emoshift.core.record import ModelRecord
 from emoshift.core.rundir import RunDir, write_model_json
-from emoshift.data.splits import FOLD_METHODS, Split, corpus_fold_names, make_folds, save_split
+from emoshift.data.splits import Split, corpus_fold_names, make_folds, save_split
+from emoshift.evaluation.evaluate import evaluate_run
 from emoshift.evaluation.modelcard import write_model_card
+from emoshift.training.pipeline import (
+    TrainError,
+    corpus_ratings,
+    eval_roots,
+    scan_corpora,
+    start_run,
+    train_run,
+)
 from emoshift.training.tracking import start_tracking
 
 if TYPE_CHECKING:
@@ -70,8 +80,6 @@ def corpus_folds(cfg: ExperimentConfig, scans: dict[str, Scan]) -> dict[str, lis
     """Each training corpus's test folds (fold i of each trains together). ``kfold`` with a per-corpus ``k``
     may give corpora different counts: fold run i tests the corpora that have a fold i, the others only train
     in it (:mod:`emoshift.data.splits`, "Unequal fold counts"); ``loso`` and ``corpus`` need equal counts."""
-    from emoshift.training.train import TrainError, corpus_ratings
-
     out: dict[str, list[Split]] = {}
     # a dimensional run folds its rated utterances only (those are what each fold's split holds)
     rated = cfg.task_kind.rated
@@ -100,9 +108,6 @@ def train_folds(
     cfg: ExperimentConfig, run: RunDir, *, progress: bool = True, callbacks: Sequence[Any] = ()
 ) -> Path:
     """Train every fold into ``RUN/folds/<i>/`` (skipping complete ones), then pool and evaluate them."""
-    from emoshift.evaluation.evaluate import evaluate_run
-    from emoshift.training.train import eval_roots, scan_corpora, start_run, train_run
-
     fingerprint, complete = start_run(cfg, run)
     if complete:
         return run.path

@@ -35,12 +35,12 @@ from emoshift.models.families.base import Advance, Family, FitData, Fitted
 
 if TYPE_CHECKING:
     from emoshift.config import ExperimentConfig, ModelConfig
+    from emoshift.config.features import FeatureConfig
     from emoshift.core.rundir import RunDir
     from emoshift.corpora import Scan
     from emoshift.corpora.base import Skipped, Utterance
     from emoshift.data.datasets import Item
     from emoshift.features.functionals import FunctionalsConfig
-    from emoshift.features.logmel import FeatureConfig
     from emoshift.models.acoustic import AcousticBaseline
 
 

@@ -34,11 +34,11 @@ if TYPE_CHECKING:
     from torch.utils.data import Dataset
 
     from emoshift.config import AugmentConfig, ExperimentConfig, ModelConfig, TrainingConfig
+    from emoshift.config.features import FeatureConfig
     from emoshift.core.rundir import RunDir
     from emoshift.corpora import Scan
     from emoshift.corpora.base import Skipped, Utterance
     from emoshift.data.datasets import Item
-    from emoshift.features.logmel import FeatureConfig
 
 Advance = Callable[[int], None]
 MAX_SECONDS = 8.0  # waveform models see at most this much audio (centred) at inference

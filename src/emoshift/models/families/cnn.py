@@ -21,10 +21,10 @@ if TYPE_CHECKING:
     from torch.utils.data import Dataset
 
     from emoshift.config import AugmentConfig, ExperimentConfig, ModelConfig
+    from emoshift.config.features import FeatureConfig
     from emoshift.corpora import Scan
     from emoshift.corpora.base import Skipped, Utterance
     from emoshift.data.datasets import Item
-    from emoshift.features.logmel import FeatureConfig
 
 
 class CNNFamily(NeuralFamily):
@@ -126,9 +126,9 @@ class CNNFamily(NeuralFamily):
         advance: Advance,
         progress: bool,
     ) -> tuple[list[Utterance], np.ndarray, list[Skipped]]:
+        from emoshift.config.features import FeatureConfig
         from emoshift.core.audio import crop_or_pad
         from emoshift.features.cache import FeatureCache
-        from emoshift.features.logmel import FeatureConfig
 
         fcfg = FeatureConfig.model_validate(info.features)
         frames = fcfg.frames_for(fcfg.crop_s)

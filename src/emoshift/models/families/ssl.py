@@ -28,10 +28,10 @@ if TYPE_CHECKING:
     from torch.utils.data import Dataset
 
     from emoshift.config import AugmentConfig, ExperimentConfig, ModelConfig, TrainingConfig
+    from emoshift.config.features import FeatureConfig
     from emoshift.corpora import Scan
     from emoshift.corpora.base import Skipped, Utterance
     from emoshift.data.datasets import Item
-    from emoshift.features.logmel import FeatureConfig
 
 
 class SSLFinetuneFamily(NeuralFamily):
@@ -131,10 +131,10 @@ class SSLFinetuneFamily(NeuralFamily):
         advance: Advance,
         progress: bool,
     ) -> tuple[list[Utterance], np.ndarray, list[Skipped]]:
+        from emoshift.config.features import FeatureConfig
         from emoshift.core.audio import AudioError, load_utterance
         from emoshift.corpora.base import Skipped
         from emoshift.data.bucketing import collate_waveforms
-        from emoshift.features.logmel import FeatureConfig
 
         fcfg = FeatureConfig.model_validate(info.features)
         kept: list[Utterance] = []
