@@ -57,7 +57,7 @@ class ToneBackend:
                               trim_silence=False, trim_top_db=40.0)
         self.calls = 0
 
-    def probabilities(self, waves: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    def values(self, waves: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
         self.calls += 1
         spec = np.abs(np.fft.rfft(waves, axis=1))  # (B, F)
         freqs = np.fft.rfftfreq(waves.shape[1], 1 / 16_000)

@@ -138,3 +138,23 @@ def test_dimensional_model_is_drawn_on_the_arousal_valence_plane(dim_server: str
     assert "CCC" in driver.find_element(By.ID, "scores-heading").text  # type: ignore[attr-defined]
     if os.environ.get("EMOSHIFT_SCREENSHOT_DIM"):
         driver.save_screenshot(os.environ["EMOSHIFT_SCREENSHOT_DIM"])  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("width", [1280, 900])
+def test_labels_stay_beside_their_controls(browser: object, width: int) -> None:
+    """At 1280 px "Over time" and its select were drawn on separate lines: every label of the controls row must
+    share a line with its control, at any width that wraps the row."""
+    from importlib import resources
+
+    from selenium.webdriver.common.by import By
+
+    driver = browser
+    page = resources.files("emoshift.deploy.serve") / "static" / "index.html"
+    driver.set_window_size(width, 900)  # type: ignore[attr-defined]
+    driver.get(Path(str(page)).as_uri())  # type: ignore[attr-defined]  # the layout needs no server
+    for control in ("file", "segments"):
+        label = driver.find_element(By.CSS_SELECTOR, f"label[for={control}]").rect  # type: ignore[attr-defined]
+        box = driver.find_element(By.ID, control).rect  # type: ignore[attr-defined]
+        middle = label["y"] + label["height"] / 2
+        assert box["y"] <= middle <= box["y"] + box["height"], (control, label, box)
+        assert label["x"] < box["x"]

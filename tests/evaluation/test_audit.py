@@ -37,6 +37,7 @@ GROUP_KEYS = {
     "ci_reason",
     "recall",
     "confusion",
+    "collapsed",
     "too_small",
 }
 
@@ -235,7 +236,7 @@ def _write_predictions(path, clips, seed=0):
 
 def _fake_run(run, clips, *, predictions=True):
     run.mkdir(parents=True)
-    (run / "model.json").write_text(json.dumps({"labels": LABELS, "label_policy": "six"}))
+    (run / "model.json").write_text(json.dumps({"model": "resnet18", "labels": LABELS, "label_policy": "six"}))
     if predictions:
         _write_predictions(run / "predictions" / "crema-d.csv", clips)
 
@@ -338,3 +339,17 @@ def test_metadata_columns_can_be_audited():
     assert section["groups"]["north"]["uar"] == 1.0
     with pytest.raises(AuditError, match="unknown audit grouping.*height.*accent"):
         audit_predictions(rows, demo, by=["height"], n_resamples=50, n_permutations=50)
+
+
+def test_a_model_collapsed_to_one_class_is_called_out_in_the_audit():
+    rows, demo = _rows_and_demographics(np.random.default_rng(0))
+    for r in rows:
+        r["pred"] = "sad"  # the demo's L4.9: one class for every clip
+    report = audit_predictions(rows, demo, by=["gender"], labels=LABELS, n_resamples=50, n_permutations=50)
+    assert report["overall"]["collapsed"] == {"label": "sad", "share": 1.0}
+    assert report["by"]["gender"]["groups"]["male"]["collapsed"]["label"] == "sad"
+    md = render_markdown(report)
+    assert f"Collapsed model: it predicts 'sad' for all {len(rows)} utterances" in md
+    working, _ = _rows_and_demographics(np.random.default_rng(0))
+    assert "Collapsed" not in render_markdown(audit_predictions(working, demo, by=["gender"], labels=LABELS,
+                                                               n_resamples=50, n_permutations=50))

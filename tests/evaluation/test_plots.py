@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import matplotlib.image
 import matplotlib.pyplot as plt
+import numpy as np
 import pytest
 
 from emoshift.evaluation.plots import (
@@ -83,3 +84,57 @@ def test_group_bars_with_ci_and_too_small_group(tmp_path):
     _check_png(plot_group_bars(groups, ["accuracy", "uar"], tmp_path / "bars.png", title="by gender"))
     with pytest.raises(ValueError, match="at least one group"):
         plot_group_bars({}, ["uar"], tmp_path / "empty.png")
+
+
+def _captured(monkeypatch):
+    """The figures the plot functions save, kept open for inspection (closed by the caller)."""
+    import emoshift.evaluation.plots as plots
+
+    figures = []
+    real = plots.save_figure
+
+    def keep(fig, path, **kw):
+        figures.append(fig)
+        fig.savefig(path, format="png")
+        return path
+
+    monkeypatch.setattr(plots, "save_figure", keep)
+    return figures, real
+
+
+def test_bars_draw_no_error_bar_where_the_interval_is_na(tmp_path, monkeypatch):
+    from emoshift.evaluation.plots import plot_scores_ci
+
+    figures, _ = _captured(monkeypatch)
+    groups = {
+        "female": {"uar": 0.5, "uar_ci": [0.4, 0.6], "speakers": 6, "n": 60},
+        "male": {"uar": 0.4, "uar_ci": None, "speakers": 2, "n": 20, "too_small": True},  # n/a: no bar
+    }
+    plot_group_bars(groups, ["uar"], tmp_path / "bars.png")
+    plot_scores_ci({"A": {"ravdess": (0.5, [0.4, 0.6]), "crema-d": (0.3, None)}}, tmp_path / "ci.png")
+    for fig in figures:
+        (ax,) = fig.axes
+        # one error bar, for the one score with an interval; none drawn at zero width for the other
+        segments = [seg for c in ax.collections for seg in c.get_segments()]
+        assert len(segments) == 1
+        (x0, y0), (x1, y1) = segments[0]
+        assert (y0, y1) == pytest.approx((0.4, 0.6))
+        plt.close(fig)
+
+
+def test_confusions_figure_title_clears_the_panel_titles(tmp_path, monkeypatch):
+    figures, _ = _captured(monkeypatch)
+    labels = ["angry", "disgust", "fearful", "happy", "neutral", "sad"]
+    conf = (np.eye(6, dtype=int) * 5 + 1).tolist()
+    groups = ["african american (1 spk, n=12)", "asian (1 spk, n=12)", "caucasian (6 spk, n=72)"]  # the audit's
+    plot_confusions({g: conf for g in groups}, labels, tmp_path / "race.png",
+                    title="crema-d: confusion by race (share of each true class)")
+    (fig,) = figures
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    top = fig._suptitle.get_window_extent(renderer)
+    titles = [ax.title.get_window_extent(renderer) for ax in fig.axes if ax.get_title()]
+    assert len(titles) == 3
+    for box in titles:  # the figure's title ends above every panel's title (it overlapped the middle one)
+        assert top.y0 >= box.y1 + 2
+    plt.close(fig)

@@ -314,8 +314,8 @@ def test_kfold_metrics_fill_the_new_columns_and_null_cis_show_na(fabricated: tup
     assert by["B", "crema-d"]["uar_lo"] == "" and by["B", "crema-d"]["speakers"] == "2"
     md = (out / "report.md").read_text()
     assert "58.0 [52.0, 61.0], fold sd 5.7 (3 folds)" in md
-    assert "22.0 [n/a]" in md  # no CI, speaker count unknown (no predictions file in this fabricated run)
-    assert "53.0 [n/a (2 speakers)]" in md and "53.0 [53.0, 53.0]" not in md
+    assert "22.0 n/a" in md  # no CI, speaker count unknown (no predictions file in this fabricated run)
+    assert "53.0 n/a (2 speakers)" in md and "[n/a" not in md and "53.0 [53.0, 53.0]" not in md
     assert re.search(r"(\d+\.\d) \[\1, \1\]", md) is None  # never x [x, x]
 
 
@@ -328,3 +328,72 @@ def test_key_results_chart_beside_the_table(fabricated: tuple) -> None:
     assert (out / "plots" / "key_results_uar.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     page = (out / "report.html").read_text()
     assert 'alt="key results: UAR with 95% speaker-bootstrap CIs"' in page
+
+
+# --------------------------------------------------------------------------------------------------------
+# issue 24: a collapsed model is called out; notes only for experiments with scores; only the marks in use
+
+
+def _collapsed_metrics(n: int = 96) -> dict:
+    m = _metrics(0.25, 0.25, n)
+    m["confusion"] = [[0, 0, 0, n // 4] for _ in LABELS]  # every utterance predicted "sad"
+    m["ci95"] = {"accuracy": [0.25, 0.25], "uar": [0.25, 0.25]}
+    return m
+
+
+def test_a_model_collapsed_to_one_class_is_called_out(fabricated: tuple) -> None:
+    study, out, _ = fabricated
+    _fake_run(out / "runs" / "B", {"ravdess": _collapsed_metrics(), "crema-d": _metrics(0.55, 0.53, 120)})
+    summaries = collect(out, study)
+    b = next(s for s in summaries if s.id == "B")
+    assert b.metrics["ravdess"].collapsed == {"label": "sad", "share": 1.0}  # from the confusion matrix
+    assert b.metrics["crema-d"].collapsed is None and summaries[0].metrics["ravdess"].collapsed is None
+    header, rows = key_results(summaries, ["ravdess", "crema-d"])
+    assert "25.0 [25.0, 25.0] ⚠ collapsed: predicts 'sad' only" in rows[1]
+    _, compact = key_results(summaries, ["ravdess", "crema-d"], compact=True)
+    assert compact[1][1:3] == ["25.0#", "25.0#"] and "#" not in "".join(compact[0])
+    write_report(out, study)
+    md = (out / "report.md").read_text()
+    assert "B on RAVDESS: the model predicts 'sad' for all 96 utterances (collapsed to one class" in md
+
+
+STAGED = """
+title: Staged
+defaults:
+  data: {corpora: [ravdess]}
+  training: {epochs: 4}
+experiments:
+  - id: A
+    title: Specialist
+    architecture: ResNet18
+    data_strategy: RAVDESS only
+  - id: S
+    title: Staged SSL
+    architecture: HuBERT
+    data_strategy: RAVDESS only
+    config:
+      model: {name: hubert, preset: tiny}
+      training: {stages: [{epochs: 2, train: head}, {epochs: 2, train: all}]}
+"""
+
+
+def test_notes_only_for_experiments_with_scores_and_only_the_marks_in_use(tmp_path: Path) -> None:
+    from emoshift.study.report import marks_legend
+
+    (tmp_path / "study.yaml").write_text(STAGED)
+    (tmp_path / "ravdess").mkdir()
+    study = load_study(tmp_path / "study.yaml", roots={"ravdess": str(tmp_path / "ravdess")},
+                       overrides=["training.epochs=2"])
+    assert study.experiment("S").notes  # its stages were fitted to the new epochs: a note
+    out = tmp_path / "out"
+    _fake_run(out / "runs" / "A", {"ravdess": _metrics(0.61, 0.58, 96)})
+    write_report(out, study)
+    assert "S: training.stages fitted" not in (out / "report.md").read_text()  # S never ran
+    _fake_run(out / "runs" / "S", {"ravdess": _metrics(0.5, 0.5, 96)})
+    write_report(out, study)
+    assert "S: training.stages fitted" in (out / "report.md").read_text()
+    # no study numbers (a cross-corpus study): no "†" line; no unseen, leaky or collapsed score: no legend
+    header, rows = key_results(collect(out, study), ["ravdess"], compact=True)
+    assert not any("†" in h for h in header) and marks_legend(header, rows) == ""
+    rows[0][1] += "*"
+    assert marks_legend(header, rows) == "* a corpus the model never saw (every utterance)"

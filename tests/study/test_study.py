@@ -15,7 +15,7 @@ import yaml
 from typer.testing import CliRunner
 
 from emoshift.cli import app
-from emoshift.models import list_models
+from emoshift.models import family_of, list_models
 from emoshift.study import StudyError, fit_stages, load_study, run_dir
 
 REPO = Path(__file__).resolve().parents[2]
@@ -140,9 +140,9 @@ def test_demo_profile_is_small(roots: dict[str, str]) -> None:
         if e.config is None:
             continue
         assert e.config.training.epochs <= 4
-        if e.config.model.input_kind == "spectrogram":
+        if family_of(e.config.model.name, e.config.model.mode).input_kind == "spectrogram":
             assert e.config.model.width_mult <= 0.25 and e.config.features.n_mels == 64
-        elif e.config.model.input_kind == "waveform":
+        elif family_of(e.config.model.name, e.config.model.mode).input_kind == "waveform":
             assert e.config.model.preset == "tiny"
     assert study.experiment("L2c").config.model.width_mult < study.experiment("L2b").config.model.width_mult
 
@@ -244,6 +244,10 @@ def test_only_checks_roots_of_the_selection(roots: dict[str, str]) -> None:
         ),
         ({"experiments": [_experiment("A", extends="B"), _experiment("B", extends="A")]}, "'extends' loops"),
         ({"experiments": []}, "the study has no experiments"),
+        (  # a dimensional phase is refused up front: the report compares emotion classes
+            {"experiments": [_experiment("A", config={"task": "dimensional"})]},
+            "experiment A: task: dimensional is not supported in a study",
+        ),
         (
             {"profiles": {"p": {"experiments": {"Z": {}}}}, "experiments": [_experiment("A")]},
             "unknown experiment(s) Z",

@@ -16,7 +16,8 @@ from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
 from emoshift.config import load_config
 from emoshift.core.io import read_csv
 from emoshift.deploy.predict import Predictor
-from emoshift.training.train import TrainError, train
+from emoshift.training.pipeline import TrainError
+from emoshift.training.train import train
 from tests.conftest import tiny_overrides
 
 K = 4  # the tiny synthetic RAVDESS has 8 actors: 2 test speakers per fold

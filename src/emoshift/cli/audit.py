@@ -41,7 +41,7 @@ def audit(
     permutations: int = typer.Option(
         1000, "--permutations", help="Permutations for the group-difference test."
     ),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap and the permutation test."),
 ) -> None:
     """Audit a run for group differences: per-group metrics with CIs, gaps, ratios, a permutation test
     (UAR for a categorical run, CCC for a dimensional one).
@@ -50,7 +50,8 @@ def audit(
     """
     import json
 
-    from emoshift.evaluation.audit import audit_run, parse_age_bands, parse_by, verdict
+    from emoshift.evaluation.audit import audit_run, collapse_verdict, parse_age_bands, parse_by, verdict
+    from emoshift.evaluation.modelcard import refresh_model_card
 
     roots = parse_named_roots(on, "--on")
     try:
@@ -73,8 +74,14 @@ def audit(
                 f"[bold]{report['corpus']}[/]: wrote {path} and {path.with_suffix('.md').name}",
                 soft_wrap=True,
             )
+            if collapse_verdict(report):
+                console.print(f"  [bold yellow]{collapse_verdict(report)}[/]", highlight=False, soft_wrap=True)
             for key, section in report["by"].items():
                 console.print(f"  {verdict(key, section)}", highlight=False, soft_wrap=True)
+        # the card's fairness section reads audit/ (here, not in audit_run: the card reads the audit module)
+        card = refresh_model_card(run)
+        if card is not None:
+            console.print(f"updated {card}", highlight=False, soft_wrap=True)
     except _user_errors() as e:
         fail(_message(e))
 
@@ -88,7 +95,7 @@ def compare(
         None, "-o", "--out", help="Output JSON (default RUN_A/compare/<RUN_B name>_<corpus>.json)."
     ),
     resamples: int = typer.Option(1000, "--resamples", help="Bootstrap resamples (over speakers)."),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap resampling."),
 ) -> None:
     """Paired comparison of two runs on the same test utterances: McNemar + bootstrap CI of the UAR difference
     (dimensional runs: paired bootstrap CI of the CCC difference, per target and mean)."""

@@ -4,6 +4,7 @@ emoshift corpus index ravdess /data/RAVDESS -o manifests/ravdess.csv
 emoshift corpus index crema-d /data/CREMA-D --labels four -o manifests/crema-d.csv --verbose
 emoshift corpus index crema-d /data/CREMA-D --labels-from voice -o manifests/crema-d-voice.csv
 emoshift corpus index manifest /data/mine/table.csv --label-map ang=angry --column path=file -o manifests/mine.csv
+emoshift corpus index manifest hf:/data/my_dataset --name mine --label-map ang=angry -o manifests/mine.csv
 emoshift corpus list
 """
 
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.markup import escape
 
-from emoshift.cli import app
+from emoshift.cli import EmoshiftGroup, app
 from emoshift.cli._common import console, err_console, fail
 from emoshift.corpora import LABEL_POLICIES, list_corpora
 
@@ -24,12 +25,16 @@ if TYPE_CHECKING:
     from emoshift.corpora.base import Scan
 
 corpus_app = typer.Typer(
+    cls=EmoshiftGroup,
     help="Index emotional-speech corpora into manifest CSV files.",
     no_args_is_help=True,
 )
 app.add_typer(corpus_app, name="corpus")
 
-_CORPUS_HELP = f"Corpus name: {', '.join(list_corpora())}; or 'manifest' with ROOT a .csv/.jsonl table."
+_CORPUS_HELP = (
+    f"Corpus name: {', '.join(list_corpora())}; or 'manifest' with ROOT a .csv/.jsonl table, hf:PATH (a Hugging "
+    "Face dataset on disk), lhotse:PATH (lhotse manifests) or audformat:PATH (an audformat database)."
+)
 _LABELS_HELP = (
     f"Label policy: {', '.join(LABEL_POLICIES)}. six = the classes RAVDESS and CREMA-D share; "
     "calm-as-neutral = six, with RAVDESS calm counted as neutral; four = angry, happy, neutral, sad; "
@@ -120,12 +125,14 @@ def _index_options(
     allow_leak: bool,
 ) -> tuple[str, dict[str, object]]:
     """(corpus name, loader options) for ``corpus index``; one-line errors for options that do not apply."""
-    from emoshift.corpora import canonical_name
+    from emoshift.corpora import canonical_name, source_of
 
     manifest_only = {"--name": name, "--column": column, "--label-map": label_map, "--allow-leak": allow_leak}
     if corpus.strip().lower() == "manifest":
+        if name is None and root.stem.lower() in list_corpora():
+            fail(f"the table's name {root.stem!r} is a built-in corpus's; name this one with --name NAME")
         options: dict[str, object] = {
-            "name": name or root.stem,
+            "name": name or source_of(root).path.stem,  # hf:/data/mine -> mine
             "columns": _pairs(column, "--column"),
             "label_map": _pairs(label_map, "--label-map"),
             "allow_leak": allow_leak,
@@ -164,11 +171,18 @@ def _pairs(items: list[str] | None, flag: str) -> dict[str, str]:
 
 
 def _scan_for_index(corpus: str, root: Path, labels: str, **options: object) -> Scan:
-    from emoshift.corpora import get_corpus, table
+    from emoshift.corpora import get_corpus, scan_source, source_of, table
 
     progress = err_console.is_terminal
-    if corpus == "manifest":
-        return table.scan(root, labels, progress=progress, **options)  # type: ignore[arg-type]
+    if corpus == "manifest" and source_of(root).kind in ("hf", "lhotse", "audformat"):
+        from emoshift.config import default_cache_dir
+
+        name = str(options.pop("name"))
+        return scan_source(
+            name, root, labels, progress=progress, cache_dir=default_cache_dir(), spelling=table.FLAGS, **options
+        )
+    if corpus == "manifest":  # errors name this command's flags (--column, --label-map), not config keys
+        return table.scan(root, labels, progress=progress, spelling=table.FLAGS, **options)  # type: ignore[arg-type]
     return get_corpus(corpus).scan(root, labels=labels, progress=progress, **options)  # type: ignore[no-any-return]
 
 
@@ -177,9 +191,11 @@ def list_() -> None:
     """List the corpora emoshift can index, with the first line of each loader's description."""
     from emoshift.corpora import get_corpus
 
-    for name in list_corpora():
+    names = list_corpora()
+    width = max(map(len, names))
+    for name in names:
         doc = (get_corpus(name).__doc__ or "").strip().splitlines()
-        console.print(f"[bold]{name:<8}[/] {doc[0] if doc else ''}", highlight=False, soft_wrap=True)
+        console.print(f"[bold]{name:<{width}}[/]  {doc[0] if doc else ''}", highlight=False, soft_wrap=True)
 
 
 def print_summary(result: Scan, *, verbose: bool = False) -> None:

@@ -17,6 +17,12 @@ A bootstrap over one or two speakers cannot see speaker-to-speaker variation: it
 is far too narrow (of zero width with one speaker). Below :data:`MIN_CI_SPEAKERS` speakers no interval is
 computed; the interval is ``None`` and :func:`ci_reason` says why, e.g.
 ``"2 test speakers: too few for a speaker bootstrap"``.
+
+A model that gives (nearly) every utterance one label has collapsed to that class: its UAR is chance and its
+interval is narrow only because every resample scores the same (``16.7 [16.7, 16.7]``). :func:`collapsed`
+calls it out when one label takes at least :data:`COLLAPSED_SHARE` (95%) of the predictions while the
+utterances hold at least two true labels; the metrics JSON carries it as ``collapsed``
+(``{"label": "sad", "share": 1.0}``, or null), and the CLI, the study report and the audit print it.
 """
 
 from __future__ import annotations
@@ -36,6 +42,10 @@ from emoshift.core.errors import EmoshiftError
 
 METRICS: tuple[str, ...] = ("accuracy", "uar", "macro_f1")
 MIN_CI_SPEAKERS = 5  # fewer speakers than this: no speaker-bootstrap interval (null, with a reason)
+# One predicted label taking at least this share of the utterances (with two or more true labels among them)
+# is a collapse to one class. A working six-class model on balanced test sets stays far below it; a share this
+# high means the model ignores its input for (nearly) every utterance.
+COLLAPSED_SHARE = 0.95
 
 
 class PredictionsError(EmoshiftError, ValueError):
@@ -47,6 +57,27 @@ class PredictionsError(EmoshiftError, ValueError):
 # --------------------------------------------------------------------------------------------------------
 
 
+
+def with_ci(
+    value: float | None,
+    ci: Sequence[float | None] | None,
+    speakers: int | None = None,
+    *,
+    number: Callable[[float], str] = lambda v: f"{v:.3f}",
+) -> str:
+    """The one way a score and its interval are written (reports, audits, model cards, the CLI tables):
+    ``0.512 [0.401, 0.620]``; ``0.512 n/a (2 speakers)`` when there is no interval, or only one from fewer than
+    MIN_CI_SPEAKERS speakers (never a zero-width ``x [x, x]``); ``0.512 n/a`` when the speakers are unknown;
+    "–" for no score. ``number`` writes each figure (a percentage in the study report)."""
+    if value is None:
+        return "–"
+    too_few = speakers is not None and speakers < MIN_CI_SPEAKERS
+    if ci and None not in ci and not too_few:
+        return f"{number(value)} [{number(ci[0])}, {number(ci[1])}]"  # type: ignore[arg-type]
+    if speakers is not None:
+        return f"{number(value)} n/a ({speakers} speaker{'' if speakers == 1 else 's'})"
+    return f"{number(value)} n/a"
+
 def _encode(values: Sequence[str], labels: Sequence[str], what: str) -> np.ndarray:
     """Label strings -> indices into ``labels`` (int64). Unknown labels are an error, not silently dropped."""
     index = {label: i for i, label in enumerate(labels)}
@@ -56,7 +87,7 @@ def _encode(values: Sequence[str], labels: Sequence[str], what: str) -> np.ndarr
         raise PredictionsError(f"{what} label {e.args[0]!r} is not one of {list(labels)}") from None
 
 
-def _encode_groups(groups: Sequence[str]) -> tuple[np.ndarray, list[str]]:
+def encode_groups(groups: Sequence[str]) -> tuple[np.ndarray, list[str]]:
     names = sorted(set(groups))
     return _encode(groups, names, "group"), names
 
@@ -101,7 +132,7 @@ def batch_metrics(conf: np.ndarray) -> dict[str, np.ndarray]:
     return {"accuracy": accuracy, "uar": uar, "macro_f1": macro_f1}
 
 
-def _percentile(values: np.ndarray, alpha: float) -> list[float] | None:
+def percentile(values: np.ndarray, alpha: float) -> list[float] | None:
     values = values[np.isfinite(values)]
     if values.size == 0:
         return None
@@ -109,7 +140,7 @@ def _percentile(values: np.ndarray, alpha: float) -> list[float] | None:
     return [float(lo), float(hi)]
 
 
-def _speaker_draws(n_speakers: int, n_resamples: int, rng: np.random.Generator) -> np.ndarray:
+def speaker_draws(n_speakers: int, n_resamples: int, rng: np.random.Generator) -> np.ndarray:
     """(R, S) how many times each speaker is drawn in each resample (speakers drawn with replacement)."""
     draws = rng.integers(0, n_speakers, size=(n_resamples, n_speakers))
     draws += (np.arange(n_resamples) * n_speakers)[:, None]
@@ -134,11 +165,33 @@ def ci_reason(n_speakers: int, min_speakers: int = MIN_CI_SPEAKERS) -> str | Non
     return f"{n_speakers} test {noun}: too few for a speaker bootstrap"
 
 
-def _check_resampling(n_resamples: int, alpha: float) -> None:
+def check_resampling(n_resamples: int, alpha: float) -> None:
     if n_resamples < 1:
         raise ValueError(f"n_resamples must be at least 1, got {n_resamples}")
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+
+
+def collapsed(confusion: Sequence[Sequence[float]] | np.ndarray, labels: Sequence[str]) -> dict[str, Any] | None:
+    """``{"label": "sad", "share": 1.0}`` when one predicted label takes at least :data:`COLLAPSED_SHARE` of
+    the utterances of ``confusion`` (rows true, columns predicted) and at least two true labels are present;
+    None otherwise (a test set of one true class cannot tell a collapse from a right answer)."""
+    conf = np.asarray(confusion, dtype=np.float64)
+    if conf.ndim != 2 or conf.size == 0 or conf.sum() <= 0 or int((conf.sum(axis=1) > 0).sum()) < 2:
+        return None
+    predicted = conf.sum(axis=0)
+    top = int(predicted.argmax())
+    share = float(predicted[top] / conf.sum())
+    return {"label": str(labels[top]), "share": round(share, 4)} if share >= COLLAPSED_SHARE else None
+
+
+def collapse_text(found: Mapping[str, Any], n: int | None = None) -> str:
+    """``predicts 'sad' for all 864 utterances (collapsed to one class: its UAR is chance)``, or ``for 97.2%
+    of 864 utterances``, from :func:`collapsed`'s record."""
+    share = float(found["share"])
+    of = f"{n} utterances" if n else "the utterances"
+    much = f"all {of}" if share >= 1.0 else f"{100 * share:.1f}% of {of}"
+    return f"predicts {found['label']!r} for {much} (collapsed to one class: its UAR is about chance)"
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -149,7 +202,8 @@ def _check_resampling(n_resamples: int, alpha: float) -> None:
 def classification_metrics(
     y_true: Sequence[str], y_pred: Sequence[str], labels: Sequence[str]
 ) -> dict[str, Any]:
-    """accuracy, uar, macro_f1, n, labels, per_class_recall and confusion (rows true, columns predicted).
+    """accuracy, uar, macro_f1, n, labels, per_class_recall, confusion (rows true, columns predicted) and
+    collapsed (:func:`collapsed`: the one class a collapsed model predicts, or None).
 
     ``per_class_recall[label]`` is None for a label with no true utterances (recall is undefined there).
     """
@@ -168,6 +222,7 @@ def classification_metrics(
         "labels": labels,
         "per_class_recall": recall,
         "confusion": conf.tolist(),
+        "collapsed": collapsed(conf, labels),
     }
 
 
@@ -196,17 +251,17 @@ def bootstrap_ci(
     unknown = [m for m in metrics if m not in METRICS]
     if unknown:
         raise ValueError(f"unknown metric(s) {unknown}; choose from {', '.join(METRICS)}")
-    _check_resampling(n_resamples, alpha)
+    check_resampling(n_resamples, alpha)
     t, p, labels = _prepare(y_true, y_pred, labels)
     if len(speakers) != len(t):
         raise PredictionsError(f"speakers has {len(speakers)} items but y_true has {len(t)}")
-    g, names = _encode_groups(speakers)
+    g, names = encode_groups(speakers)
     if len(names) < min_speakers:
         return {m: None for m in metrics}
     per_speaker = confusion_stack(t, p, g, len(labels), len(names))  # (S, L, L)
-    weights = _speaker_draws(len(names), n_resamples, np.random.default_rng(seed))  # (R, S)
+    weights = speaker_draws(len(names), n_resamples, np.random.default_rng(seed))  # (R, S)
     values = batch_metrics(_resampled(per_speaker, weights))
-    return {m: _percentile(values[m], alpha) for m in metrics}
+    return {m: percentile(values[m], alpha) for m in metrics}
 
 
 def evaluate_predictions(
@@ -273,12 +328,12 @@ def paired_bootstrap_diff(
     """
     if metric not in METRICS:
         raise ValueError(f"unknown metric {metric!r}; choose from {', '.join(METRICS)}")
-    _check_resampling(n_resamples, alpha)
+    check_resampling(n_resamples, alpha)
     t, pa, labels = _prepare(y_true, pred_a, labels)
     _, pb, _ = _prepare(y_true, pred_b, labels)
     if len(speakers) != len(t):
         raise PredictionsError(f"speakers has {len(speakers)} items but y_true has {len(t)}")
-    g, names = _encode_groups(speakers)
+    g, names = encode_groups(speakers)
     conf_a = confusion_stack(t, pa, g, len(labels), len(names))
     conf_b = confusion_stack(t, pb, g, len(labels), len(names))
     a = float(batch_metrics(conf_a.sum(axis=0))[metric])
@@ -286,12 +341,12 @@ def paired_bootstrap_diff(
     reason = ci_reason(len(names), min_speakers)
     if reason:
         return {"a": a, "b": b, "diff": a - b, "ci": None, "ci_reason": reason}
-    weights = _speaker_draws(len(names), n_resamples, np.random.default_rng(seed))
+    weights = speaker_draws(len(names), n_resamples, np.random.default_rng(seed))
     diffs = (
         batch_metrics(_resampled(conf_a, weights))[metric]
         - batch_metrics(_resampled(conf_b, weights))[metric]
     )
-    return {"a": a, "b": b, "diff": a - b, "ci": _percentile(diffs, alpha), "ci_reason": None}
+    return {"a": a, "b": b, "diff": a - b, "ci": percentile(diffs, alpha), "ci_reason": None}
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -299,9 +354,13 @@ def paired_bootstrap_diff(
 # --------------------------------------------------------------------------------------------------------
 
 
-def _gap(values: np.ndarray) -> np.ndarray:
-    """Largest minus smallest over the last axis (the group axis), ignoring NaN."""
-    return np.nanmax(values, axis=-1) - np.nanmin(values, axis=-1)
+def group_gap(values: np.ndarray) -> np.ndarray:
+    """(..., G) -> (...): the largest minus the smallest value over the last axis (the groups); NaN where fewer
+    than two groups have a value (NaN marks a group without one). The gap statistic of both audits."""
+    finite = np.isfinite(values)
+    hi = np.where(finite, values, -np.inf).max(axis=-1)
+    lo = np.where(finite, values, np.inf).min(axis=-1)
+    return np.where(finite.sum(axis=-1) >= 2, hi - lo, np.nan)
 
 
 def permutation_test_groups(
@@ -312,7 +371,7 @@ def permutation_test_groups(
     labels: Sequence[str],
     *,
     metric: str = "uar",
-    statistic: Callable[[np.ndarray], np.ndarray] = _gap,
+    statistic: Callable[[np.ndarray], np.ndarray] = group_gap,
     n_permutations: int = 1000,
     seed: int = 0,
 ) -> tuple[float, float]:
@@ -329,11 +388,11 @@ def permutation_test_groups(
     t, p, labels = _prepare(y_true, y_pred, labels)
     if len(speakers) != len(t):
         raise PredictionsError(f"speakers has {len(speakers)} items but y_true has {len(t)}")
-    g, names = _encode_groups(speakers)
+    g, names = encode_groups(speakers)
     missing = [s for s in names if s not in speaker_groups]
     if missing:
         raise PredictionsError(f"speaker {missing[0]!r} has no group")
-    group_idx, group_names = _encode_groups([speaker_groups[s] for s in names])  # (S,)
+    group_idx, group_names = encode_groups([speaker_groups[s] for s in names])  # (S,)
     if len(group_names) < 2:
         raise ValueError("a permutation test needs speakers from at least two groups")
     per_speaker = confusion_stack(t, p, g, len(labels), len(names)).reshape(len(names), -1).astype(np.float64)

@@ -10,6 +10,7 @@ import contextlib
 import csv
 import math
 import os
+import textwrap
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -117,14 +118,18 @@ def plot_confusions(
     cols = min(n, 3)
     rows = math.ceil(n / cols)
     size = max(3.5, 0.6 * len(labels) + 1.5)
-    with _figure(path, rows, cols, figsize=(cols * size, rows * size), squeeze=False) as (fig, axes):
+    # constrained layout makes room for the figure title above the panels' own (tight_layout ignores a
+    # suptitle, which then overlapped the first row's titles); long group names wrap within their panel
+    with _figure(path, rows, cols, figsize=(cols * size, rows * size), squeeze=False, layout="constrained") as (
+        fig,
+        axes,
+    ):
         for ax, (name, conf) in zip(axes.ravel(), confusions.items(), strict=False):
-            _draw_confusion(ax, conf, labels, name)
+            _draw_confusion(ax, conf, labels, textwrap.fill(name, width=max(20, int(size * 7))))
         for ax in axes.ravel()[n:]:
             ax.axis("off")
         if title:
-            fig.suptitle(title)
-        fig.tight_layout()
+            fig.suptitle(textwrap.fill(title, width=max(40, int(cols * size * 9))))
     return Path(path)
 
 
@@ -168,11 +173,14 @@ def plot_curves(
     log: str | os.PathLike[str] | Iterable[Mapping[str, Any]], path: str | os.PathLike[str]
 ) -> Path:
     """Training curves from a CSV log (column ``epoch`` and any of train_loss, val_loss, val_uar,
-    val_accuracy, val_ccc) or from the same rows as dicts: losses on the left, validation scores on the right."""
+    val_accuracy, val_ccc) or from the same rows as dicts: losses on the left, validation scores on the right.
+    A pooled cross-validation log (a ``fold`` column) draws one line per fold and column."""
     rows = _read_log(log)
+    folds = list(dict.fromkeys(str(r.get("fold")) for r in rows if r.get("fold") not in (None, "")))
+    by_fold = {f"fold {f} ": [r for r in rows if str(r.get("fold")) == f] for f in folds} or {"": rows}
     panels = []
     for columns, ylabel in ((LOSS_COLUMNS, "loss"), (SCORE_COLUMNS, "score")):
-        lines = {c: _series(rows, c) for c in columns}
+        lines = {f"{tag}{c}": _series(part, c) for c in columns for tag, part in by_fold.items()}
         lines = {c: s for c, s in lines.items() if s[0]}
         if lines:
             panels.append((ylabel, lines))
@@ -283,6 +291,21 @@ def plot_heatmap(
 
 # --------------------------------------------------------------------------------------------------------
 # Grouped bars with CI error bars
+
+
+def _ci_bars(
+    ax: Axes, at: Sequence[float] | np.ndarray, heights: Sequence[float], cis: Sequence[Sequence[float] | None]
+) -> None:
+    """Error bars from each bar's ``[lo, hi]``, only where there is an interval: a bar whose interval is n/a
+    (None) gets none at all, not a zero-width bar that reads as a certain score."""
+    keep = [i for i, (h, ci) in enumerate(zip(heights, cis, strict=True)) if ci is not None and math.isfinite(h)]
+    if not keep:
+        return
+    xs = np.asarray(at, dtype=np.float64)[keep]
+    ys = np.array([heights[i] for i in keep])
+    lo = np.array([max(heights[i] - float(cis[i][0]), 0.0) for i in keep])  # type: ignore[index]
+    hi = np.array([max(float(cis[i][1]) - heights[i], 0.0) for i in keep])  # type: ignore[index]
+    ax.errorbar(xs, ys, yerr=np.vstack([lo, hi]), fmt="none", ecolor="black", capsize=3, linewidth=1)
 # --------------------------------------------------------------------------------------------------------
 
 
@@ -305,26 +328,15 @@ def plot_group_bars(
     x = np.arange(len(names))
     with _figure(path, figsize=(max(5.0, 1.4 * len(names) + 2), 4)) as (fig, ax):
         for k, metric in enumerate(metrics):
-            heights, errors = [], []
+            heights, cis = [], []
             for name in names:
                 record = groups[name]
                 value = record.get(metric)
-                value = float("nan") if value is None else float(value)
-                ci = record.get(f"{metric}_ci")
-                if ci is None or not np.isfinite(value):
-                    errors.append((0.0, 0.0))
-                else:
-                    errors.append((max(value - float(ci[0]), 0.0), max(float(ci[1]) - value, 0.0)))
-                heights.append(value)
-            yerr = np.array(errors).T  # (2, G)
-            bars = ax.bar(
-                x + (k - (len(metrics) - 1) / 2) * width,
-                heights,
-                width,
-                yerr=yerr,
-                capsize=3,
-                label=METRIC_NAMES.get(metric, metric),
-            )
+                heights.append(float("nan") if value is None else float(value))
+                cis.append(record.get(f"{metric}_ci"))
+            at = x + (k - (len(metrics) - 1) / 2) * width
+            bars = ax.bar(at, heights, width, label=METRIC_NAMES.get(metric, metric))
+            _ci_bars(ax, at, heights, cis)
             for bar, name in zip(bars, names, strict=True):
                 if groups[name].get("too_small"):
                     bar.set_hatch("//")
@@ -375,21 +387,15 @@ def plot_scores_ci(
     no_ci = False
     with _figure(path, figsize=(max(6.0, 0.9 * len(runs) * len(corpora) + 2), 4)) as (fig, ax):
         for k, corpus in enumerate(corpora):
-            heights, errors, hatched = [], [], []
+            heights, cis, hatched = [], [], []
             for run in runs:
                 value, ci = scores[run].get(corpus, (float("nan"), None))
                 heights.append(float(value))
-                low, high = (0.0, 0.0) if ci is None else (value - float(ci[0]), float(ci[1]) - value)
-                errors.append((max(low, 0.0), max(high, 0.0)))
+                cis.append(ci)
                 hatched.append(ci is None and math.isfinite(float(value)))
-            bars = ax.bar(
-                x + (k - (len(corpora) - 1) / 2) * width,
-                heights,
-                width,
-                yerr=np.array(errors).T,  # (2, runs)
-                capsize=3,
-                label=corpus,
-            )
+            at = x + (k - (len(corpora) - 1) / 2) * width
+            bars = ax.bar(at, heights, width, label=corpus)
+            _ci_bars(ax, at, heights, cis)
             for bar, hatch in zip(bars, hatched, strict=True):
                 if hatch:
                     bar.set_hatch("//")

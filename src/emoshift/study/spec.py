@@ -13,6 +13,9 @@ An experiment's config is resolved in this order (later wins)::
     defaults -> profile.defaults -> for each experiment in the extends chain, root first:
     (its config -> profile.experiments[its id]) -> --set key=value -> --set ID:key=value
 
+An experiment of a dimensional task (``task: dimensional``) is refused when the study is loaded, in one line:
+the study's report, claims and audits compare emotion classes (UAR), not ratings.
+
 A distillation teacher given as an experiment id (``training.distill.teacher: L2b``) becomes the run directory
 ``OUT/runs/L2b`` and that experiment runs first. When a later layer changes ``training.epochs`` of an
 experiment with multi-stage fine-tuning (``training.stages``, set by an earlier layer), the stages are fitted
@@ -44,6 +47,7 @@ from emoshift.config import (
     parse_override,
     read_yaml,
 )
+from emoshift.models import CONFIG_CHECKS
 from emoshift.study.cross_corpus import MatrixPlan, expand, is_cross_corpus
 from emoshift.study.findings import FindingsSpec
 from emoshift.study.records import run_dir
@@ -276,7 +280,7 @@ class Study(BaseModel):
             return exp.config
         data = exp.config.to_dict()
         data["training"]["distill"]["teacher"] = os.fspath(run_dir(out, exp.teacher))
-        return build_config(data)
+        return build_config(data, checks=CONFIG_CHECKS)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -406,7 +410,7 @@ def _resolve_experiment(
             raise StudyError(f"experiment {spec.id}: data.corpora: {e}") from None
         section["roots"] = {c: roots[c] for c in wanted if c in roots}
     try:
-        return build_config(data), notes
+        return build_config(data, checks=CONFIG_CHECKS), notes
     except ConfigError as e:
         raise StudyError(f"experiment {spec.id}: {e}") from None
 
@@ -466,18 +470,17 @@ def _profile_spec(file: StudyFile, profile: str | None, path: str | os.PathLike[
 
 def _canonical_roots(roots: dict[str, str] | None) -> dict[str, str]:
     """``--corpus NAME=ROOT`` items by canonical corpus name; every root must be an existing folder."""
-    from emoshift.corpora import CorpusError, is_table, resolve_name
+    from emoshift.corpora import CorpusError, resolve_name, source_of
 
     out: dict[str, str] = {}
     for name, root in (roots or {}).items():
-        try:  # a name outside the registry is a corpus of your own when ROOT is a .csv/.jsonl table
+        try:  # a name outside the registry is a corpus of your own (a table, hf:, lhotse:, audformat:)
             corpus = resolve_name(name, root)
+            missing = source_of(root).missing()
         except (KeyError, CorpusError) as e:
             raise StudyError(f"--corpus {name}={root}: {str(e).strip(chr(34) + chr(39))}") from None
-        if is_table(root) and not Path(root).is_file():
-            raise StudyError(f"--corpus {name}={root}: manifest table not found")
-        if not is_table(root) and not Path(root).is_dir():
-            raise StudyError(f"--corpus {name}={root}: folder not found")
+        if missing:
+            raise StudyError(f"--corpus {name}={root}: {missing}")
         out[corpus] = os.fspath(root)
     return out
 
@@ -533,6 +536,11 @@ def _experiment(spec: ExperimentSpec, ctx: _Context) -> Experiment:
     cfg, notes = _resolve_experiment(
         spec, ctx.file, ctx.profile_spec, ctx.roots, ctx.shared, ctx.scoped.get(spec.id, [])
     )
+    if cfg.task_kind.rated:  # refused up front: the report, the claims and the audits compare classes
+        raise StudyError(
+            f"experiment {spec.id}: task: {cfg.task} is not supported in a study (its report compares UAR over "
+            "emotion classes); train and evaluate it with `emoshift train`"
+        )
     teacher = _teacher(spec, cfg, ctx.file)
     return Experiment(
         spec=spec,

@@ -1,9 +1,11 @@
-"""The Lightning fit that the neural model families share (:class:`emoshift.models.families.NeuralFamily`).
+"""The Lightning fit that the neural model families share (:class:`emoshift.models.families.NeuralFamily`
+trains through it: training passes it in as ``fit_loop``, so models/ never imports this layer).
 
 ``fit_lightning`` builds the DataModule from the family's datasets, the EmotionModule around the family's
-training net, and a Trainer whose callbacks write ``RUN/log.csv`` and keep the best weights by validation UAR (``val_ccc``, the mean CCC over
-targets, for a dimensional run);
-it resumes from ``RUN/checkpoints/last.ckpt`` when one exists and returns the model with the best weights.
+training net, and a Trainer whose callbacks write ``RUN/log.csv`` and keep the best weights by the task's
+validation monitor (``val_uar``; ``val_ccc``, the mean CCC over targets, for a dimensional run) in
+``RUN/checkpoints/best.safetensors`` (:class:`EpochLog`, the one best-weights mechanism), and save the latest
+epoch in ``RUN/checkpoints/last.ckpt`` to resume from; it returns the model with the best weights.
 """
 
 from __future__ import annotations
@@ -43,12 +45,14 @@ def fit_lightning(
     callbacks: Sequence[Any] = (),
     loggers: Sequence[Any] = (),
 ) -> Fitted:
-    """Train ``family.train_net(model)`` on ``data``; the best weights by validation UAR end up in ``model``.
+    """Train ``family.train_net(model)`` on ``data`` with the task's objective; the best weights by its
+    validation monitor end up in ``model``.
 
     ``loggers``: Lightning loggers (TensorBoard, MLflow: :mod:`emoshift.training.tracking` builds them)."""
     from emoshift.data.datasets import EmotionDataModule
     from emoshift.models.families import Fitted
-    from emoshift.models.module import EmotionModule
+    from emoshift.training.module import EmotionModule
+    from emoshift.training.objective import objective_for
 
     dm = EmotionDataModule(
         prepare=lambda: family.datasets(cfg, data.train, data.val, data.stores),
@@ -60,15 +64,11 @@ def fit_lightning(
     )
     net = family.train_net(model)
     weights = class_weights(data.train, len(data.labels)) if cfg.training.class_weighted_loss else None
-    module = EmotionModule(
-        net,
-        labels=data.labels,
-        training=cfg.training,
-        family=family,
-        class_weights=weights,
-        teacher_logits=data.teacher_logits,
-        **(regression_targets(cfg.data.targets, data) if cfg.task == "dimensional" else {}),
+    objective = objective_for(
+        cfg.task_kind, cfg.training, labels=data.labels, targets=cfg.data.targets, train=data.train, val=data.val,
+        class_weights=weights, teacher_logits=data.teacher_logits,
     )
+    module = EmotionModule(net, training=cfg.training, family=family, objective=objective)
     trainer = build_trainer(cfg, run, progress=progress, loggers=loggers)
     trainer.callbacks.extend(callbacks)
     last = run.last_checkpoint
@@ -84,23 +84,14 @@ def fit_lightning(
     return Fitted(model, trainer.current_epoch)
 
 
-def regression_targets(targets: Sequence[str], data: FitData) -> dict[str, Any]:
-    """The EmotionModule's dimensional arguments: target names and the items' ratings ``(N, T)``."""
-
-    def ratings(items: list[Item]) -> torch.Tensor:
-        return torch.tensor([it.target for it in items], dtype=torch.float32).reshape(len(items), len(targets))
-
-    return {"targets": list(targets), "train_targets": ratings(data.train), "val_targets": ratings(data.val)}
-
-
 def monitored(cfg: ExperimentConfig) -> str:
     """The validation score that keeps the best weights and stops early: ``val_ccc`` (dimensional) or ``val_uar``."""
-    return "val_ccc" if cfg.task == "dimensional" else "val_uar"
+    return cfg.task_kind.monitor
 
 
 def log_columns(cfg: ExperimentConfig) -> list[str]:
     """RUN/log.csv's columns: categorical ones, or val_ccc and each target's for a dimensional run."""
-    if cfg.task != "dimensional":
+    if not cfg.task_kind.rated:
         return LOG_COLUMNS
     scores = ["val_ccc", *[f"val_ccc_{t}" for t in cfg.data.targets]]
     return ["epoch", "train_loss", "val_loss", *scores, "lr", "seconds"]
@@ -186,13 +177,14 @@ def build_trainer(cfg: ExperimentConfig, run: RunDir, *, progress: bool, loggers
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, RichProgressBar, TQDMProgressBar
 
     callbacks: list[Any] = [
+        # RUN/checkpoints/last.ckpt, to resume: the latest whole epoch, nothing ranked (the best weights are
+        # EpochLog's best.safetensors, the one best-weights mechanism)
         ModelCheckpoint(
             dirpath=run.checkpoints,
-            filename="best",
-            monitor=monitored(cfg),
-            mode="max",
-            save_last=True,
+            filename=run.last_checkpoint.stem,
+            monitor=None,
             save_top_k=1,
+            enable_version_counter=False,  # overwrite last.ckpt, never last-v1.ckpt
             save_on_train_epoch_end=True,  # a checkpoint is a whole finished epoch: resume starts the next
         ),
         EpochLog(
