@@ -31,6 +31,7 @@ from emoshift.core.rundir import RunDir
 from emoshift.corpora import Scan, resolve_name, scan_source
 from emoshift.corpora.base import Skipped, Utterance
 from emoshift.evaluation.inference import (
+    LogitsMemo,
     default_device,
     ensemble_probabilities,
     logits_for_utterances,
@@ -93,13 +94,15 @@ class _Context:
     cache_dir: str
     batch_size: int
     progress: bool
+    memo: LogitsMemo | None = None  # logits this process computed already (a k-fold run's folds)
 
     def known(self, utts: list[Utterance]) -> list[Utterance]:
         return [u for u in utts if u.emotion in self.info["labels"]]
 
     def logits(self, model: Any, info: dict[str, Any], utts: list[Utterance], desc: str) -> Any:
         return logits_for_utterances(
-            model, info, utts, cache_dir=self.cache_dir, batch_size=self.batch_size, progress=self.progress, desc=desc
+            model, info, utts, cache_dir=self.cache_dir, batch_size=self.batch_size, progress=self.progress, desc=desc,
+            memo=self.memo,
         )
 
 
@@ -111,13 +114,16 @@ def evaluate_run(
     batch_size: int | None = None,
     scans: dict[str, Scan] | None = None,
     cache_dir: str | None = None,
+    memo: LogitsMemo | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Evaluate a finished run on each ``name -> root``; writes metrics/, predictions/ and plots/."""
+    """Evaluate a finished run on each ``name -> root``; writes metrics/, predictions/ and plots/. ``memo``:
+    logits computed earlier in this process (a k-fold run evaluates each fold model once)."""
     run = RunDir.of(run_dir)
     cfg = load_run_config(run.path)
     model, info = load_model(run.path, device=default_device())
     ctx = _Context(
-        run, cfg, model, info, cache_dir or cfg.data.cache_dir, batch_size or cfg.evaluation.batch_size, progress
+        run, cfg, model, info, cache_dir or cfg.data.cache_dir, batch_size or cfg.evaluation.batch_size, progress,
+        memo,
     )
     results: dict[str, dict[str, Any]] = {}
     for raw_name, root in corpora.items():
@@ -148,7 +154,7 @@ def _scored(ctx: _Context, name: str, sc: Scan) -> tuple[Scored, Counter[str]]:
         return Scored(part, leaky, kept, softmax(logits), skipped), outside
     kept, mean, members, skipped = ensemble_probabilities(
         ctx.model, utts, cache_dir=ctx.cache_dir, batch_size=ctx.batch_size, progress=ctx.progress,
-        desc=f"evaluating {name}",
+        desc=f"evaluating {name}", memo=ctx.memo,
     )
     scores = [_fold_score(i, kept, probs, ctx.info["labels"]) for i, probs in enumerate(members)]
     return Scored(part, leaky, kept, mean, skipped, None, scores, "fold ensemble (mean probability)"), outside

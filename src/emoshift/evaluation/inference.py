@@ -26,6 +26,7 @@ from emoshift.models.families import MAX_SECONDS, family_for_info, is_dimensiona
 
 __all__ = [
     "MAX_SECONDS",
+    "LogitsMemo",
     "default_device",
     "ensemble_probabilities",
     "logits_for_utterances",
@@ -39,6 +40,33 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+Scored = tuple[list[Utterance], np.ndarray, list[Skipped]]  # kept utterances, logits (N, C), skipped ones
+
+
+class LogitsMemo:
+    """Logits one process already computed, by saved model (model.json's ``config_fingerprint``) and the exact
+    utterances asked for. A speaker cross-validation run (:mod:`emoshift.training.folds`) hands one to each
+    fold's evaluation and to the pooled one, so each fold model scores each corpus once (the pooled
+    out-of-fold predictions and the fold ensemble reuse the folds' own logits, bit for bit)."""
+
+    def __init__(self) -> None:
+        self._scored: dict[tuple[str, tuple[str, ...]], Scored] = {}
+
+    @staticmethod
+    def _key(info: dict[str, Any], utterances: Sequence[Utterance]) -> tuple[str, tuple[str, ...]] | None:
+        fingerprint = info.get("config_fingerprint")
+        return (str(fingerprint), tuple(u.id for u in utterances)) if fingerprint else None
+
+    def get(self, info: dict[str, Any], utterances: Sequence[Utterance]) -> Scored | None:
+        key = self._key(info, utterances)
+        return self._scored.get(key) if key else None
+
+    def put(self, info: dict[str, Any], utterances: Sequence[Utterance], scored: Scored) -> None:
+        key = self._key(info, utterances)
+        if key:
+            self._scored[key] = scored
+
+
 def logits_for_utterances(
     model: Any,
     info: dict[str, Any],
@@ -49,22 +77,28 @@ def logits_for_utterances(
     device: torch.device | None = None,
     progress: bool = False,
     desc: str = "predicting",
+    memo: LogitsMemo | None = None,
 ) -> tuple[list[Utterance], np.ndarray, list[Skipped]]:
-    """Logits ``(N, C)`` for the utterances that could be read, plus the skipped ones with reasons."""
+    """Logits ``(N, C)`` for the utterances that could be read, plus the skipped ones with reasons; with
+    ``memo``, a single model's logits for the same utterances are computed once."""
     if isinstance(model, Ensemble):
         kept, mean, _, skipped = ensemble_probabilities(
-            model, utterances, cache_dir=cache_dir, batch_size=batch_size, device=device, progress=progress, desc=desc
+            model, utterances, cache_dir=cache_dir, batch_size=batch_size, device=device, progress=progress, desc=desc,
+            memo=memo,
         )
         if is_dimensional(info):  # the mean of the members' outputs is the ensemble's output
             return kept, mean, skipped
         with np.errstate(divide="ignore"):  # a label no member predicts: probability 0, logit -inf
             return kept, np.log(mean), skipped
+    known = memo.get(info, utterances) if memo is not None else None
+    if known is not None:
+        return known
     device = device or default_device()
     if isinstance(model, nn.Module):
         model.to(device).eval()
     family = family_for_info(info)
     with progress_bar(len(utterances), desc, enabled=progress) as advance:
-        return family.logits(
+        scored = family.logits(
             model,
             info,
             utterances,
@@ -74,6 +108,9 @@ def logits_for_utterances(
             advance=advance,
             progress=progress,
         )
+    if memo is not None:
+        memo.put(info, utterances, scored)
+    return scored
 
 
 def ensemble_probabilities(
@@ -85,6 +122,7 @@ def ensemble_probabilities(
     device: torch.device | None = None,
     progress: bool = False,
     desc: str = "predicting",
+    memo: LogitsMemo | None = None,
 ) -> tuple[list[Utterance], np.ndarray, list[np.ndarray], list[Skipped]]:
     """(utterances every member could read, mean probability ``(N, C)``, each member's ``(N, C)``, skipped).
 
@@ -94,7 +132,7 @@ def ensemble_probabilities(
     for i, (model, info) in enumerate(ensemble.members):
         kept, logits, bad = logits_for_utterances(
             model, info, utterances, cache_dir=cache_dir, batch_size=batch_size, device=device,
-            progress=progress, desc=f"{desc} (fold {i})",
+            progress=progress, desc=f"{desc} (fold {i})", memo=memo,
         )
         values = logits if is_dimensional(info) else softmax(logits)
         per_member.append({u.id: row for u, row in zip(kept, values, strict=True)})

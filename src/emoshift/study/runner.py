@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from emoshift.config import ConfigError, ExperimentConfig, build_config, load_config
+from emoshift.core.errors import TrainingInterrupted
 from emoshift.core.io import DiskFullError, atomic_write_bytes, atomic_write_json, atomic_write_text
 from emoshift.core.lock import holds_folder
 from emoshift.core.progress import clock
@@ -379,7 +380,7 @@ def _run_one(study: Study, exp: Experiment, out: Path, progress: bool, log: _Pro
             outcome = _run_training(study, exp, out, progress, log)
         else:
             outcome = _run_audit_only(study, exp, out, log)
-    except DiskFullError:  # every experiment after this one would fail the same way: stop the study
+    except (DiskFullError, TrainingInterrupted):  # every later experiment would fail the same way / Ctrl-C
         raise
     except Exception as e:  # one experiment failing must not lose the others
         outcome = Outcome(exp.id, "failed", run_dir(out, exp.id), error=_one_line(e))

@@ -96,6 +96,7 @@ def train_folds(
 ) -> Path:
     """Train every fold into ``RUN/folds/<i>/`` (skipping complete ones), then pool and evaluate them."""
     from emoshift.evaluation.evaluate import evaluate_run
+    from emoshift.evaluation.inference import LogitsMemo
     from emoshift.training.train import eval_roots, scan_corpora, start_run, train_run
 
     fingerprint, complete = start_run(cfg, run)
@@ -109,16 +110,17 @@ def train_folds(
         folds = corpus_folds(cfg, scans)
         n_folds = max(len(f) for f in folds.values())  # kfold: max(k); a corpus with fewer folds trains only past them
         members = []
+        memo = LogitsMemo()  # each fold model scores each corpus once: in its own evaluation, reused when pooled
         for i in range(n_folds):
             member = run.fold(i)
             log.info("fold %d of %d: %s", i + 1, n_folds, member)
             cfg_i = fold_config(cfg, i)
-            train_run(cfg_i, member, progress=progress, callbacks=callbacks, scans=scans, parent=tracker)
+            train_run(cfg_i, member, progress=progress, callbacks=callbacks, scans=scans, parent=tracker, memo=memo)
             members.append(RunDir.of(member))
         for name, splits in folds.items():
             save_split(tested(splits), run.split(name))
         write_model_json(run, ensemble_info(members, fingerprint))
-        evaluate_run(run.path, roots, progress=progress, scans=scans)
+        evaluate_run(run.path, roots, progress=progress, scans=scans, memo=memo)
         atomic_write_json(run.done, done_info(members, fingerprint, started))
         tracker.log_results(run)
     return run.path

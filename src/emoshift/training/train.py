@@ -197,10 +197,13 @@ def train_run(
     callbacks: Sequence[Any] = (),
     scans: dict[str, Scan] | None = None,
     parent: Tracker | None = None,
+    memo: Any = None,
 ) -> Path:
     """One run: scan (unless ``scans`` holds the corpora) -> split -> prepare -> fit -> save -> evaluate.
 
-    ``parent``: the tracker of the pooled run whose fold this is (:mod:`emoshift.training.tracking`)."""
+    ``parent``: the tracker of the pooled run whose fold this is (:mod:`emoshift.training.tracking`);
+    ``memo``: the pooled run's :class:`~emoshift.evaluation.inference.LogitsMemo`, which keeps this fold's
+    evaluation logits for the pooled evaluation."""
     run = RunDir.of(run_dir)
     fingerprint, complete = start_run(cfg, run)
     if complete:
@@ -225,7 +228,7 @@ def train_run(
 
         family.save(fitted.model, run)
         write_model_json(run, model_info(cfg, family, fitted.model, prep, fingerprint))
-        evaluate_and_plot(cfg, run, prep, progress=progress, scans=scans)
+        evaluate_and_plot(cfg, run, prep, progress=progress, scans=scans, memo=memo)
         atomic_write_json(run.done, done_info(cfg, fitted, prep, fingerprint, started))  # the run is complete
         write_model_card(run.path)  # RUN/README.md (Hugging Face model-card layout), from the finished run
         tracker.log_results(run)
@@ -303,7 +306,13 @@ def eval_roots(cfg: ExperimentConfig) -> dict[str, str]:
 
 
 def evaluate_and_plot(
-    cfg: ExperimentConfig, run: RunDir, prep: Prepared, *, progress: bool, scans: dict[str, Scan] | None = None
+    cfg: ExperimentConfig,
+    run: RunDir,
+    prep: Prepared,
+    *,
+    progress: bool,
+    scans: dict[str, Scan] | None = None,
+    memo: Any = None,
 ) -> None:
     """Evaluate on the training corpora (their test speakers) and on any extra corpus; plot the curves."""
     from emoshift.evaluation.evaluate import evaluate_run
@@ -311,7 +320,7 @@ def evaluate_and_plot(
 
     # a training corpus without test speakers (a kfold run past its own k: training-only) has nothing to score
     roots = {n: r for n, r in eval_roots(cfg).items() if n not in prep.splits or prep.splits[n].ids("test")}
-    evaluate_run(run.path, roots, progress=progress, scans={**(scans or {}), **prep.scans})
+    evaluate_run(run.path, roots, progress=progress, scans={**(scans or {}), **prep.scans}, memo=memo)
     if run.log.is_file():
         plot_curves(run.log, run.curves_plot)
 
