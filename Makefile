@@ -15,11 +15,19 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q -c constraints.txt "torch==2.13.0"
-	$(BIN)/pip install -q -e ".[dev]"
+	$(BIN)/pip install -q -e ".[all,dev]"
 	touch $(STAMP)
 
+# In parallel, one worker per core (pytest-xdist); a test file stays on one worker, so its module fixtures are built
+# once (tests/conftest.py shares the session fixtures between the workers). tests/test_docs.py builds the docs.
 test: setup
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q -n auto --dist loadfile tests
+
+# The docs site into site/, strict (a broken link or a public API name that no longer resolves fails it). No
+# --quiet: it hides the warnings that strict mode fails on.
+.PHONY: docs
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 # The whole study on the synthetic corpus (under 10 minutes on 2 CPU cores). A second `make demo` skips every
 # experiment that is already complete. The study prints the key-results table at the end.

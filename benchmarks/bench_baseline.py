@@ -47,8 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
+    from emoshift.config.split import SplitConfig
     from emoshift.corpora import scan
-    from emoshift.data.splits import SplitConfig, make_split
+    from emoshift.data.splits import make_split
     from emoshift.evaluation.metrics import classification_metrics, evaluate_predictions
     from emoshift.features.functionals import FunctionalCache, FunctionalsConfig
     from emoshift.models.acoustic import AcousticBaseline, HeadConfig

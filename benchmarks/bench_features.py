@@ -110,10 +110,11 @@ def main() -> None:
     import torch
     from threadpoolctl import threadpool_limits  # comes with scikit-learn
 
+    from emoshift.config.features import FeatureConfig
     from emoshift.core import audio
     from emoshift.corpora.base import Utterance
     from emoshift.features.cache import FeatureCache, FeatureStore
-    from emoshift.features.logmel import FeatureConfig, log_mel_many
+    from emoshift.features.logmel import log_mel_many
 
     work = Path(tempfile.mkdtemp(prefix="emoshift-bench-"))
     try:

@@ -45,6 +45,8 @@ from typing import Any
 
 import torch
 
+from emoshift.models import family_of
+
 warnings.filterwarnings("ignore")  # Lightning's hints (workers, loggers) say nothing about speed
 
 
@@ -108,7 +110,7 @@ class BareLoop:
     def __init__(self, cfg: Any, num_labels: int, init: dict[str, torch.Tensor]) -> None:
         from emoshift.models import get_model
 
-        self.model = get_model(cfg.model.name, num_labels=num_labels, **cfg.model.builder_kwargs())
+        self.model = get_model(cfg.model.name, num_labels=num_labels, **family_of(cfg.model.name, cfg.model.mode).builder_kwargs(cfg.model))
         self.model.load_state_dict(init)
         self.model.train()
         tc = cfg.training
@@ -193,9 +195,9 @@ def run_pipeline(
     from emoshift.models import get_model
     from emoshift.models.module import EmotionModule
 
-    model = get_model(cfg.model.name, num_labels=len(prep.labels), **cfg.model.builder_kwargs())
+    model = get_model(cfg.model.name, num_labels=len(prep.labels), **family_of(cfg.model.name, cfg.model.mode).builder_kwargs(cfg.model))
     model.load_state_dict(init)
-    family = cfg.model.family
+    family = family_of(cfg.model.name, cfg.model.mode)
     dm = EmotionDataModule(  # as training.lightning.fit_lightning builds it
         prepare=lambda: family.datasets(cfg, prep.train, prep.val, stores),
         batch_size=cfg.training.batch_size,
@@ -262,7 +264,7 @@ def main() -> None:
     from emoshift.core.rundir import RunDir
     from emoshift.features.cache import FeatureCache
     from emoshift.models import get_model
-    from emoshift.training.train import drop_uncached, prepare_data
+    from emoshift.training.pipeline import drop_uncached, prepare_data
 
     tmp = None
     if args.work is None:
@@ -290,7 +292,7 @@ def main() -> None:
         setup_s = time.perf_counter() - t0
 
         torch.manual_seed(args.seed)
-        model = get_model(cfg.model.name, num_labels=len(prep.labels), **cfg.model.builder_kwargs())
+        model = get_model(cfg.model.name, num_labels=len(prep.labels), **family_of(cfg.model.name, cfg.model.mode).builder_kwargs(cfg.model))
         init = copy.deepcopy(model.state_dict())
         n_params = sum(p.numel() for p in model.parameters())
         frames = cfg.features.frames_for(cfg.features.crop_s)

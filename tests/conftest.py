@@ -1,4 +1,10 @@
-"""Shared fixtures: the synthetic corpus (generated once per session) and a tiny, fast experiment config."""
+"""Shared fixtures: the synthetic corpus (generated once per session) and a tiny, fast experiment config.
+
+`make test` runs the suite in pytest-xdist workers (one per core). A session fixture that several test files
+use is built once for the whole run, not once per worker: ``tests.once.built_once`` lets the first worker that needs it build
+it into a folder every worker shares, while the others wait for it. Those fixtures are read-only to the tests
+(a test that changes a run copies it first).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,8 @@ import os
 from pathlib import Path
 
 import pytest
+
+from tests.once import built_once
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a model hub
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -16,9 +24,11 @@ def synth_tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny synthetic RAVDESS + CREMA-D pair in the real layouts (seconds to generate)."""
     from emoshift.synth.generate import generate
 
-    out = tmp_path_factory.mktemp("synth") / "tiny"
-    generate(out, scale="tiny", seed=0)
-    return out
+    def build(folder: Path) -> Path:
+        generate(folder / "tiny", scale="tiny", seed=0)
+        return folder / "tiny"
+
+    return Path(built_once(tmp_path_factory, "synth-tiny", build))
 
 
 @pytest.fixture(scope="session")
@@ -26,9 +36,11 @@ def synth_more(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny synthetic IEMOCAP and manifest corpora (OUT/iemocap, OUT/manifest/manifest.csv)."""
     from emoshift.synth.generate import generate
 
-    out = tmp_path_factory.mktemp("synth") / "more"
-    generate(out, scale="tiny", seed=0, corpora=("iemocap", "manifest"))
-    return out
+    def build(folder: Path) -> Path:
+        generate(folder / "more", scale="tiny", seed=0, corpora=("iemocap", "manifest"))
+        return folder / "more"
+
+    return Path(built_once(tmp_path_factory, "synth-more", build))
 
 
 def tiny_overrides(root: Path, cache: Path, *, corpora: tuple[str, ...] = ("ravdess",)) -> list[str]:
@@ -58,6 +70,8 @@ def cnn_run(synth_tiny: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     from emoshift.config import load_config
     from emoshift.training.train import train
 
-    tmp = tmp_path_factory.mktemp("deploy-cnn")
-    cfg = load_config(overrides=[*tiny_overrides(synth_tiny, tmp / "cache"), "training.epochs=2"])
-    return train(cfg, tmp / "run", progress=False)
+    def build(tmp: Path) -> Path:
+        cfg = load_config(overrides=[*tiny_overrides(synth_tiny, tmp / "cache"), "training.epochs=2"])
+        return train(cfg, tmp / "run", progress=False)
+
+    return Path(built_once(tmp_path_factory, "deploy-cnn", build))

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from emoshift.config import ConfigError, ExperimentConfig, load_config, save_config
+from emoshift.models import CONFIG_CHECKS, check_config, family_of
 
 YAML = """\
 name: cfg-test
@@ -59,9 +60,29 @@ def test_base_layer_under_the_yaml(tmp_path: Path) -> None:
 )
 def test_errors_name_the_key(overrides: list[str], message: str) -> None:
     with pytest.raises(ConfigError) as info:
-        load_config(overrides=overrides)
+        load_config(overrides=overrides, checks=CONFIG_CHECKS)  # as `emoshift train` loads it
     assert message in str(info.value)
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["model.name=resnet19"], "model.name: unknown model 'resnet19' (did you mean 'resnet18'?)"),
+        (["model.name=hubert", "model.mode=frozen", "model.pooling=attentive"], "model: model.pooling=attentive"),
+        (["model.name=resnet18", "training.epochs=2", "training.stages=[{epochs: 2, train: all}]"],
+         "training.stages (multi-stage fine-tuning) applies to SSL models"),
+    ],
+)
+def test_registry_checks_run_when_a_config_is_loaded_for_use(overrides: list[str], message: str) -> None:
+    """The schema knows no model code: the registry's checks run with CONFIG_CHECKS (the CLI, tune, the study
+    file) and in ``check_config`` (what ``train`` runs first), not in a plain load (the audit, the report)."""
+    cfg = load_config(overrides=overrides)  # no model code consulted
+    with pytest.raises(ConfigError) as loaded:
+        load_config(overrides=overrides, checks=CONFIG_CHECKS)
+    with pytest.raises(ConfigError) as checked:
+        check_config(cfg)
+    assert message in str(loaded.value) and message in str(checked.value)
 
 
 def test_bad_files(tmp_path: Path) -> None:
@@ -106,7 +127,7 @@ RECIPES = sorted((Path(__file__).resolve().parents[1] / "configs" / "recipes").g
 def test_shipped_recipes_load_with_only_corpus_roots(recipe: Path, tmp_path: Path) -> None:
     """Every recipe in configs/recipes/ is a valid training config (keys current, its family accepts it)."""
     cfg = load_config(recipe, [f"data.roots.ravdess={tmp_path}"])
-    assert cfg.model.family is not None and cfg.data.split.method == "kfold"
+    assert family_of(cfg.model.name, cfg.model.mode) is not None and cfg.data.split.method == "kfold"
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -172,7 +193,7 @@ def test_fingerprint_of_a_config_with_default_unused_keys_is_unchanged() -> None
 def test_the_study_keeps_a_run_when_only_a_key_that_does_not_apply_changed(tmp_path: Path) -> None:
     from emoshift.core.io import atomic_write_json
     from emoshift.core.rundir import RunDir
-    from emoshift.study.runner import _training_state
+    from emoshift.study.plan import _training_state
 
     trained = load_config(overrides=["model.name=egemaps"])
     run = RunDir.of(tmp_path / "runs" / "L1")

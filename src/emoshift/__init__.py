@@ -20,7 +20,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+__version__ = "0.1.0"  # the one version string: pyproject.toml reads it (dynamic), `emoshift --version` prints it
 
 # public name -> module that defines it (one place; `emoshift.__getattr__` imports on first use)
 _API: dict[str, str] = {
@@ -31,9 +31,9 @@ _API: dict[str, str] = {
     "Scan": "emoshift.corpora",
     # features and data
     "log_mel": "emoshift.features",
-    "FeatureConfig": "emoshift.features",
+    "FeatureConfig": "emoshift.config",
     "make_split": "emoshift.data.splits",
-    "SplitConfig": "emoshift.data.splits",
+    "SplitConfig": "emoshift.config",
     # models
     "list_models": "emoshift.models",
     "get_model": "emoshift.models",
@@ -81,7 +81,10 @@ def __getattr__(name: str) -> Any:
     module = _API.get(name)
     if module is None:
         raise AttributeError(f"module 'emoshift' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+    from emoshift.core.extras import needs
+
+    with needs(f"emoshift.{name}"):  # e.g. emoshift.train in the core install: the extra to install, one line
+        value = getattr(importlib.import_module(module), name)
     globals()[name] = value  # later look-ups skip __getattr__
     return value
 
@@ -92,9 +95,10 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # static checkers and IDEs see the real names
     from emoshift.config import ExperimentConfig, load_config
+    from emoshift.config.split import SplitConfig
     from emoshift.core.errors import EmoshiftError
     from emoshift.corpora import Scan, Utterance, list_corpora, scan
-    from emoshift.data.splits import SplitConfig, make_split
+    from emoshift.data.splits import make_split
     from emoshift.deploy.predict import Predictor
     from emoshift.evaluation.audit import audit_run
     from emoshift.evaluation.compare import compare_runs

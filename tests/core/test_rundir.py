@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -60,7 +61,7 @@ def test_complete_only_with_done_weights_and_model_json(tmp_path: Path) -> None:
     run = RunDir.of(tmp_path)
     assert not run.is_complete() and run.done_info() == {}
     run.weights.write_bytes(b"w")
-    write_model_json(run, {"model": "resnet18"})
+    write_model_json(run, {"model": "resnet18", "labels": ["a", "b"]})
     assert not run.is_complete()  # done.json is written last: without it the run is unfinished
     run.done.write_text('{"fingerprint": "f00"}')
     assert run.is_complete() and run.done_info() == {"fingerprint": "f00"}
@@ -71,7 +72,8 @@ def test_complete_only_with_done_weights_and_model_json(tmp_path: Path) -> None:
 def test_model_json_carries_its_format(tmp_path: Path) -> None:
     run = RunDir.of(tmp_path)
     write_model_json(run, {"model": "resnet18", "labels": ["a", "b"]})
-    assert run.info() == {"format": MODEL_FORMAT, "model": "resnet18", "labels": ["a", "b"]}
+    assert run.info().to_json() == {"format": MODEL_FORMAT, "model": "resnet18", "labels": ["a", "b"]}
+    assert json.loads(run.model_json.read_text()) == run.info().to_json()  # written as read
 
 
 def test_metrics_corpora_lists_the_metrics_files(tmp_path: Path) -> None:

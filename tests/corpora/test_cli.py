@@ -117,3 +117,6 @@ def test_list_names_every_corpus() -> None:
     result = runner.invoke(app, ["corpus", "list"])
     assert result.exit_code == 0
     assert [line.split()[0] for line in result.stdout.splitlines()] == list(BUILDERS)
+    # the descriptions start in one column, whatever the names' lengths (msp-podcast was misaligned)
+    starts = {len(line) - len(line.split(maxsplit=1)[1]) for line in result.stdout.splitlines()}
+    assert len(starts) == 1, result.stdout

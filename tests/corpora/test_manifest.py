@@ -63,6 +63,7 @@ def test_relative_paths_are_read_relative_to_the_manifest(tmp_path: Path) -> Non
         ("id,path\nx/a,/a.wav\n", "missing columns corpus, speaker, gender, emotion, native_label"),
         (",".join(UTTERANCE_FIELDS) + "\nx/a,/a.wav,x,x/1,,,A,,,,,,\n", ":2: empty emotion"),
         (",".join(UTTERANCE_FIELDS) + "\nx/a,/a.wav,x,x/1,,angry,A,,,old,,,\n", ":2: age must be a number"),
+        (",".join(UTTERANCE_FIELDS) + ",meta\nx/a,/a.wav,x,x/1,,angry,A,,,,,,,m\n", "meta key 'meta' is an Utterance"),
     ],
 )
 def test_bad_manifests(tmp_path: Path, text: str, message: str) -> None:

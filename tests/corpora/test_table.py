@@ -43,11 +43,7 @@ def test_emoshift_columns_meta_and_relative_paths(tmp_path: Path) -> None:
     )
     result = table.scan(path, name="mine")
     by_id = {u.id: u for u in result.utterances}
-    assert sorted(by_id) == [
-        "mine/audio/a0",
-        "mine/audio/a1",
-        mine_abs := f"mine/{str(tmp_path / 'audio' / 'a2').lstrip('/')}",
-    ]
+    assert sorted(by_id) == ["mine/audio/a0", "mine/audio/a1", mine_abs := "mine/audio/a2"]  # absolute: relative too
     u = by_id["mine/audio/a0"]
     assert (u.path, u.corpus, u.speaker, u.gender, u.age) == (
         str(tmp_path / "audio" / "a0.wav"),
@@ -268,3 +264,79 @@ def test_paths_outside_the_manifests_folder_are_allowed_and_listed(tmp_path: Pat
     inside = home / "m2.csv"
     inside.write_text("path,emotion,speaker\naudio/in.wav,angry,a\n")
     assert not [w for w in table.scan(inside, name="mine").warnings if "outside" in w]
+
+
+def test_ids_of_paths_outside_the_folder_are_relative_to_what_they_share(tmp_path: Path) -> None:
+    """Issue 24: ids glued the corpus name to an absolute path (``my_corpus/home/me/clips/...``)."""
+    for i in range(2):
+        write_wav(tmp_path / "me" / "clips" / f"c{i}.wav", 16_000, seed=i)
+    path = tmp_path / "tables" / "my_corpus.csv"
+    path.parent.mkdir()
+    path.write_text(f"path,emotion,speaker\n{tmp_path}/me/clips/c0.wav,angry,a\n../me/clips/c1.wav,sad,b\n")
+    ids = sorted(u.id for u in table.scan(path, name="my_corpus").utterances)
+    assert ids == ["my_corpus/me/clips/c0", "my_corpus/me/clips/c1"]
+
+
+def test_every_corpus_index_reads_back_as_a_table(corpus_name: str, tmp_path: Path) -> None:
+    """Issue 24: a manifest ``corpus index`` wrote ended in ``meta key 'corpus' is an Utterance field``. The
+    index of every registered corpus is a valid table, read back with the same audio, labels and fields, and
+    its own index reads back the same way again."""
+    from .fakes import BUILDERS
+
+    fake = BUILDERS[corpus_name](tmp_path / corpus_name)
+    scanned = scan_source(corpus_name, fake.root, labels="native")
+    first = write_manifest(tmp_path / "index" / f"{corpus_name}.csv", scanned.utterances)
+    again = table.scan(first, "native", name="mine")
+    assert not again.skipped
+    fields = ("path", "gender", "emotion", "native_label", "intensity", "sentence", "age", "race", "ethnicity",
+              "fold", "language", "start", "end", "arousal", "valence", "dominance", "agreement", "meta")
+    before = {u.id: u for u in scanned.utterances}
+    after = {u.id.removeprefix("mine/"): u for u in again.utterances}
+    assert set(after) == set(before)
+    for uid, u in before.items():
+        assert [getattr(after[uid], f) for f in fields] == [getattr(u, f) for f in fields], uid
+        assert after[uid].speaker == f"mine/{u.speaker}"
+        assert after[uid].duration_s == pytest.approx(u.duration_s, abs=1e-3)
+    second = write_manifest(tmp_path / "index" / "mine.csv", again.utterances)  # the index of the index
+    assert [u.path for u in table.scan(second, "native", name="twice").utterances] == [
+        u.path for u in again.utterances
+    ]
+    command = ["corpus", "index", "manifest", str(first), "--labels", "native", "-o", str(tmp_path / "cli.csv")]
+    result = runner.invoke(app, command)
+    assert result.exit_code == 2 and "--name NAME" in result.stderr, result.output  # named after its corpus
+    result = runner.invoke(app, [*command, "--name", "mine"])
+    assert result.exit_code == 0, result.output
+    assert "Traceback" not in result.output
+
+
+def test_a_column_named_meta_is_one_line(tmp_path: Path) -> None:
+    path = table_tree(tmp_path, "path,emotion,speaker,meta", ["audio/a0.wav,angry,s1,x"])
+    with pytest.raises(table.TableError, match="column named 'meta'"):
+        table.scan(path)
+
+
+@pytest.mark.parametrize(
+    ("header", "rows", "extra", "flag", "config"),
+    [
+        ("file,speaker,emotion", ["audio/a0.wav,s1,ang"], [], "--label-map (e.g. --label-map ang=angry)",
+         "data.label_map (e.g. {ang: angry})"),
+        ("wave,speaker,emotion", ["audio/a0.wav,s1,angry"], [], "--column path=<column>",
+         "data.manifest.columns: {path: <column>}"),
+        ("path,emotion", ["audio/a0.wav,angry"], [], "--column speaker=<column>, or pass --allow-leak",
+         "data.manifest.columns: {speaker: <column>}, or set data.split.allow_leak: true"),
+        ("path,emotion,speaker", ["audio/a0.wav,angry,s1"], ["--column", "gender=sex"], "--column maps gender",
+         "data.manifest.columns maps gender"),
+    ],
+)
+def test_errors_name_the_options_as_the_user_gave_them(
+    tmp_path: Path, header: str, rows: list[str], extra: list[str], flag: str, config: str
+) -> None:
+    """Issue 24: ``corpus index`` users typed --label-map / --column and were told data.label_map."""
+    path = table_tree(tmp_path, header, rows)
+    result = runner.invoke(app, ["corpus", "index", "manifest", str(path), *extra, "-o", str(tmp_path / "o.csv")])
+    assert result.exit_code == 2 and flag in result.stderr, result.stderr
+    assert "data." not in result.stderr
+    columns = dict(p.split("=") for p in extra[1::2])
+    with pytest.raises(table.TableError) as err:
+        table.scan(path, columns=columns)
+    assert config in str(err.value)

@@ -32,7 +32,7 @@ FEATURES = textwrap.dedent(
     import sys, time
     import emoshift.features.cache as c
     from emoshift.corpora import scan
-    from emoshift.features.logmel import FeatureConfig
+    from emoshift.config.features import FeatureConfig
     fast = c.log_mel_many
     def slow(*a, **k):  # a slow disk: room to kill mid-build
         time.sleep(0.1)
@@ -152,8 +152,8 @@ def any_file(
 
 
 def _features(cache: Path) -> dict[str, np.ndarray]:
+    from emoshift.config.features import FeatureConfig
     from emoshift.features.cache import FeatureCache
-    from emoshift.features.logmel import FeatureConfig
 
     store = FeatureCache(cache).open("ravdess", FeatureConfig(n_mels=32))
     return {i: store.get(i) for i in store.ids}

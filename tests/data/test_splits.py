@@ -8,11 +8,11 @@ import dataclasses
 import pytest
 from pydantic import ValidationError
 
+from emoshift.config.split import SplitConfig
 from emoshift.corpora import Utterance
 from emoshift.data.splits import (
     SpeakerLeakError,
     Split,
-    SplitConfig,
     check_disjoint,
     explicit_split,
     kfold_speaker_splits,

@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.once import built_once
+
 
 @pytest.fixture(scope="session")
 def exported(cnn_run: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
@@ -15,10 +17,12 @@ def exported(cnn_run: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[P
 
     from emoshift.deploy.export import export_runs
 
-    run = tmp_path_factory.mktemp("deploy-exported") / "run"
-    shutil.copytree(cnn_run, run)
-    report = export_runs([run], max_files=12)
-    return run, report
+    def build(tmp: Path) -> tuple[Path, dict]:
+        shutil.copytree(cnn_run, tmp / "run")
+        return tmp / "run", export_runs([tmp / "run"], max_files=12)
+
+    run, report = built_once(tmp_path_factory, "deploy-exported", build)
+    return Path(run), report
 
 
 @pytest.fixture(scope="session")
@@ -30,13 +34,15 @@ def dim_exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, 
     from emoshift.training.train import train
     from tests.corpora.fakes_rated import make_rated, rated_overrides
 
-    tmp = tmp_path_factory.mktemp("deploy-dim")
-    table = make_rated(tmp / "corpus", speakers=6, per_speaker=6, seconds=1.6)
-    cfg = load_config(overrides=[*rated_overrides(table, tmp / "cache"), "data.targets=[arousal, valence]",
-                                 "training.epochs=2"])
-    run = train(cfg, tmp / "run", progress=False)
-    report = export_runs([run], max_files=4)
-    return run, report, table
+    def build(tmp: Path) -> tuple[Path, dict, Path]:
+        table = make_rated(tmp / "corpus", speakers=6, per_speaker=6, seconds=1.6)
+        cfg = load_config(overrides=[*rated_overrides(table, tmp / "cache"), "data.targets=[arousal, valence]",
+                                     "training.epochs=2"])
+        run = train(cfg, tmp / "run", progress=False)
+        return run, export_runs([run], max_files=4), table
+
+    run, report, table = built_once(tmp_path_factory, "deploy-dim", build)
+    return Path(run), report, Path(table)
 
 
 class ToneBackend:
@@ -51,7 +57,7 @@ class ToneBackend:
                               trim_silence=False, trim_top_db=40.0)
         self.calls = 0
 
-    def probabilities(self, waves: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    def values(self, waves: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
         self.calls += 1
         spec = np.abs(np.fft.rfft(waves, axis=1))  # (B, F)
         freqs = np.fft.rfftfreq(waves.shape[1], 1 / 16_000)

@@ -60,7 +60,7 @@ def test_values_are_the_models_raw_outputs(dim_exported: tuple[Path, dict, Path]
     wave, _ = sf.read(_takes(table)[1], dtype="float32")
     window = wave[: int(info["features"]["crop_s"] * 16_000)]
     direct = predict_waveform(model, info, window, 16_000)  # {target: value}
-    served = open_backend(run, "torch").probabilities(window[None])[0]  # (T,)
+    served = open_backend(run, "torch").values(window[None])[0]  # (T,)
     assert list(direct) == TRAINED
     assert served == pytest.approx([direct[t] for t in TRAINED], abs=2e-3)
     assert not np.allclose(served.sum(), 1.0, atol=1e-3) or served.min() < 0  # values, not a softmax
@@ -81,7 +81,7 @@ def test_onnx_export_outputs_values_and_matches_torch(dim_exported: tuple[Path, 
     assert (meta.task, meta.targets, meta.target_range, meta.output) == ("dimensional", tuple(TRAINED), (0.0, 1.0),
                                                                        "values")
     waves = np.stack([sf.read(p, dtype="float32")[0][:12_000] for p in _takes(table)])  # (3, S)
-    torch_v, onnx_v = open_backend(run, "torch").probabilities(waves), open_backend(run, "onnx").probabilities(waves)
+    torch_v, onnx_v = open_backend(run, "torch").values(waves), open_backend(run, "onnx").values(waves)
     assert torch_v.shape == onnx_v.shape == (3, 2)
     assert float(np.abs(torch_v - onnx_v).max()) < 1e-4
 
@@ -129,7 +129,7 @@ class _LevelBackend:
                               trim_top_db=40.0, task="dimensional", targets=("arousal", "valence"),
                               target_range=(0.0, 1.0))
 
-    def probabilities(self, waves: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    def values(self, waves: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
         return np.stack([np.sqrt((waves**2).mean(axis=1)), np.abs(waves).max(axis=1)], axis=1)
 
 
@@ -164,7 +164,7 @@ def test_an_acoustic_ridge_run_predicts_through_its_family(dim_exported: tuple[P
     wave, _ = sf.read(take, dtype="float32")
     window = wave[:16_000]  # the model's 1-s window
     model, info = load_model(run, device="cpu")
-    got = predictor.backend.probabilities(window[None])[0]
+    got = predictor.backend.values(window[None])[0]
     want = predict_waveform(model, info, window, 16_000)
     assert got == pytest.approx([want["valence"], want["arousal"]], abs=1e-9)
     p = predictor.predict_file(take)
@@ -176,6 +176,62 @@ def test_export_cli_quantised_reports_ccc(dim_exported: tuple[Path, dict, Path],
     out = tmp_path / "model.int8.onnx"
     result = CliRunner().invoke(app, ["export", str(run), "-o", str(out), "--quantize", "int8", "--max-files", "2"])
     assert result.exit_code == 0, result.output
-    assert "int8: mean CCC" in result.output and out.is_file()
     q = json.loads((tmp_path / "model.int8.onnx.json").read_text())["quantize"]
     assert {"ccc_float", "ccc_int8", "ccc_change", "max_abs_diff_vs_float"} <= set(q) and "label_agreement" not in q
+    text = " ".join(result.output.split())
+    assert f"max |v_int8 - v_torch| = {q['parity']['max_abs_diff']:.2e}" in text and out.is_file()
+    assert "mean CCC: torch" in text and "int8" in text and "p_onnx" not in text
+
+
+def test_export_prints_values_parity_and_ccc(dim_exported: tuple[Path, dict, Path]) -> None:
+    """A dimensional export says |v_onnx - v_torch| (values, not probabilities) and prints both graphs' CCC."""
+    from emoshift.cli.export import summary_lines
+
+    _, report, _ = dim_exported
+    text = "\n".join(summary_lines(report))
+    assert f"max |v_onnx - v_torch| = {report['parity']['max_abs_diff']:.2e}" in text and "p_onnx" not in text
+    ccc = [x for x in (report["ccc_torch"], report["ccc_onnx"])]
+    assert "mean CCC: torch " + ("n/a" if ccc[0] is None else f"{ccc[0]:.4f}") in text
+
+
+def test_dimensional_card_is_not_a_classifier(dim_exported: tuple[Path, dict, Path]) -> None:
+    run = dim_exported[0]
+    card = (run / "README.md").read_text()
+    front = card.split("---")[1]
+    assert "pipeline_tag" not in front and "audio-classification" not in front and "dimensional-emotion" in front
+    assert "Label policy" not in card and "Targets: arousal, valence" in card and "not clipped" in card
+
+
+def _drawn(monkeypatch: pytest.MonkeyPatch, segments: list, labels: list[str], tmp_path: Path, **kw: object) -> object:
+    import matplotlib.pyplot as plt
+
+    kept: list = []
+    monkeypatch.setattr(plt, "close", kept.append)  # keep the figure to look at it
+    plot_timeline(segments, labels, tmp_path / "t.png", **kw)
+    return kept[0].axes[0]
+
+
+def test_timeline_shows_values_outside_the_range(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from emoshift.deploy.segments import Segment
+
+    segs = [Segment(0.0, 1.0, None, {}, {"arousal": 0.5, "valence": -0.173}),
+            Segment(1.0, 2.0, None, {}, {"arousal": 0.6, "valence": 0.2})]
+    ax = _drawn(monkeypatch, segs, ["arousal", "valence"], tmp_path, value_range=(0.0, 1.0))
+    bottom, top = ax.get_ylim()
+    assert bottom < -0.173 and top == 1.0  # the axis widens to the data; the range is drawn as dashed bounds
+    assert sorted(round(line.get_ydata()[0], 3) for line in ax.lines if line.get_linestyle() == "--") == [0.0, 1.0]
+
+
+def test_one_segment_timeline_has_a_colour_per_label(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from matplotlib.colors import to_hex
+
+    from emoshift.deploy.segments import Segment
+
+    labels = ["angry", "happy", "sad"]
+    seg = Segment(0.0, 1.0, "happy", {"angry": 0.2, "happy": 0.5, "sad": 0.3})
+    ax = _drawn(monkeypatch, [seg], labels, tmp_path)
+    colours = [to_hex(c.get_colors()[0]) for c in ax.collections]
+    assert len(colours) == 3 and len(set(colours)) == 3
+    legend = ax.get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == labels
+    assert len({to_hex(h.get_color()) for h in legend.legend_handles}) == 3

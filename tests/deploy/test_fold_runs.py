@@ -60,6 +60,38 @@ def test_fold_ensemble_exports_every_fold(fold_runs: dict[str, Path], synth_tiny
         assert onnx.probabilities[label] == pytest.approx(torch_.probabilities[label], abs=1e-4)
 
 
+def test_fold_ensemble_top_level_card_log_and_curves(fold_runs: dict[str, Path]) -> None:
+    """The pooled run's top level (what predict, export and serve use) has its card, log.csv and curves, and
+    says what each fold model trained on; each fold's card names it by its place."""
+    import csv
+
+    from fastapi.testclient import TestClient
+
+    from emoshift.deploy.backend import open_backend
+    from emoshift.deploy.serve.app import ServeSettings, create_app
+
+    run = fold_runs["cnn"]
+    card = (run / "README.md").read_text()
+    assert f"# {run.name}: speech emotion recognition" in card and f"emoshift predict {run.name} speech.wav" in card
+    assert "An ensemble of 2 fold models (k-fold speaker cross-validation; mean probability)" in card
+    assert "| corpus | fold model | train | val | test |" in card
+    for i in range(2):
+        split = list(csv.DictReader((run / "folds" / str(i) / "splits" / "ravdess.csv").read_text().splitlines()))
+        n = {part: sum(1 for r in split if r["split"] == part) for part in ("train", "val", "test")}
+        assert f"| ravdess | folds/{i} | {n['train']} | {n['val']} | {n['test']} |" in card
+        fold_card = (run / "folds" / str(i) / "README.md").read_text()
+        assert f"# {run.name}/folds/{i}: speech emotion recognition" in fold_card
+        assert f"emoshift predict {run.name}/folds/{i} speech.wav" in fold_card
+    log = list(csv.DictReader((run / "log.csv").read_text().splitlines()))
+    assert {r["fold"] for r in log} == {"0", "1"} and (run / "plots" / "curves.png").is_file()
+    m = TestClient(create_app(run, open_backend(run, "torch"), ServeSettings())).get("/v1/model").json()
+    assert [d["member"] for d in m["training_data"]] == ["folds/0", "folds/1"]
+    assert all(d["utterances"]["train"] > 0 and d["speakers"]["train"] > 0 for d in m["training_data"])
+    assert m["ensemble"]["members"] == 2 and m["ensemble"]["method"] == "kfold"
+    assert m["ensemble"]["tested_out_of_fold"]["ravdess"]["speakers"] == 8  # every actor tested once
+    assert "each fold model trained on its fold's train and val speakers" in m["protocol"]["split"]
+
+
 def test_acoustic_family_predicts_and_refuses_export(fold_runs: dict[str, Path], synth_tiny: Path) -> None:
     run = fold_runs["egemaps"]
     res = CliRunner().invoke(app, ["predict", str(run), str(_clip(synth_tiny)), "--format", "json"])

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 
+from emoshift.config.features import FeatureConfig
 from emoshift.core.audio import crop_or_pad
 from emoshift.deploy.graph import DftLogMel, ExportUnsupportedError, ServingModel, check_exportable
-from emoshift.features.logmel import FeatureConfig, log_mel
+from emoshift.features.logmel import log_mel
 
 
 @pytest.mark.parametrize("cfg", [FeatureConfig(n_mels=32), FeatureConfig(n_mels=64, win_ms=30, top_db=None)])

@@ -92,6 +92,30 @@ def test_too_large_is_refused_while_streaming(served: tuple[TestClient, bytes, P
     assert by_header.status_code == 413
 
 
+def test_multipart_part_typed_as_text_is_refused(served: tuple[TestClient, bytes, Path]) -> None:
+    client, take, _ = served
+    r = client.post("/v1/predict", files={"file": ("a.txt", take, "text/plain")})
+    assert r.status_code == 415 and "text/plain" in r.json()["error"] and "audio" in r.json()["error"]
+    for ctype in ("audio/x-wav", "application/octet-stream"):  # what browsers and curl send for audio
+        assert client.post("/v1/predict", files={"file": ("a.wav", take, ctype)}).status_code == 200
+
+
+def test_every_request_is_logged_in_one_line(served: tuple[TestClient, bytes, Path],
+                                             caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    client, take, _ = served
+    with caplog.at_level(logging.INFO, logger="emoshift.serve"):
+        ok = client.post("/v1/predict", content=take, headers={"content-type": "audio/wav"}).json()
+        client.post("/v1/predict", content=b"x", headers={"content-type": "text/plain"})
+        client.get("/healthz")
+    lines = [r.getMessage() for r in caplog.records if r.name == "emoshift.serve"]
+    assert len(lines) == 3
+    assert "POST /v1/predict 200" in lines[0] and f"-> {ok['label']}" in lines[0] and " ms " in lines[0]
+    assert "POST /v1/predict 415" in lines[1] and "unsupported content type" in lines[1]
+    assert "GET /healthz 200" in lines[2]
+
+
 def test_multipart_without_file_field_and_bad_query(served: tuple[TestClient, bytes, Path]) -> None:
     client, take, _ = served
     r = client.post("/v1/predict", files={"audio": ("a.wav", take, "audio/wav")})

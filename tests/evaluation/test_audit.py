@@ -236,7 +236,7 @@ def _write_predictions(path, clips, seed=0):
 
 def _fake_run(run, clips, *, predictions=True):
     run.mkdir(parents=True)
-    (run / "model.json").write_text(json.dumps({"labels": LABELS, "label_policy": "six"}))
+    (run / "model.json").write_text(json.dumps({"model": "resnet18", "labels": LABELS, "label_policy": "six"}))
     if predictions:
         _write_predictions(run / "predictions" / "crema-d.csv", clips)
 

@@ -15,7 +15,7 @@ from emoshift.cli import app
 from emoshift.corpora import scan_source
 from emoshift.evaluation import audit_dimensional as ad
 from emoshift.evaluation.audit import AuditError, audit_run, verdict
-from emoshift.evaluation.metrics import PredictionsError, _encode_groups
+from emoshift.evaluation.metrics import PredictionsError, encode_groups
 from emoshift.evaluation.regression import ccc, evaluate_regression
 
 TARGETS = ["arousal", "valence", "dominance"]
@@ -48,7 +48,7 @@ def test_permutation_test_equals_a_plain_loop() -> None:
     got = ad.permutation_test_ccc(rows, TARGETS, groups, n_permutations=60, seed=5)
 
     names = sorted({r["speaker"] for r in rows})
-    group_idx, group_names = _encode_groups([groups[s] for s in names])
+    group_idx, group_names = encode_groups([groups[s] for s in names])
 
     def gaps(assign: np.ndarray) -> list[float]:
         per = {}
@@ -158,7 +158,7 @@ def manifest_run(synth_more: Path, tmp_path: Path) -> tuple[Path, Path]:
     run = tmp_path / "run"
     (run / "predictions").mkdir(parents=True)
     _write_csv(run / "predictions" / "mine.csv", rows, TARGETS)
-    info = {"task": "dimensional", "targets": TARGETS, "target_range": [0.0, 1.0], "labels": [], "label_policy": "six"}
+    info = {"model": "resnet18", "task": "dimensional", "targets": TARGETS, "target_range": [0.0, 1.0], "labels": [], "label_policy": "six"}
     (run / "model.json").write_text(json.dumps(info))
     return run, table
 

@@ -75,7 +75,7 @@ def test_different_utterance_sets_or_truths_are_refused():
 
 def _write_run(run, rows, *, leaky=None):
     (run / "predictions").mkdir(parents=True)
-    (run / "model.json").write_text(json.dumps({"labels": LABELS, "label_policy": "four"}))
+    (run / "model.json").write_text(json.dumps({"model": "resnet18", "labels": LABELS, "label_policy": "four"}))
     with open(run / "predictions" / "crema-d.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["id", "path", "corpus", "speaker", "gender", "true", "pred"] + [f"p_{x}" for x in LABELS])

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from emoshift.cli import app
 from emoshift.evaluation.compare import CompareError, compare_dimensional, compare_runs
-from emoshift.evaluation.metrics import _encode_groups, _speaker_draws
+from emoshift.evaluation.metrics import encode_groups, speaker_draws
 from emoshift.evaluation.regression import ccc
 
 TARGETS = ["arousal", "valence", "dominance"]
@@ -44,9 +44,9 @@ def test_a_better_run_is_found_and_the_mean_interval_equals_a_plain_loop() -> No
     assert result["ccc_diff_ci95"][0] > 0.1
 
     # the interval of the mean difference, by drawing speakers in a loop (same draws)
-    g, names = _encode_groups([r["speaker"] for r in sorted(a, key=lambda r: r["id"])])
+    g, names = encode_groups([r["speaker"] for r in sorted(a, key=lambda r: r["id"])])
     rows_a, rows_b = sorted(a, key=lambda r: r["id"]), sorted(b, key=lambda r: r["id"])
-    weights = _speaker_draws(len(names), 200, np.random.default_rng(3))
+    weights = speaker_draws(len(names), 200, np.random.default_rng(3))
     diffs = []
     for w in weights:
         idx = np.concatenate([np.repeat(np.flatnonzero(g == s), int(w[s])) for s in range(len(names))])
@@ -96,7 +96,7 @@ def _run(tmp_path: Path, name: str, rows: list, info: dict) -> Path:
 
 def test_two_dimensional_runs_compared_from_their_directories(tmp_path: Path) -> None:
     a, b = _pair(5, 0.05, 0.3)
-    info = {"task": "dimensional", "targets": TARGETS, "target_range": [0, 1], "labels": []}
+    info = {"model": "resnet18", "task": "dimensional", "targets": TARGETS, "target_range": [0, 1], "labels": []}
     run_a, run_b = _run(tmp_path, "good", a, info), _run(tmp_path, "noisy", b, info)
     path, result = compare_runs(run_a, run_b, "iemocap", "/nowhere", n_resamples=100)
     assert path == run_a / "compare" / "noisy_iemocap.json"
@@ -106,6 +106,6 @@ def test_two_dimensional_runs_compared_from_their_directories(tmp_path: Path) ->
     out = CliRunner().invoke(app, ["compare", str(run_a), str(run_b), "--on", "iemocap=/nowhere", "--resamples", "50"])
     assert out.exit_code == 0, out.output
     assert "mean CCC" in out.output
-    categorical = _run(tmp_path, "classes", a, {"labels": ["angry", "sad"]})
+    categorical = _run(tmp_path, "classes", a, {"model": "resnet18", "labels": ["angry", "sad"]})
     with pytest.raises(CompareError, match="good is dimensional and classes is categorical"):
         compare_runs(run_a, categorical, "iemocap", "/nowhere")

@@ -22,12 +22,14 @@ from emoshift.evaluation.metrics import (
     ci_reason,
     classification_metrics,
     evaluate_predictions,
+    group_gap,
     mcnemar_exact,
     paired_bootstrap_diff,
     permutation_p_floor,
     permutation_test_groups,
     prediction_labels,
     read_predictions,
+    with_ci,
 )
 
 LABELS = ["angry", "disgust", "fearful", "happy", "neutral", "sad"]
@@ -268,6 +270,29 @@ def test_read_predictions_and_labels(tmp_path):
     (tmp_path / "dup.csv").write_text("id,speaker,true,pred\nc/1,s,angry,sad\nc/1,s,angry,sad\n")
     with pytest.raises(PredictionsError, match="dup.csv:3: duplicate id"):
         read_predictions(tmp_path / "dup.csv")
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "text"),
+    [
+        ((0.5123, [0.4011, 0.6204], 12), {}, "0.512 [0.401, 0.620]"),
+        ((0.5123, None, 2), {}, "0.512 n/a (2 speakers)"),
+        ((0.5123, None, 1), {}, "0.512 n/a (1 speaker)"),
+        ((0.5123, [0.5123, 0.5123], 3), {}, "0.512 n/a (3 speakers)"),  # never a zero-width interval
+        ((0.5123, [0.4, None], None), {}, "0.512 n/a"),
+        ((0.5123, None, None), {}, "0.512 n/a"),
+        ((None, [0.4, 0.6], 9), {}, "–"),
+        ((0.417, None, 2), {"number": lambda v: f"{100 * v:.1f}"}, "41.7 n/a (2 speakers)"),
+        ((0.417, [0.352, 0.48], 9), {"number": lambda v: f"{100 * v:.1f}"}, "41.7 [35.2, 48.0]"),
+    ],
+)
+def test_one_formatter_for_a_score_and_its_interval(args: tuple, kwargs: dict, text: str) -> None:  # type: ignore[type-arg]
+    assert with_ci(*args, **kwargs) == text
+
+
+def test_group_gap_needs_two_groups_with_a_value() -> None:
+    values = np.array([[0.2, 0.5, np.nan], [np.nan, 0.4, np.nan], [np.nan, np.nan, np.nan], [0.1, 0.9, 0.3]])
+    np.testing.assert_allclose(group_gap(values), [0.3, np.nan, np.nan, 0.8])
 
 
 # --------------------------------------------------------------------------------------------------------

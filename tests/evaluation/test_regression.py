@@ -7,7 +7,7 @@ import pytest
 from scipy.stats import pearsonr
 from sklearn.metrics import mean_absolute_error
 
-from emoshift.evaluation.metrics import PredictionsError, _speaker_draws
+from emoshift.evaluation.metrics import PredictionsError, speaker_draws
 from emoshift.evaluation.regression import (
     ccc,
     evaluate_regression,
@@ -56,7 +56,7 @@ def test_bootstrap_interval_equals_a_plain_loop_over_the_same_draws() -> None:
     ci = regression_bootstrap_ci(t, p, speakers, n_resamples=200, seed=3)
     names = sorted(set(speakers))
     idx = np.array([names.index(s) for s in speakers])
-    draws = _speaker_draws(len(names), 200, np.random.default_rng(3))
+    draws = speaker_draws(len(names), 200, np.random.default_rng(3))
     values = {"ccc": [], "pearson": [], "mae": []}
     for w in draws:
         rows = np.concatenate([np.tile(np.flatnonzero(idx == s), int(c)) for s, c in enumerate(w)])

@@ -16,10 +16,11 @@ from typer.testing import CliRunner
 
 import emoshift.features.cache as cache_mod
 from emoshift.cli import app
+from emoshift.config.features import FeatureConfig
 from emoshift.core import audio
 from emoshift.corpora.base import Utterance
 from emoshift.features.cache import CHUNK, FeatureCache, FeatureStore
-from emoshift.features.logmel import FeatureConfig, log_mel
+from emoshift.features.logmel import log_mel
 from tests.corpora.fakes import LFS_POINTER, make_ravdess, write_garbage, write_silent
 
 CFG = FeatureConfig(n_mels=32)  # small and fast; the cache does not care about the size

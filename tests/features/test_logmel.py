@@ -12,16 +12,9 @@ import scipy.signal
 import torch
 from pydantic import ValidationError
 
+from emoshift.config.features import FeatureConfig, config_from_overrides
 from emoshift.core import audio
-from emoshift.features.logmel import (
-    FeatureConfig,
-    LogMel,
-    config_from_overrides,
-    log_mel,
-    log_mel_batch,
-    log_mel_many,
-    mel_filterbank,
-)
+from emoshift.features.logmel import LogMel, log_mel, log_mel_batch, log_mel_many, mel_filterbank
 
 TOL_DB = 1e-3
 

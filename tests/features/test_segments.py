@@ -8,10 +8,11 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from emoshift.config.features import FeatureConfig
 from emoshift.core.audio import load
 from emoshift.corpora.base import Utterance
 from emoshift.features.cache import FeatureCache
-from emoshift.features.logmel import FeatureConfig, log_mel
+from emoshift.features.logmel import log_mel
 
 SR = 16_000
 

@@ -10,6 +10,7 @@ import pytest
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.metrics import balanced_accuracy_score
 
+from emoshift.models import CONFIG_CHECKS, family_of
 from emoshift.models.acoustic import AcousticBaseline, AcousticError, HeadConfig
 
 LABELS = ["angry", "happy", "neutral", "sad"]
@@ -124,8 +125,9 @@ def test_registered_models_build_their_heads_and_features():
     assert built.baseline.config.head == "svm" and built.baseline.config.normalise == "speaker"
     assert get_model("compare", num_labels=3, head="logreg").baseline.config.head == "logreg"
     cfg = load_config(overrides=["model.name=egemaps", "model.head=logreg"])
-    assert cfg.model.family.name == "acoustic" and cfg.model.builder_kwargs() == {"head": "logreg", "speaker_norm": False}
+    family = family_of(cfg.model.name, cfg.model.mode)
+    assert family.name == "acoustic" and family.builder_kwargs(cfg.model) == {"head": "logreg", "speaker_norm": False}
     with pytest.raises(Exception, match="model.head"):
         load_config(overrides=["model.name=egemaps", "model.head=mlp"])
     with pytest.raises(Exception, match="teacher"):
-        load_config(overrides=["model.name=egemaps", "training.distill.teacher=/nowhere"])
+        load_config(overrides=["model.name=egemaps", "training.distill.teacher=/nowhere"], checks=CONFIG_CHECKS)

@@ -6,6 +6,7 @@ the same outputs (the raw values, no softmax) through inference and ``predict_wa
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -15,12 +16,14 @@ import soundfile as sf
 import torch
 
 from emoshift.config import ExperimentConfig, load_config
-from emoshift.core.rundir import RunDir, RunError, write_model_json
+from emoshift.core.rundir import RunDir
+from emoshift.core.task import DIMENSIONAL, RunError, write_model_json
 from emoshift.corpora import Scan
 from emoshift.data.datasets import EmotionDataModule, Item
-from emoshift.evaluation.inference import logits_for_utterances, predict_waveform
+from emoshift.evaluation.inference import predict_waveform, raw_outputs
 from emoshift.evaluation.regression import ccc
-from emoshift.models.families import Family, FitData, NeuralFamily, family_for_info, list_families
+from emoshift.models import family_of
+from emoshift.models.families import Family, FitData, NeuralFamily, list_families
 from emoshift.models.module import batch_ccc, ccc_loss, regression_loss
 from emoshift.models.weights import load_model
 from tests.models.test_families import TINY, _corpus
@@ -39,7 +42,7 @@ def _info(cfg: ExperimentConfig, family: Family, model: Any) -> dict[str, Any]:
     return {
         **family.architecture_info(cfg, model),
         "input_kind": family.input_kind,
-        "task": "dimensional",
+        "task": DIMENSIONAL.name,
         "targets": TARGETS,
         "target_range": [0.0, 1.0],
         "labels": [],
@@ -72,7 +75,7 @@ def _step(cfg: ExperimentConfig, family: NeuralFamily, model: torch.nn.Module, i
 @pytest.mark.parametrize("name", list_families())
 def test_regression_head_round_trip(name: str, tmp_path: Path) -> None:
     cfg = _config(name, tmp_path / "cache")
-    family = cfg.model.family
+    family = family_of(cfg.model.name, cfg.model.mode)
     utts = _corpus(tmp_path / "audio")
     rng = np.random.default_rng(0)
     items = [Item(u, 0, 0, tuple(float(v) for v in rng.uniform(0, 1, len(TARGETS)))) for u in utts]
@@ -87,9 +90,9 @@ def test_regression_head_round_trip(name: str, tmp_path: Path) -> None:
     family.save(model, run)
     write_model_json(run, _info(cfg, family, model))
     loaded, info = load_model(run.path)
-    assert family_for_info(info) is family
-    _, a, skipped = logits_for_utterances(model, info, utts, cache_dir=cfg.data.cache_dir, batch_size=4)
-    _, b, _ = logits_for_utterances(loaded, info, utts, cache_dir=cfg.data.cache_dir, batch_size=4)
+    assert family_of(info.model, info.mode) is family
+    _, a, skipped = raw_outputs(model, info, utts, cache_dir=cfg.data.cache_dir, batch_size=4)
+    _, b, _ = raw_outputs(loaded, info, utts, cache_dir=cfg.data.cache_dir, batch_size=4)
     assert not skipped and a.shape == (len(utts), len(TARGETS))
     np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)
     assert np.ptp(a, axis=0).min() > 0  # real outputs per utterance, not a constant (or a softmax row)
@@ -119,10 +122,13 @@ def test_acoustic_ridge_equals_scikit_learn(tmp_path: Path) -> None:
 
 def test_dimensional_model_json_is_checked(tmp_path: Path) -> None:
     cfg = _config("cnn", tmp_path / "cache")
-    model = cfg.model.family.build(cfg, num_labels=2)
+    model = family_of(cfg.model.name, cfg.model.mode).build(cfg, num_labels=2)
     run = RunDir.of(tmp_path / "run")
-    cfg.model.family.save(model, run)
-    write_model_json(run, {**_info(cfg, cfg.model.family, model), "targets": ["arousal", "loudness"]})
+    family_of(cfg.model.name, cfg.model.mode).save(model, run)
+    info = {**_info(cfg, family_of(cfg.model.name, cfg.model.mode), model), "targets": ["arousal", "loudness"]}
+    with pytest.raises(RunError, match="'targets' must list"):  # refused when written
+        write_model_json(run, info)
+    run.model_json.write_text(json.dumps({"format": 1, **info}))  # and when read (a hand-edited file)
     with pytest.raises(RunError, match="'targets' must list"):
         load_model(run.path)
 

@@ -18,14 +18,13 @@ from emoshift.core.rundir import RunDir, RunError, write_model_json
 from emoshift.corpora import Scan
 from emoshift.corpora.base import Utterance
 from emoshift.data.datasets import EmotionDataModule, Item
-from emoshift.evaluation.inference import logits_for_utterances, predict_waveform
+from emoshift.evaluation.inference import predict_waveform, raw_outputs
 from emoshift.models import ModelSpec, family_of, get_spec, list_models, register_model
 from emoshift.models.families import (
     CNNFamily,
     Family,
     FitData,
     NeuralFamily,
-    family_for_info,
     get_family,
     list_families,
     register_family,
@@ -58,11 +57,13 @@ def test_every_model_has_a_family_for_each_mode() -> None:
 
 def test_config_asks_the_family() -> None:
     cfg = load_config(overrides=TINY["ssl-frozen"])
-    assert cfg.model.family is get_family("ssl-frozen")
-    assert cfg.model.input_kind == "waveform"
-    assert cfg.model.builder_kwargs()["mode"] == "frozen"
-    assert "pretrained" not in cfg.model.builder_kwargs()  # hubert keeps its own default checkpoint
-    assert load_config(overrides=TINY["cnn"]).model.builder_kwargs() == {
+    family = family_of(cfg.model.name, cfg.model.mode)
+    assert family is get_family("ssl-frozen")
+    assert family.input_kind == "waveform"
+    assert family.builder_kwargs(cfg.model)["mode"] == "frozen"
+    assert "pretrained" not in family.builder_kwargs(cfg.model)  # hubert keeps its own default checkpoint
+    cnn = load_config(overrides=TINY["cnn"]).model
+    assert family_of(cnn.name, cnn.mode).builder_kwargs(cnn) == {
         "pretrained": None,
         "dropout": 0.2,
         "width_mult": 0.125,
@@ -164,7 +165,7 @@ def _one_step(cfg: ExperimentConfig, family: NeuralFamily, model: torch.nn.Modul
 @pytest.mark.parametrize("name", list_families())
 def test_round_trip(name: str, tmp_path: Path) -> None:
     cfg = _config(name, tmp_path / "cache")
-    family = cfg.model.family
+    family = family_of(cfg.model.name, cfg.model.mode)
     assert family.name == name
     utts = _corpus(tmp_path / "audio")
     items = [Item(u, LABELS.index(u.emotion), 0) for u in utts]
@@ -181,9 +182,9 @@ def test_round_trip(name: str, tmp_path: Path) -> None:
     family.save(model, run)
     write_model_json(run, _info(cfg, family, model))
     loaded, info = load_model(run.path)
-    assert family_for_info(info) is family
-    kept_a, a, skipped = logits_for_utterances(model, info, utts, cache_dir=cfg.data.cache_dir, batch_size=4)
-    kept_b, b, _ = logits_for_utterances(loaded, info, utts, cache_dir=cfg.data.cache_dir, batch_size=4)
+    assert family_of(info.model, info.mode) is family
+    kept_a, a, skipped = raw_outputs(model, info, utts, cache_dir=cfg.data.cache_dir, batch_size=4)
+    kept_b, b, _ = raw_outputs(loaded, info, utts, cache_dir=cfg.data.cache_dir, batch_size=4)
     assert not skipped and [u.id for u in kept_a] == [u.id for u in kept_b] == [u.id for u in utts]
     assert a.shape == (len(utts), len(LABELS))
     np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)
@@ -263,10 +264,10 @@ def test_a_run_written_before_the_families_loads_and_predicts(kind: str, tmp_pat
     (run / "model.json").write_text(json.dumps(info, indent=2))
     save_weights(model, run / "model.safetensors")
     loaded, got = load_model(run)
-    assert got == json.loads(json.dumps(info))  # read as written, nothing added or dropped
+    assert got.to_json() == json.loads(json.dumps(info))  # read as written, nothing added or dropped
     model.eval()
     wave = 0.1 * np.sin(np.arange(SR) / 7.0).astype(np.float32)
-    pa, pb = predict_waveform(model, info, wave, SR), predict_waveform(loaded, info, wave, SR)
+    pa, pb = predict_waveform(model, got, wave, SR), predict_waveform(loaded, got, wave, SR)
     np.testing.assert_allclose(list(pa.values()), list(pb.values()), rtol=0, atol=1e-6)
 
 

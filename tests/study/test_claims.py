@@ -76,7 +76,7 @@ def _run(run: Path, preds: dict[str, list[dict[str, str]]], *, preset: str | Non
         )
     model = {"name": "hubert", "preset": preset} if preset else {"name": "resnet18"}
     atomic_write_text(run / "config.yaml", yaml.safe_dump({"model": model}))
-    atomic_write_json(run / "model.json", {"labels": LABELS})
+    atomic_write_json(run / "model.json", {"model": "resnet18", "labels": LABELS})
     atomic_write_json(
         run / "done.json", {"fingerprint": "x", "seconds": 1.0, "finished": "2026-01-01T00:00:00+00:00"}
     )

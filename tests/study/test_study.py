@@ -15,7 +15,7 @@ import yaml
 from typer.testing import CliRunner
 
 from emoshift.cli import app
-from emoshift.models import list_models
+from emoshift.models import family_of, list_models
 from emoshift.study import StudyError, fit_stages, load_study, run_dir
 
 REPO = Path(__file__).resolve().parents[2]
@@ -140,9 +140,9 @@ def test_demo_profile_is_small(roots: dict[str, str]) -> None:
         if e.config is None:
             continue
         assert e.config.training.epochs <= 4
-        if e.config.model.input_kind == "spectrogram":
+        if family_of(e.config.model.name, e.config.model.mode).input_kind == "spectrogram":
             assert e.config.model.width_mult <= 0.25 and e.config.features.n_mels == 64
-        elif e.config.model.input_kind == "waveform":
+        elif family_of(e.config.model.name, e.config.model.mode).input_kind == "waveform":
             assert e.config.model.preset == "tiny"
     assert study.experiment("L2c").config.model.width_mult < study.experiment("L2b").config.model.width_mult
 
@@ -275,12 +275,9 @@ def test_cli_errors_exit_2_with_one_line(roots: dict[str, str], tmp_path: Path) 
 
 
 @pytest.fixture(scope="session")
-def tiny_corpus(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    from emoshift.synth import generate
-
-    out = tmp_path_factory.mktemp("synth-study")
-    generate(out, scale="tiny", seed=0)
-    return {"ravdess": str(out / "ravdess"), "crema-d": str(out / "crema-d")}
+def tiny_corpus(synth_tiny: Path) -> dict[str, str]:
+    """The session's tiny synthetic pair (tests/conftest.py), not a second copy of it: the study only reads it."""
+    return {"ravdess": str(synth_tiny / "ravdess"), "crema-d": str(synth_tiny / "crema-d")}
 
 
 def _fast(cache: Path) -> list[str]:

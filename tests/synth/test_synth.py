@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import json
 import re
 from collections import Counter
 from pathlib import Path
@@ -204,8 +205,9 @@ def test_rerun_is_cached_and_an_interrupted_run_resumes(tmp_path: Path) -> None:
     first = synth.generate(out, scale="micro", seed=5, workers=2)
     assert first["cached"] is False and first["written"] == 56
     assert first["files"] == {"ravdess": 32, "crema-d": 24}
-    marker = (out / ".synth.json").read_text()
-    assert '"complete": true' in marker and '"seed": 5' in marker
+    marker = json.loads((out / ".synth.json").read_text())["corpora"]
+    assert set(marker) == {"ravdess", "crema-d"}
+    assert all(r["complete"] and r["seed"] == 5 and r["scale"] == "micro" for r in marker.values())
 
     again = synth.generate(out, scale="micro", seed=5)
     assert again["cached"] is True and again["written"] == 0
@@ -224,25 +226,58 @@ def test_rerun_is_cached_and_an_interrupted_run_resumes(tmp_path: Path) -> None:
     assert resumed["audio_s"] == pytest.approx(first["audio_s"])
 
 
+def _tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
 @pytest.mark.usefixtures("small_scales")
-def test_other_scale_or_seed_replaces_the_old_files(tmp_path: Path) -> None:
+def test_another_scale_or_seed_is_refused_and_deletes_nothing(tmp_path: Path) -> None:
     out = tmp_path / "data"
     synth.generate(out, scale="micro", seed=0, workers=1)
-    old = (out / "ravdess" / "Actor_01" / "03-01-05-02-01-01-01.wav").read_bytes()
-    summary = synth.generate(out, scale="nano", seed=1, workers=1)
-    assert summary["written"] == 16 + 24
-    assert not (out / "ravdess" / "Actor_02").exists()  # the larger plan's actor is gone
-    assert len(list(out.rglob("*.wav"))) == 16 + 24
-    assert (out / "ravdess" / "Actor_01" / "03-01-05-02-01-01-01.wav").read_bytes() != old
+    before = _tree(out)
+    for kwargs in ({"scale": "nano"}, {"seed": 1}, {"scale": "nano", "corpora": ["ravdess"]}):
+        with pytest.raises(SynthError, match=r"ravdess holds the micro corpus for seed 0; .* choose another folder"):
+            synth.generate(out, workers=1, **{"scale": "micro", "seed": 0, **kwargs})  # type: ignore[arg-type]
+        assert _tree(out) == before
 
 
-def test_refuses_audio_it_did_not_write(tmp_path: Path) -> None:
-    foreign = tmp_path / "ravdess" / "Actor_01" / "03-01-01-01-01-01-01.wav"
-    foreign.parent.mkdir(parents=True)
-    sf.write(str(foreign), np.zeros(100, dtype=np.float32), 48_000)
-    with pytest.raises(SynthError, match="did not write"):
-        synth.generate(tmp_path, scale="tiny")
-    assert foreign.exists()
+@pytest.mark.usefixtures("small_scales")
+def test_other_corpora_are_added_beside_and_nothing_is_deleted(tmp_path: Path) -> None:
+    """The issue-24 sequence: synth, synth --corpora iemocap, synth again (free), with the user's own wavs."""
+    out = tmp_path / "data"
+    synth.generate(out, scale="micro", seed=0, workers=1)
+    mine = [out / "ravdess" / "mine.wav", out / "crema-d" / "AudioWAV" / "1999_MINE_ANG_XX.wav"]
+    for p in mine:
+        sf.write(str(p), np.zeros(160, dtype=np.float32), 16_000)
+    (out / "ravdess" / ".notes.txt.x1.tmp").write_bytes(b"a user's temporary-looking file")
+    before = _tree(out)
+
+    added = synth.generate(out, scale="micro", seed=0, workers=1, corpora=["iemocap"])
+    assert added["cached"] is False and added["files"] == {"iemocap": added["written"]}
+    after = _tree(out)
+    assert {k: v for k, v in after.items() if k in before and k != ".synth.json"} == {
+        k: v for k, v in before.items() if k != ".synth.json"
+    }
+    assert any(k.startswith("iemocap/") for k in after)
+
+    again = synth.generate(out, scale="micro", seed=0, workers=1)  # the first command again: free
+    assert again["cached"] is True and again["written"] == 0
+    both = synth.generate(out, scale="micro", seed=0, workers=1, corpora=["ravdess", "iemocap"])
+    assert both["cached"] is True
+    assert _tree(out) == after and all(p.exists() for p in mine)
+
+
+@pytest.mark.usefixtures("small_scales")
+def test_an_old_marker_is_read_as_ours(tmp_path: Path) -> None:
+    """A folder written before corpora were recorded one by one is still recognised (cached, not refused)."""
+    out = tmp_path / "data"
+    first = synth.generate(out, scale="micro", seed=3, workers=1)
+    old = {"scale": "micro", "seed": 3, "version": synth.SYNTH_VERSION, "complete": True,
+           "corpora": ["ravdess", "crema-d"], "files": first["files"], "audio_s": first["audio_s"]}
+    (out / ".synth.json").write_text(json.dumps(old))
+    assert synth.generate(out, scale="micro", seed=3)["cached"] is True
+    with pytest.raises(SynthError, match="holds the micro corpus for seed 3"):
+        synth.generate(out, scale="micro", seed=4)
 
 
 @pytest.mark.parametrize(
@@ -299,3 +334,23 @@ def test_cli_reports_and_rejects_bad_scale(synth_tiny: Path) -> None:
     assert "--scale must be one of tiny, small, full" in bad.output
     assert "Traceback" not in bad.output
     assert not (synth_tiny / "x").exists()
+
+
+@pytest.mark.usefixtures("small_scales")
+def test_cli_summarises_once_and_refuses_in_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    import emoshift.cli.synth as cli_synth
+    from emoshift.cli import app
+
+    monkeypatch.setattr(cli_synth, "_SCALES", ("micro", "nano"))
+    runner = CliRunner()
+    out = tmp_path / "data"
+    made = runner.invoke(app, ["synth", str(out), "--scale", "micro", "--workers", "1"])
+    assert made.exit_code == 0, made.output
+    assert made.output.count(" files in ") == 1 and "wrote 56 files" in made.output, made.output  # once
+    refused = runner.invoke(app, ["synth", str(out), "--scale", "nano", "--corpora", "ravdess"])
+    assert refused.exit_code == 2
+    assert len(refused.output.strip().splitlines()) == 1 and "choose another folder" in refused.output
+    again = runner.invoke(app, ["synth", str(out), "--scale", "micro"])
+    assert again.exit_code == 0 and "nothing to do" in again.output

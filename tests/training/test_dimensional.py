@@ -16,7 +16,8 @@ from emoshift.cli import app
 from emoshift.config import ConfigError, load_config
 from emoshift.core.io import read_csv
 from emoshift.evaluation.regression import evaluate_regression
-from emoshift.training.train import TrainError, train
+from emoshift.training.pipeline import TrainError
+from emoshift.training.train import train
 from tests.corpora.fakes import make_ravdess
 from tests.corpora.fakes_rated import make_rated, rated_overrides
 
@@ -153,7 +154,7 @@ def test_kfold_pools_every_speaker_once_and_learns(ridge_folds: Path) -> None:
 
 def test_fold_ensemble_predicts_the_mean_output(ridge_folds: Path, synth_more: Path) -> None:
     from emoshift.corpora import scan_source
-    from emoshift.evaluation.inference import logits_for_utterances
+    from emoshift.evaluation.inference import raw_outputs
     from emoshift.models.weights import load_model
 
     info = json.loads((ridge_folds / "model.json").read_text())
@@ -166,6 +167,6 @@ def test_fold_ensemble_predicts_the_mean_output(ridge_folds: Path, synth_more: P
     by_id = {u.id: u for u in sc.utterances}
     utts = [by_id[r["id"]] for r in rows]
     cache = str(ridge_folds.parent / "cache")
-    each = [logits_for_utterances(model, i, utts, cache_dir=cache)[1] for model, i in ens.members]
+    each = [raw_outputs(model, i, utts, cache_dir=cache)[1] for model, i in ens.members]
     np.testing.assert_allclose(np.array([[float(r[f"pred_{t}"]) for t in TARGETS] for r in rows]),
                                np.mean(each, axis=0), atol=1e-6)

@@ -16,7 +16,8 @@ from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
 from emoshift.config import load_config
 from emoshift.core.io import read_csv
 from emoshift.deploy.predict import Predictor
-from emoshift.training.train import TrainError, train
+from emoshift.training.pipeline import TrainError
+from emoshift.training.train import train
 from tests.conftest import tiny_overrides
 
 K = 4  # the tiny synthetic RAVDESS has 8 actors: 2 test speakers per fold
@@ -280,24 +281,3 @@ def test_cnn_folds_pool_and_predict(synth_tiny: Path, tmp_path: Path) -> None:
     got = Predictor(run).predict_file(clip).probabilities
     np.testing.assert_allclose(list(got.values()), np.mean([list(p.values()) for p in each], axis=0), atol=1e-9)
 
-
-def test_each_fold_model_scores_each_corpus_once(
-    cv_run: Path, synth_tiny: Path, cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The pooled out-of-fold predictions and the fold ensemble reuse the folds' own evaluation logits
-    (it used to evaluate every fold twice), and give the same numbers as scoring again."""
-    from emoshift.models.families.acoustic import AcousticFamily
-
-    calls: list[int] = []
-    real = AcousticFamily.logits
-
-    def counted(self, model, info, utterances, **kw):  # type: ignore[no-untyped-def]
-        calls.append(len(utterances))
-        return real(self, model, info, utterances, **kw)
-
-    monkeypatch.setattr(AcousticFamily, "logits", counted)
-    cfg = load_config(overrides=_acoustic(synth_tiny, cache, "data.split.method=kfold", f"data.split.k={K}"))
-    run = train(cfg, tmp_path / "run", progress=False)
-    assert len(calls) == K * 2  # each fold: its test speakers of RAVDESS, every CREMA-D clip; pooling: none
-    for corpus in ("ravdess", "crema-d"):
-        assert _metrics(run, corpus) == _metrics(cv_run, corpus)  # as when every fold is scored again

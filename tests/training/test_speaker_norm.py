@@ -32,8 +32,8 @@ def _rows(path: Path) -> dict[str, dict[str, str]]:
 
 
 def test_model_json_and_the_fixed_standardisation_are_the_training_speakers(spk_run: Path) -> None:
+    from emoshift.config.features import FeatureConfig
     from emoshift.features.cache import FeatureCache
-    from emoshift.features.logmel import FeatureConfig
     from emoshift.features.speaker_norm import pooled, speaker_moments
     from emoshift.models.weights import load_model
 
@@ -93,10 +93,11 @@ def test_export_parity_and_single_clip_prediction(spk_run: Path, synth_tiny: Pat
 
 def test_ssl_refuses_speaker_norm(synth_tiny: Path, tmp_path: Path) -> None:
     from emoshift.config import ConfigError, load_config
+    from emoshift.models import CONFIG_CHECKS
 
     sets = [*tiny_overrides(synth_tiny, tmp_path), "model.name=hubert", "model.preset=tiny", "model.speaker_norm=true"]
     with pytest.raises(ConfigError, match="speaker_norm"):
-        load_config(overrides=sets)
+        load_config(overrides=sets, checks=CONFIG_CHECKS)
 
 
 def test_a_test_speakers_scores_use_that_speakers_own_statistics(spk_run: Path) -> None:
@@ -104,9 +105,9 @@ def test_a_test_speakers_scores_use_that_speakers_own_statistics(spk_run: Path) 
     training speakers' statistics instead (what one clip of an unknown speaker gets) the answers differ."""
     import torch
 
+    from emoshift.config.features import FeatureConfig
     from emoshift.core.audio import crop_or_pad
     from emoshift.features.cache import FeatureCache
-    from emoshift.features.logmel import FeatureConfig
     from emoshift.features.speaker_norm import speaker_moments
     from emoshift.models.weights import load_model
 

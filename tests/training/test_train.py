@@ -17,6 +17,7 @@ from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
 
 from emoshift.config import ConfigError, load_config
 from emoshift.core.io import read_csv
+from emoshift.models import CONFIG_CHECKS
 from emoshift.training.train import train
 from tests.conftest import tiny_overrides
 
@@ -127,7 +128,7 @@ def test_config_errors_name_the_key() -> None:
     with pytest.raises(ConfigError, match=r"trainer\.device.*trainer\.devices"):
         load_config(overrides=["trainer.device=2"])
     with pytest.raises(ConfigError, match="unknown model 'resnet19'"):
-        load_config(overrides=["model.name=resnet19"])
+        load_config(overrides=["model.name=resnet19"], checks=CONFIG_CHECKS)
 
 
 def _run_cli(args: list[str], **kw: object) -> subprocess.Popen[bytes]:

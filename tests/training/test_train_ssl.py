@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from emoshift.config import ConfigError, load_config
+from emoshift.models import CONFIG_CHECKS
 from emoshift.models.weights import load_model
 from emoshift.training.train import train
 from tests.conftest import tiny_overrides
@@ -70,7 +71,8 @@ def test_stages_must_cover_the_epochs() -> None:
 
 def test_frozen_attentive_is_refused_with_a_reason() -> None:
     with pytest.raises(ConfigError, match="frame-level"):
-        load_config(overrides=["model.name=hubert", "model.preset=tiny", "model.mode=frozen", "model.pooling=attentive"])
+        load_config(overrides=["model.name=hubert", "model.preset=tiny", "model.mode=frozen", "model.pooling=attentive"],
+                    checks=CONFIG_CHECKS)
 
 
 def test_distillation_end_to_end(synth_tiny: Path, tmp_path: Path) -> None:

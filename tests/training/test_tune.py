@@ -16,6 +16,7 @@ from emoshift.config import load_config
 from emoshift.core.io import read_csv
 from emoshift.features.cache import FeatureCache
 from emoshift.features.store import FeatureStore
+from emoshift.models import family_of
 from emoshift.training.tune import TuneError, objective_metric, resolve_storage, tune
 from emoshift.training.tune_space import SpaceError, parse_param
 from tests.conftest import tiny_overrides
@@ -91,8 +92,12 @@ def test_never_reads_a_test_speaker(tuned: dict[str, Any], monkeypatch: pytest.M
     scan = scan_source("ravdess", cfg.data.roots["ravdess"], cfg.data.labels)
     utts = [u for u in scan.utterances if u.speaker in parts["test"]][:4]
     probe = Touched(monkeypatch)
-    family = cfg.model.family
-    family.logits(family.build(cfg, num_labels=6), {"features": cfg.features.model_dump()}, utts,
+    family = family_of(cfg.model.name, cfg.model.mode)
+    from emoshift.core.record import ModelRecord
+
+    record = ModelRecord.parse({"model": cfg.model.name, "labels": [str(i) for i in range(6)],
+                                "features": cfg.features.model_dump()})
+    family.outputs(family.build(cfg, num_labels=6), record, utts,
                   cache_dir=cfg.data.cache_dir, batch_size=4, device=torch.device("cpu"),
                   advance=lambda n: None, progress=False)
     assert probe.speakers & parts["test"]

@@ -5,7 +5,9 @@ transformers, lightning) happen inside the commands, so `emoshift --help` and `e
 
 Errors: any :class:`~emoshift.core.errors.EmoshiftError` a command raises ends it as one line ``error:
 <message>`` on stderr with exit code 2, here and only here (:class:`EmoshiftGroup`, so that ``main()`` and
-typer's CliRunner behave the same). Every other exception is a bug and keeps its traceback.
+typer's CliRunner behave the same). So does a missing module that an optional extra provides (the import sites
+name their command with :func:`emoshift.core.extras.needs`; one they do not wrap gets the same line here, from
+the same helper). Every other exception is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -45,11 +47,15 @@ class EmoshiftGroup(TyperGroup):
     def invoke(self, ctx: Any) -> Any:  # ctx: a Context of the click that typer vendors
         try:
             return super().invoke(ctx)
-        except EmoshiftError as e:
+        except (EmoshiftError, ModuleNotFoundError) as e:
             from emoshift.cli._common import print_error
+            from emoshift.core.extras import missing_extra
 
-            print_error(str(e))
-            raise typer.Exit(e.exit_code) from None
+            err = e if isinstance(e, EmoshiftError) else missing_extra(e)
+            if err is None:  # not a module an extra provides: a bug, with its traceback
+                raise
+            print_error(str(err))
+            raise typer.Exit(err.exit_code) from None
 
 
 app = typer.Typer(
@@ -60,6 +66,23 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+def _version(value: bool) -> None:
+    if value:
+        from emoshift import __version__
+
+        typer.echo(f"emoshift {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Cross-corpus speech emotion recognition: load corpora, train, evaluate, audit, run the study."""
+
 
 # Registration: importing a module adds its commands to `app`.
 from emoshift.cli import (  # noqa: E402

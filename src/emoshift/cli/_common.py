@@ -1,4 +1,5 @@
-"""Helpers shared by CLI modules: the one error printer (``error: <message>`` on stderr), NAME=ROOT parsing."""
+"""Helpers shared by CLI modules: the one error printer (``error: <message>`` on stderr), NAME=ROOT parsing, the
+speech check's default."""
 
 from __future__ import annotations
 
@@ -56,3 +57,27 @@ def verbose_output(cfg: Any | None = None) -> None:
         handler.emoshift_verbose = True  # type: ignore[attr-defined]
         log.addHandler(handler)
     log.setLevel(logging.INFO)
+
+
+def speech_found() -> bool:
+    """Whether Silero VAD (the ``vad`` extra) is installed, so speech can be found (no import of it)."""
+    from emoshift.deploy.vad import available
+
+    return available()
+
+
+def speech_check(vad: bool, vad_check: bool | None) -> bool:
+    """``--vad`` / ``--vad-check`` need the ``vad`` extra (one line, exit 2, without it); the check's default
+    (``vad_check`` None) is on when the extra is installed, else off with a one-line note on stderr."""
+    from emoshift.core.extras import require
+
+    if vad or vad_check:
+        require("vad", "--vad" if vad else "--vad-check")
+    if vad_check is not None:
+        return vad_check
+    if not speech_found():
+        err_console.print(
+            "note: no speech check (silero-vad is not installed: pip install 'emoshift[vad]'); "
+            "every file gets a label", highlight=False, markup=False, soft_wrap=True,
+        )
+    return speech_found()

@@ -51,6 +51,7 @@ def audit(
     import json
 
     from emoshift.evaluation.audit import audit_run, collapse_verdict, parse_age_bands, parse_by, verdict
+    from emoshift.evaluation.modelcard import refresh_model_card
 
     roots = parse_named_roots(on, "--on")
     try:
@@ -77,6 +78,10 @@ def audit(
                 console.print(f"  [bold yellow]{collapse_verdict(report)}[/]", highlight=False, soft_wrap=True)
             for key, section in report["by"].items():
                 console.print(f"  {verdict(key, section)}", highlight=False, soft_wrap=True)
+        # the card's fairness section reads audit/ (here, not in audit_run: the card reads the audit module)
+        card = refresh_model_card(run)
+        if card is not None:
+            console.print(f"updated {card}", highlight=False, soft_wrap=True)
     except _user_errors() as e:
         fail(_message(e))
 

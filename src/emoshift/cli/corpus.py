@@ -125,6 +125,8 @@ def _index_options(
 
     manifest_only = {"--name": name, "--column": column, "--label-map": label_map, "--allow-leak": allow_leak}
     if corpus.strip().lower() == "manifest":
+        if name is None and root.stem.lower() in list_corpora():
+            fail(f"the table's name {root.stem!r} is a built-in corpus's; name this one with --name NAME")
         options: dict[str, object] = {
             "name": name or root.stem,
             "columns": _pairs(column, "--column"),
@@ -168,8 +170,8 @@ def _scan_for_index(corpus: str, root: Path, labels: str, **options: object) -> 
     from emoshift.corpora import get_corpus, table
 
     progress = err_console.is_terminal
-    if corpus == "manifest":
-        return table.scan(root, labels, progress=progress, **options)  # type: ignore[arg-type]
+    if corpus == "manifest":  # errors name this command's flags (--column, --label-map), not config keys
+        return table.scan(root, labels, progress=progress, spelling=table.FLAGS, **options)  # type: ignore[arg-type]
     return get_corpus(corpus).scan(root, labels=labels, progress=progress, **options)  # type: ignore[no-any-return]
 
 
@@ -178,9 +180,11 @@ def list_() -> None:
     """List the corpora emoshift can index, with the first line of each loader's description."""
     from emoshift.corpora import get_corpus
 
-    for name in list_corpora():
+    names = list_corpora()
+    width = max(map(len, names))
+    for name in names:
         doc = (get_corpus(name).__doc__ or "").strip().splitlines()
-        console.print(f"[bold]{name:<8}[/] {doc[0] if doc else ''}", highlight=False, soft_wrap=True)
+        console.print(f"[bold]{name:<{width}}[/]  {doc[0] if doc else ''}", highlight=False, soft_wrap=True)
 
 
 def print_summary(result: Scan, *, verbose: bool = False) -> None:

@@ -4,7 +4,7 @@ checked against torch."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -19,33 +19,60 @@ def export(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="default RUN/model.onnx")] = None,
     quantize: Annotated[str | None, typer.Option("--quantize", help="int8: quantise weights, report UAR (CCC) change")] = None,
     max_files: Annotated[int, typer.Option("--max-files", min=1, help="test files used for the self-check")] = 64,
+    tolerance: Annotated[float | None, typer.Option(
+        "--tolerance", help="largest |onnx - torch| output difference accepted (default: 10x float32's own error "
+        "on the test files, at least 1e-4); window labels must still agree except at near-ties")] = None,
 ) -> None:
     """Export a trained model to ONNX with its log-mel front end inside; checks parity with torch on test files."""
     from emoshift.core.errors import EmoshiftError
-    from emoshift.deploy.export import export_runs, report_path
+    from emoshift.core.extras import require
+    from emoshift.deploy.export import export_runs
 
+    require("train", "emoshift export")  # torch traces the model, onnx and onnxscript write the graph
     try:
-        report = export_runs(runs, output, fmt=fmt, quantize=quantize, max_files=max_files)
+        report = export_runs(runs, output, fmt=fmt, quantize=quantize, max_files=max_files, tolerance=tolerance,
+                             progress=True)
     except EmoshiftError as e:
         fail(str(e))
-    par = report["parity"]
-    console.print(f"wrote {report['output']} ({report['bytes'] / 1e6:.1f} MB, {report['members']} member(s), "
-                  f"inputs {', '.join(report['inputs'])}) in {report['seconds']:.0f} s", highlight=False, soft_wrap=True)
-    console.print(f"parity: max |p_onnx - p_torch| = {par['max_abs_diff']:.2e} over {par['windows']} windows of "
-                  f"{par['files']} test files (tolerance {par['tolerance']:g})", highlight=False, soft_wrap=True)
-    q = report.get("quantize")
-    if q and report.get("task") == "dimensional":  # ratings: the mean CCC of each graph, no labels to agree on
-        change = "n/a" if q["ccc_change"] is None else f"{q['ccc_change']:+.4f}"
-        console.print(f"int8: mean CCC {_num(q['ccc_float'])} -> {_num(q['ccc_int8'])} (change {change}), max "
-                      f"|int8 - float| {q['max_abs_diff_vs_float']:.2e}, {q['bytes_float'] / 1e6:.1f} -> "
-                      f"{q['bytes_int8'] / 1e6:.1f} MB", highlight=False, soft_wrap=True)
-    elif q:
-        change = "n/a" if q["uar_change"] is None else f"{q['uar_change']:+.4f}"
-        console.print(f"int8: UAR {q['uar_float']:.4f} -> {q['uar_int8']:.4f} (change {change}), label agreement "
-                      f"{q['label_agreement']:.1%}, {q['bytes_float'] / 1e6:.1f} -> {q['bytes_int8'] / 1e6:.1f} MB",
-                      highlight=False, soft_wrap=True)
-    console.print(f"report: {report_path(Path(report['output']))}", highlight=False, soft_wrap=True)
+    for line in summary_lines(report):
+        console.print(line, highlight=False, soft_wrap=True)
+
+
+def summary_lines(report: dict[str, Any]) -> list[str]:
+    """What ``emoshift export`` prints: the file, the parity of the graph written, and each graph's score."""
+    from emoshift.core.task import task_named
+    from emoshift.deploy.export import report_path
+
+    par, q = report["parity"], report.get("quantize")
+    dimensional = task_named(report.get("task")).rated
+    sym, key, name = ("v", "ccc", "mean CCC") if dimensional else ("p", "uar", "UAR")
+    lines = [f"wrote {report['output']} ({report['bytes'] / 1e6:.1f} MB, {report['members']} member(s), "
+             f"inputs {', '.join(report['inputs'])}) in {report['seconds']:.0f} s"]
+    check = (f"max |{sym}_onnx - {sym}_torch| = {par['max_abs_diff']:.2e} over {par['windows']} windows of "
+             f"{par['files']} test files (tolerance {par['tolerance']:.2e}; float32's own error "
+             f"{par['float32_error']:.2e})")
+    if not dimensional:
+        check += f", window labels agree {_pct(par['label_agreement'])}"
+    if q is None:
+        lines += [f"parity: {check}",
+                  f"{name}: torch {_num(report[f'{key}_torch'])}, onnx {_num(report[f'{key}_onnx'])}"]
+    else:  # the file written is the int8 graph: its parity first, the float graph's check it passed second
+        qp = q["parity"]
+        agree = "" if dimensional else f", window labels agree with torch {_pct(qp['label_agreement'])}"
+        change = "n/a" if q[f"{key}_change"] is None else f"{q[f'{key}_change']:+.4f}"
+        lines += [f"parity (int8, the file written): max |{sym}_int8 - {sym}_torch| = {qp['max_abs_diff']:.2e} over "
+                  f"{qp['windows']} windows{agree}",
+                  f"{name}: torch {_num(q[f'{key}_torch'])}, float onnx {_num(q[f'{key}_float'])}, int8 "
+                  f"{_num(q[f'{key}_int8'])} (int8 - float {change}); {q['bytes_float'] / 1e6:.1f} -> "
+                  f"{q['bytes_int8'] / 1e6:.1f} MB",
+                  f"float graph before quantising: {check}"]
+    lines.append(f"report: {report_path(Path(report['output']))}")
+    return lines
 
 
 def _num(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.4f}"
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.1%}"

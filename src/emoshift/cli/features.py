@@ -17,9 +17,9 @@ from emoshift.cli._common import console, err_console, fail
 from emoshift.corpora import LABEL_POLICIES, list_corpora
 
 if TYPE_CHECKING:
+    from emoshift.config.features import FeatureConfig
     from emoshift.corpora.base import Scan
     from emoshift.features.cache import BuildStats, FeatureStore
-    from emoshift.features.logmel import FeatureConfig
 
 # At most this many skipped files are listed one by one; the rest are counted by reason.
 _LIST_SKIPPED = 20
@@ -61,8 +61,12 @@ def features(
     ] = None,
 ) -> None:
     """Extract log-mel spectrograms of every utterance of CORPUS into the cache; reuse what is up to date."""
+    from emoshift.config.features import config_from_overrides
+    from emoshift.core.extras import needs
     from emoshift.corpora import ScanValidationError, scan
-    from emoshift.features.logmel import config_from_overrides
+
+    with needs("emoshift features"):
+        from emoshift.features import logmel  # noqa: F401  (the computation needs torch: the train extra)
 
     cfg = config_from_overrides(settings or [])
     if not root.is_dir():

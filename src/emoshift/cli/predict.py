@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from emoshift.cli import app
-from emoshift.cli._common import console, fail
+from emoshift.cli._common import console, fail, speech_check, speech_found
 
 
 def _csv(preds: list[Any], names: list[str], labels: list[str]) -> None:
@@ -44,6 +44,16 @@ def _csv_values(preds: list[Any], names: list[str], targets: list[str]) -> None:
         w.writerow([name, "file", "0.000", f"{p.duration_s:.3f}", *[f"{p.values[t]:.4f}" for t in targets], ""])
         for i, s in enumerate(p.segments):
             w.writerow([name, i, f"{s.start_s:.3f}", f"{s.end_s:.3f}", *[f"{s.values[t]:.4f}" for t in targets], ""])
+
+
+def out_of_range(preds: list[Any], value_range: tuple[float, float] | None) -> int:
+    """How many file and segment values of dimensional predictions lie outside ``value_range``."""
+    if value_range is None:
+        return 0
+    lo, hi = value_range
+    values = [v for p in preds if not p.error for d in (p.values, *(s.values or {} for s in p.segments))
+              for v in d.values()]
+    return sum(1 for v in values if not lo <= v <= hi)
 
 
 def _table_values(preds: list[Any], names: list[str], targets: list[str]) -> None:
@@ -111,8 +121,10 @@ def predict(
     hop: Annotated[float | None, typer.Option("--hop", help="hop seconds (default: window / 3)")] = None,
     vad: Annotated[bool, typer.Option("--vad", help="score speech segments found by Silero VAD instead of windows")] = False,
     plot: Annotated[Path | None, typer.Option("--plot", help="folder for one timeline PNG per file")] = None,
-    vad_check: Annotated[bool, typer.Option("--vad-check/--no-vad-check", help="answer 'no speech' (no label) "
-                                            "for a file in which Silero VAD finds no speech")] = True,
+    vad_check: Annotated[bool | None, typer.Option(
+        "--vad-check/--no-vad-check", show_default=False,
+        help="answer 'no speech' (no label) for a file in which Silero VAD finds no speech (default: on when "
+        "the 'vad' extra is installed)")] = None,
 ) -> None:
     """Predict the emotion of each audio file (folders are searched recursively), over time for long files."""
     import json
@@ -120,11 +132,15 @@ def predict(
 
     if fmt not in ("table", "csv", "json"):
         fail(f"--format must be table, csv or json, got {fmt!r}")
+    from emoshift.core.extras import require
     from emoshift.deploy.predict import Predictor, display_names
     from emoshift.deploy.segments import Segmentation
 
-    seg = Segmentation(mode="vad" if vad else "window", window_s=window, hop_s=hop, speech=plot is not None,
-                       speech_check=vad_check)
+    if plot is not None:
+        require("plots", "--plot")
+
+    seg = Segmentation(mode="vad" if vad else "window", window_s=window, hop_s=hop,
+                       speech=plot is not None and speech_found(), speech_check=speech_check(vad, vad_check))
     predictor = Predictor(run, backend=backend, segmentation=seg)
     labels = predictor.labels
     seg.sizes(predictor.backend.meta.window_s)  # bad --window/--hop: one line before any file is read
@@ -135,6 +151,12 @@ def predict(
         sys.stdout.write(json.dumps(rows, indent=2) + "\n")
     elif predictor.targets:  # a dimensional model: its ratings, one column per target
         (_csv_values if fmt == "csv" else _table_values)(preds, names, predictor.targets)
+        outside = out_of_range(preds, predictor.backend.meta.target_range)
+        if outside and fmt == "table":
+            lo, hi = predictor.backend.meta.target_range or (0.0, 1.0)
+            console.print(f"[yellow]note: {outside} value(s) fall outside the model's target_range [{lo:g}, {hi:g}] "
+                          "(its outputs are not clipped: the network only learned to aim inside it)[/]",
+                          highlight=False)
     elif fmt == "csv":
         _csv(preds, names, labels)
     else:

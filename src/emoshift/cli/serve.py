@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from emoshift.cli import app
-from emoshift.cli._common import console, fail
+from emoshift.cli._common import console, fail, speech_check
 
 
 @app.command()
@@ -27,13 +27,22 @@ def serve(
                                                   "to arrive; slower ones get 408")] = 60.0,
     api_key: Annotated[str | None, typer.Option("--api-key", help="required on every /v1 request "
                                                 "(default: $EMOSHIFT_API_KEY)")] = None,
-    vad_check: Annotated[bool, typer.Option("--vad-check/--no-vad-check", help="answer 422 'no speech' for "
-                                            "audio in which Silero VAD finds no speech")] = True,
+    vad_check: Annotated[bool | None, typer.Option(
+        "--vad-check/--no-vad-check", show_default=False,
+        help="answer 422 'no speech' for audio in which Silero VAD finds no speech (default: on when the 'vad' "
+        "extra is installed)")] = None,
 ) -> None:
     """Serve the model: POST /v1/predict, GET /v1/model, GET /healthz, the page at /, OpenAPI at /docs."""
     from emoshift.core.errors import EmoshiftError
+    from emoshift.core.extras import needs
+
+    with needs("emoshift serve"):
+        import uvicorn
+
+        from emoshift.deploy.serve.app import LOCAL_HOSTS, ServeSettings, create_app
     from emoshift.deploy.backend import open_backend
-    from emoshift.deploy.serve.app import LOCAL_HOSTS, ServeSettings, create_app
+
+    check = speech_check(False, vad_check)
 
     key = api_key or os.environ.get("EMOSHIFT_API_KEY") or None
     if host not in LOCAL_HOSTS and not key:
@@ -43,10 +52,16 @@ def serve(
         engine.meta  # noqa: B018  (loads the model now: a broken run fails before the port opens)
     except EmoshiftError as e:
         fail(str(e))
-    import uvicorn
+    import logging
 
+    request_log = logging.getLogger("emoshift.serve")  # one line per request (create_app's access_log)
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S"))
+    request_log.addHandler(handler)
+    request_log.setLevel(logging.INFO)
+    request_log.propagate = False
     settings = ServeSettings(max_upload_mb=max_upload_mb, max_seconds=max_seconds, workers=workers, queue=queue,
-                             api_key=key, speech_check=vad_check, upload_timeout_s=upload_timeout)
+                             api_key=key, speech_check=check, upload_timeout_s=upload_timeout)
     application = create_app(run, engine, settings)
     console.print(f"serving {run} ({engine.meta.model}, {engine.name} backend, {workers} worker(s)) on "
                   f"http://{host}:{port}  (page /, API /v1, docs /docs)", highlight=False, soft_wrap=True)

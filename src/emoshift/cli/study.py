@@ -13,6 +13,8 @@ from emoshift.cli._common import console, parse_named_roots, verbose_output
 
 if TYPE_CHECKING:
     from emoshift.study.launch import LaunchOptions
+    from emoshift.study.spec import Study
+    from emoshift.study.summaries import ExperimentSummary
 
 
 def _ids(items: list[str] | None) -> list[str] | None:
@@ -89,35 +91,45 @@ def study(
     Exits 1 when an experiment failed (the others still run and the report lists the error).
     With --jobs N (or --launcher slurm) experiments and their folds run as parallel jobs; the report is the same.
     """
-    from rich.table import Table
+    from emoshift.core.extras import needs
 
-    from emoshift.study import load_study, run_study, write_report
-    from emoshift.study.report import collect, corpus_order, key_results, marks_legend
+    with needs("emoshift study"):
+        from emoshift.study import load_study, run_study, write_report
+    from emoshift.study.report import collect
 
-    launch = _launch_options(
-        jobs,
-        launcher,
-        {
-            "partition": slurm_partition,
-            "time_min": slurm_time,
-            "gpus_per_job": slurm_gpus,
-            "cpus_per_job": slurm_cpus,
-            "mem": slurm_mem,
-            "account": slurm_account,
-        },
-    )
-    roots = parse_named_roots(corpus)
-    spec = load_study(config, profile=profile, roots=roots, overrides=overrides or [], only=_ids(only))
+    slurm = {"partition": slurm_partition, "time_min": slurm_time, "gpus_per_job": slurm_gpus,
+             "cpus_per_job": slurm_cpus, "mem": slurm_mem, "account": slurm_account}
+    launch = _launch_options(jobs, launcher, slurm)
+    spec = load_study(config, profile=profile, roots=parse_named_roots(corpus), overrides=overrides or [],
+                      only=_ids(only))
     if verbose:
-        for eid in spec.select(spec.only):
-            exp = spec.experiment(eid)
-            if exp.trains:
-                print(f"{eid}:", file=sys.stderr)
-                verbose_output(exp.config)
+        _print_configs(spec)
     result = run_study(spec, out, progress=not quiet, launch=launch)
     paths = write_report(out, spec, result)
+    _print_key_results(collect(out, spec, result), spec)
+    console.print(f"report: {paths['html']} (with {paths['markdown'].name} and {paths['results'].name})")
+    if "cross_corpus" in paths:  # an N-corpus study (configs/cross_corpus.yaml)
+        console.print(f"cross-corpus matrix: {paths['cross_corpus']}")
+    if not result.ok:
+        console.print(f"[bold red]failed:[/] {', '.join(result.failed)} (see the report's Errors section)")
+        raise typer.Exit(1)
 
-    summaries = collect(out, spec, result)
+
+def _print_configs(spec: Study) -> None:
+    """Each selected training experiment's resolved config (``--verbose``)."""
+    for eid in spec.select(spec.only):
+        exp = spec.experiment(eid)
+        if exp.trains:
+            print(f"{eid}:", file=sys.stderr)
+            verbose_output(exp.config)
+
+
+def _print_key_results(summaries: list[ExperimentSummary], spec: Study) -> None:
+    """The key-results table (the report's, compact) and the legend of the marks it uses."""
+    from rich.table import Table
+
+    from emoshift.study.report import corpus_order, key_results, marks_legend
+
     header, rows = key_results(summaries, corpus_order(spec, summaries), compact=True)
     table = Table(title="Key results, % (speaker-independent splits; 95% CIs in the report)")
     table.add_column(header[0], no_wrap=True)
@@ -130,9 +142,3 @@ def study(
     legend = marks_legend(header, rows)  # only the marks this table uses
     if legend:
         console.print(legend, highlight=False)
-    console.print(f"report: {paths['html']} (with {paths['markdown'].name} and {paths['results'].name})")
-    if "cross_corpus" in paths:  # an N-corpus study (configs/cross_corpus.yaml)
-        console.print(f"cross-corpus matrix: {paths['cross_corpus']}")
-    if not result.ok:
-        console.print(f"[bold red]failed:[/] {', '.join(result.failed)} (see the report's Errors section)")
-        raise typer.Exit(1)

@@ -56,11 +56,12 @@ def synth(
     if workers is not None and workers < 1:
         fail(f"--workers must be at least 1, got {workers}")
 
+    from emoshift.core.progress import is_terminal
     from emoshift.synth import CORPORA, generate
 
     names = list(CORPORA) if corpora.strip().lower() == "all" else corpora.split(",")
-    try:
-        summary = generate(out, scale=scale, seed=seed, workers=workers, progress=True, corpora=names)
+    try:  # a bar on a terminal; elsewhere no progress line, since the summary below says it once
+        summary = generate(out, scale=scale, seed=seed, workers=workers, progress=is_terminal(), corpora=names)
     except OSError as e:  # a SynthError is printed by the application, like every EmoshiftError
         fail(str(e))
     if summary["cached"]:
@@ -73,7 +74,9 @@ def synth(
             highlight=False,
         )
     if not summary["cached"]:
+        kept = sum(summary["files"].values()) - summary["written"]
         console.print(
-            f"wrote {summary['written']} files in {summary['seconds']:.1f} s (scale {scale}, seed {seed})",
+            f"wrote {summary['written']} files in {summary['seconds']:.1f} s (scale {scale}, seed {seed})"
+            + (f"; {kept} already there" if kept else ""),
             highlight=False,
         )

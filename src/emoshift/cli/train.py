@@ -9,13 +9,7 @@ import typer
 
 from emoshift.cli import app
 from emoshift.cli._common import console, fail, parse_named_roots, verbose_output
-
-
-def _friendly_errors() -> tuple[type[Exception], ...]:
-    """Exceptions besides EmoshiftError (which the application prints) that end a command with one line."""
-    from emoshift.corpora import ScanValidationError
-
-    return (ScanValidationError, KeyError, FileNotFoundError)
+from emoshift.core.extras import needs
 
 
 def build_cli_config(
@@ -27,6 +21,7 @@ def build_cli_config(
 ):  # type: ignore[no-untyped-def]
     """YAML (optional) + CLI shortcuts + --set overrides -> validated ExperimentConfig."""
     from emoshift.config import load_config
+    from emoshift.models import CONFIG_CHECKS
 
     roots = parse_named_roots(corpus)
     shortcut: list[str] = []
@@ -37,7 +32,7 @@ def build_cli_config(
         shortcut.append(f"model.name={model}")
     if epochs is not None:
         shortcut.append(f"training.epochs={epochs}")
-    return load_config(config, [*shortcut, *(overrides or [])])
+    return load_config(config, [*shortcut, *(overrides or [])], checks=CONFIG_CHECKS)
 
 
 @app.command()
@@ -56,20 +51,17 @@ def train(
     ] = False,
 ) -> None:
     """Train a model (resumes RUN if it was interrupted) and evaluate it on its test speakers."""
-    errors = _friendly_errors()
-    try:
+    with needs("emoshift train"):
         cfg = build_cli_config(config, corpus, model, epochs, overrides)
-        missing = [name for name in cfg.data.corpora if not cfg.data.roots.get(name)]
-        if missing:  # before the heavy imports below, as every config check
-            fail(f"no root folder for corpus {missing[0]!r}: pass --corpus {missing[0]}=/path/to/{missing[0]}")
-        if verbose:
-            verbose_output(cfg)
+    missing = [name for name in cfg.data.corpora if not cfg.data.roots.get(name)]
+    if missing:  # before the heavy imports below, as every config check
+        fail(f"no root folder for corpus {missing[0]!r}: pass --corpus {missing[0]}=/path/to/{missing[0]}")
+    if verbose:
+        verbose_output(cfg)
+    with needs("emoshift train"):
         from emoshift.training.train import train as run_train
 
-        run = run_train(cfg, out, progress=not quiet)
-    except errors as e:
-        fail(str(e).strip("'\""))
-    _print_metrics(run)
+    _print_metrics(run_train(cfg, out, progress=not quiet))
 
 
 def _print_metrics(run: Path) -> None:
@@ -78,23 +70,23 @@ def _print_metrics(run: Path) -> None:
     from rich.table import Table
 
     from emoshift.core.rundir import RunDir
+    from emoshift.evaluation.metrics import with_ci
 
     rd = RunDir.of(run)
     metrics = [rd.metrics(c) for c in rd.metrics_corpora()]
     if not metrics:
         return
     loaded = [(p, json.loads(p.read_text())) for p in metrics]
-    if any(m.get("task") == "dimensional" for _, m in loaded):
+    from emoshift.core.task import task_named
+
+    if any(task_named(m.get("task")).rated for _, m in loaded):
         console.print(_dimensional_table(str(run), loaded))
         return
     table = Table(title=f"{run}")
     for col in ("corpus", "split", "n", "accuracy [95% CI]", "UAR [95% CI]", "macro-F1", "leaky"):
         table.add_column(col)
     def fmt(m: dict, key: str) -> str:  # type: ignore[type-arg]
-        ci = (m.get("ci95") or {}).get(key)
-        if not ci:
-            return f"{m[key]:.3f} n/a ({m.get('speakers', '?')} speakers)"
-        return f"{m[key]:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"
+        return with_ci(m[key], (m.get("ci95") or {}).get(key), m.get("speakers"))
 
     for p, m in loaded:
         leaky = "[red]LEAKY[/]" if m.get("leaky") else "no"
@@ -118,7 +110,10 @@ def _dimensional_table(title: str, loaded: list[tuple[Path, dict]]):  # type: ig
     """CCC per target (and their mean) with the speaker-bootstrap CI, or ``n/a (k speakers)`` below 5."""
     from rich.table import Table
 
-    targets = list(next(m for _, m in loaded if m.get("task") == "dimensional")["targets"])
+    from emoshift.core.task import task_named
+    from emoshift.evaluation.metrics import with_ci
+
+    targets = list(next(m for _, m in loaded if task_named(m.get("task")).rated)["targets"])
     table = Table(title=title)
     for col in ("corpus", "split", "n", "CCC [95% CI]", *[f"{t} CCC" for t in targets], "leaky"):
         table.add_column(col)
@@ -126,9 +121,7 @@ def _dimensional_table(title: str, loaded: list[tuple[Path, dict]]):  # type: ig
     def fmt(value: float | None, ci: list[float] | None, m: dict) -> str:  # type: ignore[type-arg]
         if value is None:
             return "no ratings" if not m.get("ratings", True) else "n/a"
-        if not ci:
-            return f"{value:.3f} n/a ({m.get('speakers', '?')} speakers)"
-        return f"{value:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"
+        return with_ci(value, ci, m.get("speakers"))
 
     for p, m in loaded:
         per = m.get("per_target") or {}
@@ -146,16 +139,13 @@ def evaluate(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="print the results only")] = False,
 ) -> None:
     """Evaluate RUN on held-out test speakers of its corpora, or on every utterance of an unseen corpus."""
-    errors = _friendly_errors()
     roots = parse_named_roots(on, "--on")
     if not roots:
         fail("give at least one --on NAME=ROOT")
-    try:
+    with needs("emoshift evaluate"):
         from emoshift.evaluation.evaluate import evaluate_run
 
-        evaluate_run(run, roots, progress=not quiet)
-    except errors as e:
-        fail(str(e).strip("'\""))
+    evaluate_run(run, roots, progress=not quiet)
     _print_metrics(run)
 
 

@@ -9,7 +9,8 @@ import typer
 
 from emoshift.cli import app
 from emoshift.cli._common import console, fail, verbose_output
-from emoshift.cli.train import _friendly_errors, build_cli_config
+from emoshift.cli.train import build_cli_config
+from emoshift.core.extras import require
 
 
 @app.command()
@@ -31,17 +32,15 @@ def tune(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="also print the resolved config")] = False,
 ) -> None:
     """Search hyperparameters on the validation speakers (resumable; never touches the test speakers)."""
-    errors = _friendly_errors()
-    try:
-        cfg = build_cli_config(config, corpus, model, epochs, overrides)
-        if verbose:
-            verbose_output(cfg)
-        from emoshift.training.tune import tune as run_tune
+    require("tune", "emoshift tune")  # before any work: the search, and the training it runs, need both extras
+    require("train", "emoshift tune")
+    cfg = build_cli_config(config, corpus, model, epochs, overrides)
+    if verbose:
+        verbose_output(cfg)
+    from emoshift.training.tune import tune as run_tune
 
-        result = run_tune(cfg, space, out, trials=trials, storage=storage, jobs=jobs, study_name=study_name,
-                          progress=not quiet)
-    except errors as e:
-        fail(str(e).strip("'\""))
+    result = run_tune(cfg, space, out, trials=trials, storage=storage, jobs=jobs, study_name=study_name,
+                      progress=not quiet)
     counts = ", ".join(f"{n} {s.lower()}" for s, n in sorted(result.counts.items()))
     console.print(f"{result.out}: {counts}", highlight=False)
     if result.command is None:

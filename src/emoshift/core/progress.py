@@ -1,6 +1,7 @@
 """The one progress helper: a rich bar on a terminal, plain lines elsewhere, nothing when disabled.
 
-``with progress(total, "log-mel ravdess", enabled=show) as advance: ... advance(n)``
+``with progress(total, "log-mel ravdess", enabled=show) as advance: ... advance(n)``; one status line (a study's
+experiment, a tuning trial) is :func:`say`: styled on a terminal, plain text elsewhere.
 
 On a terminal (stderr is a TTY) it draws a bar with done/total, files/s, elapsed time and an ETA. When stderr
 is not a terminal (a log file, CI) it prints one line when the work ends (``log-mel ravdess: 960 files in
@@ -21,6 +22,32 @@ Advance = Callable[[int], None]
 def is_terminal() -> bool:
     """Whether progress goes to a terminal (stderr is a TTY)."""
     return sys.stderr.isatty()
+
+
+_consoles: dict[bool, Any] = {}  # stderr? -> the rich Console of that stream, made on first use
+
+
+def say(plain: str, styled: str | None = None, *, enabled: bool = True, stderr: bool = False) -> None:
+    """Print one status line: ``styled`` (rich markup, text from elsewhere escaped with :func:`escape`) when the
+    stream is a terminal, else ``plain`` (the same line without markup) once, flushed; nothing when disabled."""
+    if not enabled:
+        return
+    stream = sys.stderr if stderr else sys.stdout
+    if styled is None or not stream.isatty():
+        print(plain, file=stream, flush=True)
+        return
+    if stderr not in _consoles:
+        from rich.console import Console
+
+        _consoles[stderr] = Console(stderr=stderr)
+    _consoles[stderr].print(styled, highlight=False, soft_wrap=True)
+
+
+def escape(text: str) -> str:
+    """``text`` from elsewhere (titles, paths, error messages) made safe inside rich markup."""
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(text)
 
 
 def _noop(n: int) -> None:
@@ -48,7 +75,7 @@ def progress(total: int, description: str, *, enabled: bool = True, unit: str = 
 
         yield count
         dt = time.monotonic() - t0
-        rate = f" ({done[0] / dt:,.1f} {unit}/s)" if dt > 0 and done[0] else ""
+        rate = f" ({done[0] / dt:,.1f} {unit}/s)" if dt > 0 and done[0] > 1 else ""  # no rate for one unit
         print(f"{description}: {done[0]} {unit} in {dt:.1f} s{rate}", file=sys.stderr, flush=True)
         return
     bar = _rich_bar(unit)

@@ -31,9 +31,9 @@ from pathlib import Path
 from typing import Any
 
 from emoshift.core.errors import EmoshiftError
-from emoshift.core.io import atomic_write_json
+from emoshift.core.record import MODEL_FORMAT, ModelRecord, RecordError
 
-MODEL_FORMAT = 1
+__all__ = ["MODEL_FORMAT", "RunDir", "RunError", "write_model_json"]
 
 
 class RunError(EmoshiftError):
@@ -166,7 +166,7 @@ class RunDir:
     def is_ensemble(self) -> bool:
         """A pooled cross-validation run: model.json lists the fold runs it averages (``members``)."""
         try:
-            return bool(self.info().get("members"))
+            return self.info().is_ensemble
         except RunError:
             return False
 
@@ -177,11 +177,17 @@ class RunDir:
         """done.json ({} while the run is unfinished)."""
         return _read_object(self.done) if self.done.is_file() else {}
 
-    def info(self) -> dict[str, Any]:
-        """model.json; RunError (one line) when it is missing or not a JSON object."""
-        if not self.model_json.is_file():
-            raise RunError(f"{self.path} is not a finished run directory: {self.model_json.name} is missing")
-        return _read_object(self.model_json)
+    def info_if_present(self) -> ModelRecord | None:
+        """model.json, or None when the run has none (yet); RunError (one line) when it is broken."""
+        return self.info() if self.model_json.is_file() else None
+
+    def info(self) -> ModelRecord:
+        """model.json (:class:`~emoshift.core.record.ModelRecord`); RunError (one line) when it is missing, not
+        JSON or breaks the schema."""
+        try:
+            return ModelRecord.read(self.model_json)
+        except RecordError as e:
+            raise RunError(str(e)) from None
 
 
 def _read_object(path: Path) -> dict[str, Any]:
@@ -196,5 +202,11 @@ def _read_object(path: Path) -> dict[str, Any]:
     return data
 
 
-def write_model_json(run: RunDir, info: dict[str, Any]) -> None:
-    atomic_write_json(run.model_json, {"format": MODEL_FORMAT, **info})
+def write_model_json(run: RunDir, record: ModelRecord | dict[str, Any]) -> None:
+    """Write model.json (a dict is checked against the schema first: RunError, one line)."""
+    if not isinstance(record, ModelRecord):
+        try:
+            record = ModelRecord.parse(record)
+        except RecordError as e:
+            raise RunError(str(e)) from None
+    record.write(run.model_json)

@@ -1,6 +1,8 @@
 """Corpus registry: every loader is a module ``emoshift.corpora.<name>`` with ``scan(root, labels) -> Scan``.
 
-The CLI, the feature cache, training and the tests all enumerate :func:`list_corpora`.
+The CLI, the feature cache, training and the tests all enumerate :func:`list_corpora`. A corpus of your own
+comes from a corpus source (:mod:`emoshift.corpora.sources`): a manifest table, a Hugging Face dataset, lhotse
+manifests or an audformat database; :func:`scan_source` reads any of them.
 """
 
 from __future__ import annotations
@@ -9,9 +11,7 @@ import importlib
 import inspect
 import logging
 import os
-from collections.abc import Callable
 from types import ModuleType
-from typing import cast
 
 from emoshift.corpora.base import (
     EMOTIONS,
@@ -25,6 +25,7 @@ from emoshift.corpora.base import (
     Utterance,
     validate,
 )
+from emoshift.corpora.sources import CorpusSource, MissingLibraryError, source_of
 
 # registry name -> module name. Aliases accepted on input are in _ALIASES.
 _CORPORA: dict[str, str] = {
@@ -50,6 +51,8 @@ __all__ = [
     "LABEL_POLICIES",
     "UTTERANCE_FIELDS",
     "CorpusError",
+    "CorpusSource",
+    "MissingLibraryError",
     "Scan",
     "ScanValidationError",
     "Skipped",
@@ -62,6 +65,7 @@ __all__ = [
     "resolve_name",
     "scan",
     "scan_source",
+    "source_of",
     "validate",
 ]
 
@@ -104,15 +108,16 @@ def is_table(root: str | os.PathLike[str]) -> bool:
 
 
 def resolve_name(name: str, root: str | os.PathLike[str] | None = None) -> str:
-    """The registry name of ``name``; a name outside the registry is accepted when ``root`` is a table.
+    """The registry name of ``name``; a name outside the registry is accepted when ``root`` is a corpus of your
+    own (a manifest table, ``hf:``, ``lhotse:`` or ``audformat:`` source).
 
     ``--corpus mydata=/data/mine.csv`` registers ``mydata`` from its manifest. KeyError (the known corpora
-    listed) for an unknown name without a table; TableError for a table named like a built-in corpus.
+    listed) for an unknown name without such a source; TableError for one named like a built-in corpus.
     """
     try:
         return canonical_name(name)
     except KeyError:
-        if root is not None and is_table(root):
+        if root is not None and source_of(root).own:
             from emoshift.corpora.table import check_name
 
             return check_name(name)
@@ -120,21 +125,18 @@ def resolve_name(name: str, root: str | os.PathLike[str] | None = None) -> str:
 
 
 def scan_source(name: str, root: str | os.PathLike[str], labels: str = "six", **options: object) -> Scan:
-    """Scan corpus ``name`` at ``root``: a built-in loader, or the manifest loader when ROOT is a .csv/.jsonl.
+    """Scan corpus ``name`` at ``root``: a built-in loader for a folder, else the loader of its corpus source
+    (a .csv/.jsonl manifest table, ``hf:PATH``, ``lhotse:PATH``, ``audformat:PATH``).
 
     ``options`` may hold every data option at once (``include_song``, ``labels_from``, ``columns``,
-    ``label_map``, ``allow_leak``, ``workers``, ``progress``, ...): each loader receives the ones its ``scan``
-    takes and the rest are ignored, so a caller can pass the whole data config for every corpus.
+    ``label_map``, ``allow_leak``, ``cache_dir``, ``workers``, ``progress``, ...): each loader receives the ones
+    its ``scan`` takes and the rest are ignored, so a caller can pass the whole data config for every corpus.
     """
-    loader: Callable[..., Scan]
+    source = source_of(root)
+    loader = source.loader(name)
     kwargs: dict[str, object] = {}
-    if is_table(root):
-        from emoshift.corpora import table
-
-        loader = cast("Callable[..., Scan]", table.scan)
+    if source.own:
         kwargs["name"] = resolve_name(name, root)
-    else:
-        loader = cast("Callable[..., Scan]", get_corpus(name).scan)
     accepted = inspect.signature(loader).parameters
     kwargs.update({k: v for k, v in options.items() if k in accepted and k not in ("root", "labels", "name")})
-    return _logged(loader(root, labels=labels, **kwargs))
+    return _logged(loader(source.path if source.kind != "folder" else root, labels=labels, **kwargs))

@@ -84,7 +84,10 @@ def _utterance(row: dict[str, str | None], src: Path, *, line: int) -> Utterance
     if not os.path.isabs(str(values["path"])):
         values["path"] = str((src.parent / str(values["path"])).resolve())
     known = set(UTTERANCE_FIELDS + OPTIONAL_FIELDS)
-    values["meta"] = make_meta((k, v) for k, v in row.items() if isinstance(k, str) and k not in known)
+    try:
+        values["meta"] = make_meta((k, v) for k, v in row.items() if isinstance(k, str) and k not in known)
+    except ValueError as e:  # a column named like a field that is not a column ("meta")
+        raise ManifestError(f"{src}: {e}") from None
     return Utterance(**values)  # type: ignore[arg-type]
 
 

@@ -14,12 +14,19 @@ Not to be confused with :mod:`emoshift.corpora.manifest`, which writes and reads
 - Layout: columns ``path`` (relative to the table's folder, or absolute), ``emotion``, ``speaker``; optional
   ``id``, ``gender`` (male/female/m/f; empty or unknown = None), ``age``, ``language``, ``fold`` (predefined
   folds), ``start``/``end`` (seconds: a segment, read without decoding the rest of the file),
-  ``arousal``/``valence``/``dominance`` (numbers). Any other column is kept in ``meta`` (and can be audited,
-  ``--by accent``). Also read as they are: nkululeko's CSV (``file, speaker, gender, emotion``) and EmoBox's
+  ``arousal``/``valence``/``dominance`` (numbers); and the columns of emoshift's own index
+  (``emoshift corpus index`` writes them, so its output reads back as it is): ``native_label`` (kept as the native
+  label instead of the label as written), ``intensity``, ``sentence``, ``race``, ``ethnicity``, ``agreement``;
+  ``corpus`` and ``duration_s`` are read and ignored (the table's name is the corpus; durations are measured
+  again). Any other column is kept in ``meta`` (and can be audited, ``--by accent``); a column named ``meta``
+  is refused. Also read as they are: nkululeko's CSV (``file, speaker, gender, emotion``) and EmoBox's
   JSONL (``key, wav, emo, ...``): ``file``/``wav`` stand for ``path``, ``emo`` for ``emotion``, ``key`` for
   ``id``. Other names are mapped with ``columns`` (``data.manifest.columns: {path: file}``).
-- Quirks: every error names the row (CSV: the line, header = 1; JSONL: the line) and the column. A row whose
-  audio is missing or broken is skipped with its reason, like a bad file of any corpus.
+- Ids: ``<NAME>/`` and the ``id`` column, or else the audio path without its suffix, relative to the table's
+  folder (or, when some audio lies outside it, to the folder all the table's audio shares).
+- Quirks: every error names the row (CSV: the line, header = 1; JSONL: the line) and the column, and names the
+  options as the user gave them (:data:`CONFIG`: config keys; :data:`FLAGS`: ``corpus index``'s flags). A row
+  whose audio is missing or broken is skipped with its reason, like a bad file of any corpus.
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ import json
 import os
 import re
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 from emoshift.corpora import _scanning
@@ -38,6 +45,7 @@ from emoshift.corpora.base import (
     EMOTIONS,
     CorpusError,
     Scan,
+    Skipped,
     Utterance,
     check_policy,
     harmonise,
@@ -62,10 +70,20 @@ FIELDS: tuple[str, ...] = (
     "arousal",
     "valence",
     "dominance",
+    # emoshift's own index (corpora.manifest) carries these too
+    "native_label",
+    "intensity",
+    "sentence",
+    "race",
+    "ethnicity",
+    "agreement",
 )
+# Columns of emoshift's own index that a table does not take from the row: the table's name is its corpus, and
+# durations are measured when the audio is decoded.
+IGNORED: tuple[str, ...] = ("corpus", "duration_s")
 # Other tools' names for the same columns, used when the emoshift name is absent (nkululeko, EmoBox).
 ALIASES: dict[str, tuple[str, ...]] = {"path": ("file", "wav"), "emotion": ("emo",), "id": ("key",)}
-_NUMBERS = ("start", "end", "arousal", "valence", "dominance")
+_NUMBERS = ("start", "end", "arousal", "valence", "dominance", "agreement")
 _GENDERS = {"male": "male", "m": "male", "female": "female", "f": "female"}
 _NO_GENDER = {"", "unknown", "na", "n/a", "none", "x"}
 _NAME = re.compile(r"[a-z0-9][a-z0-9_.-]*")
@@ -75,6 +93,40 @@ LABEL_MAP: dict[str, str] = {e: e for e in EMOTIONS}
 
 class TableError(CorpusError):
     """A manifest that cannot be read; the message names the file, the row and the column."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Spelling:
+    """How an error message names the table's options: as the config keys or as ``corpus index``'s flags, so a
+    user is told what to type where they typed it."""
+
+    columns: str  # the column map, e.g. "data.manifest.columns"
+    label_map: str
+    column_syntax: str  # "{field}" and "{column}" are filled in
+    label_syntax: str  # "{label}" and "{emotion}"
+    allow_leak: str  # how to accept a table without speakers
+
+    def column(self, field: str, column: str = "<column>") -> str:
+        return self.column_syntax.format(field=field, column=column)
+
+    def label(self, label: str, emotion: str = "angry") -> str:
+        return self.label_syntax.format(label=label, emotion=emotion)
+
+
+CONFIG = Spelling(
+    columns="data.manifest.columns",
+    label_map="data.label_map",
+    column_syntax="data.manifest.columns: {{{field}: {column}}}",
+    label_syntax="data.label_map (e.g. {{{label}: {emotion}}})",
+    allow_leak="set data.split.allow_leak: true",
+)
+FLAGS = Spelling(
+    columns="--column",
+    label_map="--label-map",
+    column_syntax="--column {field}={column}",
+    label_syntax="--label-map (e.g. --label-map {label}={emotion})",
+    allow_leak="pass --allow-leak",
+)
 
 
 def is_table(root: str | os.PathLike[str]) -> bool:
@@ -106,8 +158,11 @@ def scan(
     allow_leak: bool = False,
     workers: int | None = None,
     progress: bool = False,
+    spelling: Spelling = CONFIG,
 ) -> Scan:
-    """Index the utterances a CSV/JSONL table lists, as corpus ``name``; decoded and validated like any corpus."""
+    """Index the utterances a CSV/JSONL table lists, as corpus ``name``; decoded and validated like any corpus.
+
+    ``spelling`` names the options in error messages (:data:`CONFIG` keys, or :data:`FLAGS` for the CLI)."""
     check_policy(labels)
     name = check_name(name)
     path = Path(root).expanduser()
@@ -118,11 +173,67 @@ def scan(
     if not is_table(path):
         raise TableError(f"{name}: {path} is not a .csv or .jsonl manifest")
     path = path.resolve()
-    result = Scan(corpus=name, root=str(path), labels=labels)
-    reader = _Reader(name, path, columns or {}, _label_map(name, label_map or {}), allow_leak)
-    utterances = reader.read()
+    return scan_rows(
+        Rows(name, path, _file_rows(name, path), base=path.parent),
+        labels,
+        columns=columns,
+        label_map=label_map,
+        allow_leak=allow_leak,
+        workers=workers,
+        progress=progress,
+        spelling=spelling,
+    )
+
+
+@dataclasses.dataclass
+class Rows:
+    """The rows of one corpus source, each ``(row number, column -> cell)``, for :func:`scan_rows`.
+
+    A manifest table's rows come from its file; the other corpus sources (a Hugging Face dataset, lhotse
+    manifests, an audformat database) turn their records into the same string cells, so every source gets the
+    same column map, label map, speaker check and per-row errors. ``where`` is what errors name (the table, the
+    dataset folder, the supervisions file); relative audio paths are read from ``base``. ``skipped`` holds
+    records whose audio the source already knows to be unusable (e.g. a lhotse recording held in memory), each
+    with its reason; ``aliases`` adds the source's own names for emoshift's fields (e.g. ``label`` for
+    ``emotion``) to the other tools' names every table accepts; ``outside_ok`` (audio extracted to a cache)
+    turns off the warning about audio outside ``base``.
+    """
+
+    name: str
+    where: Path
+    rows: Iterable[tuple[int, dict[str, str]]]
+    base: Path
+    skipped: list[Skipped] = dataclasses.field(default_factory=list)
+    aliases: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
+    warnings: list[str] = dataclasses.field(default_factory=list)
+    outside_ok: bool = False
+
+
+def scan_rows(
+    rows: Rows,
+    labels: str = "six",
+    *,
+    columns: Mapping[str, str] | None = None,
+    label_map: Mapping[str, str] | None = None,
+    allow_leak: bool = False,
+    workers: int | None = None,
+    progress: bool = False,
+    spelling: Spelling = CONFIG,
+) -> Scan:
+    """A Scan of ``rows``: columns mapped, labels checked and harmonised, speakers required (or ``allow_leak``),
+    every kept row's audio decoded once (bad audio skipped with its reason) and the result validated;
+    ``spelling`` names the options in error messages."""
+    check_policy(labels)
+    name = check_name(rows.name)
+    result = Scan(corpus=name, root=str(rows.where), labels=labels)
+    aliases = {f: (*ALIASES.get(f, ()), *rows.aliases.get(f, ())) for f in FIELDS}
+    reader = _Reader(name, rows.where, columns or {}, _label_map(name, label_map or {}, spelling), allow_leak, spelling)
+    reader.base, reader.aliases = rows.base, aliases
+    utterances = reader.read(rows.rows)
     if not utterances:
-        raise TableError(f"{name}: {path} lists no utterances")
+        raise TableError(f"{name}: {rows.where} lists no utterances")
+    result.skipped.extend(rows.skipped)
+    result.warnings.extend(rows.warnings)
     if reader.pseudo_speakers:
         result.leaky = True
         what = (
@@ -132,10 +243,10 @@ def scan(
             f"{what}: each such utterance is its own pseudo-speaker (allow_leak), so a split may put one voice "
             "in train and test; every score on this corpus is flagged leaky"
         )
-    outside = _outside(utterances, path.parent)
+    outside = [] if rows.outside_ok else _outside(utterances, rows.base)
     if outside:
         result.warnings.append(
-            f"{len(outside)} path(s) resolve outside the manifest's folder {path.parent} (allowed; e.g. "
+            f"{len(outside)} path(s) resolve outside the manifest's folder {rows.base} (allowed; e.g. "
             f"{outside[0]}" + (f", {outside[1]}" if len(outside) > 1 else "") + ")"
         )
     pending = []
@@ -163,25 +274,65 @@ def _relabel(u: Utterance, label: str) -> Utterance:
     return dataclasses.replace(u, emotion=label)
 
 
-def _label_map(name: str, label_map: Mapping[str, str]) -> dict[str, str]:
+def _label_map(name: str, label_map: Mapping[str, str], spelling: Spelling) -> dict[str, str]:
     """The user's map, keys compared case-insensitively; its targets must be emoshift emotions."""
     out: dict[str, str] = {}
     for key, value in label_map.items():
         target = str(value).strip().lower()
         if target not in EMOTIONS:
             raise TableError(
-                f"{name}: label_map maps {key!r} to {value!r}, which is not one of emoshift's emotions "
+                f"{name}: {spelling.label_map} maps {key!r} to {value!r}, which is not one of emoshift's emotions "
                 f"({', '.join(EMOTIONS)})"
             )
         out[str(key).strip().lower()] = target
     return out
 
 
+def _file_rows(name: str, path: Path) -> Iterator[tuple[int, dict[str, str]]]:
+    """(row number, column -> cell) for CSV (header = row 1) or JSONL (line number)."""
+
+    def at(line: int) -> str:
+        return f"{name}: {path}: row {line}"
+
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            if path.suffix.lower() == ".csv":
+                reader = csv.DictReader(f)
+                if not reader.fieldnames:
+                    raise TableError(f"{name}: {path} has no header row")
+                for i, raw in enumerate(reader):
+                    if None in raw:
+                        raise TableError(f"{at(i + 2)}: more cells than the header has columns")
+                    yield i + 2, {k.strip(): (v or "").strip() for k, v in raw.items() if k is not None}
+            else:
+                for i, line in enumerate(f):
+                    if line.strip():
+                        yield i + 1, _json_row(line, at(i + 1))
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise TableError(f"{name}: cannot read {path} ({e})") from None
+
+
+def _json_row(line: str, at: str) -> dict[str, str]:
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise TableError(f"{at}: not valid JSON ({e.msg})") from None
+    if not isinstance(obj, dict):
+        raise TableError(f"{at}: expected a JSON object")
+    return {str(k).strip(): "" if v is None else str(v).strip() for k, v in obj.items()}
+
+
 class _Reader:
     """Rows of one table -> Utterances (canonical emotion, no duration); errors name the row and column."""
 
     def __init__(
-        self, name: str, path: Path, columns: Mapping[str, str], label_map: dict[str, str], allow_leak: bool
+        self,
+        name: str,
+        path: Path,
+        columns: Mapping[str, str],
+        label_map: dict[str, str],
+        allow_leak: bool,
+        spelling: Spelling,
     ) -> None:
         self.name, self.path, self.columns, self.label_map, self.allow_leak = (
             name,
@@ -190,79 +341,58 @@ class _Reader:
             label_map,
             allow_leak,
         )
+        self.spelling = spelling
+        self.id_base = path.parent  # ids are audio paths relative to this folder (set in read)
         self.no_speaker = False  # no speaker column at all
         self.pseudo_speakers = 0  # rows given a pseudo-speaker (allow_leak)
+        self.base = path.parent  # relative audio paths are read from here
+        self.aliases: Mapping[str, tuple[str, ...]] = ALIASES
 
-    def read(self) -> list[Utterance]:
-        rows = list(self._rows())
+    def read(self, source: Iterable[tuple[int, dict[str, str]]]) -> list[Utterance]:
+        rows = list(source)
         header = list(dict.fromkeys(k for _, row in rows for k in row)) if rows else []
         where = self._where(header)
         self._check_labels(rows, where)
+        self.id_base = self._id_base([self._audio(line, row, where) for line, row in rows])
         utterances = [self._utterance(line, row, where) for line, row in rows]
         self._check_ids(utterances, [line for line, _ in rows])
         return utterances
 
     # -- reading ------------------------------------------------------------------------------------------
-    def _rows(self) -> Iterator[tuple[int, dict[str, str]]]:
-        """(row number, column -> cell) for CSV (header = row 1) or JSONL (line number)."""
-        try:
-            with open(self.path, newline="", encoding="utf-8-sig") as f:
-                if self.path.suffix.lower() == ".csv":
-                    reader = csv.DictReader(f)
-                    if not reader.fieldnames:
-                        raise TableError(f"{self.name}: {self.path} has no header row")
-                    for i, raw in enumerate(reader):
-                        if None in raw:
-                            raise TableError(f"{self._at(i + 2)}: more cells than the header has columns")
-                        yield i + 2, {k.strip(): (v or "").strip() for k, v in raw.items() if k is not None}
-                else:
-                    for i, line in enumerate(f):
-                        if line.strip():
-                            yield i + 1, self._json_row(line, i + 1)
-        except (OSError, UnicodeDecodeError, csv.Error) as e:
-            raise TableError(f"{self.name}: cannot read {self.path} ({e})") from None
-
-    def _json_row(self, line: str, number: int) -> dict[str, str]:
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise TableError(f"{self._at(number)}: not valid JSON ({e.msg})") from None
-        if not isinstance(obj, dict):
-            raise TableError(f"{self._at(number)}: expected a JSON object")
-        return {str(k).strip(): "" if v is None else str(v).strip() for k, v in obj.items()}
-
     def _where(self, header: list[str]) -> dict[str, str]:
         """emoshift field -> the table's column holding it (user map first, then the other tools' names)."""
         where: dict[str, str] = {}
         for field, column in self.columns.items():
             if field not in FIELDS:
                 raise TableError(
-                    f"{self.name}: manifest.columns maps {field!r}, not one of {', '.join(FIELDS)}"
+                    f"{self.name}: {self.spelling.columns} maps {field!r}, not one of {', '.join(FIELDS)}"
                 )
             if column not in header:
                 raise TableError(
-                    f"{self.name}: manifest.columns maps {field} to column {column!r}, not in {self.path}"
+                    f"{self.name}: {self.spelling.columns} maps {field} to column {column!r}, not in {self.path}"
                 )
             where[field] = column
         for field in FIELDS:
             if field not in where:
-                found = next((c for c in (field, *ALIASES.get(field, ())) if c in header), None)
+                found = next((c for c in (field, *self.aliases.get(field, ())) if c in header), None)
                 if found is not None:
                     where[field] = found
         for needed in ("path", "emotion"):
             if needed not in where:
                 raise TableError(
                     f"{self.name}: {self.path} has no {needed!r} column (columns: {', '.join(header)}); "
-                    f"map one with data.manifest.columns: {{{needed}: <column>}}"
+                    f"map one with {self.spelling.column(needed)}"
                 )
         if "speaker" not in where:
             if not self.allow_leak:
                 raise TableError(
                     f"{self.name}: {self.path} has no 'speaker' column: splits cannot keep speakers apart. Map one "
-                    "with data.manifest.columns: {speaker: <column>}, or set data.split.allow_leak: true "
+                    f"with {self.spelling.column('speaker')}, or {self.spelling.allow_leak} "
                     "(every score is then flagged leaky)"
                 )
             self.no_speaker = True
+        if "meta" in header:
+            raise TableError(f"{self.name}: {self.path} has a column named 'meta', which emoshift reserves; rename it")
         return where
 
     def _check_labels(self, rows: list[tuple[int, dict[str, str]]], where: dict[str, str]) -> None:
@@ -273,7 +403,7 @@ class _Reader:
             unmapped = ", ".join(sorted(label or "(empty)" for label in bad))
             raise TableError(
                 f"{self.name}: labels {unmapped} in column {where['emotion']!r} are not emoshift emotions; map them "
-                f"with data.label_map (e.g. {{{sorted(bad)[0] or 'x'}: angry}}). Labels found: {listed}"
+                f"with {self.spelling.label(sorted(bad)[0] or 'x')}. Labels found: {listed}"
             )
 
     def _emotion(self, label: str) -> str | None:
@@ -286,32 +416,32 @@ class _Reader:
         def cell(field: str) -> str:
             return row.get(where[field], "") if field in where else ""
 
-        raw_path = cell("path")
-        if not raw_path:
-            raise TableError(f"{self._at(line)}, column {where['path']!r}: empty path")
-        audio = Path(raw_path).expanduser()
-        audio = audio if audio.is_absolute() else self.path.parent / audio
+        audio = self._audio(line, row, where)
         start, end = self._number(line, where, row, "start"), self._number(line, where, row, "end")
-        uid = cell("id") or self._default_id(raw_path, start, end)
+        uid = cell("id") or self._default_id(audio, start, end)
         speaker = cell("speaker")
         if not speaker:
             if not self.allow_leak:
                 raise TableError(
                     f"{self._at(line)}, column {where['speaker']!r}: empty speaker "
-                    "(fill it in, or set data.split.allow_leak: true and every score is flagged leaky)"
+                    f"(fill it in, or {self.spelling.allow_leak} and every score is flagged leaky)"
                 )
             self.pseudo_speakers += 1
         label = cell("emotion")
         used = set(where.values())
         return Utterance(
             id=f"{self.name}/{uid}",
-            path=os.path.abspath(audio),
+            path=str(audio),
             corpus=self.name,
             speaker=f"{self.name}/{speaker}" if speaker else unknown_speaker(self.name, uid),
             gender=self._gender(line, where, cell("gender")),
             emotion=self._emotion(label) or "",
-            native_label=label,
+            native_label=cell("native_label") or label,
+            intensity=cell("intensity") or None,
+            sentence=cell("sentence") or None,
             age=self._age(line, where, cell("age")),
+            race=cell("race") or None,
+            ethnicity=cell("ethnicity") or None,
             language=cell("language") or None,
             fold=cell("fold") or None,
             start=start,
@@ -319,12 +449,31 @@ class _Reader:
             arousal=self._number(line, where, row, "arousal"),
             valence=self._number(line, where, row, "valence"),
             dominance=self._number(line, where, row, "dominance"),
-            meta=make_meta((k, v) for k, v in row.items() if k not in used and k not in FIELDS),
+            agreement=self._number(line, where, row, "agreement"),
+            meta=make_meta(
+                (k, v) for k, v in row.items() if k not in used and k not in FIELDS and k not in IGNORED
+            ),
         )
 
-    def _default_id(self, raw_path: str, start: float | None, end: float | None) -> str:
-        """The path without its suffix (relative paths as written), plus the segment when there is one."""
-        stem = str(Path(raw_path).with_suffix("")).replace(os.sep, "/").lstrip("/")
+    def _audio(self, line: int, row: dict[str, str], where: dict[str, str]) -> Path:
+        """The row's audio as an absolute, normalised path (relative paths are relative to the source's base)."""
+        raw_path = row.get(where["path"], "")
+        if not raw_path:
+            raise TableError(f"{self._at(line)}, column {where['path']!r}: empty path")
+        audio = Path(raw_path).expanduser()
+        return Path(os.path.abspath(audio if audio.is_absolute() else self.base / audio))
+
+    def _id_base(self, audio: list[Path]) -> Path:
+        """The folder ids are relative to: the table's, or the one all its audio shares when some lies outside
+        (never the file system's root glued to the corpus name: ``mine/home/me/clips/a``)."""
+        folder = Path(os.path.abspath(self.base))
+        if all(a.is_relative_to(folder) for a in audio):
+            return folder
+        return Path(os.path.commonpath([folder, *(a.parent for a in audio)]))
+
+    def _default_id(self, audio: Path, start: float | None, end: float | None) -> str:
+        """The path without its suffix, relative to :attr:`id_base`, plus the segment when there is one."""
+        stem = audio.relative_to(self.id_base).with_suffix("").as_posix()
         if start is None and end is None:
             return stem
         return f"{stem}@{start or 0.0:g}-{'' if end is None else f'{end:g}'}"

@@ -45,16 +45,15 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Protocol
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from emoshift.config.split import DEFAULT_RATIOS, FOLD_METHODS, SplitConfig, check_ratios, corpus_key
 from emoshift.core.errors import EmoshiftError
 from emoshift.core.io import atomic_open
 
 PARTS: tuple[str, ...] = ("train", "val", "test")
-DEFAULT_RATIOS: tuple[float, float, float] = (0.7, 0.15, 0.15)
 UNKNOWN_GENDER = "unknown"
 
 
@@ -155,17 +154,6 @@ def _speaker_table(utterances: Iterable[_HasSpeaker]) -> tuple[dict[str, str], d
     return speakers, strata
 
 
-def _check_ratios(ratios: Sequence[float]) -> tuple[float, float, float]:
-    if len(ratios) != 3:
-        raise ValueError(f"ratios must be three numbers (train, val, test), got {list(ratios)}")
-    r = tuple(float(x) for x in ratios)
-    if any(x < 0 for x in r) or abs(sum(r) - 1.0) > 1e-6:
-        raise ValueError(f"ratios must be non-negative and sum to 1, got {list(r)}")
-    if r[0] <= 0 or r[2] <= 0:
-        raise ValueError(f"train and test ratios must be positive, got {list(r)}")
-    return r  # type: ignore[return-value]
-
-
 def _allocate(n: int, ratios: Sequence[float]) -> list[int]:
     """Split ``n`` items into parts by ``ratios`` (largest remainder), every part with a positive ratio getting
     at least one item when ``n`` allows; test is served before val when there are too few items for all."""
@@ -253,7 +241,7 @@ def speaker_split(
     """Speaker-disjoint train/val/test by ``ratios`` of speakers, gender-stratified unless ``stratify=None``."""
     if stratify not in ("gender", None):
         raise ValueError(f"stratify must be 'gender' or None, got {stratify!r}")
-    r = _check_ratios(ratios)
+    r = check_ratios(ratios)
     speakers, strata = _speaker_table(utterances)
     rng = np.random.default_rng(seed)
     part = _divide(set(speakers.values()), strata, r, PARTS, rng, stratify=stratify == "gender")
@@ -407,7 +395,7 @@ def random_split(
             "a random split puts the same speakers in train and test (scores then measure memorised voices); "
             "pass allow_leak=True to run it anyway, marked leaky"
         )
-    r = _check_ratios(ratios)
+    r = check_ratios(ratios)
     speakers, _ = _speaker_table(utterances)
     order = _shuffled(speakers, np.random.default_rng(seed))
     assignment: dict[str, str] = {}
@@ -418,109 +406,6 @@ def random_split(
     return Split(assignment=assignment, speakers=dict(speakers), leaky=True, method="random")
 
 
-# --------------------------------------------------------------------------------------------------------
-# Config
-# --------------------------------------------------------------------------------------------------------
-
-
-class SplitConfig(BaseModel):
-    """How to split, as written in a run or study config (``split:`` block)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    method: Literal["speaker", "kfold", "loso", "corpus", "explicit", "random"] = "speaker"
-    ratios: tuple[float, float, float] = DEFAULT_RATIOS
-    seed: int = 0
-    fold: int | None = Field(
-        default=None, ge=0, description="kfold/loso/corpus: run this fold only (unset: every fold, pooled)"
-    )
-    k: int | dict[str, int] = Field(
-        default=5,
-        description="kfold: the number of folds, one for every corpus or one per corpus ({ravdess: 6, crema-d: 5})",
-    )
-    val_fraction: float = Field(default=0.15, ge=0.0, lt=1.0)
-    stratify: Literal["gender"] | None = "gender"
-    train: list[str] | None = None
-    val: list[str] | None = None
-    test: list[str] | None = None
-    allow_leak: bool = False
-
-    @field_validator("k", mode="before")
-    @classmethod
-    def _fold_counts(cls, v: Any) -> int | dict[str, int]:
-        """One count >= 2, or corpus -> count >= 2 (names canonical: ``CREMA-D`` and ``crema`` are ``crema-d``)."""
-        if isinstance(v, dict):
-            if not v:
-                raise ValueError("a per-corpus k needs one fold count per corpus, e.g. {ravdess: 6, crema-d: 5}")
-            out: dict[str, int] = {}
-            for name, n in v.items():
-                key = _corpus_key(str(name))
-                if key in out:
-                    raise ValueError(f"corpus {key!r} is given twice")
-                out[key] = _fold_count(n, key)
-            return out
-        return _fold_count(v, None)
-
-    def k_for(self, corpus: str | None) -> int:
-        """The fold count of ``corpus`` (a per-corpus ``k`` must name it)."""
-        if isinstance(self.k, int):
-            return self.k
-        key = _corpus_key(corpus) if corpus else None
-        if key not in self.k:
-            raise ValueError(
-                f"data.split.k gives no fold count for corpus {corpus!r} (it names {', '.join(self.k)})"
-            )
-        return self.k[key]
-
-    @property
-    def max_k(self) -> int:
-        """The number of fold runs of a ``kfold`` run: the largest fold count."""
-        return self.k if isinstance(self.k, int) else max(self.k.values())
-
-    @model_validator(mode="after")
-    def _consistent(self) -> SplitConfig:
-        _check_ratios(self.ratios)
-        lists = [n for n in ("train", "val", "test") if getattr(self, n) is not None]
-        if self.method == "explicit":
-            if not self.train or not self.test:
-                raise ValueError("method 'explicit' needs non-empty 'train' and 'test' speaker lists")
-        elif lists:
-            raise ValueError(
-                f"speaker lists ({', '.join(lists)}) are only used by method 'explicit', not {self.method!r}"
-            )
-        if self.method == "kfold" and self.fold is not None and self.fold >= self.max_k:
-            most = "k-1" if isinstance(self.k, int) else "the largest k - 1"
-            raise ValueError(f"fold must be between 0 and {most} ({self.max_k - 1}), got {self.fold}")
-        if self.method == "random" and not self.allow_leak:
-            raise ValueError(
-                "method 'random' splits clips, not speakers, so test speakers are also in train; "
-                "set allow_leak: true to run it anyway (the run is marked leaky)"
-            )
-        return self
-
-
-def _corpus_key(name: str) -> str:
-    """A corpus's registry name, or the name lower-cased (a manifest corpus of the user's own)."""
-    from emoshift.corpora import canonical_name
-
-    try:
-        return canonical_name(name)
-    except KeyError:
-        return name.strip().lower()
-
-
-def _fold_count(n: Any, corpus: str | None) -> int:
-    where = f"{corpus}: " if corpus else ""
-    if isinstance(n, bool) or not isinstance(n, int):
-        raise ValueError(f"{where}a fold count must be a whole number, got {n!r}")
-    if n < 2:
-        raise ValueError(f"{where}k must be at least 2 (folds), got {n}")
-    return n
-
-
-FOLD_METHODS: tuple[str, ...] = ("kfold", "loso", "corpus")
-
-
 def make_folds(utterances: Iterable[_HasFold], cfg: SplitConfig, *, corpus: str | None = None) -> list[Split]:
     """Every split of a fold method (``kfold``, ``loso``, ``corpus``) of one corpus, in fold order: the folds
     that test it (``kfold`` with a per-corpus ``k``: ``k[corpus]`` of them, see "Unequal fold counts")."""
@@ -529,7 +414,7 @@ def make_folds(utterances: Iterable[_HasFold], cfg: SplitConfig, *, corpus: str 
         k = cfg.k_for(corpus)
         n = len({u.speaker for u in utterances})
         if k > n:
-            key = "data.split.k" + (f".{_corpus_key(corpus)}" if corpus and isinstance(cfg.k, dict) else "")
+            key = "data.split.k" + (f".{corpus_key(corpus)}" if corpus and isinstance(cfg.k, dict) else "")
             raise ValueError(f"{key} is {k} but the corpus has {n} speakers (k must be at most the speakers)")
         return kfold_speaker_splits(utterances, k=k, seed=cfg.seed, val_fraction=cfg.val_fraction)
     if cfg.method == "loso":

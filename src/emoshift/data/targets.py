@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Sequence
 
 from emoshift.core.errors import EmoshiftError
-from emoshift.corpora import get_corpus, is_table
+from emoshift.corpora import get_corpus, source_of
 from emoshift.corpora.base import Utterance
 
 
@@ -24,9 +24,9 @@ class TargetsError(EmoshiftError, ValueError):
 
 
 def native_scale(name: str, root: str, manifest_scale: tuple[float, float] | None) -> tuple[float, float] | None:
-    """The scale corpus ``name`` at ``root`` rates on: the manifest's declared one for a table, else the
-    corpus module's ``RATING_SCALE`` (None: the corpus has no dimensional ratings)."""
-    if is_table(root):
+    """The scale corpus ``name`` at ``root`` rates on: the declared one (``data.manifest.scale``) for a corpus of
+    your own (a table or another corpus source), else the corpus module's ``RATING_SCALE`` (None: no ratings)."""
+    if source_of(root).own:
         return manifest_scale
     scale = getattr(get_corpus(name), "RATING_SCALE", None)
     return (float(scale[0]), float(scale[1])) if scale is not None else None
@@ -57,9 +57,9 @@ def require_scale(name: str, root: str, manifest_scale: tuple[float, float] | No
     """The corpus's scale, or TargetsError naming what to do (a corpus without ratings cannot train)."""
     scale = native_scale(name, root, manifest_scale)
     if scale is None:
-        if is_table(root):
+        if source_of(root).own:
             raise TargetsError(
-                f"corpus {name!r} is a manifest table: declare the scale of its ratings with "
+                f"corpus {name!r} is a corpus of your own: declare the scale of its ratings with "
                 "data.manifest.scale=[low,high] (e.g. [1,5]) to train a dimensional model"
             )
         raise TargetsError(

@@ -8,6 +8,7 @@ from typing import Protocol
 
 import numpy as np
 
+from emoshift.core.extras import require
 from emoshift.deploy.meta import BackendError, ModelMeta
 
 BACKENDS = ("auto", "onnx", "torch")
@@ -20,8 +21,8 @@ class Backend(Protocol):
     @property
     def meta(self) -> ModelMeta: ...
 
-    def probabilities(self, waves: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
-        """``(B, C)`` class probabilities, or for a dimensional model (``meta.task``) its ``(B, T)`` values."""
+    def values(self, waves: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+        """``(B, K)``: what ``meta.output`` names, class probabilities or a rated model's values (``meta.task``)."""
         ...
 
 
@@ -51,12 +52,14 @@ def open_backend(run: str | os.PathLike[str], backend: str = "auto", *, threads:
 
         onnx = OnnxBackend(exported, threads=threads)
         fp = onnx.meta.config_fingerprint
-        if fp is not None and info.get("config_fingerprint") not in (None, fp):
+        if fp is not None and info.config_fingerprint not in (None, fp):
             raise BackendError(f"{exported} was exported from another run; export again (emoshift export {path})")
         return onnx
-    from emoshift.models.families import family_for_info
+    # the torch graph (or a family's own path): the training stack, which the core install lacks
+    require("train", "--backend torch" if backend == "torch" else f"{path} (no {ONNX_NAME}: the torch backend)")
+    from emoshift.models.weights import family_of_record
 
-    if not family_for_info(info).exportable:  # no serving graph: the family's own path
+    if not family_of_record(info).exportable:  # no serving graph: the family's own path
         from emoshift.deploy.family_backend import FamilyBackend
 
         return FamilyBackend(path)

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from emoshift.core.record import ModelRecord
 from emoshift.deploy.meta import SAMPLE_RATE, LazyBackend, ModelMeta
 
 
@@ -19,20 +20,21 @@ class FamilyBackend(LazyBackend):
     def __init__(self, run: str | os.PathLike[str]) -> None:
         super().__init__()
         self.run = Path(run)
-        self._info: dict[str, Any] = {}
+        self._info: ModelRecord | None = None
 
     def _open(self) -> tuple[Any, ModelMeta]:
         from emoshift.models.weights import load_model
 
         model, self._info = load_model(self.run, device="cpu")
-        return model, ModelMeta.from_info(self._info, members=len(self._info.get("members") or [None]))
+        return model, ModelMeta.from_info(self._info, members=len(self._info.members or [None]))
 
-    def probabilities(self, waves: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    def values(self, waves: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
         """``(B, C)`` (or a dimensional model's ``(B, T)``) for 16 kHz windows ``(B, S)``; a mask marks each
         window's real samples."""
         from emoshift.evaluation.inference import predict_waveform
 
         model = self._load()
+        assert self._info is not None  # set by _load
         out = []
         for i, wave in enumerate(np.asarray(waves, dtype=np.float32)):
             n = int(np.asarray(mask[i]).sum()) if mask is not None else len(wave)

@@ -11,10 +11,10 @@ MatMul, so it exports to ONNX without complex numbers or the STFT op), then the 
 ``10 log10``, top-db clipping and per-utterance standardisation. An input shorter than the model's training crop
 is padded with zero-valued frames up to the crop, exactly as training's ``crop_or_pad`` padded short clips.
 
-An ensemble's probabilities are the mean of its members' probabilities and its logits the mean of their logits
-(so ``probabilities`` is not ``softmax(logits)`` for an ensemble of more than one member).
-
-A dimensional model (model.json ``task: dimensional``) has one output, ``values`` ``(B, T)``: the head's raw
+The graph's outputs are the record's task's (:mod:`emoshift.core.task`, ``graph_outputs``): a categorical
+model gives ``logits`` and ``probabilities``; an ensemble's probabilities are the mean of its members'
+probabilities and its logits the mean of their logits (so ``probabilities`` is not ``softmax(logits)`` for an
+ensemble of more than one member). A dimensional model has one output, ``values`` ``(B, T)``: the head's raw
 outputs on the run's ``target_range``, one column per target (an ensemble: the mean of its members').
 This module needs torch (it is what the exporter traces and what ``--backend torch`` runs); the ONNX inference
 path never imports it.
@@ -30,8 +30,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from emoshift.config.features import FeatureConfig
 from emoshift.core.errors import EmoshiftError
-from emoshift.features.logmel import AMIN, FeatureConfig, mel_filterbank
+from emoshift.core.record import ModelRecord
+from emoshift.features.logmel import AMIN, mel_filterbank
 
 
 class ExportUnsupportedError(EmoshiftError, ValueError):
@@ -98,23 +100,23 @@ class ServingModel(nn.Module):
     """Members of one family and one label list -> ``(logits, probabilities)``, each ``(B, C)``; members of a
     dimensional model -> ``(values,)``, ``(B, T)``. The last output is what a backend returns."""
 
-    def __init__(self, members: list[nn.Module], info: dict[str, Any]) -> None:
+    def __init__(self, members: list[nn.Module], info: ModelRecord) -> None:
         super().__init__()
         self.members = nn.ModuleList(members)
-        self.input_kind = str(info["input_kind"])
-        self.dimensional = info.get("task", "categorical") == "dimensional"
+        self.input_kind = str(info.input_kind)
+        self.rated = info.task_kind.rated  # outputs ("values",), else ("logits", "probabilities")
 
     def forward(self, wave: Tensor, mask: Tensor | None = None) -> tuple[Tensor, ...]:
         if self.input_kind == "waveform":
-            logits = [m(wave, mask) for m in self.members]  # each (B, C), or (B, T) values
+            raw = [m(wave, mask) for m in self.members]  # each (B, K): logits, or values
         else:
-            logits = [m(wave) for m in self.members]
-        if self.dimensional:
-            return (logits[0] if len(logits) == 1 else torch.stack(logits).mean(dim=0),)  # (B, T)
-        if len(logits) == 1:
-            return logits[0], torch.softmax(logits[0], dim=-1)
-        stacked = torch.stack(logits)  # (M, B, C)
-        return stacked.mean(dim=0), torch.softmax(stacked, dim=-1).mean(dim=0)
+            raw = [m(wave) for m in self.members]
+        mean = raw[0] if len(raw) == 1 else torch.stack(raw).mean(dim=0)  # (B, K)
+        if self.rated:  # a rated model: its values are its outputs, the mean of the members'
+            return (mean,)
+        if len(raw) == 1:
+            return mean, torch.softmax(mean, dim=-1)
+        return mean, torch.softmax(torch.stack(raw), dim=-1).mean(dim=0)  # mean logits, mean probability
 
 
 def member_runs(run_dirs: list[Any]) -> list[Path]:
@@ -125,36 +127,36 @@ def member_runs(run_dirs: list[Any]) -> list[Path]:
     out: list[Path] = []
     for run in run_dirs:
         info = RunDir.of(run).info()
-        out.extend(member_paths(Path(run), info) if info.get("members") else [Path(run)])
+        out.extend(member_paths(Path(run), info) if info.is_ensemble else [Path(run)])
     return out
 
 
-def check_exportable(info: dict[str, Any]) -> None:
+def check_exportable(info: ModelRecord) -> None:
     """Raise ExportUnsupportedError, in one line, for a family the graph cannot hold."""
-    enc = info.get("encoder_config") or {}
+    enc = info.encoder_config or {}
     if enc.get("model_type") == "whisper":
         raise ExportUnsupportedError(
-            f"{info['model']} with a Whisper encoder cannot be exported: its log-mel front end is transformers' "
+            f"{info.model} with a Whisper encoder cannot be exported: its log-mel front end is transformers' "
             "numpy WhisperFeatureExtractor, which runs outside the network; use --backend torch"
         )
-    from emoshift.models.families import family_for_info
+    from emoshift.models.weights import family_of_record
 
-    family = family_for_info(info)
+    family = family_of_record(info)
     if not family.exportable:
-        raise ExportUnsupportedError(f"{info['model']} cannot be exported to ONNX: {family.not_exportable}")
+        raise ExportUnsupportedError(f"{info.model} cannot be exported to ONNX: {family.not_exportable}")
 
 
-def check_same_family(infos: list[dict[str, Any]]) -> None:
+def check_same_family(infos: list[ModelRecord]) -> None:
     first = infos[0]
     for other in infos[1:]:
         for key in ("labels", "input_kind", "features", "task", "targets", "target_range"):
-            if other.get(key) != first.get(key):
+            if getattr(other, key) != getattr(first, key):
                 raise ExportUnsupportedError(
                     f"ensemble members differ in {key}: every member must share labels, input kind and features"
                 )
 
 
-def build_serving_model(run_dirs: list[Any]) -> tuple[ServingModel, dict[str, Any]]:
+def build_serving_model(run_dirs: list[Any]) -> tuple[ServingModel, ModelRecord]:
     """Load each member run (eval mode, CPU) and wrap them; returns the model and the first member's info."""
     from emoshift.models.weights import load_model
 
@@ -165,8 +167,8 @@ def build_serving_model(run_dirs: list[Any]) -> tuple[ServingModel, dict[str, An
     check_same_family(infos)
     info = infos[0]
     members: list[nn.Module] = []
-    if info["input_kind"] == "spectrogram":
-        cfg = FeatureConfig.model_validate(info["features"])
+    if info.input_kind == "spectrogram":
+        cfg = FeatureConfig.model_validate(info.features)
         for model, _ in loaded:
             members.append(_SpectrogramMember(DftLogMel(cfg, min_frames=cfg.frames_for(cfg.crop_s)), model))
     else:

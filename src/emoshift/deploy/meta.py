@@ -1,13 +1,12 @@
 """What inference needs to know about a model, without torch: task, labels or targets, input kind, window,
 silence trimming.
 
-A categorical model's outputs are probabilities over ``labels``; a dimensional model's (``task``
-``dimensional``) are its values for ``targets`` (arousal, valence, dominance) on ``target_range``, and
-``labels`` is empty. :attr:`ModelMeta.outputs` names the columns of either; :attr:`ModelMeta.output` names the
-graph output a backend returns (``probabilities`` or ``values``).
-
-Read from RUN/model.json (the torch backend) or from the ONNX file's metadata (the ONNX backend), so an exported
-``model.onnx`` is usable on its own with onnxruntime.
+:class:`ModelMeta` is the serving view of the model record (:class:`emoshift.core.record.ModelRecord`,
+:meth:`ModelMeta.from_info`), carried whole in an exported ONNX file's metadata (:meth:`ModelMeta.to_json`) so
+that ``model.onnx`` is usable on its own with onnxruntime, without its run directory. What the outputs are is its
+task's (:mod:`emoshift.core.task`): :attr:`ModelMeta.outputs` names the columns (labels, or a rated model's
+targets on ``target_range``), :attr:`ModelMeta.output` the graph output a backend returns (``probabilities`` or
+``values``).
 """
 
 from __future__ import annotations
@@ -18,6 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from emoshift.core.errors import EmoshiftError
+from emoshift.core.record import ModelRecord
+from emoshift.core.task import CATEGORICAL, Task, task_named
 
 SAMPLE_RATE = 16_000  # every exported graph takes 16 kHz mono float32
 META_KEY = "emoshift"  # ONNX metadata_props key holding this record as JSON
@@ -37,7 +38,7 @@ class ModelMeta:
     trim_top_db: float
     members: int = 1  # ensemble size (1 = a single run)
     config_fingerprint: str | None = None
-    task: str = "categorical"  # "categorical" | "dimensional"
+    task: str = CATEGORICAL.name  # a name of emoshift.core.task.TASKS
     targets: tuple[str, ...] = ()  # dimensional: the rated dimensions, in output order
     target_range: tuple[float, float] | None = None  # dimensional: the scale of the outputs
 
@@ -46,40 +47,42 @@ class ModelMeta:
         return ("waveform", "mask") if self.input_kind == "waveform" else ("waveform",)
 
     @property
-    def dimensional(self) -> bool:
-        return self.task == "dimensional"
+    def task_kind(self) -> Task:
+        return task_named(self.task)
 
     @property
     def outputs(self) -> tuple[str, ...]:
-        """The names of the model's output columns: its targets (dimensional) or its labels."""
-        return self.targets if self.dimensional else self.labels
+        """The names of the model's output columns: its labels, or a rated model's targets."""
+        return tuple(self.task_kind.output_names(self.labels, self.targets))
 
     @property
     def output(self) -> str:
-        """The graph output a backend returns: ``values`` (B, T) for dimensional, ``probabilities`` (B, C)."""
-        return "values" if self.dimensional else "probabilities"
+        """The graph output a backend returns: ``probabilities`` (B, C), or a rated model's ``values`` (B, T)."""
+        return self.task_kind.output
 
     @property
     def graph_outputs(self) -> tuple[str, ...]:
-        return ("values",) if self.dimensional else ("logits", "probabilities")
+        return self.task_kind.graph_outputs
 
     @classmethod
-    def from_info(cls, info: dict[str, Any], *, members: int = 1) -> ModelMeta:
-        feats = info.get("features", {})
+    def from_info(cls, info: ModelRecord, *, members: int = 1) -> ModelMeta:
+        """The serving view of ``info``."""
+        feats = info.features
         if int(feats.get("sample_rate", SAMPLE_RATE)) != SAMPLE_RATE:
             raise BackendError(f"the model expects {feats['sample_rate']} Hz audio; only 16 kHz models are served")
+        window = info.window_s if info.window_s is not None else feats.get("crop_s", 3.0)  # a family may set its own
         return cls(
-            labels=tuple(info["labels"]),
-            input_kind=str(info["input_kind"]),
-            model=str(info["model"]),
-            window_s=float(info.get("window_s", feats.get("crop_s", 3.0))),  # a family may set its own
+            labels=tuple(info.labels),
+            input_kind=str(info.input_kind),
+            model=info.model,
+            window_s=float(window),
             trim_silence=bool(feats.get("trim_silence", True)),
             trim_top_db=float(feats.get("trim_top_db", 40.0)),
             members=members,
-            config_fingerprint=info.get("config_fingerprint"),
-            task=str(info.get("task", "categorical")),
-            targets=tuple(info.get("targets") or ()),
-            target_range=_pair(info.get("target_range")),
+            config_fingerprint=info.config_fingerprint,
+            task=info.task_kind.name,
+            targets=tuple(info.targets or ()),
+            target_range=_pair(info.target_range),
         )
 
     def to_json(self) -> str:

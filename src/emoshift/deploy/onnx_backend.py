@@ -1,6 +1,6 @@
 """Inference on an exported ``model.onnx`` with onnxruntime and numpy only (no torch, no transformers).
 
-``OnnxBackend(path).probabilities(waves, mask)``: ``(B, S)`` float32 16 kHz waveforms (and a ``(B, S)`` 0/1 mask
+``OnnxBackend(path).values(waves, mask)``: ``(B, S)`` float32 16 kHz waveforms (and a ``(B, S)`` 0/1 mask
 for waveform models) -> ``(B, C)`` probabilities (a dimensional model: its ``(B, T)`` values). The session is created on first use; ``run`` is thread-safe, so
 one backend serves a pool of workers.
 """
@@ -43,7 +43,7 @@ class OnnxBackend(LazyBackend):
             raise BackendError(f"{self.path} was not written by `emoshift export` (no {META_KEY} metadata)")
         return session, ModelMeta.from_json(raw)
 
-    def probabilities(self, waves: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    def values(self, waves: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
         """``(B, S)`` float32 -> ``(B, C)`` float32; ``mask`` (B, S) marks real samples (waveform models)."""
         session = self._load()
         feeds: dict[str, np.ndarray] = {"waveform": np.ascontiguousarray(waves, dtype=np.float32)}

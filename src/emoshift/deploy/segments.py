@@ -1,7 +1,7 @@
 """Emotion over time: a file is scored in windows, or on the speech segments voice activity detection finds.
 
 ``score(backend, blocks, Segmentation(...))`` streams 16 kHz blocks (:mod:`emoshift.deploy.audio_stream`) and
-returns a :class:`Scored`: one :class:`Segment` per window or speech piece (start, end, label, probabilities) and
+returns a :class:`FileScore`: one :class:`Segment` per window or speech piece (start, end, label, probabilities) and
 the file-level label, the duration-weighted mean of the segments' probabilities. Memory holds one window (plus one
 decoded block) at a time, whatever the file's length.
 
@@ -87,7 +87,7 @@ class Segment:
 
 
 @dataclass
-class Scored:
+class FileScore:
     label: str | None  # None for a dimensional model
     probabilities: dict[str, float]
     duration_s: float
@@ -101,15 +101,15 @@ def _probs_of(backend: Backend, waves: list[np.ndarray]) -> np.ndarray:
     """(n, C) probabilities for waveforms of possibly different lengths, in as few calls as allowed."""
     lengths = {len(w) for w in waves}
     if len(lengths) == 1:
-        return backend.probabilities(np.stack(waves))  # (n, S)
+        return backend.values(np.stack(waves))  # (n, S)
     if backend.meta.input_kind == "waveform":  # pad and mask
         n = max(lengths)
         x = np.zeros((len(waves), n), np.float32)
         mask = np.zeros((len(waves), n), np.int64)
         for i, w in enumerate(waves):
             x[i, : len(w)], mask[i, : len(w)] = w, 1
-        return backend.probabilities(x, mask)
-    return np.concatenate([backend.probabilities(w[None]) for w in waves])  # the CNN graph takes no mask
+        return backend.values(x, mask)
+    return np.concatenate([backend.values(w[None]) for w in waves])  # the CNN graph takes no mask
 
 
 class _Batcher:
@@ -130,11 +130,11 @@ class _Batcher:
             self.probs.append(_probs_of(self.backend, self.waves))
             self.waves = []
 
-    def segments(self, labels: tuple[str, ...], *, dimensional: bool = False) -> list[Segment]:
+    def segments(self, labels: tuple[str, ...], *, rated: bool = False) -> list[Segment]:
         """One segment per span; ``labels`` name the output columns (a dimensional model's: its targets)."""
         self.flush()
         probs = np.concatenate(self.probs) if self.probs else np.zeros((0, len(labels)), np.float32)
-        if dimensional:
+        if rated:
             return [Segment(a / SR, b / SR, None, {}, {t: float(v) for t, v in zip(labels, p, strict=True)})
                     for (a, b), p in zip(self.spans, probs, strict=True)]
         return [
@@ -197,7 +197,7 @@ def _extract(blocks: Blocks, pieces: list[tuple[int, int]]) -> Iterator[tuple[in
             buf, buf_start = buf[drop:], buf_start + drop
 
 
-def score(backend: Backend, blocks: Blocks, seg: Segmentation | None = None) -> Scored:
+def score(backend: Backend, blocks: Blocks, seg: Segmentation | None = None) -> FileScore:
     """Score a stream of 16 kHz blocks; raises AudioError (empty, silent, too long, no speech, unreadable)."""
     from emoshift.deploy import vad as vad_mod
 
@@ -228,20 +228,20 @@ def score(backend: Backend, blocks: Blocks, seg: Segmentation | None = None) -> 
                 frame_probs, meter.samples, threshold=seg.check_threshold
             ):
                 raise NoSpeechError("no speech: voice activity detection found none")
-    dimensional = meta.dimensional
+    rated = meta.task_kind.rated  # values per target, not probabilities and a label
     names = meta.outputs  # the output columns: labels, or a dimensional model's targets
-    segments = batch.segments(names, dimensional=dimensional)
+    segments = batch.segments(names, rated=rated)
     weights = np.array([s.end_s - s.start_s for s in segments], np.float64)  # (n,)
     probs_mat = np.array([[(s.values if s.values is not None else s.probabilities)[k] for k in names]
                           for s in segments], np.float64)
     mean = (weights[:, None] * probs_mat).sum(axis=0) / max(weights.sum(), 1e-12)  # (C,) or (T,)
     by_name = {k: float(v) for k, v in zip(names, mean, strict=True)}
-    return Scored(
-        label=None if dimensional else meta.labels[int(np.argmax(mean))],
-        probabilities={} if dimensional else by_name,
+    return FileScore(
+        label=None if rated else meta.labels[int(np.argmax(mean))],
+        probabilities={} if rated else by_name,
         duration_s=meter.samples / SR,
         segments=segments,
         mode=seg.mode,
         speech=[(a / SR, b / SR) for a, b in speech],
-        values=by_name if dimensional else None,
+        values=by_name if rated else None,
     )

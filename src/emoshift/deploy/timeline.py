@@ -24,8 +24,9 @@ def plot_timeline(
 ) -> Path:
     """One line per emotion at each segment's centre (steps across the segment), speech spans shaded grey.
 
-    Segments with ``values`` (a dimensional model) plot those, one line per target named in ``labels``, on
-    ``value_range`` (default 0-1)."""
+    Segments with ``values`` (a dimensional model) plot those, one line per target named in ``labels``, against
+    ``value_range`` (default 0-1) drawn as dashed bounds; the network's outputs are not clipped to it, so the axis
+    widens to show any value outside it. Each label has its own colour, whatever the number of segments."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -38,15 +39,24 @@ def plot_timeline(
         order = sorted(segments, key=lambda s: (s.start_s + s.end_s) / 2)
         centres = [(s.start_s + s.end_s) / 2 for s in order]
         rated = bool(order) and getattr(order[0], "values", None) is not None
-        for lab in labels:
+        lo, hi = value_range or (0.0, 1.0)
+        seen = [lo, hi]
+        for i, lab in enumerate(labels):
             ys = [(s.values if rated else s.probabilities)[lab] for s in order]
+            seen += ys
+            colour = f"C{i % 10}"  # hlines does not cycle colours: each label names its own
             if len(order) == 1:
-                ax.hlines(ys, order[0].start_s, order[0].end_s, label=lab, lw=2)
+                ax.hlines(ys, order[0].start_s, order[0].end_s, label=lab, lw=2, colors=colour)
             else:
-                ax.plot(centres, ys, label=lab, lw=1.6, marker="." if len(order) < 60 else None)
+                ax.plot(centres, ys, label=lab, lw=1.6, marker="." if len(order) < 60 else None, color=colour)
         end = duration_s if duration_s is not None else max((s.end_s for s in order), default=1.0)
         ax.set_xlim(0, max(end, 1e-3))
-        ax.set_ylim(*(value_range or (0.0, 1.0)))
+        bottom, top = min(seen), max(seen)
+        pad = 0.03 * (top - bottom or 1.0)
+        ax.set_ylim(bottom - pad if bottom < lo else lo, top + pad if top > hi else hi)
+        if rated:  # the declared range, so a value beyond it shows as beyond it
+            for bound in (lo, hi):
+                ax.axhline(bound, color="0.5", lw=0.8, ls="--", zorder=0)
         ax.set_xlabel("time (s)")
         ax.set_ylabel("rating" if rated else "probability")
         ax.set_title(title + ("  (grey: speech)" if speech else ""), fontsize=10)

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from emoshift.core.extras import MissingExtraError, installed
 from emoshift.deploy.meta import BackendError
 
 FRAME = 512  # samples per VAD frame at 16 kHz (32 ms)
@@ -25,10 +26,15 @@ MAX_FRAMES = 512  # frames per onnxruntime call (~16 s)
 MODEL_FILE = "silero_vad_16k_sequence.onnx"
 
 
-def model_path() -> Path:
-    spec = importlib.util.find_spec("silero_vad")  # finds the package without running its (torch) __init__
+def available() -> bool:
+    """Whether Silero VAD is installed (the ``vad`` extra); without it the speech check is off by default."""
+    return installed("silero_vad")
+
+
+def model_path(what: str = "voice activity detection") -> Path:
+    spec = importlib.util.find_spec("silero_vad") if available() else None  # without its (torch) __init__
     if spec is None or not spec.submodule_search_locations:
-        raise BackendError("--vad needs the silero-vad package (pip install silero-vad)")
+        raise MissingExtraError("vad", "silero-vad", what)
     path = Path(next(iter(spec.submodule_search_locations))) / "data" / MODEL_FILE
     if not path.is_file():
         raise BackendError(f"silero-vad is installed but {MODEL_FILE} is missing from it; reinstall silero-vad")

@@ -23,21 +23,21 @@ for demographics, and writes ``RUN/audit/<corpus>.json``, ``.md`` and the plots.
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from emoshift.core.io import atomic_write_text
+from emoshift.core.extras import optional
 from emoshift.core.rundir import RunDir
+from emoshift.core.task import task_named
+from emoshift.evaluation import audit_dimensional
 from emoshift.evaluation.groups import (
     BY_KEYS,  # noqa: F401  (re-exported: callers import it from here)
     DEFAULT_BY,
     MIN_SPEAKERS,
     UNKNOWN,
-    AuditError,
     age_band,  # noqa: F401  (re-exported: callers import it from here)
     audit_sections,
     check_audit,
@@ -46,9 +46,11 @@ from emoshift.evaluation.groups import (
     gap_verdict,
     parse_age_bands,  # noqa: F401  (re-exported: callers import it from here)
     parse_by,  # noqa: F401  (re-exported: callers import it from here)
+    predictions_for,
+    read_leaky,
     size_notes,
     speaker_groups,
-    with_ci,
+    write_text,
 )
 from emoshift.evaluation.metrics import (
     METRICS,
@@ -60,6 +62,7 @@ from emoshift.evaluation.metrics import (
     permutation_test_groups,
     prediction_labels,
     read_predictions,
+    with_ci,
 )
 
 METRIC_LABELS: dict[str, str] = {"accuracy": "accuracy", "uar": "UAR", "macro_f1": "macro-F1"}
@@ -198,9 +201,7 @@ def collapse_verdict(report: Mapping[str, Any]) -> str | None:
 
 def verdict(key: str, section: Mapping[str, Any], alpha: float = 0.05) -> str:
     """One sentence on whether the groups of ``key`` differ in UAR (a dimensional audit: mean CCC) beyond chance."""
-    if section.get("task") == "dimensional":
-        from emoshift.evaluation import audit_dimensional
-
+    if task_named(section.get("task")).rated:
         return audit_dimensional.verdict(key, section, alpha)
     name = key.replace("_", " ")
     if not section.get("available"):
@@ -289,68 +290,6 @@ def render_markdown(report: Mapping[str, Any]) -> str:
 # --------------------------------------------------------------------------------------------------------
 
 
-def write_text(path: Path, text: str) -> Path:
-    """Write ``text`` atomically (temp file in the same folder, then rename); returns ``path``."""
-    atomic_write_text(path, text)
-    return path
-
-
-def read_model_info(run_dir: Path) -> dict[str, Any]:
-    """RUN/model.json as a dict ({} when absent); its ``labels`` and ``label_policy`` are used here."""
-    path = RunDir.of(run_dir).model_json
-    if not path.is_file():
-        return {}
-    try:
-        info = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise AuditError(f"{path} is not valid JSON: {e.msg} (line {e.lineno})") from None
-    if not isinstance(info, dict):
-        raise AuditError(f"{path} must hold a JSON object")
-    return info
-
-
-def read_leaky(run_dir: Path, corpus: str) -> bool | None:
-    """``leaky`` from RUN/metrics/<corpus>.json (None when unknown): were test speakers seen in training?"""
-    path = RunDir.of(run_dir).metrics(corpus)
-    if not path.is_file():
-        return None
-    try:
-        value = json.loads(path.read_text(encoding="utf-8")).get("leaky")
-    except (json.JSONDecodeError, AttributeError):
-        return None
-    return bool(value) if value is not None else None
-
-
-def predictions_for(run_dir: str | os.PathLike[str], name: str, root: str) -> tuple[Path, str]:
-    """(RUN/predictions/<corpus>.csv, canonical corpus name), evaluating the run on the corpus first if the
-    file is missing (``emoshift.evaluation.evaluate.evaluate_run``)."""
-    from emoshift.corpora import resolve_name
-
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise AuditError(f"run directory not found: {run_dir}")
-    try:
-        corpus = resolve_name(name, root)  # a manifest table names a corpus of its own
-    except KeyError as e:
-        raise AuditError(str(e.args[0])) from None
-    run = RunDir.of(run_dir)
-    candidates = [run.predictions(corpus), run.predictions(name)]
-    for path in candidates:
-        if path.is_file():
-            return path, corpus
-    try:
-        evaluate = importlib.import_module("emoshift.evaluation.evaluate")
-    except ModuleNotFoundError as e:
-        if e.name != "emoshift.evaluation.evaluate":
-            raise
-        raise AuditError(
-            f"{run_dir} has no predictions/{corpus}.csv and this install cannot evaluate"
-        ) from None
-    evaluate.evaluate_run(run_dir, {corpus: root})
-    for path in candidates:
-        if path.is_file():
-            return path, corpus
-    raise AuditError(f"evaluating {run_dir} on {corpus} wrote no predictions/{corpus}.csv")
 
 
 def _scan_as_run(run_dir: Path, corpus: str, root: str, labels: str) -> Any:
@@ -383,18 +322,14 @@ def audit_run(
     (``label_policy`` in RUN/model.json, default "six"). A dimensional run (``task: dimensional`` in
     model.json) is audited on CCC by :mod:`emoshift.evaluation.audit_dimensional`.
     """
-    from emoshift.evaluation import plots
-
     run_dir = Path(run_dir)
     pred_path, corpus = predictions_for(run_dir, name, root)
-    info = read_model_info(run_dir)
-    result = _scan_as_run(run_dir, corpus, root, str(info.get("label_policy") or "six"))
-    if info.get("task") == "dimensional":  # CCC by group: evaluation/audit_dimensional.py
-        from emoshift.evaluation.audit_dimensional import audit_dimensional_file
-
+    info = RunDir.of(run_dir).info_if_present()
+    result = _scan_as_run(run_dir, corpus, root, str(info and info.label_policy or "six"))
+    if info is not None and info.task_kind.rated:  # CCC by group: evaluation/audit_dimensional.py
         options = {"n_resamples": n_resamples, "n_permutations": n_permutations, "min_speakers": min_speakers}
         demographics = demographics_from_utterances(result.utterances)
-        return audit_dimensional_file(
+        return audit_dimensional.audit_dimensional_file(
             run_dir, pred_path, corpus, demographics, by=by, age_bands=age_bands, seed=seed, **options
         )
     rows = read_predictions(pred_path)
@@ -402,7 +337,7 @@ def audit_run(
         rows,
         demographics_from_utterances(result.utterances),
         by=by,
-        labels=info.get("labels"),
+        labels=info.labels if info is not None else None,
         age_bands=age_bands,
         seed=seed,
         n_resamples=n_resamples,
@@ -414,8 +349,10 @@ def audit_run(
     report["leaky"] = read_leaky(run_dir, corpus)
     run = RunDir.of(run_dir)
     for key, section in report["by"].items():
-        if not section["available"]:
+        if not section["available"] or not optional("plots", "the audit's plots"):
             continue
+        from emoshift.evaluation import plots
+
         groups = section["groups"]
         plots.plot_group_bars(
             groups,

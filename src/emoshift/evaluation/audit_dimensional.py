@@ -27,7 +27,9 @@ from typing import Any
 
 import numpy as np
 
+from emoshift.core.extras import optional
 from emoshift.core.rundir import RunDir
+from emoshift.core.task import DIMENSIONAL
 from emoshift.evaluation.groups import (
     DEFAULT_BY,
     MIN_SPEAKERS,
@@ -37,12 +39,19 @@ from emoshift.evaluation.groups import (
     check_audit,
     fmt,
     gap_verdict,
+    read_leaky,
     size_notes,
     speaker_groups,
+    write_text,
+)
+from emoshift.evaluation.metrics import (
+    PredictionsError,
+    encode_groups,
+    group_gap,
+    permutation_p_floor,
     with_ci,
 )
-from emoshift.evaluation.metrics import PredictionsError, _encode_groups, permutation_p_floor
-from emoshift.evaluation.regression import TARGETS, _from_sums, _sums, evaluate_regression
+from emoshift.evaluation.regression import TARGETS, evaluate_regression, regression_from_sums, regression_sums
 
 Rows = Sequence[Mapping[str, Any]]
 
@@ -114,21 +123,13 @@ def rated_rows(rows: Rows, targets: Sequence[str]) -> tuple[list[Mapping[str, An
 
 def _speaker_sums(rows: Rows, targets: Sequence[str]) -> tuple[np.ndarray, list[str]]:
     """(S, T, 7) regression sums per speaker (sorted names) and target."""
-    g, names = _encode_groups([str(r["speaker"]) for r in rows])
+    g, names = encode_groups([str(r["speaker"]) for r in rows])
     per_target = []
     for t in targets:
         true = np.array([r["true"][t] for r in rows], dtype=np.float64)
         pred = np.array([r["pred"][t] for r in rows], dtype=np.float64)
-        per_target.append(_sums(true, pred, g, len(names)))
+        per_target.append(regression_sums(true, pred, g, len(names)))
     return np.stack(per_target, axis=1), names
-
-
-def _gap(values: np.ndarray) -> np.ndarray:
-    """(R, G) -> (R,) largest minus smallest group value; NaN where fewer than two groups have a value."""
-    finite = np.isfinite(values)
-    hi = np.where(finite, values, -np.inf).max(axis=-1)
-    lo = np.where(finite, values, np.inf).min(axis=-1)
-    return np.where(finite.sum(axis=-1) >= 2, hi - lo, np.nan)
 
 
 def permutation_test_ccc(
@@ -151,7 +152,7 @@ def permutation_test_ccc(
     missing = [s for s in names if s not in speaker_group]
     if missing:
         raise PredictionsError(f"speaker {missing[0]!r} has no group")
-    group_idx, group_names = _encode_groups([speaker_group[s] for s in names])  # (S,)
+    group_idx, group_names = encode_groups([speaker_group[s] for s in names])  # (S,)
     if len(group_names) < 2:
         raise ValueError("a permutation test needs speakers from at least two groups")
     flat = sums.reshape(len(names), -1)  # (S, T*7)
@@ -160,9 +161,9 @@ def permutation_test_ccc(
         # assign: (R, S) group index per speaker -> (R, 1 + T) gap of the mean CCC and of each target's
         per_group = [((assign == k).astype(np.float64) @ flat).reshape(len(assign), len(targets), 7)
                      for k in range(len(group_names))]
-        ccc = np.stack([_from_sums(s)["ccc"] for s in per_group], axis=1)  # (R, G, T)
+        ccc = np.stack([regression_from_sums(s)["ccc"] for s in per_group], axis=1)  # (R, G, T)
         values = np.concatenate([ccc.mean(axis=2, keepdims=True), ccc], axis=2)  # (R, G, 1 + T)
-        return np.stack([_gap(values[:, :, j]) for j in range(values.shape[2])], axis=1)
+        return np.stack([group_gap(values[:, :, j]) for j in range(values.shape[2])], axis=1)
 
     with np.errstate(divide="ignore", invalid="ignore"):
         observed = gaps(group_idx[None, :])[0]  # (1 + T,)
@@ -229,7 +230,7 @@ def _audit_one(
 ) -> dict[str, Any]:
     if all(v is None for v in values):
         note = f"{corpus} does not record {key.replace('_', ' ')}"
-        return {"task": "dimensional", "available": False, "groups": {}, "note": note}
+        return {"task": DIMENSIONAL.name, "available": False, "groups": {}, "note": note}
     speaker_group, members = speaker_groups(key, rows, values)
     groups: dict[str, dict[str, Any]] = {}
     for name, group_rows in members.items():
@@ -238,7 +239,7 @@ def _audit_one(
         groups[name] = record
     notes = size_notes(key, groups, min_speakers)
     compared = [g for g, r in groups.items() if not r["too_small"] and g != UNKNOWN]
-    out: dict[str, Any] = {"task": "dimensional", "available": True, "groups": groups, "compared": compared}
+    out: dict[str, Any] = {"task": DIMENSIONAL.name, "available": True, "groups": groups, "compared": compared}
     scores = score_names(targets)
     out.update(gap=dict.fromkeys(scores), ratio=dict.fromkeys(scores), p_value_ccc=None, p_values=None)
     out.update(p_value_floor=None, best_ccc=None, worst_ccc=None)
@@ -285,7 +286,7 @@ def audit_dimensional_predictions(
     keys, edges, notes = check_audit(kept, demographics, by, age_bands, (min_speakers, n_resamples, n_permutations))
     if unrated:
         notes.append(f"{unrated} predictions without a rating for every target are not audited")
-    report: dict[str, Any] = {"task": "dimensional", "corpus": corpus, "targets": targets, "labels": []}
+    report: dict[str, Any] = {"task": DIMENSIONAL.name, "corpus": corpus, "targets": targets, "labels": []}
     report["overall"] = group_record(kept, targets, seed=seed, n_resamples=n_resamples)
     report["settings"], report["by"] = audit_sections(
         keys, kept, demographics, edges,
@@ -329,8 +330,8 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         f"p-values: {settings['p_value']} ({settings['n_permutations']} permutations). "
         f"Groups with fewer than {settings['min_speakers']} speakers are reported but not compared.",
         "",
-        "Overall: mean CCC " + with_ci(overall["ccc"], overall["ccc_ci"]) + "; "
-        + ", ".join(f"{t} CCC {with_ci(overall[f'{t}_ccc'], overall[f'{t}_ccc_ci'])}" for t in targets)
+        "Overall: mean CCC " + with_ci(overall["ccc"], overall["ccc_ci"], overall["speakers"]) + "; "
+        + ", ".join(f"{t} CCC {with_ci(overall[f'{t}_ccc'], overall[f'{t}_ccc_ci'], overall['speakers'])}" for t in targets)
         + (f" ({overall['ci_reason']})" if overall.get("ci_reason") else "") + ".",
         "",
         "## Verdict",
@@ -388,8 +389,6 @@ def audit_dimensional_file(
 ) -> Path:
     """Audit ``pred_path`` (a dimensional run's predictions on ``corpus``); writes RUN/audit/<corpus>.json, .md
     and one bar plot per grouping; returns the JSON path. ``options``: those of ``audit_dimensional_predictions``."""
-    from emoshift.evaluation import plots
-    from emoshift.evaluation.audit import read_leaky, write_text
 
     rows, targets = read_dimensional_predictions(pred_path)
     report = audit_dimensional_predictions(rows, demographics, targets=targets, corpus=corpus, **options)
@@ -397,7 +396,9 @@ def audit_dimensional_file(
     report["leaky"] = read_leaky(run_dir, corpus)
     run = RunDir.of(run_dir)
     for key, section in report["by"].items():
-        if section["available"]:
+        if section["available"] and optional("plots", "the audit's plots"):
+            from emoshift.evaluation import plots
+
             plots.plot_group_bars(
                 section["groups"],
                 score_names(targets),

@@ -32,24 +32,25 @@ import numpy as np
 
 from emoshift.core.errors import EmoshiftError
 from emoshift.core.rundir import RunDir
-from emoshift.evaluation.audit import predictions_for, read_leaky, read_model_info, write_text
+from emoshift.core.task import CATEGORICAL, DIMENSIONAL
 from emoshift.evaluation.audit_dimensional import rated_rows, read_dimensional_predictions
+from emoshift.evaluation.groups import predictions_for, read_leaky, write_text
 from emoshift.evaluation.metrics import (
-    _check_resampling,
-    _encode_groups,
-    _percentile,
+    check_resampling,
     ci_reason,
     classification_metrics,
+    encode_groups,
     mcnemar_exact,
     paired_bootstrap_diff,
+    percentile,
     prediction_labels,
     read_predictions,
 )
 from emoshift.evaluation.regression import (
-    _resampled_metrics,
-    _sums,
     paired_bootstrap_ccc_diff,
     regression_metrics,
+    regression_sums,
+    resampled_metrics,
 )
 
 MCNEMAR_NOTE = (
@@ -189,19 +190,19 @@ def _mean_ccc_diff(
 ) -> tuple[list[float] | None, str | None]:
     """Paired speaker-bootstrap interval of mean-CCC(A) - mean-CCC(B) over the targets (None with a reason
     below ``MIN_CI_SPEAKERS`` speakers); the resamples are those of ``paired_bootstrap_ccc_diff``."""
-    g, names = _encode_groups(list(speakers))
+    g, names = encode_groups(list(speakers))
     reason = ci_reason(len(names))
     if reason:
         return None, reason
     sums = np.stack(
         [
-            np.stack([_sums(np.asarray(true[t]), np.asarray(p[t]), g, len(names)) for t in true], axis=1)
+            np.stack([regression_sums(np.asarray(true[t]), np.asarray(p[t]), g, len(names)) for t in true], axis=1)
             for p in (pred_a, pred_b)
         ],
         axis=1,
     )  # (S, 2, T, 7)
-    boot = _resampled_metrics(sums, n_resamples, seed)["ccc"].mean(axis=2)  # (R, 2)
-    return _percentile(boot[:, 0] - boot[:, 1], 0.05), None
+    boot = resampled_metrics(sums, n_resamples, seed)["ccc"].mean(axis=2)  # (R, 2)
+    return percentile(boot[:, 0] - boot[:, 1], 0.05), None
 
 
 def _same_ratings(a: Mapping[str, Any], b: Mapping[str, Any], targets: Sequence[str]) -> bool:
@@ -219,7 +220,7 @@ def compare_dimensional(
     """Paired comparison of two dimensional prediction sets (rows as ``read_dimensional_predictions`` gives
     them) on the same utterances: CCC of each, per target and their mean, and the paired bootstrap of the
     difference."""
-    _check_resampling(n_resamples, 0.05)
+    check_resampling(n_resamples, 0.05)
     _matched(rows_a, rows_b)
     targets = list(targets)
     kept_a, unrated = rated_rows(rows_a, targets)
@@ -249,7 +250,7 @@ def compare_dimensional(
     ccc_a = float(np.mean([per_target[t]["ccc_a"] for t in targets]))
     ccc_b = float(np.mean([per_target[t]["ccc_b"] for t in targets]))
     return {
-        "task": "dimensional",
+        "task": DIMENSIONAL.name,
         "n": len(kept_a),
         "speakers": len(set(speakers)),
         "unrated": unrated,
@@ -318,13 +319,13 @@ def compare_runs(
     run_a, run_b = Path(run_a), Path(run_b)
     path_a, corpus = predictions_for(run_a, name, root)
     path_b, _ = predictions_for(run_b, name, root)
-    info_a, info_b = read_model_info(run_a), read_model_info(run_b)
-    tasks = [str(i.get("task") or "categorical") for i in (info_a, info_b)]
+    info_a, info_b = RunDir.of(run_a).info_if_present(), RunDir.of(run_b).info_if_present()
+    tasks = [CATEGORICAL if i is None else i.task_kind for i in (info_a, info_b)]
     if tasks[0] != tasks[1]:
         raise CompareError(f"{run_a.name} is {tasks[0]} and {run_b.name} is {tasks[1]}: compare runs of one task")
-    if tasks[0] == "dimensional":
+    if tasks[0].rated:
         return _compare_dimensional_runs(run_a, run_b, path_a, path_b, corpus, out=out, seed=seed, n=n_resamples)
-    declared = list(dict.fromkeys(list(info_a.get("labels") or []) + list(info_b.get("labels") or [])))
+    declared = list(dict.fromkeys([*(info_a.labels if info_a else []), *(info_b.labels if info_b else [])]))
     result = compare_predictions(
         read_predictions(path_a),
         read_predictions(path_b),

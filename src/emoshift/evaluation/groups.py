@@ -1,13 +1,22 @@
 """Speaker groups for the audits (categorical and dimensional): parsing ``--by``, age bands, each speaker's
-group, and the checks both audits share. A speaker's demographics are the speaker's, not an utterance's."""
+group, the checks both audits share, and the run files they (and compare) read and write: a run's predictions
+on a corpus (evaluated first when missing), its leak flag. A speaker's demographics are the speaker's, not an
+utterance's."""
 
 from __future__ import annotations
 
+import importlib
+import json
+import os
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from emoshift.core.errors import EmoshiftError
+from emoshift.core.io import atomic_write_text
+from emoshift.core.rundir import RunDir
+from emoshift.corpora import resolve_name
 
 BY_KEYS: tuple[str, ...] = ("gender", "age_band", "race", "ethnicity")
 DEFAULT_BY: tuple[str, ...] = ("gender", "age_band")
@@ -252,8 +261,54 @@ def fmt(value: float | None, digits: int = 3) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
-def with_ci(value: float | None, ci: Sequence[float] | None, speakers: int | None = None) -> str:
-    """``0.512 [0.401, 0.620]``, or ``0.512 n/a (2 speakers)`` when there is no interval (too few speakers)."""
-    if ci:
-        return fmt(value) + f" [{ci[0]:.3f}, {ci[1]:.3f}]"
-    return fmt(value) + (f" n/a ({speakers} speaker{'' if speakers == 1 else 's'})" if speakers else "")
+# --------------------------------------------------------------------------------------------------------
+# The run files both audits (and compare) read and write
+# --------------------------------------------------------------------------------------------------------
+
+
+def write_text(path: Path, text: str) -> Path:
+    """Write ``text`` atomically (temp file in the same folder, then rename); returns ``path``."""
+    atomic_write_text(path, text)
+    return path
+
+
+def read_leaky(run_dir: Path, corpus: str) -> bool | None:
+    """``leaky`` from RUN/metrics/<corpus>.json (None when unknown): were test speakers seen in training?"""
+    path = RunDir.of(run_dir).metrics(corpus)
+    if not path.is_file():
+        return None
+    try:
+        value = json.loads(path.read_text(encoding="utf-8")).get("leaky")
+    except (json.JSONDecodeError, AttributeError):
+        return None
+    return bool(value) if value is not None else None
+
+
+def predictions_for(run_dir: str | os.PathLike[str], name: str, root: str) -> tuple[Path, str]:
+    """(RUN/predictions/<corpus>.csv, canonical corpus name), evaluating the run on the corpus first if the
+    file is missing (``emoshift.evaluation.evaluate.evaluate_run``)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise AuditError(f"run directory not found: {run_dir}")
+    try:
+        corpus = resolve_name(name, root)  # a manifest table names a corpus of its own
+    except KeyError as e:
+        raise AuditError(str(e.args[0])) from None
+    run = RunDir.of(run_dir)
+    candidates = [run.predictions(corpus), run.predictions(name)]
+    for path in candidates:
+        if path.is_file():
+            return path, corpus
+    try:
+        evaluate = importlib.import_module("emoshift.evaluation.evaluate")
+    except ModuleNotFoundError as e:
+        if e.name != "emoshift.evaluation.evaluate":
+            raise
+        raise AuditError(
+            f"{run_dir} has no predictions/{corpus}.csv and this install cannot evaluate"
+        ) from None
+    evaluate.evaluate_run(run_dir, {corpus: root})
+    for path in candidates:
+        if path.is_file():
+            return path, corpus
+    raise AuditError(f"evaluating {run_dir} on {corpus} wrote no predictions/{corpus}.csv")

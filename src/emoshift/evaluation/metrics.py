@@ -57,6 +57,27 @@ class PredictionsError(EmoshiftError, ValueError):
 # --------------------------------------------------------------------------------------------------------
 
 
+
+def with_ci(
+    value: float | None,
+    ci: Sequence[float | None] | None,
+    speakers: int | None = None,
+    *,
+    number: Callable[[float], str] = lambda v: f"{v:.3f}",
+) -> str:
+    """The one way a score and its interval are written (reports, audits, model cards, the CLI tables):
+    ``0.512 [0.401, 0.620]``; ``0.512 n/a (2 speakers)`` when there is no interval, or only one from fewer than
+    MIN_CI_SPEAKERS speakers (never a zero-width ``x [x, x]``); ``0.512 n/a`` when the speakers are unknown;
+    "–" for no score. ``number`` writes each figure (a percentage in the study report)."""
+    if value is None:
+        return "–"
+    too_few = speakers is not None and speakers < MIN_CI_SPEAKERS
+    if ci and None not in ci and not too_few:
+        return f"{number(value)} [{number(ci[0])}, {number(ci[1])}]"  # type: ignore[arg-type]
+    if speakers is not None:
+        return f"{number(value)} n/a ({speakers} speaker{'' if speakers == 1 else 's'})"
+    return f"{number(value)} n/a"
+
 def _encode(values: Sequence[str], labels: Sequence[str], what: str) -> np.ndarray:
     """Label strings -> indices into ``labels`` (int64). Unknown labels are an error, not silently dropped."""
     index = {label: i for i, label in enumerate(labels)}
@@ -66,7 +87,7 @@ def _encode(values: Sequence[str], labels: Sequence[str], what: str) -> np.ndarr
         raise PredictionsError(f"{what} label {e.args[0]!r} is not one of {list(labels)}") from None
 
 
-def _encode_groups(groups: Sequence[str]) -> tuple[np.ndarray, list[str]]:
+def encode_groups(groups: Sequence[str]) -> tuple[np.ndarray, list[str]]:
     names = sorted(set(groups))
     return _encode(groups, names, "group"), names
 
@@ -111,7 +132,7 @@ def batch_metrics(conf: np.ndarray) -> dict[str, np.ndarray]:
     return {"accuracy": accuracy, "uar": uar, "macro_f1": macro_f1}
 
 
-def _percentile(values: np.ndarray, alpha: float) -> list[float] | None:
+def percentile(values: np.ndarray, alpha: float) -> list[float] | None:
     values = values[np.isfinite(values)]
     if values.size == 0:
         return None
@@ -119,7 +140,7 @@ def _percentile(values: np.ndarray, alpha: float) -> list[float] | None:
     return [float(lo), float(hi)]
 
 
-def _speaker_draws(n_speakers: int, n_resamples: int, rng: np.random.Generator) -> np.ndarray:
+def speaker_draws(n_speakers: int, n_resamples: int, rng: np.random.Generator) -> np.ndarray:
     """(R, S) how many times each speaker is drawn in each resample (speakers drawn with replacement)."""
     draws = rng.integers(0, n_speakers, size=(n_resamples, n_speakers))
     draws += (np.arange(n_resamples) * n_speakers)[:, None]
@@ -144,7 +165,7 @@ def ci_reason(n_speakers: int, min_speakers: int = MIN_CI_SPEAKERS) -> str | Non
     return f"{n_speakers} test {noun}: too few for a speaker bootstrap"
 
 
-def _check_resampling(n_resamples: int, alpha: float) -> None:
+def check_resampling(n_resamples: int, alpha: float) -> None:
     if n_resamples < 1:
         raise ValueError(f"n_resamples must be at least 1, got {n_resamples}")
     if not 0 < alpha < 1:
@@ -230,17 +251,17 @@ def bootstrap_ci(
     unknown = [m for m in metrics if m not in METRICS]
     if unknown:
         raise ValueError(f"unknown metric(s) {unknown}; choose from {', '.join(METRICS)}")
-    _check_resampling(n_resamples, alpha)
+    check_resampling(n_resamples, alpha)
     t, p, labels = _prepare(y_true, y_pred, labels)
     if len(speakers) != len(t):
         raise PredictionsError(f"speakers has {len(speakers)} items but y_true has {len(t)}")
-    g, names = _encode_groups(speakers)
+    g, names = encode_groups(speakers)
     if len(names) < min_speakers:
         return {m: None for m in metrics}
     per_speaker = confusion_stack(t, p, g, len(labels), len(names))  # (S, L, L)
-    weights = _speaker_draws(len(names), n_resamples, np.random.default_rng(seed))  # (R, S)
+    weights = speaker_draws(len(names), n_resamples, np.random.default_rng(seed))  # (R, S)
     values = batch_metrics(_resampled(per_speaker, weights))
-    return {m: _percentile(values[m], alpha) for m in metrics}
+    return {m: percentile(values[m], alpha) for m in metrics}
 
 
 def evaluate_predictions(
@@ -307,12 +328,12 @@ def paired_bootstrap_diff(
     """
     if metric not in METRICS:
         raise ValueError(f"unknown metric {metric!r}; choose from {', '.join(METRICS)}")
-    _check_resampling(n_resamples, alpha)
+    check_resampling(n_resamples, alpha)
     t, pa, labels = _prepare(y_true, pred_a, labels)
     _, pb, _ = _prepare(y_true, pred_b, labels)
     if len(speakers) != len(t):
         raise PredictionsError(f"speakers has {len(speakers)} items but y_true has {len(t)}")
-    g, names = _encode_groups(speakers)
+    g, names = encode_groups(speakers)
     conf_a = confusion_stack(t, pa, g, len(labels), len(names))
     conf_b = confusion_stack(t, pb, g, len(labels), len(names))
     a = float(batch_metrics(conf_a.sum(axis=0))[metric])
@@ -320,12 +341,12 @@ def paired_bootstrap_diff(
     reason = ci_reason(len(names), min_speakers)
     if reason:
         return {"a": a, "b": b, "diff": a - b, "ci": None, "ci_reason": reason}
-    weights = _speaker_draws(len(names), n_resamples, np.random.default_rng(seed))
+    weights = speaker_draws(len(names), n_resamples, np.random.default_rng(seed))
     diffs = (
         batch_metrics(_resampled(conf_a, weights))[metric]
         - batch_metrics(_resampled(conf_b, weights))[metric]
     )
-    return {"a": a, "b": b, "diff": a - b, "ci": _percentile(diffs, alpha), "ci_reason": None}
+    return {"a": a, "b": b, "diff": a - b, "ci": percentile(diffs, alpha), "ci_reason": None}
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -333,9 +354,13 @@ def paired_bootstrap_diff(
 # --------------------------------------------------------------------------------------------------------
 
 
-def _gap(values: np.ndarray) -> np.ndarray:
-    """Largest minus smallest over the last axis (the group axis), ignoring NaN."""
-    return np.nanmax(values, axis=-1) - np.nanmin(values, axis=-1)
+def group_gap(values: np.ndarray) -> np.ndarray:
+    """(..., G) -> (...): the largest minus the smallest value over the last axis (the groups); NaN where fewer
+    than two groups have a value (NaN marks a group without one). The gap statistic of both audits."""
+    finite = np.isfinite(values)
+    hi = np.where(finite, values, -np.inf).max(axis=-1)
+    lo = np.where(finite, values, np.inf).min(axis=-1)
+    return np.where(finite.sum(axis=-1) >= 2, hi - lo, np.nan)
 
 
 def permutation_test_groups(
@@ -346,7 +371,7 @@ def permutation_test_groups(
     labels: Sequence[str],
     *,
     metric: str = "uar",
-    statistic: Callable[[np.ndarray], np.ndarray] = _gap,
+    statistic: Callable[[np.ndarray], np.ndarray] = group_gap,
     n_permutations: int = 1000,
     seed: int = 0,
 ) -> tuple[float, float]:
@@ -363,11 +388,11 @@ def permutation_test_groups(
     t, p, labels = _prepare(y_true, y_pred, labels)
     if len(speakers) != len(t):
         raise PredictionsError(f"speakers has {len(speakers)} items but y_true has {len(t)}")
-    g, names = _encode_groups(speakers)
+    g, names = encode_groups(speakers)
     missing = [s for s in names if s not in speaker_groups]
     if missing:
         raise PredictionsError(f"speaker {missing[0]!r} has no group")
-    group_idx, group_names = _encode_groups([speaker_groups[s] for s in names])  # (S,)
+    group_idx, group_names = encode_groups([speaker_groups[s] for s in names])  # (S,)
     if len(group_names) < 2:
         raise ValueError("a permutation test needs speakers from at least two groups")
     per_speaker = confusion_stack(t, p, g, len(labels), len(names)).reshape(len(names), -1).astype(np.float64)

@@ -3,7 +3,12 @@
 
 Sections: YAML front matter (library, tags, metrics), model details, training data with counts, protocol,
 results with 95% confidence intervals per corpus, fairness summary, intended use, limitations, how to use it
-(emoshift, and onnxruntime alone).
+(emoshift, and onnxruntime alone, scoring a file exactly as ``emoshift predict`` does).
+
+A speaker cross-validation run (k-fold, leave-one-speaker-out, the corpus's own folds) is an ensemble of its fold
+models: its training data lists what each member trained on, fold by fold. A fold run's card names it by its
+place (``RUN/folds/0``). The card is written when a run finishes and again whenever ``evaluate`` or ``audit``
+adds results (:func:`refresh_model_card`), so it never lags the run's metrics and audits.
 """
 
 from __future__ import annotations
@@ -15,7 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from emoshift.core.io import atomic_write_text, read_csv
+from emoshift.core.record import ModelRecord
 from emoshift.core.rundir import RunDir
+from emoshift.core.task import task_named
+from emoshift.evaluation.metrics import with_ci
 
 README = "README.md"
 ACTED = {"ravdess", "crema-d", "tess", "savee", "emodb"}  # corpora of actors reading fixed sentences
@@ -25,21 +33,76 @@ def _json(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def _training_data(rd: RunDir, info: dict[str, Any]) -> list[dict[str, Any]]:
+METHODS = {"kfold": "k-fold speaker cross-validation", "loso": "leave-one-speaker-out cross-validation",
+           "corpus": "cross-validation over the corpus's own folds"}
+
+
+def card_name(run: Path) -> str:
+    """How the card and its commands name the run: a fold run by its place in the pooled run (``RUN/folds/0``)."""
+    return f"{run.parent.parent.name}/folds/{run.name}" if run.parent.name == "folds" else run.name
+
+
+def _split_counts(rd: RunDir, corpus: str) -> tuple[dict[str, int], dict[str, int]]:
+    rows = read_csv(rd.split(corpus)) if rd.split(corpus).is_file() else []
+    utts = Counter(r["split"] for r in rows)
+    speakers = {part: len({r["speaker"] for r in rows if r["split"] == part}) for part in utts}
+    return dict(utts), speakers
+
+
+def _members(rd: RunDir, info: ModelRecord) -> list[tuple[str, RunDir]]:
+    from emoshift.models.ensemble import member_paths
+
+    rels = info.members or []
+    return [(rel, RunDir.of(p)) for rel, p in zip(rels, member_paths(rd.path, info), strict=True)]
+
+
+def _training_data(rd: RunDir, info: ModelRecord) -> list[dict[str, Any]]:
+    """Per training corpus: utterances and speakers per split part. An ensemble (fold models) has one row per
+    corpus and member, with what that member trained, validated and was tested on (``member``: ``folds/<i>``)."""
     out = []
-    for corpus in info.get("train_corpora", []):
-        rows = read_csv(rd.split(corpus)) if rd.split(corpus).is_file() else []
-        utts = Counter(r["split"] for r in rows)
-        speakers = {part: len({r["speaker"] for r in rows if r["split"] == part}) for part in utts}
-        out.append({"corpus": corpus, "utterances": dict(utts), "speakers": speakers})
+    members = _members(rd, info) if info.members else [("", rd)]
+    for corpus in info.train_corpora:
+        for rel, member in members:
+            utts, speakers = _split_counts(member, corpus)
+            out.append({"corpus": corpus, **({"member": rel} if rel else {}), "utterances": utts,
+                        "speakers": speakers})
     return out
+
+
+def _ensemble(rd: RunDir, info: ModelRecord) -> dict[str, Any] | None:
+    """What a fold ensemble is: its members, how they were split, how they are combined, what was tested."""
+    if not info.members:
+        return None
+    import yaml
+
+    split = ((yaml.safe_load(rd.config.read_text(encoding="utf-8")) or {}).get("data") or {}).get("split") or {} \
+        if rd.config.is_file() else {}
+    method = str(split.get("method", ""))
+    tested = {c: _split_counts(rd, c) for c in info.train_corpora}
+    return {
+        "members": len(info.members), "method": method, "method_text": METHODS.get(method, method or "folds"),
+        "combine": info.ensemble or info.task_kind.ensemble,
+        "tested_out_of_fold": {c: {"utterances": u.get("test", 0), "speakers": sp.get("test", 0)}
+                               for c, (u, sp) in tested.items()},
+    }
+
+
+def _protocol_text(info: ModelRecord, ens: dict[str, Any] | None) -> str:
+    if info.leaky_split:
+        return "LEAKY: some test speakers were seen in training"
+    if ens is None:
+        return "speaker-independent train/val/test per corpus (no test speaker seen in training)"
+    return (f"{ens['method_text']}, {ens['members']} folds: each fold model trained on its fold's train and val "
+            "speakers and was tested on the held-out ones; the scores pool every fold's out-of-fold predictions "
+            f"(each test utterance scored by the one model that never heard its speaker); served: the "
+            f"{ens['combine']} of the {ens['members']} fold models")
 
 
 def _metrics(rd: RunDir) -> list[dict[str, Any]]:
     out = []
     for corpus in rd.metrics_corpora():
         m = _json(rd.metrics(corpus))
-        if m.get("task") == "dimensional":
+        if task_named(m.get("task")).rated:
             out.append(_dimensional_metrics(m, corpus))
             continue
         ci = m.get("ci95") or {}  # null below 5 test speakers, with ci95_reason
@@ -85,27 +148,29 @@ def model_summary(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
     """What the service's ``GET /v1/model`` answers."""
     rd = RunDir.of(run_dir)
     info, done = rd.info(), rd.done_info()
+    dimensional = info.task_kind.rated
+    ens = _ensemble(rd, info)
     return {
-        "task": info.get("task", "categorical"),
-        "labels": info["labels"],
-        **({"targets": info["targets"], "target_range": info["target_range"]} if "targets" in info else {}),
-        "family": {"model": info["model"], "input_kind": info["input_kind"], "architecture": info.get("architecture")},
+        "task": info.task_kind.name,
+        "labels": info.labels,
+        **({"targets": info.targets, "target_range": info.target_range} if info.targets is not None else {}),
+        "family": {"model": info.model, "input_kind": info.input_kind, "architecture": info.architecture},
         "training_data": _training_data(rd, info),
+        "ensemble": ens,
         "protocol": {
-            "split": "speaker-independent train/val/test per corpus (no test speaker seen in training)"
-            if not info.get("leaky_split") else "LEAKY: some test speakers were seen in training",
-            "leaky": bool(info.get("leaky_split")),
-            "label_policy": info.get("label_policy"),
-            "training_speakers": len(info.get("training_speakers", [])),
+            "split": _protocol_text(info, ens),
+            "leaky": info.leaky_split,
+            "label_policy": None if dimensional else info.label_policy,  # ratings: no label policy applies
+            "training_speakers": len(info.training_speakers),  # train + val speakers (all members')
             "epochs_run": done.get("epochs_run"),
             "samples": done.get("samples"),
             "label_counts": done.get("label_counts"),
-            "distill_teacher": info.get("distill_teacher"),
-            "speaker_norm": bool(info.get("speaker_norm")),
+            "distill_teacher": info.distill_teacher,
+            "speaker_norm": bool(info.speaker_norm),
         },
         "metrics": _metrics(rd),
         "fairness": _fairness(rd),
-        "window_s": float(info.get("features", {}).get("crop_s", 3.0)),
+        "window_s": float(info.features.get("crop_s", 3.0)),
     }
 
 
@@ -113,10 +178,7 @@ def _fmt(metric: dict[str, Any]) -> str:
     v, ci = metric.get("value"), metric.get("ci95")
     if v is None:
         return "no ratings" if metric.get("ratings") is False else "–"
-    if ci:
-        return f"{v:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"
-    speakers = metric.get("speakers")
-    return f"{v:.3f} n/a ({speakers} speakers)" if speakers is not None else f"{v:.3f}"
+    return with_ci(v, ci, metric.get("speakers"))
 
 
 def _categorical_results(s: dict[str, Any]) -> list[str]:
@@ -145,35 +207,57 @@ def _dimensional_results(s: dict[str, Any]) -> list[str]:
 def render_model_card(run_dir: str | os.PathLike[str]) -> str:
     s = model_summary(run_dir)
     run = Path(run_dir)
-    fam, prot = s["family"], s["protocol"]
-    corpora = [d["corpus"] for d in s["training_data"]]
-    dimensional = s["task"] == "dimensional"
+    name = card_name(run)
+    fam, prot, ens = s["family"], s["protocol"], s["ensemble"]
+    corpora = list(dict.fromkeys(d["corpus"] for d in s["training_data"]))
+    dimensional = task_named(s["task"]).rated
     if dimensional:
         lo, hi = s["target_range"]
         outputs = f"- Outputs ({len(s['targets'])}): {', '.join(s['targets'])}, each on [{lo:g}, {hi:g}] (dimensional)"
+        front = ["tags: [speech-emotion-recognition, dimensional-emotion, onnx]"]  # regression: no classification tag
     else:
         outputs = f"- Labels ({len(s['labels'])}): {', '.join(s['labels'])}"
-    lines = ["---", "library_name: emoshift", "pipeline_tag: audio-classification",
-             "tags: [speech-emotion-recognition, audio-classification, onnx]",
+        front = ["pipeline_tag: audio-classification", "tags: [speech-emotion-recognition, audio-classification, onnx]"]
+    lines = ["---", "library_name: emoshift", *front,
              f"datasets: [{', '.join(corpora)}]",
              "metrics: [ccc, pearson, mae]" if dimensional else "metrics: [uar, accuracy, macro_f1]", "---", "",
-             f"# {run.name}: speech emotion recognition ({fam['model']})", "",
+             f"# {name}: speech emotion recognition ({fam['model']})", "",
              "## Model details", "",
              f"- Architecture: {fam['architecture'] or fam['model']} (input: {fam['input_kind']})",
              outputs,
-             f"- Input: 16 kHz mono audio; the model's window is {s['window_s']:g} s (longer audio is scored in windows)",
-             "- Trained with emoshift (Lightning); weights in model.safetensors, ONNX graph in model.onnx when exported",
-             "", "## Training data", "", "| corpus | train | val | test | speakers (train/val/test) |",
-             "| --- | ---: | ---: | ---: | --- |"]
+             f"- Input: 16 kHz mono audio; the model's window is {s['window_s']:g} s (longer audio is scored in windows)"]
+    if ens:
+        lines.append(f"- An ensemble of {ens['members']} fold models ({ens['method_text']}; {ens['combine']}), "
+                     "each in folds/<i>/ with its own card")
+    else:
+        lines.append("- Trained with emoshift (Lightning); weights in model.safetensors, ONNX graph in model.onnx when "
+                     "exported")
+    lines += ["", "## Training data", ""]
+    if ens:
+        tested = "; ".join(f"{c}: {t['utterances']} utterances of {t['speakers']} speakers"
+                           for c, t in ens["tested_out_of_fold"].items())
+        lines += [f"Each fold model trained on its own speakers (rows below); together the folds tested every "
+                  f"utterance once, out of fold ({tested}).", "",
+                  "| corpus | fold model | train | val | test | speakers (train/val/test) |",
+                  "| --- | --- | ---: | ---: | ---: | --- |"]
+    else:
+        lines += ["| corpus | train | val | test | speakers (train/val/test) |", "| --- | ---: | ---: | ---: | --- |"]
     for d in s["training_data"]:
         u, sp = d["utterances"], d["speakers"]
-        lines.append(f"| {d['corpus']} | {u.get('train', 0)} | {u.get('val', 0)} | {u.get('test', 0)} | "
+        member = f" {d['member']} |" if "member" in d else ""
+        lines.append(f"| {d['corpus']} |{member} {u.get('train', 0)} | {u.get('val', 0)} | {u.get('test', 0)} | "
                      f"{sp.get('train', 0)}/{sp.get('val', 0)}/{sp.get('test', 0)} |")
     if prot.get("label_counts"):
         counts = ", ".join(f"{k} {v}" for k, v in sorted(prot["label_counts"].items()))
         lines += ["", f"Training utterances per label: {counts}."]
-    lines += ["", "## Protocol", "", f"- Split: {prot['split']}", f"- Label policy: {prot['label_policy']}",
-              f"- Epochs run: {prot['epochs_run']}"]
+    lines += ["", "## Protocol", "", f"- Split: {prot['split']}"]
+    if dimensional:
+        lines.append(f"- Targets: {', '.join(s['targets'])}, each corpus's ratings rescaled to [{lo:g}, {hi:g}]; the "
+                     "outputs are not clipped, so a value may fall slightly outside that range")
+    else:
+        lines.append(f"- Label policy: {prot['label_policy']}")
+    if prot["epochs_run"] is not None:
+        lines.append(f"- Epochs run: {prot['epochs_run']}")
     if prot.get("distill_teacher"):
         lines.append(f"- Distilled from: {prot['distill_teacher']}")
     lines += ["", "## Results", "",
@@ -185,7 +269,7 @@ def render_model_card(run_dir: str | os.PathLike[str]) -> str:
         for f in s["fairness"]:
             lines += [f"- {f['corpus']}: " + " ".join(f["summary"])]
     else:
-        lines.append("No fairness audit has been run (`emoshift audit RUN --corpus NAME=ROOT`).")
+        lines.append(f"No fairness audit has been run (`emoshift audit {name} --on NAME=ROOT`).")
     acted = [c for c in corpora if c in ACTED]
     lines += ["", "## Intended use", "",
               "Research on speech emotion recognition and prototypes that show emotion estimates over time. Not for "
@@ -199,26 +283,69 @@ def render_model_card(run_dir: str | os.PathLike[str]) -> str:
         lines.append(f"- Trained on acted speech ({', '.join(acted)}): actors reading fixed sentences in studio or "
                      "near-studio conditions; expect lower accuracy on spontaneous, conversational or noisy speech.")
     lines += ["- The cross-corpus rows above are the better guide to performance on new recordings than the "
-              "in-corpus test rows.",
-              f"- Training speakers: {prot['training_speakers']}; groups of speakers not represented may be served worse.",
-              "", "## How to use", "", "With emoshift:", "", "```bash", f"emoshift predict {run.name} speech.wav",
-              f"emoshift predict {run.name} long.wav --window 3 --hop 1 --format json   # emotion over time",
-              f"emoshift export {run.name}          # writes {run.name}/model.onnx",
-              f"emoshift serve {run.name}           # web page and API on http://127.0.0.1:8000", "```", "",
-              "With onnxruntime alone (after `emoshift export`):", "", "```python",
-              "import json, numpy as np, onnxruntime as ort, soundfile as sf, soxr",
-              f"sess = ort.InferenceSession('{run.name}/model.onnx')",
-              "labels = json.loads(sess.get_modelmeta().custom_metadata_map['labels'])",
-              "wave, sr = sf.read('speech.wav', dtype='float32', always_2d=True)",
-              "wave = soxr.resample(wave.mean(axis=1), sr, 16000).astype(np.float32)[None]  # (1, S)"]
-    feed = "{'waveform': wave, 'mask': np.ones(wave.shape, np.int64)}" if fam["input_kind"] == "waveform" else "{'waveform': wave}"
-    if dimensional:
-        lines += [f"values = sess.run(None, {feed})[0][0]  # {', '.join(s['targets'])}",
-                  f"print(dict(zip({s['targets']!r}, values.round(3))))", "```", ""]
-    else:
-        lines += [f"probs = sess.run(['probabilities'], {feed})[0][0]",
-                  "print(labels[int(probs.argmax())], dict(zip(labels, probs.round(3))))", "```", ""]
+              "in-corpus test rows.", f"- {_speakers_sentence(s)}"]
+    lines += ["", "## How to use", "", "With emoshift:", "", "```bash", f"emoshift predict {name} speech.wav",
+              f"emoshift predict {name} long.wav --window 3 --hop 1 --format json   # emotion over time",
+              f"emoshift export {name}          # writes {name}/model.onnx",
+              f"emoshift serve {name}           # web page and API on http://127.0.0.1:8000", "```", "",
+              *onnx_snippet(name, s)]
     return "\n".join(lines)
+
+
+def _speakers_sentence(s: dict[str, Any]) -> str:
+    """How many speakers the model learned from, counted as the table counts them (train and val)."""
+    n = s["protocol"]["training_speakers"]
+    if s["ensemble"]:
+        return (f"Speakers heard in training: {n} across the {s['ensemble']['members']} fold models (each fold model: "
+                "its train and val speakers above); groups of speakers not represented may be served worse.")
+    train = sum(d["speakers"].get("train", 0) for d in s["training_data"])
+    val = sum(d["speakers"].get("val", 0) for d in s["training_data"])
+    return (f"Training speakers: {n} ({train} trained on, {val} used for validation); groups of speakers not "
+            "represented may be served worse.")
+
+
+def onnx_snippet(name: str, s: dict[str, Any]) -> list[str]:
+    """The card's onnxruntime-only example: it scores a file as ``emoshift predict`` does (windows of the model's
+    length every third of it, the last ending at the file's end, averaged by duration; a file no longer than one
+    window scored whole with its leading and trailing silence trimmed), so both give the same numbers."""
+    dimensional = task_named(s["task"]).rated
+    x = "wave[None, a:b]"
+    feed = (f"{{'waveform': {x}, 'mask': np.ones((1, b - a), np.int64)}}" if s["family"]["input_kind"] == "waveform"
+            else f"{{'waveform': {x}}}")
+    out = "values" if dimensional else "probabilities"
+    lines = ["With onnxruntime alone (after `emoshift export`), scoring a file as `emoshift predict` does:", "",
+             "```python",
+             "import json, numpy as np, onnxruntime as ort, soundfile as sf, soxr",
+             f"sess = ort.InferenceSession('{name}/model.onnx')",
+             "meta = json.loads(sess.get_modelmeta().custom_metadata_map['emoshift'])",
+             "wave, sr = sf.read('speech.wav', dtype='float32', always_2d=True)",
+             "wave = soxr.resample(wave.mean(axis=1), sr, 16000, quality='HQ').astype(np.float32)  # (S,) 16 kHz mono",
+             "w = round(meta['window_s'] * 16000); h = max(1, round(meta['window_s'] / 3 * 16000))",
+             "if len(wave) <= w:  # one window: trim leading/trailing silence as training did (25 ms frames)",
+             "    if meta['trim_silence'] and len(wave) > 400:",
+             "        e = np.convolve(wave.astype(np.float64) ** 2, np.ones(400), 'valid')[::100] / 400",
+             "        db = 10 * np.log10(np.maximum(e, 1e-20)); keep = np.nonzero(db > db.max() - meta['trim_top_db'])[0]",
+             "        wave = wave[keep[0] * 100 : keep[-1] * 100 + 400]",
+             "    spans = [(0, len(wave))]",
+             "else:  # windows every third of one, the last ending at the file's end",
+             "    spans = [(a, a + w) for a in range(0, len(wave) - w + 1, h)]",
+             "    spans += [(len(wave) - w, len(wave))] if spans[-1][1] < len(wave) else []",
+             f"rows = np.concatenate([sess.run(['{out}'], {feed})[0] for a, b in spans])",
+             "weights = np.array([b - a for a, b in spans], np.float64)",
+             "mean = (weights[:, None] * rows).sum(axis=0) / weights.sum()"]
+    if dimensional:
+        lines += [f"print(dict(zip(meta['targets'], mean.round(3))))  # not clipped to {s['target_range']}", "```", ""]
+    else:
+        lines += ["print(meta['labels'][int(mean.argmax())], dict(zip(meta['labels'], mean.round(3))))", "```", ""]
+    return lines
+
+
+def refresh_model_card(run_dir: str | os.PathLike[str]) -> Path | None:
+    """Rewrite RUN/README.md of a finished run (evaluate and audit call this after adding results); None while
+    the run is unfinished (training writes the card when it completes)."""
+    if not RunDir.of(run_dir).done.is_file():
+        return None
+    return write_model_card(run_dir)
 
 
 def write_model_card(run_dir: str | os.PathLike[str]) -> Path:

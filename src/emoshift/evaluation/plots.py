@@ -174,11 +174,14 @@ def plot_curves(
     log: str | os.PathLike[str] | Iterable[Mapping[str, Any]], path: str | os.PathLike[str]
 ) -> Path:
     """Training curves from a CSV log (column ``epoch`` and any of train_loss, val_loss, val_uar,
-    val_accuracy, val_ccc) or from the same rows as dicts: losses on the left, validation scores on the right."""
+    val_accuracy, val_ccc) or from the same rows as dicts: losses on the left, validation scores on the right.
+    A pooled cross-validation log (a ``fold`` column) draws one line per fold and column."""
     rows = _read_log(log)
+    folds = list(dict.fromkeys(str(r.get("fold")) for r in rows if r.get("fold") not in (None, "")))
+    by_fold = {f"fold {f} ": [r for r in rows if str(r.get("fold")) == f] for f in folds} or {"": rows}
     panels = []
     for columns, ylabel in ((LOSS_COLUMNS, "loss"), (SCORE_COLUMNS, "score")):
-        lines = {c: _series(rows, c) for c in columns}
+        lines = {f"{tag}{c}": _series(part, c) for c in columns for tag, part in by_fold.items()}
         lines = {c: s for c, s in lines.items() if s[0]}
         if lines:
             panels.append((ylabel, lines))

@@ -26,14 +26,15 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
+from emoshift.core.task import DIMENSIONAL
 from emoshift.evaluation.metrics import (
     MIN_CI_SPEAKERS,
     PredictionsError,
-    _check_resampling,
-    _encode_groups,
-    _percentile,
-    _speaker_draws,
+    check_resampling,
     ci_reason,
+    encode_groups,
+    percentile,
+    speaker_draws,
 )
 
 TARGETS: tuple[str, ...] = ("arousal", "valence", "dominance")
@@ -60,13 +61,13 @@ def _vectors(
     return t, p
 
 
-def _sums(t: np.ndarray, p: np.ndarray, groups: np.ndarray, n_groups: int) -> np.ndarray:
+def regression_sums(t: np.ndarray, p: np.ndarray, groups: np.ndarray, n_groups: int) -> np.ndarray:
     """(G, 7) per-group sums: n, sum t, sum p, sum t^2, sum p^2, sum tp, sum |t - p|."""
     cols = (np.ones_like(t), t, p, t * t, p * p, t * p, np.abs(t - p))
     return np.stack([np.bincount(groups, weights=c, minlength=n_groups) for c in cols], axis=1)
 
 
-def _from_sums(s: np.ndarray) -> dict[str, np.ndarray]:
+def regression_from_sums(s: np.ndarray) -> dict[str, np.ndarray]:
     """Metrics from (..., 7) sums; NaN where undefined (no values, or Pearson with a constant side)."""
     with np.errstate(divide="ignore", invalid="ignore"):
         n = s[..., 0]
@@ -93,23 +94,23 @@ def ccc(y_true: ArrayLike, y_pred: ArrayLike) -> float:
     """Lin's concordance correlation coefficient (population moments); NaN when both sides are constant
     and equal (0/0)."""
     t, p = _vectors(y_true, y_pred)
-    return float(_from_sums(_sums(t, p, np.zeros(t.size, dtype=np.int64), 1)[0])["ccc"])
+    return float(regression_from_sums(regression_sums(t, p, np.zeros(t.size, dtype=np.int64), 1)[0])["ccc"])
 
 
 def regression_metrics(y_true: ArrayLike, y_pred: ArrayLike) -> dict[str, Any]:
     """``{"ccc", "pearson", "mae", "n"}``; a metric that is undefined on these values is None."""
     t, p = _vectors(y_true, y_pred)
-    m = _from_sums(_sums(t, p, np.zeros(t.size, dtype=np.int64), 1)[0])
+    m = regression_from_sums(regression_sums(t, p, np.zeros(t.size, dtype=np.int64), 1)[0])
     return {**{k: _number(float(v)) for k, v in m.items()}, "n": int(t.size)}
 
 
-def _resampled_metrics(per_speaker: np.ndarray, n_resamples: int, seed: int) -> dict[str, np.ndarray]:
+def resampled_metrics(per_speaker: np.ndarray, n_resamples: int, seed: int) -> dict[str, np.ndarray]:
     """(S, ..., 7) per-speaker sums -> metrics of each resample, arrays of shape (R, ...)."""
     s = per_speaker.shape[0]
-    weights = _speaker_draws(s, n_resamples, np.random.default_rng(seed))  # (R, S)
+    weights = speaker_draws(s, n_resamples, np.random.default_rng(seed))  # (R, S)
     flat = per_speaker.reshape(s, -1)  # (S, ...*7)
     resampled = (weights @ flat).reshape((n_resamples, *per_speaker.shape[1:]))  # (R, ..., 7)
-    return _from_sums(resampled)
+    return regression_from_sums(resampled)
 
 
 def regression_bootstrap_ci(
@@ -126,15 +127,15 @@ def regression_bootstrap_ci(
 
     With fewer than ``min_speakers`` speakers every interval is None (see :func:`ci_reason`).
     """
-    _check_resampling(n_resamples, alpha)
+    check_resampling(n_resamples, alpha)
     t, p = _vectors(y_true, y_pred)
     if len(speakers) != t.size:
         raise PredictionsError(f"speakers has {len(speakers)} items but there are {t.size} values")
-    g, names = _encode_groups(speakers)
+    g, names = encode_groups(speakers)
     if len(names) < min_speakers:
         return {m: None for m in REGRESSION_METRICS}
-    values = _resampled_metrics(_sums(t, p, g, len(names)), n_resamples, seed)
-    return {m: _percentile(values[m], alpha) for m in REGRESSION_METRICS}
+    values = resampled_metrics(regression_sums(t, p, g, len(names)), n_resamples, seed)
+    return {m: percentile(values[m], alpha) for m in REGRESSION_METRICS}
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -157,7 +158,7 @@ def evaluate_regression(
     ``y_true`` and ``y_pred`` map a target name (``arousal``...) to values in the same order as ``speakers``.
     Returns::
 
-        {"task": "dimensional", "targets": [...], "n": N, "ccc": mean CCC over targets,
+        {"task": <the dimensional task's name>, "targets": [...], "n": N, "ccc": mean CCC over targets,
          "per_target": {"arousal": {"ccc": .., "pearson": .., "mae": .., "ci95": {"ccc": [lo, hi], ...} | None}},
          "ci95": {"ccc": [lo, hi]} | None, "ci95_reason": None | "2 test speakers: ..."}
     """
@@ -167,30 +168,30 @@ def evaluate_regression(
     missing = [t for t in targets if t not in y_pred]
     if missing:
         raise PredictionsError(f"no predictions for target(s) {missing}")
-    _check_resampling(n_resamples, alpha)
+    check_resampling(n_resamples, alpha)
     pairs = {k: _vectors(y_true[k], y_pred[k], k) for k in targets}
     n = next(iter(pairs.values()))[0].size
     if any(t.size != n for t, _ in pairs.values()) or len(speakers) != n:
         raise PredictionsError(f"targets and speakers must have the same length ({n} values)")
-    g, names = _encode_groups(speakers)
-    sums = np.stack([_sums(t, p, g, len(names)) for t, p in pairs.values()], axis=1)  # (S, T, 7)
-    point = _from_sums(sums.sum(axis=0))  # each (T,)
+    g, names = encode_groups(speakers)
+    sums = np.stack([regression_sums(t, p, g, len(names)) for t, p in pairs.values()], axis=1)  # (S, T, 7)
+    point = regression_from_sums(sums.sum(axis=0))  # each (T,)
     reason = ci_reason(len(names), min_speakers)
-    boot = None if reason else _resampled_metrics(sums, n_resamples, seed)  # each (R, T)
+    boot = None if reason else resampled_metrics(sums, n_resamples, seed)  # each (R, T)
     per_target: dict[str, Any] = {}
     for j, name in enumerate(targets):
         entry: dict[str, Any] = {m: _number(point[m][j]) for m in REGRESSION_METRICS}
         entry["ci95"] = (
-            None if boot is None else {m: _percentile(boot[m][:, j], alpha) for m in REGRESSION_METRICS}
+            None if boot is None else {m: percentile(boot[m][:, j], alpha) for m in REGRESSION_METRICS}
         )
         per_target[name] = entry
     return {
-        "task": "dimensional",
+        "task": DIMENSIONAL.name,
         "targets": targets,
         "n": int(n),
         "ccc": _number(float(np.mean(point["ccc"]))),
         "per_target": per_target,
-        "ci95": None if boot is None else {"ccc": _percentile(boot["ccc"].mean(axis=1), alpha)},
+        "ci95": None if boot is None else {"ccc": percentile(boot["ccc"].mean(axis=1), alpha)},
         "ci95_reason": reason,
     }
 
@@ -211,23 +212,23 @@ def paired_bootstrap_ccc_diff(
     Same shape as :func:`emoshift.evaluation.metrics.paired_bootstrap_diff`:
     ``{"a", "b", "diff", "ci": [lo, hi] | None, "ci_reason"}``.
     """
-    _check_resampling(n_resamples, alpha)
+    check_resampling(n_resamples, alpha)
     t, pa = _vectors(y_true, pred_a, "model A")
     _, pb = _vectors(y_true, pred_b, "model B")
     if pa.size != pb.size or len(speakers) != t.size:
         raise PredictionsError(f"both models and the speakers must cover the same {t.size} utterances")
-    g, names = _encode_groups(speakers)
-    sums = np.stack([_sums(t, pa, g, len(names)), _sums(t, pb, g, len(names))], axis=1)  # (S, 2, 7)
-    point = _from_sums(sums.sum(axis=0))["ccc"]
+    g, names = encode_groups(speakers)
+    sums = np.stack([regression_sums(t, pa, g, len(names)), regression_sums(t, pb, g, len(names))], axis=1)  # (S, 2, 7)
+    point = regression_from_sums(sums.sum(axis=0))["ccc"]
     a, b = float(point[0]), float(point[1])
     reason = ci_reason(len(names), min_speakers)
     if reason:
         return {"a": a, "b": b, "diff": a - b, "ci": None, "ci_reason": reason}
-    boot = _resampled_metrics(sums, n_resamples, seed)["ccc"]  # (R, 2)
+    boot = resampled_metrics(sums, n_resamples, seed)["ccc"]  # (R, 2)
     return {
         "a": a,
         "b": b,
         "diff": a - b,
-        "ci": _percentile(boot[:, 0] - boot[:, 1], alpha),
+        "ci": percentile(boot[:, 0] - boot[:, 1], alpha),
         "ci_reason": None,
     }

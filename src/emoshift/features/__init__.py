@@ -2,6 +2,7 @@
 
 ``emoshift.features.log_mel`` and ``emoshift.features.FeatureConfig`` are the stable names."""
 
-from emoshift.features.logmel import FeatureConfig, LogMel, log_mel, log_mel_batch, log_mel_many
+from emoshift.config.features import FeatureConfig
+from emoshift.features.logmel import LogMel, log_mel, log_mel_batch, log_mel_many
 
 __all__ = ["FeatureConfig", "LogMel", "log_mel", "log_mel_batch", "log_mel_many"]

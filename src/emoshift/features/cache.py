@@ -36,12 +36,13 @@ from typing import IO, NamedTuple, TypeVar
 
 import numpy as np
 
+from emoshift.config.features import FeatureConfig
 from emoshift.core import audio
 from emoshift.core.io import atomic_open, atomic_write_text, disk_full, file_fingerprint, fsync_dir
 from emoshift.core.lock import die_with_parent
 from emoshift.core.progress import progress as progress_bar
 from emoshift.corpora.base import Utterance
-from emoshift.features.logmel import FeatureConfig, log_mel_many
+from emoshift.features.logmel import log_mel_many
 from emoshift.features.store import (
     DTYPE,
     FORMAT_VERSION,

@@ -34,7 +34,7 @@ import re
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -45,12 +45,37 @@ from emoshift.core.progress import progress as progress_bar
 from emoshift.corpora.base import Skipped, Utterance
 
 if TYPE_CHECKING:
-    from emoshift.models.ssl import SSLClassifier
+    from collections.abc import Iterator
+
+    import torch
 
 FORMAT_VERSION = 1
 SHARD_ROWS = 512  # rows per shard: the unit of resumption, and of memory held during a build
 # Builder arguments that change only the head, never the embeddings.
 HEAD_ONLY_KEYS = frozenset({"num_labels", "pooling", "layer_sum", "head_hidden", "dropout", "mode"})
+
+
+class FrozenEncoder(Protocol):
+    """What the cache needs of a model (:class:`emoshift.models.ssl.SSLClassifier` is one; this layer names no
+    model class): the encoder whose weights key the cache, its sizes, and its pooled per-layer embeddings."""
+
+    @property
+    def encoder(self) -> torch.nn.Module: ...
+
+    @property
+    def num_layers(self) -> int: ...
+
+    @property
+    def hidden_size(self) -> int: ...
+
+    @property
+    def padding_exact(self) -> bool: ...
+
+    def parameters(self) -> Iterator[torch.nn.Parameter]: ...
+
+    def to(self, device: Any) -> Any: ...
+
+    def pooled_layer_embeddings(self, wave: torch.Tensor, mask: torch.Tensor) -> torch.Tensor: ...
 
 
 def _slug(text: str, limit: int = 48) -> str:
@@ -76,7 +101,7 @@ def model_cache_key(model_cfg: Mapping[str, Any]) -> str:
     return f"{_slug(str(name))}-{digest}"
 
 
-def encoder_digest(model: SSLClassifier) -> str:
+def encoder_digest(model: FrozenEncoder) -> str:
     """Digest of the encoder's weights and buffers (about 0.5 s for a base-sized model)."""
     import torch
 
@@ -156,7 +181,7 @@ class EmbeddingCache:
         self,
         corpus: str,
         utterances: Sequence[Utterance],
-        model: SSLClassifier,
+        model: FrozenEncoder,
         *,
         model_key: str,
         sample_rate: int = 16_000,
@@ -183,7 +208,7 @@ class EmbeddingCache:
         meta: dict[str, Any],
         shape: tuple[int, int],
         utterances: Sequence[Utterance],
-        model: SSLClassifier,
+        model: FrozenEncoder,
         sample_rate: int,
         max_batch_seconds: float,
         device: str,
@@ -231,7 +256,7 @@ class EmbeddingCache:
         folder: Path,
         index: dict[str, Any],
         todo: list[tuple[Utterance, tuple[int, int]]],
-        model: SSLClassifier,
+        model: FrozenEncoder,
         sample_rate: int,
         max_batch_seconds: float,
         device: str,

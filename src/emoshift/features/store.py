@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from emoshift.config.features import FeatureConfig
 from emoshift.corpora.base import Skipped
-from emoshift.features.logmel import FeatureConfig
 
 FORMAT_VERSION = 1
 INDEX_NAME = "index.json"

@@ -15,12 +15,14 @@ What a kind of model needs (input, caches, batches, training, saving) is its fam
 
 from __future__ import annotations
 
+import difflib
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from emoshift.config import ExperimentConfig, ModelConfig
     from emoshift.models.families import Family
 
 from emoshift.core.errors import EmoshiftError
@@ -83,11 +85,12 @@ def _ensure_builtin() -> None:
 
 
 def family_of(name: str, mode: str | None = None) -> Family:
-    """The family of registered model ``name`` under ``model.mode`` ``mode`` (see emoshift.models.families)."""
-    _ensure_builtin()
-    from emoshift.models.families import family_for
+    """The family of registered model ``name`` under ``model.mode`` ``mode`` (see emoshift.models.families): the
+    one lookup, for a config (``model.name``, ``model.mode``) and a saved model (its record's ``model``, ``mode``).
+    KeyError for a name not registered, ValueError for a mode no family serves."""
+    from emoshift.models.families import family_serving
 
-    return family_for(name, mode)
+    return family_serving(name, get_spec(name).input_kind, mode)
 
 
 def list_models() -> list[str]:
@@ -122,3 +125,49 @@ def get_model(name: str, *, num_labels: int, **cfg: Any) -> Any:
     if num_labels < 1:
         raise ValueError(f"num_labels must be at least 1, got {num_labels}")
     return get_builder(name)(num_labels=num_labels, **cfg)
+
+
+class RegistryChecks:
+    """The registry's checks of a config (:class:`emoshift.config.ConfigChecks`): the config schema knows no
+    model code, so the code that loads a config for use passes :data:`CONFIG_CHECKS` to ``load_config`` /
+    ``build_config`` and these run inside its validation (ValueError, one line, named by the config's key)."""
+
+    def check_name(self, name: str) -> None:
+        if name not in list_models():
+            close = difflib.get_close_matches(name, list_models(), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(f"unknown model {name!r}{hint}; available: {', '.join(list_models())}")
+
+    def check_model(self, model: ModelConfig) -> None:
+        family_of(model.name, model.mode).check_model(model)
+
+    def check_config(self, cfg: ExperimentConfig) -> None:
+        family_of(cfg.model.name, cfg.model.mode).check_config(cfg)
+
+
+CONFIG_CHECKS = RegistryChecks()
+
+
+def _family_unused(cfg: ExperimentConfig) -> frozenset[str]:
+    """The keys ``cfg``'s model family does not read (none for a name the registry does not know)."""
+    try:
+        return family_of(cfg.model.name, cfg.model.mode).unused(cfg)
+    except (KeyError, ValueError, EmoshiftError):
+        return frozenset()
+
+
+def _register_unused() -> None:
+    from emoshift.config.experiment import set_family_unused
+
+    set_family_unused(_family_unused)
+
+
+_register_unused()
+
+
+def check_config(cfg: ExperimentConfig) -> None:
+    """ConfigError (one line) when the registry refuses ``cfg``: for a config built without
+    :data:`CONFIG_CHECKS` (``emoshift.load_config`` in a script), checked before anything is trained."""
+    from emoshift.config import build_config
+
+    build_config(cfg.to_dict(), checks=CONFIG_CHECKS)

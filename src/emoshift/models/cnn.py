@@ -106,7 +106,7 @@ def _load_pretrained(cls: Any, name_or_path: str, **overrides: Any) -> Any:
         raise PretrainedUnavailableError(
             f"cannot load pretrained weights from {where} {name_or_path!r} ({type(e).__name__}): "
             "it is neither in the local Hugging Face cache nor reachable; download it where you have network "
-            "(e.g. `huggingface-cli download ID`) or pass a folder saved with save_pretrained via "
+            "(e.g. `hf download ID`) or pass a folder saved with save_pretrained via "
             "--set model.pretrained=/path/to/folder"
         ) from None
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from emoshift.core.record import ModelRecord
 from emoshift.core.rundir import RunError
 
 
@@ -20,7 +21,7 @@ from emoshift.core.rundir import RunError
 class Ensemble:
     """Member models with their model.json, and their run directories (fold order)."""
 
-    members: list[tuple[Any, dict[str, Any]]]
+    members: list[tuple[Any, ModelRecord]]
     paths: list[Path]
 
     def __len__(self) -> int:
@@ -39,9 +40,9 @@ class Ensemble:
         return self
 
 
-def member_paths(run_path: Path, info: dict[str, Any]) -> list[Path]:
+def member_paths(run_path: Path, info: ModelRecord) -> list[Path]:
     """The member run directories model.json names (relative to the run, inside it)."""
-    members = info.get("members")
+    members = info.members
     if not isinstance(members, list) or not members or not all(isinstance(m, str) for m in members):
         raise RunError(f"{run_path}/model.json: 'members' must be a non-empty list of fold run folders")
     out = []
@@ -53,14 +54,15 @@ def member_paths(run_path: Path, info: dict[str, Any]) -> list[Path]:
     return out
 
 
-def check_members(run_path: Path, info: dict[str, Any], infos: list[dict[str, Any]]) -> None:
+def check_members(run_path: Path, info: ModelRecord, infos: list[ModelRecord]) -> None:
     """Every member must predict the ensemble's labels (or targets, on the same range), in its order, and not
     be an ensemble itself."""
     for path, member in zip(member_paths(run_path, info), infos, strict=True):
-        if member.get("members"):
+        if member.is_ensemble:
             raise RunError(f"{path}: a fold ensemble's member cannot be an ensemble itself")
-        if list(member.get("labels", [])) != list(info.get("labels", [])):
-            raise RunError(f"{path}: its labels {member.get('labels')} differ from the ensemble's {info.get('labels')}")
+        if member.labels != info.labels:
+            raise RunError(f"{path}: its labels {member.labels} differ from the ensemble's {info.labels}")
         for key in ("task", "targets", "target_range"):
-            if member.get(key) != info.get(key):
-                raise RunError(f"{path}: its {key} {member.get(key)} differs from the ensemble's {info.get(key)}")
+            mine, theirs = getattr(member, key), getattr(info, key)
+            if mine != theirs:
+                raise RunError(f"{path}: its {key} {mine} differs from the ensemble's {theirs}")

@@ -83,7 +83,7 @@ def fit_lightning(
         family=family,
         class_weights=weights,
         teacher_logits=data.teacher_logits,
-        **(regression_targets(cfg.data.targets, data) if cfg.task == "dimensional" else {}),
+        **(regression_targets(cfg.data.targets, data) if cfg.task_kind.rated else {}),
     )
     trainer = build_trainer(cfg, run, progress=progress, loggers=loggers)
     trainer.callbacks.extend(callbacks)
@@ -113,12 +113,12 @@ def regression_targets(targets: Sequence[str], data: FitData) -> dict[str, Any]:
 
 def monitored(cfg: ExperimentConfig) -> str:
     """The validation score that keeps the best weights and stops early: ``val_ccc`` (dimensional) or ``val_uar``."""
-    return "val_ccc" if cfg.task == "dimensional" else "val_uar"
+    return cfg.task_kind.monitor
 
 
 def log_columns(cfg: ExperimentConfig) -> list[str]:
     """RUN/log.csv's columns: categorical ones, or val_ccc and each target's for a dimensional run."""
-    if cfg.task != "dimensional":
+    if not cfg.task_kind.rated:
         return LOG_COLUMNS
     scores = ["val_ccc", *[f"val_ccc_{t}" for t in cfg.data.targets]]
     return ["epoch", "train_loss", "val_loss", *scores, "lr", "seconds"]

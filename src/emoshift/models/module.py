@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from emoshift.core.task import CATEGORICAL, DIMENSIONAL
 from emoshift.data.augment import mixup, mixup_values
 from emoshift.models.families import NeuralFamily
 
@@ -115,7 +116,8 @@ class EmotionModule(L.LightningModule):
         self._stage: int | None = None
         # task dimensional: ``targets`` names the outputs; (N_train, T) / (N_val, T) ratings indexed by item
         self.targets = list(targets or [])
-        self.dimensional = bool(self.targets)
+        self.task = DIMENSIONAL if self.targets else CATEGORICAL  # (the one home of what follows from it)
+        self.rated = self.task.rated
         self.train_targets = train_targets
         self.val_targets = val_targets
         self._val_sums = torch.zeros(len(self.targets), 6, dtype=torch.float64)  # (T, 6), see ccc_from_sums
@@ -124,7 +126,7 @@ class EmotionModule(L.LightningModule):
     @property
     def monitor(self) -> str:
         """The validation score that selects weights (higher is better): ``val_ccc`` or ``val_uar``."""
-        return "val_ccc" if self.dimensional else "val_uar"
+        return self.task.monitor
 
     # -- forward ------------------------------------------------------------------------------------
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -168,7 +170,7 @@ class EmotionModule(L.LightningModule):
         )
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        if self.dimensional:
+        if self.rated:
             return self._regression_step(batch)
         x, y = batch["x"], batch["y"]
         aug = self.cfg.augment
@@ -237,7 +239,7 @@ class EmotionModule(L.LightningModule):
         )
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        if self.dimensional:
+        if self.rated:
             self._regression_validation(batch)
             return
         logits = self.forward(batch)
@@ -294,7 +296,7 @@ class EmotionModule(L.LightningModule):
                 t = torch.as_tensor(self.all_gather(t)).mean()
             self.log("train_loss", float(t), prog_bar=False, sync_dist=False)
             self._train_loss.clear()
-        if self.dimensional:
+        if self.rated:
             self._log_regression_validation()
             return
         conf = self._val_conf.to(self.device)

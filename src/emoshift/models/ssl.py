@@ -55,6 +55,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from emoshift.core.record import ModelRecord
 from emoshift.models.ssl_encoders import (
     DEFAULT_HUBERT,
     SUPPORTED_MODEL_TYPES,
@@ -429,20 +430,18 @@ def saved_info(model: SSLClassifier, *, pretrained: str | None, preset: str | No
     }
 
 
-def from_saved(info: dict[str, Any]) -> SSLClassifier:
+def from_saved(info: ModelRecord) -> SSLClassifier:
     """Rebuild an SSLClassifier from model.json (random weights; the run's safetensors fill them)."""
     from transformers import CONFIG_MAPPING
 
-    from emoshift.models.families.base import num_outputs
-
-    enc = dict(info["encoder_config"])
+    enc = dict(info.required("encoder_config"))
     config = CONFIG_MAPPING[enc["model_type"]].from_dict(enc)
     return SSLClassifier(
         encoder_from_config(config),
-        num_labels=num_outputs(info),
-        pooling=info["pooling"],
-        layer_sum=info["layer_sum"],
-        head_hidden=info["head_hidden"],
-        dropout=info["dropout"],
-        mode=info["mode"],
+        num_labels=info.num_outputs,
+        pooling=info.required("pooling"),
+        layer_sum=info.required("layer_sum"),
+        head_hidden=info.required("head_hidden"),
+        dropout=info.required("dropout"),
+        mode=info.required("mode"),
     )

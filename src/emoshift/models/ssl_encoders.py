@@ -138,7 +138,7 @@ def _unavailable(name: str, err: Exception | None) -> PretrainedUnavailableError
         why = f" ({type(err).__name__}: {first})" if first else f" ({type(err).__name__})"
     return PretrainedUnavailableError(
         f"cannot load pretrained model {name!r}: it is neither in the local Hugging Face cache nor reachable"
-        f"{why}; download it where you have network (`huggingface-cli download {name}`) or pass a folder saved "
+        f"{why}; download it where you have network (`hf download {name}`) or pass a folder saved "
         "with save_pretrained via --set model.pretrained=/path/to/folder"
     )
 

@@ -7,13 +7,17 @@ JSON it wrote (:meth:`emoshift.models.families.Family.rebuild`). Paths come from
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from emoshift.core.io import atomic_write_bytes
-from emoshift.core.rundir import MODEL_FORMAT, RunDir, RunError
+from emoshift.core.record import MODEL_FORMAT, ModelRecord, RecordError
+from emoshift.core.rundir import RunDir, RunError
+
+if TYPE_CHECKING:
+    from emoshift.models.families import Family
 
 
 def save_weights(model: nn.Module, path: str | os.PathLike[str]) -> None:
@@ -37,55 +41,37 @@ def load_weights(model: nn.Module, path: str | os.PathLike[str]) -> None:
         )
 
 
-def family_of_info(info: dict[str, Any]) -> Any:
-    """The family of the model model.json describes; RunError (one line) for a model this install lacks."""
+def family_of_record(info: ModelRecord) -> Family:
+    """The family of a saved model; RunError (one line) for a model (or mode) this install does not register."""
     from emoshift.models import family_of
 
-    check_info(info)
     try:
-        return family_of(info["model"], info.get("mode"))
-    except (KeyError, ValueError) as e:  # a model (or mode) this install does not register
+        return family_of(info.model, info.mode)
+    except (KeyError, ValueError) as e:
         raise RunError(f"model.json: {str(e).strip(chr(39))}") from None
 
 
-def check_info(info: dict[str, Any]) -> None:
-    """The keys every family reads, checked before anything is built from them (RunError, one line)."""
-    if "model" not in info:
-        raise RunError("model.json names no model (its 'model' key is missing)")
-    if not isinstance(info["model"], str):
-        raise RunError(f"model.json: 'model' must be a model name, got {info['model']!r:.40}")
-    fmt = info.get("format", MODEL_FORMAT)
-    if not isinstance(fmt, int) or isinstance(fmt, bool):
-        raise RunError(f"model.json: 'format' must be an integer, got {fmt!r:.40}")
-    task = info.get("task") or "categorical"  # a model.json without a task (older runs) is categorical
-    if task not in ("categorical", "dimensional"):
-        raise RunError(f"model.json: 'task' must be categorical or dimensional, got {task!r:.40}")
-    if task == "dimensional":
-        targets = info.get("targets")
-        if (not isinstance(targets, list) or not targets or len(set(targets)) != len(targets)
-                or not all(t in ("arousal", "valence", "dominance") for t in targets)):
-            raise RunError(f"model.json: 'targets' must list distinct arousal/valence/dominance, got {targets!r:.60}")
-        rng = info.get("target_range")
-        if not (isinstance(rng, list) and len(rng) == 2 and all(isinstance(v, int | float) for v in rng)):
-            raise RunError(f"model.json: 'target_range' must be [low, high], got {rng!r:.40}")
-        return
-    labels = info.get("labels")
-    if (not isinstance(labels, list) or not labels or not all(isinstance(x, str) and x for x in labels)
-            or len(set(labels)) != len(labels)):
-        raise RunError(f"model.json: 'labels' must be a list of distinct label names, got {labels!r:.60}")
-
-
-def build_from_info(info: dict[str, Any]) -> Any:
+def build_from_info(info: ModelRecord | dict[str, Any]) -> Any:
     """Rebuild the architecture described by model.json (random weights; load_weights fills them)."""
-    family = family_of_info(info)
+    record = _record(info)
+    family = family_of_record(record)
     try:
-        return family.rebuild(info)
+        return family.rebuild(record)
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:  # a hand-edited or hostile file
-        raise RunError(f"model.json does not describe a {info['model']} model: {type(e).__name__}: {e}") from None
+        raise RunError(f"model.json does not describe a {record.model} model: {type(e).__name__}: {e}") from None
 
 
-def load_model(run_dir: str | os.PathLike[str], *, device: str | torch.device = "cpu") -> tuple[Any, dict[str, Any]]:
-    """Load a finished run's model for inference (eval mode) and its model.json.
+def _record(info: ModelRecord | dict[str, Any]) -> ModelRecord:
+    if isinstance(info, ModelRecord):
+        return info
+    try:
+        return ModelRecord.parse(info)
+    except RecordError as e:
+        raise RunError(str(e)) from None
+
+
+def load_model(run_dir: str | os.PathLike[str], *, device: str | torch.device = "cpu") -> tuple[Any, ModelRecord]:
+    """Load a finished run's model for inference (eval mode) and its model.json record.
 
     The model is an ``nn.Module`` for neural families, the family's own object otherwise (the acoustic
     baselines), and a :class:`emoshift.models.ensemble.Ensemble` for a pooled cross-validation run (its
@@ -93,22 +79,21 @@ def load_model(run_dir: str | os.PathLike[str], *, device: str | torch.device = 
     """
     run = RunDir.of(run_dir)
     info = run.info()
-    check_info(info)
-    if info.get("format", MODEL_FORMAT) > MODEL_FORMAT:
-        raise RunError(f"{run.model_json}: written by a newer emoshift (format {info['format']})")
-    if "members" in info:
+    if info.format > MODEL_FORMAT:
+        raise RunError(f"{run.model_json}: written by a newer emoshift (format {info.format})")
+    if info.members is not None:
         return _load_ensemble(run, info, device), info
-    family = family_of_info(info)
+    family = family_of_record(info)
     try:
         model = family.load(run, info)
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:  # a hand-edited or hostile file
-        raise RunError(f"model.json does not describe a {info['model']} model: {type(e).__name__}: {e}") from None
+        raise RunError(f"model.json does not describe a {info.model} model: {type(e).__name__}: {e}") from None
     if isinstance(model, nn.Module):
         model.to(device).eval()
     return model, info
 
 
-def _load_ensemble(run: RunDir, info: dict[str, Any], device: str | torch.device) -> Any:
+def _load_ensemble(run: RunDir, info: ModelRecord, device: str | torch.device) -> Any:
     from emoshift.models.ensemble import Ensemble, check_members, member_paths
 
     paths = member_paths(run.path, info)

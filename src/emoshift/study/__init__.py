@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 # Imported on first use, so that ``import emoshift.study.report`` (torch-free) does not load the spec's config.
 _WHERE: dict[str, str] = {
     **dict.fromkeys(("RESULT_COLUMNS", "collect", "key_results", "write_report"), "report"),
-    **dict.fromkeys(("Outcome", "StudyResult", "run_study"), "runner"),
+    **dict.fromkeys(("Outcome", "StudyResult"), "plan"),
+    "run_study": "runner",
     **dict.fromkeys(
         (
             "AuditSpec",
@@ -33,9 +34,10 @@ _WHERE: dict[str, str] = {
 }
 
 if TYPE_CHECKING:
+    from emoshift.study.plan import Outcome, StudyResult
     from emoshift.study.records import run_dir
     from emoshift.study.report import RESULT_COLUMNS, collect, key_results, write_report
-    from emoshift.study.runner import Outcome, StudyResult, run_study
+    from emoshift.study.runner import run_study
     from emoshift.study.spec import (
         AuditSpec,
         Experiment,

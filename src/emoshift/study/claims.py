@@ -30,7 +30,7 @@ from emoshift.study.findings import (
     judge,
     unpaired_diff_ci,
 )
-from emoshift.study.records import read_json, run_dir
+from emoshift.study.records import read_record, run_dir
 from emoshift.study.summaries import ExperimentSummary
 
 if TYPE_CHECKING:  # the spec imports the experiment config (and so torch); the findings read runs only
@@ -148,8 +148,8 @@ def _sides(
 def _labels(out: Path, *eids: str) -> list[str] | None:
     labels: list[str] = []
     for eid in eids:
-        info = read_json(RunDir.of(run_dir(out, eid)).model_json) or {}
-        labels += [str(x) for x in info.get("labels") or [] if str(x) not in labels]
+        record = read_record(run_dir(out, eid))
+        labels += [x for x in (record.labels if record else []) if x not in labels]
     return labels or None
 
 

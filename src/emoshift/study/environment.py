@@ -57,7 +57,7 @@ def environment(study: Study) -> list[tuple[str, str]]:
         else:
             device = f"cpu ({os.cpu_count()} cores, {torch.get_num_threads()} torch threads)"
         torch_version = str(torch.__version__)
-    except ImportError:  # pragma: no cover - torch is a dependency
+    except ImportError:  # the core install (no train extra): a report of complete runs
         device, torch_version = "unknown", "not installed"
     configs = [e.config for e in study.experiments if e.config is not None]
     seeds = {

@@ -7,15 +7,15 @@ where:
 
 - an experiment is *planned* here once every experiment it depends on (a distillation teacher, an audited
   run) has finished: resume, retrain (the stale run moved aside to ``OUT/stale/``) or keep, with the same
-  notes and the same :class:`~emoshift.study.runner.TrainingPlan` as a study run one by one;
+  notes and the same :class:`~emoshift.study.plan.TrainingPlan` as a study run one by one;
 - a k-fold experiment that still has folds to train becomes one job per fold (``RUN/folds/<i>/``, the same
-  :func:`~emoshift.training.train.train_run` the sequential folds use) and one final job, after them, for
+  :func:`~emoshift.training.pipeline.train_run` the sequential folds use) and one final job, after them, for
   the experiment: ``train()`` then finds every fold complete (``training/folds.py`` skips complete folds),
   pools, evaluates and writes ``done.json``; anything else is one job;
 - a failed job fails its experiment (the traceback in ``OUT/errors/<id>.txt``, its other jobs dropped) and
   the experiments that depend on it are not run (``not run: <id> failed``); the others go on.
 
-Each job start and finish is one progress line; :class:`~emoshift.study.runner.StudyResult` ``.jobs`` keeps
+Each job start and finish is one progress line; :class:`~emoshift.study.plan.StudyResult` ``.jobs`` keeps
 when each job ran and where.
 """
 
@@ -33,20 +33,20 @@ from emoshift.core.io import DiskFullError, atomic_write_text
 from emoshift.core.progress import clock
 from emoshift.core.rundir import RunDir
 from emoshift.study.launch import Backend, Handle, LaunchOptions, make_backend
-from emoshift.study.records import run_dir
-from emoshift.study.runner import (
+from emoshift.study.plan import (
     JobRecord,
     Outcome,
+    Progress,
     StudyResult,
     TrainingPlan,
-    _audit_is_current,
-    _finish_training,
-    _missing,
-    _one_line,
-    _plan_training,
-    _Progress,
-    _run_audit_only,
+    audit_is_current,
+    finish_training,
+    missing_files,
+    one_line,
+    plan_training,
+    run_audit_only,
 )
+from emoshift.study.records import run_dir
 from emoshift.study.spec import Experiment, Study
 
 # ---------------------------------------------------------------------------------------------------------
@@ -102,7 +102,7 @@ def run_job(task: JobTask) -> JobResult:
         return JobResult(task.key, started, time.time(), notes=notes.notes, disk_full=str(e))
     except Exception as e:  # the study process records it; the other jobs go on
         return JobResult(
-            task.key, started, time.time(), error=_one_line(e), trace=traceback.format_exc(), notes=notes.notes
+            task.key, started, time.time(), error=one_line(e), trace=traceback.format_exc(), notes=notes.notes
         )
     return JobResult(task.key, started, time.time(), outcome=outcome, notes=notes.notes)
 
@@ -110,11 +110,11 @@ def run_job(task: JobTask) -> JobResult:
 def _work(task: JobTask, notes: _Collected) -> Outcome | None:
     exp = task.study.experiment(task.eid)
     if task.plan is None:
-        return _run_audit_only(task.study, exp, Path(task.out), notes)
+        return run_audit_only(task.study, exp, Path(task.out), notes)
     if task.fold is None:
-        return _finish_training(task.study, exp, task.plan, progress=False)
+        return finish_training(task.study, exp, task.plan, progress=False)
     from emoshift.training.folds import fold_config
-    from emoshift.training.train import train_run
+    from emoshift.training.pipeline import train_run
 
     train_run(fold_config(task.plan.cfg, task.fold), RunDir.of(task.plan.run).fold(task.fold), progress=False)
     return None
@@ -169,7 +169,7 @@ class Scheduler:
         out: Path,
         selected: list[str],
         launch: LaunchOptions,
-        log: _Progress,
+        log: Progress,
         result: StudyResult,
         pending: set[str],
     ) -> None:
@@ -226,7 +226,7 @@ class Scheduler:
                 return
             except Exception as e:  # as _run_one: a failure here is this experiment's alone
                 atomic_write_text(self.out / "errors" / f"{eid}.txt", traceback.format_exc())
-                self._record(Outcome(eid, "failed", run_dir(self.out, eid), error=_one_line(e)), started)
+                self._record(Outcome(eid, "failed", run_dir(self.out, eid), error=one_line(e)), started)
                 continue
             if isinstance(planned, Outcome):
                 (self.out / "errors" / f"{eid}.txt").unlink(missing_ok=True)
@@ -239,12 +239,12 @@ class Scheduler:
         started = time.monotonic()
         key, out = exp.id, os.fspath(self.out)
         if not exp.trains:
-            if _audit_is_current(self.study, exp, self.out):
+            if audit_is_current(self.study, exp, self.out):
                 self.log.note(f"complete with the same settings: {run_dir(self.out, exp.id)}")
                 return Outcome(exp.id, "skipped", run_dir(self.out, exp.id))
             task = JobTask(key, self.study, out, exp.id, None, threads=self.threads)
             return _Experiment(exp, started, [task], {key: ()}, 1)
-        plan = _plan_training(self.study, exp, self.out, self.log)
+        plan = plan_training(self.study, exp, self.out, self.log)
         run = RunDir.of(plan.run)
         if not plan.trains and not self._evaluations_missing(exp, run):
             return Outcome(exp.id, "skipped", plan.run)
@@ -255,7 +255,7 @@ class Scheduler:
 
     def _evaluations_missing(self, exp: Experiment, run: RunDir) -> bool:
         roots = list(self.study.roots)
-        return bool(_missing(roots, run.metrics) or (exp.audit is not None and _missing(roots, run.audit_json)))
+        return bool(missing_files(roots, run.metrics) or (exp.audit is not None and missing_files(roots, run.audit_json)))
 
     def _fold_jobs(self, plan: TrainingPlan) -> list[JobTask]:
         """One job per fold still to train (none when the config trains one run, or its folds cannot be told)."""
@@ -309,7 +309,7 @@ class Scheduler:
             res: JobResult = handle.result()
             return res
         except Exception as e:  # the job never returned: killed, timed out on SLURM, its worker died
-            text = _one_line(e)
+            text = one_line(e)
             error = "the job ended without a result: " + (text if len(text) <= 300 else text[:297] + "...")
             return JobResult(task.key, submitted, time.time(), error=error, trace=str(e))
 
@@ -364,7 +364,7 @@ def run_jobs(
     out: Path,
     selected: list[str],
     launch: LaunchOptions,
-    log: _Progress,
+    log: Progress,
     result: StudyResult,
     pending: set[str],
 ) -> None:

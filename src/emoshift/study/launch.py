@@ -28,6 +28,7 @@ from typing import Any, Literal, Protocol
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from emoshift.core.errors import EmoshiftError
+from emoshift.core.extras import require
 from emoshift.core.overrides import explain
 
 Launcher = Literal["pool", "slurm", "local"]
@@ -288,6 +289,7 @@ def make_backend(options: LaunchOptions, folder: Path) -> Backend:
     """The backend ``options`` ask for; submitit's files (pickles, job logs) go under ``folder``."""
     if options.launcher == "pool":
         return PoolBackend(options.jobs or 1)
+    require("slurm", f"--launcher {options.launcher}")
     import submitit
 
     if options.launcher == "slurm":

@@ -20,10 +20,12 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from emoshift.core.extras import optional
 from emoshift.core.io import atomic_write_csv
 from emoshift.core.rundir import RunDir
+from emoshift.evaluation.metrics import with_ci
 from emoshift.study.records import read_json, run_dir
-from emoshift.study.render import Block, Bullets, Heading, Image, Para, Table, pct, with_ci
+from emoshift.study.render import Block, Bullets, Heading, Image, Para, Table, pct
 
 if TYPE_CHECKING:
     from emoshift.study.cross_corpus import MatrixPlan, MatrixRow
@@ -117,8 +119,6 @@ def _labels_statement(plan: MatrixPlan) -> list[Block]:
 
 def matrix_blocks(out: Path, study: Study) -> list[Block]:
     """The report's "Cross-corpus matrix" section for an N-corpus study (heatmap, table, labels, protocol)."""
-    from emoshift.evaluation.plots import plot_heatmap
-
     plan = study.matrix
     if plan is None:
         return []
@@ -144,16 +144,21 @@ def matrix_blocks(out: Path, study: Study) -> list[Block]:
         return [*blocks, Para("No run of this study has been evaluated yet.")]
     labels = [r.label for r in plan.rows]
     values = [[(cells[(r.id, c)] or {}).get("uar") for c in plan.corpora] for r in plan.rows]
-    image = plot_heatmap(
-        values,
-        labels,
-        list(plan.corpora),
-        out / "plots" / "cross_corpus_matrix.png",
-        title=f"UAR: training set x test corpus ({plan.policy} classes)",
-        fmt=".2f",
-        xlabel="test corpus",
-        ylabel="training set",
-    )
+    images: list[Block] = []
+    if optional("plots", "the report's figures"):
+        from emoshift.evaluation.plots import plot_heatmap
+
+        image = plot_heatmap(
+            values,
+            labels,
+            list(plan.corpora),
+            out / "plots" / "cross_corpus_matrix.png",
+            title=f"UAR: training set x test corpus ({plan.policy} classes)",
+            fmt=".2f",
+            xlabel="test corpus",
+            ylabel="training set",
+        )
+        images.append(Image(image, "cross-corpus matrix heatmap"))
     rows = []
     for r in plan.rows:
         row = [r.label]
@@ -162,10 +167,10 @@ def matrix_blocks(out: Path, study: Study) -> list[Block]:
             if m is None:
                 row.append("–")
                 continue
-            text = with_ci(float(m["uar"]), (m.get("ci95") or {}).get("uar"))
+            text = with_ci(float(m["uar"]), (m.get("ci95") or {}).get("uar"), number=pct)
             row.append(text + (" ◆" if c in r.train else "") + (" !" if m.get("leaky") else ""))
         rows.append(row)
-    blocks += [Image(image, "cross-corpus matrix heatmap"), Table(["training set", *plan.corpora], rows)]
+    blocks += [*images, Table(["training set", *plan.corpora], rows)]
     blocks += _summary(plan, cells)
     return blocks
 

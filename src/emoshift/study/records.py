@@ -12,6 +12,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from emoshift.core.record import ModelRecord
+from emoshift.core.rundir import RunDir, RunError
+
 
 def read_json(path: Path) -> dict[str, Any] | None:
     """A JSON object from ``path``; None when the file is absent, unreadable or not an object."""
@@ -20,6 +23,14 @@ def read_json(path: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
+
+
+def read_record(run: str | os.PathLike[str]) -> ModelRecord | None:
+    """RUN/model.json (:meth:`RunDir.info`), or None when it is absent or broken (the report goes on)."""
+    try:
+        return RunDir.of(run).info_if_present()
+    except RunError:
+        return None
 
 
 def finished(done: dict[str, Any] | None) -> float | None:

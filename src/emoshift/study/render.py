@@ -15,28 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from emoshift.core import progress
-from emoshift.evaluation.metrics import MIN_CI_SPEAKERS
 
 
 def pct(x: float | None) -> str:
     return "–" if x is None else f"{100 * x:.1f}"
-
-
-def speakers_text(n: int) -> str:
-    return f"{n} speaker" + ("" if n == 1 else "s")
-
-
-def with_ci(x: float | None, ci: Sequence[float] | None, speakers: int | None = None) -> str:
-    """``41.7 [35.2, 48.0]``; ``41.7 [n/a (2 speakers)]`` when there is no interval, or only one from fewer
-    than MIN_CI_SPEAKERS speakers (never a zero-width ``x [x, x]``); just ``41.7`` when nothing is known."""
-    if x is None:
-        return "–"
-    too_few = speakers is not None and speakers < MIN_CI_SPEAKERS
-    if ci and None not in ci and not too_few:
-        return pct(x) + f" [{pct(ci[0])}, {pct(ci[1])}]"
-    if speakers is not None:
-        return pct(x) + f" [n/a ({speakers_text(speakers)})]"
-    return pct(x) + (" [n/a]" if ci is None else "")
 
 
 def clock(seconds: float | None) -> str:

@@ -1,7 +1,7 @@
 """The study report: ``OUT/report.md``, a self-contained ``OUT/report.html`` and ``OUT/results.csv``.
 
 Everything is read back from the run directories (``OUT/runs/<id>/``, :mod:`emoshift.study.summaries`), so the
-report can be rebuilt at any time from whatever runs exist; a :class:`~emoshift.study.runner.StudyResult` adds
+report can be rebuilt at any time from whatever runs exist; a :class:`~emoshift.study.plan.StudyResult` adds
 what happened in this invocation (failures, wall time). The report is first built as a list of blocks (headings, paragraphs, tables, images),
 then rendered twice (:mod:`emoshift.study.render`): Markdown with relative image links, and HTML with every
 plot embedded as a base64 PNG data URI and inline CSS (no external file, script or font).
@@ -19,9 +19,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from emoshift.core.extras import optional
 from emoshift.core.io import atomic_write_csv, atomic_write_text
 from emoshift.core.rundir import RunDir
-from emoshift.evaluation.metrics import collapse_text
+from emoshift.evaluation.metrics import collapse_text, with_ci
 from emoshift.study.claims import FINDING_COLUMNS, Finding, gather
 from emoshift.study.environment import environment
 from emoshift.study.findings import FindingsSpec, pts
@@ -37,8 +38,6 @@ from emoshift.study.render import (
     pct,
     render_html,
     render_markdown,
-    speakers_text,
-    with_ci,
 )
 from emoshift.study.summaries import (
     RESULT_COLUMNS,
@@ -50,11 +49,13 @@ from emoshift.study.summaries import (
 )
 
 if TYPE_CHECKING:  # the spec imports the experiment config (and so torch); the report reads runs only
-    from emoshift.study.runner import StudyResult
+    from emoshift.study.plan import StudyResult
     from emoshift.study.spec import Study
 
 REPORTED_PROTOCOL = "study's protocol (random utterance split, likely leaky)"
 CORPUS_TITLES: dict[str, str] = {"ravdess": "RAVDESS", "crema-d": "CREMA-D"}
+
+FIGURES = "the report's figures"  # what a core install without the plots extra leaves out (one note)
 
 
 def corpus_title(name: str) -> str:
@@ -103,8 +104,8 @@ def key_results(
                 mark = (" ⚠ leaky" if m.leaky else "") + (" (unseen)" if m.split == "all" else "")
                 mark += f" ⚠ collapsed: predicts {m.collapsed['label']!r} only" if m.collapsed else ""
                 row += [
-                    with_ci(m.accuracy, m.accuracy_ci, m.speakers) + mark,
-                    with_ci(m.uar, m.uar_ci, m.speakers) + _fold_spread(m) + mark,
+                    with_ci(m.accuracy, m.accuracy_ci, m.speakers, number=pct) + mark,
+                    with_ci(m.uar, m.uar_ci, m.speakers, number=pct) + _fold_spread(m) + mark,
                 ]
         row += [f"{s.reported_accuracy[c]:.2f}" if c in s.reported_accuracy else "–" for c in reported]
         row.append(s.status if compact or not s.error else f"{s.status}: {s.error}")
@@ -185,8 +186,6 @@ def _key_results(summaries: Sequence[ExperimentSummary], corpora: Sequence[str],
 
 def _key_chart(summaries: Sequence[ExperimentSummary], corpora: Sequence[str], out: Path) -> list[Block]:
     """UAR with its 95% CI per experiment and test corpus, as bars (hatched where there is no CI)."""
-    from emoshift.evaluation.plots import plot_scores_ci
-
     scores = {
         s.id: {
             corpus_title(c): (m.uar, m.uar_ci if m.ci_shown else None)
@@ -196,8 +195,10 @@ def _key_chart(summaries: Sequence[ExperimentSummary], corpora: Sequence[str], o
         for s in summaries
         if s.trains and s.metrics
     }
-    if not scores:
+    if not scores or not optional("plots", FIGURES):
         return []
+    from emoshift.evaluation.plots import plot_scores_ci
+
     path = plot_scores_ci(scores, out / "plots" / "key_results_uar.png", title="UAR per experiment and test corpus")
     return [Image(path, "key results: UAR with 95% speaker-bootstrap CIs")]
 
@@ -233,8 +234,7 @@ def _findings(findings: Sequence[Finding], spec: FindingsSpec) -> list[Block]:
     rows = []
     for f in findings:
         ev, ci = f.evidence, f.evidence.ci
-        na = f" [n/a ({speakers_text(ev.speakers)})]" if ev.speakers is not None and ev.method == "paired" else " [n/a]"
-        diff = "–" if ev.diff is None else pts(ev.diff) + (f" [{pts(ci[0])}, {pts(ci[1])}]" if ci else na)
+        diff = with_ci(ev.diff, ci, ev.speakers if ev.method == "paired" else None, number=pts)
         p = "–" if ev.mcnemar_p is None else f"{ev.mcnemar_p:.3g}"
         b = f.claim.b or f.claim.a
         corpus = " -> ".join(corpus_title(c) for c in f.corpus.split("->"))
@@ -249,8 +249,6 @@ def _findings(findings: Sequence[Finding], spec: FindingsSpec) -> list[Block]:
 
 
 def _cross_corpus(summaries: Sequence[ExperimentSummary], corpora: Sequence[str], out: Path) -> list[Block]:
-    from emoshift.evaluation.plots import plot_heatmap
-
     trained = [s for s in summaries if s.trains and s.metrics]
     blocks: list[Block] = [
         Heading("Cross-corpus matrix (UAR)"),
@@ -263,6 +261,14 @@ def _cross_corpus(summaries: Sequence[ExperimentSummary], corpora: Sequence[str]
         return [*blocks, Para("No run has been evaluated yet.")]
     labels = [f"{s.id} ({'+'.join(corpus_title(c) for c in s.train_corpora)})" for s in trained]
     matrix = [[s.metrics[c].uar if c in s.metrics else None for c in corpora] for s in trained]
+    table = Table(
+        ["experiment (training data)", *[corpus_title(c) for c in corpora]],
+        [[label, *[pct(v) for v in row]] for label, row in zip(labels, matrix, strict=True)],
+    )
+    if not optional("plots", FIGURES):
+        return [*blocks, table]
+    from emoshift.evaluation.plots import plot_heatmap
+
     path = plot_heatmap(
         matrix,
         labels,
@@ -273,16 +279,10 @@ def _cross_corpus(summaries: Sequence[ExperimentSummary], corpora: Sequence[str]
         xlabel="test corpus",
         ylabel="experiment (training data)",
     )
-    table = Table(
-        ["experiment (training data)", *[corpus_title(c) for c in corpora]],
-        [[label, *[pct(v) for v in row]] for label, row in zip(labels, matrix, strict=True)],
-    )
     return [*blocks, Image(path, "cross-corpus UAR heatmap"), table]
 
 
 def _confusions(summaries: Sequence[ExperimentSummary], corpora: Sequence[str], out: Path) -> list[Block]:
-    from emoshift.evaluation.plots import plot_confusion
-
     blocks: list[Block] = [Heading("Confusion matrices"), Para("Rows: true class; each row sums to 1.")]
     any_plot = False
     for s in summaries:
@@ -295,6 +295,10 @@ def _confusions(summaries: Sequence[ExperimentSummary], corpora: Sequence[str], 
                 continue
             path = RunDir.of(s.run).confusion_plot(c)
             if not path.is_file() and m.confusion and m.labels:
+                if not optional("plots", FIGURES):
+                    continue
+                from emoshift.evaluation.plots import plot_confusion
+
                 path = plot_confusion(
                     m.confusion, m.labels, out / "plots" / f"confusion_{s.id}_{c}.png", title=f"{s.id} on {c}"
                 )
@@ -316,8 +320,6 @@ def _best_epoch(log: Sequence[dict[str, str]]) -> tuple[str, str]:
 
 
 def _curves(summaries: Sequence[ExperimentSummary], out: Path) -> list[Block]:
-    from emoshift.evaluation.plots import plot_curves
-
     rows, images = [], []
     for s in summaries:
         if not s.trains or not s.log:
@@ -327,6 +329,10 @@ def _curves(summaries: Sequence[ExperimentSummary], out: Path) -> list[Block]:
         rows.append([s.id, str(epochs), uar, epoch, s.model or "–"])
         path = RunDir.of(s.run).curves_plot
         if not path.is_file():
+            if not optional("plots", FIGURES):
+                continue
+            from emoshift.evaluation.plots import plot_curves
+
             try:
                 path = plot_curves(s.log, out / "plots" / f"curves_{s.id}.png")
             except ValueError:
@@ -384,8 +390,8 @@ def _group_rows(report: dict[str, Any]) -> list[list[str]]:
                     group + (" (too small)" if r.get("too_small") else ""),
                     str(r.get("speakers", "")),
                     str(r.get("n", "")),
-                    with_ci(r.get("accuracy"), r.get("accuracy_ci"), r.get("speakers")),
-                    with_ci(r.get("uar"), r.get("uar_ci"), r.get("speakers")),
+                    with_ci(r.get("accuracy"), r.get("accuracy_ci"), r.get("speakers"), number=pct),
+                    with_ci(r.get("uar"), r.get("uar_ci"), r.get("speakers"), number=pct),
                 ]
             )
     return rows

@@ -44,6 +44,7 @@ from emoshift.config import (
     parse_override,
     read_yaml,
 )
+from emoshift.models import CONFIG_CHECKS
 from emoshift.study.cross_corpus import MatrixPlan, expand, is_cross_corpus
 from emoshift.study.findings import FindingsSpec
 from emoshift.study.records import run_dir
@@ -276,7 +277,7 @@ class Study(BaseModel):
             return exp.config
         data = exp.config.to_dict()
         data["training"]["distill"]["teacher"] = os.fspath(run_dir(out, exp.teacher))
-        return build_config(data)
+        return build_config(data, checks=CONFIG_CHECKS)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -406,7 +407,7 @@ def _resolve_experiment(
             raise StudyError(f"experiment {spec.id}: data.corpora: {e}") from None
         section["roots"] = {c: roots[c] for c in wanted if c in roots}
     try:
-        return build_config(data), notes
+        return build_config(data, checks=CONFIG_CHECKS), notes
     except ConfigError as e:
         raise StudyError(f"experiment {spec.id}: {e}") from None
 
@@ -466,18 +467,17 @@ def _profile_spec(file: StudyFile, profile: str | None, path: str | os.PathLike[
 
 def _canonical_roots(roots: dict[str, str] | None) -> dict[str, str]:
     """``--corpus NAME=ROOT`` items by canonical corpus name; every root must be an existing folder."""
-    from emoshift.corpora import CorpusError, is_table, resolve_name
+    from emoshift.corpora import CorpusError, resolve_name, source_of
 
     out: dict[str, str] = {}
     for name, root in (roots or {}).items():
-        try:  # a name outside the registry is a corpus of your own when ROOT is a .csv/.jsonl table
+        try:  # a name outside the registry is a corpus of your own (a table, hf:, lhotse:, audformat:)
             corpus = resolve_name(name, root)
+            missing = source_of(root).missing()
         except (KeyError, CorpusError) as e:
             raise StudyError(f"--corpus {name}={root}: {str(e).strip(chr(34) + chr(39))}") from None
-        if is_table(root) and not Path(root).is_file():
-            raise StudyError(f"--corpus {name}={root}: manifest table not found")
-        if not is_table(root) and not Path(root).is_dir():
-            raise StudyError(f"--corpus {name}={root}: folder not found")
+        if missing:
+            raise StudyError(f"--corpus {name}={root}: {missing}")
         out[corpus] = os.fspath(root)
     return out
 

@@ -2,7 +2,7 @@
 
 Everything comes from the run directories (``OUT/runs/<id>/``: ``done.json``, ``metrics/``, ``model.json``,
 ``log.csv``, ``audit/``), so it can be rebuilt at any time from whatever runs exist; a
-:class:`~emoshift.study.runner.StudyResult` adds what happened in this invocation (status, error, wall time).
+:class:`~emoshift.study.plan.StudyResult` adds what happened in this invocation (status, error, wall time).
 Also the rows of ``results.csv``. Torch-free, like the report.
 """
 
@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Any
 from emoshift.core.io import read_csv
 from emoshift.core.rundir import RunDir
 from emoshift.evaluation.metrics import MIN_CI_SPEAKERS, collapsed
-from emoshift.study.records import read_json, run_dir
+from emoshift.study.records import read_json, read_record, run_dir
 
 if TYPE_CHECKING:  # the spec imports the experiment config (and so torch); summaries read runs only
-    from emoshift.study.runner import Outcome, StudyResult
+    from emoshift.study.plan import Outcome, StudyResult
     from emoshift.study.spec import Experiment, Study
 
 RESULT_COLUMNS: tuple[str, ...] = (
@@ -202,8 +202,8 @@ def _summary(exp: Experiment, out: Path, study: Study, outcome: Outcome | None) 
             f"{spec.id} trains nothing: its scores are those of {source} (the same model), repeated here"
         )
         summary.train_corpora = study.experiment(source).train_corpora
-    info = read_json(source_run.model_json) or {}
-    summary.model = info.get("architecture") if isinstance(info.get("architecture"), str) else None
+    record = read_record(source_run.path)
+    summary.model = record.architecture if record is not None else None
     if exp.audit is not None and run.audit_dir.is_dir():
         summary.audit_dir = run.audit_dir
         summary.audits = _audits(run)

@@ -4,8 +4,13 @@ Every file is deterministic for a seed: its random generator is seeded from (see
 numpy's SeedSequence, and speakers and recording sessions from (seed, corpus, actor), so the bytes do not
 depend on the number of workers or the order files are made in (they may change with the numpy or scipy
 version; :data:`SYNTH_VERSION` covers changes to the generator). Files are written atomically (temporary file
-then ``os.replace``); ``OUT/.synth.json`` records scale, seed and generator version and is marked complete at
-the end, so a re-run for the same (scale, seed) returns at once and an interrupted run resumes where it stopped.
+then ``os.replace``); ``OUT/.synth.json`` records, per corpus, the scale, seed and generator version it was
+written for and is marked complete at the end, so a re-run for the same (scale, seed) returns at once and an
+interrupted run resumes where it stopped.
+
+Nothing is ever deleted or replaced that this generator did not write for the same plan: a corpus folder that
+holds someone else's files, or our files of another scale, seed or version, is refused with one line before
+anything is written; another ``corpora`` choice adds corpora beside those already there.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import csv
 import io
 import json
 import os
+import re
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
@@ -81,59 +87,109 @@ def _demographics_csv(rows: list[dict[str, object]]) -> bytes:
     return buf.getvalue().encode()
 
 
-def _read_marker(out: Path) -> dict[str, object] | None:
+class Record(TypedDict):
+    """What ``OUT/.synth.json`` records of one corpus this generator wrote into ``OUT/<corpus>``."""
+
+    scale: str
+    seed: int
+    version: int
+    complete: bool  # False while (or if interrupted while) it is being written
+    files: int
+    audio_s: float
+
+
+Params = tuple[str, int, int]  # (scale, seed, generator version)
+
+
+def _read_marker(out: Path) -> dict[str, Record]:
+    """What ``OUT/.synth.json`` says this generator wrote: one :class:`Record` per corpus (empty: nothing)."""
     try:
         data = json.loads((out / MARKER).read_text())
     except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    if "scale" in data:  # written before corpora were recorded one by one: one plan for all of them
+        stored = data.get("corpora", list(DEFAULT_CORPORA))
+        names = [str(c) for c in stored] if isinstance(stored, list) else []
+        files, audio = data.get("files") or {}, data.get("audio_s") or {}
+        return {
+            c: Record(
+                scale=str(data["scale"]),
+                seed=int(data.get("seed", -1)),
+                version=int(data.get("version", 0)),
+                complete=bool(data.get("complete")),
+                files=int(files.get(c, 0)) if isinstance(files, dict) else 0,
+                audio_s=float(audio.get(c, 0.0)) if isinstance(audio, dict) else 0.0,
+            )
+            for c in names
+        }
+    corpora = data.get("corpora")
+    if not isinstance(corpora, dict):
+        return {}
+    try:
+        return {
+            str(c): Record(
+                scale=str(r["scale"]),
+                seed=int(r["seed"]),
+                version=int(r["version"]),
+                complete=bool(r["complete"]),
+                files=int(r["files"]),
+                audio_s=float(r["audio_s"]),
+            )
+            for c, r in corpora.items()
+        }
+    except (KeyError, TypeError, ValueError):  # not a marker this generator wrote: nothing is recorded
+        return {}
 
 
-def _write_marker(out: Path, data: dict[str, object]) -> None:
+def _write_marker(out: Path, records: dict[str, Record]) -> None:
+    data = {"corpora": {c: records[c] for c in CORPORA if c in records}}
     atomic_write_bytes(out / MARKER, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
 
 
-def _marker_corpora(marker: dict[str, object]) -> list[str]:
-    stored = marker.get("corpora", list(DEFAULT_CORPORA))
-    return [str(c) for c in stored] if isinstance(stored, list) else []
+def _files_under(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else []
 
 
-def _existing_wavs(out: Path) -> list[Path]:
-    """WAV files (and our stray temporaries) under the corpus folders."""
-    found: list[Path] = []
-    for sub in CORPORA:
-        base = out / sub
-        if base.is_dir():
-            found.extend(
-                p for p in base.rglob("*") if p.is_file() and (p.suffix == ".wav" or p.suffix == ".tmp")
+def _check_ours(root: Path, records: dict[str, Record], wanted: tuple[str, ...], params: Params) -> None:
+    """Refuse, before anything is written, a corpus folder that holds files this generator did not write or
+    that it wrote for another scale, seed or generator version: nothing is ever deleted or replaced."""
+    if root.exists() and not root.is_dir():
+        raise SynthError(f"{root} exists and is not a folder")
+    for corpus in wanted:
+        folder, rec = root / corpus, records.get(corpus)
+        if rec is None:
+            foreign = _files_under(folder)
+            if foreign:
+                raise SynthError(
+                    f"{folder} already holds {len(foreign)} file(s) that emoshift synth did not write "
+                    f"(e.g. {foreign[0].relative_to(root)}); choose another folder"
+                )
+        elif (rec["scale"], rec["seed"], rec["version"]) != params:
+            scale, seed, version = params
+            held = f"the {rec['scale']} corpus for seed {rec['seed']}"
+            held += "" if rec["version"] == version else f" of generator version {rec['version']}"
+            raise SynthError(
+                f"{folder} holds {held}; emoshift synth never replaces files: choose another folder for "
+                f"--scale {scale} --seed {seed} (or delete {folder} yourself)"
             )
-    return found
 
 
-def _prepare(out: Path, marker: dict[str, object] | None, wanted: set[str], corpora: tuple[str, ...]) -> None:
-    """Refuse folders that hold someone else's audio; remove our temporaries and files of another plan."""
-    if out.exists() and not out.is_dir():
-        raise SynthError(f"{out} exists and is not a folder")
-    existing = _existing_wavs(out)
-    if marker is None and any(p.suffix == ".wav" for p in existing):
-        raise SynthError(
-            f"{out} already holds audio that emoshift synth did not write (no {MARKER}); choose an empty folder"
-        )
-    for p in existing:
-        if p.suffix == ".tmp" or str(p) not in wanted:
-            p.unlink()
-    if marker is not None:  # label files of a corpus this plan no longer writes
-        stale = [] if "iemocap" in corpora else iemocap.label_files(out / "iemocap")
-        table = out / "manifest" / manifest.TABLE
-        stale += [table] if "manifest" not in corpora and table.is_file() else []
-        for p in stale:
-            p.unlink()
-    for sub in CORPORA:  # drop folders left empty (actors of a larger scale)
-        base = out / sub
-        if base.is_dir():
-            for d in sorted((d for d in base.rglob("*") if d.is_dir()), key=lambda d: -len(d.parts)):
-                if not any(d.iterdir()):
-                    d.rmdir()
+# what atomic_open leaves when its process is killed: ".NAME.<random>.tmp" beside NAME
+_TEMPORARY = re.compile(r"^\.(?P<name>.+)\.[^.]+\.tmp$")
+
+
+def _remove_our_temporaries(root: Path, corpus: str, jobs: list[FileJob]) -> None:
+    """Delete the temporaries an interrupted run of this generator left in ``root/corpus``: only those beside a
+    file it writes there (the planned audio and the corpus's label files), never anything else."""
+    ours = {Path(j.path) for j in jobs}
+    for tmp in (root / corpus).rglob(".*.tmp"):
+        m = _TEMPORARY.match(tmp.name)
+        target = tmp.parent / m["name"] if m else None
+        label = target is not None and (target.parent.name == "EmoEvaluation" or target.suffix == ".csv")
+        if target is not None and (target in ours or label):
+            tmp.unlink(missing_ok=True)
 
 
 def _iter_results(chunks: list[list[FileJob]], workers: int) -> Iterator[tuple[list[FileJob], list[float]]]:
@@ -168,14 +224,6 @@ def _default_workers() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux
         return max(1, os.cpu_count() or 1)
-
-
-def _cached(root: Path, marker: dict[str, object] | None, jobs: list[FileJob]) -> dict[str, float] | None:
-    """The recorded seconds of audio per corpus when ``root`` already holds every file of this plan, else None."""
-    if marker is None or not marker.get("complete") or not all(os.path.exists(j.path) for j in jobs):
-        return None
-    stored = marker.get("audio_s")
-    return {str(k): float(v) for k, v in stored.items()} if isinstance(stored, dict) else {}
 
 
 def _write_all(
@@ -215,8 +263,9 @@ def generate(
 
     ``workers`` processes write files in parallel (None: one per available core; 1: in this process); the
     bytes are the same either way. A complete corpus for the same (scale, seed, version) is not rewritten;
-    files left by an interrupted run are kept; files of another scale or seed are replaced. A folder holding
-    audio that this generator did not write is refused (SynthError).
+    files left by an interrupted run are kept; corpora already written but not asked for are left as they are.
+    A corpus folder holding files that this generator did not write, or wrote for another scale, seed or
+    version, is refused (SynthError) before anything is written: nothing is deleted or replaced.
     """
     spec = get_scale(scale)
     _check_args(seed, workers)
@@ -224,7 +273,6 @@ def generate(
     started = time.perf_counter()
     root = Path(out).expanduser().resolve()
     jobs, demographics = plan(root, scale=spec.name, seed=seed, corpora=wanted)
-    params: dict[str, object] = {"scale": spec.name, "seed": seed, "version": SYNTH_VERSION}
     by_corpus = {c: [j for j in jobs if j.corpus == c] for c in wanted}
     files = {c: len(js) for c, js in by_corpus.items()}
 
@@ -242,30 +290,33 @@ def generate(
             cached=cached,
         )
 
-    marker = _read_marker(root)
-    same = marker is not None and all(marker.get(k) == v for k, v in params.items())
-    # a marker without "corpora" was written before the choice existed: it holds the default two
-    same_set = same and marker is not None and _marker_corpora(marker) == list(wanted)
-    stored = _cached(root, marker, jobs) if same_set else None
-    if stored is not None:
-        return summary(stored, 0, True)
+    records = _read_marker(root)
+    _check_ours(root, records, wanted, (spec.name, seed, SYNTH_VERSION))
+    # every file of a recorded corpus is ours and complete (written atomically): a rerun writes only what is missing
+    todo = [j for j in jobs if not os.path.exists(j.path)]
+    if not todo and all(records[c]["complete"] for c in wanted):
+        return summary({c: records[c]["audio_s"] for c in wanted}, 0, True)
 
-    _prepare(root, marker, {j.path for j in jobs}, wanted)
     root.mkdir(parents=True, exist_ok=True)
-    params["corpora"] = list(wanted)
-    _write_marker(root, {**params, "complete": False})
+    for c in wanted:  # recorded before the first byte is written: whatever lands in the folder is ours
+        if c in records:
+            _remove_our_temporaries(root, c, by_corpus[c])
+        records[c] = Record(scale=spec.name, seed=seed, version=SYNTH_VERSION, complete=False, files=0, audio_s=0.0)
+    _write_marker(root, records)
     if "crema-d" in wanted:
         atomic_write_bytes(root / "crema-d" / "VideoDemographics.csv", _demographics_csv(demographics))
     if "manifest" in wanted:
         manifest.write_table(root / "manifest", by_corpus["manifest"])
-    # files left by an interrupted run of this plan are complete (written atomically): keep them
-    kept = [j for j in jobs if same and os.path.exists(j.path)]
-    durations = {j.path: float(sf.info(j.path).duration) for j in kept}
-    todo = [j for j in jobs if j.path not in durations]
-    _write_all(todo, durations, workers, show=progress, desc=f"synth {spec.name}")
+    missing = {j.path for j in todo}
+    durations = {j.path: float(sf.info(j.path).duration) for j in jobs if j.path not in missing}
+    _write_all(todo, durations, workers, show=progress, desc=f"synth {spec.name} (seed {seed})")
     if "iemocap" in wanted:  # the EmoEvaluation files time each turn by its duration
         iemocap.write_labels(by_corpus["iemocap"], durations)
 
     audio_s = {c: round(sum(durations[j.path] for j in js), 3) for c, js in by_corpus.items()}
-    _write_marker(root, {**params, "complete": True, "files": files, "audio_s": audio_s})
+    for c in wanted:
+        records[c] = Record(
+            scale=spec.name, seed=seed, version=SYNTH_VERSION, complete=True, files=files[c], audio_s=audio_s[c]
+        )
+    _write_marker(root, records)
     return summary(audio_s, len(todo), False)

@@ -32,15 +32,15 @@ def teacher_logits(
     progress: bool = False,
 ) -> torch.Tensor:
     """``(len(items), C)`` teacher logits aligned with ``items`` (the student's training items)."""
-    from emoshift.evaluation.inference import logits_for_utterances
+    from emoshift.evaluation.inference import raw_outputs
 
     run = RunDir.of(teacher_run)
     if not run.is_complete():
         raise RunError(f"distillation teacher {run.path} is not a finished run (train it first)")
     info = run.info()
-    if list(info["labels"]) != list(labels):
+    if info.labels != list(labels):
         raise RunError(
-            f"teacher {run.path} predicts {info['labels']} but the student trains on {list(labels)}: "
+            f"teacher {run.path} predicts {info.labels} but the student trains on {list(labels)}: "
             "use the same label policy and corpora"
         )
     ids = [it.utt.id for it in items]
@@ -51,7 +51,7 @@ def teacher_logits(
         if arr.shape == (len(ids), len(labels)):
             return torch.from_numpy(arr)
     model, _ = load_model(run.path)
-    kept, logits, skipped = logits_for_utterances(
+    kept, logits, skipped = raw_outputs(
         model, info, [it.utt for it in items], cache_dir=cfg.data.cache_dir, progress=progress, desc="teacher logits"
     )
     if skipped:

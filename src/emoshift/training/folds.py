@@ -14,7 +14,9 @@ runs, fold run i testing fold i of every corpus that has one; see :mod:`emoshift
     RUN/predictions/<corpus>.csv, RUN/metrics/<corpus>.json
                                pooled out-of-fold predictions and their metrics (+ folds, fold_mean, fold_sd);
                                other corpora scored by the fold ensemble (:mod:`emoshift.evaluation.evaluate`)
-    RUN/done.json              written last
+    RUN/log.csv                every fold's log.csv rows, a ``fold`` column first; RUN/plots/curves.png draws
+                               one line per fold
+    RUN/done.json              written, then RUN/README.md: the ensemble's model card (what each fold trained on)
 
 The corpora are scanned once and the scans handed to every fold; features, embeddings and functionals are
 cached per corpus (not per fold), so every fold after the first reads them from the cache. Resume is per fold:
@@ -31,9 +33,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from emoshift.config import ExperimentConfig, build_config
-from emoshift.core.io import atomic_write_json
+from emoshift.config.split import FOLD_METHODS
+from emoshift.core.io import atomic_write_csv, atomic_write_json, read_csv
+from emoshift.core.record import ModelRecord
 from emoshift.core.rundir import RunDir, write_model_json
-from emoshift.data.splits import FOLD_METHODS, Split, corpus_fold_names, make_folds, save_split
+from emoshift.data.splits import Split, corpus_fold_names, make_folds, save_split
+from emoshift.evaluation.evaluate import evaluate_run
+from emoshift.evaluation.modelcard import write_model_card
+from emoshift.training.pipeline import (
+    TrainError,
+    corpus_ratings,
+    eval_roots,
+    scan_corpora,
+    start_run,
+    train_run,
+)
 from emoshift.training.tracking import start_tracking
 
 if TYPE_CHECKING:
@@ -66,14 +80,13 @@ def corpus_folds(cfg: ExperimentConfig, scans: dict[str, Scan]) -> dict[str, lis
     """Each training corpus's test folds (fold i of each trains together). ``kfold`` with a per-corpus ``k``
     may give corpora different counts: fold run i tests the corpora that have a fold i, the others only train
     in it (:mod:`emoshift.data.splits`, "Unequal fold counts"); ``loso`` and ``corpus`` need equal counts."""
-    from emoshift.training.train import TrainError, corpus_ratings
-
     out: dict[str, list[Split]] = {}
     # a dimensional run folds its rated utterances only (those are what each fold's split holds)
-    ratings = corpus_ratings(cfg, {n: scans[n] for n in cfg.data.corpora})[0] if cfg.dimensional else {}
+    rated = cfg.task_kind.rated
+    ratings = corpus_ratings(cfg, {n: scans[n] for n in cfg.data.corpora})[0] if rated else {}
     for name in cfg.data.corpora:
         utts = scans[name].utterances
-        if cfg.dimensional:
+        if rated:
             utts = [u for u in utts if u.id in ratings[name]]
         if cfg.data.split.method == "corpus" and not corpus_fold_names(utts):
             raise TrainError(
@@ -95,10 +108,6 @@ def train_folds(
     cfg: ExperimentConfig, run: RunDir, *, progress: bool = True, callbacks: Sequence[Any] = ()
 ) -> Path:
     """Train every fold into ``RUN/folds/<i>/`` (skipping complete ones), then pool and evaluate them."""
-    from emoshift.evaluation.evaluate import evaluate_run
-    from emoshift.evaluation.inference import LogitsMemo
-    from emoshift.training.train import eval_roots, scan_corpora, start_run, train_run
-
     fingerprint, complete = start_run(cfg, run)
     if complete:
         return run.path
@@ -110,20 +119,33 @@ def train_folds(
         folds = corpus_folds(cfg, scans)
         n_folds = max(len(f) for f in folds.values())  # kfold: max(k); a corpus with fewer folds trains only past them
         members = []
-        memo = LogitsMemo()  # each fold model scores each corpus once: in its own evaluation, reused when pooled
         for i in range(n_folds):
             member = run.fold(i)
             log.info("fold %d of %d: %s", i + 1, n_folds, member)
             cfg_i = fold_config(cfg, i)
-            train_run(cfg_i, member, progress=progress, callbacks=callbacks, scans=scans, parent=tracker, memo=memo)
+            train_run(cfg_i, member, progress=progress, callbacks=callbacks, scans=scans, parent=tracker)
             members.append(RunDir.of(member))
         for name, splits in folds.items():
             save_split(tested(splits), run.split(name))
         write_model_json(run, ensemble_info(members, fingerprint))
-        evaluate_run(run.path, roots, progress=progress, scans=scans, memo=memo)
+        evaluate_run(run.path, roots, progress=progress, scans=scans)
+        pool_logs(members, run)
         atomic_write_json(run.done, done_info(members, fingerprint, started))
+        write_model_card(run.path)  # the top level predict/export/serve use: the ensemble and its members' data
         tracker.log_results(run)
     return run.path
+
+
+def pool_logs(members: list[RunDir], run: RunDir) -> None:
+    """RUN/log.csv: the folds' training logs one after another, with a ``fold`` column; and their curves."""
+    from emoshift.evaluation.plots import plot_curves
+
+    rows = [{"fold": i, **row} for i, m in enumerate(members) if m.log.is_file() for row in read_csv(m.log)]
+    if not rows:
+        return
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    atomic_write_csv(run.log, columns, rows)
+    plot_curves(run.log, run.curves_plot)
 
 
 def tested(splits: list[Split]) -> Split:
@@ -133,22 +155,19 @@ def tested(splits: list[Split]) -> Split:
     return Split(assignment, speakers, leaky=any(s.leaky for s in splits), method="pooled")
 
 
-def ensemble_info(members: list[RunDir], fingerprint: str) -> dict[str, Any]:
+def ensemble_info(members: list[RunDir], fingerprint: str) -> ModelRecord:
     """The pooled run's model.json: the first fold's description, the members, and what they saw together."""
     infos = [m.info() for m in members]
     first = infos[0]
-    info = {k: v for k, v in first.items() if k != "format"}
-    info.update(
-        {
-            "members": [f"folds/{m.path.name}" for m in members],
-            "ensemble": "mean output" if first.get("task") == "dimensional" else "mean probability",
-            **{k: first.get(k) for k in SHARED_KEYS},
-            "training_speakers": sorted({s for i in infos for s in i.get("training_speakers", [])}),
-            "leaky_split": any(i.get("leaky_split") for i in infos),
-            "config_fingerprint": fingerprint,
-        }
-    )
-    return info
+    return ModelRecord.parse({
+        **first.to_json(),
+        "members": [f"folds/{m.path.name}" for m in members],
+        "ensemble": first.task_kind.ensemble,
+        **{k: getattr(first, k) for k in SHARED_KEYS},
+        "training_speakers": sorted({s for i in infos for s in i.training_speakers}),
+        "leaky_split": any(i.leaky_split for i in infos),
+        "config_fingerprint": fingerprint,
+    })
 
 
 def done_info(members: list[RunDir], fingerprint: str, started: float) -> dict[str, Any]:

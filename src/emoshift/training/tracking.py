@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from emoshift.core.errors import EmoshiftError, TrainingInterrupted
+from emoshift.core.extras import require
 from emoshift.core.io import atomic_write_json
 from emoshift.core.rundir import RunDir
 
@@ -183,6 +184,8 @@ def start_tracking(
         return parent.child(cfg, run, fold=fold)
     if any(os.environ.get(v, "0") not in ("", "0") for v in _DDP_RANKS):
         return Tracker()  # a DDP worker: rank 0 tracks the run
+    if cfg.tracking.backend in ("tensorboard", "mlflow"):
+        require("track", f"tracking.backend: {cfg.tracking.backend}")
     if cfg.tracking.backend == "tensorboard":
         return TensorBoardTracker(cfg, run)
     if cfg.tracking.backend == "mlflow":

@@ -44,10 +44,12 @@ import torch
 from emoshift.config import ConfigError, ExperimentConfig, build_config, save_config
 from emoshift.core.errors import EmoshiftError
 from emoshift.core.io import atomic_write_csv
-from emoshift.core.progress import clock
+from emoshift.core.progress import clock, say
 from emoshift.core.rundir import RunDir
 from emoshift.corpora import Scan
+from emoshift.models import CONFIG_CHECKS, family_of
 from emoshift.models.families import FitData, NeuralFamily
+from emoshift.training.pipeline import model_info, prepare_data, scan_corpora, set_up_fit, start_run
 from emoshift.training.tune_space import Param, apply_params, load_space
 
 log = logging.getLogger("emoshift.training.tune")
@@ -66,7 +68,7 @@ class TrialRejected(Exception):
 
 def objective_metric(cfg: ExperimentConfig) -> str:
     """What a trial maximises, as the Lightning module logs it: ``val_ccc`` (dimensional) or ``val_uar``."""
-    return "val_ccc" if getattr(cfg, "task", "categorical") == "dimensional" else "val_uar"
+    return cfg.task_kind.monitor
 
 
 def check_tunable(cfg: ExperimentConfig) -> None:
@@ -118,18 +120,13 @@ def fit_trial(
 ) -> float:
     """Train ``cfg`` into ``run_dir`` on its training speakers and return its score on the validation speakers
     (:func:`objective_metric`); the test speakers are never read. ``callbacks`` go to Lightning (pruning)."""
-    from emoshift.training.train import num_outputs, prepare_data, prepare_inputs, start_run
-
     check_tunable(cfg)
     run = RunDir.of(run_dir)
     fingerprint, _ = start_run(cfg, run)
     L.seed_everything(cfg.training.seed, workers=True, verbose=False)
     prep = prepare_data(cfg, run, progress=progress, scans=scans)  # scan (unless given) + speaker split
     prep.scans = selection_scans(prep.scans, prep.splits)
-    family = cfg.model.family
-    torch.manual_seed(cfg.training.seed)
-    model = family.build(cfg, num_labels=num_outputs(cfg, prep.labels))
-    data = prepare_inputs(cfg, family, model, prep, progress=progress)
+    family, model, data = set_up_fit(cfg, prep, progress=progress)
     if isinstance(family, NeuralFamily):
         metric = objective_metric(cfg)
         best = BestMetric(metric)
@@ -146,18 +143,16 @@ def _closed_form_score(cfg: ExperimentConfig, data: FitData, run: RunDir, model:
     dimensional task (the same metric :func:`objective_metric` names for the neural families)."""
     from emoshift.evaluation.metrics import classification_metrics
     from emoshift.evaluation.regression import ccc
-    from emoshift.training.train import model_info
-
-    family = cfg.model.family
+    family = family_of(cfg.model.name, cfg.model.mode)
     fitted = family.fit(cfg, dataclasses.replace(data, val=[]), run, model=model, progress=False)
     info = model_info(cfg, family, fitted.model, prep, fingerprint)
-    kept, logits, _ = family.logits(
+    kept, logits, _ = family.outputs(
         fitted.model, info, [it.utt for it in data.val], cache_dir=cfg.data.cache_dir,
         batch_size=cfg.evaluation.batch_size, device=torch.device("cpu"), advance=lambda n: None, progress=False,
     )
     if not kept:
         raise TuneError("no validation utterance could be scored")
-    if objective_metric(cfg) == "val_ccc":
+    if cfg.task_kind.rated:
         rated = {it.utt.id: it.target for it in data.val}
         truth = np.array([rated[u.id] for u in kept], np.float64)  # (N, T)
         values = np.asarray(logits, np.float64)  # (N, T): a dimensional head's outputs are the ratings
@@ -185,7 +180,7 @@ class TuneSpec:
 
     def trial_config(self, params: dict[str, Any], *, quiet: bool = False) -> ExperimentConfig:
         extra = {"trainer.progress": False} if quiet else {}
-        return build_config(apply_params(self.base, {**params, **extra}))
+        return build_config(apply_params(self.base, {**params, **extra}), checks=CONFIG_CHECKS)
 
 
 @dataclass(frozen=True)
@@ -228,7 +223,7 @@ def _storage(url: str | None) -> Any:
 
 def _identity(spec: TuneSpec) -> dict[str, Any]:
     """What a study must keep across reruns and workers: the base config and the space."""
-    cfg = build_config(spec.base)
+    cfg = build_config(spec.base, checks=CONFIG_CHECKS)
     return {"config": cfg.fingerprint(exclude_roots=True),
             "space": [dataclasses.asdict(p) for p in spec.space], "metric": spec.metric}
 
@@ -294,8 +289,8 @@ class Reporter:
         left = max(0, self.spec.trials - len(done))
         eta = f", ETA {clock(sum(times) / len(times) * left / self.jobs)}" if times and left else ""
         took = f"{trial.duration.total_seconds():.1f} s" if trial.duration is not None else ""
-        print(f"trial {trial.number} [{len(done)}/{self.spec.trials}]: {params} -> {outcome}; {best_text}; "
-              f"{took}{eta}", file=sys.stderr, flush=True)
+        say(f"trial {trial.number} [{len(done)}/{self.spec.trials}]: {params} -> {outcome}; {best_text}; {took}{eta}",
+            stderr=True)
 
 
 def _short(v: Any) -> str:
@@ -340,12 +335,10 @@ def make_objective(spec: TuneSpec, *, progress: bool) -> Callable[[Any], float]:
         key = json.dumps({"corpora": cfg.data.corpora, "roots": cfg.data.roots, "labels": cfg.data.labels,
                           "options": repr(cfg.data.scan_options())}, sort_keys=True)
         if key not in scans:
-            from emoshift.training.train import scan_corpora
-
             scans[key] = scan_corpora(cfg, cfg.data.corpora, progress=progress)
         run_dir = spec.out / "trials" / str(trial.number)
         callbacks = []
-        if isinstance(cfg.model.family, NeuralFamily):
+        if isinstance(family_of(cfg.model.name, cfg.model.mode), NeuralFamily):
             from optuna_integration import PyTorchLightningPruningCallback
 
             callbacks.append(PyTorchLightningPruningCallback(trial, monitor=spec.metric))
@@ -416,7 +409,7 @@ def tune(
 
     def check(data: dict[str, Any]) -> None:
         try:
-            check_tunable(build_config(data))
+            check_tunable(build_config(data, checks=CONFIG_CHECKS))
         except TuneError as e:
             raise ConfigError(str(e)) from None
 
@@ -502,26 +495,23 @@ def write_plots(study: Any, plots: Path, *, progress: bool) -> list[Path]:
     written = []
     for name, (draw, need) in drawers.items():
         if complete < need:
-            _say(f"{name}.png skipped: it needs at least {need} complete trial(s), the study has {complete}", progress)
+            say(f"{name}.png skipped: it needs at least {need} complete trial(s), the study has {complete}", enabled=progress, stderr=True)
             continue
         if name == "param_importances" and len(scores) == 1:
-            _say(f"{name}.png skipped: every complete trial scored the same ({next(iter(scores)):.4g}), so there is "
-                 "no importance to show (no parameter changed the score)", progress)
+            say(f"{name}.png skipped: every complete trial scored the same ({next(iter(scores)):.4g}), so there is "
+                "no importance to show (no parameter changed the score)", enabled=progress, stderr=True)
             continue
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:
                 ax = draw(study)
             except (ValueError, RuntimeError, ZeroDivisionError) as e:  # e.g. no variance to attribute
-                _say(f"{name}.png skipped: {e}", progress)
+                say(f"{name}.png skipped: {e}", enabled=progress, stderr=True)
                 continue
         fig = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
         written.append(save_figure(fig, plots / f"{name}.png"))
     return written
 
 
-def _say(line: str, enabled: bool) -> None:
-    if enabled:
-        print(line, file=sys.stderr, flush=True)
 
 

@@ -12,6 +12,9 @@ large 413 (counted while the upload streams), unsupported type 415, an upload th
 ``upload_timeout_s`` 408, silent / no speech / too long / too short 422, busy 503 with ``Retry-After``. Inference runs in a bounded thread pool off the event loop; at most ``workers + queue``
 requests are admitted at once, the rest are told to come back. With an API key set, every ``/v1`` request must
 carry it (``X-API-Key: KEY`` or ``Authorization: Bearer KEY``).
+
+Every request is logged in one line on the ``emoshift.serve`` logger (INFO; ``emoshift serve`` prints it):
+client, method, path, status, milliseconds and, for a prediction, its answer or the error given.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import asyncio
 import hmac
 import logging
 import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib import resources
@@ -135,6 +139,16 @@ def create_app(run_dir: str | os.PathLike[str], backend: Backend, settings: Serv
                 return _error(401, "missing or wrong API key (send it as X-API-Key)")
         return await call_next(request)
 
+    @app.middleware("http")
+    async def access_log(request: Request, call_next: Any) -> Any:  # outermost: sees 401s and 503s too
+        started = time.perf_counter()
+        response = await call_next(request)
+        note = getattr(request.state, "note", "")
+        client = request.client.host if request.client else "-"
+        log.info("%s %s %s %d %.0f ms%s", client, request.method, request.url.path, response.status_code,
+                 1000 * (time.perf_counter() - started), f" {note}" if note else "")
+        return response
+
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def page() -> HTMLResponse:
         return HTMLResponse(_page())
@@ -176,13 +190,19 @@ def create_app(run_dir: str | os.PathLike[str], backend: Backend, settings: Serv
             data = await asyncio.wait_for(upload, timeout=settings.upload_timeout_s)
             result = await asyncio.get_running_loop().run_in_executor(pool, infer, data, segments)
         except UploadError as e:
+            request.state.note = f"({e})"
             return _error(e.status, str(e))
         except TimeoutError:  # a slow or stalled uploader gives its admission slot back
+            request.state.note = "(upload timed out)"
             return _error(408, f"the upload did not arrive within {settings.upload_timeout_s:g} s")
         except AudioError as e:
+            request.state.note = f"({e})"
             return _error(audio_status(e), str(e))
         finally:
             gate.leave()
+        answer = result.get("label") or ", ".join(f"{k} {v:.2f}" for k, v in result.items()
+                                                   if isinstance(v, float) and k != "duration_s")
+        request.state.note = f"{len(data)} bytes, {result['duration_s']:.1f} s -> {answer}"
         return JSONResponse(result)
 
     @app.on_event("shutdown")

@@ -60,6 +60,12 @@ class _FilePart:
         self._wanted = opts.get(b"name") == FIELD.encode() and not self.found
         if self._wanted:
             self.found = True
+            # a part typed as something other than audio (text/plain, image/png) is refused as a raw body would be;
+            # a part without a type is let through to the decoder, which says whether it is audio
+            kind = parse_options_header(self._headers.get("content-type", b""))[0].decode("latin-1").lower()
+            if kind and not kind.startswith(AUDIO_TYPES):
+                raise UploadError(415, f"unsupported content type {kind} for the '{FIELD}' part: send audio "
+                                       "(audio/wav or another audio/* type)")
 
     def _pdata(self, data: bytes, start: int, end: int) -> None:
         if self._wanted:

@@ -1,7 +1,8 @@
 """Model families behind the registry: one object per kind of model, asked instead of branching on strings.
 
 A registered model (:func:`emoshift.models.get_spec`) names its input kind; the family serving that input kind
-(and, for families that care, the config's ``model.mode``) is found by :func:`family_for`. Built in:
+(and, for families that care, the config's ``model.mode``) is found by :func:`emoshift.models.family_of`, the one
+lookup (here: :func:`family_serving`). Built in:
 
 - ``cnn`` (:class:`CNNFamily`): ``resnet18``, ``efficientnet_b0`` on log-mel crops (FeatureCache);
 - ``ssl-finetune`` (:class:`SSLFinetuneFamily`): ``hubert``, ``ssl`` with ``model.mode=finetune`` (raw waveforms);
@@ -14,8 +15,6 @@ with :func:`register_family`; its models with :func:`emoshift.models.register_mo
 
 from __future__ import annotations
 
-from typing import Any
-
 from emoshift.models.families.acoustic import AcousticFamily
 from emoshift.models.families.base import (
     MAX_SECONDS,
@@ -23,8 +22,6 @@ from emoshift.models.families.base import (
     FitData,
     Fitted,
     NeuralFamily,
-    is_dimensional,
-    num_outputs,
 )
 from emoshift.models.families.cnn import CNNFamily
 from emoshift.models.families.ssl import SSLFinetuneFamily, SSLFrozenFamily
@@ -39,12 +36,9 @@ __all__ = [
     "NeuralFamily",
     "SSLFinetuneFamily",
     "SSLFrozenFamily",
-    "family_for",
-    "family_for_info",
+    "family_serving",
     "get_family",
-    "is_dimensional",
     "list_families",
-    "num_outputs",
     "register_family",
 ]
 
@@ -70,26 +64,19 @@ def list_families() -> list[str]:
 
 
 def get_family(name: str) -> Family:
+    """The family registered as ``name`` (its own name, e.g. "cnn"; a model's family: ``models.family_of``)."""
     if name not in _FAMILIES:
         raise KeyError(f"unknown model family {name!r}; available: {', '.join(list_families())}")
     return _FAMILIES[name]
 
 
-def family_for(model: str, mode: str | None = None) -> Family:
-    """The family of registered model ``model`` under config ``model.mode`` ``mode``."""
-    from emoshift.models import get_spec
-
-    kind = get_spec(model).input_kind
+def family_serving(model: str, kind: str, mode: str | None = None) -> Family:
+    """The family serving input ``kind`` (of registered model ``model``) under config ``model.mode`` ``mode``."""
     found = [f for f in _FAMILIES.values() if f.input_kind == kind and f.mode in (None, mode)]
     if len(found) != 1:
         served = sorted(str(f.mode) for f in _FAMILIES.values() if f.input_kind == kind)
         raise ValueError(f"model {model!r} has no family for mode {mode!r} (modes served: {', '.join(served)})")
     return found[0]
-
-
-def family_for_info(info: dict[str, Any]) -> Family:
-    """The family of a saved model (model.json: its ``model`` and, for SSL models, ``mode``)."""
-    return family_for(info["model"], info.get("mode"))
 
 
 for _family in (CNNFamily(), SSLFinetuneFamily(), SSLFrozenFamily(), AcousticFamily()):

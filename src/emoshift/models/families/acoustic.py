@@ -30,16 +30,17 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from emoshift.models.families.base import Advance, Family, FitData, Fitted, is_dimensional, num_outputs
+from emoshift.core.record import ModelRecord
+from emoshift.models.families.base import Advance, Family, FitData, Fitted
 
 if TYPE_CHECKING:
     from emoshift.config import ExperimentConfig, ModelConfig
+    from emoshift.config.features import FeatureConfig
     from emoshift.core.rundir import RunDir
     from emoshift.corpora import Scan
     from emoshift.corpora.base import Skipped, Utterance
     from emoshift.data.datasets import Item
     from emoshift.features.functionals import FunctionalsConfig
-    from emoshift.features.logmel import FeatureConfig
     from emoshift.models.acoustic import AcousticBaseline
 
 
@@ -134,7 +135,7 @@ class AcousticFamily(Family):
     @staticmethod
     def head(cfg: ExperimentConfig) -> str:
         """The scikit-learn head: Ridge regression for a dimensional run, else ``model.head`` (a classifier)."""
-        return "ridge" if cfg.task == "dimensional" else cfg.model.head
+        return "ridge" if cfg.task_kind.rated else cfg.model.head
 
     def describe(self, cfg: ExperimentConfig) -> str:
         from emoshift.features.functionals import FEATURE_SETS
@@ -169,15 +170,15 @@ class AcousticFamily(Family):
             "window_s": SERVING_WINDOW_S,
         }
 
-    def rebuild(self, info: dict[str, Any]) -> AcousticModel:
+    def rebuild(self, info: ModelRecord) -> AcousticModel:
         """The unfitted baseline model.json describes (its arrays come from :meth:`load`)."""
         from emoshift.features.functionals import FunctionalsConfig
         from emoshift.models.acoustic import AcousticBaseline, HeadConfig
 
-        meta = info.get("acoustic") or {}
-        names = info["targets"] if is_dimensional(info) else info["labels"]  # the output columns
-        baseline = AcousticBaseline(HeadConfig(**meta.get("config", {})), labels=names, feature_set=info["model"])
-        return AcousticModel(baseline, FunctionalsConfig.model_validate(info["functionals"]))
+        meta = info.acoustic or {}
+        names = info.outputs  # the output columns
+        baseline = AcousticBaseline(HeadConfig(**meta.get("config", {})), labels=names, feature_set=info.model)
+        return AcousticModel(baseline, FunctionalsConfig.model_validate(info.functionals))
 
     def save(self, model: AcousticModel, run: RunDir) -> None:
         from safetensors.numpy import save
@@ -187,7 +188,7 @@ class AcousticFamily(Family):
         arrays, _ = model.baseline.state()  # the JSON half goes into model.json (architecture_info)
         atomic_write_bytes(run.weights, save(arrays))
 
-    def load(self, run: RunDir, info: dict[str, Any]) -> AcousticModel:
+    def load(self, run: RunDir, info: ModelRecord) -> AcousticModel:
         from safetensors.numpy import load_file
 
         from emoshift.core.rundir import RunError
@@ -197,7 +198,7 @@ class AcousticFamily(Family):
             raise RunError(f"{run.path}: model.safetensors is missing")
         model = self.rebuild(info)
         try:
-            model.baseline = AcousticBaseline.from_state(load_file(str(run.weights)), info["acoustic"])
+            model.baseline = AcousticBaseline.from_state(load_file(str(run.weights)), info.required("acoustic"))
         except (AcousticError, KeyError, TypeError) as e:
             raise RunError(f"{run.path}: the acoustic baseline cannot be loaded ({e})") from None
         return model
@@ -228,7 +229,7 @@ class AcousticFamily(Family):
         items = [*data.train, *data.val]
         x = np.concatenate([data.stores[it.utt.corpus].matrix([it.utt.id]) for it in items])  # (N, D)
         speakers = [it.utt.speaker for it in items]
-        if cfg.task == "dimensional":  # ratings (N, T) on data.target_range
+        if cfg.task_kind.rated:  # ratings (N, T) on data.target_range
             y = np.array([it.target for it in items], dtype=np.float64)
             model.baseline.fit_values(x, y, speakers, targets=cfg.data.targets)
             return Fitted(model, epochs_run=0)
@@ -237,10 +238,10 @@ class AcousticFamily(Family):
         return Fitted(model, epochs_run=0)
 
     # -- inference ------------------------------------------------------------------------------------
-    def logits(
+    def outputs(
         self,
         model: AcousticModel,
-        info: dict[str, Any],
+        info: ModelRecord,
         utterances: Sequence[Utterance],
         *,
         cache_dir: str,
@@ -266,7 +267,7 @@ class AcousticFamily(Family):
                 out.append(model.outputs(store.matrix([u.id for u in usable]), [u.speaker for u in usable]))
                 kept.extend(usable)
             advance(len(utts))
-        logits = np.concatenate(out) if out else np.zeros((0, num_outputs(info)))
+        logits = np.concatenate(out) if out else np.zeros((0, info.num_outputs))
         return kept, logits, skipped
 
     def prepare_input(self, wave: np.ndarray, fcfg: FeatureConfig) -> torch.Tensor:

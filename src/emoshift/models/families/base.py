@@ -13,7 +13,7 @@ A family answers every question about a kind of model that used to be a branch o
 - saving: what model.json records (:meth:`Family.architecture_info`), the weights in the run directory
   (:meth:`Family.save`: safetensors, never a pickle) and rebuilding from both (:meth:`Family.rebuild`,
   :meth:`Family.load`);
-- inference: logits for utterances (:meth:`Family.logits`) and one waveform's input (:meth:`Family.prepare_input`,
+- inference: raw outputs for utterances (:meth:`Family.outputs`: logits, or a rated model's values) and one waveform's input (:meth:`Family.prepare_input`,
   :meth:`Family.predict`).
 """
 
@@ -28,28 +28,20 @@ import numpy as np
 import torch
 from torch import nn
 
+from emoshift.core.record import ModelRecord
+
 if TYPE_CHECKING:
     from torch.utils.data import Dataset
 
     from emoshift.config import AugmentConfig, ExperimentConfig, ModelConfig, TrainingConfig
+    from emoshift.config.features import FeatureConfig
     from emoshift.core.rundir import RunDir
     from emoshift.corpora import Scan
     from emoshift.corpora.base import Skipped, Utterance
     from emoshift.data.datasets import Item
-    from emoshift.features.logmel import FeatureConfig
 
 Advance = Callable[[int], None]
 MAX_SECONDS = 8.0  # waveform models see at most this much audio (centred) at inference
-
-
-def is_dimensional(info: dict[str, Any]) -> bool:
-    """Whether model.json describes a dimensional model (a model.json without ``task`` is categorical)."""
-    return info.get("task", "categorical") == "dimensional"
-
-
-def num_outputs(info: dict[str, Any]) -> int:
-    """The width of the saved model's output: its classes, or the targets of a dimensional model."""
-    return len(info["targets"]) if is_dimensional(info) else len(info["labels"])
 
 
 @dataclass
@@ -120,7 +112,7 @@ class Family(ABC):
         """model.json's architecture keys (``model``, ``dropout``, what ``rebuild`` needs)."""
 
     @abstractmethod
-    def rebuild(self, info: dict[str, Any]) -> Any:
+    def rebuild(self, info: ModelRecord) -> Any:
         """The architecture model.json describes, with random weights (no download)."""
 
     def save(self, model: Any, run: RunDir) -> None:
@@ -129,7 +121,7 @@ class Family(ABC):
 
         save_weights(model, run.weights)
 
-    def load(self, run: RunDir, info: dict[str, Any]) -> Any:
+    def load(self, run: RunDir, info: ModelRecord) -> Any:
         """The trained model of ``run``: :meth:`rebuild` from model.json ``info``, then its weights."""
         from emoshift.core.rundir import RunError
         from emoshift.models.weights import load_weights
@@ -165,10 +157,10 @@ class Family(ABC):
 
     # -- inference ------------------------------------------------------------------------------------
     @abstractmethod
-    def logits(
+    def outputs(
         self,
         model: Any,
-        info: dict[str, Any],
+        info: ModelRecord,
         utterances: Sequence[Utterance],
         *,
         cache_dir: str,
@@ -177,17 +169,17 @@ class Family(ABC):
         advance: Advance,
         progress: bool,
     ) -> tuple[list[Utterance], np.ndarray, list[Skipped]]:
-        """(kept utterances, logits (N, C), skipped ones with reasons); ``advance(n)`` after each batch.
+        """(kept utterances, raw outputs (N, K), skipped ones with reasons); ``advance(n)`` after each batch.
 
-        For a dimensional model (model.json ``task``) the "logits" are its outputs ``(N, T)`` on the
-        ``target_range`` scale: the same call, and the caller reads them by the run's task."""
+        K is ``info.num_outputs``: class logits, or a rated model's values ``(N, T)`` on its ``target_range``;
+        the record's task (:mod:`emoshift.core.task`) says what they are."""
 
     @abstractmethod
     def prepare_input(self, wave: np.ndarray, fcfg: FeatureConfig) -> torch.Tensor:
         """One mono waveform at ``fcfg.sample_rate`` (trimmed as configured) -> the model's input, batch of 1."""
 
     def predict(self, model: Any, x: torch.Tensor) -> torch.Tensor:
-        """Logits ``(B, C)`` for an input ``prepare_input`` made."""
+        """Raw outputs ``(B, K)`` (logits or values) for an input ``prepare_input`` made."""
         return model(x)  # type: ignore[no-any-return]
 
 

@@ -14,16 +14,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from emoshift.models.families.base import Advance, NeuralFamily, num_outputs
+from emoshift.core.record import ModelRecord
+from emoshift.models.families.base import Advance, NeuralFamily
 
 if TYPE_CHECKING:
     from torch.utils.data import Dataset
 
     from emoshift.config import AugmentConfig, ExperimentConfig, ModelConfig
+    from emoshift.config.features import FeatureConfig
     from emoshift.corpora import Scan
     from emoshift.corpora.base import Skipped, Utterance
     from emoshift.data.datasets import Item
-    from emoshift.features.logmel import FeatureConfig
 
 
 class CNNFamily(NeuralFamily):
@@ -61,12 +62,12 @@ class CNNFamily(NeuralFamily):
         return {"model": cfg.model.name, "dropout": cfg.model.dropout, "backbone_config": backbone.config.to_dict(),
                 "speaker_norm": cfg.model.speaker_norm}
 
-    def rebuild(self, info: dict[str, Any]) -> nn.Module:
+    def rebuild(self, info: ModelRecord) -> nn.Module:
         from emoshift.models.cnn import from_backbone_config
 
-        bins = int(info["features"]["n_mels"]) if info.get("speaker_norm") else None  # older runs: no key, False
+        bins = int(info.features["n_mels"]) if info.speaker_norm else None  # older runs: no key, None
         return from_backbone_config(
-            info["model"], info["backbone_config"], num_labels=num_outputs(info), dropout=info.get("dropout", 0.0),
+            info.model, info.required("backbone_config"), num_labels=info.num_outputs, dropout=info.dropout or 0.0,
             bin_norm=bins,
         )
 
@@ -118,10 +119,10 @@ class CNNFamily(NeuralFamily):
 
     # -- inference ------------------------------------------------------------------------------------
     @torch.no_grad()
-    def logits(
+    def outputs(
         self,
         model: nn.Module,
-        info: dict[str, Any],
+        info: ModelRecord,
         utterances: Sequence[Utterance],
         *,
         cache_dir: str,
@@ -130,17 +131,17 @@ class CNNFamily(NeuralFamily):
         advance: Advance,
         progress: bool,
     ) -> tuple[list[Utterance], np.ndarray, list[Skipped]]:
+        from emoshift.config.features import FeatureConfig
         from emoshift.core.audio import crop_or_pad
         from emoshift.features.cache import FeatureCache
-        from emoshift.features.logmel import FeatureConfig
 
-        fcfg = FeatureConfig.model_validate(info["features"])
+        fcfg = FeatureConfig.model_validate(info.features)
         frames = fcfg.frames_for(fcfg.crop_s)
         by_corpus: dict[str, list[Utterance]] = {}
         for u in utterances:
             by_corpus.setdefault(u.corpus, []).append(u)
         cache = FeatureCache(Path(cache_dir) / "features")
-        net = self.train_net(model) if info.get("speaker_norm") else model
+        net = self.train_net(model) if info.speaker_norm else model
         kept: list[Utterance] = []
         skipped: list[Skipped] = []
         out: list[np.ndarray] = []
@@ -148,7 +149,7 @@ class CNNFamily(NeuralFamily):
             store = cache.build(corpus, utts, fcfg, progress=progress)
             skipped.extend(store.skipped)
             usable = [u for u in utts if u.id in store]
-            if info.get("speaker_norm"):  # each speaker standardised with their own statistics, as in training
+            if info.speaker_norm:  # each speaker standardised with their own statistics, as in training
                 store = _speaker_normalised(model, {corpus: store}, {u.id: u.speaker for u in usable}, None)[corpus]
             for i in range(0, len(usable), batch_size):
                 chunk = usable[i : i + batch_size]
@@ -157,7 +158,7 @@ class CNNFamily(NeuralFamily):
                 out.append(net(xt).float().cpu().numpy())  # (B, C)
                 kept.extend(chunk)
                 advance(len(chunk))
-        logits = np.concatenate(out) if out else np.zeros((0, num_outputs(info)), np.float32)
+        logits = np.concatenate(out) if out else np.zeros((0, info.num_outputs), np.float32)
         return kept, logits, skipped
 
     def prepare_input(self, wave: np.ndarray, fcfg: FeatureConfig) -> torch.Tensor:

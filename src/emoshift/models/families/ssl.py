@@ -21,16 +21,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from emoshift.models.families.base import MAX_SECONDS, Advance, NeuralFamily, num_outputs
+from emoshift.core.record import ModelRecord
+from emoshift.models.families.base import MAX_SECONDS, Advance, NeuralFamily
 
 if TYPE_CHECKING:
     from torch.utils.data import Dataset
 
     from emoshift.config import AugmentConfig, ExperimentConfig, ModelConfig, TrainingConfig
+    from emoshift.config.features import FeatureConfig
     from emoshift.corpora import Scan
     from emoshift.corpora.base import Skipped, Utterance
     from emoshift.data.datasets import Item
-    from emoshift.features.logmel import FeatureConfig
 
 
 class SSLFinetuneFamily(NeuralFamily):
@@ -72,7 +73,7 @@ class SSLFinetuneFamily(NeuralFamily):
         saved = saved_info(model, pretrained=cfg.model.pretrained, preset=cfg.model.preset)
         return {"model": cfg.model.name, **saved}
 
-    def rebuild(self, info: dict[str, Any]) -> nn.Module:
+    def rebuild(self, info: ModelRecord) -> nn.Module:
         from emoshift.models.ssl import from_saved
 
         return from_saved(info)
@@ -119,10 +120,10 @@ class SSLFinetuneFamily(NeuralFamily):
 
     # -- inference ------------------------------------------------------------------------------------
     @torch.no_grad()
-    def logits(
+    def outputs(
         self,
         model: nn.Module,
-        info: dict[str, Any],
+        info: ModelRecord,
         utterances: Sequence[Utterance],
         *,
         cache_dir: str,
@@ -131,12 +132,12 @@ class SSLFinetuneFamily(NeuralFamily):
         advance: Advance,
         progress: bool,
     ) -> tuple[list[Utterance], np.ndarray, list[Skipped]]:
+        from emoshift.config.features import FeatureConfig
         from emoshift.core.audio import AudioError, load_utterance
         from emoshift.corpora.base import Skipped
         from emoshift.data.bucketing import collate_waveforms
-        from emoshift.features.logmel import FeatureConfig
 
-        fcfg = FeatureConfig.model_validate(info["features"])
+        fcfg = FeatureConfig.model_validate(info.features)
         kept: list[Utterance] = []
         skipped: list[Skipped] = []
         waves: list[np.ndarray] = []
@@ -149,7 +150,7 @@ class SSLFinetuneFamily(NeuralFamily):
             waves.append(_at_most(w, fcfg.sample_rate))
             kept.append(u)
         order = np.argsort([len(w) for w in waves], kind="stable")
-        logits = np.zeros((len(kept), num_outputs(info)), dtype=np.float32)
+        logits = np.zeros((len(kept), info.num_outputs), dtype=np.float32)
         for i in range(0, len(order), batch_size):
             idx = order[i : i + batch_size]
             wave, mask = collate_waveforms([waves[j] for j in idx])  # (B, S), (B, S)

@@ -21,51 +21,33 @@ Written per corpus:
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from emoshift.core.io import atomic_write_csv, atomic_write_json
 from emoshift.core.rundir import RunDir
-from emoshift.corpora.base import Skipped, Utterance
-from emoshift.models.ensemble import Ensemble
+from emoshift.corpora.base import Utterance
+from emoshift.evaluation.scoring import Scored, Scorer, fold_summary
 
 if TYPE_CHECKING:
     from emoshift.corpora import Scan
-    from emoshift.evaluation.evaluate import _Context
 
 
-@dataclass
-class Outputs:
-    """One corpus's model outputs ``(N, T)`` for ``kept``, and for a fold run the folds' scores."""
-
-    part: str
-    leaky: bool
-    kept: list[Utterance]
-    values: np.ndarray
-    skipped: list[Skipped]
-    fold: list[int] | None = None
-    member_values: list[tuple[int, list[Utterance], np.ndarray]] = field(default_factory=list)
-    scored_by: str = "model"
-
-
-def evaluate_dimensional(ctx: _Context, name: str, root: str, sc: Scan) -> dict[str, Any]:
+def evaluate_dimensional(scorer: Scorer, name: str, root: str, sc: Scan) -> dict[str, Any]:
     """Score corpus ``name`` (scanned as ``sc`` from ``root``) with a dimensional run; returns its metrics."""
     from emoshift.data.targets import native_scale, rated
 
-    info = ctx.info
-    targets, target_range = list(info["targets"]), tuple(info["target_range"])
-    if isinstance(ctx.model, Ensemble) and name in info.get("train_corpora", []):
-        out = _out_of_fold(ctx, ctx.model, name, sc)
-    else:
-        out = _scored(ctx, name, sc)
-    out.values = np.round(out.values, 6)  # as the predictions CSV holds them: the metrics are those of the CSV
-    scale = native_scale(name, root, ctx.cfg.data.manifest.scale)
+    info = scorer.info
+    targets, target_range = list(info.targets or []), tuple(info.target_range or ())
+    out = scorer.score(name, sc, list, f"{name}: no test utterances")
+    # as the predictions CSV holds them: the metrics are those of the CSV
+    out.values = np.round(np.asarray(out.values, dtype=np.float64), 6)
+    scale = native_scale(name, root, scorer.cfg.data.manifest.scale)
     truth, unrated = rated(out.kept, targets, scale, target_range) if scale else ({}, Counter())  # type: ignore[arg-type]
     truth = {k: tuple(round(v, 6) for v in vs) for k, vs in truth.items()}
-    metrics = _metrics(ctx, name, out, truth, dict(unrated), scale is not None)
-    _write_predictions(ctx.run, name, out, truth, targets)
+    metrics = _metrics(scorer, name, out, truth, dict(unrated), scale is not None)
+    _write_predictions(scorer.run, name, out, truth, targets)
     rows = [i for i, u in enumerate(out.kept) if u.id in truth]
     if rows:
         true = {t: [truth[out.kept[i].id][j] for i in rows] for j, t in enumerate(targets)}
@@ -73,9 +55,9 @@ def evaluate_dimensional(ctx: _Context, name: str, root: str, sc: Scan) -> dict[
         scores = {t: (metrics["per_target"][t] or {}).get("ccc") for t in targets}
         from emoshift.evaluation.plots import plot_scatter
 
-        title = f"{info['model']} on {name} ({out.part}{', LEAKY' if out.leaky else ''}): CCC {_f(metrics['ccc'])}"
-        plot_scatter(true, pred, ctx.run.scatter_plot(name), value_range=target_range, scores=scores, title=title)  # type: ignore[arg-type]
-    atomic_write_json(ctx.run.metrics(name), metrics)
+        title = f"{info.model} on {name} ({out.part}{', LEAKY' if out.leaky else ''}): CCC {_f(metrics['ccc'])}"
+        plot_scatter(true, pred, scorer.run.scatter_plot(name), value_range=target_range, scores=scores, title=title)  # type: ignore[arg-type]
+    atomic_write_json(scorer.run.metrics(name), metrics)
     return metrics
 
 
@@ -83,83 +65,34 @@ def _f(v: float | None) -> str:
     return "n/a" if v is None else f"{v:.3f}"
 
 
-# ------------------------------------------------------------------------------------------------ outputs
-
-
-def _scored(ctx: _Context, name: str, sc: Scan) -> Outputs:
-    from emoshift.evaluation.evaluate import EvaluationError, test_utterances
-    from emoshift.evaluation.inference import ensemble_probabilities
-
-    utts, part, leaky = test_utterances(ctx.run, name, sc, ctx.info)
-    if not utts:
-        raise EvaluationError(f"{name}: no test utterances")
-    if not isinstance(ctx.model, Ensemble):
-        kept, values, skipped = ctx.logits(ctx.model, ctx.info, utts, f"evaluating {name}")
-        return Outputs(part, leaky, kept, np.asarray(values, dtype=np.float64), skipped)
-    kept, mean, members, skipped = ensemble_probabilities(  # dimensional members: the mean of their outputs
-        ctx.model, utts, cache_dir=ctx.cache_dir, batch_size=ctx.batch_size, progress=ctx.progress,
-        desc=f"evaluating {name}",
-    )
-    per = [(i, kept, m) for i, m in enumerate(members)]
-    return Outputs(part, leaky, kept, mean, skipped, None, per, "fold ensemble (mean output)")
-
-
-def _out_of_fold(ctx: _Context, ens: Ensemble, name: str, sc: Scan) -> Outputs:
-    """Each fold model on its own test speakers, pooled: every test utterance scored once, by its fold."""
-    from emoshift.evaluation.evaluate import EvaluationError, test_utterances
-
-    kept: list[Utterance] = []
-    values: list[np.ndarray] = []
-    folds: list[int] = []
-    skipped: list[Skipped] = []
-    per: list[tuple[int, list[Utterance], np.ndarray]] = []
-    leaky = False
-    for i, ((model, info), path) in enumerate(zip(ens.members, ens.paths, strict=True)):
-        utts, _, fold_leaky = test_utterances(RunDir.of(path), name, sc, info)
-        k, v, bad = ctx.logits(model, info, utts, f"evaluating {name} (fold {i})")
-        kept += k
-        values.append(np.asarray(v, dtype=np.float64))
-        folds += [i] * len(k)
-        skipped += bad
-        leaky |= fold_leaky
-        if k:
-            per.append((i, k, values[-1]))
-    twice = [u for u, c in Counter(u.id for u in kept).items() if c > 1]
-    if twice:
-        raise EvaluationError(f"{name}: {len(twice)} utterance(s) are in the test part of several folds, e.g. {twice[0]}")
-    if not kept:
-        raise EvaluationError(f"{name}: no test utterances")
-    return Outputs("test", leaky, kept, np.concatenate(values), skipped, folds, per, "pooled out-of-fold predictions")
-
-
 # ------------------------------------------------------------------------------------------------ metrics
 
 
 def _metrics(
-    ctx: _Context,
+    scorer: Scorer,
     name: str,
-    out: Outputs,
+    out: Scored,
     truth: dict[str, tuple[float, ...]],
     unrated: dict[str, int],
     has_ratings: bool,
 ) -> dict[str, Any]:
     from emoshift.evaluation.regression import evaluate_regression
 
-    info, targets = ctx.info, list(ctx.info["targets"])
+    info, targets = scorer.info, list(scorer.info.targets or [])
     rows = [i for i, u in enumerate(out.kept) if u.id in truth]
     if rows:
         metrics = evaluate_regression(
             {t: [truth[out.kept[i].id][j] for i in rows] for j, t in enumerate(targets)},
             {t: out.values[rows, j].tolist() for j, t in enumerate(targets)},
             [out.kept[i].speaker for i in rows],
-            seed=ctx.cfg.evaluation.seed,
-            n_resamples=ctx.cfg.evaluation.n_bootstrap,
+            seed=scorer.cfg.evaluation.seed,
+            n_resamples=scorer.cfg.evaluation.n_bootstrap,
         )
         metrics["ratings"] = True
     else:
         reason = (f"{name} has no {'/'.join(targets)} ratings" if not has_ratings
                   else f"no utterance of {name} is rated for every target")
-        metrics = {"task": "dimensional", "targets": targets, "n": 0, "ccc": None,
+        metrics = {"task": info.task_kind.name, "targets": targets, "n": 0, "ccc": None,
                    "per_target": {t: None for t in targets}, "ci95": None, "ci95_reason": reason, "ratings": False}
     metrics.update(
         {
@@ -168,17 +101,18 @@ def _metrics(
             "split": out.part,
             "speakers": len({out.kept[i].speaker for i in rows}),
             "predicted": len(out.kept),
-            "model": info["model"],
-            "train_corpora": info.get("train_corpora", []),
-            "target_range": list(info["target_range"]),
+            "model": info.model,
+            "train_corpora": info.train_corpora,
+            "target_range": list(info.target_range or []),
             "unrated": unrated,
             "skipped": [{"path": k.path, "reason": k.reason} for k in out.skipped],
-            "distill_teacher": info.get("distill_teacher"),
+            "distill_teacher": info.distill_teacher,
         }
     )
-    if isinstance(ctx.model, Ensemble):
-        scores = [_fold_score(i, utts, v, truth, targets) for i, utts, v in out.member_values]
-        metrics.update({"scored_by": out.scored_by, **fold_summary([s for s in scores if s is not None], targets)})
+    if scorer.is_ensemble:
+        scores = [_fold_score(i, utts, v, truth, targets) for i, utts, v in out.members]
+        keys = ["ccc", *[f"{t}_ccc" for t in targets]]
+        metrics.update({"scored_by": out.scored_by, **fold_summary([s for s in scores if s is not None], keys)})
     return metrics
 
 
@@ -197,24 +131,11 @@ def _fold_score(
             "ccc": float(np.mean(known)) if len(known) == len(per) else None, **{f"{t}_ccc": v for t, v in per.items()}}
 
 
-def fold_summary(scores: list[dict[str, Any]], targets: list[str]) -> dict[str, Any]:
-    """``folds``, ``fold_mean`` and ``fold_sd`` (ddof 1; null below two folds) of the folds' CCCs; a fold whose
-    CCC is undefined (constant outputs and ratings) is left out of that key's mean and sd."""
-    keys = ["ccc", *[f"{t}_ccc" for t in targets]]
-    values = {k: np.array([s[k] for s in scores if s.get(k) is not None], dtype=np.float64) for k in keys}
-    return {
-        "folds": scores,
-        "fold_mean": {k: float(v.mean()) if v.size else None for k, v in values.items()},
-        "fold_sd": {k: float(v.std(ddof=1)) if v.size >= 2 else None for k, v in values.items()}
-        if len(scores) >= 2 else None,
-    }
-
-
 # ------------------------------------------------------------------------------------------------ files
 
 
 def _write_predictions(
-    run: RunDir, name: str, out: Outputs, truth: dict[str, tuple[float, ...]], targets: list[str]
+    run: RunDir, name: str, out: Scored, truth: dict[str, tuple[float, ...]], targets: list[str]
 ) -> None:
     cols = ["id", "path", "corpus", "speaker", "gender"]
     if out.fold is not None:

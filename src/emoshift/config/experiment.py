@@ -3,18 +3,23 @@
 Configs are data (YAML) validated by pydantic; objects are built from them in Python, never by class path.
 ``load_config(path, overrides=["training.lr=3e-4"])`` merges a YAML file with ``--set`` overrides; an unknown key
 raises :class:`ConfigError` naming the key and the closest valid one.
+
+This schema knows no model code (and imports no torch): what the model registry checks (a known model name,
+what its family can build and do) is :class:`ConfigChecks`, which the code that loads a config for use passes
+in (``load_config(..., checks=emoshift.models.CONFIG_CHECKS)``); the checks then run inside validation, so
+their errors read as every other config error.
 """
 
 from __future__ import annotations
 
 import copy
-import difflib
 import functools
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal, Protocol
 
 import yaml
 from pydantic import (
@@ -27,21 +32,36 @@ from pydantic import (
     model_validator,
 )
 
-from emoshift.core.overrides import (  # parse_override: re-exported, the study runner imports it from here
-    ConfigError,
-    apply_overrides,
-    explain,
-    parse_override,  # noqa: F401
-)
-from emoshift.data.splits import SplitConfig
-from emoshift.features.logmel import FeatureConfig
-
-if TYPE_CHECKING:
-    from emoshift.models.families import Family
+from emoshift.config.features import FeatureConfig
+from emoshift.config.split import SplitConfig, corpus_key
+from emoshift.core.io import atomic_write_text
+from emoshift.core.overrides import ConfigError, apply_overrides, explain
+from emoshift.core.rundir import RunDir, RunError
+from emoshift.core.task import Task, task_named
+from emoshift.corpora import CorpusError, list_corpora, resolve_name
 
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ConfigChecks(Protocol):
+    """What the model registry checks in a config (:data:`emoshift.models.CONFIG_CHECKS`); each raises
+    ValueError with a one-line message."""
+
+    def check_name(self, name: str) -> None:
+        """``model.name`` is a registered model."""
+
+    def check_model(self, model: ModelConfig) -> None:
+        """The model's family can build ``model`` (e.g. not frozen + attentive pooling)."""
+
+    def check_config(self, cfg: ExperimentConfig) -> None:
+        """The model's family can do what ``cfg`` asks (e.g. no multi-stage fine-tuning of a CNN)."""
+
+
+def _checks(info: ValidationInfo) -> ConfigChecks | None:
+    """The registry's checks given to this validation (``build_config(..., checks=)``), if any."""
+    return (info.context or {}).get("checks")
 
 
 def default_cache_dir() -> str:
@@ -71,7 +91,8 @@ class DataConfig(Strict):
     # (a name outside the registry is a corpus of your own when its root is a manifest table)
     roots: dict[str, str] = Field(
         default_factory=dict,
-        description="corpus name -> root folder, or a .csv/.jsonl manifest table (a corpus of your own)",
+        description="corpus name -> root folder; or a corpus of your own: a .csv/.jsonl manifest table, "
+        "hf:PATH (a Hugging Face dataset on disk), lhotse:PATH (lhotse manifests), audformat:PATH (a database)",
     )
     corpora: list[str] = Field(default_factory=lambda: ["ravdess"], description="training corpora")
     labels: Literal["six", "calm-as-neutral", "four", "native"] = "six"
@@ -119,13 +140,14 @@ class DataConfig(Strict):
             "columns": self.manifest.columns,
             "label_map": self.label_map,
             "allow_leak": self.split.allow_leak,
+            "cache_dir": self.cache_dir,  # a Hugging Face dataset's audio bytes are extracted under it
         }
 
     @field_validator("roots")
     @classmethod
     def _known_roots(cls, v: dict[str, str]) -> dict[str, str]:
         """Canonical names; a name outside the registry needs a manifest table as its root."""
-        roots = {_registered_or_table_name(k): str(r) for k, r in v.items()}
+        roots = {corpus_key(k): str(r) for k, r in v.items()}
         for name, root in roots.items():
             _check_corpus_name(name, root)
         return roots
@@ -135,7 +157,7 @@ class DataConfig(Strict):
     def _known_corpora(cls, v: list[str], info: ValidationInfo) -> list[str]:
         if not v:
             raise ValueError("data.corpora needs at least one training corpus")
-        names = [_registered_or_table_name(c) for c in v]
+        names = [corpus_key(c) for c in v]
         if "roots" in info.data:  # else data.roots is itself wrong, and named as such
             for name in names:
                 _check_corpus_name(name, info.data["roots"].get(name))
@@ -147,8 +169,6 @@ class DataConfig(Strict):
 
         Corpora named but not trained on are allowed: one profile (``k: {ravdess: 6, crema-d: 5}``) serves the
         experiments on RAVDESS alone and on both corpora."""
-        from emoshift.corpora import list_corpora
-
         k = self.split.k
         if not isinstance(k, dict):
             return self
@@ -169,27 +189,15 @@ class DataConfig(Strict):
 
 def _check_corpus_name(name: str, root: str | None) -> None:
     """ValueError unless ``name`` is a registered corpus or a corpus of your own with a manifest ``root``."""
-    from emoshift.corpora import CorpusError, list_corpora, resolve_name
-
     if name in list_corpora():
         return
     try:
         resolve_name(name, root)
     except KeyError as e:
-        hint = f" (or a corpus of your own: --corpus {name}=/path/to/manifest.csv)"
+        hint = f" (or a corpus of your own: --corpus {name}=/path/to/manifest.csv, or hf:, lhotse:, audformat:PATH)"
         raise ValueError(str(e).strip("'\"") + hint) from None
     except CorpusError as e:
         raise ValueError(str(e)) from None
-
-
-def _registered_or_table_name(name: str) -> str:
-    """The registry name of ``name``, or ``name`` lower-cased (a manifest corpus, checked against its root)."""
-    from emoshift.corpora import canonical_name
-
-    try:
-        return canonical_name(name)
-    except KeyError:
-        return name.strip().lower()
 
 
 class ModelConfig(Strict):
@@ -217,35 +225,16 @@ class ModelConfig(Strict):
 
     @field_validator("name")
     @classmethod
-    def _known_model(cls, v: str) -> str:
-        from emoshift.models import list_models
-
-        if v not in list_models():
-            close = difflib.get_close_matches(v, list_models(), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ValueError(f"unknown model {v!r}{hint}; available: {', '.join(list_models())}")
+    def _known_model(cls, v: str, info: ValidationInfo) -> str:
+        if (checks := _checks(info)) is not None:
+            checks.check_name(v)
         return v
 
-    @property
-    def family(self) -> Family:
-        """The model family (emoshift.models.families) serving this model under this mode."""
-        from emoshift.models import family_of
-
-        return family_of(self.name, self.mode)
-
-    @property
-    def input_kind(self) -> str:
-        """What the saved model takes ("spectrogram" | "waveform"): its family's input kind."""
-        return self.family.input_kind
-
     @model_validator(mode="after")
-    def _family_accepts(self) -> ModelConfig:
-        self.family.check_model(self)  # ValueError: what this family cannot build (e.g. frozen + attentive)
+    def _family_accepts(self, info: ValidationInfo) -> ModelConfig:
+        if (checks := _checks(info)) is not None:
+            checks.check_model(self)  # what this family cannot build (e.g. frozen + attentive)
         return self
-
-    def builder_kwargs(self) -> dict[str, Any]:
-        """The keyword arguments of this model's builder (each family's builders take their own)."""
-        return self.family.builder_kwargs(self)
 
 
 class AugmentConfig(Strict):
@@ -333,7 +322,7 @@ class EvaluationConfig(Strict):
     @field_validator("corpora")
     @classmethod
     def _canonical(cls, v: list[str]) -> list[str]:
-        return [_registered_or_table_name(c) for c in v]  # checked against data.roots by ExperimentConfig
+        return [corpus_key(c) for c in v]  # checked against data.roots by ExperimentConfig
     n_bootstrap: int = Field(1000, ge=0)
     seed: int = 0
     batch_size: int = Field(64, ge=1)
@@ -387,8 +376,8 @@ class ExperimentConfig(Strict):
     tracking: TrackingConfig = Field(default_factory=lambda: TrackingConfig())
 
     @model_validator(mode="after")
-    def _consistent(self) -> ExperimentConfig:
-        if self.task == "dimensional":
+    def _consistent(self, info: ValidationInfo) -> ExperimentConfig:
+        if task_named(self.task).rated:
             t = self.training
             used = {
                 "training.sampling": t.sampling != "none",
@@ -404,12 +393,14 @@ class ExperimentConfig(Strict):
                 _check_corpus_name(name, self.data.roots.get(name))
             except ValueError as e:
                 raise ValueError(f"evaluation.corpora: {e}") from None
-        self.model.family.check_config(self)  # ValueError: what this family cannot do with this config
+        if (checks := _checks(info)) is not None:
+            checks.check_config(self)  # what this model's family cannot do with this config
         return self
 
     @property
-    def dimensional(self) -> bool:
-        return self.task == "dimensional"
+    def task_kind(self) -> Task:
+        """What the run learns (:mod:`emoshift.core.task`): the one place that answers by task."""
+        return task_named(self.task)
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
@@ -418,8 +409,8 @@ class ExperimentConfig(Strict):
         """The dotted keys that do not apply to this config: those its model family does not read
         (:meth:`Family.unused`) and the dimensional-only options of a categorical run. RUN/config.yaml leaves
         them out (naming them in a comment) and :meth:`fingerprint` ignores them."""
-        keys = set(self.model.family.unused(self))
-        if not self.dimensional:
+        keys = set(_family_unused(self)) if _family_unused is not None else set()
+        if not self.task_kind.rated:
             keys |= DIMENSIONAL_ONLY
         return sorted(k for k in keys if not any(k.startswith(f"{s}.") for s in keys))  # a section says it all
 
@@ -447,6 +438,17 @@ class ExperimentConfig(Strict):
             d["data"].pop("roots", None)
             d["data"].pop("cache_dir", None)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+# The model registry's answer to "which keys does this config's family not read" (Family.unused): set by
+# emoshift.models when it is imported (this schema imports no model code); until then only the task's keys.
+_family_unused: Callable[[ExperimentConfig], frozenset[str]] | None = None
+
+
+def set_family_unused(fn: Callable[[ExperimentConfig], frozenset[str]]) -> None:
+    """Called once by :mod:`emoshift.models`: how a config's model family names the keys it does not read."""
+    global _family_unused
+    _family_unused = fn
 
 
 @functools.cache
@@ -480,9 +482,11 @@ def merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def build_config(data: dict[str, Any]) -> ExperimentConfig:
+def build_config(data: dict[str, Any], *, checks: ConfigChecks | None = None) -> ExperimentConfig:
+    """``data`` validated as an :class:`ExperimentConfig` (ConfigError in one line), with the model registry's
+    ``checks`` when the config is loaded for use (see the module docstring)."""
     try:
-        return ExperimentConfig.model_validate(data)
+        return ExperimentConfig.model_validate(data, context={"checks": checks} if checks is not None else None)
     except ValidationError as e:
         raise ConfigError(explain(e, ExperimentConfig)) from None
 
@@ -523,16 +527,15 @@ def load_config(
     overrides: list[str] | None = None,
     *,
     base: dict[str, Any] | None = None,
+    checks: ConfigChecks | None = None,
 ) -> ExperimentConfig:
     data = merge(base or {}, read_yaml(path) if path else {})
-    return build_config(apply_overrides(data, overrides))
+    return build_config(apply_overrides(data, overrides), checks=checks)
 
 
 def save_config(cfg: ExperimentConfig, path: str | os.PathLike[str]) -> None:
     """The resolved config as YAML, with only the keys that apply to it (a comment names those left out: they
     read back as their defaults, which changes nothing, see :meth:`ExperimentConfig.unused_keys`)."""
-    from emoshift.core.io import atomic_write_text
-
     unused = cfg.unused_keys()
     what = f"{cfg.model.name}, {cfg.task}"
     head = f"# not written, they do not apply to this run ({what}): {', '.join(unused)}\n" if unused else ""
@@ -541,8 +544,6 @@ def save_config(cfg: ExperimentConfig, path: str | os.PathLike[str]) -> None:
 
 def load_run_config(run_dir: str | os.PathLike[str]) -> ExperimentConfig:
     """The resolved experiment config a run was trained with (RUN/config.yaml)."""
-    from emoshift.core.rundir import RunDir, RunError
-
     run = RunDir.of(run_dir)
     if not run.config.is_file():
         raise RunError(f"{run.path} is not a run directory (config.yaml missing)")

@@ -1,0 +1,98 @@
+"""What a categorical run's evaluation writes for a corpus (scored by :mod:`emoshift.evaluation.scoring`):
+
+- ``RUN/metrics/<corpus>.json``: accuracy, uar, macro_f1, n, labels, per_class_recall, confusion, ci95, leaky
+  and the context keys (``corpus``, ``split``, ``speakers``, ``model``, ``train_corpora``, ``excluded_labels``,
+  ``skipped``, ``distill_teacher``); a fold run adds ``scored_by``, ``folds``, ``fold_mean``, ``fold_sd``
+  (each fold's ``fold, n, speakers, accuracy, uar, macro_f1``);
+- ``RUN/predictions/<corpus>.csv``: ``id,path,corpus,speaker,gender,true,pred,p_<label>...[,fold]``;
+- ``RUN/plots/confusion_<corpus>.png``.
+
+Utterances whose label the model does not know are left out and counted (``excluded_labels``).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from emoshift.core.io import atomic_write_csv, atomic_write_json
+from emoshift.corpora.base import Utterance
+from emoshift.evaluation.scoring import Scored, Scorer, fold_summary
+
+if TYPE_CHECKING:
+    from emoshift.corpora import Scan
+
+FOLD_METRICS: list[str] = ["accuracy", "uar", "macro_f1"]
+
+
+def evaluate_categorical(scorer: Scorer, name: str, root: str, sc: Scan) -> dict[str, Any]:
+    """Score corpus ``name`` with a categorical run and write its files; returns its metrics."""
+    labels = scorer.info.labels
+    outside: Counter[str] = Counter()
+
+    def known(utts: list[Utterance]) -> list[Utterance]:  # counts what it leaves out
+        outside.update(u.emotion for u in utts if u.emotion not in labels)
+        return [u for u in utts if u.emotion in labels]
+
+    empty = f"{name}: no test utterances with labels the model knows ({', '.join(labels)})"
+    return _write(scorer, name, scorer.score(name, sc, known, empty), outside)
+
+
+def fold_score(fold: int, utts: list[Utterance], probs: np.ndarray, labels: list[str]) -> dict[str, Any]:
+    from emoshift.evaluation.metrics import classification_metrics
+
+    m = classification_metrics([u.emotion for u in utts], [labels[i] for i in probs.argmax(axis=1)], labels)
+    return {"fold": fold, "n": m["n"], "speakers": len({u.speaker for u in utts}), **{k: m[k] for k in FOLD_METRICS},
+            "collapsed": m["collapsed"]}
+
+
+def _write(scorer: Scorer, name: str, s: Scored, outside: Counter[str]) -> dict[str, Any]:
+    from emoshift.evaluation.metrics import evaluate_predictions
+    from emoshift.evaluation.plots import plot_confusion
+
+    run, info, labels = scorer.run, scorer.info, scorer.info.labels
+    pred = [labels[i] for i in s.values.argmax(axis=1)]
+    metrics = evaluate_predictions(
+        [u.emotion for u in s.kept],
+        pred,
+        [u.speaker for u in s.kept],
+        labels,
+        seed=scorer.cfg.evaluation.seed,
+        n_resamples=scorer.cfg.evaluation.n_bootstrap,
+    )
+    metrics.update(
+        {
+            "leaky": s.leaky,
+            "corpus": name,
+            "split": s.part,
+            "speakers": len({u.speaker for u in s.kept}),
+            "model": info.model,
+            "train_corpora": info.train_corpora,
+            "excluded_labels": dict(outside),
+            "skipped": [{"path": k.path, "reason": k.reason} for k in s.skipped],
+            "distill_teacher": info.distill_teacher,
+        }
+    )
+    if scorer.is_ensemble:
+        scores = [fold_score(i, utts, probs, labels) for i, utts, probs in s.members]
+        metrics.update({"scored_by": s.scored_by, **fold_summary(scores, FOLD_METRICS)})
+    atomic_write_json(run.metrics(name), metrics)
+    cols = ["id", "path", "corpus", "speaker", "gender", "true", "pred", *[f"p_{lab}" for lab in labels]]
+    if s.fold is not None:
+        cols.append("fold")
+    rows = []
+    for i, (u, p, probs_u) in enumerate(zip(s.kept, pred, s.values, strict=True)):
+        row = {"id": u.id, "path": u.path, "corpus": u.corpus, "speaker": u.speaker, "gender": u.gender or "",
+               "true": u.emotion, "pred": p}
+        row.update({f"p_{lab}": f"{float(v):.6f}" for lab, v in zip(labels, probs_u, strict=True)})
+        if s.fold is not None:
+            row["fold"] = s.fold[i]
+        rows.append(row)
+    atomic_write_csv(run.predictions(name), cols, rows)
+    title = f"{info.model} on {name} ({s.part}{', LEAKY' if s.leaky else ''}): UAR {metrics['uar']:.3f}"
+    if metrics["collapsed"]:  # one class for (nearly) every utterance: say so where the eye goes first
+        title += f"\nCOLLAPSED: predicts {metrics['collapsed']['label']!r} for {metrics['collapsed']['share']:.0%}"
+    plot_confusion(metrics["confusion"], labels, run.confusion_plot(name), title=title)
+    return metrics

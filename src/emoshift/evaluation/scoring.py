@@ -1,0 +1,156 @@
+"""Scoring a corpus with a run: the one path both tasks take, for a single model, a fold ensemble and a pooled
+cross-validation run's out-of-fold predictions.
+
+For a corpus the model trained on, only its held-out test speakers are used (``RUN/splits/<corpus>.csv``); for
+any other corpus, every utterance. ``leaky`` is true when any test speaker was seen in training, or the corpus's
+speakers are unknown (a manifest scanned with ``allow_leak``).
+
+- a single model: its values on the corpus (:meth:`emoshift.core.task.Task.values`: probabilities, or ratings);
+- a fold ensemble on a corpus it did not train on: the members combined (mean probability, or mean output);
+- a fold ensemble on a corpus it trained on: every fold model on its own test speakers, pooled (each speaker
+  scored once, by a model that never saw it; :attr:`Scored.fold` says which).
+
+Either way each member's values on the utterances it scored are kept (:attr:`Scored.members`) for the per-fold
+scores. What is written from a :class:`Scored` is the task's writer's business
+(:mod:`emoshift.evaluation.evaluate`, :mod:`emoshift.evaluation.rated`).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from emoshift.core.errors import EmoshiftError
+from emoshift.core.record import ModelRecord
+from emoshift.core.rundir import RunDir
+from emoshift.corpora.base import Skipped, Utterance
+from emoshift.evaluation.inference import ensemble_values, raw_outputs
+from emoshift.models.ensemble import Ensemble
+
+if TYPE_CHECKING:
+    from emoshift.config import ExperimentConfig
+    from emoshift.corpora import Scan
+
+Keep = Callable[[list[Utterance]], list[Utterance]]
+
+
+class EvaluationError(EmoshiftError, RuntimeError):
+    """Evaluation cannot proceed (message is for the user)."""
+
+
+@dataclass
+class Scored:
+    """One corpus's values ``(N, K)`` for ``kept`` (probabilities, or ratings), and for a fold run the folds."""
+
+    part: str
+    leaky: bool
+    kept: list[Utterance]
+    values: np.ndarray
+    skipped: list[Skipped]
+    fold: list[int] | None = None  # out-of-fold: the fold whose model scored each row
+    members: list[tuple[int, list[Utterance], np.ndarray]] = field(default_factory=list)  # (fold, utts, values)
+    scored_by: str = "model"
+
+
+@dataclass
+class Scorer:
+    """A loaded run and how to run it: what both tasks' evaluation shares."""
+
+    run: RunDir
+    cfg: ExperimentConfig
+    model: Any
+    info: ModelRecord
+    cache_dir: str
+    batch_size: int
+    progress: bool
+
+    @property
+    def is_ensemble(self) -> bool:
+        return isinstance(self.model, Ensemble)
+
+    def values(self, model: Any, info: ModelRecord, utts: list[Utterance], desc: str) -> tuple[Any, Any, Any]:
+        """(kept, values (N, K), skipped) of one model."""
+        kept, raw, skipped = raw_outputs(
+            model, info, utts, cache_dir=self.cache_dir, batch_size=self.batch_size, progress=self.progress, desc=desc
+        )
+        return kept, info.task_kind.values(raw), skipped
+
+    def score(self, name: str, sc: Scan, keep: Keep, empty: str) -> Scored:
+        """Corpus ``name`` (scanned as ``sc``) scored as the module docstring says; ``keep`` filters the test
+        utterances (the labels the model knows); ``empty``: the error when nothing is left."""
+        if self.is_ensemble and name in self.info.train_corpora:
+            return self._out_of_fold(name, sc, keep, empty)
+        utts, part, leaky = test_utterances(self.run, name, sc, self.info)
+        utts = keep(utts)
+        if not utts:
+            raise EvaluationError(empty)
+        if not self.is_ensemble:
+            kept, values, skipped = self.values(self.model, self.info, utts, f"evaluating {name}")
+            return Scored(part, leaky, kept, values, skipped)
+        kept, combined, members, skipped = ensemble_values(
+            self.model, utts, cache_dir=self.cache_dir, batch_size=self.batch_size, progress=self.progress,
+            desc=f"evaluating {name}",
+        )
+        per = [(i, kept, m) for i, m in enumerate(members)]
+        by = f"fold ensemble ({self.info.task_kind.ensemble})"
+        return Scored(part, leaky, kept, combined, skipped, None, per, by)
+
+    def _out_of_fold(self, name: str, sc: Scan, keep: Keep, empty: str) -> Scored:
+        """Each fold model on its own test speakers, pooled: every test utterance scored once, by its fold."""
+        kept: list[Utterance] = []
+        values: list[np.ndarray] = []
+        folds: list[int] = []
+        skipped: list[Skipped] = []
+        per: list[tuple[int, list[Utterance], np.ndarray]] = []
+        leaky = False
+        for i, ((model, info), path) in enumerate(zip(self.model.members, self.model.paths, strict=True)):
+            utts, _, fold_leaky = test_utterances(RunDir.of(path), name, sc, info)
+            k, v, bad = self.values(model, info, keep(utts), f"evaluating {name} (fold {i})")
+            kept += k
+            values.append(v)
+            folds += [i] * len(k)
+            skipped += bad
+            leaky |= fold_leaky
+            if k:
+                per.append((i, k, v))
+        twice = [u for u, c in Counter(u.id for u in kept).items() if c > 1]
+        if twice:
+            raise EvaluationError(
+                f"{name}: {len(twice)} utterance(s) are in the test part of several folds, e.g. {twice[0]}"
+            )
+        if not kept:
+            raise EvaluationError(empty)
+        return Scored("test", leaky, kept, np.concatenate(values), skipped, folds, per, "pooled out-of-fold predictions")
+
+
+def test_utterances(run: RunDir, name: str, sc: Scan, info: ModelRecord) -> tuple[list[Utterance], str, bool]:
+    """(utterances, which split, leaky) for corpus ``name`` under this run."""
+    from emoshift.data.splits import load_split, shared_speakers
+
+    seen = set(info.training_speakers)
+    if name in info.train_corpora:
+        path = run.split(name)
+        if not path.is_file():
+            raise EvaluationError(f"{run.path} trained on {name} but {path} is missing")
+        split = load_split(path)
+        test_ids = {i for i, part in split.assignment.items() if part == "test"}
+        utts = [u for u in sc.utterances if u.id in test_ids]
+        leaky = bool(split.leaky or sc.leaky or shared_speakers(split) or {u.speaker for u in utts} & seen)
+        return utts, "test", leaky
+    return list(sc.utterances), "all", bool(sc.leaky or {u.speaker for u in sc.utterances} & seen)
+
+
+def fold_summary(scores: list[dict[str, Any]], keys: list[str]) -> dict[str, Any]:
+    """``folds``, ``fold_mean`` and ``fold_sd`` (ddof 1; null below two folds) of per-fold scores over ``keys``;
+    a fold whose score is undefined (None) is left out of that key's mean and sd."""
+    values = {k: np.array([s[k] for s in scores if s.get(k) is not None], dtype=np.float64) for k in keys}
+    return {
+        "folds": scores,
+        "fold_mean": {k: float(v.mean()) if v.size else None for k, v in values.items()},
+        "fold_sd": {k: float(v.std(ddof=1)) if v.size >= 2 else None for k, v in values.items()}
+        if len(scores) >= 2 else None,
+    }
