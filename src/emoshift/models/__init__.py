@@ -148,6 +148,23 @@ class RegistryChecks:
 CONFIG_CHECKS = RegistryChecks()
 
 
+def _family_unused(cfg: ExperimentConfig) -> frozenset[str]:
+    """The keys ``cfg``'s model family does not read (none for a name the registry does not know)."""
+    try:
+        return family_of(cfg.model.name, cfg.model.mode).unused(cfg)
+    except (KeyError, ValueError, EmoshiftError):
+        return frozenset()
+
+
+def _register_unused() -> None:
+    from emoshift.config.experiment import set_family_unused
+
+    set_family_unused(_family_unused)
+
+
+_register_unused()
+
+
 def check_config(cfg: ExperimentConfig) -> None:
     """ConfigError (one line) when the registry refuses ``cfg``: for a config built without
     :data:`CONFIG_CHECKS` (``emoshift.load_config`` in a script), checked before anything is trained."""

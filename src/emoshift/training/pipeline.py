@@ -299,7 +299,12 @@ def eval_roots(cfg: ExperimentConfig) -> dict[str, str]:
 
 
 def evaluate_and_plot(
-    cfg: ExperimentConfig, run: RunDir, prep: Prepared, *, progress: bool, scans: dict[str, Scan] | None = None
+    cfg: ExperimentConfig,
+    run: RunDir,
+    prep: Prepared,
+    *,
+    progress: bool,
+    scans: dict[str, Scan] | None = None,
 ) -> None:
     """Evaluate on the training corpora (their test speakers) and on any extra corpus; plot the curves."""
     from emoshift.evaluation.evaluate import evaluate_run

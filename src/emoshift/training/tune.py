@@ -482,13 +482,16 @@ def final_command(cfg: ExperimentConfig, out: Path) -> str:
 
 
 def write_plots(study: Any, plots: Path, *, progress: bool) -> list[Path]:
-    """optimization_history.png (at least one complete trial) and param_importances.png (at least two);
-    a plot that cannot be drawn is skipped with its reason printed."""
+    """optimization_history.png (at least one complete trial) and param_importances.png (at least two, and
+    scores that differ: when every trial scored the same no parameter explains anything, and Optuna's equal
+    shares would read as importance); a plot that cannot be drawn is skipped with its reason printed."""
     import optuna.visualization.matplotlib as ovm
 
     from emoshift.evaluation.plots import save_figure
 
-    complete = len(study.get_trials(deepcopy=False, states=_states(("COMPLETE",))))
+    finished = study.get_trials(deepcopy=False, states=_states(("COMPLETE",)))
+    complete = len(finished)
+    scores = {t.value for t in finished}
     drawers: dict[str, tuple[Callable[[Any], Any], int]] = {
         "optimization_history": (ovm.plot_optimization_history, 1),
         "param_importances": (ovm.plot_param_importances, 2),
@@ -497,6 +500,10 @@ def write_plots(study: Any, plots: Path, *, progress: bool) -> list[Path]:
     for name, (draw, need) in drawers.items():
         if complete < need:
             say(f"{name}.png skipped: it needs at least {need} complete trial(s), the study has {complete}", enabled=progress, stderr=True)
+            continue
+        if name == "param_importances" and len(scores) == 1:
+            say(f"{name}.png skipped: every complete trial scored the same ({next(iter(scores)):.4g}), so there is "
+                "no importance to show (no parameter changed the score)", enabled=progress, stderr=True)
             continue
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -76,6 +76,9 @@ class Family(ABC):
     # is not says why in ``not_exportable`` (one line, for the user).
     exportable: ClassVar[bool] = True
     not_exportable: ClassVar[str] = ""
+    # Dotted config keys (a whole section, or one key) this family never reads: RUN/config.yaml leaves them
+    # out and the run's identity (the config fingerprint) ignores them, so changing one retrains nothing.
+    unused_keys: ClassVar[frozenset[str]] = frozenset()
 
     # -- config ---------------------------------------------------------------------------------------
     @abstractmethod
@@ -89,6 +92,11 @@ class Family(ABC):
     def check_config(self, cfg: ExperimentConfig) -> None:
         """Raise ValueError (one line) when ``cfg`` asks this family for something it cannot do."""
         return None
+
+    def unused(self, cfg: ExperimentConfig) -> frozenset[str]:
+        """The dotted keys of ``cfg`` this family does not read (:attr:`unused_keys`, and any that depend on
+        the config, e.g. the task)."""
+        return self.unused_keys
 
     @abstractmethod
     def describe(self, cfg: ExperimentConfig) -> str:

@@ -30,6 +30,11 @@ if TYPE_CHECKING:
 class CNNFamily(NeuralFamily):
     name = "cnn"
     input_kind = "spectrogram"
+    unused_keys = frozenset({
+        "model.mode", "model.preset", "model.pooling", "model.layer_sum", "model.head_hidden",  # SSL encoders'
+        "model.head",  # the acoustic baselines'
+        "training.encoder_lr", "training.stages", "training.max_batch_seconds",  # SSL fine-tuning's
+    })
 
     def builder_kwargs(self, m: ModelConfig) -> dict[str, Any]:
         return {"pretrained": m.pretrained, "dropout": m.dropout, "width_mult": m.width_mult,
