@@ -117,7 +117,7 @@ def training_audio(run: RunDir) -> set[str]:
         except (OSError, ValueError, AttributeError) as e:
             raise RunError(f"{path} cannot be read ({type(e).__name__})") from None
     try:
-        members = run.info().get("members") if run.model_json.is_file() else None
+        members = run.info().members if run.model_json.is_file() else None
     except RunError:
         return set()
     found: set[str] = set()
