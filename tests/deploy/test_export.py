@@ -68,22 +68,6 @@ def test_parity_on_speech_at_48_and_16_khz(exported: tuple[Path, dict], synth_ti
     assert 0 < par["float32_error"] <= par["max_abs_diff"] * 10 and par["max_abs_diff"] <= par["tolerance"]
 
 
-def test_sharp_model_exports_within_float32_noise(cnn_run: Path, tmp_path: Path) -> None:
-    """A confident network (the head's weights x100: logits of hundreds) moves its probabilities under float32
-    alone by more than the old fixed 1e-4 could absorb; the tolerance follows that noise and the export passes."""
-    from safetensors.numpy import load_file, save_file
-
-    run = tmp_path / "sharp"
-    shutil.copytree(cnn_run, run)
-    weights = load_file(run / "model.safetensors")
-    weights["head.weight"], weights["head.bias"] = weights["head.weight"] * 100, weights["head.bias"] * 100
-    save_file(weights, run / "model.safetensors")
-    report = export_runs([run], max_files=12)
-    par = report["parity"]
-    assert par["float32_error"] * FLOAT32_FACTOR > TOLERANCE_FLOOR and par["tolerance"] > TOLERANCE_FLOOR
-    assert par["ok"] and par["max_abs_diff"] <= par["tolerance"] and (run / "model.onnx").is_file()
-
-
 def test_tolerance_option_refuses_naming_the_windows(exported: tuple[Path, dict], tmp_path: Path) -> None:
     run, _ = exported
     out = tmp_path / "strict.onnx"

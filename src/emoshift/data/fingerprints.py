@@ -121,7 +121,7 @@ def training_audio(run: RunDir) -> set[str]:
     except RunError:
         return set()
     found: set[str] = set()
-    for rel in members if isinstance(members, list) else []:
+    for rel in members or []:
         found |= training_audio(RunDir.of(run.path / str(rel)))
     return found
 
