@@ -118,18 +118,8 @@ def _install_error_handlers(app: FastAPI) -> None:
         return _error(500, "internal error: the server failed on this request (see its log)")
 
 
-def create_app(run_dir: str | os.PathLike[str], backend: Backend, settings: ServeSettings | None = None) -> FastAPI:
-    from emoshift.deploy.audio_stream import bytes_blocks
-    from emoshift.deploy.segments import MODES, Segmentation, score
-
-    settings = settings or ServeSettings()
-    run = Path(run_dir)
-    limit = int(settings.max_upload_mb * 1e6)
-    pool = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="emoshift-infer")
-    gate = _Gate(settings.admitted)
-    app = FastAPI(title="emoshift", version="1", summary="Speech emotion recognition: upload audio, get emotions")
-    _install_error_handlers(app)
-    app.state.gate, app.state.pool = gate, pool
+def _install_middleware(app: FastAPI, settings: ServeSettings) -> None:
+    """The API key check on /v1 (when one is set) and the access log (outermost: it sees 401s and 503s too)."""
 
     @app.middleware("http")
     async def api_key(request: Request, call_next: Any) -> Any:
@@ -148,6 +138,22 @@ def create_app(run_dir: str | os.PathLike[str], backend: Backend, settings: Serv
         log.info("%s %s %s %d %.0f ms%s", client, request.method, request.url.path, response.status_code,
                  1000 * (time.perf_counter() - started), f" {note}" if note else "")
         return response
+
+
+def create_app(run_dir: str | os.PathLike[str], backend: Backend, settings: ServeSettings | None = None) -> FastAPI:
+    from emoshift.deploy.audio_stream import bytes_blocks
+    from emoshift.deploy.segments import MODES, Segmentation, score
+
+    settings = settings or ServeSettings()
+    run = Path(run_dir)
+    limit = int(settings.max_upload_mb * 1e6)
+    pool = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="emoshift-infer")
+    gate = _Gate(settings.admitted)
+    app = FastAPI(title="emoshift", version="1", summary="Speech emotion recognition: upload audio, get emotions")
+    _install_error_handlers(app)
+    app.state.gate, app.state.pool = gate, pool
+
+    _install_middleware(app, settings)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def page() -> HTMLResponse:
