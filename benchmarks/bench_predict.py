@@ -187,7 +187,7 @@ def main() -> None:
         path = args.file if args.file is not None else three_second_take(work, None, args.sr)
         info_sf = __import__("soundfile").info(str(path))
 
-        from emoshift.core.rundir import load_model
+        from emoshift.models.weights import load_model
 
         predictor = Predictor(run, backend="torch")
         model, info = load_model(run, device="cpu")
