@@ -179,7 +179,7 @@ def main() -> None:
         from emoshift.core import audio
         from emoshift.deploy.predict import Predictor
         from emoshift.evaluation.inference import prepare_waveform
-        from emoshift.models.families import family_for_info
+        from emoshift.models import family_of
 
         t0 = time.perf_counter()
         run = args.run if args.run is not None else train_run(work)
@@ -192,10 +192,10 @@ def main() -> None:
         predictor = Predictor(run, backend="torch")
         model, info = load_model(run, device="cpu")
         n_params = sum(p.numel() for p in model.parameters())
-        feats = info["features"]
+        feats = info.features
         print(
-            f"run: {run}{trained}; {info['model']} ({n_params / 1e6:.1f} M parameters), {feats['n_mels']} mels, "
-            f"{feats['crop_s']:g} s crops, {len(info['labels'])} labels"
+            f"run: {run}{trained}; {info.model} ({n_params / 1e6:.1f} M parameters), {feats['n_mels']} mels, "
+            f"{feats['crop_s']:g} s crops, {len(info.labels)} labels"
         )
         print(f"file: {path.name}, {info_sf.duration:.2f} s at {info_sf.samplerate / 1000:g} kHz")
         print(
@@ -211,7 +211,7 @@ def main() -> None:
             ("decode (soundfile)", lambda: audio.read(path)),
             ("silence check", lambda: audio.is_silent(wave, sr)),
             ("features (resample, trim, log-mel, crop)", lambda: prepare_waveform(wave, sr, info)),
-            ("model forward " + "x".join(map(str, x.shape)), lambda: _no_grad(family_for_info(info).predict, model, x)),
+            ("model forward " + "x".join(map(str, x.shape)), lambda: _no_grad(family_of(info.model, info.mode).predict, model, x)),
             ("predict_file, end to end (torch backend)", lambda: predictor.predict_file(path)),
         ]
         if not (Path(run) / "model.onnx").is_file():

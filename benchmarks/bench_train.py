@@ -193,12 +193,13 @@ def run_pipeline(
 
     from emoshift.data.datasets import EmotionDataModule
     from emoshift.models import get_model
-    from emoshift.models.module import EmotionModule
+    from emoshift.training.module import EmotionModule
+    from emoshift.training.objective import ClassObjective
 
     model = get_model(cfg.model.name, num_labels=len(prep.labels), **family_of(cfg.model.name, cfg.model.mode).builder_kwargs(cfg.model))
     model.load_state_dict(init)
     family = family_of(cfg.model.name, cfg.model.mode)
-    dm = EmotionDataModule(  # as training.lightning.fit_lightning builds it
+    dm = EmotionDataModule(  # as training.fit.fit_lightning builds it
         prepare=lambda: family.datasets(cfg, prep.train, prep.val, stores),
         batch_size=cfg.training.batch_size,
         sampling=cfg.training.sampling,
@@ -206,7 +207,7 @@ def run_pipeline(
         max_batch_samples=family.max_batch_samples(cfg),
         num_workers=cfg.data.num_workers,
     )
-    module = EmotionModule(model, labels=prep.labels, training=cfg.training, family=family)
+    module = EmotionModule(model, training=cfg.training, family=family, objective=ClassObjective(prep.labels, cfg.training))
     clock = _StepClock(bare)
     trainer = L.Trainer(  # train.build_trainer's settings, less validation, checkpoints and logging
         max_epochs=-1,

@@ -18,6 +18,19 @@ from tests.once import built_once
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a model hub
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+# The folders of long end-to-end tests, collected first. `make test`'s workers (xdist, --dist loadfile) take test
+# files in collection order, so these start early and the many short files fill the gaps at the end instead of
+# one long file running alone last. The order inside a folder is unchanged; no test depends on the order.
+LONG_FIRST = ("crash", "study", "training", "deploy", "robustness")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        parts = item.path.relative_to(Path(__file__).parent).parts
+        return LONG_FIRST.index(parts[0]) if len(parts) > 1 and parts[0] in LONG_FIRST else len(LONG_FIRST)
+
+    items.sort(key=rank)  # stable
+
 
 @pytest.fixture(scope="session")
 def synth_tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:

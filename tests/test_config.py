@@ -128,3 +128,79 @@ def test_shipped_recipes_load_with_only_corpus_roots(recipe: Path, tmp_path: Pat
     """Every recipe in configs/recipes/ is a valid training config (keys current, its family accepts it)."""
     cfg = load_config(recipe, [f"data.roots.ravdess={tmp_path}"])
     assert family_of(cfg.model.name, cfg.model.mode) is not None and cfg.data.split.method == "kfold"
+
+
+# --------------------------------------------------------------------------------------------------------
+# keys that do not apply (issue 24): not in config.yaml, not in the run's identity
+
+
+def test_config_yaml_holds_only_the_keys_that_apply(tmp_path: Path) -> None:
+    import yaml
+
+    cnn = load_config(overrides=["model.name=resnet18", "model.width_mult=0.25"])
+    assert {"model.head", "training.loss", "data.targets"} <= set(cnn.unused_keys())
+    save_config(cnn, tmp_path / "cnn.yaml")
+    text = (tmp_path / "cnn.yaml").read_text()
+    data = yaml.safe_load(text)
+    assert "head" not in data["model"] and "loss" not in data["training"] and "targets" not in data["data"]
+    assert data["model"]["width_mult"] == 0.25  # what applies stays
+    assert text.startswith("# not written, they do not apply to this run (resnet18, categorical): ")
+    assert "model.head" in text.splitlines()[0] and "training.loss" in text.splitlines()[0]
+    assert load_config(tmp_path / "cnn.yaml").fingerprint() == cnn.fingerprint()
+    # a dimensional run reads training.loss; an acoustic baseline reads no training options at all
+    dim = load_config(overrides=["task=dimensional"])
+    assert "training.loss" not in dim.unused_keys()
+    acoustic = load_config(overrides=["model.name=egemaps"])
+    save_config(acoustic, tmp_path / "egemaps.yaml")
+    data = yaml.safe_load((tmp_path / "egemaps.yaml").read_text())
+    assert "training" not in data and "width_mult" not in data["model"] and data["model"]["head"] == "svm"
+    assert set(data["features"]) == {"sample_rate", "trim_silence", "trim_top_db"}
+
+
+@pytest.mark.parametrize(
+    ("model", "key", "applies"),
+    [
+        ("egemaps", "model.width_mult=0.25", False),  # the study's eGeMAPS phase under a global --set
+        ("egemaps", "training.epochs=3", False),
+        ("egemaps", "features.n_mels=32", False),
+        ("egemaps", "model.head=logreg", True),
+        ("resnet18", "model.width_mult=0.25", True),
+        ("resnet18", "model.head=logreg", False),
+        ("resnet18", "training.loss=mse", False),
+        ("hubert", "model.width_mult=0.25", False),
+        ("hubert", "model.pooling=stats", True),
+    ],
+)
+def test_a_key_that_does_not_apply_does_not_change_the_runs_identity(model: str, key: str, applies: bool) -> None:
+    base = load_config(overrides=[f"model.name={model}"])
+    changed = load_config(overrides=[f"model.name={model}", key])
+    assert (changed.fingerprint() != base.fingerprint()) is applies
+
+
+def test_fingerprint_of_a_config_with_default_unused_keys_is_unchanged() -> None:
+    """Runs trained before unused keys were ignored keep their identity (nothing is retrained on upgrade)."""
+    import hashlib
+    import json
+
+    cfg = load_config(overrides=["model.width_mult=0.125", "training.epochs=3"])
+    d = cfg.to_dict()
+    d.pop("name")
+    d.pop("tracking")
+    d["trainer"].pop("progress")
+    assert cfg.fingerprint() == hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def test_the_study_keeps_a_run_when_only_a_key_that_does_not_apply_changed(tmp_path: Path) -> None:
+    from emoshift.core.io import atomic_write_json
+    from emoshift.core.rundir import RunDir
+    from emoshift.study.plan import _training_state
+
+    trained = load_config(overrides=["model.name=egemaps"])
+    run = RunDir.of(tmp_path / "runs" / "L1")
+    save_config(trained, run.config)
+    atomic_write_json(run.done, {"fingerprint": trained.fingerprint(exclude_roots=True), "seconds": 1.0,
+                                 "finished": "2026-01-01T00:00:00+00:00"})
+    again = load_config(overrides=["model.name=egemaps", "model.width_mult=0.25"])  # a global --set
+    assert _training_state(run, again, None)[0] == "complete"
+    other = load_config(overrides=["model.name=egemaps", "model.head=logreg"])
+    assert _training_state(run, other, None) == ("stale", "its config changed")

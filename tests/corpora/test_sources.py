@@ -287,3 +287,15 @@ def test_audformat_segmented_table(tmp_path: Path, cache: Path) -> None:
     assert got == [(0.0, 0.6, "angry", "seg/spk"), (0.6, 1.2, "sad", "seg/spk"),
                    (1.2, 1.8, "happy", "seg/spk"), (1.8, None, "neutral", "seg/spk")]
     assert [round(u.duration_s or 0, 3) for u in sorted(sc.utterances, key=lambda u: u.start or 0)] == [0.6] * 4
+
+
+def test_corpus_index_writes_a_source_as_a_manifest(built: dict[str, str], tmp_path: Path) -> None:
+    """``emoshift corpus index manifest lhotse:PATH``: the index keeps the segments, and reads back as a table."""
+    from emoshift.corpora.manifest import read_manifest
+
+    out = tmp_path / "index.csv"
+    result = runner.invoke(app, ["corpus", "index", "manifest", built["lhotse"], "--name", "mine", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    rows = read_manifest(out)
+    assert len(rows) == 96 and all(u.corpus == "mine" and u.end is not None for u in rows)
+    assert "gone" in result.output or "skipped" in result.output

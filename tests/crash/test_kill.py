@@ -63,7 +63,7 @@ KILLED_AT = textwrap.dedent(
     """
     import os, signal, sys
     import lightning as L
-    import emoshift.models.lightning as ml
+    import emoshift.training.fit as ml
     epoch, stage, batch = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
     class Kill(L.Callback):
         def _at(self, trainer, batch_idx, where):

@@ -63,10 +63,14 @@ def test_fewer_than_five_shared_speakers_give_no_interval_and_a_reason():
     assert compare_predictions(five, five, LABELS, n_resamples=50)["uar_diff_ci95"] == [0.0, 0.0]
 
 
-def test_different_utterance_sets_or_truths_are_refused():
+def test_different_utterance_sets_are_paired_on_what_both_scored_and_other_truths_refused():
     rows = _rows(np.random.default_rng(2), 0.5)
-    with pytest.raises(CompareError, match=r"different utterances \(1 only in A, 0 only in B"):
-        compare_predictions(rows, rows[1:], LABELS)
+    fewer = compare_predictions(rows, rows[1:], LABELS, n_resamples=50)
+    assert (fewer["n"], fewer["only_a"], fewer["only_b"]) == (len(rows) - 1, 1, 0)
+    assert fewer == {**compare_predictions(rows[1:], rows[1:], LABELS, n_resamples=50), "only_a": 1}
+    assert f"paired on the {len(rows) - 1} utterances both scored (1 scored by A alone left out)" in verdict(fewer)
+    with pytest.raises(CompareError, match=r"scored no utterance in common \(1 by A"):
+        compare_predictions(rows[:1], rows[1:], LABELS)
     changed = [dict(r) for r in rows]
     changed[3]["true"] = "sad" if changed[3]["true"] != "sad" else "angry"
     with pytest.raises(CompareError, match="disagree on the true label of 1 utterances"):
@@ -91,7 +95,7 @@ def test_compare_runs_writes_the_default_json(tmp_path):
     rows = _rows(np.random.default_rng(3), 0.6)
     _write_run(tmp_path / "a", rows, leaky=False)
     _write_run(tmp_path / "b", rows, leaky=True)
-    path, result = compare_runs(tmp_path / "a", tmp_path / "b", "CREMA-D", "/unused", n_resamples=100)
+    path, result = compare_runs(tmp_path / "a", tmp_path / "b", "CREMA-D", str(tmp_path), n_resamples=100)
     assert path == tmp_path / "a" / "compare" / "b_crema-d.json"
     saved = json.loads(path.read_text())
     assert saved == result
@@ -102,7 +106,7 @@ def test_compare_runs_writes_the_default_json(tmp_path):
     assert "Warning: b tested on speakers seen in training" in saved["verdict"]
 
 
-def test_cli_compare_prints_a_verdict_and_refuses_mismatched_runs(tmp_path):
+def test_cli_compare_prints_a_verdict_and_pairs_what_both_scored(tmp_path):
     rng = np.random.default_rng(4)
     rows = _rows(rng, 0.7)
     _write_run(tmp_path / "a", rows)
@@ -117,7 +121,7 @@ def test_cli_compare_prints_a_verdict_and_refuses_mismatched_runs(tmp_path):
             str(tmp_path / "a"),
             str(tmp_path / "b"),
             "--on",
-            "crema-d=/x",
+            f"crema-d={tmp_path}",
             "-o",
             str(out),
             "--resamples",
@@ -128,9 +132,14 @@ def test_cli_compare_prints_a_verdict_and_refuses_mismatched_runs(tmp_path):
     assert "a vs b on crema-d (n=240, 12 speakers): UAR" in result.output
     assert json.loads(out.read_text())["uar_diff"] > 0
 
-    result = runner.invoke(app, ["compare", str(tmp_path / "a"), str(tmp_path / "c"), "--on", "crema-d=/x"])
-    assert result.exit_code == 2
-    assert "different utterances" in result.output and "Traceback" not in result.output
-    assert len(result.output.strip().splitlines()) == 1
+    result = runner.invoke(app, ["compare", str(tmp_path / "a"), str(tmp_path / "c"), "--on", f"crema-d={tmp_path}"])
+    assert result.exit_code == 0, result.output  # the README's generalist vs specialist: B scored fewer
+    assert "(n=235, 12 speakers; paired on the 235 utterances both scored (5 scored by a alone left out))" in (
+        result.output.replace("\n", "")
+    )
+    # a corpus folder that does not exist is one line, even though both runs hold predictions for it
+    result = runner.invoke(app, ["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--on", "crema-d=/no/such"])
+    assert result.exit_code == 2 and "crema-d: /no/such: folder not found" in result.output
+    assert len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output
     result = runner.invoke(app, ["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--on", "crema-d"])
     assert result.exit_code == 2 and "expects NAME=ROOT" in result.output

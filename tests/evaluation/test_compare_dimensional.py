@@ -71,8 +71,10 @@ def test_equal_runs_differ_by_zero_and_few_speakers_give_no_interval() -> None:
 
 def test_what_cannot_be_compared_is_refused() -> None:
     a, b = _pair(4, 0.1, 0.2)
-    with pytest.raises(CompareError, match="different utterances"):
-        compare_dimensional(a, b[1:], TARGETS)
+    fewer = compare_dimensional(a, b[1:], TARGETS, n_resamples=50)  # paired on what both scored
+    assert (fewer["n"], fewer["only_a"], fewer["only_b"]) == (len(a) - 1, 1, 0)
+    with pytest.raises(CompareError, match="scored no utterance in common"):
+        compare_dimensional(a[:1], b[1:], TARGETS)
     other = [dict(r, true={**r["true"], "valence": r["true"]["valence"] + 0.5}) for r in b]
     with pytest.raises(CompareError, match="disagree on the ratings of 100 utterances"):
         compare_dimensional(a, other, TARGETS)
@@ -98,14 +100,14 @@ def test_two_dimensional_runs_compared_from_their_directories(tmp_path: Path) ->
     a, b = _pair(5, 0.05, 0.3)
     info = {"model": "resnet18", "task": "dimensional", "targets": TARGETS, "target_range": [0, 1], "labels": []}
     run_a, run_b = _run(tmp_path, "good", a, info), _run(tmp_path, "noisy", b, info)
-    path, result = compare_runs(run_a, run_b, "iemocap", "/nowhere", n_resamples=100)
+    path, result = compare_runs(run_a, run_b, "iemocap", str(tmp_path), n_resamples=100)
     assert path == run_a / "compare" / "noisy_iemocap.json"
     saved = json.loads(path.read_text())
     assert saved["task"] == "dimensional" and saved["mcnemar"] is None and saved["targets"] == TARGETS
     assert "good has the higher mean CCC" in saved["verdict"] and "No McNemar test" in saved["verdict"]
-    out = CliRunner().invoke(app, ["compare", str(run_a), str(run_b), "--on", "iemocap=/nowhere", "--resamples", "50"])
+    out = CliRunner().invoke(app, ["compare", str(run_a), str(run_b), "--on", f"iemocap={tmp_path}", "--resamples", "50"])
     assert out.exit_code == 0, out.output
     assert "mean CCC" in out.output
     categorical = _run(tmp_path, "classes", a, {"model": "resnet18", "labels": ["angry", "sad"]})
     with pytest.raises(CompareError, match="good is dimensional and classes is categorical"):
-        compare_runs(run_a, categorical, "iemocap", "/nowhere")
+        compare_runs(run_a, categorical, "iemocap", str(tmp_path))

@@ -138,3 +138,15 @@ def test_confusions_figure_title_clears_the_panel_titles(tmp_path, monkeypatch):
     for box in titles:  # the figure's title ends above every panel's title (it overlapped the middle one)
         assert top.y0 >= box.y1 + 2
     plt.close(fig)
+
+
+def test_a_one_epoch_curve_has_an_axis_of_whole_epochs(tmp_path, monkeypatch):
+    figures, _ = _captured(monkeypatch)
+    plot_curves([{"epoch": 1, "train_loss": 1.9, "val_loss": 1.8, "val_uar": 0.2}], tmp_path / "one.png")
+    (fig,) = figures
+    for ax in fig.axes:
+        lo, hi = ax.get_xlim()
+        assert lo < 1 < hi and hi - lo >= 1  # not -0.04..0.04 around the one point
+        ticks = [t for t in ax.get_xticks() if lo <= t <= hi]
+        assert ticks and all(float(t).is_integer() for t in ticks)
+    plt.close(fig)

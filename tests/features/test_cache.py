@@ -150,6 +150,32 @@ def test_second_build_reuses_without_decoding(
         np.testing.assert_array_equal(second.get(u.id), first.get(u.id))
 
 
+def test_two_roots_of_one_corpus_keep_their_entries_side_by_side(
+    tmp_path: Path, corpus: list[Utterance], count_loads: Callable[[], int]
+) -> None:
+    """Issue 24: the same corpus at two roots (same ids, other files) replaced each other's entries in the
+    shared cache and was extracted again at every switch."""
+    import dataclasses
+    import shutil
+
+    shutil.copytree(tmp_path / "audio", tmp_path / "second-root")
+    other = [dataclasses.replace(u, path=str(tmp_path / "second-root" / Path(u.path).name)) for u in corpus]
+    _bump(other[0].path, seed=77)  # one file differs between the copies
+    cache = FeatureCache(tmp_path / "cache")
+    first_a = cache.build("fake", corpus, CFG, workers=0).get(corpus[0].id)
+    first_b = cache.build("fake", other, CFG, workers=0).get(corpus[0].id)
+    assert count_loads() == 2 * len(corpus)
+    for _ in range(2):  # switching back and forth decodes nothing
+        again_a, again_b = cache.build("fake", corpus, CFG, workers=0), cache.build("fake", other, CFG, workers=0)
+        assert again_a.stats is not None and (again_a.stats.extracted, again_a.stats.reused) == (0, len(corpus))
+        assert again_b.stats is not None and (again_b.stats.extracted, again_b.stats.reused) == (0, len(corpus))
+    assert count_loads() == 2 * len(corpus)
+    np.testing.assert_array_equal(again_b.get(corpus[0].id), first_b)
+    again_a = cache.build("fake", corpus, CFG, workers=0)
+    np.testing.assert_array_equal(again_a.get(corpus[0].id), first_a)
+    assert not np.array_equal(first_a, first_b)  # each root its own
+
+
 def test_changed_file_is_recomputed_alone(
     tmp_path: Path, corpus: list[Utterance], count_loads: Callable[[], int]
 ) -> None:

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from emoshift.features.speaker_norm import Moments, SpeakerNormStore, pooled, speaker_moments
-from emoshift.models.cnn import BinStandardize
+from emoshift.models.cnn_nets import BinStandardize
 
 
 class FakeStore:

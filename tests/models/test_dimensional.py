@@ -16,16 +16,16 @@ import soundfile as sf
 import torch
 
 from emoshift.config import ExperimentConfig, load_config
-from emoshift.core.rundir import RunDir
-from emoshift.core.task import DIMENSIONAL, RunError, write_model_json
+from emoshift.core.rundir import RunDir, RunError, write_model_json
+from emoshift.core.task import DIMENSIONAL
 from emoshift.corpora import Scan
 from emoshift.data.datasets import EmotionDataModule, Item
 from emoshift.evaluation.inference import predict_waveform, raw_outputs
 from emoshift.evaluation.regression import ccc
 from emoshift.models import family_of
 from emoshift.models.families import Family, FitData, NeuralFamily, list_families
-from emoshift.models.module import batch_ccc, ccc_loss, regression_loss
 from emoshift.models.weights import load_model
+from emoshift.training.objective import batch_ccc, ccc_loss, regression_loss
 from tests.models.test_families import TINY, _corpus
 
 TARGETS = ["arousal", "valence"]

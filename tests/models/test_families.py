@@ -76,7 +76,7 @@ def test_registry_refuses_a_duplicate_model_name() -> None:
     with pytest.raises(ValueError, match="already registered"):
         register_model(spec)
     with pytest.raises(ValueError, match="already registered"):
-        register_model(ModelSpec("hubert", "spectrogram", "emoshift.models.cnn", "resnet18", "an impostor"))
+        register_model(ModelSpec("hubert", "spectrogram", "emoshift.models.cnn_nets", "resnet18", "an impostor"))
     assert get_spec("hubert").input_kind == "waveform"  # the original is untouched
 
 

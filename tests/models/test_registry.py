@@ -102,7 +102,8 @@ def test_batchnorm_recalibration_rescues_eval_mode() -> None:
     import torch.nn.functional as F
 
     from emoshift.config import TrainingConfig
-    from emoshift.models.module import EmotionModule
+    from emoshift.training.module import EmotionModule
+    from emoshift.training.objective import ClassObjective
 
     torch.manual_seed(0)
     model = get_model("efficientnet_b0", num_labels=6, width_mult=0.25)
@@ -119,7 +120,8 @@ def test_batchnorm_recalibration_rescues_eval_mode() -> None:
         def calibration_dataloader(self):  # type: ignore[no-untyped-def]
             return [{"x": x, "y": y}]
 
-    module = EmotionModule(model, labels=[str(i) for i in range(6)], training=TrainingConfig(), family=get_family("cnn"))
+    module = EmotionModule(model, training=TrainingConfig(), family=get_family("cnn"),
+                           objective=ClassObjective([str(i) for i in range(6)], TrainingConfig()))
     module.trainer = type("T", (), {"datamodule": DM(), "sanity_checking": False})()  # type: ignore[assignment]
     model.eval()
     with torch.no_grad():

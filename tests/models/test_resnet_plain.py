@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from emoshift.models import resnet_plain
-from emoshift.models.cnn import from_backbone_config, resnet18
+from emoshift.models.cnn_nets import from_backbone_config, resnet18
 
 
 @pytest.mark.parametrize("width", [0.125, 0.25])

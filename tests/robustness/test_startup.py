@@ -13,7 +13,7 @@ from pathlib import Path
 from tests.robustness.badfiles import _wav, speechlike
 
 NOT_NEEDED = ("lightning", "pytorch_lightning", "transformers", "sklearn", "opensmile", "mlflow", "optuna",
-              "emoshift.training", "emoshift.models.lightning", "emoshift.models.module", "emoshift.data.datasets")
+              "emoshift.training", "emoshift.training.fit", "emoshift.training.module", "emoshift.data.datasets")
 
 SCRIPT = """
 import json, sys

@@ -244,6 +244,10 @@ def test_only_checks_roots_of_the_selection(roots: dict[str, str]) -> None:
         ),
         ({"experiments": [_experiment("A", extends="B"), _experiment("B", extends="A")]}, "'extends' loops"),
         ({"experiments": []}, "the study has no experiments"),
+        (  # a dimensional phase is refused up front: the report compares emotion classes
+            {"experiments": [_experiment("A", config={"task": "dimensional"})]},
+            "experiment A: task: dimensional is not supported in a study",
+        ),
         (
             {"profiles": {"p": {"experiments": {"Z": {}}}}, "experiments": [_experiment("A")]},
             "unknown experiment(s) Z",

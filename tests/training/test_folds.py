@@ -280,3 +280,4 @@ def test_cnn_folds_pool_and_predict(synth_tiny: Path, tmp_path: Path) -> None:
     each = [Predictor(run / "folds" / str(i)).predict_file(clip).probabilities for i in range(2)]
     got = Predictor(run).predict_file(clip).probabilities
     np.testing.assert_allclose(list(got.values()), np.mean([list(p.values()) for p in each], axis=0), atol=1e-9)
+

@@ -146,7 +146,7 @@ def test_mlflow_is_imported_only_by_the_mlflow_backend(tmp_path: Path) -> None:
         "from emoshift.config import load_config\n"
         "from emoshift.core.rundir import RunDir\n"
         "from emoshift.training.tracking import start_tracking\n"
-        "import emoshift.training.train, emoshift.models.lightning\n"
+        "import emoshift.training.train, emoshift.training.fit\n"
         "for backend in ('csv', 'tensorboard'):\n"
         f"    t = start_tracking(load_config(overrides=['tracking.backend=' + backend]), RunDir.of({str(tmp_path)!r}))\n"
         "    t.loggers(); t.end()\n"

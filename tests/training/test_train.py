@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import lightning as L
 import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
@@ -56,8 +57,9 @@ def test_run_directory_contract(tiny_run: Path) -> None:
     else:
         assert set(m["ci95"]) >= {"accuracy", "uar"}
     log = read_csv(tiny_run / "log.csv")
-    assert [int(r["epoch"]) for r in log] == list(range(len(log))) and len(log) >= 1
+    assert [int(r["epoch"]) for r in log] == list(range(1, len(log) + 1)) and len(log) >= 1  # from 1, as shown
     assert not (tiny_run / "checkpoints").exists()  # cleaned once complete
+    assert not (tiny_run / ".lock").exists()  # a finished run holds no lock file
 
 
 def test_learns_above_chance_on_held_out_speakers(tiny_run: Path) -> None:
@@ -172,3 +174,79 @@ def test_ddp_on_cpu(synth_tiny: Path, tmp_path: Path) -> None:
     for rel in RUN_FILES:
         assert (out / rel).is_file(), rel
     assert len(read_csv(out / "log.csv")) == 2
+
+
+# --------------------------------------------------------------------------------------------------------
+# Ctrl-C / SIGTERM: stop within a batch, say so, leave whole epochs; the rerun says it resumes (issue 24)
+
+
+class _SignalAt(L.Callback):
+    """Sends ``signum`` to this process at the end of training (or validation) batch ``batch`` of ``epoch``
+    (0-based): a signal arriving mid-epoch, at a point the test knows."""
+
+    def __init__(self, signum: int, epoch: int, stage: str, batch: int) -> None:
+        self.signum, self.epoch, self.stage, self.batch = signum, epoch, stage, batch
+        self.batches_after = 0
+
+    def _at(self, trainer, stage: str, batch_idx: int) -> None:  # type: ignore[no-untyped-def]
+        if (trainer.current_epoch, stage, batch_idx) == (self.epoch, self.stage, self.batch):
+            os.kill(os.getpid(), self.signum)
+        elif self.batches_after or (trainer.current_epoch, stage) > (self.epoch, self.stage):
+            self.batches_after += 1
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):  # type: ignore[no-untyped-def]
+        self._at(trainer, "train", batch_idx)
+
+    def on_validation_batch_end(self, trainer, module, outputs, batch, batch_idx, dataloader_idx=0):  # type: ignore[no-untyped-def]
+        self._at(trainer, "val", batch_idx)
+
+
+def test_a_signal_stops_training_within_the_batch_and_the_rerun_resumes_to_the_same_run(
+    synth_tiny: Path, tmp_path: Path, cnn_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from emoshift.core.errors import TrainingInterrupted
+
+    cfg = load_config(overrides=[*tiny_overrides(synth_tiny, tmp_path / "cache"), "training.epochs=2",
+                                 "trainer.progress=true"])  # the epoch lines too (not a terminal: one per epoch)
+    out = tmp_path / "run"
+    # Ctrl-C in the first epoch: nothing to keep yet, and it says so
+    sigint = _SignalAt(signal.SIGINT, 0, "train", 1)
+    with pytest.raises(TrainingInterrupted) as info:
+        train(cfg, out, progress=True, callbacks=[sigint])
+    assert info.value.exit_code == 130 and sigint.batches_after == 0  # stopped at the batch it arrived in
+    assert "SIGINT in epoch 1 of 2 (before training batch 3)" in str(info.value)
+    assert "no checkpoint yet: the same command starts again" in str(info.value)
+    assert "SIGINT: stopping after the current batch" in capsys.readouterr().err
+    assert not (out / "log.csv").exists() and not (out / ".lock").exists()
+    # SIGTERM while validating the second epoch: the first epoch is kept, logged and checkpointed
+    sigterm = _SignalAt(signal.SIGTERM, 1, "val", 0)
+    with pytest.raises(TrainingInterrupted) as info:
+        train(cfg, out, progress=True, callbacks=[sigterm])
+    assert info.value.exit_code == 143 and sigterm.batches_after == 0
+    assert "SIGTERM in epoch 2 of 2 (validating, before batch 2)" in str(info.value)
+    assert "last.ckpt holds epoch 1: run the same command again to resume from epoch 2" in str(info.value)
+    assert [r["epoch"] for r in read_csv(out / "log.csv")] == ["1"]
+    assert (out / "checkpoints" / "last.ckpt").is_file() and not (out / "done.json").exists()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers given back
+    capsys.readouterr()
+    # the rerun says what it resumes, trains epoch 2 only, and ends where an uninterrupted run ends
+    train(cfg, out, progress=True)
+    err = capsys.readouterr().err
+    assert f"resuming {out}: 1 epoch(s) of 2 done (last.ckpt), training from epoch 2" in err
+    assert "epoch 1/2" not in err and "epoch 2/2" in err  # the logged epoch is not trained again
+    assert read_csv(out / "log.csv") == [
+        {**r, "seconds": got["seconds"]} for r, got in zip(read_csv(cnn_run / "log.csv"), read_csv(out / "log.csv"), strict=True)
+    ]
+
+
+def test_each_epochs_log_row_follows_its_checkpoint(tmp_path: Path) -> None:
+    """EpochLog runs after ModelCheckpoint (Lightning orders checkpoint callbacks last, as given), so an epoch
+    is logged only once last.ckpt holds it: a resumed run never trains a logged epoch again."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from emoshift.core.rundir import RunDir
+    from emoshift.training.fit import EpochLog, build_trainer
+
+    trainer = build_trainer(load_config(overrides=["trainer.progress=false"]), RunDir.of(tmp_path), progress=False)
+    order = [type(cb) for cb in trainer.callbacks if isinstance(cb, ModelCheckpoint | EpochLog)]
+    assert order == [ModelCheckpoint, EpochLog]

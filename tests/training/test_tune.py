@@ -275,3 +275,25 @@ def test_closed_form_dimensional_trial_is_scored_by_validation_ccc(tmp_path: Pat
     value = fit_trial(cnn, tmp_path / "cnn", progress=False)
     logged = [float(r["val_ccc"]) for r in read_csv(tmp_path / "cnn" / "log.csv")]
     assert value == pytest.approx(max(logged), abs=1e-6)
+
+
+@pytest.mark.parametrize("values", [[0.5, 0.5, 0.5], [0.4, 0.6, 0.5]], ids=["all-the-same", "different"])
+def test_importance_plot_only_when_the_scores_differ(
+    values: list[float], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from optuna.distributions import FloatDistribution
+    from optuna.trial import create_trial
+
+    from emoshift.training.tune import write_plots
+
+    study = optuna.create_study(direction="maximize")
+    for i, v in enumerate(values):
+        study.add_trial(create_trial(params={"training.lr": 10.0 ** -(i + 2), "model.dropout": 0.1 * i},
+                                     distributions={"training.lr": FloatDistribution(1e-5, 1e-1, log=True),
+                                                    "model.dropout": FloatDistribution(0.0, 0.5)}, value=v))
+    written = {p.name for p in write_plots(study, tmp_path, progress=True)}
+    same = len(set(values)) == 1
+    assert ("param_importances.png" in written) is not same
+    assert "optimization_history.png" in written
+    if same:  # it says why, instead of equal shares that read as importance
+        assert "every complete trial scored the same (0.5), so there is no importance to show" in capsys.readouterr().err

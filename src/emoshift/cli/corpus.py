@@ -4,6 +4,7 @@ emoshift corpus index ravdess /data/RAVDESS -o manifests/ravdess.csv
 emoshift corpus index crema-d /data/CREMA-D --labels four -o manifests/crema-d.csv --verbose
 emoshift corpus index crema-d /data/CREMA-D --labels-from voice -o manifests/crema-d-voice.csv
 emoshift corpus index manifest /data/mine/table.csv --label-map ang=angry --column path=file -o manifests/mine.csv
+emoshift corpus index manifest hf:/data/my_dataset --name mine --label-map ang=angry -o manifests/mine.csv
 emoshift corpus list
 """
 
@@ -30,7 +31,10 @@ corpus_app = typer.Typer(
 )
 app.add_typer(corpus_app, name="corpus")
 
-_CORPUS_HELP = f"Corpus name: {', '.join(list_corpora())}; or 'manifest' with ROOT a .csv/.jsonl table."
+_CORPUS_HELP = (
+    f"Corpus name: {', '.join(list_corpora())}; or 'manifest' with ROOT a .csv/.jsonl table, hf:PATH (a Hugging "
+    "Face dataset on disk), lhotse:PATH (lhotse manifests) or audformat:PATH (an audformat database)."
+)
 _LABELS_HELP = (
     f"Label policy: {', '.join(LABEL_POLICIES)}. six = the classes RAVDESS and CREMA-D share; "
     "calm-as-neutral = six, with RAVDESS calm counted as neutral; four = angry, happy, neutral, sad; "
@@ -121,14 +125,14 @@ def _index_options(
     allow_leak: bool,
 ) -> tuple[str, dict[str, object]]:
     """(corpus name, loader options) for ``corpus index``; one-line errors for options that do not apply."""
-    from emoshift.corpora import canonical_name
+    from emoshift.corpora import canonical_name, source_of
 
     manifest_only = {"--name": name, "--column": column, "--label-map": label_map, "--allow-leak": allow_leak}
     if corpus.strip().lower() == "manifest":
         if name is None and root.stem.lower() in list_corpora():
             fail(f"the table's name {root.stem!r} is a built-in corpus's; name this one with --name NAME")
         options: dict[str, object] = {
-            "name": name or root.stem,
+            "name": name or source_of(root).path.stem,  # hf:/data/mine -> mine
             "columns": _pairs(column, "--column"),
             "label_map": _pairs(label_map, "--label-map"),
             "allow_leak": allow_leak,
@@ -167,9 +171,16 @@ def _pairs(items: list[str] | None, flag: str) -> dict[str, str]:
 
 
 def _scan_for_index(corpus: str, root: Path, labels: str, **options: object) -> Scan:
-    from emoshift.corpora import get_corpus, table
+    from emoshift.corpora import get_corpus, scan_source, source_of, table
 
     progress = err_console.is_terminal
+    if corpus == "manifest" and source_of(root).kind in ("hf", "lhotse", "audformat"):
+        from emoshift.config import default_cache_dir
+
+        name = str(options.pop("name"))
+        return scan_source(
+            name, root, labels, progress=progress, cache_dir=default_cache_dir(), spelling=table.FLAGS, **options
+        )
     if corpus == "manifest":  # errors name this command's flags (--column, --label-map), not config keys
         return table.scan(root, labels, progress=progress, spelling=table.FLAGS, **options)  # type: ignore[arg-type]
     return get_corpus(corpus).scan(root, labels=labels, progress=progress, **options)  # type: ignore[no-any-return]

@@ -97,8 +97,8 @@ def study(
         from emoshift.study import load_study, run_study, write_report
     from emoshift.study.report import collect
 
-    slurm = {"partition": slurm_partition, "time_min": slurm_time, "gpus_per_job": slurm_gpus,
-             "cpus_per_job": slurm_cpus, "mem": slurm_mem, "account": slurm_account}
+    slurm: dict[str, object] = {"partition": slurm_partition, "time_min": slurm_time, "gpus_per_job": slurm_gpus,
+                                "cpus_per_job": slurm_cpus, "mem": slurm_mem, "account": slurm_account}
     launch = _launch_options(jobs, launcher, slurm)
     spec = load_study(config, profile=profile, roots=parse_named_roots(corpus), overrides=overrides or [],
                       only=_ids(only))

@@ -81,6 +81,7 @@ def _print_metrics(run: Path) -> None:
 
     if any(task_named(m.get("task")).rated for _, m in loaded):
         console.print(_dimensional_table(str(run), loaded))
+        _print_training_audio(loaded)
         return
     table = Table(title=f"{run}")
     for col in ("corpus", "split", "n", "accuracy [95% CI]", "UAR [95% CI]", "macro-F1", "leaky"):
@@ -94,6 +95,15 @@ def _print_metrics(run: Path) -> None:
                       f"{m['macro_f1']:.3f}", leaky)
     console.print(table)
     _print_collapses(loaded)
+    _print_training_audio(loaded)
+
+
+def _print_training_audio(loaded: list[tuple[Path, dict]]) -> None:  # type: ignore[type-arg]
+    """The leak a speaker check cannot see: test audio the model trained on, under another name or path."""
+    for p, m in loaded:
+        if m.get("training_audio"):
+            console.print(f"[red]leaky:[/] {p.stem}: {m['training_audio']} of {m['n']} test utterances are audio "
+                          "this model trained on (the same decoded samples)", highlight=False, soft_wrap=True)
 
 
 def _print_collapses(loaded: list[tuple[Path, dict]]) -> None:  # type: ignore[type-arg]

@@ -13,9 +13,11 @@ their errors read as every other config error.
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -356,6 +358,10 @@ CATEGORICAL_ONLY: dict[str, str] = {
 }
 
 
+# Options that only mean something for a dimensional run: a categorical run does not read them.
+DIMENSIONAL_ONLY: frozenset[str] = frozenset({"training.loss", "data.targets", "data.target_range"})
+
+
 class ExperimentConfig(Strict):
     name: str = "experiment"
     task: Literal["categorical", "dimensional"] = Field(
@@ -399,9 +405,32 @@ class ExperimentConfig(Strict):
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
 
-    def fingerprint(self, *, exclude_roots: bool = False) -> str:
-        """Stable hash of the resolved config (the study skips experiments whose fingerprint is unchanged)."""
+    def unused_keys(self) -> list[str]:
+        """The dotted keys that do not apply to this config: those its model family does not read
+        (:meth:`Family.unused`) and the dimensional-only options of a categorical run. RUN/config.yaml leaves
+        them out (naming them in a comment) and :meth:`fingerprint` ignores them."""
+        keys = set(_family_unused(self)) if _family_unused is not None else set()
+        if not self.task_kind.rated:
+            keys |= DIMENSIONAL_ONLY
+        return sorted(k for k in keys if not any(k.startswith(f"{s}.") for s in keys))  # a section says it all
+
+    def applied_dict(self) -> dict[str, Any]:
+        """:meth:`to_dict` without the :meth:`unused_keys` (what RUN/config.yaml holds)."""
         d = self.to_dict()
+        for key in self.unused_keys():
+            *parents, last = key.split(".")
+            section = d
+            for part in parents:  # a key under a section already left out whole: nothing left to drop
+                section = section.get(part, {})
+            section.pop(last, None)
+        return d
+
+    def fingerprint(self, *, exclude_roots: bool = False) -> str:
+        """Stable hash of the resolved config (the study skips experiments whose fingerprint is unchanged).
+
+        A key that does not apply (:meth:`unused_keys`) counts at its default value, so changing it changes
+        nothing, and a config whose unused keys hold their defaults hashes as it always did."""
+        d = _with_defaults(self.to_dict(), self.unused_keys())
         d.pop("name", None)
         d.pop("tracking", None)  # where a run is logged is not what it trains
         d["trainer"].pop("progress", None)
@@ -409,6 +438,33 @@ class ExperimentConfig(Strict):
             d["data"].pop("roots", None)
             d["data"].pop("cache_dir", None)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+# The model registry's answer to "which keys does this config's family not read" (Family.unused): set by
+# emoshift.models when it is imported (this schema imports no model code); until then only the task's keys.
+_family_unused: Callable[[ExperimentConfig], frozenset[str]] | None = None
+
+
+def set_family_unused(fn: Callable[[ExperimentConfig], frozenset[str]]) -> None:
+    """Called once by :mod:`emoshift.models`: how a config's model family names the keys it does not read."""
+    global _family_unused
+    _family_unused = fn
+
+
+@functools.cache
+def _defaults() -> dict[str, Any]:
+    return ExperimentConfig().to_dict()
+
+
+def _with_defaults(d: dict[str, Any], keys: list[str]) -> dict[str, Any]:
+    """``d`` with each dotted key of ``keys`` set to its default value (in place; returned)."""
+    for key in keys:
+        *parents, last = key.split(".")
+        section, default = d, _defaults()
+        for part in parents:
+            section, default = section[part], default[part]
+        section[last] = copy.deepcopy(default[last])
+    return d
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -478,7 +534,12 @@ def load_config(
 
 
 def save_config(cfg: ExperimentConfig, path: str | os.PathLike[str]) -> None:
-    atomic_write_text(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    """The resolved config as YAML, with only the keys that apply to it (a comment names those left out: they
+    read back as their defaults, which changes nothing, see :meth:`ExperimentConfig.unused_keys`)."""
+    unused = cfg.unused_keys()
+    what = f"{cfg.model.name}, {cfg.task}"
+    head = f"# not written, they do not apply to this run ({what}): {', '.join(unused)}\n" if unused else ""
+    atomic_write_text(path, head + yaml.safe_dump(cfg.applied_dict(), sort_keys=False))
 
 
 def load_run_config(run_dir: str | os.PathLike[str]) -> ExperimentConfig:

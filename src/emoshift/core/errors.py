@@ -10,3 +10,14 @@ class EmoshiftError(Exception):
     """A user-facing error: bad input, a missing file, an unusable config. Its ``str`` is the whole message."""
 
     exit_code = 2
+
+
+class TrainingInterrupted(EmoshiftError):
+    """Training stopped on SIGINT / SIGTERM (:mod:`emoshift.training.fit`); the message says what a rerun
+    resumes from. Whatever runs trainings one after another (a study, a k-fold run) stops with it, as with
+    Ctrl-C, rather than going on to the next. Exit code 128 + the signal's number (130 for Ctrl-C, 143 for
+    SIGTERM), as a shell reports a process the signal ended."""
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.exit_code = 128 + signum

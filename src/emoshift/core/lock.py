@@ -3,8 +3,11 @@
 ``emoshift train`` and ``emoshift study`` take it for their output folder (:func:`holds_folder`, a decorator,
 or :func:`exclusive` as a context manager). A second command on the same folder refuses at once with one line
 naming the folder and the holder's pid and command (:class:`FolderBusyError`, exit 2). The lock is the kernel's:
-it dies with the process that holds it, so a crashed (even SIGKILLed) holder never leaves the folder stuck; the
-``.lock`` file itself stays (removing it would race with the next taker) and holds who has it now, or nothing.
+it dies with the process that holds it, so a crashed (even SIGKILLed) holder never leaves the folder stuck. The
+``.lock`` file names who has it; a holder that finishes deletes it while still holding the lock, and a taker
+that got the lock of a file deleted meanwhile (not the one at the path any more) lets go and takes the new one,
+so a finished run holds no ``.lock`` and two takers never both hold one. A killed holder's file stays, naming
+it, until the next taker.
 Taking an output folder deletes the temp files a killed writer left there (:func:`~emoshift.core.io.remove_temp_files`).
 
 A process pool forked by the holder inherits the lock: its workers call :func:`die_with_parent` so that they
@@ -67,11 +70,14 @@ def exclusive(folder: str | os.PathLike[str], *, wait: bool = False) -> Iterator
                 del _held[path]
         return
     path.mkdir(parents=True, exist_ok=True)
-    with open(path / LOCK_NAME, "a+b") as f:
+    lock = path / LOCK_NAME
+    while True:
+        f = open(lock, "a+b")  # noqa: SIM115  (closed below, or by the with that follows)
         try:
             fcntl.flock(f.fileno(), fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            pid, command = _holder(f)
+            with f:
+                pid, command = _holder(f)
             if pid is None or pid != os.getppid():  # our parent's lock: we work for it (DDP)
                 who = f"pid {pid}" + (f": {command}" if command else "") if pid else "another process"
                 raise FolderBusyError(
@@ -80,6 +86,10 @@ def exclusive(folder: str | os.PathLike[str], *, wait: bool = False) -> Iterator
                 ) from None
             yield
             return
+        if _is_at(f, lock):
+            break
+        f.close()  # its holder deleted it as we waited: take the file at the path now
+    with f:
         f.truncate(0)
         f.write(f"{os.getpid()} {' '.join(sys.argv)}\n".encode())
         f.flush()
@@ -90,8 +100,19 @@ def exclusive(folder: str | os.PathLike[str], *, wait: bool = False) -> Iterator
             yield
         finally:
             del _held[path]
-            f.truncate(0)  # the file stays; the lock goes with the descriptor (or the process)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(lock)  # while still held: nobody can be holding the file at the path meanwhile
             fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+def _is_at(f: Any, path: Path) -> bool:
+    """Whether the open file ``f`` is still the file at ``path`` (not deleted, nor replaced)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return False
+    mine = os.fstat(f.fileno())
+    return (st.st_dev, st.st_ino) == (mine.st_dev, mine.st_ino)
 
 
 def holds_folder(argument: str) -> Callable[[F], F]:

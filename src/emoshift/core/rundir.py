@@ -11,6 +11,7 @@
     RUN/audit/<corpus>.json, <corpus>.md, <corpus>_<grouping>_bars.png, <corpus>_<grouping>_confusion.png
     RUN/compare/<other run>_<corpus>.json
     RUN/teacher_logits/<key>.npy   a teacher's logits for a student's training items (distillation)
+    RUN/training_audio.json    fingerprints of the audio it trained on (training audio among test audio is a leak)
     RUN/checkpoints/           Lightning checkpoints (last.ckpt resumes an interrupted run; best.safetensors)
     RUN/done.json              written last: the run is complete
     RUN/tracking.json          the MLflow run this run logs to (tracking.backend: mlflow; reused on resume)
@@ -52,6 +53,10 @@ class RunDir:
     @property
     def config(self) -> Path:
         return self.path / "config.yaml"
+
+    @property
+    def training_audio(self) -> Path:
+        return self.path / "training_audio.json"
 
     @property
     def weights(self) -> Path:

@@ -28,7 +28,7 @@ from typing import Any
 
 from emoshift.corpora.base import CorpusError, Scan
 from emoshift.corpora.sources import require
-from emoshift.corpora.table import Rows, check_name, scan_rows
+from emoshift.corpora.table import CONFIG, Rows, Spelling, check_name, scan_rows
 
 NAME = "audformat"
 ALIASES: dict[str, tuple[str, ...]] = {"gender": ("sex",), "fold": ("split",)}
@@ -46,6 +46,7 @@ def scan(
     allow_leak: bool = False,
     workers: int | None = None,
     progress: bool = False,
+    spelling: Spelling = CONFIG,
 ) -> Scan:
     """Index the emotion entries of the audformat database at ``root`` as corpus ``name``; decoded, validated."""
     name = check_name(name)
@@ -90,6 +91,7 @@ def scan(
         allow_leak=allow_leak,
         workers=workers,
         progress=progress,
+        spelling=spelling,
     )
 
 

@@ -37,7 +37,7 @@ from emoshift.core import audio
 from emoshift.core.io import atomic_write_bytes
 from emoshift.corpora.base import CorpusError, Scan, Skipped
 from emoshift.corpora.sources import require
-from emoshift.corpora.table import Rows, check_name, scan_rows
+from emoshift.corpora.table import CONFIG, Rows, Spelling, check_name, scan_rows
 
 NAME = "hf"
 # The columns a Hugging Face dataset usually names the fields by (besides the names every table accepts).
@@ -65,6 +65,7 @@ def scan(
     cache_dir: str | os.PathLike[str] | None = None,
     workers: int | None = None,
     progress: bool = False,
+    spelling: Spelling = CONFIG,
 ) -> Scan:
     """Index the rows of the dataset at ``root`` as corpus ``name``; decoded and validated like any corpus."""
     name = check_name(name)
@@ -93,6 +94,7 @@ def scan(
         allow_leak=allow_leak,
         workers=workers,
         progress=progress,
+        spelling=spelling,
     )
     # a clip extracted from bytes is named by the row it came from, not by its file in the cache
     result.skipped = [

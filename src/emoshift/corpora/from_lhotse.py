@@ -28,7 +28,7 @@ from typing import Any
 
 from emoshift.corpora.base import CorpusError, Scan, Skipped
 from emoshift.corpora.sources import require
-from emoshift.corpora.table import Rows, check_name, scan_rows
+from emoshift.corpora.table import CONFIG, Rows, Spelling, check_name, scan_rows
 
 NAME = "lhotse"
 ALIASES: dict[str, tuple[str, ...]] = {"fold": ("split", "subset")}
@@ -47,6 +47,7 @@ def scan(
     allow_leak: bool = False,
     workers: int | None = None,
     progress: bool = False,
+    spelling: Spelling = CONFIG,
 ) -> Scan:
     """Index the supervisions of a lhotse manifest pair as corpus ``name``; decoded and validated."""
     name = check_name(name)
@@ -73,6 +74,7 @@ def scan(
         allow_leak=allow_leak,
         workers=workers,
         progress=progress,
+        spelling=spelling,
     )
 
 

@@ -367,10 +367,9 @@ def export_runs(
     target.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     model, info = build_serving_model(paths)
-    # a fold ensemble counts its folds, and the file belongs to the run that was exported (its fingerprint)
-    top = RunDir.of(paths[0]).info() if len(paths) == 1 else info
-    meta = dataclasses.replace(ModelMeta.from_info(info, members=len(member_runs(paths))),
-                               config_fingerprint=top.config_fingerprint)
+    top = RunDir.of(paths[0]).info() if len(paths) == 1 else info  # the file belongs to the run exported
+    meta = ModelMeta.from_info(info, members=len(member_runs(paths)))  # a fold ensemble counts its folds
+    meta = dataclasses.replace(meta, config_fingerprint=top.config_fingerprint)
     torch_backend = TorchBackend(paths)
     torch_backend.preload(model, meta)  # the very module that is exported
     exact = TorchBackend(paths, precision="float64")

@@ -38,6 +38,7 @@ from emoshift.evaluation.groups import (
     DEFAULT_BY,
     MIN_SPEAKERS,
     UNKNOWN,
+    AuditError,  # noqa: F401  (re-exported: callers import it from here)
     age_band,  # noqa: F401  (re-exported: callers import it from here)
     audit_sections,
     check_audit,

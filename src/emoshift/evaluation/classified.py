@@ -65,6 +65,7 @@ def _write(scorer: Scorer, name: str, s: Scored, outside: Counter[str]) -> dict[
     metrics.update(
         {
             "leaky": s.leaky,
+            "training_audio": s.training_audio,
             "corpus": name,
             "split": s.part,
             "speakers": len({u.speaker for u in s.kept}),

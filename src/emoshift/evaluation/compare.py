@@ -16,8 +16,10 @@ is not run: it counts utterances one model got right and the other wrong, and a 
 per utterance (any threshold would be arbitrary); the output says so (``mcnemar: null`` and ``mcnemar_note``).
 Only utterances rated on every compared target are scored.
 
-Comparing runs tested on different utterances would mix model quality with test-set differences, so that is
-refused.
+Runs tested on different utterances (a generalist scores only its test speakers of a corpus it trained on, a
+specialist every utterance of a corpus it never saw) are compared on the utterances both scored, and the
+result says how many each scored alone (``only_a``, ``only_b``): comparing all of each would mix model quality
+with test-set differences. Runs that scored no utterance in common are refused.
 """
 
 from __future__ import annotations
@@ -71,19 +73,11 @@ def compare_predictions(
     seed: int = 0,
     n_resamples: int = 1000,
 ) -> dict[str, Any]:
-    """Paired comparison of two prediction sets on the same utterances (matched by id)."""
+    """Paired comparison of two prediction sets on the utterances both scored (matched by id)."""
     by_a = {r["id"]: r for r in rows_a}
     by_b = {r["id"]: r for r in rows_b}
-    only_a, only_b = sorted(set(by_a) - set(by_b)), sorted(set(by_b) - set(by_a))
-    if only_a or only_b:
-        example = (only_a or only_b)[0]
-        raise CompareError(
-            f"the runs were tested on different utterances ({len(only_a)} only in A, {len(only_b)} only in B, "
-            f"e.g. {example}); compare runs evaluated on the same test set"
-        )
-    ids = sorted(by_a)
-    if not ids:
-        raise CompareError("no predictions to compare")
+    ids, only_a, only_b = _shared(rows_a, rows_b)
+    rows_a, rows_b = [by_a[i] for i in ids], [by_b[i] for i in ids]
     differ = [i for i in ids if by_a[i]["true"] != by_b[i]["true"]]
     if differ:
         raise CompareError(
@@ -106,6 +100,8 @@ def compare_predictions(
     )
     return {
         "n": len(ids),
+        "only_a": only_a,
+        "only_b": only_b,
         "speakers": len(set(speakers)),
         "labels": label_list,
         "uar_a": m_a["uar"],
@@ -123,6 +119,12 @@ def compare_predictions(
     }
 
 
+def _paired_on(result: Mapping[str, Any], name_a: str, name_b: str) -> str:
+    """" on the N utterances both scored (M scored by B alone left out)": empty when both scored the same."""
+    alone = [f"{result[k]} scored by {n} alone" for n, k in ((name_a, "only_a"), (name_b, "only_b")) if result.get(k)]
+    return f"; paired on the {result['n']} utterances both scored ({' and '.join(alone)} left out)" if alone else ""
+
+
 def verdict(result: Mapping[str, Any], name_a: str = "A", name_b: str = "B", alpha: float = 0.05) -> str:
     """A short verdict with the numbers."""
     ci = result["uar_diff_ci95"]
@@ -135,7 +137,8 @@ def verdict(result: Mapping[str, Any], name_a: str = "A", name_b: str = "B", alp
     head = (
         f"{name_a} vs {name_b}"
         + (f" on {result['corpus']}" if result.get("corpus") else "")
-        + f" (n={result['n']}, {result['speakers']} speakers): UAR {result['uar_a']:.3f} vs {result['uar_b']:.3f}, "
+        + f" (n={result['n']}, {result['speakers']} speakers{_paired_on(result, name_a, name_b)}): "
+        f"UAR {result['uar_a']:.3f} vs {result['uar_b']:.3f}, "
         f"difference {result['uar_diff']:+.3f} ({interval}); accuracy {result['accuracy_a']:.3f} "
         f"vs {result['accuracy_b']:.3f}, McNemar b={mc['b']} c={mc['c']} p={mc['p_value']:.3g}."
     )
@@ -165,18 +168,19 @@ def verdict(result: Mapping[str, Any], name_a: str = "A", name_b: str = "B", alp
 # --------------------------------------------------------------------------------------------------------
 
 
-def _matched(rows_a: Sequence[Mapping[str, Any]], rows_b: Sequence[Mapping[str, Any]]) -> list[str]:
-    """The shared utterance ids (sorted); runs tested on different utterances are refused."""
+def _shared(rows_a: Sequence[Mapping[str, Any]], rows_b: Sequence[Mapping[str, Any]]) -> tuple[list[str], int, int]:
+    """(the utterance ids both runs scored, sorted; how many A scored alone; how many B scored alone). Runs that
+    scored no utterance in common are refused."""
     by_a, by_b = {r["id"] for r in rows_a}, {r["id"] for r in rows_b}
-    only_a, only_b = sorted(by_a - by_b), sorted(by_b - by_a)
-    if only_a or only_b:
-        raise CompareError(
-            f"the runs were tested on different utterances ({len(only_a)} only in A, {len(only_b)} only in B, "
-            f"e.g. {(only_a or only_b)[0]}); compare runs evaluated on the same test set"
-        )
-    if not by_a:
+    if not by_a or not by_b:
         raise CompareError("no predictions to compare")
-    return sorted(by_a)
+    shared = sorted(by_a & by_b)
+    if not shared:
+        raise CompareError(
+            f"the runs scored no utterance in common ({len(by_a)} by A, e.g. {min(by_a)}; {len(by_b)} by B, e.g. "
+            f"{min(by_b)}): were they evaluated on the same corpus?"
+        )
+    return shared, len(by_a) - len(shared), len(by_b) - len(shared)
 
 
 def _mean_ccc_diff(
@@ -221,9 +225,10 @@ def compare_dimensional(
     them) on the same utterances: CCC of each, per target and their mean, and the paired bootstrap of the
     difference."""
     check_resampling(n_resamples, 0.05)
-    _matched(rows_a, rows_b)
+    ids, only_a, only_b = _shared(rows_a, rows_b)
+    wanted = set(ids)
     targets = list(targets)
-    kept_a, unrated = rated_rows(rows_a, targets)
+    kept_a, unrated = rated_rows([r for r in rows_a if r["id"] in wanted], targets)
     by_b = {r["id"]: r for r in rows_b}
     differ = [r["id"] for r in kept_a if not _same_ratings(r, by_b[r["id"]], targets)]
     if differ:
@@ -252,6 +257,8 @@ def compare_dimensional(
     return {
         "task": DIMENSIONAL.name,
         "n": len(kept_a),
+        "only_a": only_a,
+        "only_b": only_b,
         "speakers": len(set(speakers)),
         "unrated": unrated,
         "targets": targets,
@@ -283,7 +290,8 @@ def verdict_dimensional(result: Mapping[str, Any], name_a: str = "A", name_b: st
     head = (
         f"{name_a} vs {name_b}"
         + (f" on {result['corpus']}" if result.get("corpus") else "")
-        + f" (n={result['n']}, {result['speakers']} speakers): mean CCC {result['ccc_a']:.3f} vs "
+        + f" (n={result['n']}, {result['speakers']} speakers{_paired_on(result, name_a, name_b)}): "
+        f"mean CCC {result['ccc_a']:.3f} vs "
         f"{result['ccc_b']:.3f}, difference {result['ccc_diff']:+.3f} ({interval}); " + "; ".join(parts) + "."
     )
     leaky = [n for n, key in ((name_a, "leaky_a"), (name_b, "leaky_b")) if result.get(key)]

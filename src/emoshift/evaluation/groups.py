@@ -17,6 +17,7 @@ from emoshift.core.errors import EmoshiftError
 from emoshift.core.io import atomic_write_text
 from emoshift.core.rundir import RunDir
 from emoshift.corpora import resolve_name
+from emoshift.corpora.sources import source_of
 
 BY_KEYS: tuple[str, ...] = ("gender", "age_band", "race", "ethnicity")
 DEFAULT_BY: tuple[str, ...] = ("gender", "age_band")
@@ -294,6 +295,9 @@ def predictions_for(run_dir: str | os.PathLike[str], name: str, root: str) -> tu
         corpus = resolve_name(name, root)  # a manifest table names a corpus of its own
     except KeyError as e:
         raise AuditError(str(e.args[0])) from None
+    missing = source_of(root).missing()  # checked even when predictions exist: a mistyped ROOT is never ignored
+    if missing:
+        raise AuditError(f"{name}: {root}: {missing}")
     run = RunDir.of(run_dir)
     candidates = [run.predictions(corpus), run.predictions(name)]
     for path in candidates:

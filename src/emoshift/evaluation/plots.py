@@ -23,6 +23,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from emoshift.core.io import atomic_open  # noqa: E402
 
@@ -191,6 +192,14 @@ def plot_curves(
             for column, (epochs, values) in lines.items():
                 ax.plot(epochs, values, marker="o" if len(epochs) < 30 else None, markersize=3, label=column)
             ax.set_xlabel("epoch")
+            # whole epochs only, half an epoch of margin: one epoch is a point at 1, not an axis of -0.04..0.04
+            every = [e for epochs, _ in lines.values() for e in epochs]
+            first, last = math.floor(min(every)), math.ceil(max(every))
+            ax.set_xlim(first - 0.5, last + 0.5)
+            if last - first < 12:
+                ax.set_xticks(range(first, last + 1))
+            else:
+                ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.set_ylabel(ylabel)
             if ylabel == "score":  # CCC (dimensional) may dip below 0
                 ax.set_ylim(min(0.0, *(min(v) for _, v in lines.values())), 1.0)

@@ -97,6 +97,7 @@ def _metrics(
     metrics.update(
         {
             "leaky": out.leaky,
+            "training_audio": out.training_audio,
             "corpus": name,
             "split": out.part,
             "speakers": len({out.kept[i].speaker for i in rows}),

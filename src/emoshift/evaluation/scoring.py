@@ -2,8 +2,10 @@
 cross-validation run's out-of-fold predictions.
 
 For a corpus the model trained on, only its held-out test speakers are used (``RUN/splits/<corpus>.csv``); for
-any other corpus, every utterance. ``leaky`` is true when any test speaker was seen in training, or the corpus's
-speakers are unknown (a manifest scanned with ``allow_leak``).
+any other corpus, every utterance. ``leaky`` is true when any test speaker was seen in training, when any test
+utterance is audio the run trained on under whatever name or path (by the fingerprint of its decoded samples,
+:mod:`emoshift.data.fingerprints`; :attr:`Scored.training_audio` counts them), or when the corpus's speakers are
+unknown (a manifest scanned with ``allow_leak``).
 
 - a single model: its values on the corpus (:meth:`emoshift.core.task.Task.values`: probabilities, or ratings);
 - a fold ensemble on a corpus it did not train on: the members combined (mean probability, or mean output);
@@ -20,7 +22,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -54,6 +56,7 @@ class Scored:
     fold: list[int] | None = None  # out-of-fold: the fold whose model scored each row
     members: list[tuple[int, list[Utterance], np.ndarray]] = field(default_factory=list)  # (fold, utts, values)
     scored_by: str = "model"
+    training_audio: int = 0  # scored utterances whose audio the run trained on (under any name or path)
 
 
 @dataclass
@@ -84,20 +87,21 @@ class Scorer:
         utterances (the labels the model knows); ``empty``: the error when nothing is left."""
         if self.is_ensemble and name in self.info.train_corpora:
             return self._out_of_fold(name, sc, keep, empty)
-        utts, part, leaky = test_utterances(self.run, name, sc, self.info)
+        utts, part, leaky, copies = test_utterances(self.run, name, sc, self.info, cache_dir=self.cache_dir)
         utts = keep(utts)
         if not utts:
             raise EvaluationError(empty)
+        seen = set(copies)
         if not self.is_ensemble:
             kept, values, skipped = self.values(self.model, self.info, utts, f"evaluating {name}")
-            return Scored(part, leaky, kept, values, skipped)
+            return Scored(part, leaky, kept, values, skipped, training_audio=sum(u.id in seen for u in kept))
         kept, combined, members, skipped = ensemble_values(
             self.model, utts, cache_dir=self.cache_dir, batch_size=self.batch_size, progress=self.progress,
             desc=f"evaluating {name}",
         )
         per = [(i, kept, m) for i, m in enumerate(members)]
         by = f"fold ensemble ({self.info.task_kind.ensemble})"
-        return Scored(part, leaky, kept, combined, skipped, None, per, by)
+        return Scored(part, leaky, kept, combined, skipped, None, per, by, sum(u.id in seen for u in kept))
 
     def _out_of_fold(self, name: str, sc: Scan, keep: Keep, empty: str) -> Scored:
         """Each fold model on its own test speakers, pooled: every test utterance scored once, by its fold."""
@@ -106,10 +110,11 @@ class Scorer:
         folds: list[int] = []
         skipped: list[Skipped] = []
         per: list[tuple[int, list[Utterance], np.ndarray]] = []
-        leaky = False
+        leaky, n_seen = False, 0
         for i, ((model, info), path) in enumerate(zip(self.model.members, self.model.paths, strict=True)):
-            utts, _, fold_leaky = test_utterances(RunDir.of(path), name, sc, info)
+            utts, _, fold_leaky, copies = test_utterances(RunDir.of(path), name, sc, info, cache_dir=self.cache_dir)
             k, v, bad = self.values(model, info, keep(utts), f"evaluating {name} (fold {i})")
+            n_seen += len(set(copies) & {u.id for u in k})
             kept += k
             values.append(v)
             folds += [i] * len(k)
@@ -124,11 +129,24 @@ class Scorer:
             )
         if not kept:
             raise EvaluationError(empty)
-        return Scored("test", leaky, kept, np.concatenate(values), skipped, folds, per, "pooled out-of-fold predictions")
+        by = "pooled out-of-fold predictions"
+        return Scored("test", leaky, kept, np.concatenate(values), skipped, folds, per, by, n_seen)
 
 
-def test_utterances(run: RunDir, name: str, sc: Scan, info: ModelRecord) -> tuple[list[Utterance], str, bool]:
-    """(utterances, which split, leaky) for corpus ``name`` under this run."""
+class ScoredPart(NamedTuple):
+    """The utterances of a corpus a run is scored on, which part they are, and whether the score is leaky."""
+
+    utterances: list[Utterance]
+    part: str  # "test" (its held-out speakers: a training corpus) or "all"
+    leaky: bool
+    training_audio: list[str]  # ids of those whose audio the run trained on (by content), any name or path
+
+
+def test_utterances(
+    run: RunDir, name: str, sc: Scan, info: ModelRecord, *, cache_dir: str | None = None
+) -> ScoredPart:
+    """The utterances of corpus ``name`` this run is scored on, and whether that score is leaky."""
+    from emoshift.data.fingerprints import training_audio_among
     from emoshift.data.splits import load_split, shared_speakers
 
     seen = set(info.training_speakers)
@@ -138,10 +156,13 @@ def test_utterances(run: RunDir, name: str, sc: Scan, info: ModelRecord) -> tupl
             raise EvaluationError(f"{run.path} trained on {name} but {path} is missing")
         split = load_split(path)
         test_ids = {i for i, part in split.assignment.items() if part == "test"}
-        utts = [u for u in sc.utterances if u.id in test_ids]
-        leaky = bool(split.leaky or sc.leaky or shared_speakers(split) or {u.speaker for u in utts} & seen)
-        return utts, "test", leaky
-    return list(sc.utterances), "all", bool(sc.leaky or {u.speaker for u in sc.utterances} & seen)
+        utts, part = [u for u in sc.utterances if u.id in test_ids], "test"
+        leaky = bool(split.leaky or shared_speakers(split))
+    else:
+        utts, part, leaky = list(sc.utterances), "all", False
+    copies = training_audio_among(run, utts, cache_dir)
+    leaky = bool(leaky or sc.leaky or {u.speaker for u in utts} & seen or copies)
+    return ScoredPart(utts, part, leaky, copies)
 
 
 def fold_summary(scores: list[dict[str, Any]], keys: list[str]) -> dict[str, Any]:

@@ -133,8 +133,8 @@ class FeatureCache:
             seconds=time.perf_counter() - start,
             workers=used,
         )
-        where = {e.id: e for e in index.entries}
-        bad = {s.id: s for s in index.skipped}
+        where = {_key(e): e for e in index.entries}
+        bad = {_key(s): s for s in index.skipped}
         return index.store(
             directory,
             [where[i] for i in plan.order if i in where],
@@ -165,11 +165,21 @@ class _Todo(NamedTuple):
     end: float | None = None
 
 
+# An entry's key: the utterance id *and* its file. Two roots of one corpus (a copy on another disk, a second
+# download) give the same ids; keyed by id alone they replaced each other's entries in the shared cache and
+# were extracted again at every switch. Keyed by (id, path) both stay, each reused while its file is unchanged.
+_Key = tuple[str, str]
+
+
+def _key(row: Entry | SkipRecord | _Todo | Utterance) -> _Key:
+    return (row.id, row.path)
+
+
 @dataclass(slots=True)
 class _Plan:
-    order: list[str] = field(default_factory=list)  # requested ids, in the caller's order
-    reuse: dict[str, Entry] = field(default_factory=dict)  # requested, unchanged (offsets: previous file)
-    known_bad: dict[str, SkipRecord] = field(default_factory=dict)  # requested, failed before, unchanged
+    order: list[_Key] = field(default_factory=list)  # requested (id, path), in the caller's order
+    reuse: dict[_Key, Entry] = field(default_factory=dict)  # requested, unchanged (offsets: previous file)
+    known_bad: dict[_Key, SkipRecord] = field(default_factory=dict)  # requested, failed before, unchanged
     todo: list[_Todo] = field(default_factory=list)
     keep: list[Entry] = field(default_factory=list)  # not requested, file unchanged
     keep_bad: list[SkipRecord] = field(default_factory=list)
@@ -177,26 +187,26 @@ class _Plan:
 
 
 def _plan(utterances: Sequence[Utterance], old: Index | None) -> _Plan:
-    prev = {e.id: e for e in old.entries} if old else {}
-    prev_bad = {s.id: s for s in old.skipped} if old else {}
+    prev = {_key(e): e for e in old.entries} if old else {}
+    prev_bad = {_key(s): s for s in old.skipped} if old else {}
     plan = _Plan()
     seen: set[str] = set()
     for u in utterances:
         if u.id in seen:
             raise ValueError(f"duplicate utterance id {u.id!r}")
         seen.add(u.id)
-        plan.order.append(u.id)
+        plan.order.append(_key(u))
         fp = _fingerprint(u.path)
         key = (u.path, *fp, u.start, u.end) if fp is not None else None
-        e, bad = prev.get(u.id), prev_bad.get(u.id)
+        e, bad = prev.get(_key(u)), prev_bad.get(_key(u))
         if key is not None and e is not None and (e.path, e.size, e.mtime_ns, e.start, e.end) == key:
-            plan.reuse[u.id] = e
+            plan.reuse[_key(u)] = e
         elif key is not None and bad is not None and (bad.path, bad.size, bad.mtime_ns, bad.start, bad.end) == key:
-            plan.known_bad[u.id] = bad
+            plan.known_bad[_key(u)] = bad
         else:
             plan.todo.append(_Todo(u.id, u.path, fp, u.start, u.end))
-    plan.keep, dropped = _unchanged(prev.values(), seen)
-    plan.keep_bad, dropped_bad = _unchanged(prev_bad.values(), seen)
+    plan.keep, dropped = _unchanged(prev.values(), set(plan.order))
+    plan.keep_bad, dropped_bad = _unchanged(prev_bad.values(), set(plan.order))
     plan.dropped = dropped + dropped_bad
     return plan
 
@@ -204,11 +214,11 @@ def _plan(utterances: Sequence[Utterance], old: Index | None) -> _Plan:
 _Row = TypeVar("_Row", Entry, SkipRecord)
 
 
-def _unchanged(rows: Iterable[_Row], asked: set[str]) -> tuple[list[_Row], int]:
+def _unchanged(rows: Iterable[_Row], asked: set[_Key]) -> tuple[list[_Row], int]:
     """Of the rows not asked for: those whose file is unchanged (kept), and how many others (dropped)."""
     kept, dropped = [], 0
     for r in rows:
-        if r.id not in asked:
+        if _key(r) not in asked:
             if _fingerprint(r.path) == (r.size, r.mtime_ns):
                 kept.append(r)
             else:
@@ -335,8 +345,8 @@ def _extraction(
 class _Blocks:
     """Where each spectrogram lands in the data file being written, block after block."""
 
-    skips: dict[str, SkipRecord]  # failures: known before, then this build's
-    entries: dict[str, Entry] = field(default_factory=dict)  # offsets: final, in the new data file
+    skips: dict[_Key, SkipRecord]  # failures: known before, then this build's
+    entries: dict[_Key, Entry] = field(default_factory=dict)  # offsets: final, in the new data file
     in_shards: dict[str, list[Entry]] = field(default_factory=dict)  # shard -> entries, offsets in the shard
     offset: int = 0  # frames written to the data file so far
     n_failed: int = 0
@@ -346,7 +356,7 @@ class _Blocks:
         prev = np.load(previous, mmap_mode="r").T  # (total, n_mels), C order
         for e in unchanged:
             f.write(prev[e.offset : e.offset + e.frames].data)  # (frames, n_mels) rows
-            self.entries[e.id] = dataclasses.replace(e, offset=self.offset)
+            self.entries[_key(e)] = dataclasses.replace(e, offset=self.offset)
             self.offset += e.frames
         del prev
 
@@ -360,7 +370,7 @@ class _Blocks:
             size, mtime_ns = fp if fp is not None else (-1, -1)  # -1: recomputed next time
             entry = Entry(utt_id, path, size, mtime_ns, at, nf, start, end)
             if result.shard is None:
-                self.entries[utt_id] = entry
+                self.entries[_key(entry)] = entry
             else:
                 self.in_shards.setdefault(result.shard, []).append(entry)
             at += nf
@@ -369,7 +379,7 @@ class _Blocks:
         for pos, reason in result.failed:
             utt_id, path, fp, start, end = todo[pos]
             size_, mtime_ = fp if fp is not None else (None, None)
-            self.skips[utt_id] = SkipRecord(utt_id, path, reason, size_, mtime_, start, end)
+            self.skips[(utt_id, path)] = SkipRecord(utt_id, path, reason, size_, mtime_, start, end)
             self.n_failed += 1
 
     def append_shards(self, f: IO[bytes], shard_dir: Path, n_mels: int) -> None:
@@ -377,7 +387,7 @@ class _Blocks:
         for shard, shard_entries in self.in_shards.items():
             frames = _append_file(f, shard_dir / shard) // (n_mels * DTYPE.itemsize)
             for e in shard_entries:
-                self.entries[e.id] = dataclasses.replace(e, offset=self.offset + e.offset)
+                self.entries[_key(e)] = dataclasses.replace(e, offset=self.offset + e.offset)
             self.offset += frames
 
 
@@ -419,8 +429,8 @@ def _write(
             corpus=corpus,
             cfg=cfg,
             data=data_name,
-            entries=[entries[i] for i in plan.order if i in entries] + [entries[e.id] for e in plan.keep],
-            skipped=[skips[i] for i in plan.order if i in skips] + plan.keep_bad,
+            entries=[entries[k] for k in plan.order if k in entries] + [entries[_key(e)] for e in plan.keep],
+            skipped=[skips[k] for k in plan.order if k in skips] + plan.keep_bad,
         )
         atomic_write_text(directory / INDEX_NAME, index.to_json())  # ... and the index commits it
     except BaseException as e:  # the index was not replaced: nothing refers to the new data file

@@ -10,7 +10,7 @@ their own unlabelled recordings (transductive, as speaker normalisation is every
 :class:`SpeakerNormStore` gives each spectrogram ``x`` of speaker ``s`` as ``(x - mean_s) / std_s``; the CNN
 family feeds those to the model past its own standardisation (``SpectrogramClassifier.normalised``), so
 augmentation (SpecAugment's fill, zero padding) works in z-score units, where 0 is the speaker's mean. The
-model's fixed standardisation (:class:`emoshift.models.cnn.BinStandardize`) holds the training speakers' pooled
+model's fixed standardisation (:class:`emoshift.models.cnn_nets.BinStandardize`) holds the training speakers' pooled
 statistics (:func:`pooled`) for a clip of an unknown speaker (predict, serve, the ONNX graph).
 """
 

@@ -55,13 +55,13 @@ def register_model(spec: ModelSpec) -> None:
 
 
 register_model(
-    ModelSpec("resnet18", "spectrogram", "emoshift.models.cnn", "resnet18", "ResNet-18 (transformers) on log-mels")
+    ModelSpec("resnet18", "spectrogram", "emoshift.models.cnn_nets", "resnet18", "ResNet-18 (transformers) on log-mels")
 )
 register_model(
     ModelSpec(
         "efficientnet_b0",
         "spectrogram",
-        "emoshift.models.cnn",
+        "emoshift.models.cnn_nets",
         "efficientnet_b0",
         "EfficientNet-B0 (transformers) on log-mels",
     )
@@ -146,6 +146,23 @@ class RegistryChecks:
 
 
 CONFIG_CHECKS = RegistryChecks()
+
+
+def _family_unused(cfg: ExperimentConfig) -> frozenset[str]:
+    """The keys ``cfg``'s model family does not read (none for a name the registry does not know)."""
+    try:
+        return family_of(cfg.model.name, cfg.model.mode).unused(cfg)
+    except (KeyError, ValueError, EmoshiftError):
+        return frozenset()
+
+
+def _register_unused() -> None:
+    from emoshift.config.experiment import set_family_unused
+
+    set_family_unused(_family_unused)
+
+
+_register_unused()
 
 
 def check_config(cfg: ExperimentConfig) -> None:

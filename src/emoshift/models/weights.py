@@ -7,7 +7,7 @@ JSON it wrote (:meth:`emoshift.models.families.Family.rebuild`). Paths come from
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
@@ -15,9 +15,6 @@ from torch import nn
 from emoshift.core.io import atomic_write_bytes
 from emoshift.core.record import MODEL_FORMAT, ModelRecord, RecordError
 from emoshift.core.rundir import RunDir, RunError
-
-if TYPE_CHECKING:
-    from emoshift.models.families import Family
 
 
 def save_weights(model: nn.Module, path: str | os.PathLike[str]) -> None:
@@ -41,7 +38,7 @@ def load_weights(model: nn.Module, path: str | os.PathLike[str]) -> None:
         )
 
 
-def family_of_record(info: ModelRecord) -> Family:
+def family_of_record(info: ModelRecord) -> Any:  # a Family (models.families imports this module: no type import)
     """The family of a saved model; RunError (one line) for a model (or mode) this install does not register."""
     from emoshift.models import family_of
 

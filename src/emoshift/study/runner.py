@@ -14,6 +14,7 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
+from emoshift.core.errors import TrainingInterrupted
 from emoshift.core.extras import MissingExtraError
 from emoshift.core.io import DiskFullError, atomic_write_text
 from emoshift.core.lock import holds_folder
@@ -41,7 +42,7 @@ def _run_one(study: Study, exp: Experiment, out: Path, progress: bool, log: Prog
             outcome = run_training(study, exp, out, progress, log)
         else:
             outcome = run_audit_only(study, exp, out, log)
-    except (DiskFullError, MissingExtraError):  # every experiment after this one would fail the same way: stop
+    except (DiskFullError, MissingExtraError, TrainingInterrupted):  # each later one would fail alike / Ctrl-C
         raise
     except Exception as e:  # one experiment failing must not lose the others
         outcome = Outcome(exp.id, "failed", run_dir(out, exp.id), error=one_line(e))

@@ -13,6 +13,9 @@ An experiment's config is resolved in this order (later wins)::
     defaults -> profile.defaults -> for each experiment in the extends chain, root first:
     (its config -> profile.experiments[its id]) -> --set key=value -> --set ID:key=value
 
+An experiment of a dimensional task (``task: dimensional``) is refused when the study is loaded, in one line:
+the study's report, claims and audits compare emotion classes (UAR), not ratings.
+
 A distillation teacher given as an experiment id (``training.distill.teacher: L2b``) becomes the run directory
 ``OUT/runs/L2b`` and that experiment runs first. When a later layer changes ``training.epochs`` of an
 experiment with multi-stage fine-tuning (``training.stages``, set by an earlier layer), the stages are fitted
@@ -533,6 +536,11 @@ def _experiment(spec: ExperimentSpec, ctx: _Context) -> Experiment:
     cfg, notes = _resolve_experiment(
         spec, ctx.file, ctx.profile_spec, ctx.roots, ctx.shared, ctx.scoped.get(spec.id, [])
     )
+    if cfg.task_kind.rated:  # refused up front: the report, the claims and the audits compare classes
+        raise StudyError(
+            f"experiment {spec.id}: task: {cfg.task} is not supported in a study (its report compares UAR over "
+            "emotion classes); train and evaluate it with `emoshift train`"
+        )
     teacher = _teacher(spec, cfg, ctx.file)
     return Experiment(
         spec=spec,

@@ -3,7 +3,7 @@
 The teacher may be any architecture (a HuBERT teacher for a ResNet student too): both predict on the same
 utterances, so only the label lists must agree. Logits are cached in ``TEACHER_RUN/teacher_logits/`` keyed by
 the utterance ids, so several students (or a resumed student) reuse them.
-The loss itself is :func:`emoshift.models.module.distillation_loss`.
+The loss itself is :func:`emoshift.training.module.distillation_loss`.
 """
 
 from __future__ import annotations

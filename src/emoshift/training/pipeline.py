@@ -34,9 +34,11 @@ from emoshift.core.record import ModelRecord
 from emoshift.core.rundir import RunDir, write_model_json
 from emoshift.corpora import EMOTIONS, Scan
 from emoshift.data.datasets import Item
+from emoshift.data.fingerprints import record_training_audio
 from emoshift.evaluation.modelcard import write_model_card
 from emoshift.models import family_of
 from emoshift.models.families import Family, FitData, Fitted
+from emoshift.training.fit import fit_lightning
 from emoshift.training.tracking import Tracker, start_tracking
 
 log = logging.getLogger("emoshift.training.train")  # the name users filter on
@@ -199,13 +201,16 @@ def train_run(
         prep = prepare_data(cfg, run, progress=progress, scans=scans)  # scan + speaker split
         family, model, data = set_up_fit(cfg, prep, progress=progress)
         fitted = family.fit(
-            cfg, data, run, model=model, progress=progress, callbacks=callbacks, loggers=tracker.loggers()
+            cfg, data, run, model=model, progress=progress, callbacks=callbacks, loggers=tracker.loggers(),
+            fit_loop=fit_lightning,
         )
         if not fitted.is_main:
             return run.path  # DDP workers stop here; rank 0 saves and evaluates
 
         family.save(fitted.model, run)
         write_model_json(run, model_info(cfg, family, fitted.model, prep, fingerprint))
+        # what it learned from, by content: the same audio under another name or path is a leak when tested
+        record_training_audio(run, [it.utt for it in (*prep.train, *prep.val)], cfg.data.cache_dir)
         evaluate_and_plot(cfg, run, prep, progress=progress, scans=scans)
         atomic_write_json(run.done, done_info(cfg, fitted, prep, fingerprint, started))  # the run is complete
         write_model_card(run.path)  # RUN/README.md (Hugging Face model-card layout), from the finished run
@@ -294,7 +299,12 @@ def eval_roots(cfg: ExperimentConfig) -> dict[str, str]:
 
 
 def evaluate_and_plot(
-    cfg: ExperimentConfig, run: RunDir, prep: Prepared, *, progress: bool, scans: dict[str, Scan] | None = None
+    cfg: ExperimentConfig,
+    run: RunDir,
+    prep: Prepared,
+    *,
+    progress: bool,
+    scans: dict[str, Scan] | None = None,
 ) -> None:
     """Evaluate on the training corpora (their test speakers) and on any extra corpus; plot the curves."""
     from emoshift.evaluation.evaluate import evaluate_run

@@ -32,7 +32,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from emoshift.core.errors import EmoshiftError
+from emoshift.core.errors import EmoshiftError, TrainingInterrupted
 from emoshift.core.extras import require
 from emoshift.core.io import atomic_write_json
 from emoshift.core.rundir import RunDir
@@ -145,7 +145,7 @@ class Tracker:
         """Ends the tracked run FINISHED, or FAILED / KILLED when the body raises."""
         try:
             yield self
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, TrainingInterrupted):
             self.end("KILLED")
             raise
         except BaseException:

@@ -120,6 +120,8 @@ def fit_trial(
 ) -> float:
     """Train ``cfg`` into ``run_dir`` on its training speakers and return its score on the validation speakers
     (:func:`objective_metric`); the test speakers are never read. ``callbacks`` go to Lightning (pruning)."""
+    from emoshift.training.fit import fit_lightning
+
     check_tunable(cfg)
     run = RunDir.of(run_dir)
     fingerprint, _ = start_run(cfg, run)
@@ -130,7 +132,9 @@ def fit_trial(
     if isinstance(family, NeuralFamily):
         metric = objective_metric(cfg)
         best = BestMetric(metric)
-        family.fit(cfg, data, run, model=model, progress=progress, callbacks=[best, *callbacks])
+        family.fit(
+            cfg, data, run, model=model, progress=progress, callbacks=[best, *callbacks], fit_loop=fit_lightning
+        )
         if best.value == -float("inf"):
             raise TuneError(f"training {cfg.model.name} logged no {metric}: nothing to select on")
         return best.value
@@ -478,13 +482,16 @@ def final_command(cfg: ExperimentConfig, out: Path) -> str:
 
 
 def write_plots(study: Any, plots: Path, *, progress: bool) -> list[Path]:
-    """optimization_history.png (at least one complete trial) and param_importances.png (at least two);
-    a plot that cannot be drawn is skipped with its reason printed."""
+    """optimization_history.png (at least one complete trial) and param_importances.png (at least two, and
+    scores that differ: when every trial scored the same no parameter explains anything, and Optuna's equal
+    shares would read as importance); a plot that cannot be drawn is skipped with its reason printed."""
     import optuna.visualization.matplotlib as ovm
 
     from emoshift.evaluation.plots import save_figure
 
-    complete = len(study.get_trials(deepcopy=False, states=_states(("COMPLETE",))))
+    finished = study.get_trials(deepcopy=False, states=_states(("COMPLETE",)))
+    complete = len(finished)
+    scores = {t.value for t in finished}
     drawers: dict[str, tuple[Callable[[Any], Any], int]] = {
         "optimization_history": (ovm.plot_optimization_history, 1),
         "param_importances": (ovm.plot_param_importances, 2),
@@ -493,6 +500,10 @@ def write_plots(study: Any, plots: Path, *, progress: bool) -> list[Path]:
     for name, (draw, need) in drawers.items():
         if complete < need:
             say(f"{name}.png skipped: it needs at least {need} complete trial(s), the study has {complete}", enabled=progress, stderr=True)
+            continue
+        if name == "param_importances" and len(scores) == 1:
+            say(f"{name}.png skipped: every complete trial scored the same ({next(iter(scores)):.4g}), so there is "
+                "no importance to show (no parameter changed the score)", enabled=progress, stderr=True)
             continue
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -105,6 +105,14 @@ def compare(*, num_labels: int, **kwargs: Any) -> AcousticModel:
 class AcousticFamily(Family):
     name = "acoustic"
     input_kind = "functionals"
+    # closed form, no epochs: nothing of training/trainer applies, nor the neural models' options, nor the
+    # log-mel settings (functionals read only features.sample_rate, trim_silence and trim_top_db)
+    unused_keys = frozenset({
+        "model.pretrained", "model.dropout", "model.width_mult", "model.mode", "model.preset", "model.pooling",
+        "model.layer_sum", "model.head_hidden", "training", "trainer", "data.num_workers",
+        *(f"features.{k}" for k in ("n_mels", "win_ms", "hop_ms", "n_fft", "f_min", "f_max", "power", "top_db",
+                                    "crop_s")),
+    })
     exportable = False
     not_exportable = (
         "its openSMILE functionals are computed by openSMILE's own binary, outside any network graph; "
@@ -120,6 +128,9 @@ class AcousticFamily(Family):
             raise ValueError("training.stages (multi-stage fine-tuning) applies to SSL models (hubert, ssl) only")
         if cfg.training.distill is not None:
             raise ValueError(f"{cfg.model.name} is a scikit-learn head: it cannot learn from a teacher's logits")
+
+    def unused(self, cfg: ExperimentConfig) -> frozenset[str]:
+        return self.unused_keys | ({"model.head"} if cfg.task == "dimensional" else set())  # ridge, always
 
     @staticmethod
     def head(cfg: ExperimentConfig) -> str:
@@ -214,6 +225,7 @@ class AcousticFamily(Family):
         progress: bool,
         callbacks: Sequence[Any] = (),
         loggers: Sequence[Any] = (),
+        fit_loop: Any = None,
     ) -> Fitted:
         items = [*data.train, *data.val]
         x = np.concatenate([data.stores[it.utt.corpus].matrix([it.utt.id]) for it in items])  # (N, D)

@@ -8,7 +8,7 @@ A family answers every question about a kind of model that used to be a branch o
   EmbeddingCache, or none for raw waveforms), its datasets and batching (:meth:`Family.datasets`,
   :meth:`Family.max_batch_samples`), how a batch reaches the net (:meth:`Family.forward`) and is augmented
   (:meth:`Family.augment`), the net that trains (:meth:`Family.train_net`) and its optimiser groups;
-- how it trains (:meth:`Family.fit`; :class:`NeuralFamily` fits with Lightning, a family may fit otherwise:
+- how it trains (:meth:`Family.fit`; :class:`NeuralFamily` fits with the Lightning loop training/ passes in, a family may fit otherwise:
   the acoustic family's model is a scikit-learn head, not a torch module, so "model" is ``Any`` here);
 - saving: what model.json records (:meth:`Family.architecture_info`), the weights in the run directory
   (:meth:`Family.save`: safetensors, never a pickle) and rebuilding from both (:meth:`Family.rebuild`,
@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from emoshift.data.datasets import Item
 
 Advance = Callable[[int], None]
+FitLoop = Callable[..., "Fitted"]  # (family, cfg, data, run, *, model, progress, callbacks, loggers) -> Fitted
 MAX_SECONDS = 8.0  # waveform models see at most this much audio (centred) at inference
 
 
@@ -75,6 +76,9 @@ class Family(ABC):
     # is not says why in ``not_exportable`` (one line, for the user).
     exportable: ClassVar[bool] = True
     not_exportable: ClassVar[str] = ""
+    # Dotted config keys (a whole section, or one key) this family never reads: RUN/config.yaml leaves them
+    # out and the run's identity (the config fingerprint) ignores them, so changing one retrains nothing.
+    unused_keys: ClassVar[frozenset[str]] = frozenset()
 
     # -- config ---------------------------------------------------------------------------------------
     @abstractmethod
@@ -88,6 +92,11 @@ class Family(ABC):
     def check_config(self, cfg: ExperimentConfig) -> None:
         """Raise ValueError (one line) when ``cfg`` asks this family for something it cannot do."""
         return None
+
+    def unused(self, cfg: ExperimentConfig) -> frozenset[str]:
+        """The dotted keys of ``cfg`` this family does not read (:attr:`unused_keys`, and any that depend on
+        the config, e.g. the task)."""
+        return self.unused_keys
 
     @abstractmethod
     def describe(self, cfg: ExperimentConfig) -> str:
@@ -143,9 +152,12 @@ class Family(ABC):
         progress: bool,
         callbacks: Sequence[Any] = (),
         loggers: Sequence[Any] = (),
+        fit_loop: FitLoop | None = None,
     ) -> Fitted:
         """Train ``model`` on ``data`` (resuming from ``run``'s checkpoints if any) and return it trained;
-        ``loggers``: Lightning loggers (experiment tracking) for a family that trains with Lightning."""
+        ``loggers``: Lightning loggers (experiment tracking) for a family that trains with Lightning;
+        ``fit_loop``: the training layer's fit a neural family trains through (``training.fit.fit_lightning``;
+        fit_lightning`; passed in, as the loggers are: this layer never imports training/)."""
 
     # -- inference ------------------------------------------------------------------------------------
     @abstractmethod
@@ -176,7 +188,7 @@ class Family(ABC):
 
 
 class NeuralFamily(Family):
-    """A torch net trained by the Lightning module (:mod:`emoshift.models.lightning`)."""
+    """A torch net trained with Lightning: the fit (:mod:`emoshift.training.fit`) is passed in as ``fit_loop``."""
 
     def train_net(self, model: nn.Module) -> nn.Module:
         """The module that trains (its parameters are ``model``'s, so training it trains ``model``)."""
@@ -218,9 +230,8 @@ class NeuralFamily(Family):
         progress: bool,
         callbacks: Sequence[Any] = (),
         loggers: Sequence[Any] = (),
+        fit_loop: FitLoop | None = None,
     ) -> Fitted:
-        from emoshift.models.lightning import fit_lightning
-
-        return fit_lightning(
-            self, cfg, data, run, model=model, progress=progress, callbacks=callbacks, loggers=loggers
-        )
+        if fit_loop is None:
+            raise TypeError(f"{self.name}: a neural family trains through the training layer's fit (fit_loop=)")
+        return fit_loop(self, cfg, data, run, model=model, progress=progress, callbacks=callbacks, loggers=loggers)

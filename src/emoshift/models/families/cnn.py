@@ -30,6 +30,11 @@ if TYPE_CHECKING:
 class CNNFamily(NeuralFamily):
     name = "cnn"
     input_kind = "spectrogram"
+    unused_keys = frozenset({
+        "model.mode", "model.preset", "model.pooling", "model.layer_sum", "model.head_hidden",  # SSL encoders'
+        "model.head",  # the acoustic baselines'
+        "training.encoder_lr", "training.stages", "training.max_batch_seconds",  # SSL fine-tuning's
+    })
 
     def builder_kwargs(self, m: ModelConfig) -> dict[str, Any]:
         return {"pretrained": m.pretrained, "dropout": m.dropout, "width_mult": m.width_mult,
@@ -58,7 +63,7 @@ class CNNFamily(NeuralFamily):
                 "speaker_norm": cfg.model.speaker_norm}
 
     def rebuild(self, info: ModelRecord) -> nn.Module:
-        from emoshift.models.cnn import from_backbone_config
+        from emoshift.models.cnn_nets import from_backbone_config
 
         bins = int(info.features["n_mels"]) if info.speaker_norm else None  # older runs: no key, None
         return from_backbone_config(
@@ -87,7 +92,7 @@ class CNNFamily(NeuralFamily):
         return _speaker_normalised(model, stores, speaker_of, wanted)
 
     def train_net(self, model: nn.Module) -> nn.Module:
-        from emoshift.models.cnn import BinStandardize, SpectrogramClassifier
+        from emoshift.models.cnn_nets import BinStandardize, SpectrogramClassifier
 
         # speaker_norm: the stores give each speaker's z-scores, which go past the model's own standardisation
         if isinstance(model, SpectrogramClassifier) and isinstance(model.norm, BinStandardize):

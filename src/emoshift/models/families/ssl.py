@@ -38,6 +38,7 @@ class SSLFinetuneFamily(NeuralFamily):
     name = "ssl-finetune"
     input_kind = "waveform"
     mode = "finetune"
+    unused_keys = frozenset({"model.width_mult", "model.head", "model.speaker_norm"})  # the CNNs' and baselines'
     mixup = False  # mixing two waveforms is not a mixture of two emotions' features
 
     def builder_kwargs(self, m: ModelConfig) -> dict[str, Any]:
@@ -176,6 +177,8 @@ def _at_most(wave: np.ndarray, sr: int) -> np.ndarray:
 class SSLFrozenFamily(SSLFinetuneFamily):
     name = "ssl-frozen"
     mode = "frozen"
+    # the head trains on cached embeddings: no encoder learning rate, no padded-audio cap on its batches
+    unused_keys = SSLFinetuneFamily.unused_keys | {"training.encoder_lr", "training.max_batch_seconds"}
     mixup = True  # the head trains on cached embeddings, which mix
 
     def check_model(self, m: ModelConfig) -> None:

@@ -15,7 +15,8 @@ from torch.utils.data import DataLoader
 
 from emoshift.config import TrainingConfig
 from emoshift.models.families import get_family
-from emoshift.models.module import EmotionModule, distillation_loss, uar_from_confusion
+from emoshift.training.module import EmotionModule
+from emoshift.training.objective import ClassObjective, distillation_loss, uar_from_confusion
 
 CNN = get_family("cnn")  # TinyNet takes log-mel batches (B, 1, n_mels, T)
 
@@ -155,7 +156,7 @@ def _fit(
     schedule: str, epochs: int = 3, batches: int = 5, **training: Any
 ) -> tuple[EmotionModule, L.Trainer, list[float]]:
     cfg = TrainingConfig(schedule=schedule, epochs=epochs, lr=0.01, warmup_epochs=1.0, **training)
-    module = EmotionModule(TinyNet(), labels=LABELS, training=cfg, family=CNN)
+    module = EmotionModule(TinyNet(), training=cfg, family=CNN, objective=ClassObjective(LABELS, cfg))
     log = LrLog()
     trainer = _trainer(max_epochs=epochs, limit_train_batches=batches, limit_val_batches=2, callbacks=[log])
     with warnings.catch_warnings():
@@ -214,7 +215,7 @@ def test_weight_decay_spares_biases_and_norm_parameters() -> None:
 def test_validation_metrics_equal_sklearn_on_the_module_predictions() -> None:
     torch.manual_seed(0)
     cfg = TrainingConfig(schedule="constant", epochs=1)
-    module = EmotionModule(TinyNet(), labels=LABELS, training=cfg, family=CNN)
+    module = EmotionModule(TinyNet(), training=cfg, family=CNN, objective=ClassObjective(LABELS, cfg))
     loader = _loader(37, 2, batch_size=8)  # a short last batch
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
