@@ -58,7 +58,7 @@ def test_values_are_the_models_raw_outputs(dim_exported: tuple[Path, dict, Path]
     run, _, table = dim_exported
     model, info = load_model(run, device="cpu")
     wave, _ = sf.read(_takes(table)[1], dtype="float32")
-    window = wave[: int(info["features"]["crop_s"] * 16_000)]
+    window = wave[: int(info.features["crop_s"] * 16_000)]
     direct = predict_waveform(model, info, window, 16_000)  # {target: value}
     served = open_backend(run, "torch").values(window[None])[0]  # (T,)
     assert list(direct) == TRAINED

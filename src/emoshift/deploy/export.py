@@ -356,12 +356,7 @@ def export_runs(
     from emoshift.deploy.onnx_backend import OnnxBackend
     from emoshift.deploy.torch_backend import TorchBackend
 
-    if fmt not in FORMATS:
-        raise ExportError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
-    if quantize is not None and quantize not in QUANTIZE:
-        raise ExportError(f"--quantize must be one of {', '.join(QUANTIZE)}, got {quantize!r}")
-    if tolerance is not None and not (np.isfinite(tolerance) and tolerance > 0):
-        raise ExportError(f"--tolerance must be a positive number, got {tolerance:g}")
+    _check_options(fmt, quantize, tolerance)
     if not runs:
         raise ExportError("name at least one run directory")
     paths = [Path(r) for r in runs]
@@ -417,6 +412,15 @@ def export_runs(
     report["seconds"] = round(time.time() - t0, 2)
     atomic_write_json(report_path(target), report)
     return report
+
+
+def _check_options(fmt: str, quantize: str | None, tolerance: float | None) -> None:
+    if fmt not in FORMATS:
+        raise ExportError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    if quantize is not None and quantize not in QUANTIZE:
+        raise ExportError(f"--quantize must be one of {', '.join(QUANTIZE)}, got {quantize!r}")
+    if tolerance is not None and not (np.isfinite(tolerance) and tolerance > 0):
+        raise ExportError(f"--tolerance must be a positive number, got {tolerance:g}")
 
 
 def _refusal(parity: dict[str, Any], meta: ModelMeta, report: Path) -> str:

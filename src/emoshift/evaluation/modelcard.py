@@ -204,30 +204,6 @@ def _dimensional_results(s: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _training_data_section(s: dict[str, Any]) -> list[str]:
-    """The card's "Training data" section: utterances and speakers per corpus (per fold model of an ensemble)."""
-    ens, prot = s["ensemble"], s["protocol"]
-    lines = ["", "## Training data", ""]
-    if ens:
-        tested = "; ".join(f"{c}: {t['utterances']} utterances of {t['speakers']} speakers"
-                           for c, t in ens["tested_out_of_fold"].items())
-        lines += [f"Each fold model trained on its own speakers (rows below); together the folds tested every "
-                  f"utterance once, out of fold ({tested}).", "",
-                  "| corpus | fold model | train | val | test | speakers (train/val/test) |",
-                  "| --- | --- | ---: | ---: | ---: | --- |"]
-    else:
-        lines += ["| corpus | train | val | test | speakers (train/val/test) |", "| --- | ---: | ---: | ---: | --- |"]
-    for d in s["training_data"]:
-        u, sp = d["utterances"], d["speakers"]
-        member = f" {d['member']} |" if "member" in d else ""
-        lines.append(f"| {d['corpus']} |{member} {u.get('train', 0)} | {u.get('val', 0)} | {u.get('test', 0)} | "
-                     f"{sp.get('train', 0)}/{sp.get('val', 0)}/{sp.get('test', 0)} |")
-    if prot.get("label_counts"):
-        counts = ", ".join(f"{k} {v}" for k, v in sorted(prot["label_counts"].items()))
-        lines += ["", f"Training utterances per label: {counts}."]
-    return lines
-
-
 def render_model_card(run_dir: str | os.PathLike[str]) -> str:
     s = model_summary(run_dir)
     run = Path(run_dir)
@@ -256,7 +232,10 @@ def render_model_card(run_dir: str | os.PathLike[str]) -> str:
     else:
         lines.append("- Trained with emoshift (Lightning); weights in model.safetensors, ONNX graph in model.onnx when "
                      "exported")
-    lines += _training_data_section(s)
+    lines += ["", "## Training data", "", *_training_lines(s)]
+    if prot.get("label_counts"):
+        counts = ", ".join(f"{k} {v}" for k, v in sorted(prot["label_counts"].items()))
+        lines += ["", f"Training utterances per label: {counts}."]
     lines += ["", "## Protocol", "", f"- Split: {prot['split']}"]
     if dimensional:
         lines.append(f"- Targets: {', '.join(s['targets'])}, each corpus's ratings rescaled to [{lo:g}, {hi:g}]; the "
@@ -297,6 +276,26 @@ def render_model_card(run_dir: str | os.PathLike[str]) -> str:
               f"emoshift serve {name}           # web page and API on http://127.0.0.1:8000", "```", "",
               *onnx_snippet(name, s)]
     return "\n".join(lines)
+
+
+def _training_lines(s: dict[str, Any]) -> list[str]:
+    """The training-data table: one row per corpus, or per corpus and fold model of an ensemble."""
+    ens = s["ensemble"]
+    if ens:
+        tested = "; ".join(f"{c}: {t['utterances']} utterances of {t['speakers']} speakers"
+                           for c, t in ens["tested_out_of_fold"].items())
+        lines = [f"Each fold model trained on its own speakers (rows below); together the folds tested every "
+                 f"utterance once, out of fold ({tested}).", "",
+                 "| corpus | fold model | train | val | test | speakers (train/val/test) |",
+                 "| --- | --- | ---: | ---: | ---: | --- |"]
+    else:
+        lines = ["| corpus | train | val | test | speakers (train/val/test) |", "| --- | ---: | ---: | ---: | --- |"]
+    for d in s["training_data"]:
+        u, sp = d["utterances"], d["speakers"]
+        member = f" {d['member']} |" if "member" in d else ""
+        lines.append(f"| {d['corpus']} |{member} {u.get('train', 0)} | {u.get('val', 0)} | {u.get('test', 0)} | "
+                     f"{sp.get('train', 0)}/{sp.get('val', 0)}/{sp.get('test', 0)} |")
+    return lines
 
 
 def _speakers_sentence(s: dict[str, Any]) -> str:

@@ -118,19 +118,11 @@ def _install_error_handlers(app: FastAPI) -> None:
         return _error(500, "internal error: the server failed on this request (see its log)")
 
 
-def _install_middleware(app: FastAPI, settings: ServeSettings) -> None:
-    """The API key check on /v1 (when one is set) and the access log (outermost: it sees 401s and 503s too)."""
+def _install_access_log(app: FastAPI) -> None:
+    """One INFO line per request on ``emoshift.serve``: client, method, path, status, ms and the route's note."""
 
     @app.middleware("http")
-    async def api_key(request: Request, call_next: Any) -> Any:
-        if settings.api_key and request.url.path.startswith("/v1"):
-            given = request.headers.get("x-api-key") or request.headers.get("authorization", "").removeprefix("Bearer ")
-            if not hmac.compare_digest(given.encode(), settings.api_key.encode()):
-                return _error(401, "missing or wrong API key (send it as X-API-Key)")
-        return await call_next(request)
-
-    @app.middleware("http")
-    async def access_log(request: Request, call_next: Any) -> Any:  # outermost: sees 401s and 503s too
+    async def access_log(request: Request, call_next: Any) -> Any:
         started = time.perf_counter()
         response = await call_next(request)
         note = getattr(request.state, "note", "")
@@ -138,6 +130,13 @@ def _install_middleware(app: FastAPI, settings: ServeSettings) -> None:
         log.info("%s %s %s %d %.0f ms%s", client, request.method, request.url.path, response.status_code,
                  1000 * (time.perf_counter() - started), f" {note}" if note else "")
         return response
+
+
+def _answer_note(result: dict[str, Any], size: int) -> str:
+    """A prediction in the request log: bytes, seconds and the label (or a dimensional model's values)."""
+    answer = result.get("label") or ", ".join(f"{k} {v:.2f}" for k, v in result.items()
+                                               if isinstance(v, float) and k != "duration_s")
+    return f"{size} bytes, {result['duration_s']:.1f} s -> {answer}"
 
 
 def create_app(run_dir: str | os.PathLike[str], backend: Backend, settings: ServeSettings | None = None) -> FastAPI:
@@ -153,7 +152,15 @@ def create_app(run_dir: str | os.PathLike[str], backend: Backend, settings: Serv
     _install_error_handlers(app)
     app.state.gate, app.state.pool = gate, pool
 
-    _install_middleware(app, settings)
+    @app.middleware("http")
+    async def api_key(request: Request, call_next: Any) -> Any:
+        if settings.api_key and request.url.path.startswith("/v1"):
+            given = request.headers.get("x-api-key") or request.headers.get("authorization", "").removeprefix("Bearer ")
+            if not hmac.compare_digest(given.encode(), settings.api_key.encode()):
+                return _error(401, "missing or wrong API key (send it as X-API-Key)")
+        return await call_next(request)
+
+    _install_access_log(app)  # outermost: sees 401s and 503s too
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def page() -> HTMLResponse:
@@ -195,20 +202,14 @@ def create_app(run_dir: str | os.PathLike[str], backend: Backend, settings: Serv
                                  request.stream(), limit)
             data = await asyncio.wait_for(upload, timeout=settings.upload_timeout_s)
             result = await asyncio.get_running_loop().run_in_executor(pool, infer, data, segments)
-        except UploadError as e:
-            request.state.note = f"({e})"
-            return _error(e.status, str(e))
+        except (UploadError, AudioError) as e:
+            request.state.note = f"({e})"  # the request log says why
+            return _error(e.status if isinstance(e, UploadError) else audio_status(e), str(e))
         except TimeoutError:  # a slow or stalled uploader gives its admission slot back
-            request.state.note = "(upload timed out)"
             return _error(408, f"the upload did not arrive within {settings.upload_timeout_s:g} s")
-        except AudioError as e:
-            request.state.note = f"({e})"
-            return _error(audio_status(e), str(e))
         finally:
             gate.leave()
-        answer = result.get("label") or ", ".join(f"{k} {v:.2f}" for k, v in result.items()
-                                                   if isinstance(v, float) and k != "duration_s")
-        request.state.note = f"{len(data)} bytes, {result['duration_s']:.1f} s -> {answer}"
+        request.state.note = _answer_note(result, len(data))
         return JSONResponse(result)
 
     @app.on_event("shutdown")
