@@ -30,6 +30,8 @@ NOT_RUN: dict[str, str] = {
     "emoshift serve": "a server that runs until stopped (tests/deploy start it in-process)",
     "--profile paper": "the paper profile is for the real corpora (HuBERT weights from the Hugging Face hub)",
     "--launcher slurm": "needs a SLURM cluster",
+    "hf:": "a Hugging Face dataset on disk (tests/corpora build one with the datasets library)",
+    "lhotse:": "lhotse manifests (tests/corpora build them with lhotse)",
 }
 TINY = [
     "features.n_mels=32",
