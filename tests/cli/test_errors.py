@@ -1,5 +1,6 @@
 """The CLI's error rule (cli/__init__.py): an EmoshiftError is the user's, printed as one line with exit code 2;
-anything else is a bug and keeps its traceback. ``train``, ``evaluate`` and ``tune`` catch nothing themselves,
+anything else is a bug and keeps its traceback. ``train``, ``evaluate``, ``tune``, ``audit`` and ``compare`` catch
+nothing themselves,
 so a KeyError or FileNotFoundError deep in the pipeline is no longer shown as ``error: labels``."""
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ COMMANDS = {
     "evaluate": ("emoshift.evaluation.evaluate.evaluate_run", lambda tmp: ["evaluate", str(tmp), "--on", f"ravdess={tmp}"]),
     "tune": ("emoshift.training.tune.tune",
              lambda tmp: ["tune", "--corpus", f"ravdess={tmp}", "--space", str(tmp / "space.yaml"), "-n", "1", "-o", str(tmp / "t")]),
+    "audit": ("emoshift.evaluation.audit.audit_run", lambda tmp: ["audit", str(tmp), "--on", f"ravdess={tmp}"]),
+    "compare": ("emoshift.evaluation.compare.compare_runs",
+                lambda tmp: ["compare", str(tmp / "a"), str(tmp / "b"), "--on", f"ravdess={tmp}"]),
 }
 
 

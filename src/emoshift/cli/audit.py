@@ -10,18 +10,6 @@ from emoshift.cli import app
 from emoshift.cli._common import console, fail, parse_named_roots
 
 
-def _user_errors() -> tuple[type[BaseException], ...]:
-    """Exceptions besides EmoshiftError (which the application prints) that are the user's input here: shown
-    as one line, no traceback."""
-    from emoshift.corpora import ScanValidationError
-
-    return (ValueError, OSError, KeyError, ScanValidationError)
-
-
-def _message(err: BaseException) -> str:
-    return str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
-
-
 @app.command("audit")
 def audit(
     run: Path = typer.Argument(..., help="Run directory (holds model.json and predictions/<corpus>.csv)."),
@@ -54,36 +42,35 @@ def audit(
     from emoshift.evaluation.modelcard import refresh_model_card
 
     roots = parse_named_roots(on, "--on")
-    try:
-        keys = parse_by(by)
-        edges = parse_age_bands(age_bands)
-        for name, root in roots.items():
-            path = audit_run(
-                run,
-                name,
-                root,
-                by=keys,
-                age_bands=edges,
-                seed=seed,
-                n_resamples=resamples,
-                n_permutations=permutations,
-                min_speakers=min_speakers,
-            )
-            report = json.loads(path.read_text(encoding="utf-8"))
-            console.print(
-                f"[bold]{report['corpus']}[/]: wrote {path} and {path.with_suffix('.md').name}",
-                soft_wrap=True,
-            )
-            if collapse_verdict(report):
-                console.print(f"  [bold yellow]{collapse_verdict(report)}[/]", highlight=False, soft_wrap=True)
-            for key, section in report["by"].items():
-                console.print(f"  {verdict(key, section)}", highlight=False, soft_wrap=True)
-        # the card's fairness section reads audit/ (here, not in audit_run: the card reads the audit module)
-        card = refresh_model_card(run)
-        if card is not None:
-            console.print(f"updated {card}", highlight=False, soft_wrap=True)
-    except _user_errors() as e:
-        fail(_message(e))
+    # every user error below is an EmoshiftError (AuditError, PredictionsError, ...), printed by the
+    # application as one line; anything else is a bug and keeps its traceback
+    keys = parse_by(by)
+    edges = parse_age_bands(age_bands)
+    for name, root in roots.items():
+        path = audit_run(
+            run,
+            name,
+            root,
+            by=keys,
+            age_bands=edges,
+            seed=seed,
+            n_resamples=resamples,
+            n_permutations=permutations,
+            min_speakers=min_speakers,
+        )
+        report = json.loads(path.read_text(encoding="utf-8"))
+        console.print(
+            f"[bold]{report['corpus']}[/]: wrote {path} and {path.with_suffix('.md').name}",
+            soft_wrap=True,
+        )
+        if collapse_verdict(report):
+            console.print(f"  [bold yellow]{collapse_verdict(report)}[/]", highlight=False, soft_wrap=True)
+        for key, section in report["by"].items():
+            console.print(f"  {verdict(key, section)}", highlight=False, soft_wrap=True)
+    # the card's fairness section reads audit/ (here, not in audit_run: the card reads the audit module)
+    card = refresh_model_card(run)
+    if card is not None:
+        console.print(f"updated {card}", highlight=False, soft_wrap=True)
 
 
 @app.command("compare")
@@ -102,9 +89,8 @@ def compare(
     from emoshift.evaluation.compare import compare_runs
 
     ((name, root),) = parse_named_roots([on], "--on").items()
-    try:
-        path, result = compare_runs(run_a, run_b, name, root, out=out, seed=seed, n_resamples=resamples)
-    except _user_errors() as e:
-        fail(_message(e))
+    if resamples < 1:
+        fail(f"--resamples must be at least 1, got {resamples}")
+    path, result = compare_runs(run_a, run_b, name, root, out=out, seed=seed, n_resamples=resamples)
     console.print(result["verdict"], highlight=False, soft_wrap=True)
     console.print(f"wrote {path}", highlight=False, soft_wrap=True)

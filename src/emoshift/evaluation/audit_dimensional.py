@@ -82,7 +82,7 @@ def read_dimensional_predictions(path: str | os.PathLike[str]) -> tuple[list[dic
     value}. The targets are those with a ``pred_<t>`` column, in file order."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"predictions file not found: {path}")
+        raise PredictionsError(f"predictions file not found: {path}")
     with open(path, newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
         columns = list(reader.fieldnames or [])

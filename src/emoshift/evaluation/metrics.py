@@ -440,7 +440,7 @@ def read_predictions(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """Rows of a predictions CSV as dicts; ``p_<label>`` columns become floats (empty -> None)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"predictions file not found: {path}")
+        raise PredictionsError(f"predictions file not found: {path}")
     with open(path, newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
         columns = list(reader.fieldnames or [])
