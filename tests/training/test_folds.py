@@ -281,3 +281,34 @@ def test_cnn_folds_pool_and_predict(synth_tiny: Path, tmp_path: Path) -> None:
     got = Predictor(run).predict_file(clip).probabilities
     np.testing.assert_allclose(list(got.values()), np.mean([list(p.values()) for p in each], axis=0), atol=1e-9)
 
+
+
+def test_each_fold_model_scores_each_utterance_once(
+    synth_tiny: Path, cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fold's evaluation (its test speakers, the other corpora) and the pooled one after the folds share one
+    memo: every fold model runs on each utterance once, not once per evaluation (issue 24)."""
+    from emoshift.evaluation import inference
+
+    seen: list[tuple[int, str]] = []
+    real = inference.raw_outputs
+
+    def counting(model: object, info: object, utterances: list, **kwargs: object) -> object:
+        seen.extend((id(model), u.id) for u in utterances)
+        return real(model, info, utterances, **kwargs)
+
+    monkeypatch.setattr(inference, "raw_outputs", counting)
+    k = 2
+    cfg = load_config(overrides=_acoustic(synth_tiny, cache, "data.split.method=kfold", f"data.split.k={k}"))
+    run = train(cfg, tmp_path / "run", progress=False)
+    tested = len(read_csv(run / "predictions/ravdess.csv"))  # every speaker once, out of fold
+    others = len(read_csv(run / "predictions/crema-d.csv"))  # each fold model on every utterance
+    assert len(seen) == tested + k * others
+    # and the pooled metrics are those of the memoised outputs: the same as scoring the folds afresh
+    before = _metrics(run, "ravdess")["uar"], _metrics(run, "crema-d")["uar"]
+    monkeypatch.setattr(inference, "raw_outputs", real)
+    from emoshift.evaluation.evaluate import evaluate_run
+
+    evaluate_run(run, {"ravdess": str(synth_tiny / "ravdess"), "crema-d": str(synth_tiny / "crema-d")},
+                 progress=False, cache_dir=str(cache))
+    assert (_metrics(run, "ravdess")["uar"], _metrics(run, "crema-d")["uar"]) == before

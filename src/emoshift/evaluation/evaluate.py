@@ -23,7 +23,7 @@ from emoshift.core.rundir import RunDir
 from emoshift.core.task import CATEGORICAL, DIMENSIONAL, Task
 from emoshift.corpora import Scan, resolve_name, scan_source
 from emoshift.evaluation.classified import evaluate_categorical
-from emoshift.evaluation.inference import default_device
+from emoshift.evaluation.inference import OutputsMemo, default_device
 from emoshift.evaluation.modelcard import refresh_model_card
 from emoshift.evaluation.rated import evaluate_dimensional
 from emoshift.evaluation.scoring import EvaluationError, Scorer, test_utterances
@@ -52,13 +52,16 @@ def evaluate_run(
     batch_size: int | None = None,
     scans: dict[str, Scan] | None = None,
     cache_dir: str | None = None,
+    memo: OutputsMemo | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Evaluate a finished run on each ``name -> root``; writes metrics/, predictions/ and plots/."""
+    """Evaluate a finished run on each ``name -> root``; writes metrics/, predictions/ and plots/. ``memo``:
+    model outputs already computed in this process (a k-fold run's folds, :mod:`emoshift.training.folds`)."""
     run = RunDir.of(run_dir)
     cfg = load_run_config(run.path)
     model, info = load_model(run.path, device=default_device())
     scorer = Scorer(
-        run, cfg, model, info, cache_dir or cfg.data.cache_dir, batch_size or cfg.evaluation.batch_size, progress
+        run, cfg, model, info, cache_dir or cfg.data.cache_dir, batch_size or cfg.evaluation.batch_size, progress,
+        memo or OutputsMemo(enabled=False),
     )
     write = WRITERS[info.task_kind]
     results: dict[str, dict[str, Any]] = {}

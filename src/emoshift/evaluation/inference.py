@@ -33,6 +33,7 @@ from emoshift.models.families import MAX_SECONDS
 
 __all__ = [
     "MAX_SECONDS",
+    "OutputsMemo",
     "default_device",
     "ensemble_values",
     "predict_waveform",
@@ -90,15 +91,17 @@ def ensemble_values(
     device: torch.device | None = None,
     progress: bool = False,
     desc: str = "predicting",
+    memo: OutputsMemo | None = None,
 ) -> tuple[list[Utterance], np.ndarray, list[np.ndarray], list[Skipped]]:
     """(utterances every member could read, the combined values ``(N, K)``, each member's ``(N, K)``, skipped):
-    mean probability, or a dimensional ensemble's mean output (:meth:`emoshift.core.task.Task.combine`)."""
+    mean probability, or a dimensional ensemble's mean output (:meth:`emoshift.core.task.Task.combine`).
+    ``memo``: outputs of the members (by their run folders) already computed in this process are reused."""
     per_member: list[dict[str, np.ndarray]] = []
     skipped: dict[str, Skipped] = {}
     first = ensemble.members[0][1]
-    for i, (model, info) in enumerate(ensemble.members):
-        kept, raw, bad = raw_outputs(
-            model, info, utterances, cache_dir=cache_dir, batch_size=batch_size, device=device,
+    for i, ((model, info), path) in enumerate(zip(ensemble.members, ensemble.paths, strict=True)):
+        kept, raw, bad = (memo or OutputsMemo(enabled=False)).outputs(
+            path, model, info, utterances, cache_dir=cache_dir, batch_size=batch_size, device=device,
             progress=progress, desc=f"{desc} (fold {i})",
         )
         values = info.task_kind.values(raw)
@@ -108,6 +111,47 @@ def ensemble_values(
     members = [np.stack([m[u.id] for u in common]) if common else np.zeros((0, 0)) for m in per_member]
     combined = first.task_kind.combine(members) if common else np.zeros((0, first.num_outputs))
     return common, combined, members, list(skipped.values())
+
+
+class OutputsMemo:
+    """Raw outputs already computed in this process, by (the model's run folder, utterance id).
+
+    A k-fold run scores each fold model when the fold is trained (its test speakers, the other corpora); the
+    pooled evaluation that follows runs the same fold models on the same utterances (out of fold, and the fold
+    ensemble on the other corpora). ``training.folds`` hands one memo to both, so each fold model scores each
+    utterance once. Only models loaded from a finished run folder are memoised: the weights on disk are what the
+    key names, and nothing writes them after the run is done. ``enabled=False`` memoises nothing.
+    """
+
+    def __init__(self, *, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self._rows: dict[tuple[str, str], np.ndarray] = {}
+        self._skipped: dict[tuple[str, str], Skipped] = {}
+        self.computed = 0  # utterances run through a model (what the memo did not have): for tests and logs
+
+    def outputs(
+        self, run_dir: str | Path, model: Any, info: ModelRecord, utterances: Sequence[Utterance], **kwargs: Any
+    ) -> tuple[list[Utterance], np.ndarray, list[Skipped]]:
+        """What :func:`raw_outputs` gives for ``utterances``, computing only those not already memoised."""
+        if not self.enabled:
+            self.computed += len(utterances)
+            return raw_outputs(model, info, utterances, **kwargs)
+        key = str(Path(run_dir).resolve())
+        todo = [u for u in utterances if (key, u.id) not in self._rows and (key, u.id) not in self._skipped]
+        if todo:
+            self.computed += len(todo)
+            kept, raw, bad = raw_outputs(model, info, todo, **kwargs)
+            self._rows.update({(key, u.id): row for u, row in zip(kept, raw, strict=True)})
+            by_path = {b.path: b for b in bad}
+            done = {u.id for u in kept}
+            for u in todo:
+                if u.id not in done and u.path in by_path:
+                    self._skipped[(key, u.id)] = by_path[u.path]
+        kept = [u for u in utterances if (key, u.id) in self._rows]
+        raw = np.stack([self._rows[(key, u.id)] for u in kept]) if kept else np.zeros((0, info.num_outputs))
+        skipped = {self._skipped[(key, u.id)].path: self._skipped[(key, u.id)]
+                   for u in utterances if (key, u.id) in self._skipped}
+        return kept, raw, list(skipped.values())
 
 
 def prepare_waveform(wave: np.ndarray, sr: int, info: ModelRecord) -> torch.Tensor:

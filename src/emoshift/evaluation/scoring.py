@@ -30,7 +30,7 @@ from emoshift.core.errors import EmoshiftError
 from emoshift.core.record import ModelRecord
 from emoshift.core.rundir import RunDir
 from emoshift.corpora.base import Skipped, Utterance
-from emoshift.evaluation.inference import ensemble_values, raw_outputs
+from emoshift.evaluation.inference import OutputsMemo, ensemble_values
 from emoshift.models.ensemble import Ensemble
 
 if TYPE_CHECKING:
@@ -70,15 +70,19 @@ class Scorer:
     cache_dir: str
     batch_size: int
     progress: bool
+    memo: OutputsMemo = field(default_factory=lambda: OutputsMemo(enabled=False))  # fold outputs, see training.folds
 
     @property
     def is_ensemble(self) -> bool:
         return isinstance(self.model, Ensemble)
 
-    def values(self, model: Any, info: ModelRecord, utts: list[Utterance], desc: str) -> tuple[Any, Any, Any]:
-        """(kept, values (N, K), skipped) of one model."""
-        kept, raw, skipped = raw_outputs(
-            model, info, utts, cache_dir=self.cache_dir, batch_size=self.batch_size, progress=self.progress, desc=desc
+    def values(
+        self, model: Any, info: ModelRecord, utts: list[Utterance], desc: str, run_dir: Any
+    ) -> tuple[Any, Any, Any]:
+        """(kept, values (N, K), skipped) of the model saved in ``run_dir``."""
+        kept, raw, skipped = self.memo.outputs(
+            run_dir, model, info, utts, cache_dir=self.cache_dir, batch_size=self.batch_size, progress=self.progress,
+            desc=desc,
         )
         return kept, info.task_kind.values(raw), skipped
 
@@ -93,11 +97,11 @@ class Scorer:
             raise EvaluationError(empty)
         seen = set(copies)
         if not self.is_ensemble:
-            kept, values, skipped = self.values(self.model, self.info, utts, f"evaluating {name}")
+            kept, values, skipped = self.values(self.model, self.info, utts, f"evaluating {name}", self.run.path)
             return Scored(part, leaky, kept, values, skipped, training_audio=sum(u.id in seen for u in kept))
         kept, combined, members, skipped = ensemble_values(
             self.model, utts, cache_dir=self.cache_dir, batch_size=self.batch_size, progress=self.progress,
-            desc=f"evaluating {name}",
+            desc=f"evaluating {name}", memo=self.memo,
         )
         per = [(i, kept, m) for i, m in enumerate(members)]
         by = f"fold ensemble ({self.info.task_kind.ensemble})"
@@ -113,7 +117,7 @@ class Scorer:
         leaky, n_seen = False, 0
         for i, ((model, info), path) in enumerate(zip(self.model.members, self.model.paths, strict=True)):
             utts, _, fold_leaky, copies = test_utterances(RunDir.of(path), name, sc, info, cache_dir=self.cache_dir)
-            k, v, bad = self.values(model, info, keep(utts), f"evaluating {name} (fold {i})")
+            k, v, bad = self.values(model, info, keep(utts), f"evaluating {name} (fold {i})", path)
             n_seen += len(set(copies) & {u.id for u in k})
             kept += k
             values.append(v)

@@ -39,6 +39,7 @@ from emoshift.core.record import ModelRecord
 from emoshift.core.rundir import RunDir, write_model_json
 from emoshift.data.splits import Split, corpus_fold_names, make_folds, save_split
 from emoshift.evaluation.evaluate import evaluate_run
+from emoshift.evaluation.inference import OutputsMemo
 from emoshift.evaluation.modelcard import write_model_card
 from emoshift.training.pipeline import (
     TrainError,
@@ -119,16 +120,17 @@ def train_folds(
         folds = corpus_folds(cfg, scans)
         n_folds = max(len(f) for f in folds.values())  # kfold: max(k); a corpus with fewer folds trains only past them
         members = []
+        memo = OutputsMemo()  # each fold model scores each utterance once: at its fold's evaluation, reused below
         for i in range(n_folds):
             member = run.fold(i)
             log.info("fold %d of %d: %s", i + 1, n_folds, member)
             cfg_i = fold_config(cfg, i)
-            train_run(cfg_i, member, progress=progress, callbacks=callbacks, scans=scans, parent=tracker)
+            train_run(cfg_i, member, progress=progress, callbacks=callbacks, scans=scans, parent=tracker, memo=memo)
             members.append(RunDir.of(member))
         for name, splits in folds.items():
             save_split(tested(splits), run.split(name))
         write_model_json(run, ensemble_info(members, fingerprint))
-        evaluate_run(run.path, roots, progress=progress, scans=scans)
+        evaluate_run(run.path, roots, progress=progress, scans=scans, memo=memo)
         pool_logs(members, run)
         atomic_write_json(run.done, done_info(members, fingerprint, started))
         write_model_card(run.path)  # the top level predict/export/serve use: the ensemble and its members' data

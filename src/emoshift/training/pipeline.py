@@ -35,6 +35,7 @@ from emoshift.core.rundir import RunDir, write_model_json
 from emoshift.corpora import EMOTIONS, Scan
 from emoshift.data.datasets import Item
 from emoshift.data.fingerprints import record_training_audio
+from emoshift.evaluation.inference import OutputsMemo
 from emoshift.evaluation.modelcard import write_model_card
 from emoshift.models import family_of
 from emoshift.models.families import Family, FitData, Fitted
@@ -183,10 +184,12 @@ def train_run(
     callbacks: Sequence[Any] = (),
     scans: dict[str, Scan] | None = None,
     parent: Tracker | None = None,
+    memo: OutputsMemo | None = None,
 ) -> Path:
     """One run: scan (unless ``scans`` holds the corpora) -> split -> prepare -> fit -> save -> evaluate.
 
-    ``parent``: the tracker of the pooled run whose fold this is (:mod:`emoshift.training.tracking`)."""
+    ``parent``: the tracker of the pooled run whose fold this is (:mod:`emoshift.training.tracking`); ``memo``
+    keeps its evaluation's model outputs for the pooled evaluation after the folds."""
     run = RunDir.of(run_dir)
     fingerprint, complete = start_run(cfg, run)
     if complete:
@@ -211,7 +214,7 @@ def train_run(
         write_model_json(run, model_info(cfg, family, fitted.model, prep, fingerprint))
         # what it learned from, by content: the same audio under another name or path is a leak when tested
         record_training_audio(run, [it.utt for it in (*prep.train, *prep.val)], cfg.data.cache_dir)
-        evaluate_and_plot(cfg, run, prep, progress=progress, scans=scans)
+        evaluate_and_plot(cfg, run, prep, progress=progress, scans=scans, memo=memo)
         atomic_write_json(run.done, done_info(cfg, fitted, prep, fingerprint, started))  # the run is complete
         write_model_card(run.path)  # RUN/README.md (Hugging Face model-card layout), from the finished run
         tracker.log_results(run)
@@ -305,6 +308,7 @@ def evaluate_and_plot(
     *,
     progress: bool,
     scans: dict[str, Scan] | None = None,
+    memo: OutputsMemo | None = None,
 ) -> None:
     """Evaluate on the training corpora (their test speakers) and on any extra corpus; plot the curves."""
     from emoshift.evaluation.evaluate import evaluate_run
@@ -312,7 +316,7 @@ def evaluate_and_plot(
 
     # a training corpus without test speakers (a kfold run past its own k: training-only) has nothing to score
     roots = {n: r for n, r in eval_roots(cfg).items() if n not in prep.splits or prep.splits[n].ids("test")}
-    evaluate_run(run.path, roots, progress=progress, scans={**(scans or {}), **prep.scans})
+    evaluate_run(run.path, roots, progress=progress, scans={**(scans or {}), **prep.scans}, memo=memo)
     if run.log.is_file():
         plot_curves(run.log, run.curves_plot)
 
