@@ -160,3 +160,17 @@ def test_missing_extra_is_one_line(extra: str, case: tuple[str, str, str], tmp_p
     pattern = rf"error: {re.escape(expected)} needs the '{extra}' extra \((\w+) is not installed\): pip install 'emoshift\[{extra}\]'"
     assert len(lines) == 1 and (m := re.fullmatch(pattern, lines[0])), proc.stderr[-3000:]
     assert m.group(1) in EXTRAS[extra]
+
+
+def test_an_imported_package_without_a_spec_is_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """optuna_integration replaces its module with one whose ``__spec__`` is None, on which ``find_spec`` raises:
+    once imported, it must still count as installed (tune refused to start after a tune in the same process)."""
+    import types
+
+    from emoshift.core.extras import installed
+
+    fake = types.ModuleType("emoshift_fake_lazy")
+    fake.__spec__ = None
+    monkeypatch.setitem(sys.modules, "emoshift_fake_lazy", fake)
+    assert installed("emoshift_fake_lazy")
+    assert not installed("emoshift_no_such_module")

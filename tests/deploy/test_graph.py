@@ -8,6 +8,7 @@ import torch
 
 from emoshift.config.features import FeatureConfig
 from emoshift.core.audio import crop_or_pad
+from emoshift.core.record import ModelRecord
 from emoshift.deploy.graph import DftLogMel, ExportUnsupportedError, ServingModel, check_exportable
 from emoshift.features.logmel import log_mel
 
@@ -45,7 +46,7 @@ class _Fixed(torch.nn.Module):
 
 def test_ensemble_is_mean_of_member_probabilities() -> None:
     a, b = [2.0, 0.0, -1.0], [-1.0, 1.0, 0.5]
-    model = ServingModel([_Fixed(a), _Fixed(b)], {"input_kind": "spectrogram"})
+    model = ServingModel([_Fixed(a), _Fixed(b)], ModelRecord(model="resnet18", input_kind="spectrogram", labels=["a", "b", "c"]))
     logits, probs = model(torch.zeros(2, 100))
     expected = (torch.softmax(torch.tensor(a), 0) + torch.softmax(torch.tensor(b), 0)) / 2
     assert torch.allclose(probs[0], expected) and torch.allclose(logits[0], (torch.tensor(a) + torch.tensor(b)) / 2)
@@ -53,5 +54,5 @@ def test_ensemble_is_mean_of_member_probabilities() -> None:
 
 def test_whisper_refused_in_one_line() -> None:
     with pytest.raises(ExportUnsupportedError, match="Whisper") as e:
-        check_exportable({"model": "ssl", "encoder_config": {"model_type": "whisper"}})
+        check_exportable(ModelRecord(model="ssl", labels=["a", "b"], encoder_config={"model_type": "whisper"}))
     assert "\n" not in str(e.value)

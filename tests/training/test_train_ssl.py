@@ -29,10 +29,10 @@ def test_frozen_mode_trains_head_on_cache_and_predicts_from_waveforms(synth_tiny
     assert m["n"] > 0 and 0.0 <= m["uar"] <= 1.0
     # The saved model is the whole encoder + head: it predicts from waveforms without the cache.
     model, info = load_model(run)
-    assert info["input_kind"] == "waveform" and info["mode"] == "frozen"
+    assert info.input_kind == "waveform" and info.mode == "frozen"
     with torch.no_grad():
         out = model(torch.randn(2, 16000), torch.ones(2, 16000, dtype=torch.long))
-    assert out.shape == (2, len(info["labels"]))
+    assert out.shape == (2, len(info.labels))
     # A second run with the same encoder reuses the cache: nothing is rewritten.
     train(load_config(overrides=[*sets, "training.lr=0.001"]), tmp_path / "run2", progress=False)
     assert {p: p.stat().st_mtime_ns for p in cache_files if p.is_file()} == stamp

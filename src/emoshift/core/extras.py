@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -64,6 +65,8 @@ def extra_of(module: str) -> str | None:
 
 def installed(module: str) -> bool:
     """Whether ``module`` can be imported (found without importing it)."""
+    if sys.modules.get(module) is not None:  # imported already: some packages (optuna_integration) replace
+        return True  # their module object with one whose __spec__ is None, on which find_spec raises
     try:
         return importlib.util.find_spec(module) is not None
     except (ImportError, ValueError):  # a parent that fails to import, or a broken spec

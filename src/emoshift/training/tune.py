@@ -232,6 +232,25 @@ def _identity(spec: TuneSpec) -> dict[str, Any]:
             "space": [dataclasses.asdict(p) for p in spec.space], "metric": spec.metric}
 
 
+def pruning_callback(trial: Any, monitor: str) -> Any:
+    """Optuna's Lightning pruning callback, reporting and pruning at the end of the epoch instead of at the end of
+    validation: the trial's ``log.csv`` row for an epoch is written then (after its checkpoint, by
+    :class:`emoshift.training.fit.EpochLog`), so a pruned trial's log still holds the epoch whose value it
+    reported. Lightning runs the epoch-end hooks of :class:`Checkpoint` callbacks after all others, in list
+    order; as one too, appended after EpochLog, it runs last."""
+    from lightning.pytorch.callbacks import Checkpoint
+    from optuna_integration import PyTorchLightningPruningCallback
+
+    class PruneAfterTheEpoch(PyTorchLightningPruningCallback, Checkpoint):  # type: ignore[misc]
+        def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
+            pass  # see on_train_epoch_end
+
+        def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+            super().on_validation_end(trainer, pl_module)
+
+    return PruneAfterTheEpoch(trial, monitor=monitor)
+
+
 def open_study(spec: TuneSpec, *, storage: Any, seed: int, pruner: Any = None) -> Any:
     """Create or load the study (load_if_exists); TuneError when it holds another config's or space's search."""
     import optuna
@@ -343,9 +362,7 @@ def make_objective(spec: TuneSpec, *, progress: bool) -> Callable[[Any], float]:
         run_dir = spec.out / "trials" / str(trial.number)
         callbacks = []
         if isinstance(family_of(cfg.model.name, cfg.model.mode), NeuralFamily):
-            from optuna_integration import PyTorchLightningPruningCallback
-
-            callbacks.append(PyTorchLightningPruningCallback(trial, monitor=spec.metric))
+            callbacks.append(pruning_callback(trial, spec.metric))
         try:
             return fit_trial(cfg, run_dir, callbacks=callbacks, progress=progress, scans=scans[key])
         finally:  # a trial never resumes (a rerun starts new ones): its checkpoints are dead weight
