@@ -206,8 +206,10 @@ def _drawn(monkeypatch: pytest.MonkeyPatch, segments: list, labels: list[str], t
     import matplotlib.pyplot as plt
 
     kept: list = []
+    close = plt.close
     monkeypatch.setattr(plt, "close", kept.append)  # keep the figure to look at it
     plot_timeline(segments, labels, tmp_path / "t.png", **kw)
+    close(kept[0])  # out of pyplot's registry (no figure left open for later tests); the object stays readable
     return kept[0].axes[0]
 
 
