@@ -94,6 +94,16 @@ def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
+def read_json(path: Path, error: type[Exception]) -> Any:
+    """The JSON ``path`` holds; ``error`` (one line, naming the file) when it cannot be read or is not JSON."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, RecursionError) as e:  # RecursionError: hostile nesting
+        raise error(f"{path}: cannot be read ({type(e).__name__})") from None
+    except json.JSONDecodeError as e:
+        raise error(f"{path} is not valid JSON: {e.msg} (line {e.lineno})") from None
+
+
 def atomic_write_csv(path: str | os.PathLike[str], fieldnames: Sequence[str], rows: Iterable[dict[str, Any]]) -> None:
     with atomic_open(path, "w", newline="", encoding="utf-8") as f:
         w = csv.DictWriter(f, fieldnames=list(fieldnames))

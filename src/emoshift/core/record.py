@@ -14,14 +14,13 @@ breaks the schema is refused in one line (:class:`RecordError`) before anything 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError, model_validator
 
 from emoshift.core.errors import EmoshiftError
-from emoshift.core.io import atomic_write_json
+from emoshift.core.io import atomic_write_json, read_json
 from emoshift.core.task import TASKS, Task, TaskError, task_named
 
 MODEL_FORMAT = 1
@@ -129,13 +128,7 @@ class ModelRecord(BaseModel):
         """RUN/model.json; RecordError (one line) when it is missing, not JSON or breaks the schema."""
         if not path.is_file():
             raise RecordError(f"{path.parent} is not a finished run directory: {path.name} is missing")
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, RecursionError) as e:  # RecursionError: hostile nesting
-            raise RecordError(f"{path}: cannot be read ({type(e).__name__})") from None
-        except json.JSONDecodeError as e:
-            raise RecordError(f"{path} is not valid JSON: {e.msg} (line {e.lineno})") from None
-        return cls.parse(data, str(path))
+        return cls.parse(read_json(path, RecordError), str(path))
 
     def to_json(self) -> dict[str, Any]:
         """The keys this record was given (and ``format``), as model.json holds them."""

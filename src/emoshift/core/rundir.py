@@ -25,13 +25,13 @@ study report, the audit) use it too. Weights are loaded by :mod:`emoshift.models
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from emoshift.core.errors import EmoshiftError
+from emoshift.core.io import read_json
 from emoshift.core.record import MODEL_FORMAT, ModelRecord, RecordError
 
 __all__ = ["MODEL_FORMAT", "RunDir", "RunError", "write_model_json"]
@@ -196,12 +196,7 @@ class RunDir:
 
 
 def _read_object(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, RecursionError) as e:  # RecursionError: hostile nesting
-        raise RunError(f"{path}: cannot be read ({type(e).__name__})") from None
-    except json.JSONDecodeError as e:
-        raise RunError(f"{path} is not valid JSON: {e.msg} (line {e.lineno})") from None
+    data = read_json(path, RunError)
     if not isinstance(data, dict):
         raise RunError(f"{path} must hold a JSON object")
     return data
