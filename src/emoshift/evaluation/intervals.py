@@ -131,9 +131,12 @@ def _combine(per_seed: np.ndarray, left_out: np.ndarray) -> tuple[float, float, 
     return float(per_seed.mean()), float(np.sqrt(var)), df
 
 
-def _interval(estimate: float, se: float, df: float, alpha: float, method: str) -> Interval:
+def _interval(estimate: float, se: float, df: float, alpha: float, method: str, lowest: float) -> Interval:
+    """``estimate +- t * se``, kept within the metric's range (``[0, 1]``; ``[-1, 1]`` for a difference): the
+    truth lies there, so cutting off the rest never loses coverage."""
     half = float(stats.t.ppf(1 - alpha / 2, df)) * se
-    return Interval(lo=estimate - half, hi=estimate + half, method=method, se=se, df=df)
+    lo, hi = max(estimate - half, lowest), min(estimate + half, 1.0)
+    return Interval(lo=lo, hi=hi, method=method, se=se, df=df)
 
 
 def metric_interval(
@@ -159,7 +162,7 @@ def metric_interval(
     if not (np.all(np.isfinite(per_seed)) and np.all(np.isfinite(left_out))):
         return None, f"{metric} is undefined on these utterances"
     estimate, se, df = _combine(per_seed, left_out)
-    return _interval(estimate, se, df, alpha, METHOD if conf.shape[0] == 1 else METHOD_SEEDS), None
+    return _interval(estimate, se, df, alpha, METHOD if conf.shape[0] == 1 else METHOD_SEEDS, 0.0), None
 
 
 def paired_difference(
@@ -194,7 +197,7 @@ def paired_difference(
     if reason:
         return PairedDifference(diff, listed, None, reason, None, None, wins, n_seeds, k)
     _, se, df = _combine(per_seed, left_out)
-    ci = _interval(diff, se, df, alpha, METHOD if n_seeds == 1 else METHOD_SEEDS)
+    ci = _interval(diff, se, df, alpha, METHOD if n_seeds == 1 else METHOD_SEEDS, -1.0)
     return PairedDifference(diff, listed, ci, None, _t_test(diff, se, df), se, wins, n_seeds, k, df)
 
 
