@@ -14,8 +14,8 @@ predictions are pooled per seed:
 * an utterance of class c by speaker i, scored in seed s by the model of i's fold, is right with probability
   ``expit(mu + c + u_i + f[s, fold(i)])``, otherwise predicted as one of the other classes at random.
 
-The seed sd of pooled UAR this gives (column ``seed sd``) is 0.02-0.03 at ``fold_sd`` 0.15-0.3: the 0.013-0.038
-that issue 20 measured on the demo study's experiments.
+The seed sd of pooled UAR this gives (column ``seed sd``) is 0.026-0.044 at ``fold_sd`` 0.3 (0.006-0.032 at 0:
+utterance noise alone), the 0.013-0.038 that issue 20 measured on the demo study's experiments.
 
 Two truths, two coverages:
 
