@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--resamples", type=int, default=1000, help="bootstrap resamples per percentile interval"
     )
-    parser.add_argument("--speakers", type=int, nargs="+", default=[4, 6, 8, 12, 24, 91])
+    parser.add_argument("--speakers", type=int, nargs="+", default=[4, 5, 6, 8, 12, 24, 91])
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 3, 5], help="training seeds per run")
     parser.add_argument("--fold-sd", type=float, nargs="+", default=[0.0, 0.3], help="logit scale")
     parser.add_argument("--speaker-sd", type=float, default=0.5, help="logit scale")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from scipy.special import expit
+from scipy.special import expit, logit
 from scipy.stats import t as student_t
 from sklearn.metrics import balanced_accuracy_score
 
@@ -35,7 +35,8 @@ def _stack(rows, n_seeds: int, n_speakers: int, n_labels: int = 4) -> np.ndarray
 
 def _reference(rows, n_seeds: int, n_speakers: int, alpha: float = 0.05) -> tuple[float, float]:
     """The two-level interval the slow, obvious way: score every seed with scikit-learn on all utterances and
-    with each speaker left out (of every seed), then the jackknife and seed variances, Welch-Satterthwaite."""
+    with each speaker left out (of every seed), then the jackknife and seed variances, Welch-Satterthwaite, the
+    t interval made on the logit scale."""
 
     def uar(seed: int, without: int | None = None) -> float:
         kept = [(t, p) for s, k, t, p in rows if s == seed and k != without]
@@ -46,8 +47,9 @@ def _reference(rows, n_seeds: int, n_speakers: int, alpha: float = 0.05) -> tupl
     v_spk = (n_speakers - 1) / n_speakers * sum((x - np.mean(left_out)) ** 2 for x in left_out)
     v_seed = np.var(per_seed, ddof=1) / n_seeds
     df = (v_spk + v_seed) ** 2 / (v_spk**2 / (n_speakers - 1) + v_seed**2 / (n_seeds - 1))
-    half = student_t.ppf(1 - alpha / 2, df) * np.sqrt(v_spk + v_seed)
-    return np.mean(per_seed) - half, np.mean(per_seed) + half
+    mean = np.mean(per_seed)
+    half = student_t.ppf(1 - alpha / 2, df) * np.sqrt(v_spk + v_seed) / (mean * (1 - mean))  # on the logit scale
+    return expit(logit(mean) - half), expit(logit(mean) + half)
 
 
 def test_two_level_interval_equals_the_plain_loop():
@@ -59,7 +61,7 @@ def test_two_level_interval_equals_the_plain_loop():
     assert interval.method.startswith("speaker jackknife + seed variance")
     # one seed: the speakers alone, t with K - 1 degrees of freedom
     single, _ = metric_interval(_stack(rows, 3, 7)[:1], "uar")
-    assert single is not None and single.df == 6 and single.method == "speaker jackknife t"
+    assert single is not None and single.df == 6 and single.method == "speaker jackknife t, logit scale"
 
 
 def test_paired_difference_by_hand():

@@ -6,6 +6,7 @@ import warnings
 
 import numpy as np
 import pytest
+from scipy.special import expit, logit
 from scipy.stats import binomtest
 from scipy.stats import t as student_t
 from sklearn.metrics import (
@@ -110,7 +111,8 @@ def test_interval_is_deterministic_and_brackets_the_estimate():
     point = classification_metrics(y_true, y_pred, LABELS)
     for metric in ("accuracy", "uar"):
         assert a[metric][0] < point[metric] < a[metric][1]
-        assert np.mean(a[metric]) == pytest.approx(point[metric], abs=1e-12)  # symmetric around the estimate
+        lo, hi = logit(a[metric])  # symmetric around the estimate on the logit scale
+        assert (lo + hi) / 2 == pytest.approx(logit(point[metric]), abs=1e-12)
     # one speaker: no interval at all (never one of zero width)
     one = bootstrap_ci(y_true[:20], y_pred[:20], speakers[:20], LABELS, metrics=("accuracy",))
     assert one == {"accuracy": None}
@@ -121,7 +123,8 @@ def test_interval_is_deterministic_and_brackets_the_estimate():
 def test_interval_equals_leaving_out_the_utterances_speaker_by_speaker():
     """The vectorised interval (per-speaker confusion counts, one subtracted at a time) gives exactly what
     dropping each speaker's utterances and scoring the rest with scikit-learn gives: the delete-one-speaker
-    jackknife standard error times the t quantile with (speakers - 1) degrees of freedom."""
+    jackknife standard error times the t quantile with (speakers - 1) degrees of freedom, on the logit scale
+    (the standard error divided by p (1 - p)) and mapped back."""
     rng = np.random.default_rng(1)
     n, n_speakers = 2_000, 40
     y_true = list(rng.choice(LABELS, n))
@@ -135,9 +138,9 @@ def test_interval_equals_leaving_out_the_utterances_speaker_by_speaker():
             keep = [i for i, sp in enumerate(speakers) if sp != s]
             left_out.append(score([y_true[i] for i in keep], [y_pred[i] for i in keep]))
         se = np.sqrt((n_speakers - 1) / n_speakers * np.sum((np.array(left_out) - np.mean(left_out)) ** 2))
-        half = student_t.ppf(0.975, n_speakers - 1) * se
         point = score(y_true, y_pred)
-        assert got[metric] == pytest.approx([point - half, point + half], abs=1e-12)
+        half = student_t.ppf(0.975, n_speakers - 1) * se / (point * (1 - point))
+        assert got[metric] == pytest.approx(list(expit([logit(point) - half, logit(point) + half])), abs=1e-12)
 
 
 def test_evaluate_predictions_has_the_metrics_json_keys():
