@@ -175,10 +175,14 @@ def plot_curves(
 ) -> Path:
     """Training curves from a CSV log (column ``epoch`` and any of train_loss, val_loss, val_uar,
     val_accuracy, val_ccc) or from the same rows as dicts: losses on the left, validation scores on the right.
-    A pooled cross-validation log (a ``fold`` column) draws one line per fold and column."""
+    A pooled cross-validation log (a ``fold`` column) draws one line per fold and column; a repeated-training
+    log (a ``seed`` column) one per seed (and fold)."""
     rows = _read_log(log)
-    folds = list(dict.fromkeys(str(r.get("fold")) for r in rows if r.get("fold") not in (None, "")))
-    by_fold = {f"fold {f} ": [r for r in rows if str(r.get("fold")) == f] for f in folds} or {"": rows}
+
+    def tag(r: Mapping[str, Any]) -> str:  # "seed 1 fold 0 ", "fold 2 ", or "" (one run)
+        return "".join(f"{k} {r[k]} " for k in ("seed", "fold") if r.get(k) not in (None, ""))
+
+    by_fold = {t: [r for r in rows if tag(r) == t] for t in dict.fromkeys(tag(r) for r in rows)}
     panels = []
     for columns, ylabel in ((LOSS_COLUMNS, "loss"), (SCORE_COLUMNS, "score")):
         lines = {f"{tag}{c}": _series(part, c) for c in columns for tag, part in by_fold.items()}
