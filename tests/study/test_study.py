@@ -42,6 +42,9 @@ RESULT_COLUMNS = [
     "uar_fold_sd",
     "speakers",
     "folds",
+    "seeds",
+    "uar_seed_mean",
+    "uar_seed_sd",
 ]
 
 

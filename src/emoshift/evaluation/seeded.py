@@ -12,7 +12,8 @@ holds, per corpus:
   seeds' UARs), ``n_seeds``; ``ci95`` covers speaker sampling **and** training randomness
   (:func:`emoshift.evaluation.intervals.metric_interval` on the per-seed, per-speaker confusions),
   ``ci95_method`` says which interval; ``confusion`` sums the seeds' confusions (what the plot draws),
-  ``per_class_recall`` is the mean over seeds; ``fold_sd`` is the mean of the seeds' fold sds;
+  ``per_class_recall`` is the mean over seeds; ``fold_sd`` is the mean of the seeds' fold sds and ``folds``
+  the number of folds each seed pooled (null without folds);
 - ``RUN/plots/confusion_<corpus>.png``: the summed confusion.
 
 A one-seed run's metrics say ``"seeds": 1`` and ``seed_sd`` null (:data:`ONE_SEED`): training variance was not
@@ -105,6 +106,7 @@ def _pool_corpus(run: RunDir, seeds: list[RunDir], name: str, ci_seed: int, n_re
         "seed_sd": float(uars.std(ddof=1)),
         "n_seeds": len(seeds),
         "fold_sd": {"uar": float(np.mean(fold_sds))} if fold_sds else None,
+        "folds": len(first["folds"]) if isinstance(first.get("folds"), list) else None,  # per seed
     }
     atomic_write_json(run.metrics(name), metrics)
     columns = list(dict.fromkeys(c for r in rows for c in r))
