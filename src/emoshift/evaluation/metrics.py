@@ -39,9 +39,9 @@ import numpy as np
 from scipy.stats import binomtest
 
 from emoshift.core.errors import EmoshiftError
+from emoshift.evaluation.confusion import METRICS, batch_metrics, confusion_stack
+from emoshift.evaluation.intervals import MIN_CI_SPEAKERS, ci_reason
 
-METRICS: tuple[str, ...] = ("accuracy", "uar", "macro_f1")
-MIN_CI_SPEAKERS = 5  # fewer speakers than this: no speaker-bootstrap interval (null, with a reason)
 # One predicted label taking at least this share of the utterances (with two or more true labels among them)
 # is a collapse to one class. A working six-class model on balanced test sets stays far below it; a share this
 # high means the model ignores its input for (nearly) every utterance.
@@ -105,33 +105,6 @@ def _prepare(
     return _encode(y_true, labels, "true"), _encode(y_pred, labels, "predicted"), labels
 
 
-def confusion_stack(
-    t: np.ndarray, p: np.ndarray, groups: np.ndarray, n_labels: int, n_groups: int
-) -> np.ndarray:
-    """One confusion matrix per group from encoded arrays: (G, L, L), rows true, columns predicted."""
-    flat = (groups * n_labels + t) * n_labels + p
-    counts = np.bincount(flat, minlength=n_groups * n_labels * n_labels)
-    return counts.reshape(n_groups, n_labels, n_labels)
-
-
-def batch_metrics(conf: np.ndarray) -> dict[str, np.ndarray]:
-    """accuracy, uar and macro_f1 of a batch of confusion matrices (..., L, L); NaN where undefined."""
-    conf = np.asarray(conf, dtype=np.float64)
-    tp = np.diagonal(conf, axis1=-2, axis2=-1)  # (..., L)
-    support = conf.sum(axis=-1)  # true counts per class
-    predicted = conf.sum(axis=-2)
-    total = support.sum(axis=-1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        accuracy = tp.sum(axis=-1) / total
-        present = support > 0
-        recall = np.where(present, tp / np.where(present, support, 1), 0.0)
-        uar = recall.sum(axis=-1) / present.sum(axis=-1)
-        seen = (support + predicted) > 0
-        f1 = np.where(seen, 2 * tp / np.where(seen, support + predicted, 1), 0.0)
-        macro_f1 = f1.sum(axis=-1) / seen.sum(axis=-1)
-    return {"accuracy": accuracy, "uar": uar, "macro_f1": macro_f1}
-
-
 def percentile(values: np.ndarray, alpha: float) -> list[float] | None:
     values = values[np.isfinite(values)]
     if values.size == 0:
@@ -152,17 +125,6 @@ def _resampled(per_speaker: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """(R, S) weights x (S, L, L) confusions -> (R, L, L)."""
     s, n_labels, _ = per_speaker.shape
     return (weights @ per_speaker.reshape(s, -1).astype(np.float64)).reshape(-1, n_labels, n_labels)
-
-
-def ci_reason(n_speakers: int, min_speakers: int = MIN_CI_SPEAKERS) -> str | None:
-    """Why there is no interval for ``n_speakers`` test speakers (None when there can be one).
-
-    ``ci_reason(2) == "2 test speakers: too few for a speaker bootstrap"``; ``ci_reason(1)`` is singular.
-    """
-    if n_speakers >= min_speakers:
-        return None
-    noun = "speaker" if n_speakers == 1 else "speakers"
-    return f"{n_speakers} test {noun}: too few for a speaker bootstrap"
 
 
 def check_resampling(n_resamples: int, alpha: float) -> None:
