@@ -312,13 +312,11 @@ class TrainingConfig(Strict):
     @field_validator("seeds")
     @classmethod
     def _distinct_seeds(cls, v: list[int] | None) -> list[int] | None:
-        if v is not None:
-            if not v:
-                raise ValueError("training.seeds is empty: give the seeds to train, or leave it out for one run")
-            if len(set(v)) != len(v):
-                raise ValueError(f"training.seeds repeats a seed: {v}")
-            if any(s < 0 for s in v):
-                raise ValueError(f"training.seeds must be non-negative: {v}")
+        for bad, why in ((v == [], "is empty: give the seeds to train, or leave it out for one run"),
+                         (v and len(set(v)) != len(v), f"repeats a seed: {v}"),
+                         (v and min(v) < 0, f"must be non-negative: {v}")):
+            if bad:
+                raise ValueError(f"training.seeds {why}")
         return v
 
     @property

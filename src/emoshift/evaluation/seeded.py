@@ -28,6 +28,8 @@ import numpy as np
 
 from emoshift.core.io import atomic_write_csv, atomic_write_json, read_csv, read_json
 from emoshift.core.rundir import RunDir, RunError
+from emoshift.evaluation.confusion import confusion_stack
+from emoshift.evaluation.intervals import metric_interval
 
 SEED_METRICS: tuple[str, ...] = ("accuracy", "uar", "macro_f1")
 NOT_MEASURED = "training variance not measured (1 seed)"
@@ -139,8 +141,6 @@ def per_speaker_confusions(
 ) -> tuple[np.ndarray, list[int], list[str]]:
     """The predictions of every seed as confusions ``(S_seeds, K_speakers, L, L)`` (rows true, columns
     predicted), with the seeds and speakers in that order; a speaker a seed did not score is all zeros there."""
-    from emoshift.evaluation.metrics import confusion_stack
-
     seeds = sorted({int(r["seed"]) for r in rows})
     speakers = sorted({str(r["speaker"]) for r in rows})
     lab = {x: i for i, x in enumerate(labels)}
@@ -159,8 +159,6 @@ def _interval(
     rows: list[dict[str, Any]], labels: list[str], ci_seed: int, n_resamples: int
 ) -> tuple[dict[str, list[float] | None] | None, str | None, str | None]:
     """``ci95`` per headline metric over speakers and seeds, the reason when there is none, and its method."""
-    from emoshift.evaluation.intervals import metric_interval
-
     confusions, _, _ = per_speaker_confusions(rows, labels)
     out: dict[str, list[float] | None] = {}
     reason: str | None = None
