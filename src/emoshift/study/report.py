@@ -17,12 +17,14 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from statistics import fmean
 from typing import TYPE_CHECKING, Any
 
 from emoshift.core.extras import optional
 from emoshift.core.io import atomic_write_csv, atomic_write_text
 from emoshift.core.rundir import RunDir
 from emoshift.evaluation.metrics import collapse_text, with_ci
+from emoshift.evaluation.seeded import NOT_MEASURED
 from emoshift.study.claims import FINDING_COLUMNS, Finding, gather
 from emoshift.study.environment import environment
 from emoshift.study.findings import FindingsSpec, pts
@@ -63,10 +65,12 @@ def corpus_title(name: str) -> str:
 
 
 def _fold_spread(m: CorpusMetrics) -> str:
-    """``, fold sd 3.1 (6 folds)`` for a k-fold score, else nothing."""
-    if m.folds is None or m.uar_fold_sd is None:
-        return ""
-    return f", fold sd {pct(m.uar_fold_sd)} ({m.folds} folds)"
+    """``, fold sd 3.1 (6 folds)`` for a k-fold score, and ``, seed mean 51.2, sd 2.0 (3 seeds)`` for a score
+    trained over several seeds (the score is then their mean); else nothing."""
+    out = "" if m.folds is None or m.uar_fold_sd is None else f", fold sd {pct(m.uar_fold_sd)} ({m.folds} folds)"
+    if m.seed_uars and m.uar_seed_sd is not None:
+        out += f", seed mean {pct(fmean(m.seed_uars))}, sd {pct(m.uar_seed_sd)} ({len(m.seed_uars)} seeds)"
+    return out
 
 
 def key_results(
@@ -171,6 +175,7 @@ def _key_results(summaries: Sequence[ExperimentSummary], corpora: Sequence[str],
         "predictions, every speaker scored once by a fold model that never heard them; 'fold sd' is the spread "
         "of the per-fold UARs), a corpus it never saw on every utterance (marked 'unseen'; with k-fold CV by "
         "the ensemble of the fold models).",
+        _seeds_note(summaries),
         f"The columns '{REPORTED_PROTOCOL}' are the accuracies the original study reported, copied from it and "
         "not measured here; its 99.73% on RAVDESS is far above published speaker-independent results and "
         "probably comes from splitting clips at random (the same actors in train and test).",
@@ -184,8 +189,28 @@ def _key_results(summaries: Sequence[ExperimentSummary], corpora: Sequence[str],
     return [Heading("Key results"), Table(header, rows), *_key_chart(summaries, corpora, out), Bullets(notes)]
 
 
+def _seeds_note(summaries: Sequence[ExperimentSummary]) -> str:
+    """What the scores say about training randomness: several seeds (training.seeds) or one."""
+    scored = [s for s in summaries if s.metrics]
+    one = [s.id for s in scored if max(m.seeds for m in s.metrics.values()) == 1]
+    several = ("Trained over several seeds (training.seeds), a score is the mean over the seeds, its interval "
+               "covers the speakers and the seeds, and 'seed mean, sd' is the spread of the seeds' UARs (the chart "
+               "draws each seed's UAR as a dot).")
+    if not one:
+        return several
+    if len(one) == len(scored):
+        return f"Every experiment trained one seed: {NOT_MEASURED}; the intervals cover the speakers only."
+    return f"{several} {', '.join(one)} trained one seed: {NOT_MEASURED}; their intervals cover the speakers only."
+
+
 def _key_chart(summaries: Sequence[ExperimentSummary], corpora: Sequence[str], out: Path) -> list[Block]:
-    """UAR with its 95% CI per experiment and test corpus, as bars (hatched where there is no CI)."""
+    """UAR with its 95% CI per experiment and test corpus, as bars (hatched where there is no CI), and each
+    seed's UAR as a dot where there are several seeds."""
+    points = {
+        s.id: {corpus_title(c): m.seed_uars for c in corpora if (m := s.metrics.get(c)) is not None and m.seed_uars}
+        for s in summaries
+        if s.trains and s.metrics
+    }
     scores = {
         s.id: {
             corpus_title(c): (m.uar, m.uar_ci if m.ci_shown else None)
@@ -199,8 +224,12 @@ def _key_chart(summaries: Sequence[ExperimentSummary], corpora: Sequence[str], o
         return []
     from emoshift.evaluation.plots import plot_scores_ci
 
-    path = plot_scores_ci(scores, out / "plots" / "key_results_uar.png", title="UAR per experiment and test corpus")
-    return [Image(path, "key results: UAR with 95% speaker-bootstrap CIs")]
+    seeded = any(points.values())
+    path = plot_scores_ci(scores, out / "plots" / "key_results_uar.png", title="UAR per experiment and test corpus",
+                          points=points if seeded else None)
+    caption = ("key results: UAR with 95% CIs over speakers and seeds (dots: each training seed's UAR)" if seeded
+               else "key results: UAR with 95% speaker-bootstrap CIs")
+    return [Image(path, caption)]
 
 
 def _findings(findings: Sequence[Finding], spec: FindingsSpec) -> list[Block]:
