@@ -230,7 +230,7 @@ def _findings(findings: Sequence[Finding], spec: FindingsSpec) -> list[Block]:
             "Each claim of the study tested on the same utterances, training seed by training seed (seeds "
             "paired in sorted order; a side with fewer seeds limits the pairs): the UAR difference a - b of "
             "each seed pair, their mean with a 95% CI over speakers and seeds and a two-sided p whose null "
-            "includes seed variation (speaker jackknife + seed variance, t), 'k of N' (a beat b in k of the N "
+            "includes seed variation, 'k of N' (a beat b in k of the N "
             "seed pairs), and McNemar's exact test on per-utterance correctness pooled over the seed pairs "
             "(b: utterances a got right and b wrong, c: the reverse). "
             f"Verdicts at {1 - spec.alpha:.0%}, with {correction}. "
