@@ -7,7 +7,8 @@ utterances both scored: the per-seed paired UAR differences combined over speake
 utterances of all seed pairs; a ``drop`` claim reads one run's predictions on two corpora. The verdicts follow
 from those numbers by the rules of :mod:`emoshift.study.findings`, all findings judged together (Holm's
 correction across them, ``findings.correction``), each with the gap the study itself reported beside it
-(``reported_accuracy``) for the power statement. Plus one ``better`` claim
+(``reported_accuracy``) for the power statement. Also the report's Findings section (:func:`findings_blocks`),
+as :mod:`emoshift.study.matrix` writes its own. Plus one ``better`` claim
 per model and corpus against the acoustic baseline trained on the same corpora. Torch-free, like the report;
 the rows go to ``OUT/findings.csv``.
 """
@@ -27,18 +28,22 @@ from emoshift.core.errors import EmoshiftError
 from emoshift.core.rundir import RunDir
 from emoshift.evaluation.confusion import batch_metrics, confusion_stack
 from emoshift.evaluation.intervals import Interval, metric_interval, paired_difference
-from emoshift.evaluation.metrics import mcnemar_exact, prediction_labels, read_predictions
+from emoshift.evaluation.metrics import mcnemar_exact, prediction_labels, read_predictions, with_ci
 from emoshift.study.findings import (
     ALPHA,
+    MIN_SEEDS,
+    POWER,
     ClaimSpec,
     Evidence,
     FindingsSpec,
     Judgement,
     decide,
+    pts,
     reported_gap,
     unpaired_difference,
 )
 from emoshift.study.records import read_record, run_dir
+from emoshift.study.render import Block, Bullets, Heading, Para, Table, corpus_title, pct
 from emoshift.study.summaries import ExperimentSummary
 
 if TYPE_CHECKING:  # the spec imports the experiment config (and so torch); the findings read runs only
@@ -411,3 +416,86 @@ def gather(
         Finding(claim, corpus, ev, judgement, margin)
         for (claim, corpus, ev, margin), judgement in zip(tested, judgements, strict=True)
     ]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The report's section
+
+
+def _seeds_cell(f: Finding) -> str:
+    """"2 of 3" (a beat b in 2 of 3 seed pairs), "1 seed" / "-" without per-seed numbers."""
+    ev = f.evidence
+    if ev.wins is None:
+        return "–"
+    return f"{ev.wins} of {ev.seeds}"
+
+
+def _p_cell(p: float | None) -> str:
+    return "–" if p is None else f"{p:.3g}"
+
+
+def findings_blocks(findings: Sequence[Finding], spec: FindingsSpec) -> list[Block]:
+    """The report's Findings section: how the claims are tested and judged, a count per verdict, the table."""
+    if spec.correction == "holm":
+        correction = (
+            "Holm's step-down correction across the study's findings that can be decided (both sides there, "
+            f"neither random-init, at least {MIN_SEEDS} seeds per side, an interval): a verdict needs the "
+            f"adjusted p below {spec.alpha:g}"
+        )
+    else:
+        correction = "no correction for multiple comparisons (findings.correction: none): each claim on its own p"
+    blocks: list[Block] = [
+        Heading("Findings"),
+        Para(
+            "Each claim of the study tested on the same utterances, training seed by training seed (seeds "
+            "paired in sorted order; a side with fewer seeds limits the pairs): the UAR difference a - b of "
+            "each seed pair, their mean with a 95% CI over speakers and seeds and a two-sided p whose null "
+            "includes seed variation, 'k of N' (a beat b in k of the N "
+            "seed pairs), and McNemar's exact test on per-utterance correctness pooled over the seed pairs "
+            "(b: utterances a got right and b wrong, c: the reverse). "
+            f"Verdicts at {1 - spec.alpha:.0%}, with {correction}. "
+            f"mde: the smallest difference the comparison detects with {POWER:.0%} power at {spec.alpha:g}, "
+            "given its speakers and seeds; an inconclusive verdict says whether that was small enough to see "
+            "the gap the study itself reported (its accuracies under its own protocol):"
+        ),
+        Bullets(
+            [
+                f"Seeds: supported or contradicted needs at least {MIN_SEEDS} training seeds per side "
+                "(training.seeds); with fewer the verdict is inconclusive ('1 seed: training variance not "
+                "measured') and the single-seed numbers are shown.",
+                "'a beats b': supported when the CI lies above 0, contradicted when it lies below 0, otherwise "
+                "inconclusive; when McNemar is significant the other way, the tests disagree: inconclusive.",
+                f"'a does not beat b': supported when the CI ends below +{100 * spec.margin:g} points (the "
+                "margin), contradicted when it starts above it.",
+                f"'a keeps b's score' (non-inferiority, margin {100 * spec.margin:g} UAR points): supported when "
+                "the CI starts above minus the margin, contradicted when it ends below it.",
+                "'a drops from corpus X to Y': the same model on different speakers, so paired by seed but not "
+                "by speaker: the difference's CI combines the two corpora's intervals (normal approximation, "
+                "independent, Welch-Satterthwaite t; conservative); supported when it lies above 0.",
+                "A decided CI also needs its p below the level after the correction (p tests a - b against 0, or "
+                "against the margin for the margin claims).",
+                "No verdict when a run is missing, or when a side is a random-init preset (model.preset): it "
+                "is not the pretrained model the claim is about. Inconclusive when there is no CI (too few "
+                "speakers). A leaky side is flagged in the reason.",
+            ]
+        ),
+    ]
+    if not findings:
+        return [*blocks, Para("The study file states no claims (no 'findings:' block).")]
+    rows = []
+    for f in findings:
+        ev, ci = f.evidence, f.evidence.ci
+        diff = with_ci(ev.diff, ci, ev.speakers if ev.method == "paired" else None, number=pts)
+        mde_ = "–" if f.judgement.mde is None else f"{100 * f.judgement.mde:.1f}"
+        b = f.claim.b or f.claim.a
+        corpus = " -> ".join(corpus_title(c) for c in f.corpus.split("->"))
+        rows.append([f.claim.claim, f"{f.claim.a} vs {b}", corpus, pct(ev.uar_a), pct(ev.uar_b), diff,
+                     _seeds_cell(f), _p_cell(f.judgement.p), _p_cell(f.judgement.p_adjusted), mde_,
+                     _p_cell(ev.mcnemar_p), f.judgement.verdict, f.judgement.reason])  # fmt: skip
+    counts: dict[str, int] = {}
+    for f in findings:
+        counts[f.judgement.verdict] = counts.get(f.judgement.verdict, 0) + 1
+    header = ["claim", "a vs b", "corpus", "UAR a %", "UAR b %", "a - b (pts) [95% CI]", "a beat b (seeds)",
+              "p", "adjusted p", "mde (pts)", "McNemar p", "verdict", "reason"]  # fmt: skip
+    summary = Para(f"{len(findings)} findings: " + ", ".join(f"{n} {k}" for k, n in counts.items()) + ".")
+    return [*blocks, summary, Table(header, rows)]
