@@ -397,7 +397,8 @@ REQUIRED_COLUMNS: tuple[str, ...] = ("id", "speaker", "true", "pred")
 
 
 def read_predictions(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """Rows of a predictions CSV as dicts; ``p_<label>`` columns become floats (empty -> None)."""
+    """Rows of a predictions CSV as dicts; ``p_<label>`` columns become floats (empty -> None). An id appears
+    once, or once per ``seed`` (a repeated-training run's predictions)."""
     path = Path(path)
     if not path.is_file():
         raise PredictionsError(f"predictions file not found: {path}")
@@ -410,14 +411,15 @@ def read_predictions(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
                 f"{path}: missing column(s) {', '.join(missing)} (found {', '.join(columns)})"
             )
         rows: list[dict[str, Any]] = []
-        seen: set[str] = set()
+        seen: set[tuple[str, str]] = set()
         for line, raw in enumerate(reader, start=2):
             row: dict[str, Any] = dict(raw)
             if not row["id"] or not row["true"] or not row["pred"]:
                 raise PredictionsError(f"{path}:{line}: empty id, true or pred")
-            if row["id"] in seen:
-                raise PredictionsError(f"{path}:{line}: duplicate id {row['id']!r}")
-            seen.add(row["id"])
+            key = (row.get("seed") or "", row["id"])  # a repeated-training run: each utterance once per seed
+            if key in seen:
+                raise PredictionsError(f"{path}:{line}: duplicate id {row['id']!r}" + (f" (seed {key[0]})" if key[0] else ""))
+            seen.add(key)
             for c in columns:
                 if c.startswith("p_"):
                     try:
