@@ -285,6 +285,12 @@ class TrainingConfig(Strict):
     sampling: Literal["none", "class", "class_corpus"] = "none"
     class_weighted_loss: bool = False
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
+    targets: Literal["hard", "soft"] = Field(
+        "hard", description="hard: the label; soft: cross-entropy to the raters' vote distribution (docs/soft-labels.md)"
+    )
+    soft_mix: float = Field(
+        0.0, ge=0.0, le=1.0, description="targets soft: weight of the hard label in the target (0 = the votes alone)"
+    )
     loss: Literal["ccc", "mse"] = Field(
         "ccc", description="task dimensional: 1 - CCC averaged over targets (the standard), or mean squared error"
     )
@@ -295,6 +301,14 @@ class TrainingConfig(Strict):
     stages: list[StageConfig] = Field(default_factory=list, description="SSL multi-stage fine-tuning")
     distill: DistillConfig | None = None
     max_batch_seconds: float = Field(120.0, gt=0.0, description="cap on padded audio per batch (SSL)")
+
+    @model_validator(mode="after")
+    def _soft_mix_needs_soft(self) -> TrainingConfig:
+        if self.soft_mix > 0 and self.targets != "soft":
+            raise ValueError("training.soft_mix mixes the hard label into soft targets: set training.targets: soft")
+        if self.targets == "soft" and self.distill is not None:
+            raise ValueError("training.targets: soft and training.distill each set the soft target: choose one")
+        return self
 
     @model_validator(mode="after")
     def _stages_fit(self) -> TrainingConfig:
@@ -355,6 +369,7 @@ CATEGORICAL_ONLY: dict[str, str] = {
     "training.class_weighted_loss": "class weights need emotion classes",
     "training.label_smoothing": "label smoothing applies to class labels",
     "training.distill": "distillation learns from a teacher's class logits",
+    "training.targets": "soft targets are the raters' votes over emotion classes",
 }
 
 
@@ -384,6 +399,7 @@ class ExperimentConfig(Strict):
                 "training.class_weighted_loss": t.class_weighted_loss,
                 "training.label_smoothing": t.label_smoothing > 0,
                 "training.distill": t.distill is not None,
+                "training.targets": t.targets != "hard",
             }
             for key, why in CATEGORICAL_ONLY.items():
                 if used[key]:
