@@ -113,5 +113,5 @@ def test_a_tiny_soft_label_run_trains_evaluates_and_reports_agreement(synth_tiny
     done = json.loads((run / "done.json").read_text())
     assert done["targets"] == {"kind": "soft", "soft_mix": 0.2}
     card = (run / "README.md").read_text()
-    assert "- Targets: soft, the raters' vote distribution (hard-label weight 0.2)" in card
+    assert "Targets: soft, the raters' vote distribution (hard-label weight 0.2)." in card
     assert f"| crema-d | {a['n']} | {a['cross_entropy']:.3f} | {a['js_distance']:.3f} |" in card

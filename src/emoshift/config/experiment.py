@@ -34,6 +34,7 @@ from pydantic import (
 
 from emoshift.config.features import FeatureConfig
 from emoshift.config.split import SplitConfig, corpus_key
+from emoshift.config.targets import SoftTargets
 from emoshift.core.io import atomic_write_text
 from emoshift.core.overrides import ConfigError, apply_overrides, explain
 from emoshift.core.rundir import RunDir, RunError
@@ -46,8 +47,7 @@ class Strict(BaseModel):
 
 
 class ConfigChecks(Protocol):
-    """What the model registry checks in a config (:data:`emoshift.models.CONFIG_CHECKS`); each raises
-    ValueError with a one-line message."""
+    """What the model registry checks in a config (:data:`emoshift.models.CONFIG_CHECKS`): one-line ValueErrors."""
 
     def check_name(self, name: str) -> None:
         """``model.name`` is a registered model."""
@@ -274,7 +274,7 @@ class DistillConfig(Strict):
     alpha: float = Field(0.5, ge=0.0, le=1.0, description="weight of the hard-label cross-entropy")
 
 
-class TrainingConfig(Strict):
+class TrainingConfig(Strict, SoftTargets):  # training.targets, training.soft_mix: config.targets
     epochs: int = Field(30, ge=1)
     batch_size: int = Field(32, ge=1)
     lr: float = Field(1e-3, gt=0.0, description="head / CNN learning rate")
@@ -285,12 +285,6 @@ class TrainingConfig(Strict):
     sampling: Literal["none", "class", "class_corpus"] = "none"
     class_weighted_loss: bool = False
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
-    targets: Literal["hard", "soft"] = Field(
-        "hard", description="hard: the label; soft: cross-entropy to the raters' vote distribution (docs/soft-labels.md)"
-    )
-    soft_mix: float = Field(
-        0.0, ge=0.0, le=1.0, description="targets soft: weight of the hard label in the target (0 = the votes alone)"
-    )
     loss: Literal["ccc", "mse"] = Field(
         "ccc", description="task dimensional: 1 - CCC averaged over targets (the standard), or mean squared error"
     )
@@ -329,14 +323,6 @@ class TrainingConfig(Strict):
     def seed_list(self) -> list[int]:
         """The seeds this config trains: ``seeds``, or ``[seed]``."""
         return list(self.seeds) if self.seeds else [self.seed]
-
-    @model_validator(mode="after")
-    def _soft_mix_needs_soft(self) -> TrainingConfig:
-        if self.soft_mix > 0 and self.targets != "soft":
-            raise ValueError("training.soft_mix mixes the hard label into soft targets: set training.targets: soft")
-        if self.targets == "soft" and self.distill is not None:
-            raise ValueError("training.targets: soft and training.distill each set the soft target: choose one")
-        return self
 
     @model_validator(mode="after")
     def _stages_fit(self) -> TrainingConfig:
@@ -397,7 +383,6 @@ CATEGORICAL_ONLY: dict[str, str] = {
     "training.class_weighted_loss": "class weights need emotion classes",
     "training.label_smoothing": "label smoothing applies to class labels",
     "training.distill": "distillation learns from a teacher's class logits",
-    "training.targets": "soft targets are the raters' votes over emotion classes",
 }
 
 
@@ -427,7 +412,6 @@ class ExperimentConfig(Strict):
                 "training.class_weighted_loss": t.class_weighted_loss,
                 "training.label_smoothing": t.label_smoothing > 0,
                 "training.distill": t.distill is not None,
-                "training.targets": t.targets != "hard",
             }
             for key, why in CATEGORICAL_ONLY.items():
                 if used[key]:

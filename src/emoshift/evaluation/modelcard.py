@@ -209,11 +209,14 @@ def _categorical_results(s: dict[str, Any]) -> list[str]:
 
 
 def _agreement_results(s: dict[str, Any]) -> list[str]:
-    """The corpora with raters' votes: the predicted distribution against the raters', UAR by agreement half."""
+    """The corpora with raters' votes: the predicted distribution against the raters', UAR by agreement half
+    (nothing when no corpus has votes)."""
     def num(v: float | None) -> str:
         return "–" if v is None else f"{v:.3f}"
 
-    lines = ["Agreement with the raters (corpora with raters' votes): cross-entropy (nats) and Jensen-Shannon "
+    if not any(m.get("agreement") for m in s["metrics"]):
+        return []
+    lines = ["", "Agreement with the raters (corpora with raters' votes): cross-entropy (nats) and Jensen-Shannon "
              "distance (base 2) of the predicted distribution to the raters'; UAR on the clips above the median "
              "share of the majority vote (high agreement) and on the others (low).", "",
              "| corpus | n | cross-entropy | JS distance | median agreement | UAR high (n) | UAR low (n) |",
@@ -285,8 +288,6 @@ def render_model_card(run_dir: str | os.PathLike[str]) -> str:
         lines.append(f"- Epochs run: {prot['epochs_run']}")
     if prot.get("distill_teacher"):
         lines.append(f"- Distilled from: {prot['distill_teacher']}")
-    if (targets := prot.get("targets")) and targets.get("kind") == "soft":
-        lines.append(f"- Targets: soft, the raters' vote distribution (hard-label weight {targets['soft_mix']:g})")
     lines += ["", "## Results", "",
               ("Scores: the mean over the training seeds; 95% confidence intervals cover speaker sampling and "
                "training randomness (seeds), `seeds (UAR)` gives the seeds' mean and sd. " if ens and ens["seeds"] > 1
@@ -295,8 +296,7 @@ def render_model_card(run_dir: str | os.PathLike[str]) -> str:
               + "`test` = held-out speakers of a training corpus; `all` = every utterance of a corpus not trained on "
               "(cross-corpus).", "",
               *(_dimensional_results(s) if dimensional else _categorical_results(s))]
-    if any(m.get("agreement") for m in s["metrics"]):
-        lines += ["", *_agreement_results(s)]
+    lines += _agreement_results(s)
     lines += ["", "## Fairness", ""]
     if s["fairness"]:
         for f in s["fairness"]:
@@ -343,6 +343,8 @@ def _training_lines(s: dict[str, Any]) -> list[str]:
         member = f" {d['member']} |" if "member" in d else ""
         lines.append(f"| {d['corpus']} |{member} {u.get('train', 0)} | {u.get('val', 0)} | {u.get('test', 0)} | "
                      f"{sp.get('train', 0)}/{sp.get('val', 0)}/{sp.get('test', 0)} |")
+    if (targets := s["protocol"].get("targets")) and targets.get("kind") == "soft":
+        lines += ["", f"Targets: soft, the raters' vote distribution (hard-label weight {targets['soft_mix']:g})."]
     return lines
 
 

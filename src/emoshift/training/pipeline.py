@@ -108,6 +108,8 @@ def prepare_data(
     labels = [] if rated else label_list(scans)
     if not rated and len(labels) < 2:
         raise TrainError(f"the training corpora hold fewer than two labels under policy {cfg.data.labels!r}")
+    if rated and cfg.training.targets == "soft":
+        raise TrainError("training.targets: soft applies to task categorical (the raters' votes over emotion classes)")
     if soft_labels(cfg):
         check_votes(scans, labels)
     splits = {}
