@@ -98,6 +98,20 @@ def _print_metrics(run: Path) -> None:
     console.print(table)
     _print_collapses(loaded)
     _print_training_audio(loaded)
+    _print_agreement(loaded)
+
+
+def _print_agreement(loaded: list[tuple[Path, dict]]) -> None:  # type: ignore[type-arg]
+    """One line per corpus with raters' votes: the predicted distribution against theirs (metrics ``agreement``)."""
+    def num(v: float | None) -> str:
+        return "n/a" if v is None else f"{v:.3f}"
+
+    for p, m in loaded:
+        if a := m.get("agreement"):
+            console.print(f"{p.stem}: against the raters' votes ({a['n']} clips): cross-entropy "
+                          f"{num(a['cross_entropy'])}, JS distance {num(a['js_distance'])}; UAR "
+                          f"{num(a['uar_high'])} on the high-agreement half ({a['n_high']}), {num(a['uar_low'])} "
+                          f"on the low ({a['n_low']})", highlight=False, soft_wrap=True)
 
 
 def _print_training_audio(loaded: list[tuple[Path, dict]]) -> None:  # type: ignore[type-arg]

@@ -34,6 +34,7 @@ from pydantic import (
 
 from emoshift.config.features import FeatureConfig
 from emoshift.config.split import SplitConfig, corpus_key
+from emoshift.config.targets import SoftTargets
 from emoshift.core.io import atomic_write_text
 from emoshift.core.overrides import ConfigError, apply_overrides, explain
 from emoshift.core.rundir import RunDir, RunError
@@ -46,8 +47,7 @@ class Strict(BaseModel):
 
 
 class ConfigChecks(Protocol):
-    """What the model registry checks in a config (:data:`emoshift.models.CONFIG_CHECKS`); each raises
-    ValueError with a one-line message."""
+    """What the model registry checks in a config (:data:`emoshift.models.CONFIG_CHECKS`): one-line ValueErrors."""
 
     def check_name(self, name: str) -> None:
         """``model.name`` is a registered model."""
@@ -274,7 +274,7 @@ class DistillConfig(Strict):
     alpha: float = Field(0.5, ge=0.0, le=1.0, description="weight of the hard-label cross-entropy")
 
 
-class TrainingConfig(Strict):
+class TrainingConfig(Strict, SoftTargets):  # training.targets, training.soft_mix: config.targets
     epochs: int = Field(30, ge=1)
     batch_size: int = Field(32, ge=1)
     lr: float = Field(1e-3, gt=0.0, description="head / CNN learning rate")

@@ -16,7 +16,10 @@
 - Licence: released by request from USC SAIL under its own research licence (no redistribution).
 - Layout: ``Session1/ ... Session5/`` at ROOT or one folder down (``IEMOCAP_full_release/``). Labels in
   ``SessionN/dialog/EmoEvaluation/<dialog>.txt``: a header line starting with ``%``, then per turn
-  ``[start - end]<TAB>utt_id<TAB>emo<TAB>[V, A, D]`` followed by each evaluator's lines (skipped). Audio in
+  ``[start - end]<TAB>utt_id<TAB>emo<TAB>[V, A, D]`` followed by each evaluator's lines: the categorical ones
+  (``C-E1:<TAB>Frustration; Anger;<TAB>(comment)``, the actors' own ``C-F1``/``C-M1`` too) are kept as the turn's
+  ``votes``, one vote per category an evaluator names (``Other`` none; under a policy, votes for the classes it
+  leaves out are dropped, excited merges into happy), the others are skipped. Audio in
   ``SessionN/sentences/wav/<dialog>/<utt_id>.wav``.
 - Quirks: copies made on macOS hold ``._*`` AppleDouble files beside the real ones (ignored, also among the
   label files). A session without ``dialog/EmoEvaluation/`` is reported: its files are skipped as "no label".
@@ -25,6 +28,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from dataclasses import dataclass
@@ -47,6 +51,19 @@ LABEL_MAP: dict[str, str] = {
     "fea": "fearful",
     "dis": "disgust",
 }
+# The evaluators' category names (``C-E1:\tFrustration; Anger;\t(comment)``) -> canonical emotions; "Other" is none.
+EVALUATOR_CATEGORIES: dict[str, str] = {
+    "neutral": "neutral",
+    "neutral state": "neutral",
+    "happiness": "happy",
+    "excited": "excited",
+    "sadness": "sad",
+    "anger": "angry",
+    "frustration": "frustrated",
+    "surprise": "surprised",
+    "fear": "fearful",
+    "disgust": "disgust",
+}
 # Categories that are not an emotion: left out of every policy and counted.
 EXCLUDED: dict[str, str] = {"xxx": "xxx (no majority)", "oth": "oth (other)"}
 MODES: tuple[str, ...] = ("improvised", "scripted")
@@ -54,6 +71,8 @@ MODES: tuple[str, ...] = ("improvised", "scripted")
 _SESSION_DIR = re.compile(r"session([1-5])", re.IGNORECASE)
 # Ses01F_impro01_F000, Ses01M_script02_1_M013: session, the dialog, the speaker's gender letter, turn number
 _TURN = re.compile(r"(Ses(\d{2})[FM]_[A-Za-z0-9_]+?)_([FM])(\d{3})")
+# an evaluator's categorical line: C-E1 ... C-E6 (evaluators), C-F1 / C-M1 (the actors' self-assessment)
+_EVALUATOR_LINE = re.compile(r"C-[A-Z]+\d*:\s*([^\t(]*)")
 _LABEL_LINE = re.compile(
     r"\[\s*([\d.]+)\s*-\s*([\d.]+)\s*\]\t(\S+)\t(\S+)\t\[\s*([\d.]+),\s*([\d.]+),\s*([\d.]+)\s*\]"
 )
@@ -67,6 +86,7 @@ class Turn:
     valence: float
     arousal: float
     dominance: float
+    votes: tuple[tuple[str, float], ...] = ()  # the evaluators' categorical votes (canonical emotion, count)
 
 
 def scan(
@@ -143,12 +163,27 @@ def _session_labels(session: Path, result: Scan) -> dict[str, Turn]:
         except OSError as e:
             result.warnings.append(f"{path}: cannot be read ({e.strerror or e}); its turns have no label")
             continue
+        current: str | None = None
         for line in text.splitlines():
             m = _LABEL_LINE.match(line.strip("\r"))
             if m is not None:
                 v, a, d = (float(x) for x in m.group(5, 6, 7))
-                turns[m.group(3)] = Turn(code=m.group(4).lower(), valence=v, arousal=a, dominance=d)
+                current = m.group(3)
+                turns[current] = Turn(code=m.group(4).lower(), valence=v, arousal=a, dominance=d)
+            elif current is not None and (ev := _EVALUATOR_LINE.match(line)) is not None:
+                turns[current] = _add_votes(turns[current], ev.group(1))
     return turns
+
+
+def _add_votes(turn: Turn, cell: str) -> Turn:
+    """``turn`` with one more evaluator's categories (``Frustration; Anger;``): one vote for each category named
+    (an evaluator may name several); ``Other`` and unknown names give no vote."""
+    counts = dict(turn.votes)
+    for name in cell.split(";"):
+        emotion = EVALUATOR_CATEGORIES.get(name.strip().split(":", 1)[0].strip().lower())
+        if emotion is not None:
+            counts[emotion] = counts.get(emotion, 0.0) + 1.0
+    return dataclasses.replace(turn, votes=tuple(sorted(counts.items())))
 
 
 def _report_missing(session: Path, files: list[Path], turns: dict[str, Turn], result: Scan) -> None:
@@ -192,5 +227,6 @@ def _parse(path: Path, turns: dict[str, Turn]) -> Utterance | str:
         valence=turn.valence,
         arousal=turn.arousal,
         dominance=turn.dominance,
+        votes=turn.votes or None,
         meta=make_meta([("dialog", dialog), ("mode", _mode(dialog))]),
     )

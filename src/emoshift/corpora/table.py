@@ -17,6 +17,9 @@ Not to be confused with :mod:`emoshift.corpora.manifest`, which writes and reads
   ``arousal``/``valence``/``dominance`` (numbers); and the columns of emoshift's own index
   (``emoshift corpus index`` writes them, so its output reads back as it is): ``native_label`` (kept as the native
   label instead of the label as written), ``intensity``, ``sentence``, ``race``, ``ethnicity``, ``agreement``;
+  ``votes`` (the raters' votes, ``angry:3;neutral:2``, labels as in ``emotion``) or instead one column per
+  class ``p_<label>`` (``p_angry, p_neutral, ...``: the raters' distribution, an empty cell is 0), kept as
+  :attr:`Utterance.votes` for soft-label training (``training.targets: soft``);
   ``corpus`` and ``duration_s`` are read and ignored (the table's name is the corpus; durations are measured
   again). Any other column is kept in ``meta`` (and can be audited, ``--by accent``); a column named ``meta``
   is refused. Also read as they are: nkululeko's CSV (``file, speaker, gender, emotion``) and EmoBox's
@@ -47,9 +50,12 @@ from emoshift.corpora.base import (
     Scan,
     Skipped,
     Utterance,
+    Votes,
     check_policy,
     harmonise,
+    harmonise_votes,
     make_meta,
+    parse_votes,
     unknown_speaker,
 )
 
@@ -77,7 +83,9 @@ FIELDS: tuple[str, ...] = (
     "race",
     "ethnicity",
     "agreement",
+    "votes",  # the raters' votes, ``angry:3;neutral:2`` (labels as in ``emotion``); or one p_<label> column each
 )
+SHARE_PREFIX = "p_"  # p_angry, p_neutral, ...: the raters' distribution, one column per class
 # Columns of emoshift's own index that a table does not take from the row: the table's name is its corpus, and
 # durations are measured when the audio is decoded.
 IGNORED: tuple[str, ...] = ("corpus", "duration_s")
@@ -255,7 +263,7 @@ def scan_rows(
         if label is None:
             result.left_out[u.emotion] += 1
         else:
-            pending.append(u if label == u.emotion else _relabel(u, label))
+            pending.append(_relabel(u, label, labels))
     return _scanning.decode_all(result, pending, workers=workers, progress=progress)
 
 
@@ -270,8 +278,9 @@ def _outside(utterances: list[Utterance], root: Path) -> list[str]:
     return list(out)
 
 
-def _relabel(u: Utterance, label: str) -> Utterance:
-    return dataclasses.replace(u, emotion=label)
+def _relabel(u: Utterance, label: str, policy: str) -> Utterance:
+    """``u`` with its label and votes under ``policy``."""
+    return dataclasses.replace(u, emotion=label, votes=harmonise_votes(u.votes, policy))
 
 
 def _label_map(name: str, label_map: Mapping[str, str], spelling: Spelling) -> dict[str, str]:
@@ -347,11 +356,14 @@ class _Reader:
         self.pseudo_speakers = 0  # rows given a pseudo-speaker (allow_leak)
         self.base = path.parent  # relative audio paths are read from here
         self.aliases: Mapping[str, tuple[str, ...]] = ALIASES
+        self.shares: dict[str, str] = {}  # p_<label> column -> emotion (the raters' distribution), set in read
 
     def read(self, source: Iterable[tuple[int, dict[str, str]]]) -> list[Utterance]:
         rows = list(source)
         header = list(dict.fromkeys(k for _, row in rows for k in row)) if rows else []
         where = self._where(header)
+        if "votes" not in where:
+            self.shares = {c: e for c in header if c.startswith(SHARE_PREFIX) and (e := self._emotion(c[2:]))}
         self._check_labels(rows, where)
         self.id_base = self._id_base([self._audio(line, row, where) for line, row in rows])
         utterances = [self._utterance(line, row, where) for line, row in rows]
@@ -450,10 +462,35 @@ class _Reader:
             valence=self._number(line, where, row, "valence"),
             dominance=self._number(line, where, row, "dominance"),
             agreement=self._number(line, where, row, "agreement"),
+            votes=self._votes(line, row, where),
             meta=make_meta(
-                (k, v) for k, v in row.items() if k not in used and k not in FIELDS and k not in IGNORED
+                (k, v)
+                for k, v in row.items()
+                if k not in used and k not in FIELDS and k not in IGNORED and k not in self.shares
             ),
         )
+
+    def _votes(self, line: int, row: dict[str, str], where: dict[str, str]) -> Votes | None:
+        """The row's rater votes (canonical emotions): the ``votes`` cell, or its p_<label> cells (empty = 0)."""
+        if "votes" in where:
+            cell = row.get(where["votes"], "")
+            pairs = [part.partition(":") for part in cell.split(";")] if cell.strip() else []
+            try:
+                text = ";".join(f"{self._emotion(lab) or lab}:{count}" for lab, _, count in pairs)
+                return parse_votes(text)
+            except ValueError as e:
+                raise TableError(f"{self._at(line)}, column {where['votes']!r}: {e}") from None
+        out: dict[str, float] = {}
+        for column, emotion in self.shares.items():
+            text = row.get(column, "")
+            try:
+                value = float(text) if text else 0.0
+            except ValueError:
+                value = -1.0
+            if not value >= 0:
+                raise TableError(f"{self._at(line)}, column {column!r}: a share must be a number >= 0, got {text!r}")
+            out[emotion] = out.get(emotion, 0.0) + value
+        return tuple((e, out[e]) for e in EMOTIONS if out.get(e, 0.0) > 0) or None
 
     def _audio(self, line: int, row: dict[str, str], where: dict[str, str]) -> Path:
         """The row's audio as an absolute, normalised path (relative paths are relative to the source's base)."""

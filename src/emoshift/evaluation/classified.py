@@ -5,6 +5,8 @@
   ``skipped``, ``distill_teacher``); a fold run adds ``scored_by``, ``folds``, ``fold_mean``, ``fold_sd``
   (each fold's ``fold, n, speakers, accuracy, uar, macro_f1``); one run is one training seed, so the metrics say
   ``"seeds": 1`` and ``seed_sd`` null (a repeated-training run pools its seeds: :mod:`emoshift.evaluation.seeded`);
+  a corpus with raters' votes adds ``agreement`` (:mod:`emoshift.evaluation.agreement`: cross-entropy and
+  Jensen-Shannon distance to the raters' distribution, UAR on the high- and low-agreement halves);
 - ``RUN/predictions/<corpus>.csv``: ``id,path,corpus,speaker,gender,true,pred,p_<label>...[,fold],seed``;
 - ``RUN/plots/confusion_<corpus>.png``.
 
@@ -20,6 +22,8 @@ import numpy as np
 
 from emoshift.core.io import atomic_write_csv, atomic_write_json
 from emoshift.corpora.base import Utterance
+from emoshift.evaluation.agreement import KEY as AGREEMENT
+from emoshift.evaluation.agreement import agreement_scores
 from emoshift.evaluation.scoring import Scored, Scorer, fold_summary
 from emoshift.evaluation.seeded import one_seed
 
@@ -79,6 +83,9 @@ def _write(scorer: Scorer, name: str, s: Scored, outside: Counter[str]) -> dict[
             **one_seed(metrics["uar"]),
         }
     )
+    agreement = agreement_scores(s.kept, s.values, labels)  # None: no raters' votes on this corpus
+    if agreement is not None:
+        metrics[AGREEMENT] = agreement
     if scorer.is_ensemble:
         scores = [fold_score(i, utts, probs, labels) for i, utts, probs in s.members]
         metrics.update({"scored_by": s.scored_by, **fold_summary(scores, FOLD_METRICS)})

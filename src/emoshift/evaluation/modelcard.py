@@ -126,6 +126,7 @@ def _metrics(rd: RunDir) -> list[dict[str, Any]]:
             "seeds": seed_text(m),
             **{k: {"value": m.get(k), "ci95": ci.get(k), "speakers": m.get("speakers")}
                for k in ("uar", "accuracy", "macro_f1")},
+            "agreement": m.get("agreement"),  # the raters' votes: evaluation.agreement
         })
     return out
 
@@ -181,6 +182,7 @@ def model_summary(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
             "samples": done.get("samples"),
             "label_counts": done.get("label_counts"),
             "distill_teacher": info.distill_teacher,
+            "targets": done.get("targets"),  # soft-label training: {"kind": "soft", "soft_mix": ...}
             "speaker_norm": bool(info.speaker_norm),
         },
         "metrics": _metrics(rd),
@@ -203,6 +205,27 @@ def _categorical_results(s: dict[str, Any]) -> list[str]:
         split = f"{m['split']}{' (LEAKY)' if m['leaky'] else ''}"
         lines.append(f"| {m['corpus']} | {split} | {m['n']} | {m['speakers']} | {_fmt(m['uar'])} | "
                      f"{_fmt(m['accuracy'])} | {_fmt(m['macro_f1'])} | {m.get('seeds') or NOT_MEASURED} |")
+    return lines
+
+
+def _agreement_results(s: dict[str, Any]) -> list[str]:
+    """The corpora with raters' votes: the predicted distribution against the raters', UAR by agreement half
+    (nothing when no corpus has votes)."""
+    def num(v: float | None) -> str:
+        return "–" if v is None else f"{v:.3f}"
+
+    if not any(m.get("agreement") for m in s["metrics"]):
+        return []
+    lines = ["", "Agreement with the raters (corpora with raters' votes): cross-entropy (nats) and Jensen-Shannon "
+             "distance (base 2) of the predicted distribution to the raters'; UAR on the clips above the median "
+             "share of the majority vote (high agreement) and on the others (low).", "",
+             "| corpus | n | cross-entropy | JS distance | median agreement | UAR high (n) | UAR low (n) |",
+             "| --- | ---: | ---: | ---: | ---: | --- | --- |"]
+    for m in s["metrics"]:
+        if a := m.get("agreement"):
+            lines.append(f"| {m['corpus']} | {a['n']} | {num(a['cross_entropy'])} | {num(a['js_distance'])} | "
+                         f"{num(a['median_agreement'])} | {num(a['uar_high'])} ({a['n_high']}) | "
+                         f"{num(a['uar_low'])} ({a['n_low']}) |")
     return lines
 
 
@@ -273,6 +296,7 @@ def render_model_card(run_dir: str | os.PathLike[str]) -> str:
               + "`test` = held-out speakers of a training corpus; `all` = every utterance of a corpus not trained on "
               "(cross-corpus).", "",
               *(_dimensional_results(s) if dimensional else _categorical_results(s))]
+    lines += _agreement_results(s)
     lines += ["", "## Fairness", ""]
     if s["fairness"]:
         for f in s["fairness"]:
@@ -319,6 +343,8 @@ def _training_lines(s: dict[str, Any]) -> list[str]:
         member = f" {d['member']} |" if "member" in d else ""
         lines.append(f"| {d['corpus']} |{member} {u.get('train', 0)} | {u.get('val', 0)} | {u.get('test', 0)} | "
                      f"{sp.get('train', 0)}/{sp.get('val', 0)}/{sp.get('test', 0)} |")
+    if (targets := s["protocol"].get("targets")) and targets.get("kind") == "soft":
+        lines += ["", f"Targets: soft, the raters' vote distribution (hard-label weight {targets['soft_mix']:g})."]
     return lines
 
 

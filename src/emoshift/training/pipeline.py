@@ -108,6 +108,10 @@ def prepare_data(
     labels = [] if rated else label_list(scans)
     if not rated and len(labels) < 2:
         raise TrainError(f"the training corpora hold fewer than two labels under policy {cfg.data.labels!r}")
+    if rated and cfg.training.targets == "soft":
+        raise TrainError("training.targets: soft applies to task categorical (the raters' votes over emotion classes)")
+    if soft_labels(cfg):
+        check_votes(scans, labels)
     splits = {}
     for name, sc in scans.items():
         path = run.split(name)
@@ -143,6 +147,20 @@ def prepare_data(
             "the split left no training or no validation utterances; use more speakers or other ratios"
         )
     return Prepared(scans, splits, labels, train, val, unrated)
+
+
+def check_votes(scans: dict[str, Scan], labels: list[str]) -> None:
+    """``training.targets: soft``: every training corpus has raters' votes (TrainError, one line, if one has
+    none); utterances without them train on their one-hot label, and the log says how many."""
+    from emoshift.data.targets import TargetsError, require_votes
+
+    try:
+        missing = require_votes({name: sc.utterances for name, sc in scans.items()}, labels)
+    except TargetsError as e:
+        raise TrainError(str(e)) from None
+    for name, n in missing.items():
+        if n:
+            log.warning("%s: %d utterance(s) have no raters' votes; they train on their one-hot label", name, n)
 
 
 def corpus_ratings(
@@ -332,4 +350,10 @@ def done_info(
         "samples": {"train": len(prep.train), "val": len(prep.val)},
         "label_counts": {} if cfg.task_kind.rated else dict(Counter(prep.labels[it.label] for it in prep.train)),
         **({"unrated": prep.unrated} if cfg.task_kind.rated else {}),
+        **({"targets": {"kind": "soft", "soft_mix": cfg.training.soft_mix}} if soft_labels(cfg) else {}),
     }
+
+
+def soft_labels(cfg: ExperimentConfig) -> bool:
+    """Whether the run trains on the raters' vote distributions (``training.targets: soft``, categorical)."""
+    return not cfg.task_kind.rated and cfg.training.targets == "soft"
