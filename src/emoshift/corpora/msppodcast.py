@@ -8,6 +8,12 @@
 - Labels: consensus category ``EmoClass`` A angry, S sad, H happy, U surprise, F fear, D disgust,
   C contempt, N neutral, O other, X no agreement (O and X left out and counted in ``Scan.excluded``), and
   mean arousal, valence, dominance ratings on 1-7 (``EmoAct``, ``EmoVal``, ``EmoDom``).
+- Raters' votes: releases v1.10+ also ship ``Labels/labels_detailed.csv``, one row per annotator and file
+  (``FileName``, ``EmoClass_Major`` in full words: Angry, Sad, Happy, Surprise, Fear, Disgust, Contempt,
+  Neutral, Other; also ``EmoClass_Second``, ``WorkerID``, EmoAct/EmoVal/EmoDom, not read). When present, each
+  turn's ``votes`` count its annotators' ``EmoClass_Major`` (the words mapped as the EmoClass letters are;
+  ``Other`` gives no vote, like IEMOCAP's; a word not known is counted in one warning). Read in one streaming
+  pass; without the file the turns have no votes.
 - Folds: ``fold`` is the official partition ``Split_Set`` (Train, Development, Test1, Test2, ... depending
   on the release): the protocol. Its identified speakers are disjoint across partitions; the scan warns when
   a copy breaks that.
@@ -25,12 +31,20 @@ from __future__ import annotations
 import csv
 import os
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
 from emoshift.corpora import _scanning
-from emoshift.corpora.base import CorpusError, Scan, Skipped, Utterance, is_unknown_speaker, unknown_speaker
+from emoshift.corpora.base import (
+    CorpusError,
+    Scan,
+    Skipped,
+    Utterance,
+    Votes,
+    is_unknown_speaker,
+    unknown_speaker,
+)
 
 NAME = "msp-podcast"
 RATING_SCALE: tuple[float, float] = (1.0, 7.0)  # EmoAct, EmoVal, EmoDom: mean of raters, 1-7
@@ -47,6 +61,25 @@ LABEL_MAP: dict[str, str] = {
 }
 EXCLUDED: dict[str, str] = {"O": "O (other)", "X": "X (no agreement)"}
 LABELS_FILE = ("Labels", "labels_consensus.csv")
+VOTES_FILE = ("Labels", "labels_detailed.csv")  # per annotator, releases v1.10+
+VOTE_COLUMNS: tuple[str, ...] = ("FileName", "EmoClass_Major")
+# EmoClass_Major's words (lower-cased) -> the EmoClass letter they stand for; "Other..." gives no vote
+VOTE_WORDS: dict[str, str] = {
+    "angry": "A",
+    "anger": "A",
+    "sad": "S",
+    "sadness": "S",
+    "happy": "H",
+    "happiness": "H",
+    "surprise": "U",
+    "surprised": "U",
+    "fear": "F",
+    "fearful": "F",
+    "disgust": "D",
+    "disgusted": "D",
+    "contempt": "C",
+    "neutral": "N",
+}
 COLUMNS: tuple[str, ...] = (
     "FileName",
     "EmoClass",
@@ -95,10 +128,12 @@ def scan(
     if labels_path is None:
         raise CorpusError(f"{NAME}: labels file {'/'.join(LABELS_FILE)} not found in {root_path}")
     rows = _read_labels(labels_path)
+    votes_path = _scanning.child(labels_dir, VOTES_FILE[1], is_dir=False) if labels_dir else None
+    votes = _read_votes(votes_path, result) if votes_path is not None else {}
     files = _scanning.audio_files(audio_dir)
     _scanning.require_recognised(
         files,
-        lambda p: _parse(p, rows),
+        lambda p: _parse(p, rows, votes),
         f"{NAME}: no labelled turns named like MSP-PODCAST_0001_0001.wav in {audio_dir}",
     )
     have = {p.stem for p in files}
@@ -119,7 +154,9 @@ def scan(
             result.excluded[NO_PARTITION] += 1
         else:
             kept.append(path)
-    result = _scanning.scan_files(result, kept, lambda p: _parse(p, rows), workers=workers, progress=progress)
+    result = _scanning.scan_files(
+        result, kept, lambda p: _parse(p, rows, votes), workers=workers, progress=progress
+    )
     _check_partitions(result)
     return result
 
@@ -146,6 +183,43 @@ def _read_labels(path: Path) -> dict[str, Row]:
         raise CorpusError(f"{NAME}: cannot read {path} ({e})") from None
 
 
+def _read_votes(path: Path, result: Scan) -> dict[str, Votes]:
+    """File stem -> its annotators' votes (canonical emotions), counted from EmoClass_Major in one streaming
+    pass (the file has a row per annotator: millions in recent releases). Words not known go to one warning."""
+    counts: dict[str, Counter[str]] = defaultdict(Counter)
+    unknown: Counter[str] = Counter()
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.reader(f)
+            header = [c.strip() for c in next(reader, [])]
+            missing = [c for c in VOTE_COLUMNS if c not in header]
+            if missing:
+                raise CorpusError(
+                    f"{NAME}: {path} lacks the columns {', '.join(missing)} (needs {', '.join(VOTE_COLUMNS)}; "
+                    f"found: {', '.join(header) or 'nothing'})"
+                )
+            name_at, word_at = (header.index(c) for c in VOTE_COLUMNS)
+            width = max(name_at, word_at) + 1
+            emotions = {word: LABEL_MAP[code] for word, code in VOTE_WORDS.items()}
+            for cells in reader:
+                if len(cells) < width or not (name := cells[name_at].strip()):
+                    continue
+                word = cells[word_at].strip()
+                emotion = emotions.get(word.lower())
+                if emotion is not None:  # the stem by slicing: Path() per row costs a third of the pass
+                    counts[name[:-4] if name[-4:].lower() == ".wav" else name][emotion] += 1
+                elif word and not word.lower().startswith("other"):
+                    unknown[word] += 1
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise CorpusError(f"{NAME}: cannot read {path} ({e})") from None
+    if unknown:
+        result.warnings.append(
+            f"{path.name}: {sum(unknown.values())} EmoClass_Major votes with a word not known were not counted "
+            f"({', '.join(f'{w!r}: {n}' for w, n in unknown.most_common(3))})"
+        )
+    return {stem: tuple(sorted((e, float(n)) for e, n in c.items())) for stem, c in counts.items()}
+
+
 def _row(row: dict[str, str], *, line: int) -> Row:
     speaker = row.get("SpkrID", "")
     gender = row.get("Gender", "").lower()
@@ -168,7 +242,7 @@ def _number(cell: str) -> float | None:
         return None
 
 
-def _parse(path: Path, rows: dict[str, Row]) -> Utterance | str:
+def _parse(path: Path, rows: dict[str, Row], votes: dict[str, Votes]) -> Utterance | str:
     """An Utterance with its canonical emotion (no duration yet), or the reason the file is skipped."""
     if _FILE.fullmatch(path.stem) is None or path.suffix.lower() != ".wav":
         return "unrecognised file name"
@@ -190,6 +264,7 @@ def _parse(path: Path, rows: dict[str, Row]) -> Utterance | str:
         arousal=row.arousal,
         valence=row.valence,
         dominance=row.dominance,
+        votes=votes.get(path.stem),
     )
 
 
