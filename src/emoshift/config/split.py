@@ -49,6 +49,26 @@ class SplitConfig(BaseModel):
     val: list[str] | None = None
     test: list[str] | None = None
     allow_leak: bool = False
+    disjoint: list[Literal["speaker", "text"]] = Field(
+        default_factory=lambda: ["speaker"],
+        description="what test may not share with train/val: [speaker] (default) or [speaker, text] (also no "
+        "spoken text of the test part in training, where the corpus records its texts; costs data)",
+    )
+
+    @field_validator("disjoint")
+    @classmethod
+    def _disjoint(cls, v: list[str]) -> list[str]:
+        """``speaker`` always (a split is by speaker; ``method: random`` with ``allow_leak`` is how to share
+        them), ``text`` on request; each once, in that order."""
+        if "speaker" not in v:
+            raise ValueError(
+                "data.split.disjoint must include 'speaker' (splits are always by speaker), e.g. [speaker, text]"
+            )
+        return [k for k in ("speaker", "text") if k in v]
+
+    @property
+    def text_disjoint(self) -> bool:
+        return "text" in self.disjoint
 
     @field_validator("k", mode="before")
     @classmethod

@@ -61,6 +61,7 @@ class CorpusMetrics:
     folds: int | None = None  # k-fold CV: the number of folds pooled (or, unseen corpus, models ensembled)
     uar_fold_sd: float | None = None  # k-fold CV: the standard deviation of the per-fold UARs
     collapsed: dict[str, Any] | None = None  # {"label", "share"} when the model predicts (nearly) one class
+    text_overlap: float | None = None  # share of test utterances saying a text the run trained on (None: unknown)
 
     @classmethod
     def from_json(cls, corpus: str, data: dict[str, Any]) -> CorpusMetrics:
@@ -75,6 +76,7 @@ class CorpusMetrics:
             uar_ci=ci.get("uar"),
             macro_f1=data.get("macro_f1"),
             leaky=bool(data.get("leaky", False)),
+            text_overlap=data.get("text_overlap"),
             split=str(data.get("split", "test")),
             labels=list(data.get("labels", [])),
             confusion=list(data.get("confusion", [])),
