@@ -2,7 +2,7 @@
 
 What :mod:`emoshift.corpora.table` reads (``--corpus mine=OUT/manifest/manifest.csv``)::
 
-    manifest/manifest.csv          path,emotion,speaker,gender,age,fold,accent,device,arousal,valence,dominance,sentence
+    manifest/manifest.csv          path,emotion,speaker,gender,age,fold,accent,device,sentence,arousal,valence,dominance
     manifest/audio/s03/s03_angry_1.wav
 
 ``manifest_speakers`` speakers (genders alternating, ages 19-70, one of four accents, two devices), each with
@@ -34,8 +34,8 @@ from emoshift.synth.voice import Sentence
 NAME = "manifest"
 TABLE = "manifest.csv"
 COLUMNS: tuple[str, ...] = (
-    "path", "emotion", "speaker", "gender", "age", "fold", "accent", "device", "arousal", "valence", "dominance",
-    "sentence",
+    "path", "emotion", "speaker", "gender", "age", "fold", "accent", "device", "sentence", "arousal", "valence",
+    "dominance",
 )
 ACCENTS: tuple[str, ...] = ("scottish", "irish", "general american", "indian english")
 DEVICES: tuple[str, ...] = ("headset", "phone")
