@@ -199,6 +199,16 @@ def _fmt(metric: dict[str, Any]) -> str:
     return with_ci(v, ci, metric.get("speakers"))
 
 
+def _overlap_lines(s: dict[str, Any]) -> list[str]:
+    """The limitation a text overlap is: which scores tested sentences the model trained on (none: no line)."""
+    overlap = [f"{m['corpus']} {m['text_overlap']:.0%}" for m in s["metrics"] if overlap_mark(m.get("text_overlap"))]
+    if not overlap:
+        return []
+    return [f"- Text overlap (share of test utterances saying a text the model trained on): {', '.join(overlap)}. "
+            "Those scores may partly measure recognising the sentences; `data.split.disjoint: [speaker, text]` "
+            "trains and tests on disjoint texts."]
+
+
 def _split_label(m: dict[str, Any]) -> str:
     """The split a score is on, marked as leaks are: "test (LEAKY)", "test (TEXT OVERLAP 50%)"."""
     marks = [x for x in ("LEAKY" if m.get("leaky") else "", overlap_mark(m.get("text_overlap"))) if x]
@@ -300,11 +310,7 @@ def render_model_card(run_dir: str | os.PathLike[str]) -> str:
     if acted:
         lines.append(f"- Trained on acted speech ({', '.join(acted)}): actors reading fixed sentences in studio or "
                      "near-studio conditions; expect lower accuracy on spontaneous, conversational or noisy speech.")
-    overlap = [f"{m['corpus']} {m['text_overlap']:.0%}" for m in s["metrics"] if overlap_mark(m.get("text_overlap"))]
-    if overlap:
-        lines.append(f"- Text overlap (share of test utterances saying a text the model trained on): "
-                     f"{', '.join(overlap)}. Those scores may partly measure recognising the sentences; "
-                     "`data.split.disjoint: [speaker, text]` trains and tests on disjoint texts.")
+    lines += _overlap_lines(s)
     lines += ["- The cross-corpus rows above are the better guide to performance on new recordings than the "
               "in-corpus test rows.", f"- {_speakers_sentence(s)}"]
     lines += ["", "## How to use", "", "With emoshift:", "", "```bash", f"emoshift predict {name} speech.wav",
