@@ -113,7 +113,8 @@ def fabricated(tmp_path: Path) -> tuple:
     out = tmp_path / "out"
     _fake_run(
         out / "runs" / "A",
-        {"ravdess": _metrics(0.61, 0.58, 96), "crema-d": _metrics(0.25, 0.22, 480, split="all")},
+        {"ravdess": {**_metrics(0.61, 0.58, 96), "text_overlap": 1.0},
+         "crema-d": {**_metrics(0.25, 0.22, 480, split="all"), "text_overlap": 0.0}},
     )
     _fake_run(
         out / "runs" / "B",
@@ -181,6 +182,9 @@ def test_markdown_has_every_section_and_number(fabricated: tuple) -> None:
     assert "22.0 [16.0, 25.0] (unseen)" in md  # a corpus the model never saw
     assert REPORTED_PROTOCOL in md and "80.56" in md and "22.39" in md
     assert "⚠ leaky" in md and "LEAKY" in md
+    # text overlap is marked beside the leak flags: A tested RAVDESS sentences it trained on, not CREMA-D's
+    assert "| no | TEXT OVERLAP 100% |" in md and "| no | no |" in md and "| n/a |" in md
+    assert "2 of 6 scores test sentences the model heard in training" in md  # A, and AUD that repeats it
     assert "AUD trains nothing: its scores are those of A (the same model)" in md
     p = audit["by"]["gender"]["p_value_uar"]
     assert f"{p:.3f}" in md and "not recorded" in md  # race is not in the fabricated demographics

@@ -312,3 +312,40 @@ def test_each_fold_model_scores_each_utterance_once(
     evaluate_run(run, {"ravdess": str(synth_tiny / "ravdess"), "crema-d": str(synth_tiny / "crema-d")},
                  progress=False, cache_dir=str(cache))
     assert (_metrics(run, "ravdess")["uar"], _metrics(run, "crema-d")["uar"]) == before
+
+
+def _fold_parts(fold_run: Path) -> dict[str, str]:
+    return {r["id"]: r["split"] for r in read_csv(fold_run / "splits/ravdess.csv")}
+
+
+def test_text_overlap_is_counted_per_fold_against_its_own_training_texts(cv_run: Path, synth_tiny: Path) -> None:
+    """The pooled ``text_overlap`` by hand: each fold's test utterances against that fold's train/val texts."""
+    from emoshift.corpora import scan
+
+    said = {u.id: u.sentence for u in scan("ravdess", str(synth_tiny / "ravdess")).utterances}
+    hits = total = 0
+    for i in range(K):
+        parts = _fold_parts(cv_run / "folds" / str(i))
+        training = {said[u] for u, p in parts.items() if p != "test"}
+        tested = [u for u, p in parts.items() if p == "test"]
+        hits, total = hits + sum(said[u] in training for u in tested), total + len(tested)
+    assert _metrics(cv_run, "ravdess")["text_overlap"] == pytest.approx(hits / total)
+    assert hits == total  # both RAVDESS statements are said by every actor: a speaker split repeats them all
+    assert _metrics(cv_run, "crema-d")["text_overlap"] == 0.0  # sentence codes no RAVDESS actor says
+
+
+def test_text_disjoint_folds_score_no_training_text(synth_tiny: Path, cache: Path, tmp_path: Path) -> None:
+    from emoshift.corpora import scan
+
+    cfg = load_config(overrides=_acoustic(synth_tiny, cache, "data.split.method=kfold", f"data.split.k={K}",
+                                          "data.split.disjoint=[speaker, text]"))
+    run = train(cfg, tmp_path / "run", progress=False)
+    said = {u.id: u.sentence for u in scan("ravdess", str(synth_tiny / "ravdess")).utterances}
+    m = _metrics(run, "ravdess")
+    assert m["text_overlap"] == 0.0 and m["n"] < len(said)  # the price: utterances that would cross are left out
+    for i in range(K):
+        parts = _fold_parts(run / "folds" / str(i))
+        test = {said[u] for u, p in parts.items() if p == "test"}
+        assert test and not test & {said[u] for u, p in parts.items() if p != "test"}
+        cost = json.loads((run / "folds" / str(i) / "done.json").read_text())["text_disjoint"]["ravdess"]
+        assert cost["of"] - sum(cost["left_out"].values()) == len(parts) and cost["test_texts"] == 1

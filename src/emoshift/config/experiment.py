@@ -471,8 +471,8 @@ class ExperimentConfig(Strict):
         d.pop("name", None)
         d.pop("tracking", None)  # where a run is logged is not what it trains
         d["trainer"].pop("progress", None)
-        if d["training"].get("seeds") is None:
-            d["training"].pop("seeds", None)  # one run: hashes as before training.seeds existed
+        for part, key, default in ((d["training"], "seeds", None), (d["data"]["split"], "disjoint", ["speaker"])):
+            part.pop(key) if part.get(key) == default else None  # added later: at their defaults, hash as before
         if exclude_roots:
             d["data"].pop("roots", None)
             d["data"].pop("cache_dir", None)

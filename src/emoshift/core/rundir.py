@@ -12,6 +12,7 @@
     RUN/compare/<other run>_<corpus>.json
     RUN/teacher_logits/<key>.npy   a teacher's logits for a student's training items (distillation)
     RUN/training_audio.json    fingerprints of the audio it trained on (training audio among test audio is a leak)
+    RUN/training_texts.json    the spoken texts it trained on (a test utterance saying one is text overlap)
     RUN/checkpoints/           Lightning checkpoints (last.ckpt resumes an interrupted run; best.safetensors)
     RUN/done.json              written last: the run is complete
     RUN/tracking.json          the MLflow run this run logs to (tracking.backend: mlflow; reused on resume)
@@ -60,6 +61,10 @@ class RunDir:
     @property
     def training_audio(self) -> Path:
         return self.path / "training_audio.json"
+
+    @property
+    def training_texts(self) -> Path:
+        return self.path / "training_texts.json"
 
     @property
     def weights(self) -> Path:

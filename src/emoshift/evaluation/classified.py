@@ -1,6 +1,7 @@
 """What a categorical run's evaluation writes for a corpus (scored by :mod:`emoshift.evaluation.scoring`):
 
-- ``RUN/metrics/<corpus>.json``: accuracy, uar, macro_f1, n, labels, per_class_recall, confusion, ci95, leaky
+- ``RUN/metrics/<corpus>.json``: accuracy, uar, macro_f1, n, labels, per_class_recall, confusion, ci95, leaky,
+  ``text_overlap`` (the share of test utterances saying a text the run trained on; null where texts are unknown)
   and the context keys (``corpus``, ``split``, ``speakers``, ``model``, ``train_corpora``, ``excluded_labels``,
   ``skipped``, ``distill_teacher``); a fold run adds ``scored_by``, ``folds``, ``fold_mean``, ``fold_sd``
   (each fold's ``fold, n, speakers, accuracy, uar, macro_f1``); one run is one training seed, so the metrics say
@@ -22,6 +23,7 @@ import numpy as np
 
 from emoshift.core.io import atomic_write_csv, atomic_write_json
 from emoshift.corpora.base import Utterance
+from emoshift.data.texts import overlap_mark
 from emoshift.evaluation.agreement import KEY as AGREEMENT
 from emoshift.evaluation.agreement import agreement_scores
 from emoshift.evaluation.scoring import Scored, Scorer, fold_summary
@@ -72,6 +74,7 @@ def _write(scorer: Scorer, name: str, s: Scored, outside: Counter[str]) -> dict[
         {
             "leaky": s.leaky,
             "training_audio": s.training_audio,
+            "text_overlap": s.text_overlap,
             "corpus": name,
             "split": s.part,
             "speakers": len({u.speaker for u in s.kept}),
@@ -105,7 +108,8 @@ def _write(scorer: Scorer, name: str, s: Scored, outside: Counter[str]) -> dict[
         row["seed"] = seed
         rows.append(row)
     atomic_write_csv(run.predictions(name), cols, rows)
-    title = f"{info.model} on {name} ({s.part}{', LEAKY' if s.leaky else ''}): UAR {metrics['uar']:.3f}"
+    marks = "".join(f", {m}" for m in ("LEAKY" if s.leaky else "", overlap_mark(s.text_overlap)) if m)
+    title = f"{info.model} on {name} ({s.part}{marks}): UAR {metrics['uar']:.3f}"
     if metrics["collapsed"]:  # one class for (nearly) every utterance: say so where the eye goes first
         title += f"\nCOLLAPSED: predicts {metrics['collapsed']['label']!r} for {metrics['collapsed']['share']:.0%}"
     plot_confusion(metrics["confusion"], labels, run.confusion_plot(name), title=title)

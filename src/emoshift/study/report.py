@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from emoshift.core.extras import optional
 from emoshift.core.io import atomic_write_csv, atomic_write_text
 from emoshift.core.rundir import RunDir
+from emoshift.data.texts import overlap_mark
 from emoshift.evaluation.metrics import collapse_text, with_ci
 from emoshift.evaluation.seeded import NOT_MEASURED
 from emoshift.study.claims import FINDING_COLUMNS, Finding, findings_blocks, gather
@@ -436,6 +437,7 @@ def _leakage(summaries: Sequence[ExperimentSummary], corpora: Sequence[str]) -> 
                         corpus_title(c),
                         what,
                         "LEAKY: test speakers also in training" if m.leaky else "no",
+                        _overlap_cell(m.text_overlap),
                     ]
                 )
     leaky = [r for r in rows if r[3] != "no"]
@@ -447,11 +449,30 @@ def _leakage(summaries: Sequence[ExperimentSummary], corpora: Sequence[str]) -> 
     )
     blocks: list[Block] = [
         Heading("Leakage flags"),
-        Para(text + f" The study's own numbers were measured under its protocol ({REPORTED_PROTOCOL})."),
+        Para(text + _overlap_text(rows) + f" The study's own numbers were measured under its protocol "
+             f"({REPORTED_PROTOCOL})."),
     ]
     if rows:
-        blocks.append(Table(["ID", "corpus", "scored on", "leaky"], rows))
+        blocks.append(Table(["ID", "corpus", "scored on", "leaky", "text overlap"], rows))
     return blocks
+
+
+def _overlap_cell(share: float | None) -> str:
+    """The ``text overlap`` cell: marked as a leak when test texts were heard in training; ``n/a`` unknown."""
+    return overlap_mark(share) or ("n/a" if share is None else "no")
+
+
+def _overlap_text(rows: Sequence[Sequence[str]]) -> str:
+    """The sentence on text overlap under the leakage table (none when no score has it)."""
+    overlapping = [r for r in rows if r[4].startswith("TEXT OVERLAP")]
+    if not overlapping:
+        return ""
+    return (
+        f" {len(overlapping)} of {len(rows)} scores test sentences the model heard in training (text overlap: "
+        "the share of test utterances whose text was among the training utterances'): a speaker-independent "
+        "split of an acted corpus still repeats its few sentences, so those scores may partly measure "
+        "recognising them; data.split.disjoint: [speaker, text] keeps texts apart where the corpus allows."
+    )
 
 
 def _run_time(summaries: Sequence[ExperimentSummary]) -> list[Block]:

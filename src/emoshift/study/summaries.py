@@ -65,6 +65,7 @@ class CorpusMetrics:
     folds: int | None = None  # k-fold CV: the number of folds pooled (or, unseen corpus, models ensembled)
     uar_fold_sd: float | None = None  # k-fold CV: the standard deviation of the per-fold UARs
     collapsed: dict[str, Any] | None = None  # {"label", "share"} when the model predicts (nearly) one class
+    text_overlap: float | None = None  # share of test utterances saying a text the run trained on (None: unknown)
     seeds: int = 1  # training seeds (training.seeds): the scores above are their mean
     seed_uars: list[float] = field(default_factory=list)  # each seed's UAR (two or more seeds)
     uar_seed_sd: float | None = None  # the standard deviation of the seeds' UARs; None with one seed
@@ -84,6 +85,7 @@ class CorpusMetrics:
             uar_ci=ci.get("uar"),
             macro_f1=data.get("macro_f1"),
             leaky=bool(data.get("leaky", False)),
+            text_overlap=data.get("text_overlap"),
             split=str(data.get("split", "test")),
             labels=list(data.get("labels", [])),
             confusion=list(data.get("confusion", [])),
