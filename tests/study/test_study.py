@@ -97,7 +97,7 @@ def test_baseline_phases_and_kfold_everywhere(roots: dict[str, str]) -> None:
 
 def test_the_studys_claims_are_stated(roots: dict[str, str]) -> None:
     findings = load_study(CONFIG, roots=roots).findings
-    assert findings.margin == 0.02 and findings.baselines == ["L0", "L0b"]
+    assert findings.margin == 0.02 and findings.baselines == ["L0", "L0b"] and findings.correction == "holm"
     claims = {(c.kind, c.a, c.b, tuple(c.corpora)) for c in findings.claims}
     assert claims == {
         ("drop", "L2", None, ("ravdess", "crema-d")),
