@@ -6,8 +6,9 @@ what happened in this invocation (failures, wall time). The report is first buil
 then rendered twice (:mod:`emoshift.study.render`): Markdown with relative image links, and HTML with every
 plot embedded as a base64 PNG data URI and inline CSS (no external file, script or font).
 
-Sections: key results (accuracy and UAR with 95% CIs per corpus, the study's own numbers beside them, and a
-chart of the UARs with their CIs), the findings (each claim of the study as a paired test with a verdict,
+Sections: key results (accuracy and UAR with 95% CIs per corpus, the fold sd and, trained over several seeds,
+the seeds' mean and sd beside them, the study's own numbers, and a chart of the UARs with their CIs and each
+seed's UAR as a dot), the findings (each claim of the study as a paired test with a verdict,
 :mod:`emoshift.study.claims`; also ``OUT/findings.csv``), the cross-corpus UAR matrix, confusion matrices, training curves, the fairness audit, leakage flags, run time,
 errors and the environment.
 """

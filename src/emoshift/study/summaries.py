@@ -74,7 +74,8 @@ class CorpusMetrics:
     def from_json(cls, corpus: str, data: dict[str, Any]) -> CorpusMetrics:
         ci = data.get("ci95") or {}
         folds = data.get("folds")
-        per_seed = data.get("seeds") if isinstance(data.get("seeds"), list) else []
+        raw_seeds = data.get("seeds")
+        per_seed: list[Any] = raw_seeds if isinstance(raw_seeds, list) else []
         seed_uars = [float(e["uar"]) for e in per_seed if isinstance(e, dict) and isinstance(e.get("uar"), int | float)]
         return cls(
             corpus=corpus,
