@@ -154,6 +154,16 @@ def test_one_seed_is_inconclusive_whatever_the_interval_and_shows_its_numbers() 
     assert judge("better", _seeded((-0.057,), -0.085, -0.026)).verdict == "inconclusive"
 
 
+def test_one_seed_judged_alone_decides_as_before_the_seed_rule() -> None:
+    """min_seeds=1 (benchmarks/bench_seeds.py: what one seed would have said) decides on the interval alone;
+    decide() then puts the one-seed finding in the corrected family."""
+    assert judge("better", _seeded((0.056,), 0.026, 0.080), min_seeds=1).verdict == "supported"
+    assert judge("better", _seeded((-0.057,), -0.085, -0.026), min_seeds=1).verdict == "contradicted"
+    one = ("better", _seeded((0.056,), 0.026, 0.080), 0.02)
+    assert decide([one]).pop().p_adjusted is None
+    assert decide([one], min_seeds=1).pop().p_adjusted is not None
+
+
 def test_two_seeds_are_inconclusive_with_each_seed_shown() -> None:
     judgement = judge("better", _seeded((0.05, 0.07), 0.03, 0.09))
     assert judgement.verdict == "inconclusive"

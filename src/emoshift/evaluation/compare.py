@@ -4,10 +4,10 @@ Two paired tests on ``RUN/predictions/<corpus>.csv`` of both runs:
 
 - McNemar's exact test on per-utterance correctness: b = utterances A got right and B got wrong, c = the
   reverse; under "equally accurate" b ~ Binomial(b + c, 1/2).
-- A paired bootstrap over speakers of the UAR difference (A - B): each resample draws speakers with
-  replacement and scores both models on the same draw, so the interval reflects speaker variation too. With
-  fewer than ``metrics.MIN_CI_SPEAKERS`` shared speakers there is no interval: ``uar_diff_ci95`` is None and
-  ``uar_diff_ci95_reason`` says why.
+- A paired speaker-level interval of the UAR difference (A - B): each speaker is left out of both models at
+  once (delete-one-speaker jackknife, t quantiles: :func:`emoshift.evaluation.intervals.paired_difference`),
+  so the interval reflects speaker variation too. With fewer than ``metrics.MIN_CI_SPEAKERS`` shared speakers
+  there is no interval: ``uar_diff_ci95`` is None and ``uar_diff_ci95_reason`` says why.
 
 For a dimensional run (``task: dimensional`` in model.json, predictions ``true_<t>``/``pred_<t>``) the test is
 the paired speaker bootstrap of the CCC difference (A - B), per target and of the mean CCC over targets, all on

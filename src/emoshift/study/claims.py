@@ -389,10 +389,15 @@ def _corpora(claim: ClaimSpec, study: Study, by_id: Mapping[str, ExperimentSumma
 
 
 def gather(
-    out: str | os.PathLike[str], study: Study, summaries: Sequence[ExperimentSummary]
+    out: str | os.PathLike[str],
+    study: Study,
+    summaries: Sequence[ExperimentSummary],
+    *,
+    min_seeds: int = MIN_SEEDS,
 ) -> list[Finding]:
     """Every finding of the study's ``findings:`` block (claims, then the baseline comparisons), judged
-    together: the p-values corrected across them (``findings.correction``, Holm by default)."""
+    together: the p-values corrected across them (``findings.correction``, Holm by default). ``min_seeds``: see
+    :func:`emoshift.study.findings.judge` (lower only to measure what fewer seeds would have said)."""
     out = Path(out)
     spec = study.findings
     by_id = {s.id: s for s in summaries}
@@ -411,6 +416,7 @@ def gather(
         [(claim.kind, ev, margin) for claim, _, ev, margin in tested],
         alpha=spec.alpha,
         correction=spec.correction,
+        min_seeds=min_seeds,
     )
     return [
         Finding(claim, corpus, ev, judgement, margin)

@@ -409,12 +409,14 @@ def judge(
     alpha: float = ALPHA,
     p_adjusted: float | None = None,
     adjusted_by: str = "",
+    min_seeds: int = MIN_SEEDS,
 ) -> Judgement:
     """The verdict of one finding and its reason (see the module docstring for the rules).
 
     ``p_adjusted`` is the finding's p after the study's correction (``adjusted_by`` names it, e.g. "Holm over
     6 findings"); without it the raw test p is the level's gate. :func:`decide` judges a study's findings
-    together.
+    together. ``min_seeds`` below MIN_SEEDS is for measuring what fewer seeds would have said
+    (``benchmarks/bench_seeds.py``: one seed judged alone, as before issue 20), never for a study's verdicts.
     """
     leaky = f"LEAKY: {', '.join(ev.leaky)} scored on speakers seen in training; " if ev.leaky else ""
     if ev.missing is not None:
@@ -435,7 +437,7 @@ def judge(
             tail += _power_text(kind, ev, mde_, margin)
         return Judgement(verdict, leaky + why + tail, p, p_adjusted, mde_)
 
-    if ev.seeds < MIN_SEEDS:
+    if ev.seeds < min_seeds:
         return done("inconclusive", _few_seeds(ev))
     if ev.ci is None:
         return done("inconclusive", f"no 95% CI: {ev.ci_reason or 'too few speakers'}")
@@ -469,6 +471,7 @@ def decide(
     *,
     alpha: float = ALPHA,
     correction: Correction = "holm",
+    min_seeds: int = MIN_SEEDS,
 ) -> list[Judgement]:
     """Judge a study's findings together: ``tests`` are (kind, evidence, margin), one per finding.
 
@@ -480,13 +483,13 @@ def decide(
     """
     ps: list[float | None] = []
     for kind, ev, margin in tests:
-        eligible = ev.missing is None and not ev.random_init and ev.seeds >= MIN_SEEDS and ev.ci is not None
+        eligible = ev.missing is None and not ev.random_init and ev.seeds >= min_seeds and ev.ci is not None
         ps.append(finding_p(kind, ev, margin) if eligible else None)
     family = sum(p is not None for p in ps)
     adjusted = holm(ps) if correction == "holm" else ps
     label = f"Holm-adjusted over {family} finding{'' if family == 1 else 's'}" if correction == "holm" else ""
     return [
-        judge(kind, ev, margin=margin, alpha=alpha, p_adjusted=adj, adjusted_by=label)
+        judge(kind, ev, margin=margin, alpha=alpha, p_adjusted=adj, adjusted_by=label, min_seeds=min_seeds)
         for (kind, ev, margin), adj in zip(tests, adjusted, strict=True)
     ]
 

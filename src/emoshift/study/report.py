@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from statistics import fmean
 from pathlib import Path
+from statistics import fmean
 from typing import TYPE_CHECKING, Any
 
 from emoshift.core.extras import optional

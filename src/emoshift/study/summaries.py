@@ -12,8 +12,8 @@ import csv
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from statistics import fmean
 from pathlib import Path
+from statistics import fmean
 from typing import TYPE_CHECKING, Any
 
 from emoshift.core.io import read_csv
