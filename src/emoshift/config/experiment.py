@@ -326,6 +326,14 @@ class EvaluationConfig(Strict):
     n_bootstrap: int = Field(1000, ge=0)
     seed: int = 0
     batch_size: int = Field(64, ge=1)
+    calibrate: Literal["none", "temperature"] = Field(
+        "none", description="temperature: fit one temperature on the run's validation speakers (minimum NLL) and "
+        "divide the logits by it before the softmax everywhere the model is used (emoshift.training.calibrate)",
+    )
+    target_accuracy: float = Field(
+        0.9, gt=0, le=1, description="the in-domain accuracy the abstention threshold keeps: evaluation states "
+        "the confidence threshold that reaches it and what it gives on each corpus",
+    )
 
 
 class TrackingConfig(Strict):
@@ -355,6 +363,7 @@ CATEGORICAL_ONLY: dict[str, str] = {
     "training.class_weighted_loss": "class weights need emotion classes",
     "training.label_smoothing": "label smoothing applies to class labels",
     "training.distill": "distillation learns from a teacher's class logits",
+    "evaluation.calibrate": "temperature scaling rescales class logits; use evaluation.calibrate=none",
 }
 
 
@@ -384,6 +393,7 @@ class ExperimentConfig(Strict):
                 "training.class_weighted_loss": t.class_weighted_loss,
                 "training.label_smoothing": t.label_smoothing > 0,
                 "training.distill": t.distill is not None,
+                "evaluation.calibrate": self.evaluation.calibrate != "none",
             }
             for key, why in CATEGORICAL_ONLY.items():
                 if used[key]:

@@ -57,6 +57,8 @@ class Scored:
     members: list[tuple[int, list[Utterance], np.ndarray]] = field(default_factory=list)  # (fold, utts, values)
     scored_by: str = "model"
     training_audio: int = 0  # scored utterances whose audio the run trained on (under any name or path)
+    # a calibrated categorical run (model.json temperature): the probabilities as the network gave them, (N, K)
+    uncalibrated: np.ndarray | None = None
 
 
 @dataclass
@@ -78,13 +80,14 @@ class Scorer:
 
     def values(
         self, model: Any, info: ModelRecord, utts: list[Utterance], desc: str, run_dir: Any
-    ) -> tuple[Any, Any, Any]:
-        """(kept, values (N, K), skipped) of the model saved in ``run_dir``."""
+    ) -> tuple[Any, Any, Any, Any]:
+        """(kept, values (N, K), skipped, uncalibrated values or None) of the model saved in ``run_dir``."""
         kept, raw, skipped = self.memo.outputs(
             run_dir, model, info, utts, cache_dir=self.cache_dir, batch_size=self.batch_size, progress=self.progress,
             desc=desc,
         )
-        return kept, info.task_kind.values(raw), skipped
+        uncalibrated = info.values(raw, calibrated=False) if info.temperature is not None else None
+        return kept, info.values(raw), skipped, uncalibrated
 
     def score(self, name: str, sc: Scan, keep: Keep, empty: str) -> Scored:
         """Corpus ``name`` (scanned as ``sc``) scored as the module docstring says; ``keep`` filters the test
@@ -97,15 +100,20 @@ class Scorer:
             raise EvaluationError(empty)
         seen = set(copies)
         if not self.is_ensemble:
-            kept, values, skipped = self.values(self.model, self.info, utts, f"evaluating {name}", self.run.path)
-            return Scored(part, leaky, kept, values, skipped, training_audio=sum(u.id in seen for u in kept))
+            kept, values, skipped, uncal = self.values(self.model, self.info, utts, f"evaluating {name}", self.run.path)
+            return Scored(part, leaky, kept, values, skipped, training_audio=sum(u.id in seen for u in kept),
+                          uncalibrated=uncal)
+        calibrated = any(info.temperature is not None for _, info in self.model.members)
+        memo = self.memo if self.memo.enabled or not calibrated else OutputsMemo()  # both passes run each once
         kept, combined, members, skipped = ensemble_values(
             self.model, utts, cache_dir=self.cache_dir, batch_size=self.batch_size, progress=self.progress,
-            desc=f"evaluating {name}", memo=self.memo,
+            desc=f"evaluating {name}", memo=memo,
         )
+        uncal = ensemble_values(self.model, kept, cache_dir=self.cache_dir, batch_size=self.batch_size,
+                                memo=memo, calibrated=False)[1] if calibrated else None
         per = [(i, kept, m) for i, m in enumerate(members)]
         by = f"fold ensemble ({self.info.task_kind.ensemble})"
-        return Scored(part, leaky, kept, combined, skipped, None, per, by, sum(u.id in seen for u in kept))
+        return Scored(part, leaky, kept, combined, skipped, None, per, by, sum(u.id in seen for u in kept), uncal)
 
     def _out_of_fold(self, name: str, sc: Scan, keep: Keep, empty: str) -> Scored:
         """Each fold model on its own test speakers, pooled: every test utterance scored once, by its fold."""
@@ -114,13 +122,15 @@ class Scorer:
         folds: list[int] = []
         skipped: list[Skipped] = []
         per: list[tuple[int, list[Utterance], np.ndarray]] = []
+        uncalibrated: list[np.ndarray] = []
         leaky, n_seen = False, 0
         for i, ((model, info), path) in enumerate(zip(self.model.members, self.model.paths, strict=True)):
             utts, _, fold_leaky, copies = test_utterances(RunDir.of(path), name, sc, info, cache_dir=self.cache_dir)
-            k, v, bad = self.values(model, info, keep(utts), f"evaluating {name} (fold {i})", path)
+            k, v, bad, uncal = self.values(model, info, keep(utts), f"evaluating {name} (fold {i})", path)
             n_seen += len(set(copies) & {u.id for u in k})
             kept += k
             values.append(v)
+            uncalibrated.append(v if uncal is None else uncal)
             folds += [i] * len(k)
             skipped += bad
             leaky |= fold_leaky
@@ -134,7 +144,9 @@ class Scorer:
         if not kept:
             raise EvaluationError(empty)
         by = "pooled out-of-fold predictions"
-        return Scored("test", leaky, kept, np.concatenate(values), skipped, folds, per, by, n_seen)
+        calibrated = any(info.temperature is not None for _, info in self.model.members)
+        return Scored("test", leaky, kept, np.concatenate(values), skipped, folds, per, by, n_seen,
+                      np.concatenate(uncalibrated) if calibrated else None)
 
 
 class ScoredPart(NamedTuple):

@@ -61,6 +61,10 @@ class CorpusMetrics:
     folds: int | None = None  # k-fold CV: the number of folds pooled (or, unseen corpus, models ensembled)
     uar_fold_sd: float | None = None  # k-fold CV: the standard deviation of the per-fold UARs
     collapsed: dict[str, Any] | None = None  # {"label", "share"} when the model predicts (nearly) one class
+    ece: float | None = None  # calibration (emoshift.evaluation.confidence); None in a run evaluated before it
+    ece_ci: list[float] | None = None
+    ece_uncalibrated: float | None = None  # a temperature-scaled run: the network's own probabilities' ECE
+    abstention: dict[str, Any] | None = None  # the threshold keeping evaluation.target_accuracy and what it gives
 
     @classmethod
     def from_json(cls, corpus: str, data: dict[str, Any]) -> CorpusMetrics:
@@ -85,6 +89,10 @@ class CorpusMetrics:
             # from the confusion matrix, so a run evaluated before metrics JSON had "collapsed" is called out too
             collapsed=collapsed(data["confusion"], data["labels"]) if data.get("confusion") and data.get("labels")
             else None,
+            ece=data.get("ece"),
+            ece_ci=ci.get("ece"),
+            ece_uncalibrated=((data.get("calibration") or {}).get("uncalibrated") or {}).get("ece"),
+            abstention=data.get("abstention"),
         )
 
     @property
