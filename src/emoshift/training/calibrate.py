@@ -13,9 +13,11 @@ probabilities. Calibrating the ensemble as a whole would need speakers none of i
 speaker cross-validation every speaker is trained on by some fold, or is a test speaker: it could only be fitted
 on test speakers, which it must never read. (Measured on the demo corpus, docs/calibration.md.)
 
-Vector scaling (a temperature and a bias per class) was measured against temperature scaling on the demo corpus
-(docs/calibration.md) and not added: with a validation part of a few speakers its 2K parameters lowered the
-validation NLL more but the test NLL less, or raised it.
+Vector scaling (a scale and a bias per class, 2K parameters) was measured against temperature scaling and not
+added (docs/calibration.md): on a demo-sized run (synthetic RAVDESS, 48 validation clips) it took the validation
+NLL from 0.805 to 0.562 (temperature: 0.787) but raised the test NLL from 1.552 to 2.112 (temperature lowered it to
+1.372) and the cross-corpus NLL from 4.80 to 7.87 (temperature: 3.87), and raised both ECEs: it fits the few
+validation speakers, not the model.
 """
 
 from __future__ import annotations
