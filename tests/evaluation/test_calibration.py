@@ -132,3 +132,15 @@ def test_risk_coverage_and_threshold_against_hand_counts() -> None:
 def test_confident() -> None:
     assert confident({"a": 0.6, "b": 0.4}, 0.6) and not confident({"a": 0.59, "b": 0.41}, 0.6)
     assert confident([0.2, 0.8], None) and not confident([], 0.1)
+
+
+def test_a_validation_set_it_gets_all_right_keeps_temperature_one() -> None:
+    """Every clip right: the NLL falls towards T -> 0 (no finite optimum); following it would make every later
+    answer a certainty, so T stays 1 and the search says why."""
+    from emoshift.evaluation.calibration import temperature_search
+
+    logits = np.array([[2.0, 0.0, -1.0], [0.0, 1.5, 0.2], [0.1, 0.0, 0.9]] * 10)
+    y = np.array([0, 1, 2] * 10)
+    t, why = temperature_search(logits, y)
+    assert t == 1.0 and why is not None and "no finite optimum" in why and "100% of the validation clips" in why
+    assert fit_temperature(logits, y) == 1.0

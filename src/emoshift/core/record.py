@@ -56,7 +56,7 @@ class ModelRecord(BaseModel):
     # categorical, evaluation.calibrate: temperature: logits are divided by it before the softmax (fitted on the
     # run's validation speakers; a fold ensemble's members each carry their own)
     temperature: float | None = None
-    temperature_fit: dict[str, float] | None = None  # {"val_nll_before", "val_nll_after", "val_utterances"}
+    temperature_fit: dict[str, Any] | None = None  # {"val_nll_before", "val_nll_after", "val_utterances"[, "note"]}
     # a pooled cross-validation run (emoshift.training.folds)
     members: list[str] | None = None  # fold run folders, relative to the run
     ensemble: str | None = None  # how they are combined, in words (Task.ensemble)

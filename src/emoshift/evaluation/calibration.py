@@ -147,19 +147,38 @@ def tempered_nll(logits: np.ndarray, y: np.ndarray, temperature: float) -> float
 
 
 def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
-    """The temperature ``T`` minimising the NLL of ``softmax(logits / T)`` on ``(logits (N, K), y (N,))``:
-    a bounded scalar search over ``log T`` (scipy's Brent; NLL is smooth and unimodal in ``log T`` on
-    practical logits). ``logits`` may be log-probabilities (the acoustic family's outputs): softmax of them
-    gives the probabilities back, so ``T`` acts on them the same way."""
+    """The temperature ``T`` minimising the NLL of ``softmax(logits / T)`` on ``(logits (N, K), y (N,))``
+    (:func:`temperature_search`'s; 1.0 where it finds none)."""
+    return temperature_search(logits, y)[0]
+
+
+def temperature_search(logits: np.ndarray, y: np.ndarray) -> tuple[float, str | None]:
+    """(T, why T is 1.0 or None): a bounded scalar search over ``log T`` (scipy's Brent; the NLL is smooth and
+    unimodal in ``log T``). ``logits`` may be log-probabilities (the acoustic family's outputs): softmax of
+    them gives the probabilities back, so ``T`` acts on them the same way.
+
+    Where the optimum lies at a bound of the search there is no finite one: a validation set the model gets
+    entirely right (every clip's top class the true one) has its NLL fall towards 0 as ``T -> 0``, and
+    following it would make every later answer a certainty. ``T`` then stays 1.0, and the reason says why; so
+    it does when no temperature beats 1.0."""
     from scipy.optimize import minimize_scalar
 
     logits = np.asarray(logits, dtype=np.float64)
     logits = np.where(np.isfinite(logits), logits, -1e4)  # log(0) of an ensemble: a very small logit
     _checked(logits, y)
+    right = float((logits.argmax(axis=1) == np.asarray(y)).mean())
+    if right == 1.0:  # the NLL falls towards 0 as T -> 0: no optimum to find
+        return 1.0, "no finite optimum (100% of the validation clips are right: the NLL falls as T -> 0): T stays 1"
     best = minimize_scalar(lambda log_t: tempered_nll(logits, y, float(np.exp(log_t))),
                            bounds=LOG_T_BOUNDS, method="bounded", options={"xatol": 1e-4})
+    lo, hi = LOG_T_BOUNDS
+    if not lo + 0.01 < best.x < hi - 0.01:
+        return 1.0, (f"no finite optimum (the NLL keeps falling towards T = {np.exp(best.x):.3g}; "
+                     f"{right:.0%} of the validation clips are right): T stays 1")
     t = float(np.exp(best.x))
-    return t if tempered_nll(logits, y, t) <= tempered_nll(logits, y, 1.0) else 1.0  # never worse than none
+    if tempered_nll(logits, y, t) > tempered_nll(logits, y, 1.0):
+        return 1.0, "no temperature lowers the validation NLL: T stays 1"
+    return t, None
 
 
 # --------------------------------------------------------------------------------------------------------

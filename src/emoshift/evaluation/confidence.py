@@ -72,7 +72,9 @@ def plot_confidence(run: RunDir, name: str, probs: np.ndarray, y: np.ndarray, me
 
     title = f"{metrics.get('model', '')} on {name}: ECE {metrics['ece']:.3f}"
     if (before := metrics["calibration"]["uncalibrated"]) is not None:
-        title += f" (before temperature scaling {before['ece']:.3f}, T = {metrics['calibration']['temperature']:.2f})"
+        t = metrics["calibration"]["temperature"]  # None for a fold ensemble: each member has its own
+        title += f" (before temperature scaling {before['ece']:.3f}, " + \
+            (f"T = {t:.2f})" if t is not None else "each fold model its own T)")
     plot_reliability(probs, y, run.reliability_plot(name), title=title, uncalibrated=uncalibrated)
 
 

@@ -3,7 +3,8 @@
 After the fit, the model scores its *validation* utterances (never a test speaker: the items are those the
 split put in ``val``); one temperature ``T`` minimising their negative log-likelihood is fitted
 (:func:`emoshift.evaluation.calibration.fit_temperature`) and written to model.json as ``temperature``, with
-``temperature_fit`` (the validation NLL before and after, and how many utterances). From then on every path from
+``temperature_fit`` (the validation NLL before and after, how many utterances, and a ``note`` where no
+temperature could be fitted: then it is 1.0, see :func:`emoshift.evaluation.calibration.temperature_search`). From then on every path from
 the model's logits to probabilities divides by ``T`` (:meth:`emoshift.core.record.ModelRecord.values`:
 evaluation, prediction, the family backend; the exported graph, :mod:`emoshift.deploy.graph`, for torch and
 ONNX and the service).
@@ -11,7 +12,9 @@ ONNX and the service).
 A fold ensemble calibrates each member, each on its own fold's validation speakers, and averages the calibrated
 probabilities. Calibrating the ensemble as a whole would need speakers none of its members trained on, and in
 speaker cross-validation every speaker is trained on by some fold, or is a test speaker: it could only be fitted
-on test speakers, which it must never read. (Measured on the demo corpus, docs/calibration.md.)
+on test speakers, which it must never read. Measured against one temperature shared by the members (fitted on
+their validation clips pooled) on a 2-fold demo-sized run (docs/calibration.md): each member its own gave the
+lower in-domain ECE (0.080 against 0.102; none: 0.090) and the same cross-corpus ECE (0.254 against 0.253).
 
 Vector scaling (a scale and a bias per class, 2K parameters) was measured against temperature scaling and not
 added (docs/calibration.md): on a demo-sized run (synthetic RAVDESS, 48 validation clips) it took the validation
@@ -40,7 +43,7 @@ def calibrate(
 ) -> ModelRecord:
     """``record`` with ``temperature`` fitted on the validation items ``val`` (unchanged when the config does
     not ask for it, or for a dimensional run)."""
-    from emoshift.evaluation.calibration import fit_temperature, tempered_nll
+    from emoshift.evaluation.calibration import temperature_search, tempered_nll
     from emoshift.evaluation.inference import raw_outputs
 
     if cfg.evaluation.calibrate == "none" or record.task_kind.rated:
@@ -50,9 +53,12 @@ def calibrate(
     index = {label: i for i, label in enumerate(record.labels)}
     y = np.array([index[u.emotion] for u in kept], dtype=np.int64)
     logits = np.asarray(raw, dtype=np.float64)  # (N, K)
-    temperature = fit_temperature(logits, y)
-    fit = {"val_nll_before": tempered_nll(logits, y, 1.0), "val_nll_after": tempered_nll(logits, y, temperature),
-           "val_utterances": len(y)}
+    temperature, why = temperature_search(logits, y)
+    fit: dict[str, Any] = {"val_nll_before": tempered_nll(logits, y, 1.0),
+                           "val_nll_after": tempered_nll(logits, y, temperature), "val_utterances": len(y)}
+    if why:
+        fit["note"] = why
+        log.warning("temperature scaling: %s", why)
     log.info("temperature %.3f fitted on %d validation utterances: NLL %.4f -> %.4f", temperature, len(y),
              fit["val_nll_before"], fit["val_nll_after"])
     return ModelRecord.parse({**record.to_json(), "temperature": temperature, "temperature_fit": fit})
