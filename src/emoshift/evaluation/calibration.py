@@ -13,9 +13,10 @@ Measured on the class probabilities ``(N, K)`` of the utterances a run scores (`
 - ``nll``: the mean negative log-likelihood of the true class, ``-mean_i log p_i,true`` (natural log; a
   probability below :data:`EPS` counts as EPS, so a zero probability gives a large, finite loss).
 
-Each has a speaker-bootstrap interval like accuracy and UAR (:mod:`emoshift.evaluation.metrics`): per speaker
-the sufficient statistics (per bin: count, summed confidence, summed correctness; summed Brier and NLL) are
-computed once, and each resample is a weighted sum of them.
+Each has a percentile speaker-bootstrap interval: per speaker the sufficient statistics (per bin: count, summed
+confidence, summed correctness; summed Brier and NLL) are computed once, and each resample is a weighted sum of
+them. (Accuracy and UAR now use the delete-one-speaker jackknife of :mod:`emoshift.evaluation.intervals`, which
+works on confusion matrices; moving these four to a jackknife of the same statistics is a follow-up.)
 
 Temperature scaling (``evaluation.calibrate: temperature``): one scalar ``T > 0`` divides the logits before the
 softmax; it is fitted by minimising the NLL on the run's *validation* speakers (:func:`fit_temperature`, scipy on
