@@ -8,6 +8,7 @@
     RUN/metrics/<corpus>.json  accuracy, uar, macro_f1, n, labels, per_class_recall, confusion, ci95, leaky
     RUN/predictions/<corpus>.csv
     RUN/plots/confusion_<corpus>.png, RUN/plots/curves.png, RUN/plots/<corpus>_scatter.png (dimensional)
+    RUN/plots/reliability_<corpus>.png, RUN/plots/risk_coverage_<corpus>.png (categorical: calibration)
     RUN/audit/<corpus>.json, <corpus>.md, <corpus>_<grouping>_bars.png, <corpus>_<grouping>_confusion.png
     RUN/compare/<other run>_<corpus>.json
     RUN/teacher_logits/<key>.npy   a teacher's logits for a student's training items (distillation)
@@ -131,6 +132,14 @@ class RunDir:
 
     def confusion_plot(self, corpus: str) -> Path:
         return self.plots_dir / f"confusion_{corpus}.png"
+
+    def reliability_plot(self, corpus: str) -> Path:
+        """A categorical run's reliability diagram with its confidence histogram."""
+        return self.plots_dir / f"reliability_{corpus}.png"
+
+    def risk_coverage_plot(self, corpus: str) -> Path:
+        """A categorical run's accuracy and UAR of the answered clips against the share answered."""
+        return self.plots_dir / f"risk_coverage_{corpus}.png"
 
     def scatter_plot(self, corpus: str) -> Path:
         """A dimensional run's predicted-against-true scatter, one panel per target."""

@@ -9,7 +9,9 @@ plot embedded as a base64 PNG data URI and inline CSS (no external file, script 
 Sections: key results (accuracy and UAR with 95% CIs per corpus, the fold sd and, trained over several seeds,
 the seeds' mean and sd beside them, the study's own numbers, and a chart of the UARs with their CIs and each
 seed's UAR as a dot), the findings (each claim of the study as a paired test with a verdict,
-:mod:`emoshift.study.claims`; also ``OUT/findings.csv``), the cross-corpus UAR matrix, confusion matrices, training curves, the fairness audit, leakage flags, run time,
+:mod:`emoshift.study.claims`; also ``OUT/findings.csv``), the cross-corpus UAR matrix, confusion matrices,
+calibration and abstention (:mod:`emoshift.study.calibration`), training curves, the fairness audit, leakage
+flags, run time,
 errors and the environment.
 """
 
@@ -27,6 +29,7 @@ from emoshift.core.rundir import RunDir
 from emoshift.data.texts import overlap_mark
 from emoshift.evaluation.metrics import collapse_text, with_ci
 from emoshift.evaluation.seeded import NOT_MEASURED
+from emoshift.study.calibration import confidence_blocks
 from emoshift.study.claims import FINDING_COLUMNS, Finding, findings_blocks, gather
 from emoshift.study.environment import environment
 from emoshift.study.matrix import matrix_blocks, matrix_paths
@@ -80,11 +83,15 @@ def key_results(
     """
     reported = [c for c in corpora if any(c in s.reported_accuracy for s in summaries)]
     header = ["ID"] if compact else ["ID", "experiment", "architecture", "data"]
+    # ECE beside UAR (runs evaluated before calibration was measured have none: then no column)
+    calibrated = [c for c in corpora if any((m := s.metrics.get(c)) is not None and m.ece is not None
+                                            for s in summaries)]
     for c in corpora:
         if compact:
             header += [f"{corpus_title(c)} acc", f"{corpus_title(c)} UAR"]
         else:
             header += [f"{corpus_title(c)} acc % [95% CI]", f"{corpus_title(c)} UAR % [95% CI]"]
+            header += [f"{corpus_title(c)} ECE [95% CI]"] if c in calibrated else []
     if compact:
         header += [f"{corpus_title(c)} study†" for c in reported]
     else:
@@ -96,7 +103,7 @@ def key_results(
         for c in corpora:
             m = s.metrics.get(c)
             if m is None:
-                row += ["–", "–"]
+                row += ["–", "–"] + (["–"] if c in calibrated and not compact else [])
             elif compact:
                 mark = ("!" if m.leaky else "") + ("*" if m.split == "all" else "") + ("#" if m.collapsed else "")
                 row += [pct(m.accuracy) + mark, pct(m.uar) + mark]
@@ -107,10 +114,17 @@ def key_results(
                     with_ci(m.accuracy, m.accuracy_ci, m.speakers, number=pct) + mark,
                     with_ci(m.uar, m.uar_ci, m.speakers, number=pct) + _fold_spread(m) + mark,
                 ]
+                row += [_ece_cell(m)] if c in calibrated else []
         row += [f"{s.reported_accuracy[c]:.2f}" if c in s.reported_accuracy else "–" for c in reported]
         row.append(s.status if compact or not s.error else f"{s.status}: {s.error}")
         rows.append(row)
     return header, rows
+
+
+def _ece_cell(m: CorpusMetrics) -> str:
+    """``0.084 [0.056, 0.130]``, with ``; 0.104 before temperature scaling`` for a calibrated run."""
+    cell = with_ci(m.ece, m.ece_ci, m.speakers)
+    return cell + (f"; {m.ece_uncalibrated:.3f} before temperature scaling" if m.ece_uncalibrated is not None else "")
 
 
 COMPACT_MARKS: tuple[tuple[str, str], ...] = (
@@ -172,6 +186,10 @@ def _key_results(summaries: Sequence[ExperimentSummary], corpora: Sequence[str],
         "of the per-fold UARs), a corpus it never saw on every utterance (marked 'unseen'; with k-fold CV by "
         "the ensemble of the fold models).",
         _seeds_note(summaries),
+        "ECE (expected calibration error, 15 equal-width confidence bins, top label): how far the model's "
+        "confidence is from its accuracy, 0 is perfectly calibrated; with evaluation.calibrate: temperature "
+        "the ECE of the network's own probabilities follows it. Each run's plots/reliability_<corpus>.png and "
+        "plots/risk_coverage_<corpus>.png show them.",
         f"The columns '{REPORTED_PROTOCOL}' are the accuracies the original study reported, copied from it and "
         "not measured here; its 99.73% on RAVDESS is far above published speaker-independent results and "
         "probably comes from splitting clips at random (the same actors in train and test).",
@@ -525,6 +543,7 @@ def build_blocks(
     matrix = getattr(study, "matrix", None)  # an N-corpus study (configs/cross_corpus.yaml) has its own matrix
     blocks += matrix_blocks(out, study) if matrix is not None else _cross_corpus(summaries, corpora, out)
     blocks += _confusions(summaries, corpora, out)
+    blocks += confidence_blocks(summaries, corpora, corpus_title)  # calibration and abstention
     blocks += _curves(summaries, out)
     blocks += _fairness(summaries)
     blocks += _leakage(summaries, corpora)

@@ -69,6 +69,10 @@ class CorpusMetrics:
     seeds: int = 1  # training seeds (training.seeds): the scores above are their mean
     seed_uars: list[float] = field(default_factory=list)  # each seed's UAR (two or more seeds)
     uar_seed_sd: float | None = None  # the standard deviation of the seeds' UARs; None with one seed
+    ece: float | None = None  # calibration (emoshift.evaluation.confidence); None in a run evaluated before it
+    ece_ci: list[float] | None = None
+    ece_uncalibrated: float | None = None  # a temperature-scaled run: the network's own probabilities' ECE
+    abstention: dict[str, Any] | None = None  # the threshold keeping evaluation.target_accuracy and what it gives
 
     @classmethod
     def from_json(cls, corpus: str, data: dict[str, Any]) -> CorpusMetrics:
@@ -100,6 +104,10 @@ class CorpusMetrics:
             # from the confusion matrix, so a run evaluated before metrics JSON had "collapsed" is called out too
             collapsed=collapsed(data["confusion"], data["labels"]) if data.get("confusion") and data.get("labels")
             else None,
+            ece=data.get("ece"),
+            ece_ci=ci.get("ece"),
+            ece_uncalibrated=((data.get("calibration") or {}).get("uncalibrated") or {}).get("ece"),
+            abstention=data.get("abstention"),
         )
 
     @property

@@ -40,6 +40,7 @@ from emoshift.evaluation.inference import OutputsMemo
 from emoshift.evaluation.modelcard import write_model_card
 from emoshift.models import family_of
 from emoshift.models.families import Family, FitData, Fitted
+from emoshift.training.calibrate import calibrate
 from emoshift.training.fit import fit_lightning
 from emoshift.training.tracking import Tracker, start_tracking
 
@@ -242,7 +243,9 @@ def train_run(
             return run.path  # DDP workers stop here; rank 0 saves and evaluates
 
         family.save(fitted.model, run)
-        write_model_json(run, model_info(cfg, family, fitted.model, prep, fingerprint))
+        record = model_info(cfg, family, fitted.model, prep, fingerprint)
+        # evaluation.calibrate: a temperature fitted on the validation speakers (emoshift.training.calibrate)
+        write_model_json(run, calibrate(cfg, fitted.model, record, prep.val, progress=progress))
         # what it learned from, by content: the same audio under another name or path is a leak when tested
         record_training_audio(run, [it.utt for it in (*prep.train, *prep.val)], cfg.data.cache_dir)
         record_training_texts(run, [it.utt for it in (*prep.train, *prep.val)])  # said again in test: text overlap
