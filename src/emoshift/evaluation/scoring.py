@@ -117,8 +117,8 @@ class Scorer:
                                 memo=memo, calibrated=False)[1] if calibrated else None
         per = [(i, kept, m) for i, m in enumerate(members)]
         by = f"fold ensemble ({self.info.task_kind.ensemble})"
-        uncalibrated: list[np.ndarray] = []
-        leaky, n_seen, hits = False, 0, []
+        return Scored(part, leaky, kept, combined, skipped, None, per, by, sum(u.id in seen for u in kept),
+                      text_overlap=text_overlap(kept, training_texts(self.run)), uncalibrated=uncal)
 
     def _out_of_fold(self, name: str, sc: Scan, keep: Keep, empty: str) -> Scored:
         """Each fold model on its own test speakers, pooled: every test utterance scored once, by its fold."""
@@ -127,8 +127,8 @@ class Scorer:
         folds: list[int] = []
         skipped: list[Skipped] = []
         per: list[tuple[int, list[Utterance], np.ndarray]] = []
-        return Scored(part, leaky, kept, combined, skipped, None, per, by, sum(u.id in seen for u in kept),
-                      text_overlap=text_overlap(kept, training_texts(self.run)), uncalibrated=uncal)
+        uncalibrated: list[np.ndarray] = []
+        leaky, n_seen, hits = False, 0, []
         for i, ((model, info), path) in enumerate(zip(self.model.members, self.model.paths, strict=True)):
             utts, _, fold_leaky, copies = test_utterances(RunDir.of(path), name, sc, info, cache_dir=self.cache_dir)
             k, v, bad, uncal = self.values(model, info, keep(utts), f"evaluating {name} (fold {i})", path)
