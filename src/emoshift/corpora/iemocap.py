@@ -20,7 +20,11 @@
   (``C-E1:<TAB>Frustration; Anger;<TAB>(comment)``, the actors' own ``C-F1``/``C-M1`` too) are kept as the turn's
   ``votes``, one vote per category an evaluator names (``Other`` none; under a policy, votes for the classes it
   leaves out are dropped, excited merges into happy), the others are skipped. Audio in
-  ``SessionN/sentences/wav/<dialog>/<utt_id>.wav``.
+  ``SessionN/sentences/wav/<dialog>/<utt_id>.wav``. Texts in ``SessionN/dialog/transcriptions/<dialog>.txt``,
+  one line per turn, ``<utt_id> [start-end]: text``: ``sentence`` is the turn's transcript. The scripted
+  dialogs are the same scripts in every session (``script01_1`` ...), so their lines recur across speakers
+  (text overlap); improvised turns repeat only short replies. A session without transcriptions is reported
+  and its turns have no ``sentence``.
 - Quirks: copies made on macOS hold ``._*`` AppleDouble files beside the real ones (ignored, also among the
   label files). A session without ``dialog/EmoEvaluation/`` is reported: its files are skipped as "no label".
   A labelled turn whose audio file is missing is reported as skipped ("missing").
@@ -73,6 +77,7 @@ _SESSION_DIR = re.compile(r"session([1-5])", re.IGNORECASE)
 _TURN = re.compile(r"(Ses(\d{2})[FM]_[A-Za-z0-9_]+?)_([FM])(\d{3})")
 # an evaluator's categorical line: C-E1 ... C-E6 (evaluators), C-F1 / C-M1 (the actors' self-assessment)
 _EVALUATOR_LINE = re.compile(r"C-[A-Z]+\d*:\s*([^\t(]*)")
+_TEXT_LINE = re.compile(r"(\S+)\s+\[[^\]]*\]:\s*(.*)")  # Ses01F_impro01_F000 [006.2901-008.2357]: Excuse me.
 _LABEL_LINE = re.compile(
     r"\[\s*([\d.]+)\s*-\s*([\d.]+)\s*\]\t(\S+)\t(\S+)\t\[\s*([\d.]+),\s*([\d.]+),\s*([\d.]+)\s*\]"
 )
@@ -108,9 +113,11 @@ def scan(
             "(expected them at ROOT or under IEMOCAP_full_release/)"
         )
     turns: dict[str, Turn] = {}
+    texts: dict[str, str] = {}
     files: list[Path] = []
     for session in sessions:
         turns.update(_session_labels(session, result))
+        texts.update(_session_texts(session, result))
         wav_dir = _scanning.child(
             _scanning.child(session, "sentences", is_dir=True) or session, "wav", is_dir=True
         )
@@ -119,7 +126,7 @@ def scan(
         _report_missing(session, session_files, turns, result)
     _scanning.require_recognised(
         files,
-        lambda p: _parse(p, turns),
+        lambda p: _parse(p, turns, texts),
         f"{NAME}: no labelled turns like Session1/sentences/wav/Ses01F_impro01/Ses01F_impro01_F000.wav "
         f"under {root_path}",
     )
@@ -133,7 +140,7 @@ def scan(
             result.excluded[f"{_mode(m.group(1))} (mode={mode})"] += 1
         else:
             kept.append(path)
-    return _scanning.scan_files(result, kept, lambda p: _parse(p, turns), workers=workers, progress=progress)
+    return _scanning.scan_files(result, kept, lambda p: _parse(p, turns, texts), workers=workers, progress=progress)
 
 
 def _session_dirs(root: Path) -> list[Path]:
@@ -184,6 +191,26 @@ def _add_votes(turn: Turn, cell: str) -> Turn:
         if emotion is not None:
             counts[emotion] = counts.get(emotion, 0.0) + 1.0
     return dataclasses.replace(turn, votes=tuple(sorted(counts.items())))
+def _session_texts(session: Path, result: Scan) -> dict[str, str]:
+    """utt_id -> transcript from the session's dialog/transcriptions/*.txt; a session without them is reported."""
+    dialog = _scanning.child(session, "dialog", is_dir=True)
+    folder = _scanning.child(dialog, "transcriptions", is_dir=True) if dialog else None
+    if folder is None:
+        result.warnings.append(f"{session.name}: no dialog/transcriptions/ folder; its turns have no sentence text")
+        return {}
+    texts: dict[str, str] = {}
+    for path in sorted(folder.glob("*.txt")):
+        if path.name.startswith("."):
+            continue
+        try:
+            lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+        except OSError as e:
+            result.warnings.append(f"{path}: cannot be read ({e.strerror or e}); its turns have no sentence text")
+            continue
+        for line in lines:
+            if (m := _TEXT_LINE.fullmatch(line.strip())) is not None and m.group(2).strip():
+                texts[m.group(1)] = m.group(2).strip()
+    return texts
 
 
 def _report_missing(session: Path, files: list[Path], turns: dict[str, Turn], result: Scan) -> None:
@@ -203,7 +230,7 @@ def _mode(dialog: str) -> str:
     return "improvised" if "_impro" in dialog else "scripted"
 
 
-def _parse(path: Path, turns: dict[str, Turn]) -> Utterance | str:
+def _parse(path: Path, turns: dict[str, Turn], texts: dict[str, str] | None = None) -> Utterance | str:
     """An Utterance with its canonical emotion (no duration yet), or the reason the file is skipped."""
     m = _TURN.fullmatch(path.stem)
     if m is None or path.suffix.lower() != ".wav":
@@ -222,6 +249,7 @@ def _parse(path: Path, turns: dict[str, Turn]) -> Utterance | str:
         gender="female" if gender == "F" else "male",
         emotion=LABEL_MAP[turn.code],
         native_label=turn.code,
+        sentence=(texts or {}).get(path.stem),
         fold=f"Session{int(session)}",
         language="English",
         valence=turn.valence,

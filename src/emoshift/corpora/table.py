@@ -24,7 +24,9 @@ Not to be confused with :mod:`emoshift.corpora.manifest`, which writes and reads
   again). Any other column is kept in ``meta`` (and can be audited, ``--by accent``); a column named ``meta``
   is refused. Also read as they are: nkululeko's CSV (``file, speaker, gender, emotion``) and EmoBox's
   JSONL (``key, wav, emo, ...``): ``file``/``wav`` stand for ``path``, ``emo`` for ``emotion``, ``key`` for
-  ``id``. Other names are mapped with ``columns`` (``data.manifest.columns: {path: file}``).
+  ``id``; ``text``, ``transcription`` or ``transcript`` (a Hugging Face dataset's, a lhotse supervision's, an
+  audformat table's) for ``sentence``, the spoken text (text overlap, ``data.split.disjoint: [speaker, text]``).
+  Other names are mapped with ``columns`` (``data.manifest.columns: {path: file}``).
 - Ids: ``<NAME>/`` and the ``id`` column, or else the audio path without its suffix, relative to the table's
   folder (or, when some audio lies outside it, to the folder all the table's audio shares).
 - Quirks: every error names the row (CSV: the line, header = 1; JSONL: the line) and the column, and names the
@@ -90,7 +92,12 @@ SHARE_PREFIX = "p_"  # p_angry, p_neutral, ...: the raters' distribution, one co
 # durations are measured when the audio is decoded.
 IGNORED: tuple[str, ...] = ("corpus", "duration_s")
 # Other tools' names for the same columns, used when the emoshift name is absent (nkululeko, EmoBox).
-ALIASES: dict[str, tuple[str, ...]] = {"path": ("file", "wav"), "emotion": ("emo",), "id": ("key",)}
+ALIASES: dict[str, tuple[str, ...]] = {
+    "path": ("file", "wav"),
+    "emotion": ("emo",),
+    "id": ("key",),
+    "sentence": ("text", "transcription", "transcript"),  # what is said: text overlap, text-disjoint splits
+}
 _NUMBERS = ("start", "end", "arousal", "valence", "dominance", "agreement")
 _GENDERS = {"male": "male", "m": "male", "female": "female", "f": "female"}
 _NO_GENDER = {"", "unknown", "na", "n/a", "none", "x"}

@@ -23,6 +23,7 @@ from emoshift.core.io import atomic_write_text, read_csv
 from emoshift.core.record import ModelRecord
 from emoshift.core.rundir import RunDir
 from emoshift.core.task import task_named
+from emoshift.data.texts import overlap_mark
 from emoshift.evaluation.metrics import with_ci
 from emoshift.evaluation.seeded import NOT_MEASURED, seed_text
 
@@ -123,6 +124,7 @@ def _metrics(rd: RunDir) -> list[dict[str, Any]]:
         out.append({
             "corpus": m.get("corpus", corpus), "split": m.get("split"), "n": m.get("n"),
             "speakers": m.get("speakers"), "leaky": m.get("leaky"), "ci95_reason": m.get("ci95_reason"),
+            "text_overlap": m.get("text_overlap"),
             "seeds": seed_text(m),
             **{k: {"value": m.get(k), "ci95": ci.get(k), "speakers": m.get("speakers")}
                for k in ("uar", "accuracy", "macro_f1")},
@@ -137,6 +139,7 @@ def _dimensional_metrics(m: dict[str, Any], corpus: str) -> dict[str, Any]:
     row: dict[str, Any] = {
         "corpus": m.get("corpus", corpus), "split": m.get("split"), "n": m.get("n"), "speakers": m.get("speakers"),
         "leaky": m.get("leaky"), "ci95_reason": m.get("ci95_reason"), "ratings": m.get("ratings", True),
+        "text_overlap": m.get("text_overlap"),
         "ccc": {"value": m.get("ccc"), "ci95": (m.get("ci95") or {}).get("ccc"), "speakers": m.get("speakers")},
     }
     for t in m.get("targets", []):
@@ -198,11 +201,27 @@ def _fmt(metric: dict[str, Any]) -> str:
     return with_ci(v, ci, metric.get("speakers"))
 
 
+def _overlap_lines(s: dict[str, Any]) -> list[str]:
+    """The limitation a text overlap is: which scores tested sentences the model trained on (none: no line)."""
+    overlap = [f"{m['corpus']} {m['text_overlap']:.0%}" for m in s["metrics"] if overlap_mark(m.get("text_overlap"))]
+    if not overlap:
+        return []
+    return [f"- Text overlap (share of test utterances saying a text the model trained on): {', '.join(overlap)}. "
+            "Those scores may partly measure recognising the sentences; `data.split.disjoint: [speaker, text]` "
+            "trains and tests on disjoint texts."]
+
+
+def _split_label(m: dict[str, Any]) -> str:
+    """The split a score is on, marked as leaks are: "test (LEAKY)", "test (TEXT OVERLAP 50%)"."""
+    marks = [x for x in ("LEAKY" if m.get("leaky") else "", overlap_mark(m.get("text_overlap"))) if x]
+    return str(m["split"]) + "".join(f" ({x})" for x in marks)
+
+
 def _categorical_results(s: dict[str, Any]) -> list[str]:
     lines = ["| corpus | split | n | speakers | UAR | accuracy | macro-F1 | seeds (UAR) |",
              "| --- | --- | ---: | ---: | --- | --- | --- | --- |"]
     for m in s["metrics"]:
-        split = f"{m['split']}{' (LEAKY)' if m['leaky'] else ''}"
+        split = _split_label(m)
         lines.append(f"| {m['corpus']} | {split} | {m['n']} | {m['speakers']} | {_fmt(m['uar'])} | "
                      f"{_fmt(m['accuracy'])} | {_fmt(m['macro_f1'])} | {m.get('seeds') or NOT_MEASURED} |")
     return lines
@@ -236,7 +255,7 @@ def _dimensional_results(s: dict[str, Any]) -> list[str]:
              "| corpus | split | n | speakers | CCC (mean) | " + " | ".join(f"{t} CCC" for t in targets) + " |",
              "| --- | --- | ---: | ---: | --- | " + " | ".join("---" for _ in targets) + " |"]
     for m in s["metrics"]:
-        split = f"{m['split']}{' (LEAKY)' if m['leaky'] else ''}"
+        split = _split_label(m)
         cells = " | ".join(_fmt({**m.get(f"{t}_ccc", {}), "ratings": m.get("ratings")}) for t in targets)
         lines.append(f"| {m['corpus']} | {split} | {m['n']} | {m['speakers']} | "
                      f"{_fmt({**m.get('ccc', {}), 'ratings': m.get('ratings')})} | {cells} |")
@@ -315,6 +334,7 @@ def render_model_card(run_dir: str | os.PathLike[str]) -> str:
     if acted:
         lines.append(f"- Trained on acted speech ({', '.join(acted)}): actors reading fixed sentences in studio or "
                      "near-studio conditions; expect lower accuracy on spontaneous, conversational or noisy speech.")
+    lines += _overlap_lines(s)
     lines += ["- The cross-corpus rows above are the better guide to performance on new recordings than the "
               "in-corpus test rows.", f"- {_speakers_sentence(s)}"]
     lines += ["", "## How to use", "", "With emoshift:", "", "```bash", f"emoshift predict {name} speech.wav",

@@ -46,7 +46,8 @@ from emoshift.synth.plan import (
 from emoshift.synth.voice import synthesize_utterance
 
 # Bump whenever the bytes written for a (scale, seed) change: a cached corpus of another version is rebuilt.
-SYNTH_VERSION = 3  # 2: V/A/D annotations rated from the applied prosody (synth.annotate); 3: CREMA-D crowd votes
+SYNTH_VERSION = 4  # 2: V/A/D annotations rated from the applied prosody (synth.annotate); 3: CREMA-D crowd votes;
+# 4: texts (IEMOCAP transcriptions, the manifest's sentence column)
 MARKER = ".synth.json"
 
 
