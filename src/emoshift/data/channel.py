@@ -42,7 +42,7 @@ from emoshift.core.audio import resample
 from emoshift.core.errors import EmoshiftError
 from emoshift.synth.channel import room_ir
 
-__all__ = ["KINDS", "Perturbation", "PerturbationError", "parse_perturbation", "perturbation_seed"]
+__all__ = ["KINDS", "Perturbation", "PerturbationError", "canonical_specs", "parse_perturbation", "perturbation_seed"]
 
 KINDS = ("mp3", "opus", "gsm", "telephone", "noise", "reverb", "gain", "clip")
 CODECS = ("mp3", "opus", "gsm")
@@ -152,6 +152,15 @@ def parse_perturbation(text: str) -> Perturbation:
     if not lo <= value <= hi:
         raise PerturbationError(f"perturbation {text!r}: {value:g} is outside {lo:g}..{hi:g} for {kind}")
     return Perturbation(kind, value)
+
+
+def canonical_specs(texts: list[str], where: str) -> list[str]:
+    """Each SPEC of a list (a study file's ``robustness:``) in its canonical spelling; one line for a bad one
+    or one named twice."""
+    specs = [parse_perturbation(t).spec for t in texts]
+    if len(set(specs)) < len(specs):
+        raise PerturbationError(f"{where} names a perturbation twice: {', '.join(specs)}")
+    return specs
 
 
 def perturbation_seed(seed: int, spec: str, key: str) -> int:

@@ -35,15 +35,13 @@ from emoshift.config import load_run_config
 from emoshift.core.audio import AudioError, read
 from emoshift.core.io import atomic_write_json, read_json
 from emoshift.core.progress import progress as progress_bar
-from emoshift.core.rundir import RunDir
+from emoshift.core.rundir import RunDir, RunError
 from emoshift.core.task import CATEGORICAL
 from emoshift.corpora import resolve_name
 from emoshift.corpora.base import Utterance
 from emoshift.data.channel import Perturbation, parse_perturbation, perturbation_seed
-from emoshift.evaluation.evaluate import scan_for_run
-from emoshift.evaluation.inference import OutputsMemo, default_device
-from emoshift.evaluation.scoring import EvaluationError, Scorer
-from emoshift.models.weights import load_model
+
+# torch-free at import (the study report reads robustness_rows): the scoring path is imported where it runs
 
 __all__ = ["evaluate_perturbations", "plot_robustness", "robustness_rows"]
 
@@ -59,6 +57,11 @@ def evaluate_perturbations(
 ) -> dict[str, dict[str, dict[str, Any]]]:
     """Score each corpus (already evaluated clean: its predictions file) under each perturbation; writes
     ``metrics/<corpus>@<slug>.json`` and ``plots/robustness_<corpus>.png``. Returns ``{corpus: {spec: metrics}}``."""
+    from emoshift.evaluation.evaluate import scan_for_run
+    from emoshift.evaluation.inference import OutputsMemo, default_device
+    from emoshift.evaluation.scoring import EvaluationError, Scorer
+    from emoshift.models.weights import load_model
+
     run = RunDir.of(run_dir)
     perts = [p if isinstance(p, Perturbation) else parse_perturbation(p) for p in perturbations]
     cfg = load_run_config(run.path)
@@ -102,6 +105,8 @@ def evaluate_perturbations(
 def _clean_predictions(run: RunDir, name: str) -> dict[str, dict[str, str]]:
     """``predictions/<corpus>.csv`` by utterance id: the clean side of every pair."""
     import csv
+
+    from emoshift.evaluation.scoring import EvaluationError
 
     path = run.predictions(name)
     if not path.is_file():
@@ -164,7 +169,7 @@ def robustness_rows(run_dir: str | os.PathLike[str], corpus: str) -> list[dict[s
     uar (perturbed) and its CI, uar_drop and its CI. Sorted by SPEC; empty when there are none."""
     rows = []
     for path in RunDir.of(run_dir).perturbed_metrics_of(corpus):
-        m = read_json(path, EvaluationError)
+        m = read_json(path, RunError)
         rows.append({
             "perturbation": m["perturbation"], "n": m["n"], "speakers": m.get("speakers"),
             "uar_clean": m["uar_clean"], "uar_clean_ci95": m.get("uar_clean_ci95"),
@@ -185,7 +190,7 @@ def plot_robustness(run_dir: str | os.PathLike[str], corpus: str) -> Path | None
         return None
     from emoshift.evaluation.plots import plot_scores_ci
 
-    clean = read_json(run.metrics(corpus), EvaluationError) if run.metrics(corpus).is_file() else {}
+    clean = read_json(run.metrics(corpus), RunError) if run.metrics(corpus).is_file() else {}
     scores: dict[str, dict[str, tuple[float, Any]]] = {}
     if clean.get("uar") is not None:
         scores["clean"] = {corpus: (float(clean["uar"]), (clean.get("ci95") or {}).get("uar"))}

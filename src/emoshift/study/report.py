@@ -8,7 +8,8 @@ plot embedded as a base64 PNG data URI and inline CSS (no external file, script 
 
 Sections: key results (accuracy and UAR with 95% CIs per corpus, the study's own numbers beside them, and a
 chart of the UARs with their CIs), the findings (each claim of the study as a paired test with a verdict,
-:mod:`emoshift.study.claims`; also ``OUT/findings.csv``), the cross-corpus UAR matrix, confusion matrices, training curves, the fairness audit, leakage flags, run time,
+:mod:`emoshift.study.claims`; also ``OUT/findings.csv``), the cross-corpus UAR matrix, confusion matrices, training curves, the fairness audit, robustness to channels (the
+study file's ``robustness:`` perturbations, :mod:`emoshift.study.robustness`), leakage flags, run time,
 errors and the environment.
 """
 
@@ -39,6 +40,7 @@ from emoshift.study.render import (
     render_html,
     render_markdown,
 )
+from emoshift.study.robustness import robustness_blocks
 from emoshift.study.summaries import (
     RESULT_COLUMNS,
     CorpusMetrics,
@@ -527,6 +529,7 @@ def build_blocks(
     blocks += _confusions(summaries, corpora, out)
     blocks += _curves(summaries, out)
     blocks += _fairness(summaries)
+    blocks += robustness_blocks(summaries, corpora, getattr(study, "robustness", ()), corpus_title)
     blocks += _leakage(summaries, corpora)
     blocks += _run_time(summaries)
     blocks += _errors(summaries, out)
