@@ -1,29 +1,41 @@
-"""Coverage of the speaker-bootstrap 95% CI of UAR on pooled out-of-fold predictions, by simulation.
+"""Coverage of 95% intervals of pooled out-of-fold UAR over speakers and training seeds, by simulation.
 
-    python benchmarks/bench_coverage.py                      # default grid, 400 datasets per cell
-    python benchmarks/bench_coverage.py --sims 1000 --speakers 24 91 --fold-sd 0 0.3
+    python benchmarks/bench_coverage.py                      # the docs/measuring.md grid, 400 datasets per cell
+    python benchmarks/bench_coverage.py --sims 1000 --speakers 8 24 --seeds 1 3 --fold-sd 0.3 --markdown
 
-Each simulated dataset mimics a k-fold speaker cross-validation whose out-of-fold predictions are pooled:
+Each simulated dataset mimics a k-fold speaker cross-validation, trained once per seed, whose out-of-fold
+predictions are pooled per seed:
 
-* ``S`` speakers, ``per_class`` utterances of each of ``L`` classes per speaker (a balanced acted corpus);
-* speakers are dealt into ``k`` folds; each fold's model has its own skill offset ``f ~ N(0, fold_sd)``
-  (fold-level variation: different training speakers, different seeds);
+* ``K`` speakers, ``per_class`` utterances of each of ``L`` classes per speaker (a balanced acted corpus);
+  speakers are dealt into ``k`` folds once (the split does not depend on the training seed);
 * each speaker has a skill offset ``u ~ N(0, speaker_sd)`` and each class an offset ``c``;
-* an utterance of class c by speaker s, scored by the model of s's fold, is right with probability
-  ``expit(mu + c + u + f)``, otherwise predicted as one of the other classes at random.
+* every seed trains every fold anew: the model of fold ``j`` in seed ``s`` has its own skill offset
+  ``f[s, j] ~ N(0, fold_sd)`` (training randomness: initialisation, data order; a fold's training speakers);
+* an utterance of class c by speaker i, scored in seed s by the model of i's fold, is right with probability
+  ``expit(mu + c + u_i + f[s, fold(i)])``, otherwise predicted as one of the other classes at random.
+
+The seed sd of pooled UAR this gives (column ``seed sd``) is 0.026-0.044 at ``fold_sd`` 0.3 (0.006-0.032 at 0:
+utterance noise alone), the 0.013-0.038 that issue 20 measured on the demo study's experiments.
 
 Two truths, two coverages:
 
-* ``procedure``: the population UAR of the training recipe, ``mean_c E_{u,f}[expit(mu + c + u + f)]`` (Monte
+* ``recipe``: the population UAR of the training recipe, ``mean_c E_{u,f}[expit(mu + c + u + f)]`` (Monte
   Carlo, 2 million draws): what "this recipe scores on new speakers" means, fold models being random too;
-* ``these models``: the population UAR of the k fold models actually drawn (fold effects fixed, speakers
-  random): ``mean_c sum_k (S_k / S) E_u[expit(mu + c + u + f_k)]`` (Gauss-Hermite quadrature).
+* ``models``: the population UAR of the models actually trained (fold effects fixed, speakers random), averaged
+  over the seeds: ``mean_s mean_c sum_j (K_j / K) E_u[expit(mu + c + u + f[s, j])]`` (Gauss-Hermite).
 
-Every dataset gets the interval emoshift prints (``metrics.bootstrap_ci``, resampling speakers with
-replacement, 1,000 resamples); a coverage is the share of intervals that contain the truth, with its Monte
-Carlo standard error beside it. With ``fold sd`` 0 the two truths coincide. Cells with fewer than ``MIN_CI_SPEAKERS`` speakers have no
-interval in emoshift and are reported as such. A reference line gives the same for the point estimate's
-spread, so the interval widths can be read against the true sampling sd.
+With ``fold sd`` 0 the two coincide. Every dataset gets three intervals:
+
+* ``old``: the percentile speaker bootstrap emoshift printed before issue 20 (speakers resampled with
+  replacement, the same draw in every seed, 1,000 resamples, 2.5% and 97.5% quantiles of the seed mean);
+* ``2-level``: the percentile two-level bootstrap (seeds resampled too, independently of the speakers);
+* ``new``: :func:`emoshift.evaluation.intervals.metric_interval` (delete-one-speaker jackknife + seed
+  variance, Welch-Satterthwaite t).
+
+A coverage is the share of intervals that contain the truth, with its Monte Carlo standard error. With one seed
+an interval cannot see training randomness: its target is ``models`` and the report says training variance was
+not measured; from two seeds on the target is ``recipe``. Cells with fewer than ``MIN_CI_SPEAKERS`` speakers have
+no interval in emoshift and are reported as such. ``true sd`` is the sd of the estimate over the datasets.
 """
 
 from __future__ import annotations
@@ -35,9 +47,12 @@ import time
 import numpy as np
 from scipy.special import expit
 
-from emoshift.evaluation.metrics import MIN_CI_SPEAKERS, batch_metrics, bootstrap_ci, confusion_stack
+from emoshift.evaluation.confusion import batch_metrics
+from emoshift.evaluation.intervals import MIN_CI_SPEAKERS, metric_interval
+from emoshift.evaluation.metrics import percentile, speaker_draws
 
-LABELS = ["angry", "disgust", "fearful", "happy", "neutral", "sad"]
+N_LABELS = 6
+METHODS = ("old", "2-level", "new")
 
 
 def true_uar(
@@ -53,12 +68,11 @@ _NODES, _WEIGHTS = np.polynomial.hermite_e.hermegauss(60)  # E[g(Z)], Z ~ N(0, 1
 def conditional_uar(
     mu: float, class_offsets: np.ndarray, speaker_sd: float, fold_effect: np.ndarray, share: np.ndarray
 ) -> float:
-    """UAR of fixed fold models over the speaker population (each fold scores its share of speakers)."""
+    """UAR of fixed fold models (S, k) over the speaker population (each fold scores its share of speakers),
+    averaged over the seeds."""
     z = speaker_sd * _NODES  # (Q,)
-    grid = expit(
-        mu + class_offsets[:, None, None] + fold_effect[None, :, None] + z[None, None, :]
-    )  # (L, k, Q)
-    per_fold = grid @ (_WEIGHTS / np.sqrt(2 * np.pi))  # (L, k)
+    grid = expit(mu + class_offsets[:, None, None, None] + fold_effect[None, :, :, None] + z)  # (L, S, k, Q)
+    per_fold = grid @ (_WEIGHTS / np.sqrt(2 * np.pi))  # (L, S, k)
     return float((per_fold @ share).mean())
 
 
@@ -66,51 +80,59 @@ def simulate(
     rng: np.random.Generator,
     *,
     n_speakers: int,
+    n_seeds: int,
     k: int,
     per_class: int,
     mu: float,
     class_offsets: np.ndarray,
     speaker_sd: float,
     fold_sd: float,
-) -> tuple[list[str], list[str], list[str], float]:
-    """Pooled out-of-fold (true, pred, speaker) of one simulated k-fold cross-validation, and the UAR of its
-    fold models over the speaker population."""
+) -> tuple[np.ndarray, float]:
+    """Per-seed, per-speaker confusion counts (S, K, L, L) of one simulated k-fold run trained with S seeds,
+    and the UAR of its fold models over the speaker population (mean over seeds)."""
     n_labels = len(class_offsets)
-    fold_of = rng.permutation(n_speakers) % k  # (S,) fold of each speaker: k folds of (nearly) equal size
-    fold_effect = rng.normal(0.0, fold_sd, k)  # (k,)
-    speaker_effect = rng.normal(0.0, speaker_sd, n_speakers)  # (S,)
-    logit = mu + class_offsets[None, :] + (speaker_effect + fold_effect[fold_of])[:, None]  # (S, L)
-    right = rng.random((n_speakers, n_labels, per_class)) < expit(logit)[:, :, None]  # (S, L, U)
-    true = np.broadcast_to(np.arange(n_labels)[None, :, None], right.shape)
-    wrong = (true + 1 + rng.integers(0, n_labels - 1, right.shape)) % n_labels
-    pred = np.where(right, true, wrong)
-    speakers = np.broadcast_to(np.arange(n_speakers)[:, None, None], right.shape)
+    fold_of = rng.permutation(n_speakers) % k  # (K,) fold of each speaker: k folds of (nearly) equal size
+    fold_effect = rng.normal(0.0, fold_sd, (n_seeds, k))  # (S, k) every seed trains every fold anew
+    speaker_effect = rng.normal(0.0, speaker_sd, n_speakers)  # (K,)
+    logit = mu + class_offsets + (speaker_effect + fold_effect[:, fold_of])[..., None]  # (S, K, L)
+    right = rng.binomial(per_class, expit(logit))  # (S, K, L)
+    wrong = rng.multinomial(per_class - right, [1 / (n_labels - 1)] * (n_labels - 1))  # (S, K, L, L-1)
+    conf = np.zeros((n_seeds, n_speakers, n_labels, n_labels))
+    for c in range(n_labels):
+        conf[..., c, c] = right[..., c]
+        conf[..., c, [j for j in range(n_labels) if j != c]] = wrong[..., c, :]
     share = np.bincount(fold_of, minlength=k) / n_speakers  # (k,)
-    return (
-        [LABELS[i] for i in true.ravel()],
-        [LABELS[i] for i in pred.ravel()],
-        [f"s{i:03d}" for i in speakers.ravel()],
-        conditional_uar(mu, class_offsets, speaker_sd, fold_effect, share),
+    return conf, conditional_uar(mu, class_offsets, speaker_sd, fold_effect, share)
+
+
+def percentile_bootstraps(
+    conf: np.ndarray, n_resamples: int, rng: np.random.Generator
+) -> tuple[list[float] | None, list[float] | None]:
+    """The old interval (speakers resampled, the same draw in every seed) and the two-level one (seeds
+    resampled too): percentile 95% intervals of the mean over seeds of pooled UAR."""
+    n_seeds, n_speakers = conf.shape[:2]
+    weights = speaker_draws(n_speakers, n_resamples, rng)  # (R, K)
+    resampled = np.einsum("rk,skij->rsij", weights, conf)  # (R, S, L, L)
+    uar = batch_metrics(resampled)["uar"]  # (R, S)
+    seeds = rng.integers(0, n_seeds, (n_resamples, n_seeds))  # (R, S) the seeds drawn
+    return percentile(uar.mean(axis=1), 0.05), percentile(
+        np.take_along_axis(uar, seeds, 1).mean(axis=1), 0.05
     )
 
 
-def point_uar(true: list[str], pred: list[str]) -> float:
-    index = {label: i for i, label in enumerate(LABELS)}
-    t = np.array([index[x] for x in true])
-    p = np.array([index[x] for x in pred])
-    conf = confusion_stack(t, p, np.zeros_like(t), len(LABELS), 1)[0]
-    return float(batch_metrics(conf)["uar"])
-
-
-def run_cell(args: argparse.Namespace, n_speakers: int, fold_sd: float, seed: int) -> dict[str, float]:
+def run_cell(args: argparse.Namespace, n_speakers: int, n_seeds: int, fold_sd: float, seed: int) -> dict:
     rng = np.random.default_rng(seed)
-    class_offsets = np.linspace(-0.8, 0.8, len(LABELS))
+    class_offsets = np.linspace(-0.8, 0.8, N_LABELS)
     truth = true_uar(args.mu, class_offsets, args.speaker_sd, fold_sd, rng)
-    hits, hits_cond, widths, estimates = 0, 0, [], []
-    for sim in range(args.sims):
-        true, pred, speakers, truth_cond = simulate(
+    hits = {m: 0 for m in METHODS}
+    hits_models = {m: 0 for m in METHODS}
+    widths: dict[str, list[float]] = {m: [] for m in METHODS}
+    estimates, seed_sds = [], []
+    for _ in range(args.sims):
+        conf, truth_models = simulate(
             rng,
             n_speakers=n_speakers,
+            n_seeds=n_seeds,
             k=args.k,
             per_class=args.per_class,
             mu=args.mu,
@@ -118,66 +140,82 @@ def run_cell(args: argparse.Namespace, n_speakers: int, fold_sd: float, seed: in
             speaker_sd=args.speaker_sd,
             fold_sd=fold_sd,
         )
-        estimates.append(point_uar(true, pred))
-        ci = bootstrap_ci(
-            true, pred, speakers, LABELS, metrics=("uar",), n_resamples=args.resamples, seed=sim
-        )
-        interval = ci["uar"]
+        per_seed = batch_metrics(conf.sum(axis=1))["uar"]  # (S,)
+        estimates.append(per_seed.mean())
+        if n_seeds > 1:
+            seed_sds.append(per_seed.std(ddof=1))
+        interval, _ = metric_interval(conf, "uar")
         if interval is None:
             continue
-        hits += interval[0] <= truth <= interval[1]
-        hits_cond += interval[0] <= truth_cond <= interval[1]
-        widths.append(interval[1] - interval[0])
-    coverage = hits / args.sims if widths else float("nan")
-    coverage_cond = hits_cond / args.sims if widths else float("nan")
-    return {
+        old, two_level = percentile_bootstraps(conf, args.resamples, rng)
+        for m, ci in zip(METHODS, (old, two_level, [interval.lo, interval.hi]), strict=True):
+            assert ci is not None
+            hits[m] += ci[0] <= truth <= ci[1]
+            hits_models[m] += ci[0] <= truth_models <= ci[1]
+            widths[m].append(ci[1] - ci[0])
+    printed = bool(widths["new"])
+    out: dict = {
         "truth": truth,
-        "coverage": coverage,
-        "se": float(np.sqrt(coverage * (1 - coverage) / args.sims)) if widths else float("nan"),
-        "coverage_cond": coverage_cond,
-        "se_cond": float(np.sqrt(coverage_cond * (1 - coverage_cond) / args.sims))
-        if widths
-        else float("nan"),
-        "width": float(np.mean(widths)) if widths else float("nan"),
         "sd": float(np.std(estimates, ddof=1)),
-        "bias": float(np.mean(estimates) - truth),
+        "seed_sd": float(np.mean(seed_sds)) if seed_sds else float("nan"),
+        "printed": printed,
     }
+    for m in METHODS:
+        out[m] = hits[m] / args.sims if printed else float("nan")
+        out[f"{m}_models"] = hits_models[m] / args.sims if printed else float("nan")
+        out[f"{m}_width"] = float(np.mean(widths[m])) if printed else float("nan")
+    return out
+
+
+def _cov(p: float, n: int) -> str:
+    return "no interval" if np.isnan(p) else f"{p:.3f}±{np.sqrt(p * (1 - p) / n):.3f}"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sims", type=int, default=400, help="simulated datasets per cell")
-    parser.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples per interval")
-    parser.add_argument("--speakers", type=int, nargs="+", default=[4, 6, 12, 24, 91])
-    parser.add_argument("--fold-sd", type=float, nargs="+", default=[0.0, 0.15, 0.3], help="logit scale")
+    parser.add_argument(
+        "--resamples", type=int, default=1000, help="bootstrap resamples per percentile interval"
+    )
+    parser.add_argument("--speakers", type=int, nargs="+", default=[4, 5, 6, 8, 12, 24, 91])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 3, 5], help="training seeds per run")
+    parser.add_argument("--fold-sd", type=float, nargs="+", default=[0.0, 0.3], help="logit scale")
     parser.add_argument("--speaker-sd", type=float, default=0.5, help="logit scale")
     parser.add_argument("--mu", type=float, default=0.0, help="logit of the average skill")
     parser.add_argument("--k", type=int, default=5, help="folds")
     parser.add_argument("--per-class", type=int, default=8, help="utterances per speaker and class")
     parser.add_argument("--seed", type=int, default=20240)
+    parser.add_argument(
+        "--markdown", action="store_true", help="print the table as markdown (docs/measuring.md)"
+    )
     args = parser.parse_args(argv)
     print(
-        f"speaker-bootstrap 95% CI of pooled out-of-fold UAR: {args.sims} datasets per cell, "
-        f"{args.resamples} resamples, k={args.k}, {len(LABELS)} classes x {args.per_class} utterances per speaker, "
-        f"speaker sd {args.speaker_sd}, mu {args.mu} (logit scale); no interval below {MIN_CI_SPEAKERS} speakers"
+        f"95% intervals of pooled out-of-fold UAR: {args.sims} datasets per cell, {args.resamples} resamples for "
+        f"the percentile bootstraps, k={args.k}, {N_LABELS} classes x {args.per_class} utterances per speaker, "
+        f"speaker sd {args.speaker_sd}, mu {args.mu} (logit scale); no interval below {MIN_CI_SPEAKERS} speakers; "
+        "coverage of the recipe's UAR (speakers and training random), and of these models' (new, one seed)"
     )
-    print(
-        f"{'speakers':>8} {'fold sd':>7} {'truth':>6} {'cov. procedure':>14} {'cov. these models':>17} "
-        f"{'mean width':>10} {'true sd':>7} {'bias':>7} {'s':>5}"
-    )
+    head = ["speakers", "seeds", "fold sd", "seed sd", "truth", "old", "2-level", "new", "new: models",
+            "width old", "width new", "true sd", "s"]  # fmt: skip
+    print("| " + " | ".join(head) + " |" if args.markdown else " ".join(f"{h:>12}" for h in head))
+    if args.markdown:
+        print("|" + "---|" * len(head))
     for i, n_speakers in enumerate(args.speakers):
-        for j, fold_sd in enumerate(args.fold_sd):
-            t0 = time.perf_counter()
-            r = run_cell(args, n_speakers, fold_sd, args.seed + 100 * i + j)
-            cov = "no interval" if np.isnan(r["coverage"]) else f"{r['coverage']:.3f}±{r['se']:.3f}"
-            cond = (
-                "no interval" if np.isnan(r["coverage"]) else f"{r['coverage_cond']:.3f}±{r['se_cond']:.3f}"
-            )
-            print(
-                f"{n_speakers:>8} {fold_sd:>7.2f} {r['truth']:>6.3f} {cov:>14} {cond:>17} {r['width']:>10.3f} "
-                f"{r['sd']:>7.3f} {r['bias']:>+7.3f} {time.perf_counter() - t0:>5.1f}",
-                flush=True,
-            )
+        for j, n_seeds in enumerate(args.seeds):
+            for m, fold_sd in enumerate(args.fold_sd):
+                t0 = time.perf_counter()
+                r = run_cell(args, n_speakers, n_seeds, fold_sd, args.seed + 1000 * i + 100 * j + m)
+                seed_sd = "–" if np.isnan(r["seed_sd"]) else f"{r['seed_sd']:.3f}"
+                cells = [
+                    str(n_speakers), str(n_seeds), f"{fold_sd:.2f}", seed_sd, f"{r['truth']:.3f}",
+                    _cov(r["old"], args.sims), _cov(r["2-level"], args.sims), _cov(r["new"], args.sims),
+                    _cov(r["new_models"], args.sims), f"{r['old_width']:.3f}", f"{r['new_width']:.3f}",
+                    f"{r['sd']:.3f}", f"{time.perf_counter() - t0:.1f}",
+                ]  # fmt: skip
+                line = (
+                    "| " + " | ".join(cells) + " |" if args.markdown else " ".join(f"{c:>12}" for c in cells)
+                )
+                print(line, flush=True)
     return 0
 
 

@@ -1,4 +1,4 @@
-"""Metrics equal scikit-learn; the speaker bootstrap covers the truth at about the nominal rate; paired tests."""
+"""Metrics equal scikit-learn; the speaker interval covers the truth at about the nominal rate; paired tests."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ import warnings
 
 import numpy as np
 import pytest
+from scipy.special import expit, logit
 from scipy.stats import binomtest
+from scipy.stats import t as student_t
 from sklearn.metrics import (
     accuracy_score,
     balanced_accuracy_score,
@@ -85,7 +87,7 @@ def _simulate(rng, n_speakers=30, per_class=5, labels=LABELS[:4], a=6.0, b=4.0):
     return y_true, y_pred, speakers
 
 
-def test_speaker_bootstrap_covers_the_truth_at_about_the_nominal_rate():
+def test_speaker_interval_covers_the_truth_at_about_the_nominal_rate():
     rng = np.random.default_rng(1)
     truth = 0.6
     hits = {"accuracy": 0, "uar": 0}
@@ -100,15 +102,17 @@ def test_speaker_bootstrap_covers_the_truth_at_about_the_nominal_rate():
         assert 0.88 <= h / n_sims <= 0.99, (metric, h / n_sims)
 
 
-def test_bootstrap_is_seeded_and_brackets_the_estimate():
+def test_interval_is_deterministic_and_brackets_the_estimate():
     rng = np.random.default_rng(0)
     y_true, y_pred, speakers = _simulate(rng)
     a = bootstrap_ci(y_true, y_pred, speakers, LABELS, seed=3, n_resamples=500)
-    assert a == bootstrap_ci(y_true, y_pred, speakers, LABELS, seed=3, n_resamples=500)
-    assert a != bootstrap_ci(y_true, y_pred, speakers, LABELS, seed=4, n_resamples=500)
+    # a jackknife: no resampling, so neither the seed nor the resample count changes it
+    assert a == bootstrap_ci(y_true, y_pred, speakers, LABELS, seed=4, n_resamples=50)
     point = classification_metrics(y_true, y_pred, LABELS)
     for metric in ("accuracy", "uar"):
         assert a[metric][0] < point[metric] < a[metric][1]
+        lo, hi = logit(a[metric])  # symmetric around the estimate on the logit scale
+        assert (lo + hi) / 2 == pytest.approx(logit(point[metric]), abs=1e-12)
     # one speaker: no interval at all (never one of zero width)
     one = bootstrap_ci(y_true[:20], y_pred[:20], speakers[:20], LABELS, metrics=("accuracy",))
     assert one == {"accuracy": None}
@@ -116,27 +120,27 @@ def test_bootstrap_is_seeded_and_brackets_the_estimate():
         bootstrap_ci(y_true, y_pred, speakers, LABELS, metrics=("f2",))
 
 
-def test_bootstrap_equals_resampling_the_utterances_speaker_by_speaker():
-    """The vectorised bootstrap (per-speaker confusion counts, weighted) gives exactly what concatenating each
-    resample's utterances and scoring them with scikit-learn gives. Its speed: benchmarks/bench_metrics.py."""
+def test_interval_equals_leaving_out_the_utterances_speaker_by_speaker():
+    """The vectorised interval (per-speaker confusion counts, one subtracted at a time) gives exactly what
+    dropping each speaker's utterances and scoring the rest with scikit-learn gives: the delete-one-speaker
+    jackknife standard error times the t quantile with (speakers - 1) degrees of freedom, on the logit scale
+    (the standard error divided by p (1 - p)) and mapped back."""
     rng = np.random.default_rng(1)
-    n, n_speakers, n_resamples = 2_000, 40, 200
+    n, n_speakers = 2_000, 40
     y_true = list(rng.choice(LABELS, n))
     y_pred = list(rng.choice(LABELS, n))
     speakers = [f"s{i % n_speakers:02d}" for i in range(n)]
-    got = bootstrap_ci(y_true, y_pred, speakers, LABELS, n_resamples=n_resamples, seed=7)
+    got = bootstrap_ci(y_true, y_pred, speakers, LABELS)
 
-    names = sorted(set(speakers))  # the order the speakers are drawn in
-    rows = {s: [i for i, sp in enumerate(speakers) if sp == s] for s in names}
-    draws = np.random.default_rng(7).integers(0, len(names), size=(n_resamples, len(names)))
-    acc, uar = [], []
-    for draw in draws:
-        idx = [i for k in draw for i in rows[names[k]]]
-        t, p = [y_true[i] for i in idx], [y_pred[i] for i in idx]
-        acc.append(accuracy_score(t, p))
-        uar.append(balanced_accuracy_score(t, p))
-    assert got["accuracy"] == pytest.approx(list(np.quantile(acc, [0.025, 0.975])), abs=1e-12)
-    assert got["uar"] == pytest.approx(list(np.quantile(uar, [0.025, 0.975])), abs=1e-12)
+    for metric, score in (("accuracy", accuracy_score), ("uar", balanced_accuracy_score)):
+        left_out = []
+        for s in sorted(set(speakers)):
+            keep = [i for i, sp in enumerate(speakers) if sp != s]
+            left_out.append(score([y_true[i] for i in keep], [y_pred[i] for i in keep]))
+        se = np.sqrt((n_speakers - 1) / n_speakers * np.sum((np.array(left_out) - np.mean(left_out)) ** 2))
+        point = score(y_true, y_pred)
+        half = student_t.ppf(0.975, n_speakers - 1) * se / (point * (1 - point))
+        assert got[metric] == pytest.approx(list(expit([logit(point) - half, logit(point) + half])), abs=1e-12)
 
 
 def test_evaluate_predictions_has_the_metrics_json_keys():

@@ -122,6 +122,22 @@ def test_bars_draw_no_error_bar_where_the_interval_is_na(tmp_path, monkeypatch):
         plt.close(fig)
 
 
+def test_score_bars_draw_each_seed_as_a_dot(tmp_path, monkeypatch):
+    from emoshift.evaluation.plots import plot_scores_ci
+
+    figures, _ = _captured(monkeypatch)
+    scores = {"A": {"ravdess": (0.5, [0.4, 0.6])}, "B": {"ravdess": (0.3, None)}}
+    plot_scores_ci(scores, tmp_path / "ci.png", points={"A": {"ravdess": [0.45, 0.5, 0.55]}})
+    (fig,) = figures
+    (ax,) = fig.axes
+    from matplotlib.collections import PathCollection
+
+    dots = [c.get_offsets() for c in ax.collections if isinstance(c, PathCollection)]
+    assert len(dots) == 1 and sorted(dots[0][:, 1]) == pytest.approx([0.45, 0.5, 0.55])
+    assert "each seed" in ax.get_legend_handles_labels()[1]
+    plt.close(fig)
+
+
 def test_confusions_figure_title_clears_the_panel_titles(tmp_path, monkeypatch):
     figures, _ = _captured(monkeypatch)
     labels = ["angry", "disgust", "fearful", "happy", "neutral", "sad"]

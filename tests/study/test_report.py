@@ -307,7 +307,7 @@ def test_kfold_metrics_fill_the_new_columns_and_null_cis_show_na(fabricated: tup
     )
     write_report(out, study)
     by = {(r["experiment"], r["corpus"]): r for r in _results(out)}
-    assert RESULT_COLUMNS[-3:] == ("uar_fold_sd", "speakers", "folds")
+    assert RESULT_COLUMNS[-6:] == ("uar_fold_sd", "speakers", "folds", "seeds", "uar_seed_mean", "uar_seed_sd")
     a = by["A", "ravdess"]
     assert (a["uar_fold_sd"], a["speakers"], a["folds"]) == ("0.057200", "12", "3")
     assert by["A", "crema-d"]["uar_lo"] == by["A", "crema-d"]["uar_hi"] == ""
@@ -317,6 +317,30 @@ def test_kfold_metrics_fill_the_new_columns_and_null_cis_show_na(fabricated: tup
     assert "22.0 n/a" in md  # no CI, speaker count unknown (no predictions file in this fabricated run)
     assert "53.0 n/a (2 speakers)" in md and "[n/a" not in md and "53.0 [53.0, 53.0]" not in md
     assert re.search(r"(\d+\.\d) \[\1, \1\]", md) is None  # never x [x, x]
+
+
+def test_seeds_beside_the_fold_sd_and_one_seed_said(fabricated: tuple, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A score trained over seeds shows the seeds' mean and sd beside the fold sd, results.csv carries them, the
+    chart gets each seed's UAR as a dot; a one-seed experiment is said not to measure training variance."""
+    from emoshift.evaluation import plots
+
+    study, out, _ = fabricated
+    pooled = _metrics(0.61, 0.58, 96)
+    seeds = [{"seed": s, "uar": u, "accuracy": 0.6, "macro_f1": u, "fold_sd": 0.05} for s, u in ((0, 0.56), (1, 0.6))]
+    pooled.update({"fold_sd": {"uar": 0.05}, "folds": 2, "speakers": 12, "seeds": seeds, "seed_mean": 0.58,
+                   "seed_sd": 0.0283, "n_seeds": 2})
+    atomic_write_json(out / "runs" / "A" / "metrics" / "ravdess.json", pooled)
+    drawn: list[dict] = []
+    real = plots.plot_scores_ci
+    monkeypatch.setattr(plots, "plot_scores_ci", lambda *a, **k: drawn.append(k.get("points")) or real(*a, **k))
+    write_report(out, study)
+    md = (out / "report.md").read_text()
+    assert "fold sd 5.0 (2 folds), seed mean 58.0, sd 2.8 (2 seeds)" in md
+    assert "B trained one seed: training variance not measured (1 seed)" in md
+    assert "dots: each training seed's UAR" in md
+    assert drawn == [{"A": {"RAVDESS": [0.56, 0.6]}, "B": {}}]
+    a = {(r["experiment"], r["corpus"]): r for r in _results(out)}["A", "ravdess"]
+    assert (a["seeds"], a["uar_seed_mean"], a["uar_seed_sd"]) == ("2", "0.580000", "0.028300")
 
 
 def test_key_results_chart_beside_the_table(fabricated: tuple) -> None:

@@ -42,6 +42,9 @@ RESULT_COLUMNS = [
     "uar_fold_sd",
     "speakers",
     "folds",
+    "seeds",
+    "uar_seed_mean",
+    "uar_seed_sd",
 ]
 
 
@@ -94,7 +97,7 @@ def test_baseline_phases_and_kfold_everywhere(roots: dict[str, str]) -> None:
 
 def test_the_studys_claims_are_stated(roots: dict[str, str]) -> None:
     findings = load_study(CONFIG, roots=roots).findings
-    assert findings.margin == 0.02 and findings.baselines == ["L0", "L0b"]
+    assert findings.margin == 0.02 and findings.baselines == ["L0", "L0b"] and findings.correction == "holm"
     claims = {(c.kind, c.a, c.b, tuple(c.corpora)) for c in findings.claims}
     assert claims == {
         ("drop", "L2", None, ("ravdess", "crema-d")),
@@ -145,6 +148,39 @@ def test_demo_profile_is_small(roots: dict[str, str]) -> None:
         elif family_of(e.config.model.name, e.config.model.mode).input_kind == "waveform":
             assert e.config.model.preset == "tiny"
     assert study.experiment("L2c").config.model.width_mult < study.experiment("L2b").config.model.width_mult
+
+
+def test_a_profile_sets_training_seeds_and_new_seeds_extend_a_finished_run(roots: dict[str, str], tmp_path: Path) -> None:
+    """``training.seeds`` is a profile key like any other; a finished run whose seeds change only is resumed
+    (its seed runs reused: training/seeds.py), not moved aside; any other change still retrains."""
+    from emoshift.config import save_config
+    from emoshift.core.io import atomic_write_json
+    from emoshift.study.plan import plan_training
+
+    data = yaml.safe_load(CONFIG.read_text())
+    data["profiles"]["seeded"] = {**data["profiles"]["demo"], "defaults": {
+        **data["profiles"]["demo"]["defaults"], "training": {**data["profiles"]["demo"]["defaults"]["training"],
+                                                             "seeds": [0, 1]}}}
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(data))
+    study = load_study(path, profile="seeded", roots=roots)
+    assert all(e.config.training.seeds == [0, 1] for e in study.experiments if e.config)
+    out = tmp_path / "out"
+    run = Path(run_dir(out, "L2"))
+    cfg = study.run_config("L2", out)
+    run.mkdir(parents=True)
+    save_config(cfg, run / "config.yaml")
+    atomic_write_json(run / "done.json", {"fingerprint": cfg.fingerprint(exclude_roots=True)})
+
+    class Log:
+        def note(self, text: str) -> None:
+            pass
+
+    for sets, status in ((["training.seeds=[0,1,2]"], "resumed"), (["training.lr=0.5"], "retrained")):
+        again = load_study(path, profile="seeded", roots=roots, overrides=sets)
+        plan = plan_training(again, again.experiment("L2"), out, Log())
+        assert plan.status == status, sets
+    assert plan.cfg.training.seeds == [0, 1]
 
 
 def test_overrides_apply_to_every_experiment_or_one(roots: dict[str, str]) -> None:

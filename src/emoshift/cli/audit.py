@@ -25,11 +25,11 @@ def audit(
     min_speakers: int = typer.Option(
         3, "--min-speakers", help="Groups with fewer speakers are not compared."
     ),
-    resamples: int = typer.Option(1000, "--resamples", help="Bootstrap resamples (over speakers) per CI."),
+    resamples: int = typer.Option(1000, "--resamples", help="Bootstrap resamples (over speakers) per CCC CI (dimensional runs)."),
     permutations: int = typer.Option(
         1000, "--permutations", help="Permutations for the group-difference test."
     ),
-    seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap and the permutation test."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the CCC bootstrap and the permutation test."),
 ) -> None:
     """Audit a run for group differences: per-group metrics with CIs, gaps, ratios, a permutation test
     (UAR for a categorical run, CCC for a dimensional one).
@@ -81,10 +81,10 @@ def compare(
     out: Path | None = typer.Option(
         None, "-o", "--out", help="Output JSON (default RUN_A/compare/<RUN_B name>_<corpus>.json)."
     ),
-    resamples: int = typer.Option(1000, "--resamples", help="Bootstrap resamples (over speakers)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap resampling."),
+    resamples: int = typer.Option(1000, "--resamples", help="Bootstrap resamples (over speakers; the CCC of dimensional runs)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap resampling (the CCC of dimensional runs)."),
 ) -> None:
-    """Paired comparison of two runs on the same test utterances: McNemar + bootstrap CI of the UAR difference
+    """Paired comparison of two runs on the same test utterances: McNemar + speaker-level CI of the UAR difference
     (dimensional runs: paired bootstrap CI of the CCC difference, per target and mean)."""
     from emoshift.evaluation.compare import compare_runs
 

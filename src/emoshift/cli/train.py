@@ -83,8 +83,10 @@ def _print_metrics(run: Path) -> None:
         console.print(_dimensional_table(str(run), loaded))
         _print_training_audio(loaded)
         return
+    from emoshift.evaluation.seeded import seed_text
+
     table = Table(title=f"{run}")
-    for col in ("corpus", "split", "n", "accuracy [95% CI]", "UAR [95% CI]", "macro-F1", "leaky"):
+    for col in ("corpus", "split", "n", "accuracy [95% CI]", "UAR [95% CI]", "macro-F1", "seeds (UAR)", "leaky"):
         table.add_column(col)
     def fmt(m: dict, key: str) -> str:  # type: ignore[type-arg]
         return with_ci(m[key], (m.get("ci95") or {}).get(key), m.get("speakers"))
@@ -92,7 +94,7 @@ def _print_metrics(run: Path) -> None:
     for p, m in loaded:
         leaky = "[red]LEAKY[/]" if m.get("leaky") else "no"
         table.add_row(p.stem, m.get("split", ""), str(m["n"]), fmt(m, "accuracy"), fmt(m, "uar"),
-                      f"{m['macro_f1']:.3f}", leaky)
+                      f"{m['macro_f1']:.3f}", seed_text(m), leaky)
     console.print(table)
     _print_collapses(loaded)
     _print_training_audio(loaded)

@@ -321,9 +321,37 @@ class TrainingConfig(Strict):
     early_stopping_patience: int | None = Field(10, ge=1)
     gradient_clip: float | None = Field(1.0, gt=0.0)
     seed: int = 0
+    seeds: list[int] | None = Field(
+        None,
+        description="train the whole run (every fold) once per seed into RUN/seeds/<s>/ and report the mean over "
+        "seeds; None: one run with training.seed",
+    )
     stages: list[StageConfig] = Field(default_factory=list, description="SSL multi-stage fine-tuning")
     distill: DistillConfig | None = None
     max_batch_seconds: float = Field(120.0, gt=0.0, description="cap on padded audio per batch (SSL)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_seed_is_a_seed(cls, data: Any) -> Any:
+        """``seeds: [s]`` is one run with ``seed: s`` (the same directory layout, fingerprint and metrics)."""
+        if isinstance(data, dict) and isinstance(data.get("seeds"), list) and len(data["seeds"]) == 1:
+            data = {**data, "seed": data["seeds"][0], "seeds": None}
+        return data
+
+    @field_validator("seeds")
+    @classmethod
+    def _distinct_seeds(cls, v: list[int] | None) -> list[int] | None:
+        for bad, why in ((v == [], "is empty: give the seeds to train, or leave it out for one run"),
+                         (v and len(set(v)) != len(v), f"repeats a seed: {v}"),
+                         (v and min(v) < 0, f"must be non-negative: {v}")):
+            if bad:
+                raise ValueError(f"training.seeds {why}")
+        return v
+
+    @property
+    def seed_list(self) -> list[int]:
+        """The seeds this config trains: ``seeds``, or ``[seed]``."""
+        return list(self.seeds) if self.seeds else [self.seed]
 
     @model_validator(mode="after")
     def _stages_fit(self) -> TrainingConfig:
@@ -417,6 +445,11 @@ class ExperimentConfig(Strict):
             for key, why in CATEGORICAL_ONLY.items():
                 if used[key]:
                     raise ValueError(f"{key} cannot be used with task: dimensional ({why})")
+            if self.training.seeds:
+                raise ValueError(
+                    "training.seeds cannot be used with task: dimensional yet (repeated training pools classes: "
+                    "train one run per training.seed instead)"
+                )
         for name in self.evaluation.corpora:
             try:
                 _check_corpus_name(name, self.data.roots.get(name))
@@ -441,6 +474,10 @@ class ExperimentConfig(Strict):
         keys = set(_family_unused(self)) if _family_unused is not None else set()
         if not self.task_kind.rated:
             keys |= DIMENSIONAL_ONLY
+        if self.training.seeds:  # the protocol, not the model: kept even where a family reads no training key
+            if "training" in keys:
+                keys = (keys - {"training"}) | {f"training.{f}" for f in TrainingConfig.model_fields if f != "seeds"}
+            keys.add("training.seed")  # every seed of training.seeds trains; training.seed is not read
         return sorted(k for k in keys if not any(k.startswith(f"{s}.") for s in keys))  # a section says it all
 
     def applied_dict(self) -> dict[str, Any]:
@@ -463,10 +500,20 @@ class ExperimentConfig(Strict):
         d.pop("name", None)
         d.pop("tracking", None)  # where a run is logged is not what it trains
         d["trainer"].pop("progress", None)
+        if d["training"].get("seeds") is None:
+            d["training"].pop("seeds", None)  # one run: hashes as before training.seeds existed
         if exclude_roots:
             d["data"].pop("roots", None)
             d["data"].pop("cache_dir", None)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+    def recipe_fingerprint(self) -> str:
+        """:meth:`fingerprint` (roots excluded) of what each seed trains, whatever the seeds: two repeated-training
+        configs with the same recipe fingerprint differ in ``training.seeds`` only, so a run of one is extended to
+        the other's seeds (its seed runs reused) rather than retrained."""
+        d = self.to_dict()
+        d["training"]["seed"], d["training"]["seeds"] = 0, None
+        return build_config(d).fingerprint(exclude_roots=True)
 
 
 # The model registry's answer to "which keys does this config's family not read" (Family.unused): set by

@@ -22,6 +22,9 @@
     RUN/tensorboard/           TensorBoard event files (tracking.backend: tensorboard)
     RUN/folds/<i>/             speaker cross-validation: each fold a run directory like this one; RUN/model.json
                                then lists them as "members" (the fold ensemble) and RUN has no weights of its own
+    RUN/seeds/<s>/             repeated training (training.seeds): each seed a complete run directory like this
+                               one (single or folds); RUN/model.json lists every seed's models as "members" and
+                               RUN/metrics, RUN/predictions pool the seeds (a ``seed`` column)
 
 This module is the only code that builds these paths, and it imports no torch, so torch-free readers (the
 study report, the audit) use it too. Weights are loaded by :mod:`emoshift.models.weights`.
@@ -200,6 +203,33 @@ class RunDir:
     def fold(self, i: int) -> Path:
         return self.path / "folds" / str(i)
 
+    @property
+    def seeds_dir(self) -> Path:
+        return self.path / "seeds"
+
+    def seed(self, s: int) -> Path:
+        """Seed ``s`` of a repeated-training run (``training.seeds``): a complete run directory of its own."""
+        return self.seeds_dir / str(s)
+
+    def seed_dirs(self) -> list[RunDir]:
+        """The seed runs a repeated-training run pools, in its config's order (``[]`` for a one-seed run).
+        Read from RUN/seeds.json (written when the seeds are pooled), else the seed folders present."""
+        listed = _read_object(self.seeds_json).get("seeds") if self.seeds_json.is_file() else None
+        if isinstance(listed, list) and all(isinstance(s, int) for s in listed):
+            return [RunDir.of(self.seed(s)) for s in listed]
+        if not self.seeds_dir.is_dir():
+            return []
+        return [RunDir.of(p) for p in sorted(self.seeds_dir.iterdir(), key=_seed_order) if p.name.isdigit()]
+
+    @property
+    def seeds_json(self) -> Path:
+        """``{"seeds": [0, 1, 2]}``: which seed folders the pooled files of a repeated-training run hold."""
+        return self.path / "seeds.json"
+
+    def is_multi_seed(self) -> bool:
+        """A repeated-training run: its metrics and predictions pool the runs under RUN/seeds/."""
+        return bool(self.seed_dirs())
+
     def done_info(self) -> dict[str, Any]:
         """done.json ({} while the run is unfinished)."""
         return _read_object(self.done) if self.done.is_file() else {}
@@ -215,6 +245,10 @@ class RunDir:
             return ModelRecord.read(self.model_json)
         except RecordError as e:
             raise RunError(str(e)) from None
+
+
+def _seed_order(path: Path) -> int:
+    return int(path.name) if path.name.isdigit() else -1
 
 
 def _read_object(path: Path) -> dict[str, Any]:

@@ -1,5 +1,6 @@
-"""Evaluation: inference, metrics with speaker-bootstrap intervals, evaluate, audit, compare, plots, the model card.
+"""Evaluation: inference, metrics with speaker-level intervals (over seeds too), evaluate, audit, compare, plots,
+the model card.
 
-Module order (each imports only those above it): groups, inference, metrics, plots -> regression ->
-audit_dimensional -> audit -> compare, modelcard; evaluate and dimensional score runs (prediction is
-:mod:`emoshift.deploy`)."""
+Module order (each imports only those above it): confusion, groups, inference, plots -> intervals -> metrics ->
+regression -> audit_dimensional -> audit -> compare, modelcard; evaluate and dimensional score runs (prediction
+is :mod:`emoshift.deploy`)."""

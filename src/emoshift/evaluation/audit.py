@@ -4,7 +4,7 @@ The audit joins a run's predictions on one corpus (``RUN/predictions/<corpus>.cs
 speaker demographics (gender, age, race, ethnicity, as the corpus records them) and reports, per grouping
 (``--by gender,age_band,...``):
 
-- per group: speakers, utterances, accuracy / UAR / macro-F1, each with a 95% bootstrap CI over speakers
+- per group: speakers, utterances, accuracy / UAR / macro-F1, each with a 95% speaker-level CI
   (None, with ``ci_reason``, for a group of fewer than ``metrics.MIN_CI_SPEAKERS`` speakers), recall per class
   and a confusion matrix;
 - the largest gap between groups per metric, the worst/best ratio, and per class the recall gap

@@ -3,8 +3,9 @@
 - ``RUN/metrics/<corpus>.json``: accuracy, uar, macro_f1, n, labels, per_class_recall, confusion, ci95, leaky
   and the context keys (``corpus``, ``split``, ``speakers``, ``model``, ``train_corpora``, ``excluded_labels``,
   ``skipped``, ``distill_teacher``); a fold run adds ``scored_by``, ``folds``, ``fold_mean``, ``fold_sd``
-  (each fold's ``fold, n, speakers, accuracy, uar, macro_f1``);
-- ``RUN/predictions/<corpus>.csv``: ``id,path,corpus,speaker,gender,true,pred,p_<label>...[,fold]``;
+  (each fold's ``fold, n, speakers, accuracy, uar, macro_f1``); one run is one training seed, so the metrics say
+  ``"seeds": 1`` and ``seed_sd`` null (a repeated-training run pools its seeds: :mod:`emoshift.evaluation.seeded`);
+- ``RUN/predictions/<corpus>.csv``: ``id,path,corpus,speaker,gender,true,pred,p_<label>...[,fold],seed``;
 - ``RUN/plots/confusion_<corpus>.png``.
 
 Utterances whose label the model does not know are left out and counted (``excluded_labels``).
@@ -20,6 +21,7 @@ import numpy as np
 from emoshift.core.io import atomic_write_csv, atomic_write_json
 from emoshift.corpora.base import Utterance
 from emoshift.evaluation.scoring import Scored, Scorer, fold_summary
+from emoshift.evaluation.seeded import one_seed
 
 if TYPE_CHECKING:
     from emoshift.corpora import Scan
@@ -74,6 +76,7 @@ def _write(scorer: Scorer, name: str, s: Scored, outside: Counter[str]) -> dict[
             "excluded_labels": dict(outside),
             "skipped": [{"path": k.path, "reason": k.reason} for k in s.skipped],
             "distill_teacher": info.distill_teacher,
+            **one_seed(metrics["uar"]),
         }
     )
     if scorer.is_ensemble:
@@ -83,6 +86,8 @@ def _write(scorer: Scorer, name: str, s: Scored, outside: Counter[str]) -> dict[
     cols = ["id", "path", "corpus", "speaker", "gender", "true", "pred", *[f"p_{lab}" for lab in labels]]
     if s.fold is not None:
         cols.append("fold")
+    cols.append("seed")
+    seed = scorer.cfg.training.seed
     rows = []
     for i, (u, p, probs_u) in enumerate(zip(s.kept, pred, s.values, strict=True)):
         row = {"id": u.id, "path": u.path, "corpus": u.corpus, "speaker": u.speaker, "gender": u.gender or "",
@@ -90,6 +95,7 @@ def _write(scorer: Scorer, name: str, s: Scored, outside: Counter[str]) -> dict[
         row.update({f"p_{lab}": f"{float(v):.6f}" for lab, v in zip(labels, probs_u, strict=True)})
         if s.fold is not None:
             row["fold"] = s.fold[i]
+        row["seed"] = seed
         rows.append(row)
     atomic_write_csv(run.predictions(name), cols, rows)
     title = f"{info.model} on {name} ({s.part}{', LEAKY' if s.leaky else ''}): UAR {metrics['uar']:.3f}"

@@ -4,10 +4,10 @@ Two paired tests on ``RUN/predictions/<corpus>.csv`` of both runs:
 
 - McNemar's exact test on per-utterance correctness: b = utterances A got right and B got wrong, c = the
   reverse; under "equally accurate" b ~ Binomial(b + c, 1/2).
-- A paired bootstrap over speakers of the UAR difference (A - B): each resample draws speakers with
-  replacement and scores both models on the same draw, so the interval reflects speaker variation too. With
-  fewer than ``metrics.MIN_CI_SPEAKERS`` shared speakers there is no interval: ``uar_diff_ci95`` is None and
-  ``uar_diff_ci95_reason`` says why.
+- A paired speaker-level interval of the UAR difference (A - B): each speaker is left out of both models at
+  once (delete-one-speaker jackknife, t quantiles: :func:`emoshift.evaluation.intervals.paired_difference`),
+  so the interval reflects speaker variation too. With fewer than ``metrics.MIN_CI_SPEAKERS`` shared speakers
+  there is no interval: ``uar_diff_ci95`` is None and ``uar_diff_ci95_reason`` says why.
 
 For a dimensional run (``task: dimensional`` in model.json, predictions ``true_<t>``/``pred_<t>``) the test is
 the paired speaker bootstrap of the CCC difference (A - B), per target and of the mean CCC over targets, all on
@@ -20,6 +20,11 @@ Runs tested on different utterances (a generalist scores only its test speakers 
 specialist every utterance of a corpus it never saw) are compared on the utterances both scored, and the
 result says how many each scored alone (``only_a``, ``only_b``): comparing all of each would mix model quality
 with test-set differences. Runs that scored no utterance in common are refused.
+
+A repeated-training run (``training.seeds``) scored each utterance once per seed (a ``seed`` column): two such
+runs are paired seed by seed on the same utterances (seed s of A with seed s of B, every seed's rows in the same
+speaker resample), which needs the same seeds on both sides; a run of several seeds and a run of one are refused
+(one line).
 """
 
 from __future__ import annotations
@@ -73,7 +78,9 @@ def compare_predictions(
     seed: int = 0,
     n_resamples: int = 1000,
 ) -> dict[str, Any]:
-    """Paired comparison of two prediction sets on the utterances both scored (matched by id)."""
+    """Paired comparison of two prediction sets on the utterances both scored (matched by id, and by seed for
+    repeated-training runs)."""
+    rows_a, rows_b = paired_by_seed(rows_a, rows_b)
     by_a = {r["id"]: r for r in rows_a}
     by_b = {r["id"]: r for r in rows_b}
     ids, only_a, only_b = _shared(rows_a, rows_b)
@@ -166,6 +173,31 @@ def verdict(result: Mapping[str, Any], name_a: str = "A", name_b: str = "B", alp
 # --------------------------------------------------------------------------------------------------------
 # Dimensional runs: the CCC difference
 # --------------------------------------------------------------------------------------------------------
+
+
+def seeds_of(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The seeds a predictions file holds when it holds several (a repeated-training run), else []."""
+    seeds = list(dict.fromkeys(str(r.get("seed") or "") for r in rows))
+    return seeds if len(seeds) > 1 else []
+
+
+def paired_by_seed(
+    rows_a: Sequence[Mapping[str, Any]], rows_b: Sequence[Mapping[str, Any]]
+) -> tuple[Sequence[Mapping[str, Any]], Sequence[Mapping[str, Any]]]:
+    """The rows as they are, or (repeated-training runs) with ids ``"<seed>/<id>"`` so seed s of A pairs with
+    seed s of B; CompareError (one line) when the runs were not trained with the same seeds."""
+    sa, sb = seeds_of(rows_a), seeds_of(rows_b)
+    if not sa and not sb:
+        return rows_a, rows_b
+    if sorted(sa) != sorted(sb):
+        def said(s: list[str], rows: Sequence[Mapping[str, Any]]) -> str:
+            return ", ".join(s) if s else str(rows[0].get("seed") or "one") if rows else "none"
+
+        raise CompareError(
+            f"the runs were trained with different seeds (A: {said(sa, rows_a)}; B: {said(sb, rows_b)}): "
+            "compare runs trained with the same training.seeds"
+        )
+    return [{**r, "id": f"{r['seed']}/{r['id']}"} for r in rows_a], [{**r, "id": f"{r['seed']}/{r['id']}"} for r in rows_b]
 
 
 def _shared(rows_a: Sequence[Mapping[str, Any]], rows_b: Sequence[Mapping[str, Any]]) -> tuple[list[str], int, int]:

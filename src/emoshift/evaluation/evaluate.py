@@ -8,7 +8,8 @@ cross-validation run's out-of-fold predictions or its fold ensemble) is the same
 - dimensional (:mod:`emoshift.evaluation.rated`): CCC per target, a scatter plot.
 
 A pooled run's metrics add ``folds`` (each fold's scores), ``fold_mean`` and ``fold_sd`` (sample standard
-deviation over folds; null with one fold).
+deviation over folds; null with one fold). A repeated-training run (``training.seeds``, RUN/seeds/<s>/) is
+evaluated seed by seed, each as the run it is, and pooled over the seeds (:mod:`emoshift.evaluation.seeded`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from emoshift.evaluation.inference import OutputsMemo, default_device
 from emoshift.evaluation.modelcard import refresh_model_card
 from emoshift.evaluation.rated import evaluate_dimensional
 from emoshift.evaluation.scoring import EvaluationError, Scorer, test_utterances
+from emoshift.evaluation.seeded import pool_seeds
 from emoshift.models.weights import load_model
 
 __all__ = ["EvaluationError", "evaluate_run", "scan_for_run", "test_utterances"]
@@ -58,6 +60,9 @@ def evaluate_run(
     model outputs already computed in this process (a k-fold run's folds, :mod:`emoshift.training.folds`)."""
     run = RunDir.of(run_dir)
     cfg = load_run_config(run.path)
+    if run.is_multi_seed():
+        return _evaluate_seeds(run, cfg, corpora, progress=progress, batch_size=batch_size, scans=scans,
+                               cache_dir=cache_dir)
     model, info = load_model(run.path, device=default_device())
     scorer = Scorer(
         run, cfg, model, info, cache_dir or cfg.data.cache_dir, batch_size or cfg.evaluation.batch_size, progress,
@@ -71,3 +76,25 @@ def evaluate_run(
         results[name] = write(scorer, name, root, sc)
     refresh_model_card(run.path)  # a finished run's card gains the new rows (training writes it when it finishes)
     return results
+
+
+def _evaluate_seeds(
+    run: RunDir,
+    cfg: ExperimentConfig,
+    corpora: dict[str, str],
+    *,
+    progress: bool,
+    batch_size: int | None,
+    scans: dict[str, Scan] | None,
+    cache_dir: str | None,
+) -> dict[str, dict[str, Any]]:
+    """Each seed run evaluated as the run it is, then the corpora pooled over the seeds."""
+    seeds = run.seed_dirs()
+    names: list[str] = []
+    for seed_run in seeds:
+        done = evaluate_run(seed_run.path, corpora, progress=progress, batch_size=batch_size, scans=scans,
+                            cache_dir=cache_dir)
+        names = list(done)
+    pooled = pool_seeds(run, seeds, ci_seed=cfg.evaluation.seed, n_resamples=cfg.evaluation.n_bootstrap)
+    refresh_model_card(run.path)
+    return {n: pooled[n] for n in names if n in pooled}

@@ -1,4 +1,4 @@
-"""Classification metrics, speaker-level bootstrap confidence intervals, and paired / group tests.
+"""Classification metrics, speaker-level confidence intervals, and paired / group tests.
 
 Everything is computed from confusion matrices. The point metrics equal scikit-learn's on the same
 predictions (the tests check ``accuracy_score``, ``balanced_accuracy_score``, ``f1_score(average="macro")``,
@@ -8,15 +8,17 @@ predictions (the tests check ``accuracy_score``, ``balanced_accuracy_score``, ``
 - uar (unweighted average recall = balanced accuracy): mean recall over the labels present in ``y_true``
 - macro_f1: mean F1 over the labels present in ``y_true`` or ``y_pred`` (scikit-learn's default label set)
 
-Utterances of one speaker are not independent (same voice, same sentences), so confidence intervals resample
-*speakers* with replacement and keep all of a resampled speaker's utterances. The bootstrap is vectorised: one
-confusion matrix per speaker is computed once, and each resample's confusion matrix is a weighted sum of them
-(weights = how often each speaker was drawn), so 1,000 resamples are a single matrix product.
+Utterances of one speaker are not independent (same voice, same sentences), so confidence intervals treat the
+*speaker* as the unit: one confusion matrix per speaker, and the interval of one training run is
+:func:`emoshift.evaluation.intervals.metric_interval` with one seed (a delete-one-speaker jackknife with t
+quantiles; that module says why it replaced the percentile speaker bootstrap, which under-covered at small
+speaker counts). It covers the sampling of test speakers only: how training fell out is not measured by one
+run.
 
-A bootstrap over one or two speakers cannot see speaker-to-speaker variation: it would print an interval that
-is far too narrow (of zero width with one speaker). Below :data:`MIN_CI_SPEAKERS` speakers no interval is
-computed; the interval is ``None`` and :func:`ci_reason` says why, e.g.
-``"2 test speakers: too few for a speaker bootstrap"``.
+One or two speakers cannot show speaker-to-speaker variation: an interval from them would be far too narrow
+(of zero width with one speaker). Below :data:`MIN_CI_SPEAKERS` speakers no interval is computed; the
+interval is ``None`` and :func:`ci_reason` says why, e.g. ``"2 test speakers: too few for a speaker
+interval"``.
 
 A model that gives (nearly) every utterance one label has collapsed to that class: its UAR is chance and its
 interval is narrow only because every resample scores the same (``16.7 [16.7, 16.7]``). :func:`collapsed`
@@ -39,9 +41,9 @@ import numpy as np
 from scipy.stats import binomtest
 
 from emoshift.core.errors import EmoshiftError
+from emoshift.evaluation.confusion import METRICS, batch_metrics, confusion_stack
+from emoshift.evaluation.intervals import MIN_CI_SPEAKERS, ci_reason, metric_interval, paired_difference
 
-METRICS: tuple[str, ...] = ("accuracy", "uar", "macro_f1")
-MIN_CI_SPEAKERS = 5  # fewer speakers than this: no speaker-bootstrap interval (null, with a reason)
 # One predicted label taking at least this share of the utterances (with two or more true labels among them)
 # is a collapse to one class. A working six-class model on balanced test sets stays far below it; a share this
 # high means the model ignores its input for (nearly) every utterance.
@@ -105,33 +107,6 @@ def _prepare(
     return _encode(y_true, labels, "true"), _encode(y_pred, labels, "predicted"), labels
 
 
-def confusion_stack(
-    t: np.ndarray, p: np.ndarray, groups: np.ndarray, n_labels: int, n_groups: int
-) -> np.ndarray:
-    """One confusion matrix per group from encoded arrays: (G, L, L), rows true, columns predicted."""
-    flat = (groups * n_labels + t) * n_labels + p
-    counts = np.bincount(flat, minlength=n_groups * n_labels * n_labels)
-    return counts.reshape(n_groups, n_labels, n_labels)
-
-
-def batch_metrics(conf: np.ndarray) -> dict[str, np.ndarray]:
-    """accuracy, uar and macro_f1 of a batch of confusion matrices (..., L, L); NaN where undefined."""
-    conf = np.asarray(conf, dtype=np.float64)
-    tp = np.diagonal(conf, axis1=-2, axis2=-1)  # (..., L)
-    support = conf.sum(axis=-1)  # true counts per class
-    predicted = conf.sum(axis=-2)
-    total = support.sum(axis=-1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        accuracy = tp.sum(axis=-1) / total
-        present = support > 0
-        recall = np.where(present, tp / np.where(present, support, 1), 0.0)
-        uar = recall.sum(axis=-1) / present.sum(axis=-1)
-        seen = (support + predicted) > 0
-        f1 = np.where(seen, 2 * tp / np.where(seen, support + predicted, 1), 0.0)
-        macro_f1 = f1.sum(axis=-1) / seen.sum(axis=-1)
-    return {"accuracy": accuracy, "uar": uar, "macro_f1": macro_f1}
-
-
 def percentile(values: np.ndarray, alpha: float) -> list[float] | None:
     values = values[np.isfinite(values)]
     if values.size == 0:
@@ -146,23 +121,6 @@ def speaker_draws(n_speakers: int, n_resamples: int, rng: np.random.Generator) -
     draws += (np.arange(n_resamples) * n_speakers)[:, None]
     counts = np.bincount(draws.ravel(), minlength=n_resamples * n_speakers)
     return counts.reshape(n_resamples, n_speakers).astype(np.float64)
-
-
-def _resampled(per_speaker: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """(R, S) weights x (S, L, L) confusions -> (R, L, L)."""
-    s, n_labels, _ = per_speaker.shape
-    return (weights @ per_speaker.reshape(s, -1).astype(np.float64)).reshape(-1, n_labels, n_labels)
-
-
-def ci_reason(n_speakers: int, min_speakers: int = MIN_CI_SPEAKERS) -> str | None:
-    """Why there is no interval for ``n_speakers`` test speakers (None when there can be one).
-
-    ``ci_reason(2) == "2 test speakers: too few for a speaker bootstrap"``; ``ci_reason(1)`` is singular.
-    """
-    if n_speakers >= min_speakers:
-        return None
-    noun = "speaker" if n_speakers == 1 else "speakers"
-    return f"{n_speakers} test {noun}: too few for a speaker bootstrap"
 
 
 def check_resampling(n_resamples: int, alpha: float) -> None:
@@ -243,10 +201,12 @@ def bootstrap_ci(
     alpha: float = 0.05,
     min_speakers: int = MIN_CI_SPEAKERS,
 ) -> dict[str, list[float] | None]:
-    """Percentile bootstrap interval per metric, resampling speakers with replacement.
+    """The speaker-level ``1 - alpha`` interval per metric of one training run's predictions.
 
     Returns e.g. ``{"accuracy": [lo, hi], "uar": [lo, hi]}``; ``metrics`` may name accuracy, uar, macro_f1.
-    With fewer than ``min_speakers`` speakers every interval is None (see :func:`ci_reason`).
+    The interval is :func:`~emoshift.evaluation.intervals.metric_interval` with one seed (delete-one-speaker
+    jackknife, t quantiles; deterministic: ``n_resamples`` and ``seed`` are kept for the signature and change
+    nothing). With fewer than ``min_speakers`` speakers every interval is None (see :func:`ci_reason`).
     """
     unknown = [m for m in metrics if m not in METRICS]
     if unknown:
@@ -258,10 +218,12 @@ def bootstrap_ci(
     g, names = encode_groups(speakers)
     if len(names) < min_speakers:
         return {m: None for m in metrics}
-    per_speaker = confusion_stack(t, p, g, len(labels), len(names))  # (S, L, L)
-    weights = speaker_draws(len(names), n_resamples, np.random.default_rng(seed))  # (R, S)
-    values = batch_metrics(_resampled(per_speaker, weights))
-    return {m: percentile(values[m], alpha) for m in metrics}
+    per_speaker = confusion_stack(t, p, g, len(labels), len(names))[None]  # (1 seed, K, L, L)
+    out: dict[str, list[float] | None] = {}
+    for m in metrics:
+        interval, _ = metric_interval(per_speaker, m, alpha=alpha)
+        out[m] = None if interval is None else [interval.lo, interval.hi]
+    return out
 
 
 def evaluate_predictions(
@@ -273,7 +235,7 @@ def evaluate_predictions(
     seed: int = 0,
     n_resamples: int = 1000,
 ) -> dict[str, Any]:
-    """The metrics JSON content: the point metrics plus ``ci95`` for accuracy and UAR (speaker bootstrap).
+    """The metrics JSON content: the point metrics plus ``ci95`` for accuracy and UAR (:func:`bootstrap_ci`).
 
     With fewer than :data:`MIN_CI_SPEAKERS` speakers ``ci95`` is None and ``ci95_reason`` says why; otherwise
     ``ci95_reason`` is None.
@@ -320,11 +282,12 @@ def paired_bootstrap_diff(
     alpha: float = 0.05,
     min_speakers: int = MIN_CI_SPEAKERS,
 ) -> dict[str, Any]:
-    """Difference ``metric(A) - metric(B)`` with a paired bootstrap interval over speakers.
+    """Difference ``metric(A) - metric(B)`` with a paired speaker-level interval.
 
-    Both models are scored on the same resampled speakers in every resample. Returns
-    ``{"a": .., "b": .., "diff": .., "ci": [lo, hi], "ci_reason": None}``; with fewer than ``min_speakers``
-    speakers ``ci`` is None and ``ci_reason`` says why.
+    Both models are scored on the same speakers: :func:`~emoshift.evaluation.intervals.paired_difference`
+    with one seed (each speaker left out of both at once; deterministic: ``n_resamples`` and ``seed`` change
+    nothing). Returns ``{"a": .., "b": .., "diff": .., "ci": [lo, hi], "ci_reason": None}``; with fewer than
+    ``min_speakers`` speakers ``ci`` is None and ``ci_reason`` says why.
     """
     if metric not in METRICS:
         raise ValueError(f"unknown metric {metric!r}; choose from {', '.join(METRICS)}")
@@ -334,19 +297,16 @@ def paired_bootstrap_diff(
     if len(speakers) != len(t):
         raise PredictionsError(f"speakers has {len(speakers)} items but y_true has {len(t)}")
     g, names = encode_groups(speakers)
-    conf_a = confusion_stack(t, pa, g, len(labels), len(names))
+    conf_a = confusion_stack(t, pa, g, len(labels), len(names))  # (K, L, L)
     conf_b = confusion_stack(t, pb, g, len(labels), len(names))
     a = float(batch_metrics(conf_a.sum(axis=0))[metric])
     b = float(batch_metrics(conf_b.sum(axis=0))[metric])
     reason = ci_reason(len(names), min_speakers)
     if reason:
         return {"a": a, "b": b, "diff": a - b, "ci": None, "ci_reason": reason}
-    weights = speaker_draws(len(names), n_resamples, np.random.default_rng(seed))
-    diffs = (
-        batch_metrics(_resampled(conf_a, weights))[metric]
-        - batch_metrics(_resampled(conf_b, weights))[metric]
-    )
-    return {"a": a, "b": b, "diff": a - b, "ci": percentile(diffs, alpha), "ci_reason": None}
+    paired = paired_difference(conf_a[None], conf_b[None], metric, alpha=alpha)
+    ci = None if paired.ci is None else [paired.ci.lo, paired.ci.hi]
+    return {"a": a, "b": b, "diff": a - b, "ci": ci, "ci_reason": paired.reason}
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -437,7 +397,8 @@ REQUIRED_COLUMNS: tuple[str, ...] = ("id", "speaker", "true", "pred")
 
 
 def read_predictions(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """Rows of a predictions CSV as dicts; ``p_<label>`` columns become floats (empty -> None)."""
+    """Rows of a predictions CSV as dicts; ``p_<label>`` columns become floats (empty -> None). An id appears
+    once, or once per ``seed`` (a repeated-training run's predictions)."""
     path = Path(path)
     if not path.is_file():
         raise PredictionsError(f"predictions file not found: {path}")
@@ -450,14 +411,15 @@ def read_predictions(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
                 f"{path}: missing column(s) {', '.join(missing)} (found {', '.join(columns)})"
             )
         rows: list[dict[str, Any]] = []
-        seen: set[str] = set()
+        seen: set[tuple[str, str]] = set()
         for line, raw in enumerate(reader, start=2):
             row: dict[str, Any] = dict(raw)
             if not row["id"] or not row["true"] or not row["pred"]:
                 raise PredictionsError(f"{path}:{line}: empty id, true or pred")
-            if row["id"] in seen:
-                raise PredictionsError(f"{path}:{line}: duplicate id {row['id']!r}")
-            seen.add(row["id"])
+            key = (row.get("seed") or "", row["id"])  # a repeated-training run: each utterance once per seed
+            if key in seen:
+                raise PredictionsError(f"{path}:{line}: duplicate id {row['id']!r}" + (f" (seed {key[0]})" if key[0] else ""))
+            seen.add(key)
             for c in columns:
                 if c.startswith("p_"):
                     try:

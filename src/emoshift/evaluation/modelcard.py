@@ -24,6 +24,7 @@ from emoshift.core.record import ModelRecord
 from emoshift.core.rundir import RunDir
 from emoshift.core.task import task_named
 from emoshift.evaluation.metrics import with_ci
+from emoshift.evaluation.seeded import NOT_MEASURED, seed_text
 
 README = "README.md"
 ACTED = {"ravdess", "crema-d", "tess", "savee", "emodb"}  # corpora of actors reading fixed sentences
@@ -38,8 +39,13 @@ METHODS = {"kfold": "k-fold speaker cross-validation", "loso": "leave-one-speake
 
 
 def card_name(run: Path) -> str:
-    """How the card and its commands name the run: a fold run by its place in the pooled run (``RUN/folds/0``)."""
-    return f"{run.parent.parent.name}/folds/{run.name}" if run.parent.name == "folds" else run.name
+    """How the card and its commands name the run: a fold or seed run by its place in the pooled run
+    (``RUN/folds/0``, ``RUN/seeds/1``, ``RUN/seeds/1/folds/0``)."""
+    parts, at = [run.name], run
+    while at.parent.name in ("folds", "seeds"):
+        parts = [at.parent.parent.name, at.parent.name, *parts]
+        at = at.parent.parent
+    return "/".join(parts)
 
 
 def _split_counts(rd: RunDir, corpus: str) -> tuple[dict[str, int], dict[str, int]]:
@@ -79,8 +85,12 @@ def _ensemble(rd: RunDir, info: ModelRecord) -> dict[str, Any] | None:
         if rd.config.is_file() else {}
     method = str(split.get("method", ""))
     tested = {c: _split_counts(rd, c) for c in info.train_corpora}
+    seeds = len(rd.seed_dirs())  # a repeated-training run: its members are every seed's models
+    method_text = METHODS.get(method, method or "folds")
+    if seeds:
+        method_text = f"{seeds} training seeds" + (f" x {method_text}" if method in METHODS else "")
     return {
-        "members": len(info.members), "method": method, "method_text": METHODS.get(method, method or "folds"),
+        "members": len(info.members), "method": method, "method_text": method_text, "seeds": seeds or 1,
         "combine": info.ensemble or info.task_kind.ensemble,
         "tested_out_of_fold": {c: {"utterances": u.get("test", 0), "speakers": sp.get("test", 0)}
                                for c, (u, sp) in tested.items()},
@@ -92,6 +102,10 @@ def _protocol_text(info: ModelRecord, ens: dict[str, Any] | None) -> str:
         return "LEAKY: some test speakers were seen in training"
     if ens is None:
         return "speaker-independent train/val/test per corpus (no test speaker seen in training)"
+    if ens["seeds"] > 1:
+        return (f"{ens['method_text']}: the whole run trained once per seed (seeds/<s>/), the scores the mean over "
+                f"seeds of each seed's test scores; served: the {ens['combine']} of all {ens['members']} models "
+                "(every seed's)")
     return (f"{ens['method_text']}, {ens['members']} folds: each fold model trained on its fold's train and val "
             "speakers and was tested on the held-out ones; the scores pool every fold's out-of-fold predictions "
             f"(each test utterance scored by the one model that never heard its speaker); served: the "
@@ -109,6 +123,7 @@ def _metrics(rd: RunDir) -> list[dict[str, Any]]:
         out.append({
             "corpus": m.get("corpus", corpus), "split": m.get("split"), "n": m.get("n"),
             "speakers": m.get("speakers"), "leaky": m.get("leaky"), "ci95_reason": m.get("ci95_reason"),
+            "seeds": seed_text(m),
             **{k: {"value": m.get(k), "ci95": ci.get(k), "speakers": m.get("speakers")}
                for k in ("uar", "accuracy", "macro_f1")},
         })
@@ -182,11 +197,12 @@ def _fmt(metric: dict[str, Any]) -> str:
 
 
 def _categorical_results(s: dict[str, Any]) -> list[str]:
-    lines = ["| corpus | split | n | speakers | UAR | accuracy | macro-F1 |", "| --- | --- | ---: | ---: | --- | --- | --- |"]
+    lines = ["| corpus | split | n | speakers | UAR | accuracy | macro-F1 | seeds (UAR) |",
+             "| --- | --- | ---: | ---: | --- | --- | --- | --- |"]
     for m in s["metrics"]:
         split = f"{m['split']}{' (LEAKY)' if m['leaky'] else ''}"
         lines.append(f"| {m['corpus']} | {split} | {m['n']} | {m['speakers']} | {_fmt(m['uar'])} | "
-                     f"{_fmt(m['accuracy'])} | {_fmt(m['macro_f1'])} |")
+                     f"{_fmt(m['accuracy'])} | {_fmt(m['macro_f1'])} | {m.get('seeds') or NOT_MEASURED} |")
     return lines
 
 
@@ -226,7 +242,10 @@ def render_model_card(run_dir: str | os.PathLike[str]) -> str:
              f"- Architecture: {fam['architecture'] or fam['model']} (input: {fam['input_kind']})",
              outputs,
              f"- Input: 16 kHz mono audio; the model's window is {s['window_s']:g} s (longer audio is scored in windows)"]
-    if ens:
+    if ens and ens["seeds"] > 1:
+        lines.append(f"- An ensemble of {ens['members']} models ({ens['method_text']}; {ens['combine']}), each seed "
+                     "in seeds/<s>/ with its own card")
+    elif ens:
         lines.append(f"- An ensemble of {ens['members']} fold models ({ens['method_text']}; {ens['combine']}), "
                      "each in folds/<i>/ with its own card")
     else:
@@ -247,8 +266,12 @@ def render_model_card(run_dir: str | os.PathLike[str]) -> str:
     if prot.get("distill_teacher"):
         lines.append(f"- Distilled from: {prot['distill_teacher']}")
     lines += ["", "## Results", "",
-              "95% confidence intervals: percentile bootstrap over speakers. `test` = held-out speakers of a training "
-              "corpus; `all` = every utterance of a corpus not trained on (cross-corpus).", "",
+              ("Scores: the mean over the training seeds; 95% confidence intervals cover speaker sampling and "
+               "training randomness (seeds), `seeds (UAR)` gives the seeds' mean and sd. " if ens and ens["seeds"] > 1
+               else "95% confidence intervals: bootstrap over speakers; one training seed, so training variance was "
+               "not measured. ")
+              + "`test` = held-out speakers of a training corpus; `all` = every utterance of a corpus not trained on "
+              "(cross-corpus).", "",
               *(_dimensional_results(s) if dimensional else _categorical_results(s))]
     lines += ["", "## Fairness", ""]
     if s["fairness"]:
@@ -284,7 +307,8 @@ def _training_lines(s: dict[str, Any]) -> list[str]:
     if ens:
         tested = "; ".join(f"{c}: {t['utterances']} utterances of {t['speakers']} speakers"
                            for c, t in ens["tested_out_of_fold"].items())
-        lines = [f"Each fold model trained on its own speakers (rows below); together the folds tested every "
+        together = "each seed's folds" if ens["seeds"] > 1 else "the folds"
+        lines = [f"Each fold model trained on its own speakers (rows below); together {together} tested every "
                  f"utterance once, out of fold ({tested}).", "",
                  "| corpus | fold model | train | val | test | speakers (train/val/test) |",
                  "| --- | --- | ---: | ---: | ---: | --- |"]

@@ -175,10 +175,14 @@ def plot_curves(
 ) -> Path:
     """Training curves from a CSV log (column ``epoch`` and any of train_loss, val_loss, val_uar,
     val_accuracy, val_ccc) or from the same rows as dicts: losses on the left, validation scores on the right.
-    A pooled cross-validation log (a ``fold`` column) draws one line per fold and column."""
+    A pooled cross-validation log (a ``fold`` column) draws one line per fold and column; a repeated-training
+    log (a ``seed`` column) one per seed (and fold)."""
     rows = _read_log(log)
-    folds = list(dict.fromkeys(str(r.get("fold")) for r in rows if r.get("fold") not in (None, "")))
-    by_fold = {f"fold {f} ": [r for r in rows if str(r.get("fold")) == f] for f in folds} or {"": rows}
+
+    def tag(r: Mapping[str, Any]) -> str:  # "seed 1 fold 0 ", "fold 2 ", or "" (one run)
+        return "".join(f"{k} {r[k]} " for k in ("seed", "fold") if r.get(k) not in (None, ""))
+
+    by_fold = {t: [r for r in rows if tag(r) == t] for t in dict.fromkeys(tag(r) for r in rows)}
     panels = []
     for columns, ylabel in ((LOSS_COLUMNS, "loss"), (SCORE_COLUMNS, "score")):
         lines = {f"{tag}{c}": _series(part, c) for c in columns for tag, part in by_fold.items()}
@@ -381,11 +385,13 @@ def plot_scores_ci(
     *,
     title: str = "",
     ylabel: str = "UAR (95% CI)",
+    points: Mapping[str, Mapping[str, Sequence[float]]] | None = None,
 ) -> Path:
     """``scores[run][corpus] = (value, [lo, hi] or None)`` as clustered bars with CI error bars.
 
     A bar without an interval (too few speakers for one) is hatched and gets no error bar; a run without a
-    score on a corpus leaves a gap.
+    score on a corpus leaves a gap. ``points[run][corpus]``: values drawn as dots on that bar (each training
+    seed's score, when the bar is their mean).
     """
     runs = list(scores)
     corpora = list(dict.fromkeys(c for r in runs for c in scores[r]))
@@ -405,6 +411,12 @@ def plot_scores_ci(
             at = x + (k - (len(corpora) - 1) / 2) * width
             bars = ax.bar(at, heights, width, label=corpus)
             _ci_bars(ax, at, heights, cis)
+            for a, run in zip(at, runs, strict=True):
+                dots = list((points or {}).get(run, {}).get(corpus, []))
+                if dots:  # spread across the bar so equal values stay visible
+                    xs = a + np.linspace(-0.25, 0.25, len(dots)) * width if len(dots) > 1 else [a]
+                    ax.scatter(xs, dots, s=12, color="black", zorder=3,
+                               label="each seed" if "each seed" not in ax.get_legend_handles_labels()[1] else None)
             for bar, hatch in zip(bars, hatched, strict=True):
                 if hatch:
                     bar.set_hatch("//")

@@ -57,12 +57,13 @@ from emoshift.study.spec import Experiment, Study
 class JobTask:
     """Everything one job needs (pickled to a worker process or a SLURM node)."""
 
-    key: str  # "L2b" (the experiment) or "L2b/fold1"
+    key: str  # "L2b" (the experiment), "L2b/fold1", or with training.seeds "L2b/seed0" and "L2b/seed0/fold1"
     study: Study
     out: str
     eid: str
     plan: TrainingPlan | None  # None: an audit-only experiment
     fold: int | None = None
+    seed: int | None = None  # a repeated-training run's seed (RUN/seeds/<s>/)
     threads: int | None = None  # torch threads (None: leave torch's default)
 
 
@@ -111,12 +112,19 @@ def _work(task: JobTask, notes: _Collected) -> Outcome | None:
     exp = task.study.experiment(task.eid)
     if task.plan is None:
         return run_audit_only(task.study, exp, Path(task.out), notes)
-    if task.fold is None:
+    if task.fold is None and task.seed is None:
         return finish_training(task.study, exp, task.plan, progress=False)
     from emoshift.training.folds import fold_config
     from emoshift.training.pipeline import train_run
+    from emoshift.training.seeds import seed_config
 
-    train_run(fold_config(task.plan.cfg, task.fold), RunDir.of(task.plan.run).fold(task.fold), progress=False)
+    cfg, run = task.plan.cfg, RunDir.of(task.plan.run)
+    if task.seed is not None:  # as training/seeds.py trains it: RUN/seeds/<s>/, a run of its own
+        cfg, run = seed_config(cfg, task.seed), RunDir.of(run.seed(task.seed))
+    if task.fold is None:
+        train_run(cfg, run.path, progress=False)
+    else:
+        train_run(fold_config(cfg, task.fold), run.fold(task.fold), progress=False)
     return None
 
 
@@ -258,27 +266,43 @@ class Scheduler:
         return bool(missing_files(roots, run.metrics) or (exp.audit is not None and missing_files(roots, run.audit_json)))
 
     def _fold_jobs(self, plan: TrainingPlan) -> list[JobTask]:
-        """One job per fold still to train (none when the config trains one run, or its folds cannot be told)."""
+        """One job per fold still to train (none when the config trains one run, or its folds cannot be told);
+        with ``training.seeds``, one per seed and fold (or per seed, without folds) still to train."""
         from emoshift.training.folds import runs_all_folds
+        from emoshift.training.seeds import runs_all_seeds
 
-        if not runs_all_folds(plan.cfg):
-            return []
-        scan_key = _scan_key(plan.cfg)
-        if scan_key not in self.folds:
-            self.folds[scan_key] = fold_count(plan.cfg)
-        n = self.folds[scan_key]
-        if not n:
+        seeds: list[int | None] = list(plan.cfg.training.seed_list) if runs_all_seeds(plan.cfg) else [None]
+        n = 0
+        if runs_all_folds(plan.cfg):
+            scan_key = _scan_key(plan.cfg)
+            if scan_key not in self.folds:
+                self.folds[scan_key] = fold_count(plan.cfg)
+            n = self.folds[scan_key] or 0
+            if not n:
+                return []
+        elif seeds == [None]:
             return []
         run = RunDir.of(plan.run)
         if not run.config.is_file():  # an interrupted study then resumes the folds instead of moving them aside
             run.path.mkdir(parents=True, exist_ok=True)
             save_config(plan.cfg, run.config)
         eid = plan.cfg.name
-        return [
-            JobTask(f"{eid}/fold{i}", self.study, os.fspath(self.out), eid, plan, fold=i, threads=self.threads)
-            for i in range(n)
-            if not RunDir.of(run.fold(i)).is_complete()
-        ]
+        jobs = []
+        for seed in seeds:
+            at = run if seed is None else RunDir.of(run.seed(seed))
+            tag = "" if seed is None else f"/seed{seed}"
+            if not n:  # a repeated-training run without folds: one job per seed
+                if not at.is_complete():
+                    jobs.append(JobTask(f"{eid}{tag}", self.study, os.fspath(self.out), eid, plan, seed=seed,
+                                        threads=self.threads))
+                continue
+            jobs += [
+                JobTask(f"{eid}{tag}/fold{i}", self.study, os.fspath(self.out), eid, plan, fold=i, seed=seed,
+                        threads=self.threads)
+                for i in range(n)
+                if not RunDir.of(at.fold(i)).is_complete()
+            ]
+        return jobs
 
     def _submit(self, backend: Backend) -> None:
         capacity = self.launch.capacity

@@ -122,6 +122,8 @@ def _training_state(run: RunDir, cfg: ExperimentConfig, after: float | None) -> 
     done = read_json(run.done)
     if done is not None:
         if not _same_run_config(run, cfg, done.get("fingerprint")):
+            if _other_seeds(run, cfg):
+                return "resume", ""  # training.seeds changed only: train the new seeds, pool again
             return "stale", "its config changed"
         at = finished(done)
         if after is not None and (at is None or at < after):
@@ -133,7 +135,21 @@ def _training_state(run: RunDir, cfg: ExperimentConfig, after: float | None) -> 
         old = load_config(run.config).fingerprint(exclude_roots=True)
     except ConfigError:
         return "stale", "it holds an unreadable or missing config.yaml"
-    return ("resume", "") if old == cfg.fingerprint(exclude_roots=True) else ("stale", "its config changed")
+    if old == cfg.fingerprint(exclude_roots=True) or _other_seeds(run, cfg):
+        return "resume", ""
+    return "stale", "its config changed"
+
+
+def _other_seeds(run: RunDir, cfg: ExperimentConfig) -> bool:
+    """Whether ``run`` holds a repeated-training run of ``cfg``'s recipe with other seeds (extended, not moved
+    aside: its seed runs are reused, :mod:`emoshift.training.seeds`)."""
+    if not cfg.training.seeds:
+        return False
+    try:
+        old = load_config(run.config)
+    except ConfigError:
+        return False
+    return bool(old.training.seeds) and old.recipe_fingerprint() == cfg.recipe_fingerprint()
 
 
 class Notes(Protocol):

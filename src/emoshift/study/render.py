@@ -2,7 +2,7 @@
 
 :func:`render_markdown` links images relative to the report's folder; :func:`render_html` writes one
 self-contained page: inline CSS and every plot embedded as a base64 PNG data URI (no external file, script or
-font). Also the number formats the report uses (percentages, intervals, clock times).
+font). Also the number formats the report uses (percentages, intervals, clock times) and corpus titles.
 """
 
 from __future__ import annotations
@@ -15,6 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from emoshift.core import progress
+
+CORPUS_TITLES: dict[str, str] = {"ravdess": "RAVDESS", "crema-d": "CREMA-D"}
+
+
+def corpus_title(name: str) -> str:
+    """A corpus as the report names it: ``crema-d`` -> ``CREMA-D``."""
+    return CORPUS_TITLES.get(name, name)
 
 
 def pct(x: float | None) -> str:

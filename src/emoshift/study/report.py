@@ -18,15 +18,16 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from statistics import fmean
 from typing import TYPE_CHECKING, Any
 
 from emoshift.core.extras import optional
 from emoshift.core.io import atomic_write_csv, atomic_write_text
 from emoshift.core.rundir import RunDir
 from emoshift.evaluation.metrics import collapse_text, with_ci
-from emoshift.study.claims import FINDING_COLUMNS, Finding, gather
+from emoshift.evaluation.seeded import NOT_MEASURED
+from emoshift.study.claims import FINDING_COLUMNS, Finding, findings_blocks, gather
 from emoshift.study.environment import environment
-from emoshift.study.findings import FindingsSpec, pts
 from emoshift.study.matrix import matrix_blocks, matrix_paths
 from emoshift.study.render import (
     Block,
@@ -36,6 +37,7 @@ from emoshift.study.render import (
     Para,
     Table,
     clock,
+    corpus_title,
     pct,
     render_html,
     render_markdown,
@@ -55,20 +57,16 @@ if TYPE_CHECKING:  # the spec imports the experiment config (and so torch); the 
     from emoshift.study.spec import Study
 
 REPORTED_PROTOCOL = "study's protocol (random utterance split, likely leaky)"
-CORPUS_TITLES: dict[str, str] = {"ravdess": "RAVDESS", "crema-d": "CREMA-D"}
-
 FIGURES = "the report's figures"  # what a core install without the plots extra leaves out (one note)
 
 
-def corpus_title(name: str) -> str:
-    return CORPUS_TITLES.get(name, name)
-
-
 def _fold_spread(m: CorpusMetrics) -> str:
-    """``, fold sd 3.1 (6 folds)`` for a k-fold score, else nothing."""
-    if m.folds is None or m.uar_fold_sd is None:
-        return ""
-    return f", fold sd {pct(m.uar_fold_sd)} ({m.folds} folds)"
+    """``, fold sd 3.1 (6 folds)`` for a k-fold score, and ``, seed mean 51.2, sd 2.0 (3 seeds)`` for a score
+    trained over several seeds (the score is then their mean); else nothing."""
+    out = "" if m.folds is None or m.uar_fold_sd is None else f", fold sd {pct(m.uar_fold_sd)} ({m.folds} folds)"
+    if m.seed_uars and m.uar_seed_sd is not None:
+        out += f", seed mean {pct(fmean(m.seed_uars))}, sd {pct(m.uar_seed_sd)} ({len(m.seed_uars)} seeds)"
+    return out
 
 
 def key_results(
@@ -173,6 +171,7 @@ def _key_results(summaries: Sequence[ExperimentSummary], corpora: Sequence[str],
         "predictions, every speaker scored once by a fold model that never heard them; 'fold sd' is the spread "
         "of the per-fold UARs), a corpus it never saw on every utterance (marked 'unseen'; with k-fold CV by "
         "the ensemble of the fold models).",
+        _seeds_note(summaries),
         f"The columns '{REPORTED_PROTOCOL}' are the accuracies the original study reported, copied from it and "
         "not measured here; its 99.73% on RAVDESS is far above published speaker-independent results and "
         "probably comes from splitting clips at random (the same actors in train and test).",
@@ -186,8 +185,28 @@ def _key_results(summaries: Sequence[ExperimentSummary], corpora: Sequence[str],
     return [Heading("Key results"), Table(header, rows), *_key_chart(summaries, corpora, out), Bullets(notes)]
 
 
+def _seeds_note(summaries: Sequence[ExperimentSummary]) -> str:
+    """What the scores say about training randomness: several seeds (training.seeds) or one."""
+    scored = [s for s in summaries if s.metrics]
+    one = [s.id for s in scored if max(m.seeds for m in s.metrics.values()) == 1]
+    several = ("Trained over several seeds (training.seeds), a score is the mean over the seeds, its interval "
+               "covers the speakers and the seeds, and 'seed mean, sd' is the spread of the seeds' UARs (the chart "
+               "draws each seed's UAR as a dot).")
+    if not one:
+        return several
+    if len(one) == len(scored):
+        return f"Every experiment trained one seed: {NOT_MEASURED}; the intervals cover the speakers only."
+    return f"{several} {', '.join(one)} trained one seed: {NOT_MEASURED}; their intervals cover the speakers only."
+
+
 def _key_chart(summaries: Sequence[ExperimentSummary], corpora: Sequence[str], out: Path) -> list[Block]:
-    """UAR with its 95% CI per experiment and test corpus, as bars (hatched where there is no CI)."""
+    """UAR with its 95% CI per experiment and test corpus, as bars (hatched where there is no CI), and each
+    seed's UAR as a dot where there are several seeds."""
+    points = {
+        s.id: {corpus_title(c): m.seed_uars for c in corpora if (m := s.metrics.get(c)) is not None and m.seed_uars}
+        for s in summaries
+        if s.trains and s.metrics
+    }
     scores = {
         s.id: {
             corpus_title(c): (m.uar, m.uar_ci if m.ci_shown else None)
@@ -201,53 +220,12 @@ def _key_chart(summaries: Sequence[ExperimentSummary], corpora: Sequence[str], o
         return []
     from emoshift.evaluation.plots import plot_scores_ci
 
-    path = plot_scores_ci(scores, out / "plots" / "key_results_uar.png", title="UAR per experiment and test corpus")
-    return [Image(path, "key results: UAR with 95% speaker-bootstrap CIs")]
-
-
-def _findings(findings: Sequence[Finding], spec: FindingsSpec) -> list[Block]:
-    blocks: list[Block] = [
-        Heading("Findings"),
-        Para(
-            "Each claim of the study tested on the same utterances: McNemar's exact test on per-utterance "
-            "correctness (b: utterances a got right and b wrong, c: the reverse) and the 95% CI of the UAR "
-            "difference a - b from a paired bootstrap over speakers (both models scored on each resample). "
-            f"Verdicts at {1 - spec.alpha:.0%}, each claim on its own (no correction for multiple comparisons):"
-        ),
-        Bullets(
-            [
-                "'a beats b': supported when the CI lies above 0, contradicted when it lies below 0, otherwise "
-                "inconclusive; when McNemar is significant the other way, the tests disagree: inconclusive.",
-                f"'a does not beat b': supported when the CI ends below +{100 * spec.margin:g} points (the "
-                "margin), contradicted when it starts above it.",
-                f"'a keeps b's score' (non-inferiority, margin {100 * spec.margin:g} UAR points): supported when "
-                "the CI starts above minus the margin, contradicted when it ends below it.",
-                "'a drops from corpus X to Y': the two scores come from different speakers, so it is not "
-                "paired: the difference's CI combines the two speaker-bootstrap CIs (normal approximation, "
-                "independent samples); supported when it lies above 0.",
-                "No verdict when a run is missing, or when a side is a random-init preset (model.preset): it "
-                "is not the pretrained model the claim is about. Inconclusive when there is no CI (too few "
-                "speakers). A leaky side is flagged in the reason.",
-            ]
-        ),
-    ]
-    if not findings:
-        return [*blocks, Para("The study file states no claims (no 'findings:' block).")]
-    rows = []
-    for f in findings:
-        ev, ci = f.evidence, f.evidence.ci
-        diff = with_ci(ev.diff, ci, ev.speakers if ev.method == "paired" else None, number=pts)
-        p = "–" if ev.mcnemar_p is None else f"{ev.mcnemar_p:.3g}"
-        b = f.claim.b or f.claim.a
-        corpus = " -> ".join(corpus_title(c) for c in f.corpus.split("->"))
-        rows.append([f.claim.claim, f"{f.claim.a} vs {b}", corpus, pct(ev.uar_a), pct(ev.uar_b), diff, p,
-                     f.judgement.verdict, f.judgement.reason])  # fmt: skip
-    counts: dict[str, int] = {}
-    for f in findings:
-        counts[f.judgement.verdict] = counts.get(f.judgement.verdict, 0) + 1
-    header = ["claim", "a vs b", "corpus", "UAR a %", "UAR b %", "a - b (pts) [95% CI]", "McNemar p", "verdict", "reason"]
-    summary = Para(f"{len(findings)} findings: " + ", ".join(f"{n} {k}" for k, n in counts.items()) + ".")
-    return [*blocks, summary, Table(header, rows)]
+    seeded = any(points.values())
+    path = plot_scores_ci(scores, out / "plots" / "key_results_uar.png", title="UAR per experiment and test corpus",
+                          points=points if seeded else None)
+    caption = ("key results: UAR with 95% CIs over speakers and seeds (dots: each training seed's UAR)" if seeded
+               else "key results: UAR with 95% speaker-bootstrap CIs")
+    return [Image(path, caption)]
 
 
 def _cross_corpus(summaries: Sequence[ExperimentSummary], corpora: Sequence[str], out: Path) -> list[Block]:
@@ -523,7 +501,7 @@ def build_blocks(
     blocks: list[Block] = []
     blocks += _overview(study, summaries, results)
     blocks += _key_results(summaries, corpora, out)
-    blocks += _findings(findings, study.findings)
+    blocks += findings_blocks(findings, study.findings)
     matrix = getattr(study, "matrix", None)  # an N-corpus study (configs/cross_corpus.yaml) has its own matrix
     blocks += matrix_blocks(out, study) if matrix is not None else _cross_corpus(summaries, corpora, out)
     blocks += _confusions(summaries, corpora, out)

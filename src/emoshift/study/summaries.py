@@ -13,6 +13,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from statistics import fmean
 from typing import TYPE_CHECKING, Any
 
 from emoshift.core.io import read_csv
@@ -38,6 +39,9 @@ RESULT_COLUMNS: tuple[str, ...] = (
     "uar_fold_sd",
     "speakers",
     "folds",
+    "seeds",
+    "uar_seed_mean",
+    "uar_seed_sd",
 )
 
 
@@ -61,11 +65,16 @@ class CorpusMetrics:
     folds: int | None = None  # k-fold CV: the number of folds pooled (or, unseen corpus, models ensembled)
     uar_fold_sd: float | None = None  # k-fold CV: the standard deviation of the per-fold UARs
     collapsed: dict[str, Any] | None = None  # {"label", "share"} when the model predicts (nearly) one class
+    seeds: int = 1  # training seeds (training.seeds): the scores above are their mean
+    seed_uars: list[float] = field(default_factory=list)  # each seed's UAR (two or more seeds)
+    uar_seed_sd: float | None = None  # the standard deviation of the seeds' UARs; None with one seed
 
     @classmethod
     def from_json(cls, corpus: str, data: dict[str, Any]) -> CorpusMetrics:
         ci = data.get("ci95") or {}
         folds = data.get("folds")
+        per_seed = data.get("seeds") if isinstance(data.get("seeds"), list) else []
+        seed_uars = [float(e["uar"]) for e in per_seed if isinstance(e, dict) and isinstance(e.get("uar"), int | float)]
         return cls(
             corpus=corpus,
             accuracy=float(data["accuracy"]),
@@ -82,6 +91,9 @@ class CorpusMetrics:
             speakers=_count(data.get("speakers")),
             folds=_count(folds),
             uar_fold_sd=_uar_of(data.get("fold_sd")),
+            seeds=len(per_seed) if per_seed else _count(data.get("seeds")) or 1,
+            seed_uars=seed_uars,
+            uar_seed_sd=_uar_of(data.get("seed_sd")) if per_seed else None,
             # from the confusion matrix, so a run evaluated before metrics JSON had "collapsed" is called out too
             collapsed=collapsed(data["confusion"], data["labels"]) if data.get("confusion") and data.get("labels")
             else None,
@@ -263,6 +275,9 @@ def result_rows(summaries: Sequence[ExperimentSummary], corpora: Sequence[str]) 
                     "uar_fold_sd": num(m.uar_fold_sd),
                     "speakers": "" if m.speakers is None else m.speakers,
                     "folds": "" if m.folds is None else m.folds,
+                    "seeds": m.seeds,
+                    "uar_seed_mean": num(fmean(m.seed_uars) if m.seed_uars else None),
+                    "uar_seed_sd": num(m.uar_seed_sd),
                 }
             )
     return rows

@@ -106,9 +106,15 @@ def corpus_folds(cfg: ExperimentConfig, scans: dict[str, Scan]) -> dict[str, lis
 
 
 def train_folds(
-    cfg: ExperimentConfig, run: RunDir, *, progress: bool = True, callbacks: Sequence[Any] = ()
+    cfg: ExperimentConfig,
+    run: RunDir,
+    *,
+    progress: bool = True,
+    callbacks: Sequence[Any] = (),
+    scans: dict[str, Scan] | None = None,
 ) -> Path:
-    """Train every fold into ``RUN/folds/<i>/`` (skipping complete ones), then pool and evaluate them."""
+    """Train every fold into ``RUN/folds/<i>/`` (skipping complete ones), then pool and evaluate them.
+    ``scans``: the corpora already scanned (a repeated-training run scans once for every seed)."""
     fingerprint, complete = start_run(cfg, run)
     if complete:
         return run.path
@@ -116,7 +122,8 @@ def train_folds(
     tracker = start_tracking(cfg, run)  # the pooled run; each fold's run is its child
     with tracker.active():
         roots = eval_roots(cfg)
-        scans = scan_corpora(cfg, list(roots), progress=progress)  # once, for every fold
+        if scans is None or not set(roots) <= set(scans):
+            scans = scan_corpora(cfg, list(roots), progress=progress)  # once, for every fold
         folds = corpus_folds(cfg, scans)
         n_folds = max(len(f) for f in folds.values())  # kfold: max(k); a corpus with fewer folds trains only past them
         members = []
@@ -129,7 +136,7 @@ def train_folds(
             members.append(RunDir.of(member))
         for name, splits in folds.items():
             save_split(tested(splits), run.split(name))
-        write_model_json(run, ensemble_info(members, fingerprint))
+        write_model_json(run, ensemble_info(run, members, fingerprint))
         evaluate_run(run.path, roots, progress=progress, scans=scans, memo=memo)
         pool_logs(members, run)
         atomic_write_json(run.done, done_info(members, fingerprint, started))
@@ -138,11 +145,15 @@ def train_folds(
     return run.path
 
 
-def pool_logs(members: list[RunDir], run: RunDir) -> None:
-    """RUN/log.csv: the folds' training logs one after another, with a ``fold`` column; and their curves."""
+def pool_logs(members: list[RunDir], run: RunDir, *, column: str = "fold") -> None:
+    """RUN/log.csv: the members' training logs one after another, with a ``fold`` column (``column``: a
+    repeated-training run's ``seed``, its members' own fold column kept); and their curves."""
     from emoshift.evaluation.plots import plot_curves
 
-    rows = [{"fold": i, **row} for i, m in enumerate(members) if m.log.is_file() for row in read_csv(m.log)]
+    def key(i: int, m: RunDir) -> Any:
+        return int(m.path.name) if column == "seed" else i
+
+    rows = [{column: key(i, m), **row} for i, m in enumerate(members) if m.log.is_file() for row in read_csv(m.log)]
     if not rows:
         return
     columns = list(dict.fromkeys(k for row in rows for k in row))
@@ -157,13 +168,14 @@ def tested(splits: list[Split]) -> Split:
     return Split(assignment, speakers, leaky=any(s.leaky for s in splits), method="pooled")
 
 
-def ensemble_info(members: list[RunDir], fingerprint: str) -> ModelRecord:
-    """The pooled run's model.json: the first fold's description, the members, and what they saw together."""
+def ensemble_info(run: RunDir, members: list[RunDir], fingerprint: str) -> ModelRecord:
+    """The pooled run's model.json: the first member's description, the members (folders relative to ``run``),
+    and what they saw together."""
     infos = [m.info() for m in members]
     first = infos[0]
     return ModelRecord.parse({
         **first.to_json(),
-        "members": [f"folds/{m.path.name}" for m in members],
+        "members": [m.path.relative_to(run.path).as_posix() for m in members],
         "ensemble": first.task_kind.ensemble,
         **{k: getattr(first, k) for k in SHARED_KEYS},
         "training_speakers": sorted({s for i in infos for s in i.training_speakers}),
