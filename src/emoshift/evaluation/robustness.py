@@ -11,8 +11,8 @@ usual (``metrics/<corpus>.json``, ``predictions/<corpus>.csv``: the clean scores
    fold ensembles, out-of-fold) and pairs each with its clean prediction by utterance id;
 3. writes ``metrics/<corpus>@<slug>.json`` (the file-name spelling of the SPEC, ``mp3_16k``, ``noise_snr_10``):
    the perturbed scores (``uar``, ``accuracy``, ``macro_f1``, ``ci95``, ...), ``uar_clean`` on the same
-   utterances, ``uar_drop`` = clean - perturbed with ``uar_drop_ci95``, a speaker-paired bootstrap interval
-   (:func:`emoshift.evaluation.metrics.paired_bootstrap_diff`: both on the same resampled speakers);
+   utterances, ``uar_drop`` = clean - perturbed with ``uar_drop_ci95``, a speaker-paired interval
+   (:func:`emoshift.evaluation.metrics.paired_bootstrap_diff`: each speaker left out of both sides at once);
 4. redraws ``plots/robustness_<corpus>.png``: UAR clean and under every perturbation the run has been scored
    with, each with its CI.
 

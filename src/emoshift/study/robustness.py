@@ -48,7 +48,7 @@ def robustness_blocks(
         Para(
             "UAR in % on each test corpus's scored utterances played through a channel effect before the model "
             "(the same utterances clean and perturbed), and in brackets its change from clean in points with a "
-            "95% CI from a bootstrap over speakers that resamples both on the same speakers. Specs: "
+            "speaker-paired 95% CI (each speaker left out of both sides at once). Specs: "
             "`mp3:<N>k`/`opus:<N>k` codecs at N kbit/s, `telephone` (8 kHz, 300-3400 Hz, mu-law), "
             "`noise:snr=<dB>` white noise, `reverb:rt60=<s>` a simulated room, `gain:<dB>db`, `clip` (top 12 dB "
             "cut off). Each run's figure: `runs/<id>/plots/robustness_<corpus>.png`."
