@@ -10,12 +10,17 @@ SCALE ?= small
 setup: $(STAMP)
 
 # Idempotent: the stamp makes a second run take well under a second.
-# torch is installed first and pinned by constraints.txt (CPU build here); if the venv already
-# holds a torch (a GPU user's own CUDA build), it is kept as it is.
+# torch is installed first, by pip, and pinned by constraints.txt: pip's own configuration (its index and
+# find-links) picks the build, the CPU one here; if the venv already holds a torch (a GPU user's own CUDA
+# build), it is kept as it is. uv installs the rest, keeping that torch (an installed package that satisfies a
+# requirement stays): it resolves and downloads in parallel (README, "Development", has the times).
+# Neither compiles byte code at install (--no-compile; uv's default): Python compiles a module when it is first
+# imported, and only the imported ones (torch alone ships thousands of files that a run never imports).
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q -c constraints.txt "torch==2.13.0"
-	$(BIN)/pip install -q -e ".[all,dev]"
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q --no-compile -c constraints.txt "torch==2.13.0"
+	$(BIN)/python -m uv --version >/dev/null 2>&1 || $(BIN)/pip install -q "uv>=0.5"
+	$(BIN)/python -m uv pip install -q --python $(BIN)/python -e ".[all,dev]"
 	touch $(STAMP)
 
 # In parallel, one worker per core (pytest-xdist); a test file stays on one worker, so its module fixtures are built

@@ -17,17 +17,37 @@ from tests.once import built_once
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a model hub
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# `make test` runs one xdist worker per core: one torch/BLAS thread each (and in the commands they start), so
+# that the workers do not oversubscribe the cores with threads that wait on each other. Set before anything
+# imports torch; code that sets its own thread count (study jobs, cache builders) still does.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(_var, "1")
 
-# The folders of long end-to-end tests, collected first. `make test`'s workers (xdist, --dist loadfile) take test
-# files in collection order, so these start early and the many short files fill the gaps at the end instead of
-# one long file running alone last. The order inside a folder is unchanged; no test depends on the order.
-LONG_FIRST = ("crash", "study", "training", "deploy", "robustness")
+# The longest test files, then the folders of long end-to-end tests, collected first. `make test`'s workers (xdist,
+# --dist loadfile) take test files in collection order, each holding its current file and the next; the longest
+# first, the many short files fill the gaps at the end instead of one long file running alone last (README
+# "Development" lists the slowest tests). The order inside a file is unchanged; no test depends on the order.
+LONG_FIRST = (
+    "study/test_study.py",
+    "study/test_fanout.py",
+    "test_readme.py",
+    "crash/test_kill_train.py",
+    "deploy/test_install.py",
+    "training/test_train.py",
+    "features/test_logmel.py",
+    "crash",
+    "study",
+    "training",
+    "deploy",
+    "robustness",
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     def rank(item: pytest.Item) -> int:
-        parts = item.path.relative_to(Path(__file__).parent).parts
-        return LONG_FIRST.index(parts[0]) if len(parts) > 1 and parts[0] in LONG_FIRST else len(LONG_FIRST)
+        path = item.path.relative_to(Path(__file__).parent).as_posix()
+        return next((i for i, p in enumerate(LONG_FIRST) if path == p or path.startswith(f"{p}/")), len(LONG_FIRST))
 
     items.sort(key=rank)  # stable
 
@@ -79,12 +99,14 @@ def tiny_overrides(root: Path, cache: Path, *, corpora: tuple[str, ...] = ("ravd
 
 @pytest.fixture(scope="session")
 def cnn_run(synth_tiny: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny ResNet run (1-s crops, 32 mels), trained for 2 epochs; not exported."""
+    """A tiny ResNet run (1-s crops, 32 mels), trained for 2 epochs, temperature-scaled on its validation
+    speakers (so every deploy test, export parity included, runs a calibrated graph); not exported."""
     from emoshift.config import load_config
     from emoshift.training.train import train
 
     def build(tmp: Path) -> Path:
-        cfg = load_config(overrides=[*tiny_overrides(synth_tiny, tmp / "cache"), "training.epochs=2"])
+        cfg = load_config(overrides=[*tiny_overrides(synth_tiny, tmp / "cache"), "training.epochs=2",
+                                     "evaluation.calibrate=temperature"])
         return train(cfg, tmp / "run", progress=False)
 
     return Path(built_once(tmp_path_factory, "deploy-cnn", build))

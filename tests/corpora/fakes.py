@@ -122,6 +122,7 @@ class FakeCorpus:
     bad: dict[str, str] = field(default_factory=dict)  # file name -> reason kind (Scan.skipped_by_reason key)
     ignored: list[Path] = field(default_factory=list)
     excluded: Counter[str] = field(default_factory=Counter)  # by the corpus's own labels (native code -> n)
+    texts: dict[str, str] = field(default_factory=dict)  # utterance id -> the sentence a scan must report (some)
 
     def kept(self, policy: str) -> dict[str, str]:
         """utterance id -> label expected under ``policy``."""
@@ -207,6 +208,7 @@ def make_ravdess(
                 for parent in parents:
                     write_wav(parent / f"Actor_{a:02d}" / f"{stem}.wav", fake.sr, seed=a + int(code))
                 fake.good[f"ravdess/{stem}"] = emotion
+                fake.texts[f"ravdess/{stem}"] = "Kids are talking by the door"  # statement 01
         if song:
             for code in ("01", "02", "03", "04", "05", "06"):
                 stem = f"03-02-{code}-01-01-01-{a:02d}"
@@ -269,6 +271,7 @@ def make_cremad(
             stem = f"{a}_{sentence}_{emotion}_{level}"
             write_wav(audio_dir / f"{stem}.wav", fake.sr, seed=a + i)
             fake.good[f"crema-d/{stem}"] = CREMAD_EMOTIONS[emotion]
+            fake.texts[f"crema-d/{stem}"] = sentence  # the sentence code
     if demographics is not None:
         where = corpus_dir if demographics == "root" else corpus_dir.parent
         write_demographics(where / "VideoDemographics.csv", actors)
@@ -320,6 +323,7 @@ def make_emodb(root: Path, *, layout: str = "corpus", quirks: bool = False) -> F
                 stem = f"{speaker}{text}{code}a"
                 write_wav(wav_dir / f"{stem}.wav", fake.sr, seed=int(speaker) + i)
                 fake.good[f"emodb/{stem}"] = emotion
+                fake.texts[f"emodb/{stem}"] = text  # the text code
     if quirks:
         names = ["03b01Wa.wav", "03b02Wa.wav", "03b03Ta.wav", "03b09Wa.wav", "03b10Ta.wav", "08b01Fa.wav"]
         _add_quirks(fake, wav_dir, names, bad_name="03x01Wa.wav", listed=("emodb/08b01Fa", "happy"))
@@ -359,6 +363,7 @@ def make_tess(root: Path, *, quirks: bool = False) -> FakeCorpus:
                 stem = f"{speaker}_{word}_{code}"
                 write_wav(folder / f"{stem}.wav", fake.sr, seed=i)
                 fake.good[f"tess/{stem}"] = emotion
+                fake.texts[f"tess/{stem}"] = word  # the target word after the carrier phrase
     write_wav(data / "OAF_neutral" / "OA_bite_neutral.wav", fake.sr)
     fake.good["tess/OA_bite_neutral"] = "neutral"
     if quirks:
@@ -406,6 +411,7 @@ def make_savee(root: Path, *, layout: str = "audiodata", quirks: bool = False) -
             for n in ("01", "02"):
                 write_wav(where(speaker, f"{code}{n}.wav"), fake.sr, seed=i)
                 fake.good[f"savee/{speaker}_{code}{n}"] = emotion
+                fake.texts[f"savee/{speaker}_{code}{n}"] = f"SAVEE {code}{n}"  # one sentence list for every speaker
     if quirks:
         names = ["a10.wav", "a11.wav", "sa10.wav", "a12.wav", "sa11.wav", "h10.wav"]
         folder = where("DC", "x").parent

@@ -51,16 +51,22 @@ def make_iemocap(
             turns = [("F", c) for c in [*IEMOCAP_EMOTIONS, "xxx", "oth"]] + [
                 ("M", c) for c in ("neu", "ang", "sad", "hap")
             ]
-            blocks = []
+            blocks, said = [], []
             for i, (g, code) in enumerate(turns):
                 utt = f"{dialog}_{g}{i:03d}"
                 blocks.append(iemocap_block(utt, code, i))
+                # a script's lines are the same in every session; improvised turns are said once
+                text = f"Line {i} of script01_1." if "script" in dialog else f"Session {n}, improvised turn {i}."
+                said.append(f"{utt} [{6.29 + i:08.4f}-{8.23 + i:08.4f}]: {text}\n")
+                fake.texts[f"iemocap/{utt}"] = text
                 write_wav(session / "sentences" / "wav" / dialog / f"{utt}.wav", fake.sr, seed=n + i)
                 if code in IEMOCAP_EMOTIONS:
                     fake.good[f"iemocap/{utt}"] = IEMOCAP_EMOTIONS[code]
                 else:
                     fake.excluded[code] += 1
             write_labels(session, dialog, blocks)
+            (session / "dialog" / "transcriptions").mkdir(parents=True, exist_ok=True)
+            (session / "dialog" / "transcriptions" / f"{dialog}.txt").write_text("".join(said))
         # macOS AppleDouble files among the label files, and the per-evaluator folders: never read
         emo = session / "dialog" / "EmoEvaluation"
         (emo / f"._Ses{n:02d}F_impro01.txt").write_bytes(
@@ -123,8 +129,12 @@ def make_msppodcast(root: Path, *, audio_dir: str = "Audios", quirks: bool = Fal
             stem = f"MSP-PODCAST_{podcast:04d}_{i + 1:04d}"
             write_wav(root / audio_dir / f"{stem}.wav", fake.sr, seed=podcast + i)
             rows.append(f"{stem}.wav,{code},{3 + i % 3}.2,{4 - i % 2}.0,3.6,{spk},{gender},{part}")
+            # transcripts for the identified speakers' turns (short replies recur across speakers)
+            (root / "Transcripts").mkdir(parents=True, exist_ok=True)
+            (root / "Transcripts" / f"{stem}.txt").write_text(f"Short reply {i % 4}.\n")
             if code in MSP_EMOTIONS:
                 fake.good[f"msp-podcast/{stem}"] = MSP_EMOTIONS[code]
+                fake.texts[f"msp-podcast/{stem}"] = f"Short reply {i % 4}."
             else:
                 fake.excluded[code] += 1
         podcast += 1
@@ -178,6 +188,7 @@ def make_esd(root: Path, *, layout: str = "flat", quirks: bool = False) -> FakeC
                 sub = ("train" if k == 1 else "test") if layout == "split" else ""
                 write_wav(base / spk / folder / sub / f"{stem}.wav", fake.sr, seed=e + k)
                 fake.good[f"esd/{stem}"] = emotion
+                fake.texts[f"esd/{stem}"] = f"sentence {k} said in {folder}"
                 lines.append(f"{stem}\tsentence {k} said in {folder}\t{folder}")
         (base / spk / f"{spk}.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
     if quirks:

@@ -101,8 +101,8 @@ def test_scan_keeps_every_good_take_and_skips_the_bad_one(
     assert len(sc.skipped) == 1
     reason = {"hf": "unreadable: not audio", "lhotse": "unreadable: no such file", "audformat": "silent"}[kind]
     assert sc.skipped[0].reason.startswith(reason)
-    text_key = "transcription" if kind == "audformat" else "text"
-    assert all(u.get_meta(text_key) == f"take of {u.speaker.split('/')[1]}" for u in sc.utterances)
+    # the spoken text (HF and lhotse ``text``, audformat ``transcription``) is the utterance's sentence
+    assert all(u.sentence == f"take of {u.speaker.split('/')[1]}" for u in sc.utterances)
     # every take keeps its emotion: the labels per speaker equal the manifest's
     want = sorted((f"own/{r['speaker']}", r["emotion"]) for r in rows)
     got = sorted((u.speaker, u.emotion) for u in sc.utterances)

@@ -93,7 +93,9 @@ def test_evaluate_and_audit_refresh_the_card(exported: tuple[Path, dict], synth_
     assert res.exit_code == 0, res.output
     card = (run / "README.md").read_text()
     n = json.loads((run / "metrics" / "crema-d.json").read_text())["n"]
-    assert f"| crema-d | all | {n} |" in card
+    assert f"| crema-d | all | {n} |" in card  # no CREMA-D sentence was said in training: no mark
+    assert "test (TEXT OVERLAP 100%)" in card and "- Text overlap (share of test utterances" in card  # RAVDESS
+    assert "overlap" in res.output  # the results table's text overlap column
     res = CliRunner().invoke(app, ["audit", str(run), "--on", f"crema-d={synth_tiny / 'crema-d'}", "--resamples",
                                    "20", "--permutations", "20"])
     assert res.exit_code == 0, res.output

@@ -37,7 +37,7 @@ def test_predict_multipart_and_raw_body(served: tuple[TestClient, bytes, Path]) 
     assert a.status_code == b.status_code == 200
     assert a.json() == b.json()
     body = a.json()
-    assert set(body) == {"label", "probabilities", "duration_s", "segments"}
+    assert set(body) == {"status", "label", "probabilities", "duration_s", "segments"} and body["status"] == "ok"
     assert body["label"] == max(body["probabilities"], key=body["probabilities"].get)
     assert body["segments"] and {"start_s", "end_s", "label", "probabilities"} <= set(body["segments"][0])
     assert not Path("../../etc/passwd").with_suffix(".wav").exists()

@@ -210,6 +210,9 @@ def test_drop_pairs_by_seed_and_combines_the_corpora(tmp_path: Path) -> None:
     study = _study(tmp_path, STUDY)
     out = tmp_path / "out"
     rav, crema = _predictions(0.9, 10, 1, "ravdess"), _predictions(0.35, 8, 2, "crema-d")
+    _run(out / "runs" / "A", {"ravdess": rav})
+    alone = [f for f in gather(out, study, collect(out, study)) if f.claim.kind == "drop"][0]
+    assert alone.judgement.verdict == "no verdict" and alone.judgement.reason == "A has no predictions on crema-d"
     _run(out / "runs" / "A", {"ravdess": rav, "crema-d": crema})
     drop = next(
         f for f in gather(out, study, collect(out, study)) if f.claim.claim == "A drops from RAVDESS to CREMA-D"

@@ -113,7 +113,8 @@ def fabricated(tmp_path: Path) -> tuple:
     out = tmp_path / "out"
     _fake_run(
         out / "runs" / "A",
-        {"ravdess": _metrics(0.61, 0.58, 96), "crema-d": _metrics(0.25, 0.22, 480, split="all")},
+        {"ravdess": {**_metrics(0.61, 0.58, 96), "text_overlap": 1.0},
+         "crema-d": {**_metrics(0.25, 0.22, 480, split="all"), "text_overlap": 0.0}},
     )
     _fake_run(
         out / "runs" / "B",
@@ -181,6 +182,9 @@ def test_markdown_has_every_section_and_number(fabricated: tuple) -> None:
     assert "22.0 [16.0, 25.0] (unseen)" in md  # a corpus the model never saw
     assert REPORTED_PROTOCOL in md and "80.56" in md and "22.39" in md
     assert "⚠ leaky" in md and "LEAKY" in md
+    # text overlap is marked beside the leak flags: A tested RAVDESS sentences it trained on, not CREMA-D's
+    assert "| no | TEXT OVERLAP 100% |" in md and "| no | no |" in md and "| n/a |" in md
+    assert "2 of 6 scores test sentences the model heard in training" in md  # A, and AUD that repeats it
     assert "AUD trains nothing: its scores are those of A (the same model)" in md
     p = audit["by"]["gender"]["p_value_uar"]
     assert f"{p:.3f}" in md and "not recorded" in md  # race is not in the fabricated demographics
@@ -421,3 +425,29 @@ def test_notes_only_for_experiments_with_scores_and_only_the_marks_in_use(tmp_pa
     assert not any("†" in h for h in header) and marks_legend(header, rows) == ""
     rows[0][1] += "*"
     assert marks_legend(header, rows) == "* a corpus the model never saw (every utterance)"
+
+
+def test_ece_beside_uar_and_the_calibration_section(fabricated: tuple) -> None:
+    """A calibrated run's ECE (and its ECE before temperature scaling) sits beside UAR in the key results; the
+    calibration section states the abstention threshold and what it gives on each corpus."""
+    study, out, _ = fabricated
+    home, away = _metrics(0.61, 0.58, 96), _metrics(0.25, 0.22, 480, split="all")
+    for m, ece, before, answered in ((home, 0.084, 0.104, 40), (away, 0.31, 0.36, 60)):
+        m.update(ece=ece, mce=0.2, brier=0.7, nll=1.4)
+        m["ci95"]["ece"] = [ece - 0.02, ece + 0.03]
+        m["calibration"] = {"bins": 15, "brier": "sum", "temperature": 1.6,
+                            "uncalibrated": {"ece": before, "mce": 0.3, "brier": 0.75, "nll": 1.5}}
+        m["abstention"] = {"target_accuracy": 0.9, "threshold": 0.612, "threshold_from": ["ravdess"],
+                           "answered": answered, "coverage": answered / m["n"], "accuracy": 0.9, "uar": 0.88}
+    _fake_run(out / "runs" / "A", {"ravdess": home, "crema-d": away})
+    header, rows = key_results(collect(out, study), ["ravdess", "crema-d"])
+    assert header.index("RAVDESS ECE [95% CI]") == header.index("RAVDESS UAR % [95% CI]") + 1
+    assert "CREMA-D ECE [95% CI]" in header and len(rows[0]) == len(header) == len(rows[1])
+    row = dict(zip(header, rows[0], strict=True))
+    assert row["RAVDESS ECE [95% CI]"] == "0.084 [0.064, 0.114]; 0.104 before temperature scaling"
+    assert dict(zip(header, rows[1], strict=True))["RAVDESS ECE [95% CI]"] == "–"  # B has no calibration scores
+    write_report(out, study)
+    md = (out / "report.md").read_text()
+    assert "## Calibration and abstention" in md
+    assert ("CREMA-D (all): ECE 0.310 (0.360 before temperature scaling); threshold 0.612 (keeps 90% in-domain "
+            "accuracy) answers 12.5% here, accuracy 90.0%, UAR 88.0%") in md

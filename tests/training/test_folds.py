@@ -41,7 +41,10 @@ def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def cv_run(synth_tiny: Path, cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    cfg = load_config(overrides=_acoustic(synth_tiny, cache, "data.split.method=kfold", f"data.split.k={K}"))
+    """Temperature-scaled: each fold model fits its own on its validation speakers (the acoustic family's
+    log-probabilities), so every test below also checks that the calibrated paths agree."""
+    cfg = load_config(overrides=_acoustic(synth_tiny, cache, "data.split.method=kfold", f"data.split.k={K}",
+                                          "evaluation.calibrate=temperature"))
     return train(cfg, tmp_path_factory.mktemp("cv") / "run", progress=False)
 
 
@@ -123,6 +126,31 @@ def test_predict_with_the_ensemble_is_the_mean_of_its_members(cv_run: Path, synt
     )
 
 
+def test_each_fold_model_is_calibrated_and_the_ensemble_averages_them(cv_run: Path) -> None:
+    """Each member carries its own temperature (the pooled record none); the ensemble's probabilities on another
+    corpus are the mean of the members' calibrated ones, and its uncalibrated scores those of the mean of the
+    members' own probabilities."""
+    from emoshift.core.rundir import RunDir
+    from emoshift.core.task import softmax
+    from emoshift.evaluation.calibration import calibration_scores
+
+    temps = [RunDir.of(cv_run / "folds" / str(i)).info().temperature for i in range(K)]
+    assert all(t is not None and t > 0 for t in temps) and RunDir.of(cv_run).info().temperature is None
+    m = _metrics(cv_run, "crema-d")
+    labels = m["labels"]
+    members = [read_csv(cv_run / "folds" / str(i) / "predictions/crema-d.csv") for i in range(K)]
+    own = np.mean([softmax(t * np.log(np.maximum([[float(r[f"p_{lab}"]) for lab in labels] for r in rows], 1e-300)))
+                   for t, rows in zip(temps, members, strict=True)], axis=0)
+    y = np.array([labels.index(r["true"]) for r in members[0]])
+    want = calibration_scores(own, y)  # from the CSVs' 6 decimals: a clip on a bin edge may change bins
+    got = m["calibration"]["uncalibrated"]
+    assert got["brier"] == pytest.approx(want["brier"], abs=1e-3)
+    assert got["nll"] == pytest.approx(want["nll"], rel=1e-2)  # a probability rounded to 1e-6 moves its log
+    assert got["ece"] == pytest.approx(want["ece"], abs=2e-2)
+    assert m["calibration"]["temperature"] is None and m["ece"] is not None
+    assert _metrics(cv_run, "ravdess")["calibration"]["uncalibrated"] is not None  # out of fold: each its own
+
+
 def test_resume_skips_complete_folds_and_gives_the_same_pooled_metrics(
     cv_run: Path, synth_tiny: Path, cache: Path, tmp_path: Path
 ) -> None:
@@ -134,7 +162,8 @@ def test_resume_skips_complete_folds_and_gives_the_same_pooled_metrics(
     for p in (run / "done.json", run / "model.json", run / "metrics" / "ravdess.json"):
         p.unlink()
     stamps = {i: os.stat(run / "folds" / str(i) / "done.json").st_mtime_ns for i in range(3)}
-    cfg = load_config(overrides=_acoustic(synth_tiny, cache, "data.split.method=kfold", f"data.split.k={K}"))
+    cfg = load_config(overrides=_acoustic(synth_tiny, cache, "data.split.method=kfold", f"data.split.k={K}",
+                                          "evaluation.calibrate=temperature"))  # cv_run's config
     train(cfg, run, progress=False)
     assert {i: os.stat(run / "folds" / str(i) / "done.json").st_mtime_ns for i in range(3)} == stamps  # skipped
     after = _metrics(run, "ravdess")
@@ -312,3 +341,40 @@ def test_each_fold_model_scores_each_utterance_once(
     evaluate_run(run, {"ravdess": str(synth_tiny / "ravdess"), "crema-d": str(synth_tiny / "crema-d")},
                  progress=False, cache_dir=str(cache))
     assert (_metrics(run, "ravdess")["uar"], _metrics(run, "crema-d")["uar"]) == before
+
+
+def _fold_parts(fold_run: Path) -> dict[str, str]:
+    return {r["id"]: r["split"] for r in read_csv(fold_run / "splits/ravdess.csv")}
+
+
+def test_text_overlap_is_counted_per_fold_against_its_own_training_texts(cv_run: Path, synth_tiny: Path) -> None:
+    """The pooled ``text_overlap`` by hand: each fold's test utterances against that fold's train/val texts."""
+    from emoshift.corpora import scan
+
+    said = {u.id: u.sentence for u in scan("ravdess", str(synth_tiny / "ravdess")).utterances}
+    hits = total = 0
+    for i in range(K):
+        parts = _fold_parts(cv_run / "folds" / str(i))
+        training = {said[u] for u, p in parts.items() if p != "test"}
+        tested = [u for u, p in parts.items() if p == "test"]
+        hits, total = hits + sum(said[u] in training for u in tested), total + len(tested)
+    assert _metrics(cv_run, "ravdess")["text_overlap"] == pytest.approx(hits / total)
+    assert hits == total  # both RAVDESS statements are said by every actor: a speaker split repeats them all
+    assert _metrics(cv_run, "crema-d")["text_overlap"] == 0.0  # sentence codes no RAVDESS actor says
+
+
+def test_text_disjoint_folds_score_no_training_text(synth_tiny: Path, cache: Path, tmp_path: Path) -> None:
+    from emoshift.corpora import scan
+
+    cfg = load_config(overrides=_acoustic(synth_tiny, cache, "data.split.method=kfold", f"data.split.k={K}",
+                                          "data.split.disjoint=[speaker, text]"))
+    run = train(cfg, tmp_path / "run", progress=False)
+    said = {u.id: u.sentence for u in scan("ravdess", str(synth_tiny / "ravdess")).utterances}
+    m = _metrics(run, "ravdess")
+    assert m["text_overlap"] == 0.0 and m["n"] < len(said)  # the price: utterances that would cross are left out
+    for i in range(K):
+        parts = _fold_parts(run / "folds" / str(i))
+        test = {said[u] for u, p in parts.items() if p == "test"}
+        assert test and not test & {said[u] for u, p in parts.items() if p != "test"}
+        cost = json.loads((run / "folds" / str(i) / "done.json").read_text())["text_disjoint"]["ravdess"]
+        assert cost["of"] - sum(cost["left_out"].values()) == len(parts) and cost["test_texts"] == 1

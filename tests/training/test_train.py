@@ -82,6 +82,24 @@ def test_test_speakers_unseen_in_training(tiny_run: Path) -> None:
     assert {r["speaker"] for r in preds} == parts["test"]
 
 
+def test_text_overlap_by_hand_and_marked_as_a_leak(tiny_run: Path, synth_tiny: Path) -> None:
+    """``text_overlap``: the share of test utterances whose text a train/val utterance says; the model card
+    marks it where it marks a leaky split, and the run records the texts it trained on."""
+    from emoshift.corpora import scan
+
+    said = {u.id: u.sentence for u in scan("ravdess", str(synth_tiny / "ravdess")).utterances}
+    parts = {r["id"]: r["split"] for r in read_csv(tiny_run / "splits/ravdess.csv")}
+    training = {said[i] for i, p in parts.items() if p != "test"}
+    tested = [i for i, p in parts.items() if p == "test"]
+    share = sum(said[i] in training for i in tested) / len(tested)
+    m = json.loads((tiny_run / "metrics/ravdess.json").read_text())
+    assert m["text_overlap"] == pytest.approx(share) and share > 0
+    assert json.loads((tiny_run / "metrics/crema-d.json").read_text())["text_overlap"] == 0.0
+    assert set(json.loads((tiny_run / "training_texts.json").read_text())["texts"]) == {
+        "kids are talking by the door", "dogs are sitting by the door"}
+    assert f"test (TEXT OVERLAP {share:.0%})" in (tiny_run / "README.md").read_text()
+
+
 def test_metrics_equal_sklearn(tiny_run: Path) -> None:
     rows = read_csv(tiny_run / "predictions/ravdess.csv")
     m = json.loads((tiny_run / "metrics/ravdess.json").read_text())

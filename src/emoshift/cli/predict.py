@@ -23,7 +23,7 @@ def _csv(preds: list[Any], names: list[str], labels: list[str]) -> None:
         if p.error:
             w.writerow([name, "file", "", "", "", *["" for _ in labels], p.error])
             continue
-        w.writerow([name, "file", "0.000", f"{p.duration_s:.3f}", p.label,
+        w.writerow([name, "file", "0.000", f"{p.duration_s:.3f}", p.label or "",  # uncertain: no label
                     *[f"{p.probabilities[lab]:.4f}" for lab in labels], ""])
         for i, s in enumerate(p.segments):
             w.writerow([name, i, f"{s.start_s:.3f}", f"{s.end_s:.3f}", s.label,
@@ -93,6 +93,9 @@ def _table(preds: list[Any], names: list[str], labels: list[str]) -> None:
     for p, name in zip(preds, names, strict=True):
         if p.status == "no speech":
             t.add_row(name, "", "[yellow]no speech[/]", *["" for _ in labels])
+        elif p.status == "uncertain":
+            t.add_row(name, f"{p.duration_s:.1f}", "[yellow]uncertain[/]",
+                      *[f"{p.probabilities[lab]:.2f}" for lab in labels])
         elif p.error:
             t.add_row(name, "", f"[red]skipped: {p.error}[/]", *["" for _ in labels])
         else:
@@ -125,6 +128,9 @@ def predict(
         "--vad-check/--no-vad-check", show_default=False,
         help="answer 'no speech' (no label) for a file in which Silero VAD finds no speech (default: on when "
         "the 'vad' extra is installed)")] = None,
+    min_confidence: Annotated[float | None, typer.Option(
+        "--min-confidence", help="answer 'uncertain' (no label; JSON status 'uncertain', CSV an empty label) for a "
+        "file whose top probability is below P (0-1)", metavar="P")] = None,
 ) -> None:
     """Predict the emotion of each audio file (folders are searched recursively), over time for long files."""
     import json
@@ -139,10 +145,14 @@ def predict(
     if plot is not None:
         require("plots", "--plot")
 
+    if min_confidence is not None and not 0.0 <= min_confidence <= 1.0:
+        fail(f"--min-confidence must lie between 0 and 1, got {min_confidence:g}")
     seg = Segmentation(mode="vad" if vad else "window", window_s=window, hop_s=hop,
                        speech=plot is not None and speech_found(), speech_check=speech_check(vad, vad_check))
-    predictor = Predictor(run, backend=backend, segmentation=seg)
+    predictor = Predictor(run, backend=backend, segmentation=seg, min_confidence=min_confidence)
     labels = predictor.labels
+    if min_confidence is not None and predictor.targets:
+        fail("--min-confidence is for a model of emotion classes; this one predicts ratings")
     seg.sizes(predictor.backend.meta.window_s)  # bad --window/--hop: one line before any file is read
     preds = list(predictor.predict_paths(paths))
     names = display_names([p.path for p in preds])
@@ -172,6 +182,10 @@ def predict(
                               duration_s=p.duration_s, speech=p.speech, value_range=meta.target_range)
     bad = sum(1 for p in preds if p.status == "skipped")
     quiet = sum(1 for p in preds if p.status == "no speech")
+    unsure = sum(1 for p in preds if p.status == "uncertain")
+    if unsure and fmt == "table":
+        console.print(f"[yellow]{unsure} of {len(preds)} file(s) uncertain (top probability below "
+                      f"{min_confidence:g}: not labelled)[/]", highlight=False)
     if (bad or quiet) and fmt == "table":
         said = [f"{bad} of {len(preds)} file(s) skipped"] if bad else []
         said += [f"{quiet} held no speech (not labelled; --no-vad-check labels them anyway)"] if quiet else []

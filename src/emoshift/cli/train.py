@@ -86,18 +86,51 @@ def _print_metrics(run: Path) -> None:
     from emoshift.evaluation.seeded import seed_text
 
     table = Table(title=f"{run}")
-    for col in ("corpus", "split", "n", "accuracy [95% CI]", "UAR [95% CI]", "macro-F1", "seeds (UAR)", "leaky"):
+    for col in ("corpus", "split", "n", "accuracy [95% CI]", "UAR [95% CI]", "macro-F1", "ECE [95% CI]", "seeds (UAR)",
+                "leaky", "text overlap"):
         table.add_column(col)
     def fmt(m: dict, key: str) -> str:  # type: ignore[type-arg]
-        return with_ci(m[key], (m.get("ci95") or {}).get(key), m.get("speakers"))
+        return with_ci(m.get(key), (m.get("ci95") or {}).get(key), m.get("speakers"))
 
     for p, m in loaded:
         leaky = "[red]LEAKY[/]" if m.get("leaky") else "no"
         table.add_row(p.stem, m.get("split", ""), str(m["n"]), fmt(m, "accuracy"), fmt(m, "uar"),
-                      f"{m['macro_f1']:.3f}", seed_text(m), leaky)
+                      f"{m['macro_f1']:.3f}", fmt(m, "ece"), seed_text(m), leaky, _overlap_cell(m.get("text_overlap")))
     console.print(table)
+    _print_abstention(loaded)
     _print_collapses(loaded)
     _print_training_audio(loaded)
+    _print_agreement(loaded)
+
+
+def _print_agreement(loaded: list[tuple[Path, dict]]) -> None:  # type: ignore[type-arg]
+    """One line per corpus with raters' votes: the predicted distribution against theirs (metrics ``agreement``)."""
+    def num(v: float | None) -> str:
+        return "n/a" if v is None else f"{v:.3f}"
+
+    for p, m in loaded:
+        if a := m.get("agreement"):
+            console.print(f"{p.stem}: against the raters' votes ({a['n']} clips): cross-entropy "
+                          f"{num(a['cross_entropy'])}, JS distance {num(a['js_distance'])}; UAR "
+                          f"{num(a['uar_high'])} on the high-agreement half ({a['n_high']}), {num(a['uar_low'])} "
+                          f"on the low ({a['n_low']})", highlight=False, soft_wrap=True)
+
+
+def _overlap_cell(share: object) -> str:
+    """The ``text overlap`` column: red as a leak when test texts were heard in training; ``-`` unknown."""
+    if not isinstance(share, int | float) or isinstance(share, bool):
+        return "-"
+    return f"[red]{share:.0%}[/]" if share > 0 else "0%"
+
+
+def _print_abstention(loaded: list[tuple[Path, dict]]) -> None:  # type: ignore[type-arg]
+    """The confidence threshold that keeps evaluation.target_accuracy in-domain, and what it gives per corpus."""
+    from emoshift.evaluation.confidence import abstention_text
+
+    lines = [abstention_text(p.stem, m["abstention"]) for p, m in loaded if m.get("abstention")]
+    if lines:
+        console.print("abstention (plots/risk_coverage_<corpus>.png):\n  " + "\n  ".join(lines), highlight=False,
+                      soft_wrap=True)
 
 
 def _print_training_audio(loaded: list[tuple[Path, dict]]) -> None:  # type: ignore[type-arg]

@@ -19,10 +19,11 @@ import json
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Annotated, Any, Literal, Protocol
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -35,6 +36,7 @@ from pydantic import (
 from emoshift.config.augment import AugmentConfig
 from emoshift.config.features import FeatureConfig
 from emoshift.config.split import SplitConfig, corpus_key
+from emoshift.config.targets import SoftTargets
 from emoshift.core.io import atomic_write_text
 from emoshift.core.overrides import ConfigError, apply_overrides, explain
 from emoshift.core.rundir import RunDir, RunError
@@ -47,8 +49,7 @@ class Strict(BaseModel):
 
 
 class ConfigChecks(Protocol):
-    """What the model registry checks in a config (:data:`emoshift.models.CONFIG_CHECKS`); each raises
-    ValueError with a one-line message."""
+    """What the model registry checks in a config (:data:`emoshift.models.CONFIG_CHECKS`): one-line ValueErrors."""
 
     def check_name(self, name: str) -> None:
         """``model.name`` is a registered model."""
@@ -259,7 +260,7 @@ class DistillConfig(Strict):
     alpha: float = Field(0.5, ge=0.0, le=1.0, description="weight of the hard-label cross-entropy")
 
 
-class TrainingConfig(Strict):
+class TrainingConfig(Strict, SoftTargets):  # training.targets, training.soft_mix: config.targets
     epochs: int = Field(30, ge=1)
     batch_size: int = Field(32, ge=1)
     lr: float = Field(1e-3, gt=0.0, description="head / CNN learning rate")
@@ -330,15 +331,13 @@ class TrainerConfig(Strict):
 
 
 class EvaluationConfig(Strict):
-    corpora: list[str] = Field(default_factory=list, description="extra corpora to test on (every utterance)")
-
-    @field_validator("corpora")
-    @classmethod
-    def _canonical(cls, v: list[str]) -> list[str]:
-        return [corpus_key(c) for c in v]  # checked against data.roots by ExperimentConfig
+    # extra corpora to test on (every utterance), canonical names: checked against data.roots by ExperimentConfig
+    corpora: Annotated[list[str], AfterValidator(lambda v: [corpus_key(c) for c in v])] = Field(default_factory=list)
     n_bootstrap: int = Field(1000, ge=0)
     seed: int = 0
     batch_size: int = Field(64, ge=1)
+    calibrate: Literal["none", "temperature"] = "none"
+    target_accuracy: float = Field(0.9, gt=0, le=1)  # in-domain accuracy the abstention threshold keeps
 
 
 class TrackingConfig(Strict):
@@ -368,6 +367,7 @@ CATEGORICAL_ONLY: dict[str, str] = {
     "training.class_weighted_loss": "class weights need emotion classes",
     "training.label_smoothing": "label smoothing applies to class labels",
     "training.distill": "distillation learns from a teacher's class logits",
+    "evaluation.calibrate": "temperature scaling rescales class logits; use evaluation.calibrate=none",
 }
 
 
@@ -396,7 +396,7 @@ class ExperimentConfig(Strict):
                 "training.sampling": t.sampling != "none",
                 "training.class_weighted_loss": t.class_weighted_loss,
                 "training.label_smoothing": t.label_smoothing > 0,
-                "training.distill": t.distill is not None,
+                "training.distill": t.distill is not None, "evaluation.calibrate": self.evaluation.calibrate != "none",
             }
             for key, why in CATEGORICAL_ONLY.items():
                 if used[key]:
@@ -456,8 +456,8 @@ class ExperimentConfig(Strict):
         d.pop("name", None)
         d.pop("tracking", None)  # where a run is logged is not what it trains
         d["trainer"].pop("progress", None)
-        if d["training"].get("seeds") is None:
-            d["training"].pop("seeds", None)  # one run: hashes as before training.seeds existed
+        for part, key, default in ((d["training"], "seeds", None), (d["data"]["split"], "disjoint", ["speaker"])):
+            part.pop(key) if part.get(key) == default else None  # added later: at their defaults, hash as before
         if exclude_roots:
             d["data"].pop("roots", None)
             d["data"].pop("cache_dir", None)

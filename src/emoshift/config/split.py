@@ -12,6 +12,7 @@ from emoshift.corpora import canonical_name
 
 DEFAULT_RATIOS: tuple[float, float, float] = (0.7, 0.15, 0.15)
 FOLD_METHODS: tuple[str, ...] = ("kfold", "loso", "corpus")
+Disjoint = Literal["speaker", "text"]  # what a split keeps apart between test and train/val
 
 
 def check_ratios(ratios: Sequence[float]) -> tuple[float, float, float]:
@@ -49,6 +50,26 @@ class SplitConfig(BaseModel):
     val: list[str] | None = None
     test: list[str] | None = None
     allow_leak: bool = False
+    disjoint: list[Disjoint] = Field(
+        default_factory=lambda: list[Disjoint](["speaker"]),
+        description="what test may not share with train/val: [speaker] (default) or [speaker, text] (also no "
+        "spoken text of the test part in training, where the corpus records its texts; costs data)",
+    )
+
+    @field_validator("disjoint")
+    @classmethod
+    def _disjoint(cls, v: list[Disjoint]) -> list[Disjoint]:
+        """``speaker`` always (a split is by speaker; ``method: random`` with ``allow_leak`` is how to share
+        them), ``text`` on request; each once, in that order."""
+        if "speaker" not in v:
+            raise ValueError(
+                "data.split.disjoint must include 'speaker' (splits are always by speaker), e.g. [speaker, text]"
+            )
+        return [k for k in ("speaker", "text") if k in v]  # type: ignore[misc]
+
+    @property
+    def text_disjoint(self) -> bool:
+        return "text" in self.disjoint
 
     @field_validator("k", mode="before")
     @classmethod

@@ -53,6 +53,10 @@ class ModelRecord(BaseModel):
     architecture: str | None = None  # one line for people
     config_fingerprint: str | None = None
     window_s: float | None = None  # a family's own serving window (default: features.crop_s)
+    # categorical, evaluation.calibrate: temperature: logits are divided by it before the softmax (fitted on the
+    # run's validation speakers; a fold ensemble's members each carry their own)
+    temperature: float | None = None
+    temperature_fit: dict[str, Any] | None = None  # {"val_nll_before", "val_nll_after", "val_utterances"[, "note"]}
     # a pooled cross-validation run (emoshift.training.folds)
     members: list[str] | None = None  # fold run folders, relative to the run
     ensemble: str | None = None  # how they are combined, in words (Task.ensemble)
@@ -95,6 +99,14 @@ class ModelRecord(BaseModel):
     @property
     def is_ensemble(self) -> bool:
         return bool(self.members)
+
+    def values(self, raw: Any, *, calibrated: bool = True) -> Any:
+        """Raw outputs ``(N, K)`` -> values (:meth:`Task.values`), a categorical model's logits divided by its
+        ``temperature`` first (``calibrated=False``: as the network gives them). Every path from outputs to
+        probabilities goes through here (the exported graph divides the same way, emoshift.deploy.graph)."""
+        if calibrated and self.temperature is not None and not self.task_kind.rated:
+            raw = raw / self.temperature
+        return self.task_kind.values(raw)
 
     def required(self, key: str) -> Any:
         """A family key its family cannot rebuild without; KeyError (the caller's one line) when it is absent."""
@@ -160,6 +172,9 @@ def check(info: dict[str, Any]) -> None:
         if not (isinstance(rng, list) and len(rng) == 2 and all(isinstance(v, int | float) for v in rng)):
             raise RecordError(f"'target_range' must be [low, high], got {rng!r:.40}")
         return
+    temperature = info.get("temperature")
+    if temperature is not None and not (isinstance(temperature, int | float) and 0 < temperature < float("inf")):
+        raise RecordError(f"'temperature' must be a positive number, got {temperature!r:.40}")
     labels = info.get("labels")
     if (not isinstance(labels, list) or not labels or not all(isinstance(x, str) and x for x in labels)
             or len(set(labels)) != len(labels)):

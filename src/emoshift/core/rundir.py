@@ -10,12 +10,14 @@
                                the perturbed scores, uar_clean, uar_drop and its speaker-paired CI; the SPEC
                                spelled for a file name (``mp3_16k``, ``noise_snr_10``: data.channel.Perturbation.slug)
     RUN/predictions/<corpus>.csv
-    RUN/plots/confusion_<corpus>.png, RUN/plots/curves.png, RUN/plots/<corpus>_scatter.png (dimensional),
+    RUN/plots/confusion_<corpus>.png, RUN/plots/curves.png, RUN/plots/<corpus>_scatter.png (dimensional)
+    RUN/plots/reliability_<corpus>.png, RUN/plots/risk_coverage_<corpus>.png (categorical: calibration),
                                RUN/plots/robustness_<corpus>.png (UAR clean and per perturbation)
     RUN/audit/<corpus>.json, <corpus>.md, <corpus>_<grouping>_bars.png, <corpus>_<grouping>_confusion.png
     RUN/compare/<other run>_<corpus>.json
     RUN/teacher_logits/<key>.npy   a teacher's logits for a student's training items (distillation)
     RUN/training_audio.json    fingerprints of the audio it trained on (training audio among test audio is a leak)
+    RUN/training_texts.json    the spoken texts it trained on (a test utterance saying one is text overlap)
     RUN/checkpoints/           Lightning checkpoints (last.ckpt resumes an interrupted run; best.safetensors)
     RUN/done.json              written last: the run is complete
     RUN/tracking.json          the MLflow run this run logs to (tracking.backend: mlflow; reused on resume)
@@ -67,6 +69,10 @@ class RunDir:
     @property
     def training_audio(self) -> Path:
         return self.path / "training_audio.json"
+
+    @property
+    def training_texts(self) -> Path:
+        return self.path / "training_texts.json"
 
     @property
     def weights(self) -> Path:
@@ -146,6 +152,14 @@ class RunDir:
 
     def confusion_plot(self, corpus: str) -> Path:
         return self.plots_dir / f"confusion_{corpus}.png"
+
+    def reliability_plot(self, corpus: str) -> Path:
+        """A categorical run's reliability diagram with its confidence histogram."""
+        return self.plots_dir / f"reliability_{corpus}.png"
+
+    def risk_coverage_plot(self, corpus: str) -> Path:
+        """A categorical run's accuracy and UAR of the answered clips against the share answered."""
+        return self.plots_dir / f"risk_coverage_{corpus}.png"
 
     def scatter_plot(self, corpus: str) -> Path:
         """A dimensional run's predicted-against-true scatter, one panel per target."""

@@ -4,7 +4,8 @@
 MultiModalLevel``): ``VoiceVote`` is the majority emotion of the voice-only ratings (A, D, F, H, N or S), or
 several joined by ``:`` when the vote is tied (no majority). ``processedResults/tabulatedVotes.csv`` holds
 per clip and condition the vote counts ``A, D, F, H, N, S``, ``fileName``, ``numResponses``, ``agreement``
-(the share of raters who chose ``emoVote``) and ``emoVote``; its unnamed first column is the row id, whose
+(the share of raters who chose ``emoVote``) and ``emoVote``: the counts are kept as each clip's raters' votes
+(:attr:`Vote.counts`, the soft targets of ``training.targets: soft``); its unnamed first column is the row id, whose
 first digit is the condition as numbered in the corpus README's ``queryType`` (1 voice only, 2 face only,
 3 audio-visual). The voice rows give the agreement, and the vote itself when summaryTable.csv is absent.
 """
@@ -33,6 +34,7 @@ class Vote:
 
     code: str | None
     agreement: float | None
+    counts: tuple[tuple[str, int], ...] = ()  # the voice-only vote count per code (ANG, ...), from tabulatedVotes
 
 
 def voice_labels(places: Iterable[Path], result: Scan) -> dict[str, Vote] | None:
@@ -86,6 +88,17 @@ def _vote(text: str) -> str | None:
     return VOTES.get(letter)
 
 
+def _counts(row: dict[str, str]) -> tuple[tuple[str, int], ...]:
+    """The row's vote count per code (columns A, D, F, H, N, S; an empty or non-integer cell counts 0)."""
+    out = []
+    for letter, code in VOTES.items():
+        cell = _column(row, letter)
+        n = int(float(cell)) if cell.replace(".", "", 1).isdigit() else 0
+        if n > 0:
+            out.append((code, n))
+    return tuple(out)
+
+
 def _read_tabulated(path: Path, result: Scan) -> dict[str, Vote]:
     rows = _rows(path, result)
     voice: dict[str, Vote] = {}
@@ -98,7 +111,7 @@ def _read_tabulated(path: Path, result: Scan) -> dict[str, Vote]:
         except ValueError:
             agreement = None
         if name:
-            voice[name] = Vote(code=_vote(_column(row, "emoVote")), agreement=agreement)
+            voice[name] = Vote(code=_vote(_column(row, "emoVote")), agreement=agreement, counts=_counts(row))
     if rows is not None and not voice:
         result.warnings.append(
             f"{path} has no voice-only rows (ids starting with 1): agreement is left empty"
@@ -118,5 +131,9 @@ def _read_summary(path: Path, voice: dict[str, Vote], result: Scan) -> dict[str,
         name = Path(_column(row, "FileName")).stem
         if name:
             tab = voice.get(name)
-            out[name] = Vote(code=_vote(_column(row, "VoiceVote")), agreement=tab.agreement if tab else None)
+            out[name] = Vote(
+                code=_vote(_column(row, "VoiceVote")),
+                agreement=tab.agreement if tab else None,
+                counts=tab.counts if tab else (),
+            )
     return out

@@ -22,7 +22,16 @@ from pathlib import Path
 
 from emoshift.core import audio
 from emoshift.core.progress import progress as progress_bar
-from emoshift.corpora.base import CorpusError, Scan, Skipped, Utterance, check_policy, harmonise, validate
+from emoshift.corpora.base import (
+    CorpusError,
+    Scan,
+    Skipped,
+    Utterance,
+    check_policy,
+    harmonise,
+    harmonise_votes,
+    validate,
+)
 
 # Folders that archive tools add next to the data (macOS zips, version control): never corpus content.
 _IGNORED_DIRS = frozenset({"__macosx", ".git", ".svn"})
@@ -119,8 +128,8 @@ def scan_files(
 ) -> Scan:
     """Parse each file name, apply the label policy, then decode the kept files (see :func:`decode_all`).
 
-    ``parse`` returns an Utterance labelled with its *canonical* emotion (no duration yet) or the reason
-    the file is skipped. Emotions the policy leaves out are counted in ``scan.left_out`` and not decoded.
+    ``parse`` returns an Utterance labelled with its *canonical* emotion and raters' votes (no duration yet) or
+    the reason the file is skipped; both are harmonised here (:func:`base.harmonise_votes`). Emotions the policy leaves out are counted in ``scan.left_out`` and not decoded.
     """
     pending: list[Utterance] = []
     for path in files:
@@ -132,7 +141,7 @@ def scan_files(
         if label is None:
             scan.left_out[parsed.emotion] += 1
         else:
-            pending.append(dataclasses.replace(parsed, emotion=label))
+            pending.append(dataclasses.replace(parsed, emotion=label, votes=harmonise_votes(parsed.votes, scan.labels)))
     return decode_all(scan, pending, workers=workers, progress=progress)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -30,6 +30,9 @@ EMOTIONS: tuple[str, ...] = (
     "sad",
     "surprised",
 )
+
+# A rater distribution: (emotion, count) pairs, counts > 0 (shares where a table gives p_<class> columns)
+Votes = tuple[tuple[str, float], ...]
 
 LabelPolicy = Literal["six", "calm-as-neutral", "four", "native"]
 LABEL_POLICIES: tuple[str, ...] = ("six", "calm-as-neutral", "four", "native")
@@ -80,12 +83,15 @@ class Utterance:
     valence: float | None = None
     dominance: float | None = None
     agreement: float | None = None  # share of raters who chose ``emotion`` (CREMA-D crowd labels)
+    # the raters' votes (issue 22): (harmonised label, count or share) pairs in EMOTIONS order, see harmonise_votes
+    votes: Votes | None = None
     # other columns, as sorted (key, value) string pairs so the record stays frozen and hashable
     meta: tuple[tuple[str, str], ...] = ()
 
     def to_row(self) -> dict[str, object]:
-        """Field -> value; ``meta`` is flattened into one entry per key."""
+        """Field -> value; ``votes`` as its text (:func:`format_votes`); ``meta`` flattened into one entry per key."""
         row = {f: getattr(self, f) for f in UTTERANCE_FIELDS + OPTIONAL_FIELDS}
+        row["votes"] = format_votes(self.votes) if self.votes is not None else None
         row.update(self.meta)
         return row
 
@@ -187,6 +193,52 @@ def harmonise(emotion: str, policy: str) -> str | None:
         return "neutral"
     allowed = FOUR if policy == "four" else SIX
     return emotion if emotion in allowed else None
+
+
+def harmonise_votes(votes: Votes | None, policy: str) -> Votes | None:
+    """Raters' votes for canonical emotions -> votes under ``policy``, the same mapping as :func:`harmonise`:
+    votes for merged classes add up (IEMOCAP excited into happy), votes for a class the policy leaves out are
+    dropped, so the distribution is the raters' over the policy's classes. None when no vote is left."""
+    if votes is None:
+        return None
+    out: dict[str, float] = {}
+    for emotion, count in votes:
+        label = harmonise(emotion, policy)
+        if label is not None and count > 0:
+            out[label] = out.get(label, 0.0) + float(count)
+    return tuple((e, out[e]) for e in EMOTIONS if e in out) or None
+
+
+def format_votes(votes: Votes) -> str:
+    """The manifest's ``votes`` cell: ``angry:3;neutral:2`` (counts as the shortest exact text)."""
+    return ";".join(f"{e}:{c:g}" for e, c in votes)
+
+
+def parse_votes(text: str) -> Votes | None:
+    """A ``votes`` cell back (:func:`format_votes`); empty -> None; ValueError (one line) on a bad cell."""
+    if not text.strip():
+        return None
+    out: dict[str, float] = {}
+    for part in text.split(";"):
+        emotion, sep, count = part.partition(":")
+        emotion = emotion.strip().lower()
+        try:
+            value = float(count) if sep else float("nan")
+        except ValueError:
+            value = float("nan")
+        if emotion not in EMOTIONS or not value >= 0 or emotion in out:
+            raise ValueError(f"votes must look like angry:3;neutral:2 (emoshift emotions, counts >= 0), got {text!r}")
+        out[emotion] = value
+    return tuple((e, out[e]) for e in EMOTIONS if e in out and out[e] > 0) or None
+
+
+def vote_shares(votes: Votes, labels: Sequence[str]) -> list[float] | None:
+    """The raters' distribution over ``labels`` (votes for other classes dropped, the rest renormalised);
+    None when no vote falls on ``labels``."""
+    counts = dict(votes)
+    row = [float(counts.get(lab, 0.0)) for lab in labels]
+    total = sum(row)
+    return [c / total for c in row] if total > 0 else None
 
 
 def check_policy(policy: str) -> None:

@@ -10,7 +10,9 @@
   ``tabulatedVotes.csv``, see :mod:`emoshift.corpora._crowd`), with the share of raters who chose it as
   ``agreement`` and the acted code in ``meta`` (``acted``); clips whose vote is tied (no majority) are left
   out and counted in ``Scan.excluded``; clips the tables lack, or all clips when the tables are missing,
-  keep their acted label and the scan warns.
+  keep their acted label and the scan warns. Either way the voice-only vote counts of ``tabulatedVotes.csv``
+  (A, D, F, H, N, S), when found, are kept as each clip's ``votes`` (the rater distribution that
+  ``training.targets: soft`` trains on); with acted labels a missing or unreadable table is not reported.
 - Licence: Open Database License 1.0 (database) / Database Contents License 1.0 (contents).
 - Layout: ROOT is the corpus folder holding ``AudioWAV/`` (matched case-insensitively) or the
   ``AudioWAV`` folder itself. File names are ``AAAA_SSS_EEE_LL.wav`` (actor, sentence, emotion, level).
@@ -106,14 +108,17 @@ def scan(
                 f"{len(missing)} actors have no row in {DEMOGRAPHICS_FILE} (e.g. {missing[0]}): "
                 "their gender, age, race and ethnicity are left empty"
             )
-    votes = None
-    if labels_from == "voice":
-        votes = _crowd.voice_labels([root_path, root_path.parent, audio_dir.parent], result)
+    places = [root_path, root_path.parent, audio_dir.parent]
+    voice = labels_from == "voice"
+    if voice:
+        votes = _crowd.voice_labels(places, result)
         files = _apply_votes(files, votes, result)
+    else:  # the votes are kept (soft targets) but do not relabel: whatever the tables say is not the user's concern
+        votes = _crowd.voice_labels(places, Scan(corpus=NAME, root=result.root, labels=labels))
     return _scanning.scan_files(
         result,
         files,
-        lambda path: _parse(path, actors, votes),
+        lambda path: _parse(path, actors, votes, relabel=voice),
         workers=workers,
         progress=progress,
     )
@@ -192,7 +197,11 @@ def _read_demographics(path: Path, result: Scan) -> dict[str, Actor] | None:
 
 
 def _parse(
-    path: Path, actors: dict[str, Actor] | None, votes: dict[str, _crowd.Vote] | None = None
+    path: Path,
+    actors: dict[str, Actor] | None,
+    votes: dict[str, _crowd.Vote] | None = None,
+    *,
+    relabel: bool = True,
 ) -> Utterance | str:
     """An Utterance with its canonical emotion (no duration yet), or the reason the file is skipped."""
     m = _FILE.fullmatch(path.stem)
@@ -203,7 +212,8 @@ def _parse(
         return "unrecognised file name"
     actor = (actors or {}).get(actor_id, Actor(None, None, None, None))
     vote = (votes or {}).get(path.stem)
-    code = vote.code if vote is not None and vote.code is not None else emotion
+    code = vote.code if relabel and vote is not None and vote.code is not None else emotion
+    counts = tuple((LABEL_MAP[c], float(n)) for c, n in vote.counts) if vote is not None else ()
     return Utterance(
         id=f"{NAME}/{path.stem}",
         path=str(path),
@@ -217,6 +227,7 @@ def _parse(
         age=actor.age,
         race=actor.race,
         ethnicity=actor.ethnicity,
-        agreement=vote.agreement if vote is not None else None,
-        meta=make_meta([("acted", emotion)]) if votes is not None else (),
+        agreement=vote.agreement if relabel and vote is not None else None,
+        votes=counts or None,
+        meta=make_meta([("acted", emotion)]) if relabel and votes is not None else (),
     )

@@ -12,8 +12,9 @@ audEERING's tools keep corpora.
 - Layout: PATH is the database folder: ``db.yaml`` and its tables (CSV or parquet) beside it, the audio files
   where the tables' ``file`` index says (relative to PATH). The entries are joined across tables by
   ``audformat.Database.get``, so the emotion may sit in one table and the speaker in another; every other
-  column of the database's tables (a transcription, a split) is joined too and kept in ``meta``, and read like a
-  table's columns where its name is one (``gender``, ``age``, ``language``, ``fold``, ``arousal``, ...).
+  column of the database's tables (a split, ...) is joined too and kept in ``meta``, and read like a
+  table's columns where its name is one (``gender``, ``age``, ``language``, ``fold``, ``arousal``, ...;
+  ``transcription`` or ``text``: the spoken ``sentence``).
 - Quirks: tables that give one entry two different emotions make the scan fail (audformat names the entry);
   map to one scheme or one table. An entry whose audio is missing or broken is skipped with its reason.
 """

@@ -15,8 +15,8 @@
   Bytes are written once to ``<data.cache_dir>/sources/hf/`` (one file per distinct clip, named by its content),
   so the feature caches and every later step see ordinary audio files. The other columns are read like a
   table's (``gender``, ``age``, ``language``, ``fold``, ``start``/``end``, ``arousal``/``valence``/``dominance``),
-  a split's name is the ``fold`` unless a column says otherwise, and the rest (``text``, ...) is kept in
-  ``meta``.
+  a split's name is the ``fold`` unless a column says otherwise, ``text`` (or ``transcription``) is the spoken
+  ``sentence``, and the rest is kept in ``meta``.
 - Quirks: utterance ids are the ``id`` column, else the audio files' names when they are distinct, else the
   row numbers (``<split>-<row>``). A row without audio, or with audio that does not decode, is skipped with
   its reason. Errors name the row (counted from 1 over the splits in order) and the column.

@@ -12,8 +12,8 @@
   ``*supervisions*``, ``.jsonl`` or ``.jsonl.gz``, as lhotse's recipes write them), or the supervisions file
   itself with its recordings beside it (the same name, ``supervisions`` -> ``recordings``). A recording's file
   path is read as written, relative paths from the manifests' folder. The supervision's ``gender``,
-  ``language`` and ``custom`` keys are read like a table's columns (``fold``, ``arousal``, ...); ``text``,
-  ``channel`` and the other keys are kept in ``meta``.
+  ``language`` and ``custom`` keys are read like a table's columns (``fold``, ``arousal``, ...); ``text`` is the
+  spoken ``sentence``; ``channel`` and the other keys are kept in ``meta``.
 - Quirks: only ``file`` audio sources are read; a recording held in memory, behind a URL or a command, or
   with lhotse transforms (speed, resampling) is skipped with its reason, as is a segment outside its file.
   Errors name the supervision (its line in the supervisions manifest) and the field.

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from emoshift.core.errors import EmoshiftError
 from emoshift.core.io import atomic_write_csv
-from emoshift.corpora.base import OPTIONAL_FIELDS, UTTERANCE_FIELDS, Utterance, make_meta
+from emoshift.corpora.base import OPTIONAL_FIELDS, UTTERANCE_FIELDS, Utterance, make_meta, parse_votes
 
 # Columns a manifest must have (Utterance fields without a default); the others may be absent.
 REQUIRED_COLUMNS: tuple[str, ...] = tuple(
@@ -79,6 +79,11 @@ def _utterance(row: dict[str, str | None], src: Path, *, line: int) -> Utterance
             values[name] = _number(int, cell, name, src, line)
         elif name in _FLOAT_FIELDS:
             values[name] = _number(float, cell, name, src, line)
+        elif name == "votes":
+            try:
+                values[name] = parse_votes(cell)
+            except ValueError as e:
+                raise ManifestError(f"{src}:{line}: {e}") from None
         else:
             values[name] = cell
     if not os.path.isabs(str(values["path"])):

@@ -14,7 +14,8 @@
 - Licence: academic licence from the MSP lab, UT Dallas (no redistribution).
 - Layout: ``Audios/`` (or ``Audio/``; matched case-insensitively) with ``MSP-PODCAST_XXXX_YYYY.wav`` and
   ``Labels/labels_consensus.csv`` with columns ``FileName, EmoClass, EmoAct, EmoVal, EmoDom, SpkrID,
-  Gender, Split_Set`` at ROOT.
+  Gender, Split_Set`` at ROOT. Releases that ship ``Transcripts/MSP-PODCAST_XXXX_YYYY.txt`` (one text per
+  turn) give ``sentence`` (the turn's transcript; text overlap, text-disjoint splits); without them it is empty.
 - Quirks: a recognised file with no row in the labels file is skipped ("no label"); a row whose file is
   missing is skipped ("missing"). Every kept file is still decoded once (silent, truncated and non-audio
   files must be caught, and the labels file has no durations); see benchmarks/scan_msppodcast.py for speed.
@@ -96,9 +97,10 @@ def scan(
         raise CorpusError(f"{NAME}: labels file {'/'.join(LABELS_FILE)} not found in {root_path}")
     rows = _read_labels(labels_path)
     files = _scanning.audio_files(audio_dir)
+    texts = _scanning.child(root_path, "Transcripts", is_dir=True)
     _scanning.require_recognised(
         files,
-        lambda p: _parse(p, rows),
+        lambda p: _parse(p, rows, texts),
         f"{NAME}: no labelled turns named like MSP-PODCAST_0001_0001.wav in {audio_dir}",
     )
     have = {p.stem for p in files}
@@ -119,7 +121,9 @@ def scan(
             result.excluded[NO_PARTITION] += 1
         else:
             kept.append(path)
-    result = _scanning.scan_files(result, kept, lambda p: _parse(p, rows), workers=workers, progress=progress)
+    result = _scanning.scan_files(
+        result, kept, lambda p: _parse(p, rows, texts), workers=workers, progress=progress
+    )
     _check_partitions(result)
     return result
 
@@ -168,7 +172,17 @@ def _number(cell: str) -> float | None:
         return None
 
 
-def _parse(path: Path, rows: dict[str, Row]) -> Utterance | str:
+def _transcript(texts: Path | None, stem: str) -> str | None:
+    """The turn's text from ``Transcripts/<stem>.txt`` (None without one, or unreadable)."""
+    if texts is None:
+        return None
+    try:
+        return (texts / f"{stem}.txt").read_text(encoding="utf-8", errors="replace").strip() or None
+    except OSError:
+        return None
+
+
+def _parse(path: Path, rows: dict[str, Row], texts: Path | None = None) -> Utterance | str:
     """An Utterance with its canonical emotion (no duration yet), or the reason the file is skipped."""
     if _FILE.fullmatch(path.stem) is None or path.suffix.lower() != ".wav":
         return "unrecognised file name"
@@ -185,6 +199,7 @@ def _parse(path: Path, rows: dict[str, Row]) -> Utterance | str:
         gender=row.gender,
         emotion=LABEL_MAP[row.code],
         native_label=row.code,
+        sentence=_transcript(texts, path.stem),
         fold=row.partition,
         language="English",
         arousal=row.arousal,

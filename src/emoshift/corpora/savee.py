@@ -3,8 +3,11 @@
 - Size: 480 British English utterances, 120 per speaker, 44.1 kHz WAV.
 - Speakers: four male speakers, DC, JE, JK and KL (postgraduate students and researchers, 27-31 years).
 - Labels: file-name prefix a (anger), d (disgust), f (fear), h (happiness), n (neutral), sa (sadness),
-  su (surprise); 15 sentences per emotion, 30 for neutral. The numbers count takes within one emotion, not
-  shared sentences, so ``sentence`` stays empty.
+  su (surprise); 15 sentences per emotion, 30 for neutral. Every speaker reads the same sentence list, so a
+  take code (``a01``) is one sentence for all four speakers: ``sentence`` is that code behind the corpus name,
+  ``SAVEE a01`` (it must not match EmoDB's text code ``a01``). The texts themselves are not in the file names:
+  the three sentences the lists share across emotions keep different codes, so text overlap on SAVEE is a lower
+  bound.
 - Licence: free for research use on registration with the University of Surrey.
 - Layout: ``AudioData/{DC,JE,JK,KL}/a01.wav`` (ROOT is the folder holding AudioData/, or AudioData itself),
   or the Kaggle mirror's flat ``ALL/DC_a01.wav``. Both are recognised anywhere under ROOT.
@@ -93,4 +96,5 @@ def _parse(path: Path) -> Utterance | str:
         gender="male",
         emotion=LABEL_MAP[code],
         native_label=code,
+        sentence=f"SAVEE {code}{number}",
     )

@@ -17,11 +17,16 @@ Not to be confused with :mod:`emoshift.corpora.manifest`, which writes and reads
   ``arousal``/``valence``/``dominance`` (numbers); and the columns of emoshift's own index
   (``emoshift corpus index`` writes them, so its output reads back as it is): ``native_label`` (kept as the native
   label instead of the label as written), ``intensity``, ``sentence``, ``race``, ``ethnicity``, ``agreement``;
+  ``votes`` (the raters' votes, ``angry:3;neutral:2``, labels as in ``emotion``) or instead one column per
+  class ``p_<label>`` (``p_angry, p_neutral, ...``: the raters' distribution, an empty cell is 0), kept as
+  :attr:`Utterance.votes` for soft-label training (``training.targets: soft``);
   ``corpus`` and ``duration_s`` are read and ignored (the table's name is the corpus; durations are measured
   again). Any other column is kept in ``meta`` (and can be audited, ``--by accent``); a column named ``meta``
   is refused. Also read as they are: nkululeko's CSV (``file, speaker, gender, emotion``) and EmoBox's
   JSONL (``key, wav, emo, ...``): ``file``/``wav`` stand for ``path``, ``emo`` for ``emotion``, ``key`` for
-  ``id``. Other names are mapped with ``columns`` (``data.manifest.columns: {path: file}``).
+  ``id``; ``text``, ``transcription`` or ``transcript`` (a Hugging Face dataset's, a lhotse supervision's, an
+  audformat table's) for ``sentence``, the spoken text (text overlap, ``data.split.disjoint: [speaker, text]``).
+  Other names are mapped with ``columns`` (``data.manifest.columns: {path: file}``).
 - Ids: ``<NAME>/`` and the ``id`` column, or else the audio path without its suffix, relative to the table's
   folder (or, when some audio lies outside it, to the folder all the table's audio shares).
 - Quirks: every error names the row (CSV: the line, header = 1; JSONL: the line) and the column, and names the
@@ -47,9 +52,12 @@ from emoshift.corpora.base import (
     Scan,
     Skipped,
     Utterance,
+    Votes,
     check_policy,
     harmonise,
+    harmonise_votes,
     make_meta,
+    parse_votes,
     unknown_speaker,
 )
 
@@ -77,12 +85,19 @@ FIELDS: tuple[str, ...] = (
     "race",
     "ethnicity",
     "agreement",
+    "votes",  # the raters' votes, ``angry:3;neutral:2`` (labels as in ``emotion``); or one p_<label> column each
 )
+SHARE_PREFIX = "p_"  # p_angry, p_neutral, ...: the raters' distribution, one column per class
 # Columns of emoshift's own index that a table does not take from the row: the table's name is its corpus, and
 # durations are measured when the audio is decoded.
 IGNORED: tuple[str, ...] = ("corpus", "duration_s")
 # Other tools' names for the same columns, used when the emoshift name is absent (nkululeko, EmoBox).
-ALIASES: dict[str, tuple[str, ...]] = {"path": ("file", "wav"), "emotion": ("emo",), "id": ("key",)}
+ALIASES: dict[str, tuple[str, ...]] = {
+    "path": ("file", "wav"),
+    "emotion": ("emo",),
+    "id": ("key",),
+    "sentence": ("text", "transcription", "transcript"),  # what is said: text overlap, text-disjoint splits
+}
 _NUMBERS = ("start", "end", "arousal", "valence", "dominance", "agreement")
 _GENDERS = {"male": "male", "m": "male", "female": "female", "f": "female"}
 _NO_GENDER = {"", "unknown", "na", "n/a", "none", "x"}
@@ -255,7 +270,7 @@ def scan_rows(
         if label is None:
             result.left_out[u.emotion] += 1
         else:
-            pending.append(u if label == u.emotion else _relabel(u, label))
+            pending.append(_relabel(u, label, labels))
     return _scanning.decode_all(result, pending, workers=workers, progress=progress)
 
 
@@ -270,8 +285,9 @@ def _outside(utterances: list[Utterance], root: Path) -> list[str]:
     return list(out)
 
 
-def _relabel(u: Utterance, label: str) -> Utterance:
-    return dataclasses.replace(u, emotion=label)
+def _relabel(u: Utterance, label: str, policy: str) -> Utterance:
+    """``u`` with its label and votes under ``policy``."""
+    return dataclasses.replace(u, emotion=label, votes=harmonise_votes(u.votes, policy))
 
 
 def _label_map(name: str, label_map: Mapping[str, str], spelling: Spelling) -> dict[str, str]:
@@ -347,11 +363,14 @@ class _Reader:
         self.pseudo_speakers = 0  # rows given a pseudo-speaker (allow_leak)
         self.base = path.parent  # relative audio paths are read from here
         self.aliases: Mapping[str, tuple[str, ...]] = ALIASES
+        self.shares: dict[str, str] = {}  # p_<label> column -> emotion (the raters' distribution), set in read
 
     def read(self, source: Iterable[tuple[int, dict[str, str]]]) -> list[Utterance]:
         rows = list(source)
         header = list(dict.fromkeys(k for _, row in rows for k in row)) if rows else []
         where = self._where(header)
+        if "votes" not in where:
+            self.shares = {c: e for c in header if c.startswith(SHARE_PREFIX) and (e := self._emotion(c[2:]))}
         self._check_labels(rows, where)
         self.id_base = self._id_base([self._audio(line, row, where) for line, row in rows])
         utterances = [self._utterance(line, row, where) for line, row in rows]
@@ -450,10 +469,35 @@ class _Reader:
             valence=self._number(line, where, row, "valence"),
             dominance=self._number(line, where, row, "dominance"),
             agreement=self._number(line, where, row, "agreement"),
+            votes=self._votes(line, row, where),
             meta=make_meta(
-                (k, v) for k, v in row.items() if k not in used and k not in FIELDS and k not in IGNORED
+                (k, v)
+                for k, v in row.items()
+                if k not in used and k not in FIELDS and k not in IGNORED and k not in self.shares
             ),
         )
+
+    def _votes(self, line: int, row: dict[str, str], where: dict[str, str]) -> Votes | None:
+        """The row's rater votes (canonical emotions): the ``votes`` cell, or its p_<label> cells (empty = 0)."""
+        if "votes" in where:
+            cell = row.get(where["votes"], "")
+            pairs = [part.partition(":") for part in cell.split(";")] if cell.strip() else []
+            try:
+                text = ";".join(f"{self._emotion(lab) or lab}:{count}" for lab, _, count in pairs)
+                return parse_votes(text)
+            except ValueError as e:
+                raise TableError(f"{self._at(line)}, column {where['votes']!r}: {e}") from None
+        out: dict[str, float] = {}
+        for column, emotion in self.shares.items():
+            text = row.get(column, "")
+            try:
+                value = float(text) if text else 0.0
+            except ValueError:
+                value = -1.0
+            if not value >= 0:
+                raise TableError(f"{self._at(line)}, column {column!r}: a share must be a number >= 0, got {text!r}")
+            out[emotion] = out.get(emotion, 0.0) + value
+        return tuple((e, out[e]) for e in EMOTIONS if out.get(e, 0.0) > 0) or None
 
     def _audio(self, line: int, row: dict[str, str], where: dict[str, str]) -> Path:
         """The row's audio as an absolute, normalised path (relative paths are relative to the source's base)."""

@@ -7,7 +7,11 @@
 - Licence: CC BY-NC-ND 4.0.
 - Layout: one folder per speaker and emotion (``OAF_angry/``, ``YAF_pleasant_surprised/``, ...) somewhere
   under ROOT; the folder names are inconsistent in case and wording, so only the file names
-  ``{OAF|YAF}_{word}_{emotion}.wav`` are read. ``sentence`` is the target word.
+  ``{OAF|YAF}_{word}_{emotion}.wav`` are read. ``sentence`` is the target word, not the whole phrase: the
+  carrier "Say the word" is the same in every file (``SHARED_TEXT``), so the word is all that tells two texts
+  apart, and all that a text-disjoint split can keep apart (both actors say every word, so such a split trains
+  on one actor's takes of some words and tests the other actor's takes of the others; the carrier stays in
+  both, which the run says).
 - Quirks: one file is misnamed ``OA_bite_neutral.wav``; it is read as speaker OAF. The Kaggle mirror
   nests a second copy of the whole set inside the first: files are deduplicated by name, one copy kept.
 """
@@ -22,6 +26,7 @@ from emoshift.corpora import _scanning
 from emoshift.corpora.base import Scan, Utterance
 
 NAME = "tess"
+SHARED_TEXT = "Say the word"  # the carrier phrase before every target word (see emoshift.data.texts.shared_text)
 
 LABEL_MAP: dict[str, str] = {
     "angry": "angry",

@@ -19,6 +19,12 @@ Methods
 - ``explicit``: speaker lists for train/val/test; speakers in no list are left out.
 - ``random``: utterance-level, refused unless ``allow_leak=True``; the split is marked leaky.
 
+``disjoint: [speaker, text]`` (``SplitConfig.disjoint``) makes each split above disjoint in spoken text too,
+where the corpus records it (``Utterance.sentence``): the share of texts that the test part has of the utterances
+is drawn for test, and the utterances that would cross (a test speaker saying a training text, a training
+speaker saying a test text) are left out; :attr:`Split.text_cost` says how many
+(:func:`emoshift.data.texts.disjoint_texts`). A corpus without texts, or with one, is refused in one line.
+
 ``kfold``, ``loso`` and ``corpus`` give several splits (:func:`make_folds`); ``fold`` picks one of them
 (:func:`make_split`), and leaving it unset asks the trainer to run them all (``emoshift.training.folds``).
 All methods are deterministic for a seed. A split is saved as a three-column CSV ``id,speaker,split``.
@@ -52,6 +58,7 @@ import numpy as np
 from emoshift.config.split import DEFAULT_RATIOS, FOLD_METHODS, SplitConfig, check_ratios, corpus_key
 from emoshift.core.errors import EmoshiftError
 from emoshift.core.io import atomic_open
+from emoshift.data.texts import TextCost, disjoint_texts, text_key
 
 PARTS: tuple[str, ...] = ("train", "val", "test")
 UNKNOWN_GENDER = "unknown"
@@ -75,6 +82,8 @@ class _HasSpeaker(Protocol):
 class _HasFold(_HasSpeaker, Protocol):
     @property
     def fold(self) -> str | None: ...
+    @property
+    def sentence(self) -> str | None: ...
 
 
 @dataclass(frozen=True)
@@ -85,6 +94,7 @@ class Split:
     speakers: dict[str, str]  # utterance id -> speaker
     leaky: bool = False  # True when speakers may be shared between parts (a random split)
     method: str = "speaker"
+    text_cost: TextCost | None = None  # disjoint in text too: the utterances that cost (None: by speaker only)
 
     def ids(self, part: str) -> list[str]:
         """Utterance ids in ``part``, sorted."""
@@ -406,10 +416,29 @@ def random_split(
     return Split(assignment=assignment, speakers=dict(speakers), leaky=True, method="random")
 
 
+def text_disjoint(split: Split, utterances: Iterable[_HasFold], *, seed: int, fold: int) -> Split:
+    """``split`` made disjoint in spoken text too (see the module docstring); TextSplitError (a ValueError)
+    where the corpus does not allow it. The texts drawn for test depend on ``seed`` and ``fold``."""
+    texts = {u.id: text_key(u.sentence) for u in utterances}
+    tested = sum(p == "test" for p in split.assignment.values())
+    share = tested / len(split.assignment) if split.assignment else 0.0
+    assignment, cost = disjoint_texts(split.assignment, texts, share=share, seed=(seed, fold, 7))
+    speakers = {i: split.speakers[i] for i in assignment}
+    return Split(assignment, speakers, leaky=split.leaky, method=split.method, text_cost=cost)
+
+
 def make_folds(utterances: Iterable[_HasFold], cfg: SplitConfig, *, corpus: str | None = None) -> list[Split]:
     """Every split of a fold method (``kfold``, ``loso``, ``corpus``) of one corpus, in fold order: the folds
-    that test it (``kfold`` with a per-corpus ``k``: ``k[corpus]`` of them, see "Unequal fold counts")."""
+    that test it (``kfold`` with a per-corpus ``k``: ``k[corpus]`` of them, see "Unequal fold counts");
+    disjoint in text too when ``cfg.disjoint`` says so."""
     utterances = list(utterances)
+    folds = _speaker_folds(utterances, cfg, corpus)
+    if not cfg.text_disjoint:
+        return folds
+    return [text_disjoint(f, utterances, seed=cfg.seed, fold=i) for i, f in enumerate(folds)]
+
+
+def _speaker_folds(utterances: list[_HasFold], cfg: SplitConfig, corpus: str | None) -> list[Split]:
     if cfg.method == "kfold":
         k = cfg.k_for(corpus)
         n = len({u.speaker for u in utterances})
@@ -451,6 +480,8 @@ def make_split(utterances: Iterable[_HasSpeaker], cfg: SplitConfig, *, corpus: s
         split = explicit_split(utterances, train=cfg.train or [], val=cfg.val or [], test=cfg.test or [])
     else:
         split = random_split(utterances, ratios=cfg.ratios, seed=cfg.seed, allow_leak=cfg.allow_leak)
+    if cfg.text_disjoint and cfg.method not in FOLD_METHODS:  # the folds are made text-disjoint by make_folds
+        split = text_disjoint(split, utterances, seed=cfg.seed, fold=0)  # type: ignore[arg-type]
     check_disjoint(split, allow_leak=cfg.allow_leak or split.method == "corpus")
     return split
 

@@ -14,7 +14,9 @@ is padded with zero-valued frames up to the crop, exactly as training's ``crop_o
 The graph's outputs are the record's task's (:mod:`emoshift.core.task`, ``graph_outputs``): a categorical
 model gives ``logits`` and ``probabilities``; an ensemble's probabilities are the mean of its members'
 probabilities and its logits the mean of their logits (so ``probabilities`` is not ``softmax(logits)`` for an
-ensemble of more than one member). A dimensional model has one output, ``values`` ``(B, T)``: the head's raw
+ensemble of more than one member). A calibrated member's logits are divided by its temperature (model.json
+``temperature``, :mod:`emoshift.training.calibrate`) before anything else: ``logits`` are the calibrated ones.
+A dimensional model has one output, ``values`` ``(B, T)``: the head's raw
 outputs on the run's ``target_range``, one column per target (an ensemble: the mean of its members').
 This module needs torch (it is what the exporter traces and what ``--backend torch`` runs); the ONNX inference
 path never imports it.
@@ -100,17 +102,21 @@ class ServingModel(nn.Module):
     """Members of one family and one label list -> ``(logits, probabilities)``, each ``(B, C)``; members of a
     dimensional model -> ``(values,)``, ``(B, T)``. The last output is what a backend returns."""
 
-    def __init__(self, members: list[nn.Module], info: ModelRecord) -> None:
+    def __init__(self, members: list[nn.Module], info: ModelRecord, temperatures: list[float] | None = None) -> None:
         super().__init__()
         self.members = nn.ModuleList(members)
         self.input_kind = str(info.input_kind)
         self.rated = info.task_kind.rated  # outputs ("values",), else ("logits", "probabilities")
+        # each member's model.json temperature (evaluation.calibrate), 1.0 when it has none: logits / T
+        self.temperatures = [float(t) for t in temperatures] if temperatures else [1.0] * len(members)
 
     def forward(self, wave: Tensor, mask: Tensor | None = None) -> tuple[Tensor, ...]:
         if self.input_kind == "waveform":
             raw = [m(wave, mask) for m in self.members]  # each (B, K): logits, or values
         else:
             raw = [m(wave) for m in self.members]
+        if not self.rated:  # calibrated logits, as ModelRecord.values divides them (constants in the graph)
+            raw = [r if t == 1.0 else r / t for r, t in zip(raw, self.temperatures, strict=True)]
         mean = raw[0] if len(raw) == 1 else torch.stack(raw).mean(dim=0)  # (B, K)
         if self.rated:  # a rated model: its values are its outputs, the mean of the members'
             return (mean,)
@@ -173,4 +179,5 @@ def build_serving_model(run_dirs: list[Any]) -> tuple[ServingModel, ModelRecord]
             members.append(_SpectrogramMember(DftLogMel(cfg, min_frames=cfg.frames_for(cfg.crop_s)), model))
     else:
         members = [model for model, _ in loaded]
-    return ServingModel(members, info).eval(), info
+    temperatures = [i.temperature if i.temperature is not None else 1.0 for i in infos]
+    return ServingModel(members, info, temperatures).eval(), info

@@ -35,12 +35,14 @@ class Prediction:
     speech: list[tuple[float, float]] = field(default_factory=list)
     targets: tuple[str, ...] = ()  # a dimensional model's targets (empty: categorical)
     values: dict[str, float] = field(default_factory=dict)  # dimensional: {target: value}; {} on error
+    uncertain: bool = False  # its top probability is below min_confidence: no label (probabilities kept)
 
     @property
     def status(self) -> str:
-        """``ok`` (labelled), ``no speech`` (the VAD found none: answered, not labelled) or ``skipped``."""
+        """``ok`` (labelled), ``uncertain`` (below ``min_confidence``: probabilities, no label), ``no speech``
+        (the VAD found none: answered, not labelled) or ``skipped``."""
         if self.error is None:
-            return "ok"
+            return "uncertain" if self.uncertain else "ok"
         return "no speech" if self.error.startswith("no speech") else "skipped"
 
     def to_dict(self) -> dict[str, Any]:
@@ -63,7 +65,12 @@ class Predictor:
         device: str | None = None,
         backend: str = "auto",
         segmentation: Any = None,  # emoshift.deploy.segments.Segmentation; None = windows with the model's sizes
+        min_confidence: float | None = None,  # a file whose top probability is below it is answered "uncertain"
     ) -> None:
+        from emoshift.evaluation.calibration import check_min_confidence
+
+        check_min_confidence(min_confidence)
+        self.min_confidence = min_confidence
         self.run_dir = Path(run_dir)
         self.device = device  # kept for callers; the serving graph runs on CPU
         self.backend_name = backend
@@ -98,14 +105,17 @@ class Predictor:
 
     def _predict(self, name: str, blocks: Any) -> Prediction:
         from emoshift.deploy.segments import score
+        from emoshift.evaluation.calibration import confident
 
         targets = tuple(self.targets)
         try:
             r = score(self.backend, blocks, self.segmentation)
         except AudioError as e:
             return Prediction(name, None, error=str(e), targets=targets)
-        return Prediction(name, r.label, r.probabilities, duration_s=r.duration_s, segments=r.segments,
-                          speech=r.speech, targets=targets, values=r.values or {})
+        uncertain = not targets and r.label is not None and not confident(r.probabilities, self.min_confidence)
+        return Prediction(name, None if uncertain else r.label, r.probabilities, duration_s=r.duration_s,
+                          segments=r.segments, speech=r.speech, targets=targets, values=r.values or {},
+                          uncertain=uncertain)
 
     def predict_waveform(self, wave: np.ndarray, sr: int) -> dict[str, float]:
         """File-level probabilities for one waveform (any rate, mono or ``(S, channels)``); a dimensional

@@ -1,12 +1,18 @@
 """What a categorical run's evaluation writes for a corpus (scored by :mod:`emoshift.evaluation.scoring`):
 
-- ``RUN/metrics/<corpus>.json``: accuracy, uar, macro_f1, n, labels, per_class_recall, confusion, ci95, leaky
+- ``RUN/metrics/<corpus>.json``: accuracy, uar, macro_f1, n, labels, per_class_recall, confusion, ci95, leaky,
+  ``text_overlap`` (the share of test utterances saying a text the run trained on; null where texts are unknown)
   and the context keys (``corpus``, ``split``, ``speakers``, ``model``, ``train_corpora``, ``excluded_labels``,
   ``skipped``, ``distill_teacher``); a fold run adds ``scored_by``, ``folds``, ``fold_mean``, ``fold_sd``
   (each fold's ``fold, n, speakers, accuracy, uar, macro_f1``); one run is one training seed, so the metrics say
   ``"seeds": 1`` and ``seed_sd`` null (a repeated-training run pools its seeds: :mod:`emoshift.evaluation.seeded`);
+  a corpus with raters' votes adds ``agreement`` (:mod:`emoshift.evaluation.agreement`: cross-entropy and
+  Jensen-Shannon distance to the raters' distribution, UAR on the high- and low-agreement halves);
 - ``RUN/predictions/<corpus>.csv``: ``id,path,corpus,speaker,gender,true,pred,p_<label>...[,fold],seed``;
-- ``RUN/plots/confusion_<corpus>.png``.
+- ``RUN/plots/confusion_<corpus>.png``;
+- calibration: ``ece``, ``mce``, ``brier``, ``nll`` (with intervals in ``ci95``), ``calibration`` and, once every
+  corpus is scored, ``abstention``; ``RUN/plots/reliability_<corpus>.png`` and ``risk_coverage_<corpus>.png``
+  (:mod:`emoshift.evaluation.confidence`).
 
 Utterances whose label the model does not know are left out and counted (``excluded_labels``).
 """
@@ -20,6 +26,9 @@ import numpy as np
 
 from emoshift.core.io import atomic_write_csv, atomic_write_json
 from emoshift.corpora.base import Utterance
+from emoshift.data.texts import overlap_mark
+from emoshift.evaluation.agreement import KEY as AGREEMENT
+from emoshift.evaluation.agreement import agreement_scores
 from emoshift.evaluation.scoring import Scored, Scorer, fold_summary
 from emoshift.evaluation.seeded import one_seed
 
@@ -51,6 +60,7 @@ def fold_score(fold: int, utts: list[Utterance], probs: np.ndarray, labels: list
 
 
 def _write(scorer: Scorer, name: str, s: Scored, outside: Counter[str]) -> dict[str, Any]:
+    from emoshift.evaluation.confidence import confidence_metrics, plot_confidence
     from emoshift.evaluation.metrics import evaluate_predictions
     from emoshift.evaluation.plots import plot_confusion
 
@@ -68,6 +78,7 @@ def _write(scorer: Scorer, name: str, s: Scored, outside: Counter[str]) -> dict[
         {
             "leaky": s.leaky,
             "training_audio": s.training_audio,
+            "text_overlap": s.text_overlap,
             "corpus": name,
             "split": s.part,
             "speakers": len({u.speaker for u in s.kept}),
@@ -79,9 +90,17 @@ def _write(scorer: Scorer, name: str, s: Scored, outside: Counter[str]) -> dict[
             **one_seed(metrics["uar"]),
         }
     )
+    agreement = agreement_scores(s.kept, s.values, labels)  # None: no raters' votes on this corpus
+    if agreement is not None:
+        metrics[AGREEMENT] = agreement
     if scorer.is_ensemble:
         scores = [fold_score(i, utts, probs, labels) for i, utts, probs in s.members]
         metrics.update({"scored_by": s.scored_by, **fold_summary(scores, FOLD_METRICS)})
+    # calibration (ece, mce, brier, nll with their intervals): emoshift.evaluation.confidence
+    y = np.array([labels.index(u.emotion) for u in s.kept], dtype=np.int64)
+    confidence_metrics(s.values, y, [u.speaker for u in s.kept], metrics, seed=scorer.cfg.evaluation.seed,
+                       n_resamples=scorer.cfg.evaluation.n_bootstrap, temperature=info.temperature,
+                       uncalibrated=s.uncalibrated)
     atomic_write_json(run.metrics(name), metrics)
     cols = ["id", "path", "corpus", "speaker", "gender", "true", "pred", *[f"p_{lab}" for lab in labels]]
     if s.fold is not None:
@@ -98,8 +117,10 @@ def _write(scorer: Scorer, name: str, s: Scored, outside: Counter[str]) -> dict[
         row["seed"] = seed
         rows.append(row)
     atomic_write_csv(run.predictions(name), cols, rows)
-    title = f"{info.model} on {name} ({s.part}{', LEAKY' if s.leaky else ''}): UAR {metrics['uar']:.3f}"
+    marks = "".join(f", {m}" for m in ("LEAKY" if s.leaky else "", overlap_mark(s.text_overlap)) if m)
+    title = f"{info.model} on {name} ({s.part}{marks}): UAR {metrics['uar']:.3f}"
     if metrics["collapsed"]:  # one class for (nearly) every utterance: say so where the eye goes first
         title += f"\nCOLLAPSED: predicts {metrics['collapsed']['label']!r} for {metrics['collapsed']['share']:.0%}"
     plot_confusion(metrics["confusion"], labels, run.confusion_plot(name), title=title)
+    plot_confidence(run, name, s.values, y, metrics, s.uncalibrated)
     return metrics

@@ -74,6 +74,12 @@ def evaluate_run(
         name = resolve_name(raw_name, root)
         sc = (scans or {}).get(name) or scan_for_run(cfg, info, name, root, progress=progress)
         results[name] = write(scorer, name, root, sc)
+    if not info.task_kind.rated:  # the abstention threshold: needs the in-domain predictions, so after them all
+        from emoshift.evaluation.confidence import state_abstention
+
+        target = cfg.evaluation.target_accuracy
+        for name, statement in state_abstention(run, info, target, list(results)).items():
+            results[name]["abstention"] = statement
     refresh_model_card(run.path)  # a finished run's card gains the new rows (training writes it when it finishes)
     return results
 

@@ -92,10 +92,13 @@ def ensemble_values(
     progress: bool = False,
     desc: str = "predicting",
     memo: OutputsMemo | None = None,
+    calibrated: bool = True,
 ) -> tuple[list[Utterance], np.ndarray, list[np.ndarray], list[Skipped]]:
     """(utterances every member could read, the combined values ``(N, K)``, each member's ``(N, K)``, skipped):
     mean probability, or a dimensional ensemble's mean output (:meth:`emoshift.core.task.Task.combine`).
-    ``memo``: outputs of the members (by their run folders) already computed in this process are reused."""
+    ``memo``: outputs of the members (by their run folders) already computed in this process are reused.
+    Each member's probabilities are its own calibrated ones (its ``temperature``; ``calibrated=False``: as
+    the networks give them): a fold ensemble calibrates each member, see :mod:`emoshift.training.calibrate`."""
     per_member: list[dict[str, np.ndarray]] = []
     skipped: dict[str, Skipped] = {}
     first = ensemble.members[0][1]
@@ -104,7 +107,7 @@ def ensemble_values(
             path, model, info, utterances, cache_dir=cache_dir, batch_size=batch_size, device=device,
             progress=progress, desc=f"{desc} (fold {i})",
         )
-        values = info.task_kind.values(raw)
+        values = info.values(raw, calibrated=calibrated)
         per_member.append({u.id: row for u, row in zip(kept, values, strict=True)})
         skipped.update({s.path: s for s in bad})
     common = [u for u in utterances if all(u.id in m for m in per_member)]
@@ -180,5 +183,5 @@ def predict_waveform(model: Any, info: ModelRecord, wave: np.ndarray, sr: int) -
     if isinstance(model, nn.Module):
         x = x.to(next(model.parameters()).device)
     raw = family_of(info.model, info.mode).predict(model, x)  # (1, K)
-    values = task.values(raw.double().cpu().numpy())[0]
+    values = info.values(raw.double().cpu().numpy())[0]
     return {n: float(v) for n, v in zip(names, values, strict=True)}

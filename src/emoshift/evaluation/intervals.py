@@ -26,7 +26,7 @@ The estimate is the mean over seeds of each seed's pooled metric, ``theta = mean
   one seed).
 * ``se = sqrt(v_spk + v_seed)`` and the interval is ``theta +- t(df, 1 - alpha/2) * se`` with the
   Welch-Satterthwaite degrees of freedom ``df = se^4 / (v_spk^2 / (K - 1) + v_seed^2 / (S - 1))`` (``K - 1``
-  with one seed).
+  with one seed). For a metric (not a difference) that interval is made on the logit scale (below).
 
 Why this and not a bootstrap: a percentile bootstrap over speakers treats the K observed speakers as the
 population, which is too narrow at small K (the sample sd is biased low and the normal / percentile quantile
@@ -47,26 +47,30 @@ to [-1, 1].
 
 Measured coverage of 95% intervals (``python benchmarks/bench_coverage.py``: a simulated 5-fold speaker
 cross-validation, 6 classes, fold-model sd 0 or 0.3 logit, which gives a seed sd of pooled UAR of 0.03-0.04;
-400 simulated studies per cell, Monte Carlo se about 1%; the whole table is in ``docs/measuring.md``):
+400 simulated studies per cell, Monte Carlo se 1-1.5 points; the whole table is in ``docs/measuring.md``):
 
 ====================  ==========================  ===================  ===================
 speakers x seeds      target                      percentile (old)     this method
 ====================  ==========================  ===================  ===================
-6 x 1, fold sd 0      these models = the recipe   85.5%                94.0%
-8 x 1, fold sd 0      these models = the recipe   88.7%                95.5%
-12 x 1, fold sd 0     these models = the recipe   92.5%                96.8%
-8 x 1, fold sd 0.3    these models                --                   96.8%
-8 x 3, fold sd 0.3    the recipe                  86.3%                96.0%
-12 x 3, fold sd 0.3   the recipe                  90.2%                98.0%
-24 x 3, fold sd 0.3   the recipe                  88.7%                95.5%
-91 x 3, fold sd 0.3   the recipe                  77.5%                95.0%
-91 x 5, fold sd 0.3   the recipe                  81.2%                95.8%
+5 x 1, fold sd 0      these models = the recipe   83.8%                96.0%
+6 x 1, fold sd 0      these models = the recipe   85.3%                95.8%
+8 x 1, fold sd 0      these models = the recipe   89.7%                96.0%
+12 x 1, fold sd 0     these models = the recipe   91.2%                95.3%
+8 x 1, fold sd 0.3    these models                --                   97.3%
+8 x 3, fold sd 0.3    the recipe                  90.0%                98.0%
+12 x 3, fold sd 0.3   the recipe                  87.3%                96.8%
+24 x 3, fold sd 0.3   the recipe                  91.5%                96.8%
+91 x 3, fold sd 0.3   the recipe                  79.5%                94.3%
+91 x 5, fold sd 0.3   the recipe                  84.3%                96.3%
 ====================  ==========================  ===================  ===================
 
-At least 93.8% wherever an interval is printed, from 5 speakers up (the percentile two-level bootstrap over
-seeds and speakers, also measured, stayed below 93% in 10 of the 24 multi-seed cells). Alternatives tried and
-not kept: removing the utterance noise counted twice (the speaker part estimated as ``(S v_jack(mean) -
-mean_s v_jack(s)) / (S - 1)``) narrowed the interval by about 5% only and dropped coverage to 91-94%.
+At least 93.2% wherever an interval is printed, from 5 speakers up (a one-seed interval of these models, a
+several-seed one of the recipe; the percentile two-level bootstrap over seeds and speakers, also measured, stayed
+below 93% in 11 of the 24 multi-seed cells).
+
+Tried and not kept: removing the utterance noise counted twice (the speaker part estimated as ``(S
+v_jack(mean) - mean_s v_jack(s)) / (S - 1)``) narrowed the interval by about 5% only and dropped coverage to
+91-94%.
 
 Below :data:`MIN_CI_SPEAKERS` speakers there is no interval: the functions return ``None`` and the reason.
 """

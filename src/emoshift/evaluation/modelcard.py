@@ -23,6 +23,7 @@ from emoshift.core.io import atomic_write_text, read_csv
 from emoshift.core.record import ModelRecord
 from emoshift.core.rundir import RunDir
 from emoshift.core.task import task_named
+from emoshift.data.texts import overlap_mark
 from emoshift.evaluation.metrics import with_ci
 from emoshift.evaluation.seeded import NOT_MEASURED, seed_text
 
@@ -123,9 +124,11 @@ def _metrics(rd: RunDir) -> list[dict[str, Any]]:
         out.append({
             "corpus": m.get("corpus", corpus), "split": m.get("split"), "n": m.get("n"),
             "speakers": m.get("speakers"), "leaky": m.get("leaky"), "ci95_reason": m.get("ci95_reason"),
+            "text_overlap": m.get("text_overlap"),
             "seeds": seed_text(m),
             **{k: {"value": m.get(k), "ci95": ci.get(k), "speakers": m.get("speakers")}
                for k in ("uar", "accuracy", "macro_f1")},
+            "agreement": m.get("agreement"),  # the raters' votes: evaluation.agreement
         })
     return out
 
@@ -136,6 +139,7 @@ def _dimensional_metrics(m: dict[str, Any], corpus: str) -> dict[str, Any]:
     row: dict[str, Any] = {
         "corpus": m.get("corpus", corpus), "split": m.get("split"), "n": m.get("n"), "speakers": m.get("speakers"),
         "leaky": m.get("leaky"), "ci95_reason": m.get("ci95_reason"), "ratings": m.get("ratings", True),
+        "text_overlap": m.get("text_overlap"),
         "ccc": {"value": m.get("ccc"), "ci95": (m.get("ci95") or {}).get("ccc"), "speakers": m.get("speakers")},
     }
     for t in m.get("targets", []):
@@ -181,6 +185,7 @@ def model_summary(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
             "samples": done.get("samples"),
             "label_counts": done.get("label_counts"),
             "distill_teacher": info.distill_teacher,
+            "targets": done.get("targets"),  # soft-label training: {"kind": "soft", "soft_mix": ...}
             "speaker_norm": bool(info.speaker_norm),
         },
         "metrics": _metrics(rd),
@@ -196,13 +201,50 @@ def _fmt(metric: dict[str, Any]) -> str:
     return with_ci(v, ci, metric.get("speakers"))
 
 
+def _overlap_lines(s: dict[str, Any]) -> list[str]:
+    """The limitation a text overlap is: which scores tested sentences the model trained on (none: no line)."""
+    overlap = [f"{m['corpus']} {m['text_overlap']:.0%}" for m in s["metrics"] if overlap_mark(m.get("text_overlap"))]
+    if not overlap:
+        return []
+    return [f"- Text overlap (share of test utterances saying a text the model trained on): {', '.join(overlap)}. "
+            "Those scores may partly measure recognising the sentences; `data.split.disjoint: [speaker, text]` "
+            "trains and tests on disjoint texts."]
+
+
+def _split_label(m: dict[str, Any]) -> str:
+    """The split a score is on, marked as leaks are: "test (LEAKY)", "test (TEXT OVERLAP 50%)"."""
+    marks = [x for x in ("LEAKY" if m.get("leaky") else "", overlap_mark(m.get("text_overlap"))) if x]
+    return str(m["split"]) + "".join(f" ({x})" for x in marks)
+
+
 def _categorical_results(s: dict[str, Any]) -> list[str]:
     lines = ["| corpus | split | n | speakers | UAR | accuracy | macro-F1 | seeds (UAR) |",
              "| --- | --- | ---: | ---: | --- | --- | --- | --- |"]
     for m in s["metrics"]:
-        split = f"{m['split']}{' (LEAKY)' if m['leaky'] else ''}"
+        split = _split_label(m)
         lines.append(f"| {m['corpus']} | {split} | {m['n']} | {m['speakers']} | {_fmt(m['uar'])} | "
                      f"{_fmt(m['accuracy'])} | {_fmt(m['macro_f1'])} | {m.get('seeds') or NOT_MEASURED} |")
+    return lines
+
+
+def _agreement_results(s: dict[str, Any]) -> list[str]:
+    """The corpora with raters' votes: the predicted distribution against the raters', UAR by agreement half
+    (nothing when no corpus has votes)."""
+    def num(v: float | None) -> str:
+        return "–" if v is None else f"{v:.3f}"
+
+    if not any(m.get("agreement") for m in s["metrics"]):
+        return []
+    lines = ["", "Agreement with the raters (corpora with raters' votes): cross-entropy (nats) and Jensen-Shannon "
+             "distance (base 2) of the predicted distribution to the raters'; UAR on the clips above the median "
+             "share of the majority vote (high agreement) and on the others (low).", "",
+             "| corpus | n | cross-entropy | JS distance | median agreement | UAR high (n) | UAR low (n) |",
+             "| --- | ---: | ---: | ---: | ---: | --- | --- |"]
+    for m in s["metrics"]:
+        if a := m.get("agreement"):
+            lines.append(f"| {m['corpus']} | {a['n']} | {num(a['cross_entropy'])} | {num(a['js_distance'])} | "
+                         f"{num(a['median_agreement'])} | {num(a['uar_high'])} ({a['n_high']}) | "
+                         f"{num(a['uar_low'])} ({a['n_low']}) |")
     return lines
 
 
@@ -213,7 +255,7 @@ def _dimensional_results(s: dict[str, Any]) -> list[str]:
              "| corpus | split | n | speakers | CCC (mean) | " + " | ".join(f"{t} CCC" for t in targets) + " |",
              "| --- | --- | ---: | ---: | --- | " + " | ".join("---" for _ in targets) + " |"]
     for m in s["metrics"]:
-        split = f"{m['split']}{' (LEAKY)' if m['leaky'] else ''}"
+        split = _split_label(m)
         cells = " | ".join(_fmt({**m.get(f"{t}_ccc", {}), "ratings": m.get("ratings")}) for t in targets)
         lines.append(f"| {m['corpus']} | {split} | {m['n']} | {m['speakers']} | "
                      f"{_fmt({**m.get('ccc', {}), 'ratings': m.get('ratings')})} | {cells} |")
@@ -273,6 +315,7 @@ def render_model_card(run_dir: str | os.PathLike[str]) -> str:
               + "`test` = held-out speakers of a training corpus; `all` = every utterance of a corpus not trained on "
               "(cross-corpus).", "",
               *(_dimensional_results(s) if dimensional else _categorical_results(s))]
+    lines += _agreement_results(s)
     lines += ["", "## Fairness", ""]
     if s["fairness"]:
         for f in s["fairness"]:
@@ -291,6 +334,7 @@ def render_model_card(run_dir: str | os.PathLike[str]) -> str:
     if acted:
         lines.append(f"- Trained on acted speech ({', '.join(acted)}): actors reading fixed sentences in studio or "
                      "near-studio conditions; expect lower accuracy on spontaneous, conversational or noisy speech.")
+    lines += _overlap_lines(s)
     lines += ["- The cross-corpus rows above are the better guide to performance on new recordings than the "
               "in-corpus test rows.", f"- {_speakers_sentence(s)}"]
     lines += ["", "## How to use", "", "With emoshift:", "", "```bash", f"emoshift predict {name} speech.wav",
@@ -319,6 +363,8 @@ def _training_lines(s: dict[str, Any]) -> list[str]:
         member = f" {d['member']} |" if "member" in d else ""
         lines.append(f"| {d['corpus']} |{member} {u.get('train', 0)} | {u.get('val', 0)} | {u.get('test', 0)} | "
                      f"{sp.get('train', 0)}/{sp.get('val', 0)}/{sp.get('test', 0)} |")
+    if (targets := s["protocol"].get("targets")) and targets.get("kind") == "soft":
+        lines += ["", f"Targets: soft, the raters' vote distribution (hard-label weight {targets['soft_mix']:g})."]
     return lines
 
 

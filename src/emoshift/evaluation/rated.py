@@ -28,6 +28,7 @@ import numpy as np
 from emoshift.core.io import atomic_write_csv, atomic_write_json
 from emoshift.core.rundir import RunDir
 from emoshift.corpora.base import Utterance
+from emoshift.data.texts import overlap_mark
 from emoshift.evaluation.scoring import Scored, Scorer, fold_summary
 
 if TYPE_CHECKING:
@@ -55,7 +56,8 @@ def evaluate_dimensional(scorer: Scorer, name: str, root: str, sc: Scan) -> dict
         scores = {t: (metrics["per_target"][t] or {}).get("ccc") for t in targets}
         from emoshift.evaluation.plots import plot_scatter
 
-        title = f"{info.model} on {name} ({out.part}{', LEAKY' if out.leaky else ''}): CCC {_f(metrics['ccc'])}"
+        marks = "".join(f", {m}" for m in ("LEAKY" if out.leaky else "", overlap_mark(out.text_overlap)) if m)
+        title = f"{info.model} on {name} ({out.part}{marks}): CCC {_f(metrics['ccc'])}"
         plot_scatter(true, pred, scorer.run.scatter_plot(name), value_range=target_range, scores=scores, title=title)  # type: ignore[arg-type]
     atomic_write_json(scorer.run.metrics(name), metrics)
     return metrics
@@ -98,6 +100,7 @@ def _metrics(
         {
             "leaky": out.leaky,
             "training_audio": out.training_audio,
+            "text_overlap": out.text_overlap,
             "corpus": name,
             "split": out.part,
             "speakers": len({out.kept[i].speaker for i in rows}),

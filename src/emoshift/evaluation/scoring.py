@@ -5,7 +5,9 @@ For a corpus the model trained on, only its held-out test speakers are used (``R
 any other corpus, every utterance. ``leaky`` is true when any test speaker was seen in training, when any test
 utterance is audio the run trained on under whatever name or path (by the fingerprint of its decoded samples,
 :mod:`emoshift.data.fingerprints`; :attr:`Scored.training_audio` counts them), or when the corpus's speakers are
-unknown (a manifest scanned with ``allow_leak``).
+unknown (a manifest scanned with ``allow_leak``). :attr:`Scored.text_overlap` is the share of the scored
+utterances whose spoken text the run trained on (:mod:`emoshift.data.texts`; a pooled score: each fold's test
+utterances against that fold's training texts), None where the texts are unknown.
 
 - a single model: its values on the corpus (:meth:`emoshift.core.task.Task.values`: probabilities, or ratings);
 - a fold ensemble on a corpus it did not train on: the members combined (mean probability, or mean output);
@@ -30,6 +32,7 @@ from emoshift.core.errors import EmoshiftError
 from emoshift.core.record import ModelRecord
 from emoshift.core.rundir import RunDir
 from emoshift.corpora.base import Skipped, Utterance
+from emoshift.data.texts import overlap_share, text_hits, text_overlap, training_texts
 from emoshift.evaluation.inference import OutputsMemo, ensemble_values
 from emoshift.models.ensemble import Ensemble
 
@@ -57,6 +60,9 @@ class Scored:
     members: list[tuple[int, list[Utterance], np.ndarray]] = field(default_factory=list)  # (fold, utts, values)
     scored_by: str = "model"
     training_audio: int = 0  # scored utterances whose audio the run trained on (under any name or path)
+    text_overlap: float | None = None  # share of scored utterances saying a text the run trained on (None: unknown)
+    # a calibrated categorical run (model.json temperature): the probabilities as the network gave them, (N, K)
+    uncalibrated: np.ndarray | None = None
 
 
 @dataclass
@@ -78,13 +84,14 @@ class Scorer:
 
     def values(
         self, model: Any, info: ModelRecord, utts: list[Utterance], desc: str, run_dir: Any
-    ) -> tuple[Any, Any, Any]:
-        """(kept, values (N, K), skipped) of the model saved in ``run_dir``."""
+    ) -> tuple[Any, Any, Any, Any]:
+        """(kept, values (N, K), skipped, uncalibrated values or None) of the model saved in ``run_dir``."""
         kept, raw, skipped = self.memo.outputs(
             run_dir, model, info, utts, cache_dir=self.cache_dir, batch_size=self.batch_size, progress=self.progress,
             desc=desc,
         )
-        return kept, info.task_kind.values(raw), skipped
+        uncalibrated = info.values(raw, calibrated=False) if info.temperature is not None else None
+        return kept, info.values(raw), skipped, uncalibrated
 
     def score(self, name: str, sc: Scan, keep: Keep, empty: str) -> Scored:
         """Corpus ``name`` (scanned as ``sc``) scored as the module docstring says; ``keep`` filters the test
@@ -97,15 +104,21 @@ class Scorer:
             raise EvaluationError(empty)
         seen = set(copies)
         if not self.is_ensemble:
-            kept, values, skipped = self.values(self.model, self.info, utts, f"evaluating {name}", self.run.path)
-            return Scored(part, leaky, kept, values, skipped, training_audio=sum(u.id in seen for u in kept))
+            kept, values, skipped, uncal = self.values(self.model, self.info, utts, f"evaluating {name}", self.run.path)
+            return Scored(part, leaky, kept, values, skipped, training_audio=sum(u.id in seen for u in kept),
+                          text_overlap=text_overlap(kept, training_texts(self.run)), uncalibrated=uncal)
+        calibrated = any(info.temperature is not None for _, info in self.model.members)
+        memo = self.memo if self.memo.enabled or not calibrated else OutputsMemo()  # both passes run each once
         kept, combined, members, skipped = ensemble_values(
             self.model, utts, cache_dir=self.cache_dir, batch_size=self.batch_size, progress=self.progress,
-            desc=f"evaluating {name}", memo=self.memo,
+            desc=f"evaluating {name}", memo=memo,
         )
+        uncal = ensemble_values(self.model, kept, cache_dir=self.cache_dir, batch_size=self.batch_size,
+                                memo=memo, calibrated=False)[1] if calibrated else None
         per = [(i, kept, m) for i, m in enumerate(members)]
         by = f"fold ensemble ({self.info.task_kind.ensemble})"
-        return Scored(part, leaky, kept, combined, skipped, None, per, by, sum(u.id in seen for u in kept))
+        return Scored(part, leaky, kept, combined, skipped, None, per, by, sum(u.id in seen for u in kept),
+                      text_overlap=text_overlap(kept, training_texts(self.run)), uncalibrated=uncal)
 
     def _out_of_fold(self, name: str, sc: Scan, keep: Keep, empty: str) -> Scored:
         """Each fold model on its own test speakers, pooled: every test utterance scored once, by its fold."""
@@ -114,13 +127,16 @@ class Scorer:
         folds: list[int] = []
         skipped: list[Skipped] = []
         per: list[tuple[int, list[Utterance], np.ndarray]] = []
-        leaky, n_seen = False, 0
+        uncalibrated: list[np.ndarray] = []
+        leaky, n_seen, hits = False, 0, []
         for i, ((model, info), path) in enumerate(zip(self.model.members, self.model.paths, strict=True)):
             utts, _, fold_leaky, copies = test_utterances(RunDir.of(path), name, sc, info, cache_dir=self.cache_dir)
-            k, v, bad = self.values(model, info, keep(utts), f"evaluating {name} (fold {i})", path)
+            k, v, bad, uncal = self.values(model, info, keep(utts), f"evaluating {name} (fold {i})", path)
             n_seen += len(set(copies) & {u.id for u in k})
+            hits.append(text_hits(k, training_texts(RunDir.of(path))))  # each fold against its own training texts
             kept += k
             values.append(v)
+            uncalibrated.append(v if uncal is None else uncal)
             folds += [i] * len(k)
             skipped += bad
             leaky |= fold_leaky
@@ -134,7 +150,10 @@ class Scorer:
         if not kept:
             raise EvaluationError(empty)
         by = "pooled out-of-fold predictions"
-        return Scored("test", leaky, kept, np.concatenate(values), skipped, folds, per, by, n_seen)
+        calibrated = any(info.temperature is not None for _, info in self.model.members)
+        return Scored("test", leaky, kept, np.concatenate(values), skipped, folds, per, by, n_seen,
+                      text_overlap=overlap_share(hits),
+                      uncalibrated=np.concatenate(uncalibrated) if calibrated else None)
 
 
 class ScoredPart(NamedTuple):

@@ -36,7 +36,7 @@ NOT_MEASURED = "training variance not measured (1 seed)"
 # context keys copied from the first seed's metrics (the seeds share their test utterances)
 CONTEXT_KEYS: tuple[str, ...] = (
     "n", "labels", "corpus", "split", "speakers", "model", "train_corpora", "excluded_labels", "skipped",
-    "distill_teacher", "training_audio",
+    "distill_teacher", "training_audio", "text_overlap",
 )
 
 

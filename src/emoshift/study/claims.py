@@ -321,9 +321,9 @@ def drop_evidence(
     summary = by_id.get(claim.a)
     rand = (f"{claim.a} ({p})",) if (p := random_init(run_dir(out, claim.a))) else ()
     rows = {c: _rows(out, claim.a, c) for c in (first, second)}
-    missing = [c for c, r in rows.items() if isinstance(r, str)]
-    if missing:
-        return Evidence(missing=f"{claim.a} has no score on {' or '.join(missing)}", random_init=rand)
+    missing = [r for r in rows.values() if isinstance(r, str)]
+    if missing:  # not run, or no predictions on one corpus: the first reason
+        return Evidence(missing=missing[0], random_init=rand)
     metrics = summary.metrics if summary is not None else {}
     leaky = tuple(f"{claim.a} on {c}" for c in (first, second) if c in metrics and metrics[c].leaky)
     seeds = {c: by_seed(rows[c]) for c in (first, second)}  # type: ignore[arg-type]

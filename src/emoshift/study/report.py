@@ -6,10 +6,12 @@ what happened in this invocation (failures, wall time). The report is first buil
 then rendered twice (:mod:`emoshift.study.render`): Markdown with relative image links, and HTML with every
 plot embedded as a base64 PNG data URI and inline CSS (no external file, script or font).
 
-Sections: key results (accuracy and UAR with 95% CIs per corpus, the study's own numbers beside them, and a
-chart of the UARs with their CIs), the findings (each claim of the study as a paired test with a verdict,
-:mod:`emoshift.study.claims`; also ``OUT/findings.csv``), the cross-corpus UAR matrix, confusion matrices, training curves, the fairness audit, robustness to channels (the
-study file's ``robustness:`` perturbations, :mod:`emoshift.study.robustness`), leakage flags, run time,
+Sections: key results (accuracy and UAR with 95% CIs per corpus, the fold sd and, trained over several seeds,
+the seeds' mean and sd beside them, the study's own numbers, and a chart of the UARs with their CIs and each
+seed's UAR as a dot), the findings (each claim of the study as a paired test with a verdict,
+:mod:`emoshift.study.claims`; also ``OUT/findings.csv``), the cross-corpus UAR matrix, confusion matrices,
+calibration and abstention (:mod:`emoshift.study.calibration`), training curves, the fairness audit, robustness to
+channels (the study file's ``robustness:`` perturbations, :mod:`emoshift.study.robustness`), leakage flags, run time,
 errors and the environment.
 """
 
@@ -24,8 +26,10 @@ from typing import TYPE_CHECKING, Any
 from emoshift.core.extras import optional
 from emoshift.core.io import atomic_write_csv, atomic_write_text
 from emoshift.core.rundir import RunDir
+from emoshift.data.texts import overlap_mark
 from emoshift.evaluation.metrics import collapse_text, with_ci
 from emoshift.evaluation.seeded import NOT_MEASURED
+from emoshift.study.calibration import confidence_blocks
 from emoshift.study.claims import FINDING_COLUMNS, Finding, findings_blocks, gather
 from emoshift.study.environment import environment
 from emoshift.study.matrix import matrix_blocks, matrix_paths
@@ -80,11 +84,15 @@ def key_results(
     """
     reported = [c for c in corpora if any(c in s.reported_accuracy for s in summaries)]
     header = ["ID"] if compact else ["ID", "experiment", "architecture", "data"]
+    # ECE beside UAR (runs evaluated before calibration was measured have none: then no column)
+    calibrated = [c for c in corpora if any((m := s.metrics.get(c)) is not None and m.ece is not None
+                                            for s in summaries)]
     for c in corpora:
         if compact:
             header += [f"{corpus_title(c)} acc", f"{corpus_title(c)} UAR"]
         else:
             header += [f"{corpus_title(c)} acc % [95% CI]", f"{corpus_title(c)} UAR % [95% CI]"]
+            header += [f"{corpus_title(c)} ECE [95% CI]"] if c in calibrated else []
     if compact:
         header += [f"{corpus_title(c)} study†" for c in reported]
     else:
@@ -96,7 +104,7 @@ def key_results(
         for c in corpora:
             m = s.metrics.get(c)
             if m is None:
-                row += ["–", "–"]
+                row += ["–", "–"] + (["–"] if c in calibrated and not compact else [])
             elif compact:
                 mark = ("!" if m.leaky else "") + ("*" if m.split == "all" else "") + ("#" if m.collapsed else "")
                 row += [pct(m.accuracy) + mark, pct(m.uar) + mark]
@@ -107,10 +115,17 @@ def key_results(
                     with_ci(m.accuracy, m.accuracy_ci, m.speakers, number=pct) + mark,
                     with_ci(m.uar, m.uar_ci, m.speakers, number=pct) + _fold_spread(m) + mark,
                 ]
+                row += [_ece_cell(m)] if c in calibrated else []
         row += [f"{s.reported_accuracy[c]:.2f}" if c in s.reported_accuracy else "–" for c in reported]
         row.append(s.status if compact or not s.error else f"{s.status}: {s.error}")
         rows.append(row)
     return header, rows
+
+
+def _ece_cell(m: CorpusMetrics) -> str:
+    """``0.084 [0.056, 0.130]``, with ``; 0.104 before temperature scaling`` for a calibrated run."""
+    cell = with_ci(m.ece, m.ece_ci, m.speakers)
+    return cell + (f"; {m.ece_uncalibrated:.3f} before temperature scaling" if m.ece_uncalibrated is not None else "")
 
 
 COMPACT_MARKS: tuple[tuple[str, str], ...] = (
@@ -172,6 +187,10 @@ def _key_results(summaries: Sequence[ExperimentSummary], corpora: Sequence[str],
         "of the per-fold UARs), a corpus it never saw on every utterance (marked 'unseen'; with k-fold CV by "
         "the ensemble of the fold models).",
         _seeds_note(summaries),
+        "ECE (expected calibration error, 15 equal-width confidence bins, top label): how far the model's "
+        "confidence is from its accuracy, 0 is perfectly calibrated; with evaluation.calibrate: temperature "
+        "the ECE of the network's own probabilities follows it. Each run's plots/reliability_<corpus>.png and "
+        "plots/risk_coverage_<corpus>.png show them.",
         f"The columns '{REPORTED_PROTOCOL}' are the accuracies the original study reported, copied from it and "
         "not measured here; its 99.73% on RAVDESS is far above published speaker-independent results and "
         "probably comes from splitting clips at random (the same actors in train and test).",
@@ -438,6 +457,7 @@ def _leakage(summaries: Sequence[ExperimentSummary], corpora: Sequence[str]) -> 
                         corpus_title(c),
                         what,
                         "LEAKY: test speakers also in training" if m.leaky else "no",
+                        _overlap_cell(m.text_overlap),
                     ]
                 )
     leaky = [r for r in rows if r[3] != "no"]
@@ -449,11 +469,30 @@ def _leakage(summaries: Sequence[ExperimentSummary], corpora: Sequence[str]) -> 
     )
     blocks: list[Block] = [
         Heading("Leakage flags"),
-        Para(text + f" The study's own numbers were measured under its protocol ({REPORTED_PROTOCOL})."),
+        Para(text + _overlap_text(rows) + f" The study's own numbers were measured under its protocol "
+             f"({REPORTED_PROTOCOL})."),
     ]
     if rows:
-        blocks.append(Table(["ID", "corpus", "scored on", "leaky"], rows))
+        blocks.append(Table(["ID", "corpus", "scored on", "leaky", "text overlap"], rows))
     return blocks
+
+
+def _overlap_cell(share: float | None) -> str:
+    """The ``text overlap`` cell: marked as a leak when test texts were heard in training; ``n/a`` unknown."""
+    return overlap_mark(share) or ("n/a" if share is None else "no")
+
+
+def _overlap_text(rows: Sequence[Sequence[str]]) -> str:
+    """The sentence on text overlap under the leakage table (none when no score has it)."""
+    overlapping = [r for r in rows if r[4].startswith("TEXT OVERLAP")]
+    if not overlapping:
+        return ""
+    return (
+        f" {len(overlapping)} of {len(rows)} scores test sentences the model heard in training (text overlap: "
+        "the share of test utterances whose text was among the training utterances'): a speaker-independent "
+        "split of an acted corpus still repeats its few sentences, so those scores may partly measure "
+        "recognising them; data.split.disjoint: [speaker, text] keeps texts apart where the corpus allows."
+    )
 
 
 def _run_time(summaries: Sequence[ExperimentSummary]) -> list[Block]:
@@ -505,6 +544,7 @@ def build_blocks(
     matrix = getattr(study, "matrix", None)  # an N-corpus study (configs/cross_corpus.yaml) has its own matrix
     blocks += matrix_blocks(out, study) if matrix is not None else _cross_corpus(summaries, corpora, out)
     blocks += _confusions(summaries, corpora, out)
+    blocks += confidence_blocks(summaries, corpora, corpus_title)  # calibration and abstention
     blocks += _curves(summaries, out)
     blocks += _fairness(summaries)
     blocks += robustness_blocks(summaries, corpora, getattr(study, "robustness", ()), corpus_title)

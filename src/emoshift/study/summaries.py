@@ -65,15 +65,21 @@ class CorpusMetrics:
     folds: int | None = None  # k-fold CV: the number of folds pooled (or, unseen corpus, models ensembled)
     uar_fold_sd: float | None = None  # k-fold CV: the standard deviation of the per-fold UARs
     collapsed: dict[str, Any] | None = None  # {"label", "share"} when the model predicts (nearly) one class
+    text_overlap: float | None = None  # share of test utterances saying a text the run trained on (None: unknown)
     seeds: int = 1  # training seeds (training.seeds): the scores above are their mean
     seed_uars: list[float] = field(default_factory=list)  # each seed's UAR (two or more seeds)
     uar_seed_sd: float | None = None  # the standard deviation of the seeds' UARs; None with one seed
+    ece: float | None = None  # calibration (emoshift.evaluation.confidence); None in a run evaluated before it
+    ece_ci: list[float] | None = None
+    ece_uncalibrated: float | None = None  # a temperature-scaled run: the network's own probabilities' ECE
+    abstention: dict[str, Any] | None = None  # the threshold keeping evaluation.target_accuracy and what it gives
 
     @classmethod
     def from_json(cls, corpus: str, data: dict[str, Any]) -> CorpusMetrics:
         ci = data.get("ci95") or {}
         folds = data.get("folds")
-        per_seed = data.get("seeds") if isinstance(data.get("seeds"), list) else []
+        raw_seeds = data.get("seeds")
+        per_seed: list[Any] = raw_seeds if isinstance(raw_seeds, list) else []
         seed_uars = [float(e["uar"]) for e in per_seed if isinstance(e, dict) and isinstance(e.get("uar"), int | float)]
         return cls(
             corpus=corpus,
@@ -84,6 +90,7 @@ class CorpusMetrics:
             uar_ci=ci.get("uar"),
             macro_f1=data.get("macro_f1"),
             leaky=bool(data.get("leaky", False)),
+            text_overlap=data.get("text_overlap"),
             split=str(data.get("split", "test")),
             labels=list(data.get("labels", [])),
             confusion=list(data.get("confusion", [])),
@@ -97,6 +104,10 @@ class CorpusMetrics:
             # from the confusion matrix, so a run evaluated before metrics JSON had "collapsed" is called out too
             collapsed=collapsed(data["confusion"], data["labels"]) if data.get("confusion") and data.get("labels")
             else None,
+            ece=data.get("ece"),
+            ece_ci=ci.get("ece"),
+            ece_uncalibrated=((data.get("calibration") or {}).get("uncalibrated") or {}).get("ece"),
+            abstention=data.get("abstention"),
         )
 
     @property

@@ -31,7 +31,7 @@ import soundfile as sf
 
 from emoshift.core.io import atomic_write_bytes
 from emoshift.core.progress import progress as progress_bar
-from emoshift.synth import iemocap, manifest
+from emoshift.synth import crowd, iemocap, manifest
 from emoshift.synth.channel import apply_channel, to_pcm16
 from emoshift.synth.plan import (
     CORPORA,
@@ -46,7 +46,8 @@ from emoshift.synth.plan import (
 from emoshift.synth.voice import synthesize_utterance
 
 # Bump whenever the bytes written for a (scale, seed) change: a cached corpus of another version is rebuilt.
-SYNTH_VERSION = 2  # 2: V/A/D annotations rated from the applied prosody (synth.annotate)
+SYNTH_VERSION = 4  # 2: V/A/D annotations rated from the applied prosody (synth.annotate); 3: CREMA-D crowd votes;
+# 4: texts (IEMOCAP transcriptions, the manifest's sentence column)
 MARKER = ".synth.json"
 
 
@@ -305,6 +306,7 @@ def generate(
     _write_marker(root, records)
     if "crema-d" in wanted:
         atomic_write_bytes(root / "crema-d" / "VideoDemographics.csv", _demographics_csv(demographics))
+        crowd.write_ratings(root / "crema-d", by_corpus["crema-d"])  # processedResults/: the raters' votes
     if "manifest" in wanted:
         manifest.write_table(root / "manifest", by_corpus["manifest"])
     missing = {j.path for j in todo}

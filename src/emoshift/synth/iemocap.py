@@ -3,6 +3,7 @@
 The layout is the real one (what :mod:`emoshift.corpora.iemocap` reads)::
 
     iemocap/Session1/dialog/EmoEvaluation/Ses01F_impro01.txt   (``[start - end]<TAB>utt<TAB>emo<TAB>[V, A, D]``)
+    iemocap/Session1/dialog/transcriptions/Ses01F_impro01.txt  (``utt [start-end]: text``, the turn's sentence)
     iemocap/Session1/sentences/wav/Ses01F_impro01/Ses01F_impro01_F000.wav
 
 Per session one female and one male actor (``Ses01F``, ``Ses01M``); each session has ``iemocap_dialogs``
@@ -121,8 +122,10 @@ def plan_iemocap(scale: Scale, seed: int, root: Path) -> list[FileJob]:
 
 
 def write_labels(jobs: Sequence[FileJob], durations: Mapping[str, float]) -> list[Path]:
-    """``SessionN/dialog/EmoEvaluation/<dialog>.txt`` for the planned turns, timed by their durations."""
+    """``SessionN/dialog/EmoEvaluation/<dialog>.txt`` for the planned turns, timed by their durations, and the
+    turns' texts in ``SessionN/dialog/transcriptions/<dialog>.txt`` (``<utt> [start-end]: text``)."""
     by_dialog: dict[Path, list[str]] = {}
+    said: dict[Path, list[str]] = {}
     clock: dict[Path, float] = {}
     for j in jobs:
         wav = Path(j.path)
@@ -139,8 +142,13 @@ def write_labels(jobs: Sequence[FileJob], durations: Mapping[str, float]) -> lis
             f"C-E1:\t{_word(extra['code'])};\t()\nC-E2:\t{_word(extra['code'])};\t()\n"
             f"A-E1:\tval {round(v)}; act {round(a)}; dom  {round(d)};\t()\n\n"
         )
+        said.setdefault(session / "dialog" / "transcriptions" / f"{dialog}.txt", []).append(
+            f"{wav.stem} [{start:08.4f}-{end:08.4f}]: {j.sentence.text}.\n"
+        )
     for path, blocks in by_dialog.items():
         atomic_write_text(path, HEADER + "".join(blocks))
+    for path, lines in said.items():
+        atomic_write_text(path, "".join(lines))
     return sorted(by_dialog)
 
 
@@ -161,4 +169,5 @@ def label_files(root: Path) -> list[Path]:
     """The EmoEvaluation files under ``root`` (what :func:`write_labels` writes), for clean-up."""
     if not root.is_dir():
         return []
-    return sorted(p for p in root.glob("Session*/dialog/EmoEvaluation/*.txt") if os.path.isfile(p))
+    found = [*root.glob("Session*/dialog/EmoEvaluation/*.txt"), *root.glob("Session*/dialog/transcriptions/*.txt")]
+    return sorted(p for p in found if os.path.isfile(p))

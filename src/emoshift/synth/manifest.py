@@ -2,7 +2,7 @@
 
 What :mod:`emoshift.corpora.table` reads (``--corpus mine=OUT/manifest/manifest.csv``)::
 
-    manifest/manifest.csv          path,emotion,speaker,gender,age,fold,accent,device,arousal,valence,dominance
+    manifest/manifest.csv          path,emotion,speaker,gender,age,fold,accent,device,sentence,arousal,valence,dominance
     manifest/audio/s03/s03_angry_1.wav
 
 ``manifest_speakers`` speakers (genders alternating, ages 19-70, one of four accents, two devices), each with
@@ -34,7 +34,8 @@ from emoshift.synth.voice import Sentence
 NAME = "manifest"
 TABLE = "manifest.csv"
 COLUMNS: tuple[str, ...] = (
-    "path", "emotion", "speaker", "gender", "age", "fold", "accent", "device", "arousal", "valence", "dominance"
+    "path", "emotion", "speaker", "gender", "age", "fold", "accent", "device", "sentence", "arousal", "valence",
+    "dominance",
 )
 ACCENTS: tuple[str, ...] = ("scottish", "irish", "general american", "indian english")
 DEVICES: tuple[str, ...] = ("headset", "phone")
@@ -97,7 +98,8 @@ def write_table(root: Path, jobs: Sequence[FileJob]) -> Path:
         ann = annotate(j)
         ratings = {"arousal": ann.arousal, "valence": ann.valence, "dominance": ann.dominance}
         row.update((k, f"{x:.4f}") for k, x in ratings.items())
-        writer.writerow({**row, "path": Path(j.path).relative_to(root).as_posix(), "emotion": j.emotion})
+        writer.writerow({**row, "path": Path(j.path).relative_to(root).as_posix(), "emotion": j.emotion,
+                         "sentence": j.sentence.text})
     path = root / TABLE
     atomic_write_text(path, buf.getvalue())
     return path

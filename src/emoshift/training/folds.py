@@ -168,13 +168,17 @@ def tested(splits: list[Split]) -> Split:
     return Split(assignment, speakers, leaky=any(s.leaky for s in splits), method="pooled")
 
 
+MEMBER_KEYS = ("temperature", "temperature_fit")  # a member's own calibration (emoshift.training.calibrate)
+
+
 def ensemble_info(run: RunDir, members: list[RunDir], fingerprint: str) -> ModelRecord:
     """The pooled run's model.json: the first member's description, the members (folders relative to ``run``),
     and what they saw together."""
     infos = [m.info() for m in members]
     first = infos[0]
+    # each fold model keeps its own temperature (fitted on its own validation speakers): the pooled record has none
     return ModelRecord.parse({
-        **first.to_json(),
+        **{k: v for k, v in first.to_json().items() if k not in MEMBER_KEYS},
         "members": [m.path.relative_to(run.path).as_posix() for m in members],
         "ensemble": first.task_kind.ensemble,
         **{k: getattr(first, k) for k in SHARED_KEYS},

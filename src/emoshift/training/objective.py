@@ -2,7 +2,9 @@
 (the LightningModule, :mod:`emoshift.training.module`, delegates both, with no branch on the task).
 
 - :class:`ClassObjective` (categorical): cross-entropy (class weights, label smoothing), soft targets under
-  mixup, or the distillation loss with a teacher's logits; validation: ``val_uar``, ``val_accuracy``,
+  mixup, cross-entropy to the raters' vote distribution (``training.targets: soft``, mixed with the one-hot
+  label by ``training.soft_mix``, blended by mixup like the inputs), or the distillation loss with a
+  teacher's logits; validation: ``val_uar``, ``val_accuracy``,
   ``val_loss`` from the epoch's confusion matrix;
 - :class:`RatingObjective` (dimensional): ``training.loss`` (1 - mean CCC, or MSE) against the items' ratings
   ``(N, T)``; validation: ``val_ccc`` (mean over targets), ``val_ccc_<target>``, ``val_loss`` from running sums.
@@ -65,6 +67,15 @@ def distillation_loss(
         log_target=True,
     )
     return alpha * hard + (1.0 - alpha) * (t * t) * soft
+
+
+def soft_cross_entropy(
+    logits: torch.Tensor, target: torch.Tensor, *, weight: torch.Tensor | None = None, label_smoothing: float = 0.0
+) -> torch.Tensor:
+    """Cross-entropy to a target distribution ``(B, C)`` (the raters' votes): the batch mean of
+    ``-sum_c w_c q_c log softmax(z)_c``, with ``q`` smoothed to ``(1 - e) q + e / C`` (torch's own loss with class
+    probabilities: https://pytorch.org/docs/stable/generated/torch.nn.CrossEntropyLoss.html)."""
+    return F.cross_entropy(logits, target, weight=weight, label_smoothing=label_smoothing)
 
 
 def batch_ccc(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
@@ -142,6 +153,7 @@ class ClassObjective(Objective):
         *,
         class_weights: torch.Tensor | None = None,
         teacher_logits: torch.Tensor | None = None,
+        soft_targets: torch.Tensor | None = None,
     ) -> None:
         self.labels = list(labels)
         self.num_labels = len(self.labels)
@@ -150,6 +162,8 @@ class ClassObjective(Objective):
         self.use_class_weights = class_weights is not None
         # (N_train, C) teacher logits indexed by training item; not a parameter, not in checkpoints' state
         self.teacher_logits = teacher_logits
+        # (N_train, C) the raters' distributions (training.targets: soft) indexed by training item, or None
+        self.soft_targets = soft_targets
         self._conf = torch.zeros(self.num_labels, self.num_labels, dtype=torch.long)
         self._loss: list[tuple[float, int]] = []
 
@@ -160,6 +174,14 @@ class ClassObjective(Objective):
         y = batch["y"]
         x = module.augmented(batch)
         soft = None
+        if self.soft_targets is not None:  # the raters' distribution (B, C); mixup blends it like the inputs
+            votes = self.soft_targets.to(x.device)[batch["index"]]
+            if module.mixes():
+                x, votes = mixup_values(x, votes, self.cfg.augment.mixup_alpha, module.gen)
+            logits = module({**batch, "x": x})
+            ls = self.cfg.label_smoothing
+            loss = soft_cross_entropy(logits, votes, weight=self._weights(module), label_smoothing=ls)
+            return loss, int(y.shape[0])
         if module.mixes():
             x, soft = mixup(x, y, self.num_labels, self.cfg.augment.mixup_alpha, module.gen)
         logits = module({**batch, "x": x})
@@ -261,6 +283,17 @@ class RatingObjective(Objective):
         return {"val_ccc": mean, "val_loss": loss, **{f"val_ccc_{t}": float(c) for t, c in zip(self.targets, per, strict=True)}}
 
 
+def soft_targets(items: list[Item], labels: Sequence[str], training: TrainingConfig) -> torch.Tensor | None:
+    """``training.targets: soft``: the items' target distributions ``(N, C)``
+    (:func:`emoshift.data.targets.soft_target`); None for hard targets."""
+    if training.targets != "soft":
+        return None
+    from emoshift.data.targets import soft_target
+
+    rows = [soft_target(it.utt, labels, training.soft_mix) for it in items]
+    return torch.tensor(rows, dtype=torch.float32).reshape(len(items), len(labels))
+
+
 def ratings(items: list[Item], n_targets: int) -> torch.Tensor:
     """The items' ratings ``(N, T)``."""
     return torch.tensor([it.target for it in items], dtype=torch.float32).reshape(len(items), n_targets)
@@ -279,7 +312,8 @@ def objective_for(
 ) -> Objective:
     """The objective of ``task`` for a run's training and validation items."""
     build: dict[Task, Any] = {
-        CATEGORICAL: lambda: ClassObjective(labels, training, class_weights=class_weights, teacher_logits=teacher_logits),
+        CATEGORICAL: lambda: ClassObjective(labels, training, class_weights=class_weights, teacher_logits=teacher_logits,
+                                            soft_targets=soft_targets(train, labels, training)),
         DIMENSIONAL: lambda: RatingObjective(targets, training, train_targets=ratings(train, len(targets)),
                                              val_targets=ratings(val, len(targets))),
     }

@@ -35,10 +35,12 @@ from emoshift.core.rundir import RunDir, write_model_json
 from emoshift.corpora import EMOTIONS, Scan
 from emoshift.data.datasets import Item
 from emoshift.data.fingerprints import record_training_audio
+from emoshift.data.texts import record_training_texts
 from emoshift.evaluation.inference import OutputsMemo
 from emoshift.evaluation.modelcard import write_model_card
 from emoshift.models import family_of
 from emoshift.models.families import Family, FitData, Fitted
+from emoshift.training.calibrate import calibrate
 from emoshift.training.fit import fit_lightning
 from emoshift.training.tracking import Tracker, start_tracking
 
@@ -108,6 +110,10 @@ def prepare_data(
     labels = [] if rated else label_list(scans)
     if not rated and len(labels) < 2:
         raise TrainError(f"the training corpora hold fewer than two labels under policy {cfg.data.labels!r}")
+    if rated and cfg.training.targets == "soft":
+        raise TrainError("training.targets: soft applies to task categorical (the raters' votes over emotion classes)")
+    if soft_labels(cfg):
+        check_votes(scans, labels)
     splits = {}
     for name, sc in scans.items():
         path = run.split(name)
@@ -118,6 +124,7 @@ def prepare_data(
             raise TrainError(f"corpus {name!r}: {e}") from None
         if sc.leaky:  # speakers unknown (a manifest without a speaker column): every score says so
             split = dataclasses.replace(split, leaky=True)
+        report_text_cost(cfg, name, split)
         check_disjoint(split, allow_leak=cfg.data.split.allow_leak or split.leaky)
         if path.is_file():  # resuming: the saved split must be the one this corpus and config give
             if load_split(path).assignment != split.assignment:
@@ -143,6 +150,31 @@ def prepare_data(
             "the split left no training or no validation utterances; use more speakers or other ratios"
         )
     return Prepared(scans, splits, labels, train, val, unrated)
+
+
+def check_votes(scans: dict[str, Scan], labels: list[str]) -> None:
+    """``training.targets: soft``: every training corpus has raters' votes (TrainError, one line, if one has
+    none); utterances without them train on their one-hot label, and the log says how many."""
+    from emoshift.data.targets import TargetsError, require_votes
+
+    try:
+        missing = require_votes({name: sc.utterances for name, sc in scans.items()}, labels)
+    except TargetsError as e:
+        raise TrainError(str(e)) from None
+    for name, n in missing.items():
+        if n:
+            log.warning("%s: %d utterance(s) have no raters' votes; they train on their one-hot label", name, n)
+def report_text_cost(cfg: ExperimentConfig, name: str, split: Any) -> None:
+    """A text-disjoint split's cost (the utterances it leaves out), and what it cannot keep apart, in the log."""
+    from emoshift.data.texts import shared_text
+
+    if split.text_cost is not None:
+        log.warning("%s: %s", name, split.text_cost.summary())
+    if cfg.data.split.text_disjoint and (shared := shared_text(name)) is not None:
+        log.warning(
+            "%s: every utterance also says %r, which no split can keep apart; only the rest of each text is "
+            "disjoint", name, shared,
+        )
 
 
 def corpus_ratings(
@@ -211,9 +243,12 @@ def train_run(
             return run.path  # DDP workers stop here; rank 0 saves and evaluates
 
         family.save(fitted.model, run)
-        write_model_json(run, model_info(cfg, family, fitted.model, prep, fingerprint))
+        record = model_info(cfg, family, fitted.model, prep, fingerprint)
+        # evaluation.calibrate: a temperature fitted on the validation speakers (emoshift.training.calibrate)
+        write_model_json(run, calibrate(cfg, fitted.model, record, prep.val, progress=progress))
         # what it learned from, by content: the same audio under another name or path is a leak when tested
         record_training_audio(run, [it.utt for it in (*prep.train, *prep.val)], cfg.data.cache_dir)
+        record_training_texts(run, [it.utt for it in (*prep.train, *prep.val)])  # said again in test: text overlap
         evaluate_and_plot(cfg, run, prep, progress=progress, scans=scans, memo=memo)
         atomic_write_json(run.done, done_info(cfg, fitted, prep, fingerprint, started))  # the run is complete
         write_model_card(run.path)  # RUN/README.md (Hugging Face model-card layout), from the finished run
@@ -330,6 +365,14 @@ def done_info(
         "epochs_run": fitted.epochs_run,
         "finished": datetime.now(UTC).isoformat(timespec="seconds"),
         "samples": {"train": len(prep.train), "val": len(prep.val)},
+        **({"text_disjoint": {n: sp.text_cost.as_dict() for n, sp in prep.splits.items() if sp.text_cost}}
+           if cfg.data.split.text_disjoint else {}),
         "label_counts": {} if cfg.task_kind.rated else dict(Counter(prep.labels[it.label] for it in prep.train)),
         **({"unrated": prep.unrated} if cfg.task_kind.rated else {}),
+        **({"targets": {"kind": "soft", "soft_mix": cfg.training.soft_mix}} if soft_labels(cfg) else {}),
     }
+
+
+def soft_labels(cfg: ExperimentConfig) -> bool:
+    """Whether the run trains on the raters' vote distributions (``training.targets: soft``, categorical)."""
+    return not cfg.task_kind.rated and cfg.training.targets == "soft"

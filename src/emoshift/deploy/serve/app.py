@@ -2,8 +2,9 @@
 
 Routes: ``GET /`` (the page, package data), ``GET /healthz``, ``GET /v1/model`` (labels, family, training data,
 protocol, metrics with CIs, fairness summary, the model card), ``GET /v1/model/card`` (README.md as markdown),
-``POST /v1/predict?segments=window|vad|none`` (multipart field ``file`` or a raw ``audio/*`` body; answers
-``label``, ``probabilities``, ``duration_s``, ``segments``, or for a dimensional model ``{"arousal": ..,
+``POST /v1/predict?segments=window|vad|none&min_confidence=P`` (multipart field ``file`` or a raw ``audio/*``
+body; answers ``status`` (``ok``, or ``uncertain`` when the top probability is below ``min_confidence``: then
+``label`` is null), ``label``, ``probabilities``, ``duration_s``, ``segments``, or for a dimensional model ``{"arousal": ..,
 "valence": .., "dominance": .., "duration_s", "segments"}`` with its trained targets) and the OpenAPI page at
 ``/docs``.
 
@@ -24,6 +25,7 @@ import hmac
 import logging
 import os
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib import resources
@@ -134,9 +136,32 @@ def _install_access_log(app: FastAPI) -> None:
 
 def _answer_note(result: dict[str, Any], size: int) -> str:
     """A prediction in the request log: bytes, seconds and the label (or a dimensional model's values)."""
-    answer = result.get("label") or ", ".join(f"{k} {v:.2f}" for k, v in result.items()
+    answer = result.get("label") or ("uncertain" if result.get("status") == "uncertain" else None) or ", ".join(f"{k} {v:.2f}" for k, v in result.items()
                                                if isinstance(v, float) and k != "duration_s")
     return f"{size} bytes, {result['duration_s']:.1f} s -> {answer}"
+
+
+def _bad_query(segments: str, min_confidence: float | None, backend: Backend, modes: Sequence[str]) -> str | None:
+    """What is wrong with a prediction's query parameters, in words (None: nothing)."""
+    if segments not in modes:
+        return f"segments must be one of {', '.join(modes)}, got {segments!r}"
+    if min_confidence is not None and not 0.0 <= min_confidence <= 1.0:
+        return f"min_confidence must lie between 0 and 1, got {min_confidence:g}"
+    if min_confidence is not None and backend.meta.targets:
+        return "min_confidence is for a model of emotion classes; this one predicts ratings"
+    return None
+
+
+def _answer(r: Any, min_confidence: float | None) -> dict[str, Any]:
+    """A dimensional model's ratings (``{"arousal": .., ...}``), or a categorical one's status, label and
+    probabilities: below ``min_confidence`` it answers ``"status": "uncertain"`` with no label (probabilities kept)."""
+    from emoshift.evaluation.calibration import confident
+
+    if r.values is not None:
+        return dict(r.values)
+    sure = confident(r.probabilities, min_confidence)
+    return {"status": "ok" if sure else "uncertain", "label": r.label if sure else None,
+            "probabilities": r.probabilities}
 
 
 def create_app(run_dir: str | os.PathLike[str], backend: Backend, settings: ServeSettings | None = None) -> FastAPI:
@@ -178,30 +203,29 @@ def create_app(run_dir: str | os.PathLike[str], backend: Backend, settings: Serv
     async def card() -> PlainTextResponse:
         return PlainTextResponse(_card(run), media_type="text/markdown; charset=utf-8")
 
-    def infer(data: bytes, mode: str) -> dict[str, Any]:
+    def infer(data: bytes, mode: str, min_confidence: float | None = None) -> dict[str, Any]:
         blocks, head = bytes_blocks(data)
         if head.duration_s > settings.max_seconds:
             raise AudioError(f"too long: {head.duration_s:.0f} s of audio, the limit is {settings.max_seconds:g} s")
         r = score(backend, blocks, Segmentation(mode=mode, max_seconds=settings.max_seconds,
                                                 speech_check=settings.speech_check))
         # a dimensional model answers its ratings ({"arousal": .., "valence": .., ...}), a categorical one its label
-        answer: dict[str, Any] = (dict(r.values) if r.values is not None
-                                  else {"label": r.label, "probabilities": r.probabilities})
-        return {**answer, "duration_s": round(r.duration_s, 3),
+        return {**_answer(r, min_confidence), "duration_s": round(r.duration_s, 3),
                 "segments": [] if mode == "none" else [s.to_dict() for s in r.segments]}
 
     @app.post("/v1/predict", responses={400: {}, 408: {}, 413: {}, 415: {}, 422: {}, 503: {}})
-    async def predict(request: Request, segments: str = "window") -> JSONResponse:
-        """Audio (multipart field ``file``, or a raw audio/* body) -> label, probabilities, duration, segments."""
-        if segments not in MODES:
-            return _error(400, f"segments must be one of {', '.join(MODES)}, got {segments!r}")
+    async def predict(request: Request, segments: str = "window", min_confidence: float | None = None) -> JSONResponse:
+        """Audio (multipart field ``file``, or a raw audio/* body) -> status, label, probabilities, duration,
+        segments; ``min_confidence`` (0-1): below it the answer is ``"status": "uncertain"`` with no label."""
+        if (bad := _bad_query(segments, min_confidence, backend, MODES)) is not None:
+            return _error(400, bad)
         if not gate.enter():
             return _error(503, "the server is busy: try again shortly", {"Retry-After": str(settings.retry_after_s)})
         try:
             upload = read_upload(request.headers.get("content-type", ""), request.headers.get("content-length"),
                                  request.stream(), limit)
             data = await asyncio.wait_for(upload, timeout=settings.upload_timeout_s)
-            result = await asyncio.get_running_loop().run_in_executor(pool, infer, data, segments)
+            result = await asyncio.get_running_loop().run_in_executor(pool, infer, data, segments, min_confidence)
         except (UploadError, AudioError) as e:
             request.state.note = f"({e})"  # the request log says why
             return _error(e.status if isinstance(e, UploadError) else audio_status(e), str(e))

@@ -128,6 +128,11 @@ class AcousticFamily(Family):
             raise ValueError("training.stages (multi-stage fine-tuning) applies to SSL models (hubert, ssl) only")
         if cfg.training.distill is not None:
             raise ValueError(f"{cfg.model.name} is a scikit-learn head: it cannot learn from a teacher's logits")
+        if cfg.training.targets == "soft":
+            raise ValueError(
+                f"{cfg.model.name} is a scikit-learn head: it trains on hard labels only "
+                "(training.targets: soft needs a neural model, e.g. cnn or ssl)"
+            )
 
     def unused(self, cfg: ExperimentConfig) -> frozenset[str]:
         return self.unused_keys | ({"model.head"} if cfg.task == "dimensional" else set())  # ridge, always
