@@ -181,17 +181,47 @@ def _dimensional_table(title: str, loaded: list[tuple[Path, dict]]):  # type: ig
 def evaluate(
     run: Annotated[Path, typer.Argument(help="run directory")],
     on: Annotated[list[str], typer.Option("--on", help="NAME=ROOT, repeatable")],
+    perturb: Annotated[
+        list[str] | None,
+        typer.Option("--perturb", "-p", help="also score through a channel effect, repeatable: mp3:16k, opus:8k, "
+                     "gsm, telephone, noise:snr=10, reverb:rt60=0.6, gain:-20db, clip"),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="print the results only")] = False,
 ) -> None:
-    """Evaluate RUN on held-out test speakers of its corpora, or on every utterance of an unseen corpus."""
+    """Evaluate RUN on held-out test speakers of its corpora, or on every utterance of an unseen corpus; with
+    --perturb, also on the same utterances through each channel effect (metrics/<corpus>@<spec>.json)."""
+    from emoshift.data.channel import parse_perturbation
+
     roots = parse_named_roots(on, "--on")
     if not roots:
         fail("give at least one --on NAME=ROOT")
+    perturbations = [parse_perturbation(s) for s in perturb or []]  # a bad SPEC: one line, before any work
     with needs("emoshift evaluate"):
         from emoshift.evaluation.evaluate import evaluate_run
+        from emoshift.evaluation.robustness import evaluate_perturbations
 
     evaluate_run(run, roots, progress=not quiet)
     _print_metrics(run)
+    if perturbations:
+        results = evaluate_perturbations(run, roots, perturbations, progress=not quiet)
+        _print_robustness(run, list(results))
+
+
+def _print_robustness(run: Path, corpora: list[str]) -> None:
+    from rich.table import Table
+
+    from emoshift.evaluation.metrics import with_ci
+    from emoshift.evaluation.robustness import robustness_rows
+
+    table = Table(title=f"{run}: robustness (same utterances, clean vs perturbed)")
+    for col in ("corpus", "perturbation", "n", "UAR clean", "UAR perturbed [95% CI]", "drop [95% CI, paired]"):
+        table.add_column(col)
+    for corpus in corpora:
+        for r in robustness_rows(run, corpus):
+            table.add_row(corpus, r["perturbation"], str(r["n"]), f"{r['uar_clean']:.3f}",
+                          with_ci(r["uar"], r["uar_ci95"], r["speakers"]),
+                          with_ci(r["uar_drop"], r["uar_drop_ci95"], r["speakers"], number=lambda v: f"{v:+.3f}"))
+    console.print(table)
 
 
 @app.command("models")

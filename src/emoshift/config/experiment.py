@@ -33,6 +33,7 @@ from pydantic import (
     model_validator,
 )
 
+from emoshift.config.augment import AugmentConfig
 from emoshift.config.features import FeatureConfig
 from emoshift.config.split import SplitConfig, corpus_key
 from emoshift.config.targets import SoftTargets
@@ -236,22 +237,6 @@ class ModelConfig(Strict):
         if (checks := _checks(info)) is not None:
             checks.check_model(self)  # what this family cannot build (e.g. frozen + attentive)
         return self
-
-
-class AugmentConfig(Strict):
-    """Augmentation of training batches only (never validation or test)."""
-
-    specaugment: bool = False
-    freq_masks: int = Field(2, ge=0)
-    freq_width: int = Field(12, ge=0, description="max mel bins per frequency mask")
-    time_masks: int = Field(2, ge=0)
-    time_width: int = Field(24, ge=0, description="max frames per time mask")
-    mixup_alpha: float = Field(0.0, ge=0.0, description="0 disables mixup")
-    # channel (domain) augmentation on log-mels: random band-limiting and additive noise floor
-    bandlimit_p: float = Field(0.0, ge=0.0, le=1.0)
-    noise_p: float = Field(0.0, ge=0.0, le=1.0)
-    noise_snr_db: tuple[float, float] = (10.0, 40.0)
-    gain_db: float = Field(0.0, ge=0.0, description="random gain in +-dB (waveform models)")
 
 
 class StageConfig(Strict):

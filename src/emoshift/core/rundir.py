@@ -6,9 +6,13 @@
     RUN/splits/<corpus>.csv    id, speaker, split
     RUN/log.csv                one row per epoch
     RUN/metrics/<corpus>.json  accuracy, uar, macro_f1, n, labels, per_class_recall, confusion, ci95, leaky
+    RUN/metrics/<corpus>@<perturbation>.json  the same utterances through a channel effect (evaluate --perturb):
+                               the perturbed scores, uar_clean, uar_drop and its speaker-paired CI; the SPEC
+                               spelled for a file name (``mp3_16k``, ``noise_snr_10``: data.channel.Perturbation.slug)
     RUN/predictions/<corpus>.csv
     RUN/plots/confusion_<corpus>.png, RUN/plots/curves.png, RUN/plots/<corpus>_scatter.png (dimensional)
-    RUN/plots/reliability_<corpus>.png, RUN/plots/risk_coverage_<corpus>.png (categorical: calibration)
+    RUN/plots/reliability_<corpus>.png, RUN/plots/risk_coverage_<corpus>.png (categorical: calibration),
+                               RUN/plots/robustness_<corpus>.png (UAR clean and per perturbation)
     RUN/audit/<corpus>.json, <corpus>.md, <corpus>_<grouping>_bars.png, <corpus>_<grouping>_confusion.png
     RUN/compare/<other run>_<corpus>.json
     RUN/teacher_logits/<key>.npy   a teacher's logits for a student's training items (distillation)
@@ -40,6 +44,9 @@ from emoshift.core.io import read_json
 from emoshift.core.record import MODEL_FORMAT, ModelRecord, RecordError
 
 __all__ = ["MODEL_FORMAT", "RunDir", "RunError", "write_model_json"]
+
+
+PERTURBED = "@"  # metrics/<corpus>@<perturbation>.json
 
 
 class RunError(EmoshiftError):
@@ -130,6 +137,19 @@ class RunDir:
     def predictions(self, corpus: str) -> Path:
         return self.predictions_dir / f"{corpus}.csv"
 
+    def perturbed_metrics(self, corpus: str, slug: str) -> Path:
+        """``corpus`` scored through a channel effect; ``slug``: its SPEC spelled for a file name."""
+        return self.metrics_dir / f"{corpus}{PERTURBED}{slug}.json"
+
+    def perturbed_metrics_of(self, corpus: str) -> list[Path]:
+        """The perturbed metrics files of ``corpus``, sorted."""
+        if not self.metrics_dir.is_dir():
+            return []
+        return sorted(p for p in self.metrics_dir.glob("*.json") if p.stem.startswith(corpus + PERTURBED))
+
+    def robustness_plot(self, corpus: str) -> Path:
+        return self.plots_dir / f"robustness_{corpus}.png"
+
     def confusion_plot(self, corpus: str) -> Path:
         return self.plots_dir / f"confusion_{corpus}.png"
 
@@ -164,8 +184,10 @@ class RunDir:
         return self.compare_dir / f"{other}_{corpus}.json"
 
     def metrics_corpora(self) -> list[str]:
-        """Corpora with a metrics file, sorted."""
-        return sorted(p.stem for p in self.metrics_dir.glob("*.json")) if self.metrics_dir.is_dir() else []
+        """Corpora with a metrics file, sorted (their perturbed metrics, ``<corpus>@<spec>.json``, aside)."""
+        if not self.metrics_dir.is_dir():
+            return []
+        return sorted(p.stem for p in self.metrics_dir.glob("*.json") if PERTURBED not in p.stem)
 
     # -- training -------------------------------------------------------------------------------------
     @property

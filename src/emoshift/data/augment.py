@@ -11,10 +11,53 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
+
+from emoshift.data.channel import Perturbation, parse_perturbation
 
 if TYPE_CHECKING:
     from emoshift.config import AugmentConfig
+
+
+class WaveChannel:
+    """The channel effects ``training.augment`` asks for (``reverb_p``, ``codec_p``, ``telephone_p``), drawn for
+    one training clip: room -> codec -> telephone line, each with its own probability, by the effects of
+    :mod:`emoshift.data.channel` (the ones ``evaluate --perturb`` measures). Every draw takes the same numbers
+    from ``rng`` whatever it hits, so a clip's effects depend on the generator's seed alone: the step's
+    (waveform batches, :func:`augment_waveforms`) or the dataset's (seed, epoch, item) (log-mel training, where
+    the perturbed clip's features are computed on the fly and never cached)."""
+
+    def __init__(self, cfg: AugmentConfig) -> None:
+        self.cfg = cfg
+        self.codecs = [parse_perturbation(c) for c in cfg.codecs]  # one line for a bitrate out of range
+
+    @property
+    def active(self) -> bool:
+        return self.cfg.codec_p > 0 or self.cfg.telephone_p > 0 or self.cfg.reverb_p > 0
+
+    def draw(self, rng: np.random.Generator) -> list[tuple[Perturbation, int]]:
+        """The effects for one clip, each with its seed (empty: the clip stays clean)."""
+        hit = rng.random(3)  # (room, codec, telephone)
+        codec = int(rng.integers(max(1, len(self.codecs))))
+        lo, hi = self.cfg.reverb_rt60
+        rt60 = round(float(rng.uniform(lo, hi)), 3)
+        seed = int(rng.integers(2**31 - 1))
+        out: list[tuple[Perturbation, int]] = []
+        if hit[0] < self.cfg.reverb_p:
+            out.append((Perturbation("reverb", rt60), seed))
+        if hit[1] < self.cfg.codec_p and self.codecs:
+            out.append((self.codecs[codec], seed))
+        if hit[2] < self.cfg.telephone_p:
+            out.append((Perturbation("telephone"), seed))
+        return out
+
+    @staticmethod
+    def apply(wave: np.ndarray, sr: int, draws: list[tuple[Perturbation, int]]) -> np.ndarray:
+        """``wave`` ``(S,)`` through the drawn effects in order, same length."""
+        for p, seed in draws:
+            wave = p.apply(wave, sr, seed)
+        return wave
 
 
 
@@ -99,10 +142,23 @@ def augment_spectrograms(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generat
     return x
 
 
-def augment_waveforms(wave: torch.Tensor, mask: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator) -> torch.Tensor:
-    """Random gain and additive white noise at a random SNR, on valid samples only.  # (B, S)"""
+def augment_waveforms(
+    wave: torch.Tensor, mask: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator, *, sample_rate: int = 16_000
+) -> torch.Tensor:
+    """Channel effects (:class:`WaveChannel`), random gain and additive white noise at a random SNR, on valid
+    samples only.  # (B, S)"""
     b = wave.shape[0]
     out = wave
+    chain = WaveChannel(cfg)
+    if chain.active:  # each clip's effects from a seed the step's generator draws
+        seeds = torch.randint(0, 2**31 - 1, (b,), generator=gen).tolist()
+        lengths = mask.sum(1).tolist()
+        out = out.clone()  # never write into the caller's batch
+        for i, (seed, n) in enumerate(zip(seeds, lengths, strict=True)):
+            draws = chain.draw(np.random.default_rng(seed))
+            if draws and int(n) > 0:
+                clip = out[i, : int(n)].detach().float().cpu().numpy()
+                out[i, : int(n)] = torch.from_numpy(chain.apply(clip, sample_rate, draws)).to(out)
     if cfg.gain_db > 0:
         g = (torch.rand(b, generator=gen) * 2 - 1).to(wave.device) * cfg.gain_db
         out = out * torch.pow(10.0, g / 20.0).view(b, 1)

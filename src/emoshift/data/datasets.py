@@ -33,14 +33,28 @@ class Item:
 
 
 class SpectrogramDataset(Dataset[tuple[torch.Tensor, int, int, int]]):
-    """Cached log-mels cropped/padded to ``frames``: random crop for training, centred otherwise."""
+    """Cached log-mels cropped/padded to ``frames``: random crop for training, centred otherwise.
 
-    def __init__(self, items: Sequence[Item], stores: dict[str, Any], *, frames: int, train: bool, seed: int) -> None:
+    ``channel`` (training only): ``(utterance, rng) -> log-mel or None``, the clip through the channel effects
+    drawn from ``rng`` (seeded per (seed, epoch, item)) with its features computed afresh, or None when the draw
+    leaves it clean and the cached log-mel is used (the model family builds it: it knows the front end)."""
+
+    def __init__(
+        self,
+        items: Sequence[Item],
+        stores: dict[str, Any],
+        *,
+        frames: int,
+        train: bool,
+        seed: int,
+        channel: Callable[[Utterance, np.random.Generator], np.ndarray | None] | None = None,
+    ) -> None:
         self.items = list(items)
         self.stores = stores  # corpus name -> FeatureStore (memory-mapped)
         self.frames = frames
         self.train = train
         self.seed = seed
+        self.channel = channel if train else None
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -51,7 +65,10 @@ class SpectrogramDataset(Dataset[tuple[torch.Tensor, int, int, int]]):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int, int, int]:
         it = self.items[i]
-        spec = self.stores[it.utt.corpus].get(it.utt.id)  # (n_mels, frames_i)
+        perturbed = None
+        if self.channel is not None:
+            perturbed = self.channel(it.utt, np.random.default_rng((self.seed, self.epoch, i, 1)))
+        spec = self.stores[it.utt.corpus].get(it.utt.id) if perturbed is None else perturbed  # (n_mels, frames_i)
         if self.train:
             rng = np.random.default_rng((self.seed, self.epoch, i))
             spec = crop_or_pad(spec, self.frames, mode="random", rng=rng)

@@ -262,6 +262,21 @@ def _dimensional_results(s: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _results_intro(ens: dict[str, Any] | None) -> str:
+    """What the card's scores are and what their intervals cover (speakers, and seeds when there are several)."""
+    what = (
+        "Scores: the mean over the training seeds; 95% confidence intervals cover speaker sampling and training "
+        "randomness (seeds), `seeds (UAR)` gives the seeds' mean and sd. "
+        if ens and ens["seeds"] > 1
+        else "95% confidence intervals over speakers (a delete-one-speaker jackknife with t quantiles); one training "
+        "seed, so training variance was not measured. "
+    )
+    return what + (
+        "`test` = held-out speakers of a training corpus; `all` = every utterance of a corpus not trained on "
+        "(cross-corpus)."
+    )
+
+
 def render_model_card(run_dir: str | os.PathLike[str]) -> str:
     s = model_summary(run_dir)
     run = Path(run_dir)
@@ -307,13 +322,7 @@ def render_model_card(run_dir: str | os.PathLike[str]) -> str:
         lines.append(f"- Epochs run: {prot['epochs_run']}")
     if prot.get("distill_teacher"):
         lines.append(f"- Distilled from: {prot['distill_teacher']}")
-    lines += ["", "## Results", "",
-              ("Scores: the mean over the training seeds; 95% confidence intervals cover speaker sampling and "
-               "training randomness (seeds), `seeds (UAR)` gives the seeds' mean and sd. " if ens and ens["seeds"] > 1
-               else "95% confidence intervals: bootstrap over speakers; one training seed, so training variance was "
-               "not measured. ")
-              + "`test` = held-out speakers of a training corpus; `all` = every utterance of a corpus not trained on "
-              "(cross-corpus).", "",
+    lines += ["", "## Results", "", _results_intro(ens), "",
               *(_dimensional_results(s) if dimensional else _categorical_results(s))]
     lines += _agreement_results(s)
     lines += ["", "## Fairness", ""]

@@ -284,6 +284,23 @@ def _evaluate_and_audit(study: Study, exp: Experiment, run: RunDir, progress: bo
             audit_run(run.path, corpus, study.roots[corpus], **exp.audit.model_dump())
         if todo:
             did.append(f"audited on {', '.join(todo)}")
+    if study.robustness:  # a study's runs are categorical (spec refuses dimensional experiments)
+        did += _robustness(study, run, progress)
+    return did
+
+
+def _robustness(study: Study, run: RunDir, progress: bool) -> list[str]:
+    """Score ``run`` through each of the study's channel effects on every corpus it has no result for yet."""
+    from emoshift.data.channel import parse_perturbation
+    from emoshift.evaluation.robustness import evaluate_perturbations
+
+    did = []
+    for corpus, root in study.roots.items():
+        perts = [parse_perturbation(s) for s in study.robustness]
+        todo = [p for p in perts if not run.perturbed_metrics(corpus, p.slug).is_file()]
+        if todo:
+            evaluate_perturbations(run.path, {corpus: root}, todo, progress=progress)
+            did.append(f"scored on {corpus} through {', '.join(p.spec for p in todo)}")
     return did
 
 

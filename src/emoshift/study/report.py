@@ -10,8 +10,8 @@ Sections: key results (accuracy and UAR with 95% CIs per corpus, the fold sd and
 the seeds' mean and sd beside them, the study's own numbers, and a chart of the UARs with their CIs and each
 seed's UAR as a dot), the findings (each claim of the study as a paired test with a verdict,
 :mod:`emoshift.study.claims`; also ``OUT/findings.csv``), the cross-corpus UAR matrix, confusion matrices,
-calibration and abstention (:mod:`emoshift.study.calibration`), training curves, the fairness audit, leakage
-flags, run time,
+calibration and abstention (:mod:`emoshift.study.calibration`), training curves, the fairness audit, robustness to
+channels (the study file's ``robustness:`` perturbations, :mod:`emoshift.study.robustness`), leakage flags, run time,
 errors and the environment.
 """
 
@@ -46,6 +46,7 @@ from emoshift.study.render import (
     render_html,
     render_markdown,
 )
+from emoshift.study.robustness import robustness_blocks
 from emoshift.study.summaries import (
     RESULT_COLUMNS,
     CorpusMetrics,
@@ -546,6 +547,7 @@ def build_blocks(
     blocks += confidence_blocks(summaries, corpora, corpus_title)  # calibration and abstention
     blocks += _curves(summaries, out)
     blocks += _fairness(summaries)
+    blocks += robustness_blocks(summaries, corpora, getattr(study, "robustness", ()), corpus_title)
     blocks += _leakage(summaries, corpora)
     blocks += _run_time(summaries)
     blocks += _errors(summaries, out)

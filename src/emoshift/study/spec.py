@@ -47,6 +47,7 @@ from emoshift.config import (
     parse_override,
     read_yaml,
 )
+from emoshift.data.channel import canonical_specs
 from emoshift.models import CONFIG_CHECKS
 from emoshift.study.cross_corpus import MatrixPlan, expand, is_cross_corpus
 from emoshift.study.findings import FindingsSpec
@@ -158,6 +159,13 @@ class StudyFile(_Strict):
     profiles: dict[str, ProfileSpec] = Field(default_factory=dict)
     experiments: list[ExperimentSpec]
     findings: FindingsSpec = Field(default_factory=FindingsSpec, description="the claims tested in the report")
+    robustness: list[str] = Field(default_factory=list, description="evaluate --perturb SPECs each trained run "
+                                  "is also scored through on every corpus (the report's robustness table)")
+
+    @field_validator("robustness")
+    @classmethod
+    def _specs(cls, v: list[str]) -> list[str]:
+        return canonical_specs(v, "robustness")  # one line for a bad SPEC
 
     @model_validator(mode="after")
     def _references(self) -> StudyFile:
@@ -230,6 +238,7 @@ class Study(BaseModel):
     only: tuple[str, ...] | None = None
     matrix: MatrixPlan | None = Field(default=None, description="an N-corpus study's matrix (cross_corpus:)")
     findings: FindingsSpec = Field(default_factory=FindingsSpec)
+    robustness: tuple[str, ...] = Field(default=(), description="channel effects each trained run is scored through")
 
     @property
     def ids(self) -> list[str]:
@@ -584,6 +593,7 @@ def load_study(
         only=tuple(only) if only else None,
         matrix=matrix,
         findings=file.findings,
+        robustness=tuple(file.robustness),
     )
     study.check_roots(study.select(only))
     return study

@@ -170,7 +170,7 @@ def _speakers_scored(run: RunDir, corpus: str) -> int | None:
 
 def _metrics(run: RunDir) -> dict[str, CorpusMetrics]:
     out: dict[str, CorpusMetrics] = {}
-    for path in sorted(run.metrics_dir.glob("*.json")):
+    for path in (run.metrics(c) for c in run.metrics_corpora()):  # perturbed metrics (corpus@spec) aside
         data = read_json(path)
         if data is not None and "accuracy" in data and "uar" in data:
             m = CorpusMetrics.from_json(path.stem, data)

@@ -127,8 +127,9 @@ def _band_sos(sr: int, highpass_hz: float, lowpass_hz: float | None) -> np.ndarr
 
 
 @lru_cache(maxsize=256)
-def _room_ir(sr: int, rt60: float, room_seed: int) -> np.ndarray:
-    """Exponentially decaying noise (energy normalised): a small room's late reverberation."""
+def room_ir(sr: int, rt60: float, room_seed: int) -> np.ndarray:
+    """Exponentially decaying noise (energy normalised): a room's late reverberation, its energy 60 dB down
+    after ``rt60`` seconds (Polack's statistical model). Also the ``reverb:`` perturbation's (data/channel.py)."""
     n = max(1, int(rt60 * sr))
     t = np.arange(n) / sr
     ir = np.random.default_rng(room_seed).standard_normal(n) * np.exp(-6.91 * t / rt60)
@@ -151,7 +152,7 @@ def apply_channel(wave: np.ndarray, channel: Channel, rng: np.random.Generator) 
     x = wave.astype(np.float64)
     sr = channel.sr
     if channel.reverb_rt60 > 0 and channel.reverb_mix > 0:
-        wet = signal.fftconvolve(x, _room_ir(sr, channel.reverb_rt60, channel.room_seed))[: len(x)]
+        wet = signal.fftconvolve(x, room_ir(sr, channel.reverb_rt60, channel.room_seed))[: len(x)]
         x = (1.0 - channel.reverb_mix) * x + channel.reverb_mix * wet
     x += 10.0 ** (channel.noise_dbfs / 20.0) * _colored_noise(len(x), channel.noise_slope, rng)
     if channel.eq:

@@ -49,6 +49,12 @@ class CNNFamily(NeuralFamily):
     def check_config(self, cfg: ExperimentConfig) -> None:
         if cfg.training.stages:
             raise ValueError("training.stages (multi-stage fine-tuning) applies to SSL models (hubert, ssl) only")
+        aug = cfg.training.augment
+        if cfg.model.speaker_norm and (aug.codec_p or aug.telephone_p or aug.reverb_p):
+            raise ValueError(
+                "training.augment codec_p / telephone_p / reverb_p with model.speaker_norm: a perturbed clip's "
+                "log-mel would need its speaker's statistics under the same channel; use one or the other"
+            )
 
     def describe(self, cfg: ExperimentConfig) -> str:
         m = cfg.model
@@ -102,11 +108,14 @@ class CNNFamily(NeuralFamily):
     def datasets(
         self, cfg: ExperimentConfig, train: list[Item], val: list[Item], stores: dict[str, Any]
     ) -> tuple[Dataset[Any], Dataset[Any]]:
+        from emoshift.data.augment import WaveChannel
         from emoshift.data.datasets import SpectrogramDataset
 
         frames, seed = cfg.features.frames_for(cfg.features.crop_s), cfg.training.seed
+        chain = WaveChannel(cfg.training.augment)
+        channel = ChannelLogMel(chain, cfg.features) if chain.active else None
         return (
-            SpectrogramDataset(train, stores, frames=frames, train=True, seed=seed),
+            SpectrogramDataset(train, stores, frames=frames, train=True, seed=seed, channel=channel),
             SpectrogramDataset(val, stores, frames=frames, train=False, seed=seed),
         )
 
@@ -167,6 +176,30 @@ class CNNFamily(NeuralFamily):
 
         spec = crop_or_pad(log_mel(wave, fcfg.sample_rate, fcfg), fcfg.frames_for(fcfg.crop_s), mode="center")
         return torch.from_numpy(np.ascontiguousarray(spec, dtype=np.float32))[None, None]  # (1, 1, n_mels, T)
+
+
+class ChannelLogMel:
+    """A training clip through the channel effects drawn for it (:class:`emoshift.data.augment.WaveChannel`),
+    then its log-mel as the cache would compute it (decode, resample, effects, trim, log-mel); None when the
+    draw leaves it clean. Never cached: each epoch draws afresh. A plain object so DataLoader workers can
+    pickle it."""
+
+    def __init__(self, chain: Any, fcfg: FeatureConfig) -> None:
+        self.chain = chain
+        self.fcfg = fcfg
+
+    def __call__(self, utt: Utterance, rng: np.random.Generator) -> np.ndarray | None:
+        from emoshift.core.audio import load_utterance, trim_silence
+        from emoshift.features.logmel import log_mel
+
+        draws = self.chain.draw(rng)
+        if not draws:
+            return None
+        f = self.fcfg
+        wave = self.chain.apply(load_utterance(utt, f.sample_rate, reject_silent=False), f.sample_rate, draws)
+        if f.trim_silence:
+            wave = trim_silence(wave, f.sample_rate, top_db=f.trim_top_db)
+        return log_mel(wave, f.sample_rate, f)  # (n_mels, frames)
 
 
 def _speaker_normalised(

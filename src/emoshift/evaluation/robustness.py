@@ -1,0 +1,200 @@
+"""Robustness to channels: a run scored on the same utterances clean and through a channel effect.
+
+``emoshift evaluate RUN --on NAME=ROOT --perturb SPEC`` (SPEC: :mod:`emoshift.data.channel`) first evaluates as
+usual (``metrics/<corpus>.json``, ``predictions/<corpus>.csv``: the clean scores), then for each SPEC
+
+1. perturbs each scored utterance's audio once (seeded per run seed, SPEC and utterance id), at its own rate and
+   before anything the model does, into a temporary folder: the model's front end (log-mel, functionals, the
+   encoder) sees the perturbed waveform as it would a new file. Its features are built in a temporary cache that
+   is removed with the audio, so no cache of clean features is read for, or written with, perturbed audio;
+2. scores them by the run's one scoring path (:class:`emoshift.evaluation.scoring.Scorer`: held-out speakers,
+   fold ensembles, out-of-fold) and pairs each with its clean prediction by utterance id;
+3. writes ``metrics/<corpus>@<slug>.json`` (the file-name spelling of the SPEC, ``mp3_16k``, ``noise_snr_10``):
+   the perturbed scores (``uar``, ``accuracy``, ``macro_f1``, ``ci95``, ...), ``uar_clean`` on the same
+   utterances, ``uar_drop`` = clean - perturbed with ``uar_drop_ci95``, a speaker-paired interval
+   (:func:`emoshift.evaluation.metrics.paired_bootstrap_diff`: each speaker left out of both sides at once);
+4. redraws ``plots/robustness_<corpus>.png``: UAR clean and under every perturbation the run has been scored
+   with, each with its CI.
+
+A perturbed clip that can no longer be used (e.g. ``gain:-60db`` makes it silent) is left out of the pair and
+listed in ``unscored`` with its reason; the clean UAR in the file is that of the paired utterances.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import soundfile as sf
+
+from emoshift.config import load_run_config
+from emoshift.core.audio import AudioError, read
+from emoshift.core.io import atomic_write_json, read_json
+from emoshift.core.progress import progress as progress_bar
+from emoshift.core.rundir import RunDir, RunError
+from emoshift.core.task import CATEGORICAL
+from emoshift.corpora import resolve_name
+from emoshift.corpora.base import Utterance
+from emoshift.data.channel import Perturbation, parse_perturbation, perturbation_seed
+
+# torch-free at import (the study report reads robustness_rows): the scoring path is imported where it runs
+
+__all__ = ["evaluate_perturbations", "plot_robustness", "robustness_rows"]
+
+
+def evaluate_perturbations(
+    run_dir: str | os.PathLike[str],
+    corpora: dict[str, str],
+    perturbations: Sequence[Perturbation | str],
+    *,
+    progress: bool = True,
+    batch_size: int | None = None,
+    cache_dir: str | None = None,
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """Score each corpus (already evaluated clean: its predictions file) under each perturbation; writes
+    ``metrics/<corpus>@<slug>.json`` and ``plots/robustness_<corpus>.png``. Returns ``{corpus: {spec: metrics}}``."""
+    from emoshift.evaluation.evaluate import scan_for_run
+    from emoshift.evaluation.inference import OutputsMemo, default_device
+    from emoshift.evaluation.scoring import EvaluationError, Scorer
+    from emoshift.models.weights import load_model
+
+    run = RunDir.of(run_dir)
+    perts = [p if isinstance(p, Perturbation) else parse_perturbation(p) for p in perturbations]
+    cfg = load_run_config(run.path)
+    model, info = load_model(run.path, device=default_device())
+    if info.task_kind is not CATEGORICAL:
+        raise EvaluationError(f"{run.path} is a dimensional run: --perturb measures the UAR drop of a categorical one")
+    work = Path(cache_dir or cfg.data.cache_dir)
+    results: dict[str, dict[str, dict[str, Any]]] = {}
+    for raw_name, root in corpora.items():
+        name = resolve_name(raw_name, root)
+        clean = _clean_predictions(run, name)
+        sc = scan_for_run(cfg, info, name, root, progress=progress)
+        utts = [u for u in sc.utterances if u.id in clean]
+        if not utts:
+            raise EvaluationError(f"{name}: none of the utterances in {run.predictions(name)} is in {root}")
+        results[name] = {}
+        for p in perts:
+            work.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory(prefix="emoshift-perturb-", dir=work) as tmp:
+                copies, unscored = _perturbed_copies(utts, p, cfg.evaluation.seed, Path(tmp) / "audio", progress)
+                scorer = Scorer(run, cfg, model, info, str(Path(tmp) / "cache"),
+                                batch_size or cfg.evaluation.batch_size, progress, OutputsMemo(enabled=False))
+                empty = f"{name}: no utterance could be scored after {p.spec}"
+                scored = scorer.score(name, replace(sc, utterances=copies, skipped=[]), lambda us: us, empty)
+            own = {u.id: u.path for u in utts}
+            original = {c.path: own[c.id] for c in copies}  # a copy's file -> the utterance's own
+            unscored += [{"path": original.get(k.path, k.path), "reason": f"{k.reason} (after {p.spec})"}
+                         for k in scored.skipped]
+            labels = info.labels
+            pred = [labels[i] for i in scored.values.argmax(axis=1)]
+            metrics = _paired_metrics(clean, scored.kept, pred, labels, cfg.evaluation.seed, cfg.evaluation.n_bootstrap)
+            metrics.update({"corpus": name, "perturbation": p.spec, "split": scored.part, "leaky": scored.leaky,
+                            "model": info.model, "train_corpora": info.train_corpora, "scored_by": scored.scored_by,
+                            "seed": cfg.evaluation.seed, "unscored": unscored})
+            atomic_write_json(run.perturbed_metrics(name, p.slug), metrics)
+            results[name][p.spec] = metrics
+        plot_robustness(run.path, name)
+    return results
+
+
+def _clean_predictions(run: RunDir, name: str) -> dict[str, dict[str, str]]:
+    """``predictions/<corpus>.csv`` by utterance id: the clean side of every pair."""
+    import csv
+
+    from emoshift.evaluation.scoring import EvaluationError
+
+    path = run.predictions(name)
+    if not path.is_file():
+        raise EvaluationError(f"{path} is missing: evaluate {run.path} on {name} (without --perturb) first")
+    with open(path, newline="", encoding="utf-8") as f:
+        return {row["id"]: row for row in csv.DictReader(f)}
+
+
+def _perturbed_copies(
+    utts: list[Utterance], p: Perturbation, seed: int, folder: Path, progress: bool
+) -> tuple[list[Utterance], list[dict[str, str]]]:
+    """Each utterance's audio (its segment) through ``p`` at its own rate, written as 32-bit float WAV (a gain
+    above full scale is kept, nothing is requantised) -> the utterances pointing at the copies, and those that
+    could not be read."""
+    folder.mkdir(parents=True)
+    out: list[Utterance] = []
+    unscored: list[dict[str, str]] = []
+    with progress_bar(len(utts), f"perturbing ({p.spec})", enabled=progress) as advance:
+        for i, u in enumerate(utts):
+            try:
+                wave, sr = read(u.path, start=u.start, end=u.end)
+            except AudioError as e:
+                unscored.append({"path": u.path, "reason": str(e)})
+                advance(1)
+                continue
+            dest = folder / f"{i:07d}.wav"
+            sf.write(dest, p.apply(wave, sr, perturbation_seed(seed, p.spec, u.id)), sr, subtype="FLOAT")
+            out.append(replace(u, path=str(dest), start=None, end=None))
+            advance(1)
+    return out, unscored
+
+
+def _paired_metrics(
+    clean: dict[str, dict[str, str]], kept: list[Utterance], pred: list[str], labels: list[str], seed: int,
+    n_resamples: int,
+) -> dict[str, Any]:
+    """The perturbed scores with CIs, and clean - perturbed UAR on the same utterances with a paired CI."""
+    from emoshift.evaluation.metrics import (
+        bootstrap_ci,
+        ci_reason,
+        evaluate_predictions,
+        paired_bootstrap_diff,
+    )
+
+    y = [u.emotion for u in kept]
+    speakers = [u.speaker for u in kept]
+    before = [clean[u.id]["pred"] for u in kept]
+    out = evaluate_predictions(y, pred, speakers, labels, seed=seed, n_resamples=n_resamples)
+    diff = paired_bootstrap_diff(y, before, pred, speakers, labels, metric="uar", n_resamples=n_resamples, seed=seed)
+    clean_ci = None if ci_reason(len(set(speakers))) else bootstrap_ci(
+        y, before, speakers, labels, metrics=("uar",), n_resamples=n_resamples, seed=seed
+    )["uar"]
+    out.update({"speakers": len(set(speakers)), "uar_clean": diff["a"], "uar_clean_ci95": clean_ci,
+                "uar_drop": diff["diff"], "uar_drop_ci95": diff["ci"], "uar_drop_ci95_reason": diff["ci_reason"]})
+    return out
+
+
+def robustness_rows(run_dir: str | os.PathLike[str], corpus: str) -> list[dict[str, Any]]:
+    """The perturbed metrics of ``corpus`` in this run, one row each: perturbation, n, speakers, uar_clean,
+    uar (perturbed) and its CI, uar_drop and its CI. Sorted by SPEC; empty when there are none."""
+    rows = []
+    for path in RunDir.of(run_dir).perturbed_metrics_of(corpus):
+        m = read_json(path, RunError)
+        rows.append({
+            "perturbation": m["perturbation"], "n": m["n"], "speakers": m.get("speakers"),
+            "uar_clean": m["uar_clean"], "uar_clean_ci95": m.get("uar_clean_ci95"),
+            "uar": m["uar"], "uar_ci95": (m.get("ci95") or {}).get("uar"),
+            "uar_drop": m["uar_drop"], "uar_drop_ci95": m.get("uar_drop_ci95"),
+        })
+    return sorted(rows, key=lambda r: str(r["perturbation"]))
+
+
+def plot_robustness(run_dir: str | os.PathLike[str], corpus: str) -> Path | None:
+    """``plots/robustness_<corpus>.png``: UAR clean (the full clean evaluation) and under each perturbation,
+    with CIs; None (and no figure) without perturbed metrics or without the plots extra (a note says so)."""
+    from emoshift.core.extras import optional
+
+    run = RunDir.of(run_dir)
+    rows = robustness_rows(run.path, corpus)
+    if not rows or not optional("plots", f"the robustness plot of {corpus}"):
+        return None
+    from emoshift.evaluation.plots import plot_scores_ci
+
+    clean = read_json(run.metrics(corpus), RunError) if run.metrics(corpus).is_file() else {}
+    scores: dict[str, dict[str, tuple[float, Any]]] = {}
+    if clean.get("uar") is not None:
+        scores["clean"] = {corpus: (float(clean["uar"]), (clean.get("ci95") or {}).get("uar"))}
+    for r in rows:
+        scores[r["perturbation"]] = {corpus: (float(r["uar"]), r["uar_ci95"])}
+    title = f"{corpus}: UAR clean and through each channel (95% CI)"
+    return plot_scores_ci(scores, run.robustness_plot(corpus), title=title, ylabel="UAR (95% CI)")
