@@ -21,8 +21,10 @@ EXPECTED: dict[str, Any] = json.loads((LEGACY / "expected.json").read_text())
 TOL = 2e-6  # predictions are written with 6 decimals; parity is checked against its own tolerance
 # keys later issues added to what evaluation writes (issue 24: a collapsed model is called out, copies of training
 # audio among the test files are counted; issue 20: a run is one training seed, its predictions carry it, and the
-# share of test utterances saying a training text); all else is equal
-ADDED_SINCE = {"collapsed", "training_audio", "seeds", "n_seeds", "seed_mean", "seed_sd", "seed", "text_overlap"}
+# share of test utterances saying a training text; issue 22: calibration scores with their intervals, the
+# abstention statement, agreement with raters' votes); all else is equal
+ADDED_SINCE = {"collapsed", "training_audio", "seeds", "n_seeds", "seed_mean", "seed_sd", "seed", "text_overlap",
+               "ece", "mce", "brier", "nll", "calibration", "abstention", "agreement", "ci95_method"}
 
 
 @pytest.fixture(scope="module")
