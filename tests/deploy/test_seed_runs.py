@@ -60,3 +60,17 @@ def test_another_corpus_is_pooled_over_the_seeds(seed_run: Path) -> None:
     assert m["uar"] == pytest.approx(np.mean([p["uar"] for p in per]))
     assert [e["fold_sd"] for e in m["seeds"]] == [None, None]  # no folds: no fold sd
     assert m["seed_sd"] == pytest.approx(np.std([p["uar"] for p in per], ddof=1))
+
+
+def test_a_seed_run_is_perturbed_seed_by_seed_and_pooled(seed_run: Path, synth_tiny: Path) -> None:
+    from emoshift.evaluation.robustness import evaluate_perturbations
+
+    got = evaluate_perturbations(seed_run, {"crema-d": str(synth_tiny / "crema-d")}, ["telephone"], progress=False)
+    m = got["crema-d"]["telephone"]
+    per = [json.loads((seed_run / "seeds" / s / "metrics" / "crema-d@telephone.json").read_text()) for s in "01"]
+    assert json.loads((seed_run / "metrics" / "crema-d@telephone.json").read_text()) == m
+    assert m["n_seeds"] == 2 and [e["seed"] for e in m["seeds"]] == [0, 1]
+    for key in ("uar", "uar_clean", "uar_drop"):  # the mean of the seeds, each paired with its own clean scores
+        assert m[key] == pytest.approx(np.mean([p[key] for p in per]))
+    assert m["uar_clean"] == pytest.approx(json.loads((seed_run / "metrics" / "crema-d.json").read_text())["uar"])
+    assert m["n"] == per[0]["n"] and "_pairs" not in m and "_pairs" not in per[0]

@@ -91,4 +91,8 @@ def test_quiet_prints_the_results_only(corpus: Path, tmp_path: Path) -> None:
     assert r.exit_code == 0, (r.stderr, r.exception)
     assert r.stderr == ""
     title, *rows = r.stdout.splitlines()
-    assert title.strip() == str(tmp_path / "run") and rows and all(line[:1] in "┃│┏┡└" for line in rows), r.stdout
+    table = [line for line in rows if line[:1] in "┃│┏┡└"]
+    rest = rows[len(table):]  # after the table, the abstention statement (a result too), nothing else
+    assert title.strip() == str(tmp_path / "run") and table and rows[: len(table)] == table, r.stdout
+    assert not rest or (rest[0].startswith("abstention (") and all(line.startswith("  ") or not line.strip() for line in rest[1:])), r.stdout
+    assert "epoch" not in r.stdout and "files in" not in r.stdout, r.stdout

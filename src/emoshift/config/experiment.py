@@ -291,8 +291,9 @@ class TrainingConfig(Strict, SoftTargets):  # training.targets, training.soft_mi
     @classmethod
     def _one_seed_is_a_seed(cls, data: Any) -> Any:
         """``seeds: [s]`` is one run with ``seed: s`` (the same directory layout, fingerprint and metrics)."""
-        if isinstance(data, dict) and isinstance(data.get("seeds"), list) and len(data["seeds"]) == 1:
-            data = {**data, "seed": data["seeds"][0], "seeds": None}
+        seeds = data.get("seeds") if isinstance(data, dict) else None
+        if isinstance(seeds, list) and len(seeds) == 1 and isinstance(seeds[0], int) and not isinstance(seeds[0], bool):
+            data = {**data, "seed": seeds[0], "seeds": None}  # anything else is left for the field to name
         return data
 
     @field_validator("seeds")

@@ -29,6 +29,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import soundfile as sf
 
 from emoshift.config import load_run_config
@@ -56,16 +57,22 @@ def evaluate_perturbations(
     cache_dir: str | None = None,
 ) -> dict[str, dict[str, dict[str, Any]]]:
     """Score each corpus (already evaluated clean: its predictions file) under each perturbation; writes
-    ``metrics/<corpus>@<slug>.json`` and ``plots/robustness_<corpus>.png``. Returns ``{corpus: {spec: metrics}}``."""
+    ``metrics/<corpus>@<slug>.json`` and ``plots/robustness_<corpus>.png``. Returns ``{corpus: {spec: metrics}}``.
+
+    A repeated-training run (``training.seeds``) scores every seed run on the same perturbed copies, writes
+    each seed's file in its own folder and, at the top, the mean over seeds with intervals over speakers and
+    seeds (:func:`emoshift.evaluation.intervals.metric_interval`, ``paired_difference`` for the drop)."""
     from emoshift.evaluation.evaluate import scan_for_run
-    from emoshift.evaluation.inference import OutputsMemo, default_device
-    from emoshift.evaluation.scoring import EvaluationError, Scorer
+    from emoshift.evaluation.inference import default_device
+    from emoshift.evaluation.scoring import EvaluationError
     from emoshift.models.weights import load_model
 
     run = RunDir.of(run_dir)
     perts = [p if isinstance(p, Perturbation) else parse_perturbation(p) for p in perturbations]
     cfg = load_run_config(run.path)
-    model, info = load_model(run.path, device=default_device())
+    members = run.seed_dirs() or [run]  # each a complete run: one, or one per training seed
+    loaded = [(m, *load_model(m.path, device=default_device())) for m in members]
+    info = loaded[0][2]
     if info.task_kind is not CATEGORICAL:
         raise EvaluationError(f"{run.path} is a dimensional run: --perturb measures the UAR drop of a categorical one")
     work = Path(cache_dir or cfg.data.cache_dir)
@@ -80,26 +87,104 @@ def evaluate_perturbations(
         results[name] = {}
         for p in perts:
             work.mkdir(parents=True, exist_ok=True)
+            per_seed: list[dict[str, Any]] = []
             with tempfile.TemporaryDirectory(prefix="emoshift-perturb-", dir=work) as tmp:
                 copies, unscored = _perturbed_copies(utts, p, cfg.evaluation.seed, Path(tmp) / "audio", progress)
-                scorer = Scorer(run, cfg, model, info, str(Path(tmp) / "cache"),
-                                batch_size or cfg.evaluation.batch_size, progress, OutputsMemo(enabled=False))
-                empty = f"{name}: no utterance could be scored after {p.spec}"
-                scored = scorer.score(name, replace(sc, utterances=copies, skipped=[]), lambda us: us, empty)
-            own = {u.id: u.path for u in utts}
-            original = {c.path: own[c.id] for c in copies}  # a copy's file -> the utterance's own
-            unscored += [{"path": original.get(k.path, k.path), "reason": f"{k.reason} (after {p.spec})"}
-                         for k in scored.skipped]
-            labels = info.labels
-            pred = [labels[i] for i in scored.values.argmax(axis=1)]
-            metrics = _paired_metrics(clean, scored.kept, pred, labels, cfg.evaluation.seed, cfg.evaluation.n_bootstrap)
-            metrics.update({"corpus": name, "perturbation": p.spec, "split": scored.part, "leaky": scored.leaky,
-                            "model": info.model, "train_corpora": info.train_corpora, "scored_by": scored.scored_by,
-                            "seed": cfg.evaluation.seed, "unscored": unscored})
+                own = {u.id: u.path for u in utts}
+                original = {c.path: own[c.id] for c in copies}  # a copy's file -> the utterance's own
+                for member, model, member_info in loaded:
+                    per_seed.append(_score_member(
+                        member, model, member_info, name, replace(sc, utterances=copies, skipped=[]), p,
+                        str(Path(tmp) / "cache"), batch_size, progress, original, unscored,
+                        multi=len(loaded) > 1,
+                    ))
+            metrics = per_seed[0] if len(per_seed) == 1 else _pool_seeds(per_seed, [m for m, _, _ in loaded], info)
+            metrics.pop("_pairs", None)
             atomic_write_json(run.perturbed_metrics(name, p.slug), metrics)
             results[name][p.spec] = metrics
         plot_robustness(run.path, name)
+        for member in members if len(members) > 1 else []:
+            plot_robustness(member.path, name)
     return results
+
+
+def _score_member(
+    member: RunDir, model: Any, info: Any, name: str, sc: Any, p: Perturbation, cache: str,
+    batch_size: int | None, progress: bool, original: dict[str, str], unscored: list[dict[str, str]],
+    *, multi: bool,
+) -> dict[str, Any]:
+    """One run (or one seed run) scored on the perturbed copies, paired with its own clean predictions; a seed
+    run's file is written in its own folder. The pairs ride along under ``_pairs`` for pooling (not written)."""
+    from emoshift.evaluation.inference import OutputsMemo
+    from emoshift.evaluation.scoring import Scorer
+
+    cfg = load_run_config(member.path)
+    clean = _clean_predictions(member, name)
+    scorer = Scorer(member, cfg, model, info, cache, batch_size or cfg.evaluation.batch_size, progress,
+                    OutputsMemo(enabled=False))
+    scored = scorer.score(name, sc, lambda us: us, f"{name}: no utterance could be scored after {p.spec}")
+    lost = unscored + [{"path": original.get(k.path, k.path), "reason": f"{k.reason} (after {p.spec})"}
+                       for k in scored.skipped]
+    labels = info.labels
+    pred = [labels[i] for i in scored.values.argmax(axis=1)]
+    metrics = _paired_metrics(clean, scored.kept, pred, labels, cfg.evaluation.seed, cfg.evaluation.n_bootstrap)
+    metrics.update({"corpus": name, "perturbation": p.spec, "split": scored.part, "leaky": scored.leaky,
+                    "model": info.model, "train_corpora": info.train_corpora, "scored_by": scored.scored_by,
+                    "seed": cfg.evaluation.seed, "unscored": lost})
+    if multi:
+        atomic_write_json(member.perturbed_metrics(name, p.slug), metrics)
+    pairs = [{"id": u.id, "speaker": u.speaker, "true": u.emotion, "clean": clean[u.id]["pred"], "pred": y}
+             for u, y in zip(scored.kept, pred, strict=True)]
+    return {**metrics, "_pairs": pairs}
+
+
+def _pool_seeds(per_seed: list[dict[str, Any]], members: list[RunDir], info: Any) -> dict[str, Any]:
+    """The mean over seeds of the perturbed scores, the clean UAR on the same utterances and the drop, with
+    intervals over speakers and seeds; each seed's own three numbers under ``seeds``."""
+    from emoshift.evaluation.intervals import metric_interval, paired_difference
+    from emoshift.evaluation.seeded import per_speaker_confusions
+
+    labels = list(info.labels)
+    seeds = [int(m.path.name) for m in members]
+    common = set.intersection(*({r["id"] for r in m["_pairs"]} for m in per_seed))  # paired across seeds too
+    pert_rows, clean_rows = [], []
+    for s, m in zip(seeds, per_seed, strict=True):
+        for r in m["_pairs"]:
+            if r["id"] in common:
+                pert_rows.append({"seed": s, "speaker": r["speaker"], "true": r["true"], "pred": r["pred"]})
+                clean_rows.append({"seed": s, "speaker": r["speaker"], "true": r["true"], "pred": r["clean"]})
+    pert, _, speakers = per_speaker_confusions(pert_rows, labels)
+    before, _, _ = per_speaker_confusions(clean_rows, labels)
+    ci: dict[str, list[float] | None] = {}
+    reason = method = None
+    for metric in ("accuracy", "uar", "macro_f1"):
+        interval, why = metric_interval(pert, metric)
+        ci[metric] = None if interval is None else [float(interval.lo), float(interval.hi)]
+        reason = reason or why
+        method = method or (interval.method if interval else None)
+    clean_ci, _ = metric_interval(before, "uar")
+    drop = paired_difference(before, pert, "uar")
+    first = per_seed[0]
+    uars = np.array([m["uar"] for m in per_seed], dtype=np.float64)
+    return {
+        **{k: first[k] for k in ("corpus", "perturbation", "split", "model", "train_corpora", "labels") if k in first},
+        **{k: float(np.mean([m[k] for m in per_seed])) for k in ("accuracy", "uar", "macro_f1")},
+        "n": len(common), "speakers": len(speakers),
+        "ci95": ci if any(v is not None for v in ci.values()) else None, "ci95_reason": reason,
+        "ci95_method": method,
+        "uar_clean": float(np.mean([m["uar_clean"] for m in per_seed])),
+        "uar_clean_ci95": None if clean_ci is None else [float(clean_ci.lo), float(clean_ci.hi)],
+        "uar_drop": drop.diff,
+        "uar_drop_ci95": None if drop.ci is None else [float(drop.ci.lo), float(drop.ci.hi)],
+        "uar_drop_ci95_reason": drop.reason,
+        "leaky": any(bool(m.get("leaky")) for m in per_seed),
+        "scored_by": f"mean over {len(per_seed)} seeds (each: {first.get('scored_by')})",
+        "seeds": [{"seed": s, "uar": m["uar"], "uar_clean": m["uar_clean"], "uar_drop": m["uar_drop"]}
+                  for s, m in zip(seeds, per_seed, strict=True)],
+        "seed_mean": float(uars.mean()), "seed_sd": float(uars.std(ddof=1)), "n_seeds": len(per_seed),
+        "seed": first.get("seed"),
+        "unscored": first.get("unscored", []),
+    }
 
 
 def _clean_predictions(run: RunDir, name: str) -> dict[str, dict[str, str]]:
