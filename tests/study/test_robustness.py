@@ -43,6 +43,22 @@ def test_a_bad_perturbation_in_the_study_file_is_one_line(tmp_path: Path, value:
     assert says in str(e.value) and "\n" not in str(e.value).strip()
 
 
+def test_a_profile_replaces_the_study_files_perturbations(tmp_path: Path) -> None:
+    """The demo profile scores one channel where the paper profile scores the file's four; [] is none."""
+    config = Path(__file__).parents[2] / "configs" / "study.yaml"
+    roots = _roots(tmp_path)
+    assert load_study(config, profile="demo", roots=roots).robustness == ("telephone",)
+    assert load_study(config, profile="paper", roots=roots).robustness == (
+        "telephone", "mp3:16k", "noise:snr=10", "reverb:rt60=0.6")
+    for value, expect in (("[]", ()), ("[radio]", "unknown perturbation")):
+        (tmp_path / "study.yaml").write_text(STUDY + f"robustness: [telephone]\nprofiles:\n  p: {{robustness: {value}}}\n")
+        if isinstance(expect, str):
+            with pytest.raises(StudyError, match=expect):
+                load_study(tmp_path / "study.yaml", profile="p", roots=roots)
+        else:
+            assert load_study(tmp_path / "study.yaml", profile="p", roots=roots).robustness == expect
+
+
 def test_the_study_scores_each_run_through_the_perturbations_it_lacks(tmp_path: Path, monkeypatch) -> None:
     from emoshift.study.plan import _evaluate_and_audit
 

@@ -331,9 +331,19 @@ def _fast(cache: Path) -> list[str]:
         "features.crop_s=1.0",
         "evaluation.n_bootstrap=50",
         "data.split.k=2",  # 2 folds of the tiny corpus's 8 actors: 4 test speakers a fold, 8 pooled
+        # one seed, but L2 over two: the repeated-training path runs end to end (pooled metrics, perturbation,
+        # findings over seeds) at a third of the demo's 3-seed cost; verdicts over seeds are test_findings'
+        "training.seeds=null",
+        "L2:training.seeds=[0,1]",
         f"data.cache_dir={cache}",
     ]
     return [a for s in sets for a in ("--set", s)]
+
+
+def _fold_weights(run: Path, fold: int) -> Path:
+    """A fold's weights in a study run: RUN/folds/<i>/, or the first seed's in a repeated-training run."""
+    seeded = run / "seeds" / "0" / "folds" / str(fold) / "model.safetensors"
+    return seeded if (run / "seeds").is_dir() else run / "folds" / str(fold) / "model.safetensors"
 
 
 def _study(corpus: dict[str, str], out: Path, *extra: str) -> tuple[int, str, float]:
@@ -372,9 +382,12 @@ def test_full_study_runs_every_phase_and_reports_it(full_study: tuple[Path, str,
         assert done["seconds"] >= 0
     for eid in PHASES:
         if eid != "L3":  # k-fold CV: one model per fold, RUN/model.json names the ensemble
-            assert (out / "runs" / eid / "folds" / "1" / "model.safetensors").is_file()
+            assert _fold_weights(out / "runs" / eid, 1).is_file()
             assert (out / "runs" / eid / "model.json").is_file()
-            assert {p.stem for p in (out / "runs" / eid / "metrics").glob("*.json")} == {"ravdess", "crema-d"}
+            clean = {p.stem for p in (out / "runs" / eid / "metrics").glob("*.json") if "@" not in p.stem}
+            assert clean == {"ravdess", "crema-d"}  # beside them <corpus>@<perturbation>.json (robustness)
+    assert json.loads((out / "runs" / "L2" / "metrics" / "ravdess.json").read_text())["n_seeds"] == 2
+    assert json.loads((out / "runs" / "L2" / "metrics" / "ravdess@telephone.json").read_text())["n_seeds"] == 2
     for corpus in ("ravdess", "crema-d"):
         audit = json.loads((out / "runs" / "L3" / "audit" / f"{corpus}.json").read_text())
         assert audit["by"]["gender"]["available"]
@@ -445,7 +458,7 @@ def test_second_run_skips_complete_experiments(
 ) -> None:
     out, _, _ = full_study
     weights = {
-        e: (out / "runs" / e / "folds" / "0" / "model.safetensors").stat().st_mtime_ns
+        e: _fold_weights(out / "runs" / e, 0).stat().st_mtime_ns
         for e in PHASES
         if e != "L3"
     }
@@ -457,7 +470,7 @@ def test_second_run_skips_complete_experiments(
     )  # skipped: nothing trained, evaluated or audited again
     assert {e: (out / "runs" / e / "done.json").stat().st_mtime_ns for e in PHASES} == dones
     assert {
-        e: (out / "runs" / e / "folds" / "0" / "model.safetensors").stat().st_mtime_ns for e in weights
+        e: _fold_weights(out / "runs" / e, 0).stat().st_mtime_ns for e in weights
     } == weights
     assert len(_rows(out)) == 22
 

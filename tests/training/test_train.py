@@ -227,6 +227,7 @@ def test_a_signal_stops_training_within_the_batch_and_the_rerun_resumes_to_the_s
     cfg = load_config(overrides=[*tiny_overrides(synth_tiny, tmp_path / "cache"), "training.epochs=2",
                                  "trainer.progress=true"])  # the epoch lines too (not a terminal: one per epoch)
     out = tmp_path / "run"
+    before = signal.getsignal(signal.SIGINT)  # Python's default, or SIG_IGN where a shell started us in the background
     # Ctrl-C in the first epoch: nothing to keep yet, and it says so
     sigint = _SignalAt(signal.SIGINT, 0, "train", 1)
     with pytest.raises(TrainingInterrupted) as info:
@@ -245,7 +246,7 @@ def test_a_signal_stops_training_within_the_batch_and_the_rerun_resumes_to_the_s
     assert "last.ckpt holds epoch 1: run the same command again to resume from epoch 2" in str(info.value)
     assert [r["epoch"] for r in read_csv(out / "log.csv")] == ["1"]
     assert (out / "checkpoints" / "last.ckpt").is_file() and not (out / "done.json").exists()
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers given back
+    assert signal.getsignal(signal.SIGINT) is before  # handlers given back
     capsys.readouterr()
     # the rerun says what it resumes, trains epoch 2 only, and ends where an uninterrupted run ends
     train(cfg, out, progress=True)

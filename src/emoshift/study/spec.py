@@ -150,6 +150,13 @@ class ProfileSpec(_Strict):
     defaults: dict[str, Any] = Field(default_factory=dict, description="overlay on the study defaults")
     experiments: dict[str, dict[str, Any]] = Field(default_factory=dict, description="id -> overlay")
     audit: dict[str, Any] = Field(default_factory=dict, description="overlay on every experiment's audit")
+    robustness: list[str] | None = Field(None, description="this profile's channel effects, in place of the study "
+                                         "file's robustness list ([]: none; None: the file's)")
+
+    @field_validator("robustness")
+    @classmethod
+    def _specs(cls, v: list[str] | None) -> list[str] | None:
+        return None if v is None else canonical_specs(v, "robustness")
 
 
 class StudyFile(_Strict):
@@ -593,7 +600,8 @@ def load_study(
         only=tuple(only) if only else None,
         matrix=matrix,
         findings=file.findings,
-        robustness=tuple(file.robustness),
+        robustness=tuple(file.robustness if profile_spec is None or profile_spec.robustness is None
+                         else profile_spec.robustness),
     )
     study.check_roots(study.select(only))
     return study
