@@ -25,9 +25,9 @@ $(STAMP): pyproject.toml constraints.txt
 
 # In parallel, one worker per core (pytest-xdist); a test file stays on one worker, so its module fixtures are built
 # once (tests/once.py builds the session fixtures several files share once per run). tests/test_docs.py builds
-# the docs. --durations=15: the slowest tests, to see where the time goes.
+# the docs. --durations=30: the slowest tests, to see where the time goes.
 test: setup
-	$(BIN)/python -m pytest -q -n auto --dist loadfile --durations=15 tests
+	$(BIN)/python -m pytest -q -n auto --dist loadfile --durations=30 tests
 
 # The docs site into site/, strict (a broken link or a public API name that no longer resolves fails it). No
 # --quiet: it hides the warnings that strict mode fails on.

@@ -172,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     seeds = "[" + ",".join(str(s) for s in args.seeds) + "]"
     study = load_study(STUDY, profile=args.profile, roots=roots,
                        overrides=[f"training.seeds={seeds}", *args.sets])  # fmt: skip
+    study = study.model_copy(update={"robustness": ()})  # channels are not what this measures: no perturbed scores
     run_study(study, args.out, only=args.only)
     ids = [e.id for e in study.experiments if run_dir(args.out, e.id).is_dir()]
     print(f"{len(args.seeds)} seeds {args.seeds}, profile {args.profile}, corpus {args.root}\n")

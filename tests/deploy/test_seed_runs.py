@@ -58,6 +58,9 @@ def test_another_corpus_is_pooled_over_the_seeds(seed_run: Path) -> None:
     per = [json.loads((seed_run / "seeds" / s / "metrics" / "crema-d.json").read_text()) for s in ("0", "1")]
     assert m["n_seeds"] == 2 and m["split"] == "all"
     assert m["uar"] == pytest.approx(np.mean([p["uar"] for p in per]))
+    assert m["ece"] == pytest.approx(np.mean([p["ece"] for p in per]))  # calibration: the seeds' mean
+    before = [p["calibration"]["uncalibrated"] for p in per]  # None: no temperature scaling in this run
+    assert (m["calibration"]["uncalibrated"] is None) == (None in before)
     assert [e["fold_sd"] for e in m["seeds"]] == [None, None]  # no folds: no fold sd
     assert m["seed_sd"] == pytest.approx(np.std([p["uar"] for p in per], ddof=1))
 

@@ -37,7 +37,7 @@ def perturbed(cnn_run: Path, synth_tiny: Path, tmp_path_factory: pytest.TempPath
     before = _files(cache)
     result = runner.invoke(app, ["evaluate", str(run), "--on", on, "-q", "--perturb", "telephone", "-p", "gain:-20db"])
     assert result.exit_code == 0, result.output
-    return {"run": run, "output": result.output, "cache": cache, "before": before}
+    return {"run": run, "output": result.output, "cache": cache, "before": before, "synth": synth_tiny / "crema-d"}
 
 
 def test_each_perturbation_gets_its_file_with_the_paired_drop(perturbed: dict) -> None:
@@ -70,6 +70,36 @@ def test_the_clean_feature_cache_is_neither_read_nor_written_for_perturbed_audio
     after = _files(perturbed["cache"])
     assert after == perturbed["before"]
     assert not [p for p in perturbed["cache"].iterdir() if p.name.startswith("emoshift-perturb-")]
+
+
+def test_runs_scored_in_a_shared_block_perturb_each_clip_once(
+    perturbed: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A study scores every run through the same channels: inside shared_perturbations() a second run reuses the
+    first's copies (and their features), with the same scores, and the block removes them when it ends."""
+    import emoshift.evaluation.robustness as robustness
+
+    run = RunDir.of(perturbed["run"])
+    writes: list[str] = []
+    real_write = robustness.sf.write
+
+    def counted(path: object, *args: object, **kwargs: object) -> None:
+        writes.append(str(path))
+        real_write(path, *args, **kwargs)
+
+    monkeypatch.setattr(robustness.sf, "write", counted)
+    before = json.loads(run.perturbed_metrics("crema-d", "telephone").read_text())
+    synth = Path(perturbed["synth"])
+    with robustness.shared_perturbations():
+        first = robustness.evaluate_perturbations(run.path, {"crema-d": str(synth)}, ["telephone"], progress=False)
+        n = len(writes)
+        second = robustness.evaluate_perturbations(run.path, {"crema-d": str(synth)}, ["telephone"], progress=False)
+        assert n == before["n"] + len(before["unscored"]) and len(writes) == n  # perturbed once, reused
+        assert all(Path(w).is_file() for w in writes)
+    assert not any(Path(w).exists() for w in writes)  # removed with the block
+    for got in (first, second):
+        assert got["crema-d"]["telephone"]["uar"] == before["uar"]
+        assert got["crema-d"]["telephone"]["confusion"] == before["confusion"]
 
 
 def test_perturbed_audio_is_deterministic(synth_tiny: Path) -> None:

@@ -5,8 +5,10 @@ usual (``metrics/<corpus>.json``, ``predictions/<corpus>.csv``: the clean scores
 
 1. perturbs each scored utterance's audio once (seeded per run seed, SPEC and utterance id), at its own rate and
    before anything the model does, into a temporary folder: the model's front end (log-mel, functionals, the
-   encoder) sees the perturbed waveform as it would a new file. Its features are built in a temporary cache that
-   is removed with the audio, so no cache of clean features is read for, or written with, perturbed audio;
+   encoder) sees the perturbed waveform as it would a new file. Its features are built in a cache of their own
+   in that folder, removed with the audio, so no cache of clean features is read for, or written with,
+   perturbed audio. Inside :func:`shared_perturbations` (a study) the copies and their features are kept for
+   every run scored through the same channel, and removed when the block ends;
 2. scores them by the run's one scoring path (:class:`emoshift.evaluation.scoring.Scorer`: held-out speakers,
    fold ensembles, out-of-fold) and pairs each with its clean prediction by utterance id;
 3. writes ``metrics/<corpus>@<slug>.json`` (the file-name spelling of the SPEC, ``mp3_16k``, ``noise_snr_10``):
@@ -22,10 +24,13 @@ listed in ``unscored`` with its reason; the clean UAR in the file is that of the
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import tempfile
-from collections.abc import Sequence
-from dataclasses import replace
+from collections.abc import Iterator, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +49,91 @@ from emoshift.data.channel import Perturbation, parse_perturbation, perturbation
 
 # torch-free at import (the study report reads robustness_rows): the scoring path is imported where it runs
 
-__all__ = ["evaluate_perturbations", "plot_robustness", "robustness_rows"]
+__all__ = ["PerturbedAudio", "evaluate_perturbations", "plot_robustness", "robustness_rows", "shared_perturbations"]
+
+
+@dataclass
+class _Channel:
+    """One (corpus, SPEC, seed)'s copies: utterance id -> its source (path, start, end) and its copy's path or
+    why it could not be read."""
+
+    folder: Path
+    made: dict[str, tuple[tuple[str, float | None, float | None], str | None, str | None]] = field(default_factory=dict)
+
+
+class PerturbedAudio:
+    """Perturbed copies of scored utterances and the feature caches built on them, in one temporary folder under
+    ``parent`` (made when first needed, removed by :meth:`close`): each utterance is perturbed once per (corpus,
+    SPEC, evaluation seed), and a second run scored through the same channel reuses its copy and its features
+    (the copies are deterministic: :func:`emoshift.data.channel.perturbation_seed`). An utterance whose source
+    (path, segment) differs from the one copied is perturbed again under a new name, so a cache keyed by path
+    never serves it a stale copy. The clean feature caches are never involved."""
+
+    def __init__(self, parent: Path) -> None:
+        self.parent = parent
+        self._root: Path | None = None
+        self._channels: dict[tuple[str, str, int], _Channel] = {}
+
+    def copies(
+        self, name: str, utts: Sequence[Utterance], p: Perturbation, seed: int, progress: bool
+    ) -> tuple[list[Utterance], list[dict[str, str]], str]:
+        """``utts`` through ``p`` -> (the utterances pointing at their copies, those that could not be read,
+        the feature-cache folder for the copies)."""
+        if self._root is None:
+            self.parent.mkdir(parents=True, exist_ok=True)
+            self._root = Path(tempfile.mkdtemp(prefix="emoshift-perturb-", dir=self.parent))
+        key = (name, p.spec, seed)
+        if key not in self._channels:
+            self._channels[key] = _Channel(self._root / f"{len(self._channels):03d}")
+            (self._channels[key].folder / "audio").mkdir(parents=True)
+        ch = self._channels[key]
+        todo = [u for u in utts if u.id not in ch.made or ch.made[u.id][0] != (u.path, u.start, u.end)]
+        with progress_bar(len(todo), f"perturbing ({p.spec})", enabled=progress and bool(todo)) as advance:
+            for u in todo:
+                source = (u.path, u.start, u.end)
+                try:
+                    wave, sr = read(u.path, start=u.start, end=u.end)
+                except AudioError as e:
+                    ch.made[u.id] = (source, None, str(e))
+                    advance(1)
+                    continue
+                dest = ch.folder / "audio" / f"{sum(1 for _ in ch.made):07d}.wav"
+                sf.write(dest, p.apply(wave, sr, perturbation_seed(seed, p.spec, u.id)), sr, subtype="FLOAT")
+                ch.made[u.id] = (source, str(dest), None)
+                advance(1)
+        out: list[Utterance] = []
+        unscored: list[dict[str, str]] = []
+        for u in utts:
+            _, path, reason = ch.made[u.id]
+            if path is None:
+                unscored.append({"path": u.path, "reason": str(reason)})
+            else:
+                out.append(replace(u, path=path, start=None, end=None))
+        return out, unscored, str(ch.folder / "cache")
+
+    def close(self) -> None:
+        if self._root is not None:
+            shutil.rmtree(self._root, ignore_errors=True)
+            self._root = None
+            self._channels.clear()
+
+
+_SHARED: ContextVar[dict[Path, PerturbedAudio] | None] = ContextVar("emoshift_perturbed_audio", default=None)
+
+
+@contextlib.contextmanager
+def shared_perturbations() -> Iterator[None]:
+    """Inside this block every :func:`evaluate_perturbations` call shares its copies and their feature caches
+    (one :class:`PerturbedAudio` per cache folder), removed when the block ends: a study scores each of its runs
+    through the same channels, and perturbing and featurising the same utterances once per run would repeat the
+    work (2 of the demo's 10 minutes)."""
+    token = _SHARED.set({})
+    try:
+        yield
+    finally:
+        for ws in (_SHARED.get() or {}).values():
+            ws.close()
+        _SHARED.reset(token)
 
 
 def evaluate_perturbations(
@@ -62,7 +151,6 @@ def evaluate_perturbations(
     A repeated-training run (``training.seeds``) scores every seed run on the same perturbed copies, writes
     each seed's file in its own folder and, at the top, the mean over seeds with intervals over speakers and
     seeds (:func:`emoshift.evaluation.intervals.metric_interval`, ``paired_difference`` for the drop)."""
-    from emoshift.evaluation.evaluate import scan_for_run
     from emoshift.evaluation.inference import default_device
     from emoshift.evaluation.scoring import EvaluationError
     from emoshift.models.weights import load_model
@@ -75,7 +163,24 @@ def evaluate_perturbations(
     info = loaded[0][2]
     if info.task_kind is not CATEGORICAL:
         raise EvaluationError(f"{run.path} is a dimensional run: --perturb measures the UAR drop of a categorical one")
-    work = Path(cache_dir or cfg.data.cache_dir)
+    work = Path(cache_dir or cfg.data.cache_dir).resolve()
+    with contextlib.ExitStack() as stack:
+        shared = _SHARED.get()
+        if shared is None:  # on its own: this call's copies, removed when it returns
+            ws = PerturbedAudio(work)
+            stack.callback(ws.close)
+        else:
+            ws = shared.setdefault(work, PerturbedAudio(work))
+        return _score_corpora(run, cfg, members, loaded, info, corpora, perts, ws, batch_size, progress)
+
+
+def _score_corpora(
+    run: RunDir, cfg: Any, members: list[RunDir], loaded: list[tuple[RunDir, Any, Any]], info: Any,
+    corpora: dict[str, str], perts: list[Perturbation], ws: PerturbedAudio, batch_size: int | None, progress: bool,
+) -> dict[str, dict[str, dict[str, Any]]]:
+    from emoshift.evaluation.evaluate import scan_for_run
+    from emoshift.evaluation.scoring import EvaluationError
+
     results: dict[str, dict[str, dict[str, Any]]] = {}
     for raw_name, root in corpora.items():
         name = resolve_name(raw_name, root)
@@ -86,18 +191,15 @@ def evaluate_perturbations(
             raise EvaluationError(f"{name}: none of the utterances in {run.predictions(name)} is in {root}")
         results[name] = {}
         for p in perts:
-            work.mkdir(parents=True, exist_ok=True)
             per_seed: list[dict[str, Any]] = []
-            with tempfile.TemporaryDirectory(prefix="emoshift-perturb-", dir=work) as tmp:
-                copies, unscored = _perturbed_copies(utts, p, cfg.evaluation.seed, Path(tmp) / "audio", progress)
-                own = {u.id: u.path for u in utts}
-                original = {c.path: own[c.id] for c in copies}  # a copy's file -> the utterance's own
-                for member, model, member_info in loaded:
-                    per_seed.append(_score_member(
-                        member, model, member_info, name, replace(sc, utterances=copies, skipped=[]), p,
-                        str(Path(tmp) / "cache"), batch_size, progress, original, unscored,
-                        multi=len(loaded) > 1,
-                    ))
+            copies, unscored, cache = ws.copies(name, utts, p, cfg.evaluation.seed, progress)
+            own = {u.id: u.path for u in utts}
+            original = {c.path: own[c.id] for c in copies}  # a copy's file -> the utterance's own
+            for member, model, member_info in loaded:
+                per_seed.append(_score_member(
+                    member, model, member_info, name, replace(sc, utterances=copies, skipped=[]), p,
+                    cache, batch_size, progress, original, unscored, multi=len(loaded) > 1,
+                ))
             metrics = per_seed[0] if len(per_seed) == 1 else _pool_seeds(per_seed, [m for m, _, _ in loaded], info)
             metrics.pop("_pairs", None)
             atomic_write_json(run.perturbed_metrics(name, p.slug), metrics)
@@ -198,30 +300,6 @@ def _clean_predictions(run: RunDir, name: str) -> dict[str, dict[str, str]]:
         raise EvaluationError(f"{path} is missing: evaluate {run.path} on {name} (without --perturb) first")
     with open(path, newline="", encoding="utf-8") as f:
         return {row["id"]: row for row in csv.DictReader(f)}
-
-
-def _perturbed_copies(
-    utts: list[Utterance], p: Perturbation, seed: int, folder: Path, progress: bool
-) -> tuple[list[Utterance], list[dict[str, str]]]:
-    """Each utterance's audio (its segment) through ``p`` at its own rate, written as 32-bit float WAV (a gain
-    above full scale is kept, nothing is requantised) -> the utterances pointing at the copies, and those that
-    could not be read."""
-    folder.mkdir(parents=True)
-    out: list[Utterance] = []
-    unscored: list[dict[str, str]] = []
-    with progress_bar(len(utts), f"perturbing ({p.spec})", enabled=progress) as advance:
-        for i, u in enumerate(utts):
-            try:
-                wave, sr = read(u.path, start=u.start, end=u.end)
-            except AudioError as e:
-                unscored.append({"path": u.path, "reason": str(e)})
-                advance(1)
-                continue
-            dest = folder / f"{i:07d}.wav"
-            sf.write(dest, p.apply(wave, sr, perturbation_seed(seed, p.spec, u.id)), sr, subtype="FLOAT")
-            out.append(replace(u, path=str(dest), start=None, end=None))
-            advance(1)
-    return out, unscored
 
 
 def _paired_metrics(

@@ -110,12 +110,36 @@ def _pool_corpus(run: RunDir, seeds: list[RunDir], name: str, ci_seed: int, n_re
         "fold_sd": {"uar": float(np.mean(fold_sds))} if fold_sds else None,
         "folds": len(first["folds"]) if isinstance(first.get("folds"), list) else None,  # per seed
     }
+    metrics.update(_pooled_calibration(per))
     atomic_write_json(run.metrics(name), metrics)
     columns = list(dict.fromkeys(c for r in rows for c in r))
     atomic_write_csv(run.predictions(name), columns, rows)
     title = f"{first.get('model')} on {name} ({metrics['split']}, {len(seeds)} seeds summed): UAR {metrics['uar']:.3f}"
     plot_confusion(metrics["confusion"], labels, run.confusion_plot(name), title=title)
     return metrics
+
+
+CALIBRATION_KEYS: tuple[str, ...] = ("ece", "mce", "brier", "nll")
+
+
+def _pooled_calibration(per: list[dict[str, Any]]) -> dict[str, Any]:
+    """The seeds' calibration scores averaged (each seed's models calibrated on their own validation speakers,
+    so there is no one temperature to report); nothing when a seed has none (a dimensional or older run). No
+    interval: the speaker jackknife of :mod:`emoshift.evaluation.intervals` is for confusion-based metrics, and
+    the seeds' own intervals are in their folders. The abstention threshold belongs to one model and is not
+    pooled (each seed's metrics hold its own)."""
+    if not all(isinstance(m.get("ece"), (int, float)) for m in per):
+        return {}
+    out: dict[str, Any] = {k: _mean([m.get(k) for m in per]) for k in CALIBRATION_KEYS}
+    before = [(m.get("calibration") or {}).get("uncalibrated") for m in per]
+    first = per[0].get("calibration") or {}
+    out["calibration"] = {
+        "bins": first.get("bins"), "brier": first.get("brier"), "temperature": None,
+        "uncalibrated": {k: _mean([b.get(k) for b in before]) for k in CALIBRATION_KEYS}
+        if all(isinstance(b, dict) for b in before) else None,
+        "pooled": f"mean over {len(per)} seeds",
+    }
+    return out
 
 
 def _with_seed(row: dict[str, Any], seed: int) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from emoshift.core.errors import TrainingInterrupted
 from emoshift.core.extras import MissingExtraError
 from emoshift.core.io import DiskFullError, atomic_write_text
 from emoshift.core.lock import holds_folder
+from emoshift.evaluation.robustness import shared_perturbations
 from emoshift.study.fanout import run_jobs
 from emoshift.study.launch import LaunchOptions
 from emoshift.study.plan import (
@@ -76,10 +77,11 @@ def run_study(
     result = StudyResult(out=out, selected=selected)
     log = Progress(progress, len(selected))
     pending = {eid for eid in selected if not looks_complete(study, study.experiment(eid), out)}
-    if launch is not None and not launch.sequential:
-        run_jobs(study, out, selected, launch, log, result, pending)
-    else:
-        _run_in_turn(study, out, selected, progress, log, result, pending)
+    with shared_perturbations():  # the runs scored through the study's channels share their perturbed copies
+        if launch is not None and not launch.sequential:
+            run_jobs(study, out, selected, launch, log, result, pending)
+        else:
+            _run_in_turn(study, out, selected, progress, log, result, pending)
     result.seconds = time.monotonic() - log.started
     return result
 

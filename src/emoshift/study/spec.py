@@ -33,8 +33,9 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+import pydantic
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from emoshift.config import (
@@ -145,18 +146,15 @@ class ExperimentSpec(_Strict):
         return self.audit_of is None
 
 
+Specs = Annotated[list[str], pydantic.AfterValidator(lambda v: canonical_specs(v, "robustness"))]  # one line if bad
+
+
 class ProfileSpec(_Strict):
     description: str = ""
     defaults: dict[str, Any] = Field(default_factory=dict, description="overlay on the study defaults")
     experiments: dict[str, dict[str, Any]] = Field(default_factory=dict, description="id -> overlay")
     audit: dict[str, Any] = Field(default_factory=dict, description="overlay on every experiment's audit")
-    robustness: list[str] | None = Field(None, description="this profile's channel effects, in place of the study "
-                                         "file's robustness list ([]: none; None: the file's)")
-
-    @field_validator("robustness")
-    @classmethod
-    def _specs(cls, v: list[str] | None) -> list[str] | None:
-        return None if v is None else canonical_specs(v, "robustness")
+    robustness: Specs | None = Field(None, description="in place of the file's robustness list ([]: none)")
 
 
 class StudyFile(_Strict):
@@ -166,13 +164,8 @@ class StudyFile(_Strict):
     profiles: dict[str, ProfileSpec] = Field(default_factory=dict)
     experiments: list[ExperimentSpec]
     findings: FindingsSpec = Field(default_factory=FindingsSpec, description="the claims tested in the report")
-    robustness: list[str] = Field(default_factory=list, description="evaluate --perturb SPECs each trained run "
-                                  "is also scored through on every corpus (the report's robustness table)")
-
-    @field_validator("robustness")
-    @classmethod
-    def _specs(cls, v: list[str]) -> list[str]:
-        return canonical_specs(v, "robustness")  # one line for a bad SPEC
+    robustness: Specs = Field(default_factory=list, description="evaluate --perturb SPECs each trained run "
+                              "is also scored through on every corpus (the report's robustness table)")
 
     @model_validator(mode="after")
     def _references(self) -> StudyFile:
