@@ -164,7 +164,7 @@ def test_a_profile_sets_training_seeds_and_new_seeds_extend_a_finished_run(roots
     path = tmp_path / "study.yaml"
     path.write_text(yaml.safe_dump(data))
     study = load_study(path, profile="seeded", roots=roots)
-    # the phases the demo profile sets no seeds for (L0/L2 set their own, and L0b/L3 extend those)
+    # the phases the demo profile sets no seeds for (L2 sets its own, L2b/L2c/L3 theirs or L2's)
     phase4 = [e for e in study.experiments if e.id.startswith("L4.")]
     assert phase4 and all(e.config.training.seeds == [0, 1] for e in phase4)
     out = tmp_path / "out"
