@@ -59,6 +59,7 @@ class _Channel:
 
     folder: Path
     made: dict[str, tuple[tuple[str, float | None, float | None], str | None, str | None]] = field(default_factory=dict)
+    written: int = 0  # copies written so far: each gets a new name, a re-perturbed clip too
 
 
 class PerturbedAudio:
@@ -97,7 +98,8 @@ class PerturbedAudio:
                     ch.made[u.id] = (source, None, str(e))
                     advance(1)
                     continue
-                dest = ch.folder / "audio" / f"{sum(1 for _ in ch.made):07d}.wav"
+                dest = ch.folder / "audio" / f"{ch.written:07d}.wav"
+                ch.written += 1
                 sf.write(dest, p.apply(wave, sr, perturbation_seed(seed, p.spec, u.id)), sr, subtype="FLOAT")
                 ch.made[u.id] = (source, str(dest), None)
                 advance(1)
@@ -244,7 +246,7 @@ def _pool_seeds(per_seed: list[dict[str, Any]], members: list[RunDir], info: Any
     """The mean over seeds of the perturbed scores, the clean UAR on the same utterances and the drop, with
     intervals over speakers and seeds; each seed's own three numbers under ``seeds``."""
     from emoshift.evaluation.intervals import metric_interval, paired_difference
-    from emoshift.evaluation.seeded import per_speaker_confusions
+    from emoshift.evaluation.seeded import per_speaker_confusions, seed_interval
 
     labels = list(info.labels)
     seeds = [int(m.path.name) for m in members]
@@ -257,13 +259,7 @@ def _pool_seeds(per_seed: list[dict[str, Any]], members: list[RunDir], info: Any
                 clean_rows.append({"seed": s, "speaker": r["speaker"], "true": r["true"], "pred": r["clean"]})
     pert, _, speakers = per_speaker_confusions(pert_rows, labels)
     before, _, _ = per_speaker_confusions(clean_rows, labels)
-    ci: dict[str, list[float] | None] = {}
-    reason = method = None
-    for metric in ("accuracy", "uar", "macro_f1"):
-        interval, why = metric_interval(pert, metric)
-        ci[metric] = None if interval is None else [float(interval.lo), float(interval.hi)]
-        reason = reason or why
-        method = method or (interval.method if interval else None)
+    ci, reason, method = seed_interval(pert_rows, labels, 0, 1000)  # the jackknife: seed, resamples unused
     clean_ci, _ = metric_interval(before, "uar")
     drop = paired_difference(before, pert, "uar")
     first = per_seed[0]
@@ -272,7 +268,7 @@ def _pool_seeds(per_seed: list[dict[str, Any]], members: list[RunDir], info: Any
         **{k: first[k] for k in ("corpus", "perturbation", "split", "model", "train_corpora", "labels") if k in first},
         **{k: float(np.mean([m[k] for m in per_seed])) for k in ("accuracy", "uar", "macro_f1")},
         "n": len(common), "speakers": len(speakers),
-        "ci95": ci if any(v is not None for v in ci.values()) else None, "ci95_reason": reason,
+        "ci95": ci, "ci95_reason": reason,
         "ci95_method": method,
         "uar_clean": float(np.mean([m["uar_clean"] for m in per_seed])),
         "uar_clean_ci95": None if clean_ci is None else [float(clean_ci.lo), float(clean_ci.hi)],

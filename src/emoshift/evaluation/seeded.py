@@ -90,7 +90,7 @@ def _pool_corpus(run: RunDir, seeds: list[RunDir], name: str, ci_seed: int, n_re
     recall = {
         lab: _mean([m["per_class_recall"].get(lab) for m in per]) for lab in labels
     }
-    ci, reason, method = _interval(rows, labels, ci_seed, n_resamples)
+    ci, reason, method = seed_interval(rows, labels, ci_seed, n_resamples)
     fold_sds = [e["fold_sd"] for e in entries if e["fold_sd"] is not None]
     metrics: dict[str, Any] = {
         **{k: float(np.mean([m[k] for m in per])) for k in SEED_METRICS},
@@ -131,12 +131,13 @@ def _pooled_calibration(per: list[dict[str, Any]]) -> dict[str, Any]:
     if not all(isinstance(m.get("ece"), (int, float)) for m in per):
         return {}
     out: dict[str, Any] = {k: _mean([m.get(k) for m in per]) for k in CALIBRATION_KEYS}
-    before = [(m.get("calibration") or {}).get("uncalibrated") for m in per]
+    raw = [(m.get("calibration") or {}).get("uncalibrated") for m in per]
+    before = [b for b in raw if isinstance(b, dict)]
     first = per[0].get("calibration") or {}
     out["calibration"] = {
         "bins": first.get("bins"), "brier": first.get("brier"), "temperature": None,
         "uncalibrated": {k: _mean([b.get(k) for b in before]) for k in CALIBRATION_KEYS}
-        if all(isinstance(b, dict) for b in before) else None,
+        if len(before) == len(raw) else None,
         "pooled": f"mean over {len(per)} seeds",
     }
     return out
@@ -179,7 +180,7 @@ def per_speaker_confusions(
     return out, seeds, speakers
 
 
-def _interval(
+def seed_interval(
     rows: list[dict[str, Any]], labels: list[str], ci_seed: int, n_resamples: int
 ) -> tuple[dict[str, list[float] | None] | None, str | None, str | None]:
     """``ci95`` per headline metric over speakers and seeds, the reason when there is none, and its method."""
