@@ -126,7 +126,8 @@ def test_registered_models_build_their_heads_and_features():
     assert get_model("compare", num_labels=3, head="logreg").baseline.config.head == "logreg"
     cfg = load_config(overrides=["model.name=egemaps", "model.head=logreg"])
     family = family_of(cfg.model.name, cfg.model.mode)
-    assert family.name == "acoustic" and family.builder_kwargs(cfg.model) == {"head": "logreg", "speaker_norm": False}
+    assert family.name == "acoustic" and family.builder_kwargs(cfg.model) == {"head": "logreg", "speaker_norm": False,
+                                                                                  "domain_norm": False}
     with pytest.raises(Exception, match="model.head"):
         load_config(overrides=["model.name=egemaps", "model.head=mlp"])
     with pytest.raises(Exception, match="teacher"):
