@@ -137,7 +137,7 @@ class CorpusStats:
 
     @classmethod
     def load(cls, path: Path) -> CorpusStats:
-        from safetensors import safe_open
+        from safetensors import SafetensorError, safe_open
 
         if not path.is_file():
             raise DomainStatsError(f"{path} not found")
@@ -145,7 +145,7 @@ class CorpusStats:
             with safe_open(str(path), framework="numpy") as f:
                 meta = json.loads((f.metadata() or {}).get("emoshift", "{}"))
                 arrays = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open has no __iter__)
-        except (OSError, ValueError) as e:
+        except (OSError, ValueError, SafetensorError) as e:
             raise DomainStatsError(f"{path}: not readable corpus statistics ({e})") from None
         if meta.get("kind") != STATS_KIND:
             raise DomainStatsError(f"{path}: not emoshift corpus statistics")
