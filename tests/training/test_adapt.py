@@ -16,14 +16,22 @@ from emoshift.corpora.base import Utterance
 LABEL_FIELDS = ("emotion", "native_label", "votes", "arousal", "valence", "dominance", "agreement")
 
 
-def _no_labels(monkeypatch: pytest.MonkeyPatch) -> None:
-    """From now on, reading any label of any utterance raises (the utterances already made keep their audio)."""
+def _no_labels(monkeypatch: pytest.MonkeyPatch, corpus: str) -> None:
+    """From now on, reading any label of an utterance of ``corpus`` raises (other corpora's read as before)."""
+    slot_of_corpus = Utterance.__dict__["corpus"]
 
-    def boom(self: Utterance) -> None:
-        raise AssertionError("a target label was read")
+    def guarded(name: str) -> property:
+        slot = Utterance.__dict__[name]  # the member descriptor that stores the field
+
+        def get(self: Utterance) -> object:
+            if slot_of_corpus.__get__(self) == corpus:
+                raise AssertionError(f"a target label was read: {name}")
+            return slot.__get__(self)
+
+        return property(get, slot.__set__)
 
     for name in LABEL_FIELDS:
-        monkeypatch.setattr(Utterance, name, property(boom))
+        monkeypatch.setattr(Utterance, name, guarded(name))
 
 
 def test_adabn_run_keeps_the_weights_and_never_reads_a_target_label(
@@ -37,7 +45,7 @@ def test_adabn_run_keeps_the_weights_and_never_reads_a_target_label(
 
     def scan_then_hide_labels(*args, **kwargs):  # the loader reads its own files; nothing after it sees a label
         sc = real_scan(*args, **kwargs)
-        _no_labels(monkeypatch)
+        _no_labels(monkeypatch, "crema-d")
         return sc
 
     monkeypatch.setattr(adapt_mod, "scan_source", scan_then_hide_labels)
@@ -55,7 +63,9 @@ def test_adabn_run_keeps_the_weights_and_never_reads_a_target_label(
     assert all(before[k].equal(after[k]) for k in before if "running_" not in k and "num_batches" not in k)  # only
     card = (done.run / "README.md").read_text()
     assert f"Adapted to crema-d ({n} unlabelled clips" in card and "by adabn" in card
-    assert (done.run / "splits").is_dir() and not (done.run / "metrics").exists()  # the old scores are not its own
+    # RUN's scores are not its own: it is scored afresh on its training corpora's test speakers
+    assert (done.run / "splits").is_dir() and (done.run / "metrics" / "ravdess.json").is_file()
+    assert not (done.run / "metrics" / "crema-d.json").exists()
     assert not list(tmp_path.glob(".*partial"))
 
 

@@ -15,7 +15,9 @@ the family looks at their audio). What changes is the model itself, so ``predict
 
 RUN2 holds RUN's config, splits, training audio and texts and done.json, the adapted weights, and a model.json
 whose ``adapted`` says what it was adapted on (method, corpus, root, clips, the run it came from); its model card
-says the same. RUN's metrics are not copied (they scored the unadapted model): ``emoshift evaluate RUN2``.
+says the same. RUN's metrics are not copied (they scored the unadapted model): RUN2 is scored on its training
+corpora's test speakers when their roots are at hand (what adapting cost in-domain; the files ``export`` checks
+parity on), and on the target with ``emoshift evaluate RUN2 --on NAME=ROOT`` where the target has labels.
 The directory is written beside RUN2 and renamed into place when complete, so nothing is left half written.
 """
 
@@ -149,7 +151,19 @@ def adapt_run(request: AdaptRequest, *, progress: bool = True) -> Adapted:
     if dest.path.is_dir():
         dest.path.rmdir()  # empty (checked above)
     os.replace(partial, dest.path)
+    _score_in_domain(dest, cfg, info, progress=progress)
     return Adapted(dest.path, record)
+
+
+def _score_in_domain(run: RunDir, cfg: Any, info: ModelRecord, *, progress: bool) -> None:
+    """The adapted model scored on its training corpora's test speakers (their labels, never the target's), when
+    their roots are still where training found them: RUN2's metrics and card then say what adapting cost
+    in-domain, and ``emoshift export`` finds its self-check files (RUN2/predictions)."""
+    from emoshift.evaluation.evaluate import evaluate_run
+
+    roots = {c: r for c in info.train_corpora if (r := cfg.data.roots.get(c)) and source_of(r).missing() is None}
+    if roots:
+        evaluate_run(run.path, roots, progress=progress)
 
 
 def _save_stats(run: RunDir, corpus: str, family: str, moments: Any, clips: int) -> None:
