@@ -173,3 +173,57 @@ def test_the_exported_graph_holds_no_corpus_classifier(dann_run: tuple[Path, dic
     with safe_open(str(run / "model.safetensors"), "pt") as f:
         dim = f.get_slice("head.weight").get_shape()[1]  # the pooled embedding's size
     assert not shapes & {(128, dim), (dim, 128), (2, 128), (128, 2)}  # the corpus classifier's weights
+
+
+# ------------------------------------------------------------------------------------------------ every family
+
+NEURAL = {
+    "cnn": ["model.name=resnet18", "model.width_mult=0.125", "features.n_mels=32"],
+    "ssl-finetune": ["model.name=hubert", "model.preset=tiny", "model.pooling=stats"],
+    "ssl-frozen": ["model.name=hubert", "model.preset=tiny", "model.mode=frozen", "model.pooling=stats",
+                   "model.layer_sum=true"],
+}
+
+
+def _batch(name: str, model: Any) -> dict[str, torch.Tensor]:
+    torch.manual_seed(0)
+    if name == "cnn":
+        return {"x": torch.randn(4, 1, 32, 40)}
+    wave, mask = 0.1 * torch.randn(4, 8000), torch.ones(4, 8000, dtype=torch.long)
+    if name == "ssl-frozen":
+        return {"x": model.pooled_layer_embeddings(wave, mask).detach()}  # (B, L+1, 2H), as cached
+    return {"x": wave, "attention_mask": mask}
+
+
+@pytest.mark.parametrize("name", sorted(NEURAL))
+def test_the_adversary_reads_each_familys_embedding_and_reverses_its_gradient(name: str) -> None:
+    """The hook sees the head's input ``(B, D)`` in every neural family, and the gradient reaching the net through
+    the reversal is exactly ``-lambda`` times the corpus classifier's own."""
+    from emoshift.models import family_of
+    from emoshift.training.adversary import DomainAdversary, embedding_size
+
+    cfg = load_config(overrides=NEURAL[name])
+    family = family_of(cfg.model.name, cfg.model.mode)
+    assert family.name == name
+    model = family.build(cfg, num_labels=3)
+    net = family.train_net(model).eval()
+    head = family.embedding_head(net)
+    adversary = DomainAdversary(head, ["a", "b"], DannConfig(weight=0.5, schedule="constant"))
+    with adversary.watching() as seen:
+        family.forward(net, _batch(name, model))
+    z = seen.last()
+    assert z.shape == (4, embedding_size(head))
+    below = [p for n, p in net.named_parameters() if p.requires_grad and "head" not in n]
+    domain = torch.tensor([0, 1, 0, 1])
+    ce = torch.nn.functional.cross_entropy
+    reversed_ = torch.autograd.grad(ce(adversary.classifier(reverse_gradient(z, 0.5)), domain), below,
+                                    retain_graph=True, allow_unused=True)
+    plain = torch.autograd.grad(ce(adversary.classifier(z), domain), below, allow_unused=True)
+    pairs = [(r, p) for r, p in zip(reversed_, plain, strict=True) if p is not None]
+    assert pairs and any(float(p.abs().sum()) > 0 for _, p in pairs)
+    for r, p in pairs:
+        assert torch.allclose(r, -0.5 * p)
+    adversary.release()
+    with adversary.watching() as after:
+        family.forward(net, _batch(name, model))
+    assert after.embeddings == []  # released: the net runs unwatched
