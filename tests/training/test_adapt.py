@@ -39,16 +39,17 @@ def test_adabn_run_keeps_the_weights_and_never_reads_a_target_label(
 ) -> None:
     from safetensors.torch import load_file
 
+    import emoshift.corpora.unlabelled as unlabelled_mod
     import emoshift.training.adapt as adapt_mod
 
-    real_scan = adapt_mod.scan_source
+    real_scan = unlabelled_mod.scan_source
 
     def scan_then_hide_labels(*args, **kwargs):  # the loader reads its own files; nothing after it sees a label
         sc = real_scan(*args, **kwargs)
         _no_labels(monkeypatch, "crema-d")
         return sc
 
-    monkeypatch.setattr(adapt_mod, "scan_source", scan_then_hide_labels)
+    monkeypatch.setattr(unlabelled_mod, "scan_source", scan_then_hide_labels)
     done = adapt_mod.adapt_run(adapt_mod.AdaptRequest(cnn_run, "crema-d", str(synth_tiny / "crema-d"),
                                                       tmp_path / "run2", method="adabn"), progress=False)
     monkeypatch.undo()

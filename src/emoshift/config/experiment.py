@@ -34,6 +34,7 @@ from pydantic import (
 )
 
 from emoshift.config.augment import AugmentConfig
+from emoshift.config.dann import UNLABELLED_HELP, DannConfig, Unlabelled, check_dann
 from emoshift.config.features import FeatureConfig
 from emoshift.config.split import SplitConfig, corpus_key
 from emoshift.config.targets import SoftTargets
@@ -116,6 +117,7 @@ class DataConfig(Strict):
     target_range: tuple[float, float] = Field(
         (0.0, 1.0), description="task dimensional: every corpus's ratings are rescaled to this [low, high]"
     )
+    unlabelled: Unlabelled = Field(default_factory=dict, description=UNLABELLED_HELP)  # config/dann.py
 
     @field_validator("targets")
     @classmethod
@@ -224,12 +226,8 @@ class ModelConfig(Strict):
         description="z-score each speaker's inputs with their own statistics (acoustic baselines: functionals; "
         "CNNs: log-mels per mel bin; a clip of an unknown speaker uses the training speakers')",
     )
-    domain_norm: Literal["none", "corpus"] = Field(
-        "none",
-        description="corpus: standardise each corpus's inputs with that corpus's own statistics, from its audio "
-        "alone (CNNs: log-mels per mel bin; acoustic baselines: functionals; SSL frozen: the pooled embeddings); "
-        "a clip of unknown origin uses the training corpora's pooled statistics (docs/adaptation.md)",
-    )
+    domain_norm: Literal["none", "corpus"] = Field("none", description="corpus: each corpus's inputs standardised "
+                                                   "with its own statistics, from its audio alone (docs/adaptation.md)")
 
     @field_validator("name")
     @classmethod
@@ -291,6 +289,7 @@ class TrainingConfig(Strict, SoftTargets):  # training.targets, training.soft_mi
     )
     stages: list[StageConfig] = Field(default_factory=list, description="SSL multi-stage fine-tuning")
     distill: DistillConfig | None = None
+    dann: DannConfig | None = Field(None, description="domain-adversarial training (DANN): docs/dann.md")
     max_batch_seconds: float = Field(120.0, gt=0.0, description="cap on padded audio per batch (SSL)")
 
     @model_validator(mode="before")
@@ -345,11 +344,8 @@ class EvaluationConfig(Strict):
     batch_size: int = Field(64, ge=1)
     calibrate: Literal["none", "temperature"] = "none"
     target_accuracy: float = Field(0.9, gt=0, le=1)  # in-domain accuracy the abstention threshold keeps
-    adapt: Literal["none", "adabn"] = Field(
-        "none",
-        description="adabn: before scoring a corpus, re-estimate the model's batch-norm statistics on that corpus's "
-        "evaluated audio (never its labels); models with batch norm only (the CNNs)",
-    )
+    adapt: Literal["none", "adabn"] = Field("none", description="adabn: batch-norm statistics re-estimated on each "
+                                            "evaluated corpus's audio, never its labels (the CNNs)")
 
 
 class TrackingConfig(Strict):
@@ -418,6 +414,7 @@ class ExperimentConfig(Strict):
                     "training.seeds cannot be used with task: dimensional yet (repeated training pools classes: "
                     "train one run per training.seed instead)"
                 )
+        check_dann(self.training.dann, self.data.corpora, self.data.unlabelled, self.training.augment.mixup_alpha)
         for name in self.evaluation.corpora:
             try:
                 _check_corpus_name(name, self.data.roots.get(name))
@@ -469,11 +466,14 @@ class ExperimentConfig(Strict):
         d.pop("tracking", None)  # where a run is logged is not what it trains
         d["trainer"].pop("progress", None)
         for part, key, default in ((d["training"], "seeds", None), (d["data"]["split"], "disjoint", ["speaker"]),
+                                   (d["training"], "dann", None), (d["data"], "unlabelled", {}),
                                    (d["model"], "domain_norm", "none"), (d["evaluation"], "adapt", "none")):
             part.pop(key) if part.get(key) == default else None  # added later: at their defaults, hash as before
         if exclude_roots:
             d["data"].pop("roots", None)
             d["data"].pop("cache_dir", None)
+            if "unlabelled" in d["data"]:  # where the target audio lies is not what trains: its names are
+                d["data"]["unlabelled"] = sorted(d["data"]["unlabelled"])
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
     def recipe_fingerprint(self) -> str:

@@ -189,6 +189,7 @@ def model_summary(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
             "speaker_norm": bool(info.speaker_norm),
             "domain_norm": info.domain_norm or "none",
             "adapted": info.adapted,  # emoshift adapt: {"method", "corpus", "root", "clips", "from"}
+            **({"dann": info.dann} if info.dann else {}),
         },
         "metrics": _metrics(rd),
         "fairness": _fairness(rd),
@@ -326,6 +327,8 @@ def render_model_card(run_dir: str | os.PathLike[str]) -> str:
         lines.append(f"- Epochs run: {prot['epochs_run']}")
     if prot.get("distill_teacher"):
         lines.append(f"- Distilled from: {prot['distill_teacher']}")
+    if prot.get("dann"):
+        lines.append(f"- {_dann_line(prot['dann'])}")
     lines += ["", "## Results", "", _results_intro(ens), "",
               *(_dimensional_results(s) if dimensional else _categorical_results(s))]
     lines += _agreement_results(s)
@@ -379,6 +382,13 @@ def _adapted_line(adapted: dict[str, Any]) -> str:
             f"{adapted.get('root')}; no label read) by {adapted.get('method')}: "
             f"{how.get(str(adapted.get('method')), 'see model.json')}; adapted from the run {adapted.get('from')}. "
             "Results below are of this adapted model (`emoshift evaluate`).")
+def _dann_line(dann: dict[str, Any]) -> str:
+    """The model card's line on domain-adversarial training (model.json ``dann``)."""
+    unl = dann.get("unlabelled") or {}
+    target = (" and the unlabelled audio of " + ", ".join(f"{n} ({k} utterances)" for n, k in unl.items())) if unl else ""
+    return (f"Domain-adversarial training (DANN): a corpus classifier over {', '.join(dann.get('domains', []))} behind "
+            f"a gradient-reversal layer (weight {dann.get('weight')}, {dann.get('schedule')} schedule), trained on the "
+            f"training corpora{target} (no label of theirs read); it is not part of this model")
 
 
 def _training_lines(s: dict[str, Any]) -> list[str]:

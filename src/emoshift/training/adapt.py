@@ -1,8 +1,8 @@
 """``emoshift adapt RUN --on NAME=ROOT [--method corpus-norm|adabn] -o RUN2``: a trained run adapted to a target
 corpus's unlabelled audio, written as a new run directory (docs/adaptation.md).
 
-The target is read as audio only; its labels are never read (:func:`target_utterances` passes the clips on, and
-the family looks at their audio). What changes is the model itself, so ``predict``, ``serve``, ``export`` and
+The target is read as audio only; its labels are never read (:func:`target_utterances` gives label-free clips,
+and the family looks at their audio). What changes is the model itself, so ``predict``, ``serve``, ``export`` and
 ``evaluate`` on RUN2 use the adapted model with nothing else to say:
 
 - ``corpus-norm``: the model's fixed input standardisation becomes the target's statistics
@@ -30,14 +30,13 @@ from pathlib import Path
 from typing import Any
 
 from emoshift.config import load_run_config
-from emoshift.core.audio import AUDIO_EXTENSIONS
 from emoshift.core.record import ModelRecord
 from emoshift.core.rundir import RunDir, RunError
-from emoshift.corpora import canonical_name, scan_source, source_of
-from emoshift.corpora.base import Utterance, unknown_speaker
+from emoshift.corpora import source_of
+from emoshift.corpora.base import Utterance
 from emoshift.models.adaptation import AdaptationError
 
-__all__ = ["METHODS", "AdaptRequest", "Adapted", "adapt_run", "audio_folder", "target_utterances"]
+__all__ = ["METHODS", "AdaptRequest", "Adapted", "adapt_run", "target_utterances"]
 
 METHODS: tuple[str, ...] = ("corpus-norm", "adabn")
 KEPT = ("config.yaml", "splits", "training_audio.json", "training_texts.json", "log.csv", "done.json")
@@ -63,41 +62,13 @@ class Adapted:
     record: dict[str, Any]
 
 
-def audio_folder(name: str, root: Path) -> list[Utterance]:
-    """Every audio file under ``root`` (recursively, sorted) as a clip of corpus ``name`` with no label and an
-    unknown speaker each: a plain folder of unlabelled audio."""
-    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)
-    out = []
-    for f in files:
-        rel = f.relative_to(root).with_suffix("").as_posix()
-        out.append(Utterance(id=f"{name}/{rel}", path=str(f.resolve()), corpus=name,
-                             speaker=unknown_speaker(name, rel), gender=None, emotion="", native_label=""))
-    return out
-
-
-def _registered(name: str) -> bool:
-    try:
-        canonical_name(name)
-    except KeyError:
-        return False
-    return True
-
-
 def target_utterances(name: str, root: str, data: Any, *, progress: bool) -> list[Utterance]:
-    """The target's clips: a registered corpus's folder or a corpus source (a table, ``hf:``, ``lhotse:``,
-    ``audformat:``) read by its loader under the ``native`` label policy (every clip, whatever its label: no
-    label decides what is kept), or a plain folder of audio under a name of your own (:func:`audio_folder`).
-    ``data``: the run's data config (its scan options). Only the clips' audio is used from here on."""
-    source = source_of(root)
-    if (missing := source.missing()) is not None:
-        raise AdaptationError(f"--on {name}={root}: {missing}")
-    if source.kind == "folder" and not _registered(name):
-        utts = audio_folder(name.strip().lower(), source.path)
-    else:
-        utts = scan_source(name, root, "native", **data.scan_options(), progress=progress).utterances
-    if not utts:
-        raise AdaptationError(f"--on {name}={root}: no audio found ({', '.join(AUDIO_EXTENSIONS)})")
-    return utts
+    """The target's clips, label-free (:func:`emoshift.corpora.unlabelled.scan_unlabelled`: a registered corpus's
+    folder or a corpus source read under the ``native`` policy, so no label decides what is kept, or a plain
+    folder of audio under a name of your own). ``data``: the run's data config (its scan options)."""
+    from emoshift.corpora.unlabelled import scan_unlabelled
+
+    return scan_unlabelled(name, root, what="--on", **data.scan_options(), progress=progress).utterances
 
 
 def adapt_run(request: AdaptRequest, *, progress: bool = True) -> Adapted:
