@@ -74,6 +74,9 @@ class ModelRecord(BaseModel):
     head: str | None = None  # acoustic: svm | logreg | ridge
     functionals: dict[str, Any] | None = None  # acoustic: FunctionalsConfig as JSON
     acoustic: dict[str, Any] | None = None  # acoustic: the head's metadata
+    # an adapted run (emoshift adapt): what it was adapted on, e.g. {"method": "few-shot", "corpus": "crema-d",
+    # "k": 2, "speakers": [...], "seed": 0, "held_back": 6, "from_run": "...", "fit": "...", "epochs", "lr"}
+    adaptation: dict[str, Any] | None = None
 
     @model_validator(mode="before")
     @classmethod

@@ -188,6 +188,7 @@ def model_summary(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
             "targets": done.get("targets"),  # soft-label training: {"kind": "soft", "soft_mix": ...}
             "speaker_norm": bool(info.speaker_norm),
         },
+        "adaptation": info.adaptation,  # an adapted run (emoshift adapt): what it was adapted on
         "metrics": _metrics(rd),
         "fairness": _fairness(rd),
         "window_s": float(info.features.get("crop_s", 3.0)),
@@ -308,6 +309,7 @@ def render_model_card(run_dir: str | os.PathLike[str]) -> str:
     else:
         lines.append("- Trained with emoshift (Lightning); weights in model.safetensors, ONNX graph in model.onnx when "
                      "exported")
+    lines += _adaptation_lines(s)
     lines += ["", "## Training data", "", *_training_lines(s)]
     if prot.get("label_counts"):
         counts = ", ".join(f"{k} {v}" for k, v in sorted(prot["label_counts"].items()))
@@ -352,6 +354,22 @@ def render_model_card(run_dir: str | os.PathLike[str]) -> str:
               f"emoshift serve {name}           # web page and API on http://127.0.0.1:8000", "```", "",
               *onnx_snippet(name, s)]
     return "\n".join(lines)
+
+
+def _adaptation_lines(s: dict[str, Any]) -> list[str]:
+    """What an adapted run was adapted on (model.json ``adaptation``); nothing for a run that was not."""
+    a = s.get("adaptation")
+    if not a:
+        return []
+    if a.get("method") != "few-shot":
+        return [f"- Adapted ({a.get('method')}) to {a.get('corpus')}, from {a.get('from_run')}"]
+    speakers = ", ".join(a.get("speakers") or [])
+    how = str(a.get("fit", "adapted"))
+    if a.get("epochs") is not None:
+        how += f", {a['epochs']} epochs at lr {a.get('lr'):g}"
+    return [f"- Adapted (few-shot) to {a['corpus']}: {how}, on the labelled audio of K={a['k']} of its speakers "
+            f"({speakers}; chosen by seed {a['seed']}, gender-balanced), from run {a.get('from_run')}; its "
+            f"{a['corpus']} scores are on the {a.get('held_back')} other speakers only (never one it adapted on)"]
 
 
 def _training_lines(s: dict[str, Any]) -> list[str]:
