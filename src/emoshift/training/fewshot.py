@@ -197,15 +197,17 @@ def adapt_few_shot(
     lr: float | None = None,
     progress: bool = True,
     cache_dir: str | None = None,
+    sources: bool = True,
 ) -> Path:
-    """``emoshift adapt RUN --on NAME=ROOT --labelled-speakers K -o OUT``: see the module docstring."""
+    """``emoshift adapt RUN --on NAME=ROOT --labelled-speakers K -o OUT``: see the module docstring (``sources``:
+    score the run's own training corpora's test speakers too, else the target only)."""
     if k < 1:
         raise AdaptError(f"--labelled-speakers must be at least 1, got {k}")
     run, info, cfg = open_run(run_dir)
     target, cfg = open_target(run, info, cfg, name, root, progress=progress)
     chosen, held = choose(target, k, seed)
     plan = FewShot(chosen, held, seed, epochs, lr)
-    return adapt_on(run, info, cfg, target, plan, out, progress=progress, cache_dir=cache_dir)
+    return adapt_on(run, info, cfg, target, plan, out, progress=progress, cache_dir=cache_dir, sources=sources)
 
 
 def adapt_on(
