@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
+from emoshift.cli import app
 from emoshift.core.io import read_csv
 from emoshift.corpora.base import Utterance
 from emoshift.training import fewshot
@@ -139,3 +141,90 @@ def test_the_same_seed_chooses_the_same_speakers_and_a_finished_run_is_kept(
     assert (out / "done.json").stat().st_mtime_ns == stamp  # the same adaptation: nothing done again
     with pytest.raises(AdaptError, match="not empty"):  # another one is refused, not mixed in
         adapt_few_shot(cnn_run, "crema-d", str(synth_tiny / "crema-d"), 1, out, seed=3, progress=False)
+
+
+# ------------------------------------------------------------------------------------------------ the acoustic family, the curve
+
+
+@pytest.fixture(scope="module")
+def curve(synth_tiny: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A tiny eGeMAPS run on ravdess and its few-shot curve on crema-d (K 0 and 2; seeds 0 and 1), every head fit
+    recorded with the speakers it was given."""
+    from emoshift.config import load_config
+    from emoshift.models.acoustic import AcousticBaseline
+    from emoshift.training.train import train
+    from tests.conftest import tiny_overrides
+
+    tmp = tmp_path_factory.mktemp("fewshot-curve")
+    cfg = load_config(overrides=[*tiny_overrides(synth_tiny, tmp / "cache"), "model.name=egemaps", "model.head=logreg"])
+    run = train(cfg, tmp / "egemaps", progress=False)
+    fits: list[list[str]] = []
+    fit = AcousticBaseline.fit
+
+    def recording_fit(head: Any, x: Any, y: Any, speakers: Any) -> Any:
+        fits.append(list(speakers))
+        return fit(head, x, y, speakers)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(AcousticBaseline, "fit", recording_fit)
+        res = CliRunner().invoke(app, ["adapt", str(run), "--on", f"crema-d={synth_tiny / 'crema-d'}", "--learning-curve",
+                                       "2,0", "--seeds", "0,1", "-o", str(tmp / "curve"), "-q"])
+    assert res.exit_code == 0, res.output
+    result = json.loads((tmp / "curve" / "curve.json").read_text())
+    return {"run": run, "out": tmp / "curve", "result": result, "fits": fits, "output": res.output}
+
+
+def test_acoustic_head_refits_on_training_speakers_plus_the_k(curve: dict[str, Any]) -> None:
+    run_speakers = set(json.loads((Path(curve["run"]) / "model.json").read_text())["training_speakers"])
+    points = {p["k"]: p for p in curve["result"]["points"]}
+    assert len(curve["fits"]) == 2  # K = 2, two seeds; K = 0 refits nothing
+    wanted = [set(points[2]["adapted_on"][str(s)]) for s in (0, 1)]
+    for speakers, k_speakers in zip(curve["fits"], wanted, strict=True):
+        target = {s for s in speakers if s.startswith("crema-d/")}
+        assert target == k_speakers  # the K speakers, and no held-back one
+        assert set(speakers) - target == run_speakers  # with the run's training and validation speakers
+    info = json.loads((curve["out"] / "runs" / "k2_s1" / "model.json").read_text())
+    assert info["adaptation"]["fit"].startswith("head refitted") and "epochs" not in info["adaptation"]
+
+
+def test_curve_scores_the_same_held_back_speakers_for_every_k(curve: dict[str, Any]) -> None:
+    result, out = curve["result"], curve["out"]
+    held = set(result["held_back"])
+    assert len(held) == 6 and len(result["pool"]) == 2 and not held & set(result["pool"])
+    assert [p["k"] for p in result["points"]] == [0, 2]
+    for p in result["points"]:
+        for path in p["runs"]:
+            assert {r["speaker"] for r in read_csv(Path(path) / "predictions" / "crema-d.csv")} == held
+        for chosen in p["adapted_on"].values():
+            assert len(chosen) == p["k"] and set(chosen) <= set(result["pool"])
+        assert p["speakers"] == 6 and p["ci95"] is not None and p["ci95"][0] <= p["uar"] <= p["ci95"][1]
+        assert p["uar"] == pytest.approx(sum(p["per_seed"]) / len(p["per_seed"]))
+    assert len(result["points"][0]["per_seed"]) == 1 and len(result["points"][1]["per_seed"]) == 2
+    rows = read_csv(out / "curve.csv")
+    assert [r["k"] for r in rows] == ["0", "2"] and list(rows[0])[:4] == ["k", "uar", "ci95_lo", "ci95_hi"]
+    assert json.loads((out / "curve.json").read_text())["held_back"] == result["held_back"]
+    assert (out / "curve.png").stat().st_size > 5000
+    m0 = json.loads((out / "runs" / "k0" / "metrics" / "crema-d.json").read_text())
+    assert m0["speakers"] == 6  # K = 0: the unadapted model on the same held-back speakers
+    assert "K=0: UAR" in curve["output"] and "K=2: UAR" in curve["output"]
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--labelled-speakers", "7"], "crema-d has 8 speakers and at least 2 are held back to score, so K must be between 1 and 6"),
+    (["--learning-curve", "0,1,7"], "K must be between 1 and 6"),
+    (["--labelled-speakers", "0"], "--labelled-speakers must be at least 1"),
+    ([], "give one of --labelled-speakers K"),
+    (["--learning-curve", "0,x"], "--learning-curve expects whole numbers"),
+])
+def test_bad_input_is_one_line_exit_2(cnn_run: Path, synth_tiny: Path, tmp_path: Path, args: list[str],
+                                      message: str) -> None:
+    res = CliRunner().invoke(app, ["adapt", str(cnn_run), "--on", f"crema-d={synth_tiny / 'crema-d'}",
+                                   "-o", str(tmp_path / "out"), "-q", *args])
+    assert res.exit_code == 2 and message in res.output and len(res.output.strip().splitlines()) == 1, res.output
+    assert not (tmp_path / "out").exists()  # nothing written
+
+
+def test_an_unknown_run_is_one_line_exit_2(synth_tiny: Path, tmp_path: Path) -> None:
+    res = CliRunner().invoke(app, ["adapt", str(tmp_path / "nowhere"), "--on", f"crema-d={synth_tiny / 'crema-d'}",
+                                   "--labelled-speakers", "2", "-o", str(tmp_path / "out")])
+    assert res.exit_code == 2 and "is not a finished run directory" in res.output, res.output

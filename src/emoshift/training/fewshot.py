@@ -46,15 +46,15 @@ import numpy as np
 
 from emoshift.config import ExperimentConfig, load_config, load_run_config, save_config
 from emoshift.core.errors import EmoshiftError
-from emoshift.core.io import atomic_write_json
+from emoshift.core.io import atomic_write_json, read_json
 from emoshift.core.record import ModelRecord
 from emoshift.core.rundir import RunDir, RunError, write_model_json
 from emoshift.corpora import Scan, resolve_name
 from emoshift.corpora.base import Utterance
 from emoshift.data.datasets import Item
-from emoshift.data.fingerprints import record_training_audio
-from emoshift.data.splits import Split, save_split
-from emoshift.data.texts import record_training_texts
+from emoshift.data.fingerprints import record_training_audio, training_audio
+from emoshift.data.splits import Split, load_split, save_split
+from emoshift.data.texts import record_training_texts, training_texts
 from emoshift.evaluation.evaluate import evaluate_run, scan_for_run
 from emoshift.evaluation.modelcard import write_model_card
 from emoshift.models import family_of
@@ -243,8 +243,7 @@ def adapt_on(
         epochs, lr, how = 0, None, "head refitted on the run's training and validation speakers plus the K speakers"
     family.save(model, out)
     write_model_json(out, adapted_record(info, family, cfg, model, target, plan, run, how, lr))
-    record_training_audio(out, trained, cfg.data.cache_dir)
-    record_training_texts(out, trained)
+    record_heard(out, run, trained, cfg.data.cache_dir)
     roots = {**(eval_roots(cfg) if sources else {}), target.name: target.root}
     roots = {n: r for n, r in roots.items() if n != target.name or plan.held_back}
     evaluate_run(out.path, roots, progress=progress, scans={target.name: target.scan}, cache_dir=cfg.data.cache_dir)
@@ -267,7 +266,23 @@ def _kept(out: RunDir, plan: FewShot, target: Target) -> bool:
             and done.get("corpus") == target.name:
         log.info("%s already holds this adaptation", out.path)
         return True
+    split = out.split(target.name)
+    if not done and split.is_file() and load_split(split).assignment == target_split(target, plan).assignment:
+        return False  # this adaptation, interrupted: done again (a neural fit resumes from its last checkpoint)
     raise AdaptError(f"{out.path} is not empty: choose another -o (or delete it)")
+
+
+def record_heard(out: RunDir, run: RunDir, trained: list[Utterance], cache_dir: str) -> None:
+    """training_audio.json and training_texts.json of ``out``: what the run learned from and what it adapted on
+    (the same audio or text among test utterances is then a leak, or text overlap, as for any run)."""
+    record_training_audio(out, trained, cache_dir)
+    audio = read_json(out.training_audio, RunError)
+    audio["fingerprints"] = sorted(set(audio["fingerprints"]) | training_audio(run))
+    atomic_write_json(out.training_audio, audio)
+    record_training_texts(out, trained)
+    texts = read_json(out.training_texts, RunError)
+    texts["texts"] = sorted(set(texts["texts"]) | (training_texts(run) or set()))
+    atomic_write_json(out.training_texts, texts)
 
 
 def target_split(target: Target, plan: FewShot) -> Split:
