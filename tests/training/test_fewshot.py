@@ -95,7 +95,7 @@ def adapted(cnn_run: Path, synth_tiny: Path, tmp_path_factory: pytest.TempPathFa
         adapt_few_shot(cnn_run, "crema-d", str(synth_tiny / "crema-d"), 2, out, seed=3, epochs=1, progress=False,
                        sources=False)
     info = json.loads((out / "model.json").read_text())
-    return {"out": out, "reads": list(LabelSpy.reads), "info": info, "chosen": set(info["adaptation"]["speakers"])}
+    return {"out": out, "reads": list(LabelSpy.reads), "info": info, "chosen": set(info["adapted"]["speakers"])}
 
 
 def test_reads_no_label_beyond_the_k_speakers_and_scores_only_the_others(adapted: dict[str, Any]) -> None:
@@ -118,10 +118,10 @@ def test_the_adapted_run_names_its_adaptation(adapted: dict[str, Any], cnn_run: 
 
     out, info = adapted["out"], adapted["info"]
     genders = {r["speaker"]: r["gender"] for r in read_csv(out / "predictions" / "crema-d.csv")}
-    a = info["adaptation"]
+    a = info["adapted"]
     assert (a["method"], a["corpus"], a["k"], a["seed"], a["held_back"], a["epochs"]) == ("few-shot", "crema-d", 2, 3,
                                                                                          6, 1)
-    assert a["from_run"] == str(cnn_run.resolve()) and "temperature" not in info  # fitted for the unadapted model
+    assert a["from"] == str(cnn_run.resolve()) and "temperature" not in info  # fitted for the unadapted model
     assert info["train_corpora"] == ["ravdess", "crema-d"] and adapted["chosen"] <= set(info["training_speakers"])
     assert not adapted["chosen"] & set(genders)
     card = (out / "README.md").read_text()
@@ -161,9 +161,9 @@ def curve(synth_tiny: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[st
     fits: list[list[str]] = []
     fit = AcousticBaseline.fit
 
-    def recording_fit(head: Any, x: Any, y: Any, speakers: Any) -> Any:
+    def recording_fit(head: Any, x: Any, y: Any, speakers: Any, **kw: Any) -> Any:
         fits.append(list(speakers))
-        return fit(head, x, y, speakers)
+        return fit(head, x, y, speakers, **kw)
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(AcousticBaseline, "fit", recording_fit)
@@ -184,7 +184,7 @@ def test_acoustic_head_refits_on_training_speakers_plus_the_k(curve: dict[str, A
         assert target == k_speakers  # the K speakers, and no held-back one
         assert set(speakers) - target == run_speakers  # with the run's training and validation speakers
     info = json.loads((curve["out"] / "runs" / "k2_s1" / "model.json").read_text())
-    assert info["adaptation"]["fit"].startswith("head refitted") and "epochs" not in info["adaptation"]
+    assert info["adapted"]["fit"].startswith("head refitted") and "epochs" not in info["adapted"]
 
 
 def test_curve_scores_the_same_held_back_speakers_for_every_k(curve: dict[str, Any]) -> None:
@@ -213,7 +213,8 @@ def test_curve_scores_the_same_held_back_speakers_for_every_k(curve: dict[str, A
     (["--labelled-speakers", "7"], "crema-d has 8 speakers and at least 2 are held back to score, so K must be between 1 and 6"),
     (["--learning-curve", "0,1,7"], "K must be between 1 and 6"),
     (["--labelled-speakers", "0"], "--labelled-speakers must be at least 1"),
-    ([], "give one of --labelled-speakers K"),
+    (["--labelled-speakers", "2", "--learning-curve", "0,1"], "give one of --labelled-speakers K"),
+    (["--method", "adabn", "--labelled-speakers", "2"], "give one or the other"),
     (["--learning-curve", "0,x"], "--learning-curve expects whole numbers"),
 ])
 def test_bad_input_is_one_line_exit_2(cnn_run: Path, synth_tiny: Path, tmp_path: Path, args: list[str],

@@ -187,8 +187,9 @@ def model_summary(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
             "distill_teacher": info.distill_teacher,
             "targets": done.get("targets"),  # soft-label training: {"kind": "soft", "soft_mix": ...}
             "speaker_norm": bool(info.speaker_norm),
+            "domain_norm": info.domain_norm or "none",
+            "adapted": info.adapted,  # emoshift adapt: {"method", "corpus", "root", "clips", "from"}
         },
-        "adaptation": info.adaptation,  # an adapted run (emoshift adapt): what it was adapted on
         "metrics": _metrics(rd),
         "fairness": _fairness(rd),
         "window_s": float(info.features.get("crop_s", 3.0)),
@@ -309,7 +310,8 @@ def render_model_card(run_dir: str | os.PathLike[str]) -> str:
     else:
         lines.append("- Trained with emoshift (Lightning); weights in model.safetensors, ONNX graph in model.onnx when "
                      "exported")
-    lines += _adaptation_lines(s)
+    if (adapted := prot.get("adapted")) is not None:
+        lines.append(_adapted_line(adapted))
     lines += ["", "## Training data", "", *_training_lines(s)]
     if prot.get("label_counts"):
         counts = ", ".join(f"{k} {v}" for k, v in sorted(prot["label_counts"].items()))
@@ -338,10 +340,7 @@ def render_model_card(run_dir: str | os.PathLike[str]) -> str:
               "Research on speech emotion recognition and prototypes that show emotion estimates over time. Not for "
               "decisions about people (hiring, health, policing, credit): the labels are acted categories, not "
               "anyone's inner state.", "", "## Limitations", ""]
-    if prot.get("speaker_norm"):
-        lines.append("- Inputs are standardised per speaker: the results above normalised each test speaker with "
-                     "that speaker's own recordings. A clip of an unknown speaker (predict, the service, the ONNX "
-                     "graph) is standardised with the training speakers' statistics instead; expect lower scores.")
+    lines += _normalisation_lines(prot)
     if acted:
         lines.append(f"- Trained on acted speech ({', '.join(acted)}): actors reading fixed sentences in studio or "
                      "near-studio conditions; expect lower accuracy on spontaneous, conversational or noisy speech.")
@@ -356,20 +355,43 @@ def render_model_card(run_dir: str | os.PathLike[str]) -> str:
     return "\n".join(lines)
 
 
-def _adaptation_lines(s: dict[str, Any]) -> list[str]:
-    """What an adapted run was adapted on (model.json ``adaptation``); nothing for a run that was not."""
-    a = s.get("adaptation")
-    if not a:
-        return []
-    if a.get("method") != "few-shot":
-        return [f"- Adapted ({a.get('method')}) to {a.get('corpus')}, from {a.get('from_run')}"]
-    speakers = ", ".join(a.get("speakers") or [])
+def _normalisation_lines(prot: dict[str, Any]) -> list[str]:
+    """The limitations of per-speaker and per-corpus input standardisation."""
+    lines = []
+    if prot.get("speaker_norm"):
+        lines.append("- Inputs are standardised per speaker: the results above normalised each test speaker with "
+                     "that speaker's own recordings. A clip of an unknown speaker (predict, the service, the ONNX "
+                     "graph) is standardised with the training speakers' statistics instead; expect lower scores.")
+    if prot.get("domain_norm") == "corpus":
+        held = (f"{prot['adapted']['corpus']}'s" if (prot.get("adapted") or {}).get("method") == "corpus-norm"
+                else "the training corpora's pooled")
+        lines.append("- Inputs are standardised per corpus: the results above standardised each corpus with the "
+                     "statistics of its own evaluated audio. A clip of unknown origin (predict, the service, the ONNX "
+                     f"graph) is standardised with {held} statistics instead.")
+    return lines
+
+
+def _adapted_line(adapted: dict[str, Any]) -> str:
+    """The model-details line of a run written by ``emoshift adapt``: what it was adapted on, and how."""
+    if adapted.get("method") == "few-shot":
+        return _few_shot_line(adapted)
+    how = {"corpus-norm": "its input standardisation set to that audio's statistics",
+           "adabn": "its batch-norm statistics re-estimated on that audio (AdaBN), weights unchanged"}
+    return (f"- Adapted to {adapted.get('corpus')} ({adapted.get('clips')} unlabelled clips from "
+            f"{adapted.get('root')}; no label read) by {adapted.get('method')}: "
+            f"{how.get(str(adapted.get('method')), 'see model.json')}; adapted from the run {adapted.get('from')}. "
+            "Results below are of this adapted model (`emoshift evaluate`).")
+
+
+def _few_shot_line(a: dict[str, Any]) -> str:
+    """The model-details line of a few-shot adapted run (``emoshift adapt --labelled-speakers K``)."""
     how = str(a.get("fit", "adapted"))
     if a.get("epochs") is not None:
         how += f", {a['epochs']} epochs at lr {a.get('lr'):g}"
-    return [f"- Adapted (few-shot) to {a['corpus']}: {how}, on the labelled audio of K={a['k']} of its speakers "
-            f"({speakers}; chosen by seed {a['seed']}, gender-balanced), from run {a.get('from_run')}; its "
-            f"{a['corpus']} scores are on the {a.get('held_back')} other speakers only (never one it adapted on)"]
+    return (f"- Adapted (few-shot) to {a.get('corpus')}: {how}, on the labelled audio of K={a.get('k')} of its "
+            f"speakers ({', '.join(a.get('speakers') or []) or 'none'}; chosen by seed {a.get('seed')}, "
+            f"gender-balanced); adapted from the run {a.get('from')}. Its {a.get('corpus')} scores are on the "
+            f"{a.get('held_back')} other speakers only (never one it adapted on).")
 
 
 def _training_lines(s: dict[str, Any]) -> list[str]:

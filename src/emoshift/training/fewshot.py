@@ -24,7 +24,7 @@ The steps:
    K speakers as ``train`` and the held-back ones as ``test``, with the target among its ``train_corpora``, so
    ``evaluate``, ``audit``, ``compare`` (and the scoring here) read only the held-back speakers of the target,
    exactly as for any training corpus; the run's own training corpora keep their splits (their test speakers
-   show what the adaptation cost there). model.json's ``adaptation`` (and the model card) name the method, the
+   show what the adaptation cost there). model.json's ``adapted`` (and the model card) name the method, the
    corpus, K, the speakers and the seed.
 
 The learning curve over K is :mod:`emoshift.training.fewshot_curve`.
@@ -64,7 +64,7 @@ from emoshift.training.pipeline import eval_roots, prepare_data
 
 log = logging.getLogger("emoshift.training.fewshot")
 
-FEW_SHOT = "few-shot"  # model.json adaptation.method
+FEW_SHOT = "few-shot"  # model.json adapted.method
 MIN_HELD_BACK = 2  # target speakers always left to score
 EPOCHS = 5  # fine-tuning epochs of a neural family (default)
 LR_FACTOR = 0.1  # fine-tuning learning rate: this times the run's (default)
@@ -171,9 +171,10 @@ class FewShot:
     lr: float | None = None  # None: LR_FACTOR x the run's training.lr
 
     def record(self, target: Target, run: RunDir, how: str, lr: float | None) -> dict[str, Any]:
-        """model.json's ``adaptation``."""
-        return {"method": FEW_SHOT, "corpus": target.name, "k": len(self.speakers), "speakers": sorted(self.speakers),
-                "seed": self.seed, "held_back": len(self.held_back), "from_run": str(run.path.resolve()), "fit": how,
+        """model.json's ``adapted`` (the keys the unsupervised methods write, with the speakers for ``clips``)."""
+        return {"method": FEW_SHOT, "corpus": target.name, "root": target.root, "k": len(self.speakers),
+                "speakers": sorted(self.speakers), "seed": self.seed, "held_back": len(self.held_back),
+                "from": str(run.path.resolve()), "fit": how,
                 **({"epochs": self.epochs, "lr": lr} if lr is not None else {})}
 
 
@@ -261,7 +262,7 @@ def _kept(out: RunDir, plan: FewShot, target: Target) -> bool:
     """True when ``out`` already holds this adaptation finished; AdaptError when it holds anything else."""
     if not out.path.exists() or not any(out.path.iterdir()):
         return False
-    done = out.is_complete() and (out.info().adaptation or {})
+    done = out.is_complete() and (out.info().adapted or {})
     if done and done.get("speakers") == sorted(plan.speakers) and done.get("seed") == plan.seed \
             and done.get("corpus") == target.name:
         log.info("%s already holds this adaptation", out.path)
@@ -349,11 +350,11 @@ def adapted_record(
     run: RunDir, how: str, lr: float | None,
 ) -> ModelRecord:
     """The run's model.json with the target among the training corpora, the K speakers among the training
-    speakers, the refitted head's keys, no temperature (fitted for the unadapted model) and ``adaptation``."""
+    speakers, the refitted head's keys, no temperature (fitted for the unadapted model) and ``adapted``."""
     record = {**info.to_json(), **family.architecture_info(cfg, model)}
     for key in ("temperature", "temperature_fit"):
         record.pop(key, None)
     record["train_corpora"] = [*info.train_corpora, target.name]
     record["training_speakers"] = sorted({*info.training_speakers, *plan.speakers})
-    record["adaptation"] = plan.record(target, run, how, lr)
+    record["adapted"] = plan.record(target, run, how, lr)
     return ModelRecord.parse(record)

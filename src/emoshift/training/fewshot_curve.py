@@ -161,10 +161,10 @@ def unadapted(
         for path in (run.training_audio, run.training_texts):
             if path.is_file():
                 shutil.copyfile(path, out.path / path.name)
-        adaptation = {"method": FEW_SHOT, "corpus": target.name, "k": 0, "speakers": [], "seed": None,
-                      "held_back": len(held_back), "from_run": str(run.path.resolve()),
-                      "fit": "none: the run's model unchanged (the curve's K = 0)"}
-        write_model_json(out, ModelRecord.parse({**info.to_json(), "adaptation": adaptation}))
+        adapted = {"method": FEW_SHOT, "corpus": target.name, "root": target.root, "k": 0, "speakers": [],
+                   "seed": None, "held_back": len(held_back), "from": str(run.path.resolve()),
+                   "fit": "none: the run's model unchanged (the curve's K = 0)"}
+        write_model_json(out, ModelRecord.parse({**info.to_json(), "adapted": adapted}))
         evaluate_run(out.path, {target.name: target.root}, progress=progress,
                      scans={target.name: target.of(held_back)}, cache_dir=cache_dir or cfg.data.cache_dir)
         atomic_write_json(out.done, {"epochs_run": 0, "adaptation": FEW_SHOT,
