@@ -18,6 +18,8 @@ COMMANDS = {
     "tune": ("emoshift.training.tune.tune",
              lambda tmp: ["tune", "--corpus", f"ravdess={tmp}", "--space", str(tmp / "space.yaml"), "-n", "1", "-o", str(tmp / "t")]),
     "audit": ("emoshift.evaluation.audit.audit_run", lambda tmp: ["audit", str(tmp), "--on", f"ravdess={tmp}"]),
+    "adapt": ("emoshift.training.fewshot.adapt_few_shot",
+              lambda tmp: ["adapt", str(tmp), "--on", f"crema-d={tmp}", "--labelled-speakers", "2", "-o", str(tmp / "a")]),
     "compare": ("emoshift.evaluation.compare.compare_runs",
                 lambda tmp: ["compare", str(tmp / "a"), str(tmp / "b"), "--on", f"ravdess={tmp}"]),
 }

@@ -68,7 +68,9 @@ class ModelRecord(BaseModel):
     dropout: float | None = None
     speaker_norm: bool | None = None
     domain_norm: str | None = None  # "corpus": inputs standardised per corpus (None, older runs: "none")
-    # emoshift adapt: what the model was adapted on, {"method", "corpus", "root", "clips", "from"} (None: not adapted)
+    # emoshift adapt: what the model was adapted on, {"method", "corpus", "root", "clips", "from"} (None: not
+    # adapted); few-shot ({"method": "few-shot"}) has "k", "speakers", "seed", "held_back", "fit" ("epochs", "lr")
+    # in place of "clips"
     adapted: dict[str, Any] | None = None
     backbone_config: dict[str, Any] | None = None  # CNN: the transformers backbone config
     encoder_config: dict[str, Any] | None = None  # SSL: the transformers encoder config

@@ -376,6 +376,8 @@ def _normalisation_lines(prot: dict[str, Any]) -> list[str]:
 
 def _adapted_line(adapted: dict[str, Any]) -> str:
     """The model-details line of a run written by ``emoshift adapt``: what it was adapted on, and how."""
+    if adapted.get("method") == "few-shot":
+        return _few_shot_line(adapted)
     how = {"corpus-norm": "its input standardisation set to that audio's statistics",
            "adabn": "its batch-norm statistics re-estimated on that audio (AdaBN), weights unchanged"}
     return (f"- Adapted to {adapted.get('corpus')} ({adapted.get('clips')} unlabelled clips from "
@@ -389,6 +391,17 @@ def _dann_line(dann: dict[str, Any]) -> str:
     return (f"Domain-adversarial training (DANN): a corpus classifier over {', '.join(dann.get('domains', []))} behind "
             f"a gradient-reversal layer (weight {dann.get('weight')}, {dann.get('schedule')} schedule), trained on the "
             f"training corpora{target} (no label of theirs read); it is not part of this model")
+
+
+def _few_shot_line(a: dict[str, Any]) -> str:
+    """The model-details line of a few-shot adapted run (``emoshift adapt --labelled-speakers K``)."""
+    how = str(a.get("fit", "adapted"))
+    if a.get("epochs") is not None:
+        how += f", {a['epochs']} epochs at lr {a.get('lr'):g}"
+    return (f"- Adapted (few-shot) to {a.get('corpus')}: {how}, on the labelled audio of K={a.get('k')} of its "
+            f"speakers ({', '.join(a.get('speakers') or []) or 'none'}; chosen by seed {a.get('seed')}, "
+            f"gender-balanced); adapted from the run {a.get('from')}. Its {a.get('corpus')} scores are on the "
+            f"{a.get('held_back')} other speakers only (never one it adapted on).")
 
 
 def _training_lines(s: dict[str, Any]) -> list[str]:

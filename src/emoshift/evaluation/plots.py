@@ -430,3 +430,47 @@ def plot_scores_ci(
         ax.set_title(title + (("\n" if title else "") + "hatched: no CI (too few speakers)" if no_ci else ""))
         fig.tight_layout()
     return Path(path)
+
+
+# --------------------------------------------------------------------------------------------------------
+# A learning curve: a score per K with its CI (few-shot adaptation)
+# --------------------------------------------------------------------------------------------------------
+
+
+def plot_learning_curve(
+    points: Sequence[Mapping[str, Any]],
+    path: str | os.PathLike[str],
+    *,
+    title: str = "",
+    xlabel: str = "K labelled target speakers adapted on",
+    ylabel: str = "UAR on the held-back speakers (95% CI)",
+) -> Path:
+    """``points``: ``{"k", "uar", "ci95": [lo, hi] or None, "per_seed": [uar, ...]}`` in K order, drawn as a line
+    with CI error bars (none where a point has no interval: it is drawn hollow) and each seed's score as a dot."""
+    if not points:
+        raise ValueError("plot_learning_curve needs at least one point")
+    ks = [int(p["k"]) for p in points]
+    ys = [float("nan") if p.get("uar") is None else float(p["uar"]) for p in points]
+    with _figure(path, figsize=(max(5.0, 0.6 * len(ks) + 3), 4)) as (fig, ax):
+        ax.plot(ks, ys, color="tab:blue", linewidth=1.5, zorder=2)
+        with_ci = [i for i, p in enumerate(points) if p.get("ci95")]
+        without = [i for i in range(len(points)) if i not in with_ci]
+        ax.scatter([ks[i] for i in with_ci], [ys[i] for i in with_ci], color="tab:blue", zorder=3)
+        ax.scatter([ks[i] for i in without], [ys[i] for i in without], facecolors="white", edgecolors="tab:blue",
+                   zorder=3, label="no CI (too few speakers)" if without else None)
+        _ci_bars(ax, ks, ys, [p.get("ci95") for p in points])
+        for k, p in zip(ks, points, strict=True):
+            seeds = list(p.get("per_seed") or [])
+            if len(seeds) > 1:
+                ax.scatter([k] * len(seeds), seeds, s=10, color="gray", zorder=1,
+                           label="each seed" if "each seed" not in ax.get_legend_handles_labels()[1] else None)
+        ax.set_xticks(ks)
+        ax.set_ylim(0.0, 1.05)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[1]:
+            ax.legend(fontsize=8, loc="upper left")
+        ax.set_title(title)
+        fig.tight_layout()
+    return Path(path)
