@@ -24,10 +24,12 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 # In parallel, one worker per core (pytest-xdist); a test file stays on one worker, so its module fixtures are built
-# once (tests/once.py builds the session fixtures several files share once per run). tests/test_docs.py builds
-# the docs. --durations=30: the slowest tests, to see where the time goes.
+# once (tests/once.py builds the session fixtures several files share once per run). --no-loadscope-reorder:
+# files go out in collection order, which tests/conftest.py sorts longest first (xdist would otherwise send the
+# files with the most tests first, and a long end-to-end file of 2 tests ran alone at the end). tests/test_docs.py
+# builds the docs. --durations=30: the slowest tests, to see where the time goes.
 test: setup
-	$(BIN)/python -m pytest -q -n auto --dist loadfile --durations=30 tests
+	$(BIN)/python -m pytest -q -n auto --dist loadfile --no-loadscope-reorder --durations=30 tests
 
 # The docs site into site/, strict (a broken link or a public API name that no longer resolves fails it). No
 # --quiet: it hides the warnings that strict mode fails on.
