@@ -36,7 +36,8 @@ def _launch_options(jobs: int | None, launcher: str, slurm: dict[str, object]) -
 @app.command("study")
 def study(
     config: Path = typer.Argument(
-        ..., help="Study file, e.g. configs/study.yaml, or configs/cross_corpus.yaml (2-10 --corpus, an N x N matrix)."
+        ..., help="Study file, e.g. configs/study.yaml, configs/cross_corpus.yaml (2-10 --corpus, an N x N matrix) "
+        "or configs/domain_shift.yaml (3-10 --corpus, the levers that close the gap)."
     ),
     corpus: list[str] = typer.Option(
         None, "--corpus", help="NAME=ROOT of a corpus (repeatable); every experiment is tested on each."
@@ -110,6 +111,8 @@ def study(
     console.print(f"report: {paths['html']} (with {paths['markdown'].name} and {paths['results'].name})")
     if "cross_corpus" in paths:  # an N-corpus study (configs/cross_corpus.yaml)
         console.print(f"cross-corpus matrix: {paths['cross_corpus']}")
+    if "domain_shift" in paths:  # a leave-one-corpus-out benchmark (configs/domain_shift.yaml)
+        console.print(f"what closes the gap: {paths['domain_shift']}")
     if not result.ok:
         console.print(f"[bold red]failed:[/] {', '.join(result.failed)} (see the report's Errors section)")
         raise typer.Exit(1)

@@ -7,7 +7,8 @@ A study file with a ``domain_shift:`` section lists no experiments; for the corp
 
 - ``<family>.<method>.<corpus>``: trained on every corpus but ``<corpus>``, once per method of ``methods``
   (an overlay each: ``pooled``, the reference, is plain pooled training; the others are its levers), the
-  held-out corpus scored on every utterance and never trained on;
+  held-out corpus (every corpus in turn, or those of ``held_out``) scored on every utterance and never
+  trained on;
 - ``<family>.in-domain.<corpus>``: trained on ``<corpus>`` alone with the ``in_domain`` overlay (speaker
   k-fold by default: every speaker scored once by a model that never heard them), the ceiling a lever is
   measured against;
@@ -21,7 +22,8 @@ read). A lever is added to the benchmark by one entry under ``methods``.
 
 Labels follow the N-corpus study's policy (:mod:`emoshift.study.cross_corpus`: the widest of six / four that
 every corpus holds). The returned :class:`ShiftPlan` is a :class:`~emoshift.study.cross_corpus.MatrixPlan`
-whose rows are the first family's in-domain and pooled runs (the report's cross-corpus matrix) and whose
+whose rows are the first family's in-domain and pooled runs (the report's cross-corpus matrix; none when only
+some corpora are held out) and whose
 ``cells`` say which run is which; :mod:`emoshift.study.gap` writes the report's "What closes the gap" section
 and ``OUT/domain_shift.csv`` from them.
 """
@@ -76,6 +78,9 @@ class DomainShiftSpec(BaseModel):
     reference: str = Field("pooled", description="the method every lever is compared with")
     methods: dict[str, MethodSpec] = Field(..., description="method name -> lever (the reference included)")
     in_domain: dict[str, Any] = Field(default_factory=dict, description="overlay of the in-domain ceiling runs")
+    held_out: list[str] | None = Field(
+        None, description="the corpora held out in turn (default: every --corpus); the others are only pooled"
+    )
 
     @field_validator("families", "methods")
     @classmethod
@@ -164,13 +169,14 @@ def _generate(
     experiments: list[dict[str, Any]] = []
     cells: list[ShiftCell] = []
     claims: list[dict[str, Any]] = []
+    held = [c for c in corpora if spec.held_out is None or c in spec.held_out]
     for fam, overlay in spec.families.items():
-        for c in corpora:
+        for c in held:
             experiments.append(_experiment(
                 experiment_id(fam, IN_DOMAIN, c), f"{fam}: in-domain {c} (the ceiling)", overlay, spec.in_domain,
                 [c], policy, f"trained and scored on {c} (speaker-independent): what closing the gap would reach",
             ))  # fmt: skip
-        for c in corpora:
+        for c in held:
             others = [o for o in corpora if o != c]
             reference = experiment_id(fam, spec.reference, c)
             for name, m in spec.methods.items():
@@ -194,12 +200,14 @@ def _plan(spec: DomainShiftSpec, corpora: Sequence[str], counts: Mapping[str, An
           policy: tuple[str, str, Mapping[str, Sequence[str]]]) -> ShiftPlan:
     name, chosen, lacking = policy
     first = next(iter(spec.families))
-    rows = [MatrixRow(id=experiment_id(first, IN_DOMAIN, c), kind="single", train=(c,)) for c in corpora]
-    rows += [
-        MatrixRow(id=experiment_id(first, spec.reference, c), kind="loco",
-                  train=tuple(o for o in corpora if o != c), held_out=c)
-        for c in corpora
-    ]  # fmt: skip
+    rows: list[MatrixRow] = []
+    if spec.held_out is None:  # the matrix needs every corpus's in-domain model
+        rows += [MatrixRow(id=experiment_id(first, IN_DOMAIN, c), kind="single", train=(c,)) for c in corpora]
+        rows += [
+            MatrixRow(id=experiment_id(first, spec.reference, c), kind="loco",
+                      train=tuple(o for o in corpora if o != c), held_out=c)
+            for c in corpora
+        ]  # fmt: skip
     return ShiftPlan(
         corpora=tuple(corpora),
         rows=tuple(rows),
@@ -242,6 +250,10 @@ def expand(
             f"a leave-one-corpus-out benchmark takes {MIN_CORPORA} to {MAX_CORPORA} corpora (--corpus NAME=ROOT), "
             f"got {len(corpora)}"
         )
+    unknown = [c for c in spec.held_out or () if c not in corpora]
+    if unknown:
+        raise CrossCorpusError(f"domain_shift.held_out: {unknown[0]!r} is not one of the --corpus names "
+                               f"({', '.join(corpora)})")
     counts = class_counts(roots, (raw.get("defaults") or {}).get("data") or {})
     empty = [c for c, n in counts.items() if not n]
     if empty:

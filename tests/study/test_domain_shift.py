@@ -1,0 +1,164 @@
+"""The leave-one-corpus-out benchmark of the levers (configs/domain_shift.yaml): experiments, claims and plan
+generated from the corpus list (fast), then the whole study on three tiny synthetic corpora (RAVDESS, CREMA-D,
+IEMOCAP) with its "What closes the gap" section, domain_shift.csv and heatmap checked against the runs' metrics."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from emoshift.cli import app
+from emoshift.study import StudyError, load_study
+from emoshift.study.cross_corpus import CrossCorpusError
+from emoshift.study.domain_shift import ShiftPlan, expand
+from emoshift.study.gap import GAP_COLUMNS, share_closed
+
+REPO = Path(__file__).resolve().parents[2]
+CONFIG = REPO / "configs" / "domain_shift.yaml"
+
+
+@pytest.fixture(scope="module")
+def roots(synth_tiny: Path, synth_more: Path) -> dict[str, str]:
+    return {
+        "ravdess": str(synth_tiny / "ravdess"),
+        "crema-d": str(synth_tiny / "crema-d"),
+        "iemocap": str(synth_more / "iemocap"),
+    }
+
+
+def _raw() -> dict[str, Any]:
+    data = yaml.safe_load(CONFIG.read_text())
+    assert isinstance(data, dict)
+    return data
+
+
+def test_experiments_claims_and_plan_are_generated(roots: dict[str, str]) -> None:
+    study = load_study(CONFIG, roots=roots, profile="demo")
+    plan = study.matrix
+    assert isinstance(plan, ShiftPlan) and plan.corpora == tuple(roots) and plan.policy == "four"
+    assert plan.methods[0] == plan.reference == "pooled"
+    for cell in plan.cells:  # trained on every corpus but the held-out one, which is only scored
+        cfg = study.experiment(cell.id).config
+        assert cfg is not None and cell.held_out not in cfg.data.corpora and cell.held_out not in cfg.data.roots
+        assert sorted(cfg.data.corpora) == sorted(c for c in roots if c != cell.held_out)
+        assert cfg.model.name == {"acoustic": "egemaps", "cnn": "resnet18"}[cell.family]
+        assert cfg.data.split.method == "speaker" and cfg.training.seeds == [0, 1, 2]
+        ceiling = study.experiment(cell.in_domain_id).config
+        assert ceiling is not None and ceiling.data.corpora == [cell.held_out]
+        assert (ceiling.data.split.method, ceiling.data.split.k) == ("kfold", 3)  # the demo profile's k
+        assert (cfg.training.augment.codec_p > 0) == (cell.method == "channel-aug")
+    # a lever names the families it applies to: channel augmentation is the CNN's only
+    assert {(c.family, c.method) for c in plan.cells} >= {("acoustic", "pooled"), ("cnn", "pooled"), ("cnn", "channel-aug")}
+    assert not any(c.family == "acoustic" and c.method == "channel-aug" for c in plan.cells)
+    # one 'better' claim per lever, family and held-out corpus, against pooled training on that corpus only
+    levers = [c for c in plan.cells if c.method != plan.reference]
+    claims = {(c.a, c.b, tuple(c.corpora)) for c in study.findings.claims if c.kind == "better"}
+    assert claims == {(c.id, c.reference_id, (c.held_out,)) for c in levers}
+    # the matrix section shows the first family's in-domain and pooled runs
+    assert [r.id for r in plan.rows] == [f"acoustic.{m}.{c}" for m in ("in-domain", "pooled") for c in roots]
+
+
+def test_a_lever_is_one_entry_and_reads_the_held_out_audio_when_asked(roots: dict[str, str]) -> None:
+    raw = _raw()
+    raw["domain_shift"]["methods"]["target-audio"] = {
+        "config": {"training": {"dann": {"weight": 1.0}}}, "families": ["cnn"], "unlabelled": "held_out"
+    }
+    study, plan = expand(raw, roots)
+    by_id = {e["id"]: e["config"] for e in study["experiments"]}
+    for c, root in roots.items():
+        cfg = by_id[f"cnn.target-audio.{c}"]
+        assert cfg["data"]["unlabelled"] == {c: root} and c not in cfg["data"]["corpora"]
+        assert cfg["training"]["dann"] == {"weight": 1.0} and "unlabelled" not in by_id[f"cnn.pooled.{c}"]["data"]
+        assert f"acoustic.target-audio.{c}" not in by_id
+    assert isinstance(plan, ShiftPlan) and plan.methods[-1] == "target-audio"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda raw: raw["domain_shift"].update(reference="none"), "reference 'none' is not one of the methods"),
+        (lambda raw: raw["domain_shift"]["methods"]["pooled"].update(families=["ssl"]), "unknown family 'ssl'"),
+        (lambda raw: raw["domain_shift"]["methods"].update({"in-domain": {}}), "not a usable name"),
+        (lambda raw: raw["domain_shift"].update(shuffle=True), "domain_shift"),
+        (lambda raw: raw.update(cross_corpus={}), "not both"),
+        (lambda raw: raw.update(experiments=[{"id": "x"}]), "generates its experiments"),
+    ],
+)
+def test_bad_benchmark_files_are_one_line(roots: dict[str, str], change: Any, message: str) -> None:
+    raw = _raw()
+    change(raw)
+    with pytest.raises(CrossCorpusError, match=message):
+        expand(raw, roots)
+
+
+def test_three_corpora_at_least(roots: dict[str, str]) -> None:
+    with pytest.raises(StudyError, match="3 to 10 corpora"):
+        load_study(CONFIG, roots={k: roots[k] for k in ("ravdess", "crema-d")})
+
+
+def _read(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _uar(out: Path, eid: str, corpus: str) -> float:
+    return float(json.loads((out / "runs" / eid / "metrics" / f"{corpus}.json").read_text())["uar"])
+
+
+def test_the_benchmark_runs_end_to_end_and_the_table_matches_the_runs(roots: dict[str, str], tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    sets = [
+        f"data.cache_dir={tmp_path / 'cache'}", "data.split.k=2", "features.n_mels=32", "features.crop_s=0.5",
+        "model.width_mult=0.125", "training.batch_size=32", "training.epochs=1", "training.seeds=[0]",
+        "training.early_stopping_patience=null", "evaluation.n_bootstrap=20", "trainer.progress=false",
+    ]
+    args = ["study", str(CONFIG), "-o", str(out), "-q"]
+    args += [a for name, root in roots.items() for a in ("--corpus", f"{name}={root}")]
+    args += [a for s in sets for a in ("--set", s)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "what closes the gap:" in result.output
+
+    rows = _read(out / "domain_shift.csv")
+    assert rows and list(rows[0]) == list(GAP_COLUMNS)
+    cells = {(r["family"], r["method"], r["held_out"]) for r in rows}
+    assert cells == {(f, m, c) for f, m in (("acoustic", "pooled"), ("cnn", "pooled"), ("cnn", "channel-aug"))
+                     for c in roots}  # fmt: skip
+    findings = {(f["a"], f["b"], f["corpus"]): f for f in _read(out / "findings.csv")}
+    for r in rows:
+        held, fam = r["held_out"], r["family"]
+        run = out / "runs" / r["experiment"]
+        trained = yaml.safe_load((run / "config.yaml").read_text())["data"]["corpora"]
+        assert held not in trained and not (run / "splits" / f"{held}.csv").exists()  # only ever scored
+        pooled, ceiling = f"{fam}.pooled.{held}", f"{fam}.in-domain.{held}"
+        assert float(r["uar"]) == pytest.approx(_uar(out, r["experiment"], held), abs=1e-6)
+        assert float(r["pooled_uar"]) == pytest.approx(_uar(out, pooled, held), abs=1e-6)
+        assert float(r["in_domain_uar"]) == pytest.approx(_uar(out, ceiling, held), abs=1e-6)
+        gap = float(r["in_domain_uar"]) - float(r["pooled_uar"])
+        assert float(r["gap"]) == pytest.approx(gap, abs=2e-6)
+        share = share_closed(float(r["uar"]), float(r["pooled_uar"]), float(r["in_domain_uar"]))
+        if share is None:
+            assert r["gap_closed"] == "" and gap <= 1e-6
+        else:
+            assert float(r["gap_closed"]) == pytest.approx(share, abs=1e-4)
+            assert float(r["gap_closed"]) == pytest.approx((float(r["uar"]) - float(r["pooled_uar"])) / gap, abs=1e-4)
+        if r["method"] == "pooled":
+            assert r["verdict"] == "reference" and r["diff"] == "" and (share is None or share == 0.0)
+            continue
+        f = findings[(r["experiment"], pooled, held)]  # the study's finding: same numbers, same verdict
+        assert (r["verdict"], r["diff"], r["diff_ci95_low"]) == (f["verdict"], f["diff"], f["ci95_low"])
+        assert float(r["diff"]) == pytest.approx(float(r["uar"]) - float(r["pooled_uar"]), abs=1e-6)
+        assert r["verdict"] == "inconclusive" and "1 seed" in f["reason"]  # one seed decides nothing
+
+    report = (out / "report.md").read_text()
+    assert "## What closes the gap" in report and "| in-domain (the ceiling) |" in report
+    assert report.index("## What closes the gap") < report.index("## Cross-corpus matrix: 3 corpora")
+    one = next(r for r in rows if r["family"] == "cnn" and r["method"] == "channel-aug")
+    assert f"{100 * float(one['uar']):.1f}" in report
+    assert (out / "plots" / "gap_closed.png").is_file() and "What closes the gap" in (out / "report.html").read_text()
