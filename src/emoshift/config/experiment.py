@@ -34,6 +34,7 @@ from pydantic import (
 )
 
 from emoshift.config.augment import AugmentConfig
+from emoshift.config.dann import UNLABELLED_HELP, DannConfig, Unlabelled, check_dann
 from emoshift.config.features import FeatureConfig
 from emoshift.config.split import SplitConfig, corpus_key
 from emoshift.config.targets import SoftTargets
@@ -116,6 +117,7 @@ class DataConfig(Strict):
     target_range: tuple[float, float] = Field(
         (0.0, 1.0), description="task dimensional: every corpus's ratings are rescaled to this [low, high]"
     )
+    unlabelled: Unlabelled = Field(default_factory=dict, description=UNLABELLED_HELP)  # config/dann.py
 
     @field_validator("targets")
     @classmethod
@@ -285,6 +287,7 @@ class TrainingConfig(Strict, SoftTargets):  # training.targets, training.soft_mi
     )
     stages: list[StageConfig] = Field(default_factory=list, description="SSL multi-stage fine-tuning")
     distill: DistillConfig | None = None
+    dann: DannConfig | None = Field(None, description="domain-adversarial training (DANN): docs/dann.md")
     max_batch_seconds: float = Field(120.0, gt=0.0, description="cap on padded audio per batch (SSL)")
 
     @model_validator(mode="before")
@@ -407,6 +410,7 @@ class ExperimentConfig(Strict):
                     "training.seeds cannot be used with task: dimensional yet (repeated training pools classes: "
                     "train one run per training.seed instead)"
                 )
+        check_dann(self.training.dann, self.data.corpora, self.data.unlabelled, self.training.augment.mixup_alpha)
         for name in self.evaluation.corpora:
             try:
                 _check_corpus_name(name, self.data.roots.get(name))
@@ -457,11 +461,14 @@ class ExperimentConfig(Strict):
         d.pop("name", None)
         d.pop("tracking", None)  # where a run is logged is not what it trains
         d["trainer"].pop("progress", None)
-        for part, key, default in ((d["training"], "seeds", None), (d["data"]["split"], "disjoint", ["speaker"])):
+        for part, key, default in ((d["training"], "seeds", None), (d["data"]["split"], "disjoint", ["speaker"]),
+                                   (d["training"], "dann", None), (d["data"], "unlabelled", {})):
             part.pop(key) if part.get(key) == default else None  # added later: at their defaults, hash as before
         if exclude_roots:
             d["data"].pop("roots", None)
             d["data"].pop("cache_dir", None)
+            if "unlabelled" in d["data"]:  # where the target audio lies is not what trains: its names are
+                d["data"]["unlabelled"] = sorted(d["data"]["unlabelled"])
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
     def recipe_fingerprint(self) -> str:

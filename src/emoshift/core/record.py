@@ -50,6 +50,9 @@ class ModelRecord(BaseModel):
     training_speakers: list[str] = Field(default_factory=list)
     leaky_split: bool = False
     distill_teacher: str | None = None
+    # training.dann: {"weight", "schedule", "domains": [...], "unlabelled": {name: utterances}}; the corpus
+    # classifier it trained is not part of the saved model
+    dann: dict[str, Any] | None = None
     architecture: str | None = None  # one line for people
     config_fingerprint: str | None = None
     window_s: float | None = None  # a family's own serving window (default: features.crop_s)

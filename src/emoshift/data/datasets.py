@@ -152,6 +152,37 @@ def collate_tensor_batch(batch: list[tuple[torch.Tensor, int, int, int]]) -> dic
     }
 
 
+def collate_for(max_batch_samples: int | None) -> Callable[[list[Any]], dict[str, torch.Tensor]]:
+    """The collate function of a family's batches: padded waveforms (length-bucketed families), else tensors."""
+    return collate_tensor_batch if max_batch_samples is None else collate_waveform_batch
+
+
+class UnlabelledBatches:
+    """A target corpus's unlabelled items (``data.unlabelled``) for the corpus classifier of domain-adversarial
+    training: one batch per training step, drawn without replacement as a pure function of (seed, step), crops
+    of (seed, epoch) as the training set's; a resumed run draws what an uninterrupted one would. The items'
+    ``label`` is -1 (no label was read); their ``corpus`` is their domain index."""
+
+    def __init__(
+        self, dataset: Dataset[Any], collate: Callable[[list[Any]], dict[str, torch.Tensor]], *, seed: int
+    ) -> None:
+        self.dataset = dataset
+        self.collate = collate
+        self.seed = seed
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def draw(self, step: int, epoch: int, size: int) -> dict[str, torch.Tensor]:
+        """Training step ``step``'s batch of ``size`` items (all of them when fewer)."""
+        set_epoch = getattr(self.dataset, "set_epoch", None)
+        if set_epoch is not None:
+            set_epoch(epoch)
+        rng = np.random.default_rng((self.seed, 15_485_863, step))
+        picked = rng.choice(len(self), size=min(size, len(self)), replace=False)
+        return self.collate([self.dataset[int(i)] for i in picked])
+
+
 # ------------------------------------------------------------------------------------------------ sampling
 
 

@@ -187,6 +187,7 @@ def model_summary(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
             "distill_teacher": info.distill_teacher,
             "targets": done.get("targets"),  # soft-label training: {"kind": "soft", "soft_mix": ...}
             "speaker_norm": bool(info.speaker_norm),
+            **({"dann": info.dann} if info.dann else {}),
         },
         "metrics": _metrics(rd),
         "fairness": _fairness(rd),
@@ -322,6 +323,8 @@ def render_model_card(run_dir: str | os.PathLike[str]) -> str:
         lines.append(f"- Epochs run: {prot['epochs_run']}")
     if prot.get("distill_teacher"):
         lines.append(f"- Distilled from: {prot['distill_teacher']}")
+    if prot.get("dann"):
+        lines.append(f"- {_dann_line(prot['dann'])}")
     lines += ["", "## Results", "", _results_intro(ens), "",
               *(_dimensional_results(s) if dimensional else _categorical_results(s))]
     lines += _agreement_results(s)
@@ -352,6 +355,15 @@ def render_model_card(run_dir: str | os.PathLike[str]) -> str:
               f"emoshift serve {name}           # web page and API on http://127.0.0.1:8000", "```", "",
               *onnx_snippet(name, s)]
     return "\n".join(lines)
+
+
+def _dann_line(dann: dict[str, Any]) -> str:
+    """The model card's line on domain-adversarial training (model.json ``dann``)."""
+    unl = dann.get("unlabelled") or {}
+    target = (" and the unlabelled audio of " + ", ".join(f"{n} ({k} utterances)" for n, k in unl.items())) if unl else ""
+    return (f"Domain-adversarial training (DANN): a corpus classifier over {', '.join(dann.get('domains', []))} behind "
+            f"a gradient-reversal layer (weight {dann.get('weight')}, {dann.get('schedule')} schedule), trained on the "
+            f"training corpora{target} (no label of theirs read); it is not part of this model")
 
 
 def _training_lines(s: dict[str, Any]) -> list[str]:

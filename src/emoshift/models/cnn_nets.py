@@ -92,6 +92,11 @@ class _Normalised(nn.Module):
         super().__init__()
         self.model = model
 
+    @property
+    def head(self) -> nn.Module:
+        """The classifier's head (not a submodule of this wrapper twice: a property)."""
+        return self.model.head
+
     def forward(self, z: torch.Tensor) -> torch.Tensor:  # standardised (B, 1, n_mels, T) -> (B, C)
         m = self.model
         return m.head(m.dropout(m.embed(z)))  # type: ignore[no-any-return]

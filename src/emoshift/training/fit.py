@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from emoshift.config import ExperimentConfig
     from emoshift.data.datasets import Item
     from emoshift.models.families import FitData, Fitted, NeuralFamily
+    from emoshift.training.adversary import DomainAdversary
 
 LOG_COLUMNS = ["epoch", "train_loss", "val_loss", "val_uar", "val_accuracy", "lr", "seconds"]
 
@@ -80,9 +81,10 @@ def fit_lightning(
     )
     net = family.train_net(model)
     weights = class_weights(data.train, len(data.labels)) if cfg.training.class_weighted_loss else None
+    adversary = domain_adversary(family, cfg, data, net)
     objective = objective_for(
         cfg.task_kind, cfg.training, labels=data.labels, targets=cfg.data.targets, train=data.train, val=data.val,
-        class_weights=weights, teacher_logits=data.teacher_logits,
+        class_weights=weights, teacher_logits=data.teacher_logits, adversary=adversary,
     )
     module = EmotionModule(net, training=cfg.training, family=family, objective=objective)
     trainer = build_trainer(cfg, run, progress=progress, loggers=loggers)
@@ -94,12 +96,31 @@ def fit_lightning(
         warnings.filterwarnings("ignore", ".*Checkpoint directory.*exists and is not empty.*")
         warnings.filterwarnings("ignore", ".*LeafSpec.*")  # lightning internals vs newer torch, not ours
         trainer.fit(module, datamodule=dm, ckpt_path=str(last) if last.is_file() else None)
+    if adversary is not None:
+        adversary.release()  # the emotion net alone from here on (saved, calibrated, evaluated)
     stop.check(trainer, "after its last batch", finished=True)  # a signal as the last epoch ended: stop still
     if trainer.global_rank != 0:
         return Fitted(model, trainer.current_epoch, is_main=False)  # DDP workers stop here
     if run.best_weights.is_file():
         load_weights(net, run.best_weights)
     return Fitted(model, trainer.current_epoch)
+
+
+def domain_adversary(family: NeuralFamily, cfg: ExperimentConfig, data: FitData, net: nn.Module) -> DomainAdversary | None:
+    """``training.dann``'s corpus classifier on ``net``'s pooled embedding, fed the unlabelled target items of
+    ``data`` through the family's own training dataset (:mod:`emoshift.training.adversary`); None when off."""
+    if cfg.training.dann is None:
+        return None
+    from emoshift.config.dann import domains
+    from emoshift.data.datasets import UnlabelledBatches, collate_for
+    from emoshift.training.adversary import DomainAdversary
+
+    target = None
+    if data.unlabelled:
+        dataset, _ = family.datasets(cfg, data.unlabelled, [], data.stores)
+        target = UnlabelledBatches(dataset, collate_for(family.max_batch_samples(cfg)), seed=cfg.training.seed)
+    names = domains(cfg.data.corpora, cfg.data.unlabelled)
+    return DomainAdversary(family.embedding_head(net), names, cfg.training.dann, target=target)
 
 
 def monitored(cfg: ExperimentConfig) -> str:
@@ -109,10 +130,13 @@ def monitored(cfg: ExperimentConfig) -> str:
 
 def log_columns(cfg: ExperimentConfig) -> list[str]:
     """RUN/log.csv's columns: categorical ones, or val_ccc and each target's for a dimensional run."""
+    from emoshift.training.adversary import DOMAIN_COLUMNS
+
+    domain = DOMAIN_COLUMNS if cfg.training.dann is not None else []  # the corpus classifier's, per epoch
     if not cfg.task_kind.rated:
-        return LOG_COLUMNS
+        return [*LOG_COLUMNS[:-2], *domain, *LOG_COLUMNS[-2:]]
     scores = ["val_ccc", *[f"val_ccc_{t}" for t in cfg.data.targets]]
-    return ["epoch", "train_loss", "val_loss", *scores, "lr", "seconds"]
+    return ["epoch", "train_loss", "val_loss", *scores, *domain, "lr", "seconds"]
 
 
 class EpochLog(Checkpoint):
@@ -279,7 +303,7 @@ def _epoch_line(rows: list[dict[str, Any]], max_epochs: int | None) -> str:
     row, total = rows[-1], max_epochs if max_epochs and max_epochs > 0 else None
     figures = [f"{name} {float(row[key]):.3f}" for name, key in (
         ("train loss", "train_loss"), ("val loss", "val_loss"), ("val UAR", "val_uar"), ("val acc", "val_accuracy"),
-        ("val CCC", "val_ccc"),
+        ("val CCC", "val_ccc"), ("domain acc", "domain_accuracy"),
     ) if row.get(key, "") != ""]
     seconds = [float(r["seconds"]) for r in rows if r.get("seconds")]
     took = f"{seconds[-1]:.1f} s" if seconds else ""

@@ -42,10 +42,17 @@ class EmotionModule(L.LightningModule):
         self.cfg = training
         self.family = family
         self.objective = objective
+        if objective.adversary is not None:  # training.dann: a submodule, so last.ckpt holds it (resume)
+            self.adversary = objective.adversary
         self.register_buffer("class_weights", objective.class_weights)
         self.gen = torch.Generator().manual_seed(training.seed)
         self._train_loss: list[tuple[float, int]] = []
         self._stage: int | None = None
+
+    @property
+    def progress(self) -> float:
+        """The share of training steps done, in [0, 1] (the DANN reversal schedule's p)."""
+        return min(1.0, self.global_step / max(1, int(self.trainer.estimated_stepping_batches)))
 
     @property
     def monitor(self) -> str:
@@ -94,8 +101,9 @@ class EmotionModule(L.LightningModule):
         return self.cfg.augment.mixup_alpha > 0 and self.family.mixup
 
     def model_step(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
-        """A training batch -> (loss, batch size): the task's objective on the family's augmented batch."""
-        return self.objective.training_loss(self, batch)
+        """A training batch -> (loss, batch size): the task's objective on the family's augmented batch (and
+        training.dann's corpus classifier, :mod:`emoshift.training.adversary`)."""
+        return self.objective.step(self, batch)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss, n = self.model_step(batch)
@@ -155,6 +163,8 @@ class EmotionModule(L.LightningModule):
                 t = torch.as_tensor(self.all_gather(t)).mean()
             self.log("train_loss", float(t), prog_bar=False, sync_dist=False)
             self._train_loss.clear()
+            if self.objective.adversary is not None:
+                self.log_dict(self.objective.adversary.epoch_metrics(self), prog_bar=False, sync_dist=False)
         self.log_dict(self.objective.compute(self), prog_bar=True, sync_dist=False)
 
     # -- optimiser and schedule ---------------------------------------------------------------------
@@ -174,6 +184,9 @@ class EmotionModule(L.LightningModule):
                 {"params": decay_p, "lr": cfg.lr, "weight_decay": cfg.weight_decay},
                 {"params": no_decay_p, "lr": cfg.lr, "weight_decay": 0.0},
             ]
+        if self.objective.adversary is not None:  # the corpus classifier learns at the head's rate
+            adv = [p for p in self.objective.adversary.parameters() if p.requires_grad]
+            groups = [*groups, {"params": adv, "lr": cfg.lr, "weight_decay": cfg.weight_decay}]
         opt = torch.optim.AdamW(groups, lr=cfg.lr)
         total = max(1, int(self.trainer.estimated_stepping_batches))
         sched: torch.optim.lr_scheduler.LRScheduler

@@ -28,6 +28,7 @@ from emoshift.data.augment import mixup, mixup_values
 if TYPE_CHECKING:
     from emoshift.config import TrainingConfig
     from emoshift.data.datasets import Item
+    from emoshift.training.adversary import DomainAdversary
 
 
 class Step(Protocol):
@@ -121,10 +122,21 @@ class Objective(ABC):
 
     task: ClassVar[Task]
     class_weights: torch.Tensor  # (C,) per-class loss weights (empty for ratings); the module's buffer
+    # training.dann: the corpus classifier whose term joins the loss (emoshift.training.adversary); None: off
+    adversary: DomainAdversary | None = None
 
     @property
     def monitor(self) -> str:
         return self.task.monitor
+
+    def step(self, module: Step, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
+        """(loss, batch size) of a training batch: :meth:`training_loss`, plus the domain adversary's term on
+        the embeddings that forward produced (and on a batch of unlabelled target audio) when there is one."""
+        if self.adversary is None:
+            return self.training_loss(module, batch)
+        with self.adversary.watching() as seen:
+            loss, n = self.training_loss(module, batch)
+        return loss + self.adversary.term(module, batch, seen.last()), n
 
     @abstractmethod
     def training_loss(self, module: Step, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
@@ -309,12 +321,15 @@ def objective_for(
     val: list[Item],
     class_weights: torch.Tensor | None = None,
     teacher_logits: torch.Tensor | None = None,
+    adversary: DomainAdversary | None = None,
 ) -> Objective:
-    """The objective of ``task`` for a run's training and validation items."""
+    """The objective of ``task`` for a run's training and validation items (``adversary``: training.dann's)."""
     build: dict[Task, Any] = {
         CATEGORICAL: lambda: ClassObjective(labels, training, class_weights=class_weights, teacher_logits=teacher_logits,
                                             soft_targets=soft_targets(train, labels, training)),
         DIMENSIONAL: lambda: RatingObjective(targets, training, train_targets=ratings(train, len(targets)),
                                              val_targets=ratings(val, len(targets))),
     }
-    return build[task]()  # type: ignore[no-any-return]
+    objective: Objective = build[task]()
+    objective.adversary = adversary
+    return objective

@@ -59,6 +59,7 @@ class Prepared:
     train: list[Item]
     val: list[Item]
     unrated: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)  # dimensional: left out, why
+    unlabelled: dict[str, Scan] = dataclasses.field(default_factory=dict)  # data.unlabelled, label-free
 
 
 def num_outputs(cfg: ExperimentConfig, labels: list[str]) -> int:
@@ -149,7 +150,15 @@ def prepare_data(
         raise TrainError(
             "the split left no training or no validation utterances; use more speakers or other ratios"
         )
-    return Prepared(scans, splits, labels, train, val, unrated)
+    return Prepared(scans, splits, labels, train, val, unrated, scan_unlabelled_corpora(cfg))
+
+
+def scan_unlabelled_corpora(cfg: ExperimentConfig) -> dict[str, Scan]:
+    """``data.unlabelled``: each target corpus's audio, label-free (:mod:`emoshift.corpora.unlabelled`)."""
+    from emoshift.corpora.unlabelled import scan_unlabelled
+
+    d = cfg.data
+    return {name: scan_unlabelled(name, root, **d.scan_options()) for name, root in d.unlabelled.items()}
 
 
 def check_votes(scans: dict[str, Scan], labels: list[str]) -> None:
@@ -302,11 +311,15 @@ def prepare_inputs(cfg: ExperimentConfig, family: Family, model: Any, prep: Prep
 
         logits = teacher_logits(cfg.training.distill.teacher, prep.train, prep.labels, cfg, progress=progress)
         teacher_by_id = {it.utt.id: row for it, row in zip(prep.train, logits, strict=True)}
-    stores = family.prepare_stores(cfg, model, prep.scans, progress=progress, train=prep.train)
+    scans = {**prep.scans, **prep.unlabelled}  # the unlabelled corpora's inputs are cached as any corpus's
+    stores = family.prepare_stores(cfg, model, scans, progress=progress, train=prep.train)
+    first = len(cfg.data.corpora)  # the unlabelled corpora's domain indices follow the training corpora's
+    unlabelled = [Item(u, -1, first + i) for i, sc in enumerate(prep.unlabelled.values()) for u in sc.utterances]
     if stores:
         prep.train, prep.val = drop_uncached(prep.train, stores), drop_uncached(prep.val, stores)
+        unlabelled = drop_uncached(unlabelled, stores)
     teacher = torch.stack([teacher_by_id[it.utt.id] for it in prep.train]) if teacher_by_id else None  # (N, C)
-    return FitData(prep.labels, prep.train, prep.val, stores, teacher)
+    return FitData(prep.labels, prep.train, prep.val, stores, teacher, unlabelled)
 
 
 def model_info(cfg: ExperimentConfig, family: Family, model: Any, prep: Prepared, fingerprint: str) -> ModelRecord:
@@ -324,9 +337,22 @@ def model_info(cfg: ExperimentConfig, family: Family, model: Any, prep: Prepared
         "training_speakers": sorted({it.utt.speaker for it in prep.train} | {it.utt.speaker for it in prep.val}),
         "leaky_split": any(s.leaky for s in prep.splits.values()),
         "distill_teacher": str(cfg.training.distill.teacher) if cfg.training.distill else None,
+        **({"dann": dann_record(cfg, prep)} if cfg.training.dann is not None else {}),
         "architecture": family.describe(cfg),
         "config_fingerprint": fingerprint,
     })
+
+
+def dann_record(cfg: ExperimentConfig, prep: Prepared) -> dict[str, Any]:
+    """model.json ``dann``: how the corpus classifier trained (it is not part of the saved model)."""
+    from emoshift.config.dann import domains
+
+    dann = cfg.training.dann
+    assert dann is not None  # the caller asks only then
+    return {
+        "weight": dann.weight, "schedule": dann.schedule, "domains": domains(cfg.data.corpora, cfg.data.unlabelled),
+        "unlabelled": {name: len(sc.utterances) for name, sc in prep.unlabelled.items()},  # utterances each
+    }
 
 
 def eval_roots(cfg: ExperimentConfig) -> dict[str, str]:

@@ -128,6 +128,11 @@ class AcousticFamily(Family):
             raise ValueError("training.stages (multi-stage fine-tuning) applies to SSL models (hubert, ssl) only")
         if cfg.training.distill is not None:
             raise ValueError(f"{cfg.model.name} is a scikit-learn head: it cannot learn from a teacher's logits")
+        if cfg.training.dann is not None:
+            raise ValueError(
+                f"{cfg.model.name} is a scikit-learn head: training.dann (domain-adversarial training) needs a neural "
+                "model whose gradients reach its embedding (cnn or ssl)"
+            )
         if cfg.training.targets == "soft":
             raise ValueError(
                 f"{cfg.model.name} is a scikit-learn head: it trains on hard labels only "

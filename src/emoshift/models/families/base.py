@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -55,6 +55,8 @@ class FitData:
     val: list[Item]
     stores: dict[str, Any]
     teacher_logits: torch.Tensor | None = None  # (N_train, C), aligned with ``train``
+    # training.dann: the data.unlabelled corpora's items (label -1, never read; corpus: their domain index)
+    unlabelled: list[Item] = field(default_factory=list)
 
 
 @dataclass
@@ -207,6 +209,14 @@ class NeuralFamily(Family):
     def forward(self, net: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """A collated batch -> logits ``(B, C)``."""
         return net(batch["x"])  # type: ignore[no-any-return]
+
+    def embedding_head(self, net: nn.Module) -> nn.Module:
+        """The module of the training net ``net`` that the pooled embedding ``(B, D)`` enters: its head (the
+        corpus classifier of ``training.dann`` reads the same embedding). Every net here names it ``head``."""
+        head = getattr(net, "head", None)
+        if not isinstance(head, nn.Module):
+            raise TypeError(f"{type(net).__name__} has no 'head' module: {self.name} cannot train with training.dann")
+        return head
 
     def augment(
         self, x: torch.Tensor, batch: dict[str, torch.Tensor], aug: AugmentConfig, gen: torch.Generator
