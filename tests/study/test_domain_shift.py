@@ -53,9 +53,15 @@ def test_experiments_claims_and_plan_are_generated(roots: dict[str, str]) -> Non
         assert ceiling is not None and ceiling.data.corpora == [cell.held_out]
         assert (ceiling.data.split.method, ceiling.data.split.k) == ("kfold", 3)  # the demo profile's k
         assert (cfg.training.augment.codec_p > 0) == (cell.method == "channel-aug")
-    # a lever names the families it applies to: channel augmentation is the CNN's only
-    assert {(c.family, c.method) for c in plan.cells} >= {("acoustic", "pooled"), ("cnn", "pooled"), ("cnn", "channel-aug")}
-    assert not any(c.family == "acoustic" and c.method == "channel-aug" for c in plan.cells)
+        # DANN reads the held-out corpus's audio (never its labels): filled in per experiment
+        assert cfg.data.unlabelled == ({cell.held_out: roots[cell.held_out]} if cell.method == "dann" else {})
+        assert (cfg.training.dann is not None) == (cell.method == "dann")
+    # a lever names the families it applies to: channel augmentation and DANN are the CNN's only
+    assert {(c.family, c.method) for c in plan.cells} >= {
+        ("acoustic", "pooled"), ("acoustic", "speaker-norm"), ("cnn", "pooled"), ("cnn", "channel-aug"), ("cnn", "dann")
+    }
+    assert not any(c.family == "acoustic" and c.method in ("channel-aug", "dann") for c in plan.cells)
+    assert len(plan.cells) == len({(c.family, c.method) for c in plan.cells}) * len(roots)  # every corpus held out
     # one 'better' claim per lever, family and held-out corpus, against pooled training on that corpus only
     levers = [c for c in plan.cells if c.method != plan.reference]
     claims = {(c.a, c.b, tuple(c.corpora)) for c in study.findings.claims if c.kind == "better"}
@@ -111,14 +117,28 @@ def _uar(out: Path, eid: str, corpus: str) -> float:
     return float(json.loads((out / "runs" / eid / "metrics" / f"{corpus}.json").read_text())["uar"])
 
 
+# One corpus held out (the others are pooled): the in-domain ceiling, pooled training and a lever
+LEVER = {"acoustic": "speaker-norm", "cnn": "dann"}
+
+
 def test_the_benchmark_runs_end_to_end_and_the_table_matches_the_runs(roots: dict[str, str], tmp_path: Path) -> None:
+    """The CNN with DANN (the lever that reads the held-out corpus's audio); the section and table do not depend
+    on the family (the acoustic family's runs are the same study code, and take longer on 2 cores: openSMILE)."""
+    family = "cnn"
+    raw = _raw()
+    spec = raw["domain_shift"]
+    spec["families"] = {family: spec["families"][family]}
+    spec["methods"] = {m: spec["methods"][m] for m in ("pooled", LEVER[family])}
+    spec["held_out"] = ["crema-d"]
+    config = tmp_path / "domain_shift.yaml"
+    config.write_text(yaml.safe_dump(raw))
     out = tmp_path / "out"
     sets = [
         f"data.cache_dir={tmp_path / 'cache'}", "data.split.k=2", "features.n_mels=32", "features.crop_s=0.5",
         "model.width_mult=0.125", "training.batch_size=32", "training.epochs=1", "training.seeds=[0]",
         "training.early_stopping_patience=null", "evaluation.n_bootstrap=20", "trainer.progress=false",
     ]
-    args = ["study", str(CONFIG), "-o", str(out), "-q"]
+    args = ["study", str(config), "-o", str(out), "-q"]
     args += [a for name, root in roots.items() for a in ("--corpus", f"{name}={root}")]
     args += [a for s in sets for a in ("--set", s)]
     result = CliRunner().invoke(app, args)
@@ -127,16 +147,16 @@ def test_the_benchmark_runs_end_to_end_and_the_table_matches_the_runs(roots: dic
 
     rows = _read(out / "domain_shift.csv")
     assert rows and list(rows[0]) == list(GAP_COLUMNS)
-    cells = {(r["family"], r["method"], r["held_out"]) for r in rows}
-    assert cells == {(f, m, c) for f, m in (("acoustic", "pooled"), ("cnn", "pooled"), ("cnn", "channel-aug"))
-                     for c in roots}  # fmt: skip
+    assert [(r["family"], r["method"], r["held_out"]) for r in rows] == [
+        (family, "pooled", "crema-d"), (family, LEVER[family], "crema-d")
+    ]
     findings = {(f["a"], f["b"], f["corpus"]): f for f in _read(out / "findings.csv")}
     for r in rows:
-        held, fam = r["held_out"], r["family"]
+        held = r["held_out"]
         run = out / "runs" / r["experiment"]
         trained = yaml.safe_load((run / "config.yaml").read_text())["data"]["corpora"]
         assert held not in trained and not (run / "splits" / f"{held}.csv").exists()  # only ever scored
-        pooled, ceiling = f"{fam}.pooled.{held}", f"{fam}.in-domain.{held}"
+        pooled, ceiling = f"{family}.pooled.{held}", f"{family}.in-domain.{held}"
         assert float(r["uar"]) == pytest.approx(_uar(out, r["experiment"], held), abs=1e-6)
         assert float(r["pooled_uar"]) == pytest.approx(_uar(out, pooled, held), abs=1e-6)
         assert float(r["in_domain_uar"]) == pytest.approx(_uar(out, ceiling, held), abs=1e-6)
@@ -146,7 +166,6 @@ def test_the_benchmark_runs_end_to_end_and_the_table_matches_the_runs(roots: dic
         if share is None:
             assert r["gap_closed"] == "" and gap <= 1e-6
         else:
-            assert float(r["gap_closed"]) == pytest.approx(share, abs=1e-4)
             assert float(r["gap_closed"]) == pytest.approx((float(r["uar"]) - float(r["pooled_uar"])) / gap, abs=1e-4)
         if r["method"] == "pooled":
             assert r["verdict"] == "reference" and r["diff"] == "" and (share is None or share == 0.0)
@@ -155,10 +174,12 @@ def test_the_benchmark_runs_end_to_end_and_the_table_matches_the_runs(roots: dic
         assert (r["verdict"], r["diff"], r["diff_ci95_low"]) == (f["verdict"], f["diff"], f["ci95_low"])
         assert float(r["diff"]) == pytest.approx(float(r["uar"]) - float(r["pooled_uar"]), abs=1e-6)
         assert r["verdict"] == "inconclusive" and "1 seed" in f["reason"]  # one seed decides nothing
+    ceiling_preds = _read(out / "runs" / f"{family}.in-domain.crema-d" / "predictions" / "crema-d.csv")
+    lever_preds = _read(out / "runs" / rows[1]["experiment"] / "predictions" / "crema-d.csv")
+    assert {p["id"] for p in ceiling_preds} == {p["id"] for p in lever_preds}  # the same utterances: all of them
 
     report = (out / "report.md").read_text()
     assert "## What closes the gap" in report and "| in-domain (the ceiling) |" in report
-    assert report.index("## What closes the gap") < report.index("## Cross-corpus matrix: 3 corpora")
-    one = next(r for r in rows if r["family"] == "cnn" and r["method"] == "channel-aug")
-    assert f"{100 * float(one['uar']):.1f}" in report
+    lever = rows[1]
+    assert f"{100 * float(lever['uar']):.1f}" in report and f"{float(lever['diff']) * 100:+.1f}" in report
     assert (out / "plots" / "gap_closed.png").is_file() and "What closes the gap" in (out / "report.html").read_text()
