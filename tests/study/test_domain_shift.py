@@ -183,3 +183,55 @@ def test_the_benchmark_runs_end_to_end_and_the_table_matches_the_runs(roots: dic
     lever = rows[1]
     assert f"{100 * float(lever['uar']):.1f}" in report and f"{float(lever['diff']) * 100:+.1f}" in report
     assert (out / "plots" / "gap_closed.png").is_file() and "What closes the gap" in (out / "report.html").read_text()
+
+
+def _fake_run(out: Path, eid: str, corpus: str, uar: float | None) -> None:
+    run = out / "runs" / eid
+    (run / "metrics").mkdir(parents=True)
+    if uar is not None:
+        (run / "metrics" / f"{corpus}.json").write_text(json.dumps({"uar": uar, "ci95": {"uar": [uar - 0.1, uar + 0.1]},
+                                                                      "n_seeds": 3}))
+        (run / "done.json").write_text("{}")
+
+
+@pytest.mark.parametrize(
+    ("pooled", "lever", "ceiling", "closed"),
+    [
+        (0.40, 0.50, 0.80, 0.25),  # a quarter of a 40-point gap
+        (0.40, 0.30, 0.60, -0.5),  # worse than pooling: a negative share
+        (0.60, 0.70, 0.55, None),  # the ceiling below pooled training: no gap to close
+        (0.40, None, 0.80, None),  # the lever has not run: no row
+    ],
+)
+def test_gap_rows_share_and_verdict(
+    tmp_path: Path, pooled: float, lever: float | None, ceiling: float, closed: float | None
+) -> None:
+    """The share of the gap closed from the runs' metrics, the difference and verdict from the study's finding,
+    on fabricated runs (a supported verdict needs 3 seeds, which the end-to-end test does not train)."""
+    from emoshift.study.claims import Finding
+    from emoshift.study.domain_shift import ShiftCell
+    from emoshift.study.findings import ClaimSpec, Evidence, Judgement
+    from emoshift.study.gap import gap_rows
+
+    for eid, uar in (("cnn.pooled.b", pooled), ("cnn.dann.b", lever), ("cnn.in-domain.b", ceiling)):
+        _fake_run(tmp_path, eid, "b", uar)
+    cells = tuple(ShiftCell(family="cnn", method=m, held_out="b", id=f"cnn.{m}.b", reference_id="cnn.pooled.b",
+                            in_domain_id="cnn.in-domain.b") for m in ("pooled", "dann"))  # fmt: skip
+    plan = ShiftPlan(corpora=("a", "b", "c"), rows=(), policy="four", classes=(), chosen="", families=("cnn",),
+                     methods=("pooled", "dann"), reference="pooled", cells=cells)  # fmt: skip
+    claim = ClaimSpec(claim="dann beats pooled", kind="better", a="cnn.dann.b", b="cnn.pooled.b", corpora=[])
+    evidence = Evidence(uar_a=lever, uar_b=pooled, ci=(0.02, 0.18), seeds=3)
+    finding = Finding(claim, "b", evidence, Judgement("supported", "CI above 0", p=0.01, p_adjusted=0.02), 0.02)
+    rows = gap_rows(tmp_path, plan, [finding])
+    assert [r.method for r in rows] == (["pooled", "dann"] if lever is not None else ["pooled"])
+    ref = rows[0]
+    assert (ref.verdict, ref.diff, ref.pooled_uar, ref.in_domain_uar) == ("reference", None, pooled, ceiling)
+    assert ref.gap == pytest.approx(ceiling - pooled) and ref.gap_closed == (0.0 if ceiling > pooled else None)
+    if lever is None:
+        return
+    r = rows[1]
+    assert (r.uar, r.verdict, r.p_adjusted, r.seeds) == (lever, "supported", 0.02, 3)
+    assert r.diff == pytest.approx(lever - pooled) and (r.diff_ci95_low, r.diff_ci95_high) == (0.02, 0.18)
+    assert (r.gap_closed is None) == (closed is None)
+    if closed is not None:
+        assert r.gap_closed == pytest.approx(closed)

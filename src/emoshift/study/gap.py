@@ -227,7 +227,7 @@ def _verdicts(plan: ShiftPlan, rows: Sequence[GapRow]) -> list[str]:
 
 def gap_blocks(out: Path, study: Study, findings: Sequence[Finding]) -> list[Block]:
     """The report's "What closes the gap" section (a benchmark study only; else nothing)."""
-    plan = study.matrix
+    plan = getattr(study, "matrix", None)
     if not isinstance(plan, ShiftPlan):
         return []
     rows = gap_rows(out, plan, findings)
