@@ -94,6 +94,7 @@ def test_a_lever_is_one_entry_and_reads_the_held_out_audio_when_asked(roots: dic
         (lambda raw: raw["domain_shift"].update(shuffle=True), "domain_shift"),
         (lambda raw: raw.update(cross_corpus={}), "not both"),
         (lambda raw: raw.update(experiments=[{"id": "x"}]), "generates its experiments"),
+        (lambda raw: raw["domain_shift"].update(held_out=["msp-podcast"]), "'msp-podcast' is not one of the --corpus"),
     ],
 )
 def test_bad_benchmark_files_are_one_line(roots: dict[str, str], change: Any, message: str) -> None:
@@ -129,7 +130,7 @@ def test_the_benchmark_runs_end_to_end_and_the_table_matches_the_runs(roots: dic
     spec = raw["domain_shift"]
     spec["families"] = {family: spec["families"][family]}
     spec["methods"] = {m: spec["methods"][m] for m in ("pooled", LEVER[family])}
-    spec["held_out"] = ["crema-d"]
+    spec["held_out"] = ["CREMA-D"]  # a registered corpus by any of its names
     config = tmp_path / "domain_shift.yaml"
     config.write_text(yaml.safe_dump(raw))
     out = tmp_path / "out"

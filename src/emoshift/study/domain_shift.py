@@ -92,6 +92,20 @@ class DomainShiftSpec(BaseModel):
             raise ValueError("name at least one")
         return v
 
+    @field_validator("held_out")
+    @classmethod
+    def _canonical(cls, v: list[str] | None) -> list[str] | None:
+        """Registered corpora by their canonical names (``CREMA-D`` is ``crema-d``); others as written."""
+        from emoshift.corpora import canonical_name
+
+        def name(c: str) -> str:
+            try:
+                return canonical_name(c)
+            except KeyError:
+                return c
+
+        return None if v is None else [name(c) for c in v]
+
     @model_validator(mode="after")
     def _reference_and_families(self) -> DomainShiftSpec:
         if self.reference not in self.methods:
