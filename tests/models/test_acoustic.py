@@ -126,8 +126,34 @@ def test_registered_models_build_their_heads_and_features():
     assert get_model("compare", num_labels=3, head="logreg").baseline.config.head == "logreg"
     cfg = load_config(overrides=["model.name=egemaps", "model.head=logreg"])
     family = family_of(cfg.model.name, cfg.model.mode)
-    assert family.name == "acoustic" and family.builder_kwargs(cfg.model) == {"head": "logreg", "speaker_norm": False}
+    assert family.name == "acoustic" and family.builder_kwargs(cfg.model) == {"head": "logreg", "speaker_norm": False,
+                                                                                  "domain_norm": False}
     with pytest.raises(Exception, match="model.head"):
         load_config(overrides=["model.name=egemaps", "model.head=mlp"])
     with pytest.raises(Exception, match="teacher"):
         load_config(overrides=["model.name=egemaps", "training.distill.teacher=/nowhere"], checks=CONFIG_CHECKS)
+
+
+def test_corpus_normalisation_standardises_each_corpus_with_its_own_statistics(tmp_path) -> None:
+    """normalise: corpus (model.domain_norm: corpus): each named corpus z-scored with its own statistics, the
+    scaler the training corpora's pooled ones (each corpus weighing the same), set_scaler what adapt sets."""
+    from emoshift.features.domain_norm import row_moments
+
+    x, y, spk = _data(n_speakers=4)
+    x = x.astype(np.float64)
+    shifted = x * 2.0 + 10.0  # a second corpus: another recording chain
+    xs, ys, ss = np.concatenate([x, shifted]), y + y, spk + [f"b/{s}" for s in spk]
+    doms = ["a"] * len(x) + ["b"] * len(x)
+    model = AcousticBaseline(HeadConfig(head="logreg", normalise="corpus")).fit(xs, ys, ss, domains=doms)
+    a, b = row_moments(x), row_moments(shifted)
+    z = model.standardise(xs, None, domains=doms)
+    np.testing.assert_allclose(z[: len(x)], (x - a.mean) / a.std, rtol=1e-9)
+    np.testing.assert_allclose(z[len(x):], z[: len(x)], atol=1e-9)  # the chain is gone
+    arrays, _ = model.state()
+    np.testing.assert_allclose(arrays["scaler.mean"], (a.mean + b.mean) / 2)
+    # a corpus scored with its own statistics, then the same rows through the scaler set to them: equal
+    own = model.predict_proba(shifted, None, domains=["c"] * len(x))
+    model.set_scaler(b.mean, b.std)
+    np.testing.assert_allclose(model.predict_proba(shifted), own, rtol=1e-9)
+    with pytest.raises(AcousticError, match="domains"):
+        AcousticBaseline(HeadConfig(normalise="corpus")).fit(xs, ys, ss)

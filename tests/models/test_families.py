@@ -68,6 +68,7 @@ def test_config_asks_the_family() -> None:
         "dropout": 0.2,
         "width_mult": 0.125,
         "speaker_norm": False,
+        "domain_norm": False,
     }
 
 

@@ -86,6 +86,7 @@ def _options(
 
 # Registration: importing a module adds its commands to `app`.
 from emoshift.cli import (  # noqa: E402
+    adapt,  # noqa: F401
     audit,  # noqa: F401
     corpus,  # noqa: F401
     export,  # noqa: F401

@@ -226,6 +226,9 @@ class ModelConfig(Strict):
         description="z-score each speaker's inputs with their own statistics (acoustic baselines: functionals; "
         "CNNs: log-mels per mel bin; a clip of an unknown speaker uses the training speakers')",
     )
+    domain_norm: Literal["none", "corpus"] = Field("none", description="corpus: standardise each corpus's inputs "
+        "with its own audio's statistics (CNNs: log-mels per mel bin; acoustic: functionals; SSL frozen: pooled "
+        "embeddings); a clip of unknown origin uses the training corpora's pooled ones (docs/adaptation.md)")  # fmt: skip
 
     @field_validator("name")
     @classmethod
@@ -342,6 +345,9 @@ class EvaluationConfig(Strict):
     batch_size: int = Field(64, ge=1)
     calibrate: Literal["none", "temperature"] = "none"
     target_accuracy: float = Field(0.9, gt=0, le=1)  # in-domain accuracy the abstention threshold keeps
+    adapt: Literal["none", "adabn"] = Field("none", description="adabn: before scoring a corpus, re-estimate the "
+        "model's batch-norm statistics on that corpus's evaluated audio (never its labels); models with batch norm "
+        "only (the CNNs)")  # fmt: skip
 
 
 class TrackingConfig(Strict):
@@ -462,7 +468,8 @@ class ExperimentConfig(Strict):
         d.pop("tracking", None)  # where a run is logged is not what it trains
         d["trainer"].pop("progress", None)
         for part, key, default in ((d["training"], "seeds", None), (d["data"]["split"], "disjoint", ["speaker"]),
-                                   (d["training"], "dann", None), (d["data"], "unlabelled", {})):
+                                   (d["training"], "dann", None), (d["data"], "unlabelled", {}),
+                                   (d["model"], "domain_norm", "none"), (d["evaluation"], "adapt", "none")):
             part.pop(key) if part.get(key) == default else None  # added later: at their defaults, hash as before
         if exclude_roots:
             d["data"].pop("roots", None)

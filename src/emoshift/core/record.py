@@ -67,6 +67,9 @@ class ModelRecord(BaseModel):
     mode: str | None = None  # SSL: finetune | frozen
     dropout: float | None = None
     speaker_norm: bool | None = None
+    domain_norm: str | None = None  # "corpus": inputs standardised per corpus (None, older runs: "none")
+    # emoshift adapt: what the model was adapted on, {"method", "corpus", "root", "clips", "from"} (None: not adapted)
+    adapted: dict[str, Any] | None = None
     backbone_config: dict[str, Any] | None = None  # CNN: the transformers backbone config
     encoder_config: dict[str, Any] | None = None  # SSL: the transformers encoder config
     pooling: str | None = None
@@ -110,6 +113,11 @@ class ModelRecord(BaseModel):
         if calibrated and self.temperature is not None and not self.task_kind.rated:
             raw = raw / self.temperature
         return self.task_kind.values(raw)
+
+    @property
+    def corpus_normalised(self) -> bool:
+        """Whether the model standardises each corpus's inputs with that corpus's statistics (model.domain_norm)."""
+        return self.domain_norm == "corpus"
 
     def required(self, key: str) -> Any:
         """A family key its family cannot rebuild without; KeyError (the caller's one line) when it is absent."""

@@ -20,6 +20,8 @@
     RUN/training_texts.json    the spoken texts it trained on (a test utterance saying one is text overlap)
     RUN/checkpoints/           Lightning checkpoints (last.ckpt resumes an interrupted run; best.safetensors)
     RUN/done.json              written last: the run is complete
+    RUN/domain_stats.safetensors  input statistics per corpus (emoshift adapt --method corpus-norm: the target's;
+                               emoshift.features.domain_norm.CorpusStats)
     RUN/tracking.json          the MLflow run this run logs to (tracking.backend: mlflow; reused on resume)
     RUN/tensorboard/           TensorBoard event files (tracking.backend: tensorboard)
     RUN/folds/<i>/             speaker cross-validation: each fold a run directory like this one; RUN/model.json
@@ -89,6 +91,11 @@ class RunDir:
     @property
     def done(self) -> Path:
         return self.path / "done.json"
+
+    @property
+    def domain_stats(self) -> Path:
+        """Per-corpus input statistics (:class:`emoshift.features.domain_norm.CorpusStats`)."""
+        return self.path / "domain_stats.safetensors"
 
     @property
     def tracking(self) -> Path:

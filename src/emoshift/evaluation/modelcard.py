@@ -188,6 +188,8 @@ def model_summary(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
             "targets": done.get("targets"),  # soft-label training: {"kind": "soft", "soft_mix": ...}
             "speaker_norm": bool(info.speaker_norm),
             **({"dann": info.dann} if info.dann else {}),
+            "domain_norm": info.domain_norm or "none",
+            "adapted": info.adapted,  # emoshift adapt: {"method", "corpus", "root", "clips", "from"}
         },
         "metrics": _metrics(rd),
         "fairness": _fairness(rd),
@@ -309,6 +311,8 @@ def render_model_card(run_dir: str | os.PathLike[str]) -> str:
     else:
         lines.append("- Trained with emoshift (Lightning); weights in model.safetensors, ONNX graph in model.onnx when "
                      "exported")
+    if (adapted := prot.get("adapted")) is not None:
+        lines.append(_adapted_line(adapted))
     lines += ["", "## Training data", "", *_training_lines(s)]
     if prot.get("label_counts"):
         counts = ", ".join(f"{k} {v}" for k, v in sorted(prot["label_counts"].items()))
@@ -339,10 +343,7 @@ def render_model_card(run_dir: str | os.PathLike[str]) -> str:
               "Research on speech emotion recognition and prototypes that show emotion estimates over time. Not for "
               "decisions about people (hiring, health, policing, credit): the labels are acted categories, not "
               "anyone's inner state.", "", "## Limitations", ""]
-    if prot.get("speaker_norm"):
-        lines.append("- Inputs are standardised per speaker: the results above normalised each test speaker with "
-                     "that speaker's own recordings. A clip of an unknown speaker (predict, the service, the ONNX "
-                     "graph) is standardised with the training speakers' statistics instead; expect lower scores.")
+    lines += _normalisation_lines(prot)
     if acted:
         lines.append(f"- Trained on acted speech ({', '.join(acted)}): actors reading fixed sentences in studio or "
                      "near-studio conditions; expect lower accuracy on spontaneous, conversational or noisy speech.")
@@ -364,6 +365,32 @@ def _dann_line(dann: dict[str, Any]) -> str:
     return (f"Domain-adversarial training (DANN): a corpus classifier over {', '.join(dann.get('domains', []))} behind "
             f"a gradient-reversal layer (weight {dann.get('weight')}, {dann.get('schedule')} schedule), trained on the "
             f"training corpora{target} (no label of theirs read); it is not part of this model")
+
+
+def _normalisation_lines(prot: dict[str, Any]) -> list[str]:
+    """The limitations of per-speaker and per-corpus input standardisation."""
+    lines = []
+    if prot.get("speaker_norm"):
+        lines.append("- Inputs are standardised per speaker: the results above normalised each test speaker with "
+                     "that speaker's own recordings. A clip of an unknown speaker (predict, the service, the ONNX "
+                     "graph) is standardised with the training speakers' statistics instead; expect lower scores.")
+    if prot.get("domain_norm") == "corpus":
+        held = (f"{prot['adapted']['corpus']}'s" if (prot.get("adapted") or {}).get("method") == "corpus-norm"
+                else "the training corpora's pooled")
+        lines.append("- Inputs are standardised per corpus: the results above standardised each corpus with the "
+                     "statistics of its own evaluated audio. A clip of unknown origin (predict, the service, the ONNX "
+                     f"graph) is standardised with {held} statistics instead.")
+    return lines
+
+
+def _adapted_line(adapted: dict[str, Any]) -> str:
+    """The model-details line of a run written by ``emoshift adapt``: what it was adapted on, and how."""
+    how = {"corpus-norm": "its input standardisation set to that audio's statistics",
+           "adabn": "its batch-norm statistics re-estimated on that audio (AdaBN), weights unchanged"}
+    return (f"- Adapted to {adapted.get('corpus')} ({adapted.get('clips')} unlabelled clips from "
+            f"{adapted.get('root')}; no label read) by {adapted.get('method')}: "
+            f"{how.get(str(adapted.get('method')), 'see model.json')}; adapted from the run {adapted.get('from')}. "
+            "Results below are of this adapted model (`emoshift evaluate`).")
 
 
 def _training_lines(s: dict[str, Any]) -> list[str]:

@@ -21,6 +21,7 @@ scores. What is written from a :class:`Scored` is the task's writer's business
 
 from __future__ import annotations
 
+import copy
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,7 +34,7 @@ from emoshift.core.record import ModelRecord
 from emoshift.core.rundir import RunDir
 from emoshift.corpora.base import Skipped, Utterance
 from emoshift.data.texts import overlap_share, text_hits, text_overlap, training_texts
-from emoshift.evaluation.inference import OutputsMemo, ensemble_values
+from emoshift.evaluation.inference import OutputsMemo, default_device, ensemble_values
 from emoshift.models.ensemble import Ensemble
 
 if TYPE_CHECKING:
@@ -93,6 +94,23 @@ class Scorer:
         uncalibrated = info.values(raw, calibrated=False) if info.temperature is not None else None
         return kept, info.values(raw), skipped, uncalibrated
 
+    def adapted(self, model: Any, info: ModelRecord, utts: list[Utterance]) -> Any:
+        """``model`` as it scores ``utts`` (one corpus's): itself, or with ``evaluation.adapt: adabn`` a copy whose
+        batch-norm statistics are re-estimated on their audio (:meth:`Family.adapt_batchnorm`; never a label),
+        a fold ensemble's members each."""
+        if self.cfg.evaluation.adapt != "adabn" or not utts:
+            return model
+        if isinstance(model, Ensemble):
+            return Ensemble([(self.adapted(m, i, utts), i) for m, i in model.members], model.paths)
+        from emoshift.models import family_of
+
+        copied = copy.deepcopy(model)
+        family_of(info.model, info.mode).adapt_batchnorm(
+            copied, info, utts, cache_dir=self.cache_dir, batch_size=self.batch_size, device=default_device(),
+            progress=False,
+        )
+        return copied
+
     def score(self, name: str, sc: Scan, keep: Keep, empty: str) -> Scored:
         """Corpus ``name`` (scanned as ``sc``) scored as the module docstring says; ``keep`` filters the test
         utterances (the labels the model knows); ``empty``: the error when nothing is left."""
@@ -103,17 +121,18 @@ class Scorer:
         if not utts:
             raise EvaluationError(empty)
         seen = set(copies)
+        model = self.adapted(self.model, self.info, utts)
         if not self.is_ensemble:
-            kept, values, skipped, uncal = self.values(self.model, self.info, utts, f"evaluating {name}", self.run.path)
+            kept, values, skipped, uncal = self.values(model, self.info, utts, f"evaluating {name}", self.run.path)
             return Scored(part, leaky, kept, values, skipped, training_audio=sum(u.id in seen for u in kept),
                           text_overlap=text_overlap(kept, training_texts(self.run)), uncalibrated=uncal)
         calibrated = any(info.temperature is not None for _, info in self.model.members)
         memo = self.memo if self.memo.enabled or not calibrated else OutputsMemo()  # both passes run each once
         kept, combined, members, skipped = ensemble_values(
-            self.model, utts, cache_dir=self.cache_dir, batch_size=self.batch_size, progress=self.progress,
+            model, utts, cache_dir=self.cache_dir, batch_size=self.batch_size, progress=self.progress,
             desc=f"evaluating {name}", memo=memo,
         )
-        uncal = ensemble_values(self.model, kept, cache_dir=self.cache_dir, batch_size=self.batch_size,
+        uncal = ensemble_values(model, kept, cache_dir=self.cache_dir, batch_size=self.batch_size,
                                 memo=memo, calibrated=False)[1] if calibrated else None
         per = [(i, kept, m) for i, m in enumerate(members)]
         by = f"fold ensemble ({self.info.task_kind.ensemble})"
@@ -131,7 +150,9 @@ class Scorer:
         leaky, n_seen, hits = False, 0, []
         for i, ((model, info), path) in enumerate(zip(self.model.members, self.model.paths, strict=True)):
             utts, _, fold_leaky, copies = test_utterances(RunDir.of(path), name, sc, info, cache_dir=self.cache_dir)
-            k, v, bad, uncal = self.values(model, info, keep(utts), f"evaluating {name} (fold {i})", path)
+            utts = keep(utts)
+            k, v, bad, uncal = self.values(self.adapted(model, info, utts), info, utts, f"evaluating {name} (fold {i})",
+                                           path)
             n_seen += len(set(copies) & {u.id for u in k})
             hits.append(text_hits(k, training_texts(RunDir.of(path))))  # each fold against its own training texts
             kept += k

@@ -142,7 +142,9 @@ class RegistryChecks:
         family_of(model.name, model.mode).check_model(model)
 
     def check_config(self, cfg: ExperimentConfig) -> None:
-        family_of(cfg.model.name, cfg.model.mode).check_config(cfg)
+        family = family_of(cfg.model.name, cfg.model.mode)
+        family.check_levers(cfg)
+        family.check_config(cfg)
 
 
 CONFIG_CHECKS = RegistryChecks()

@@ -10,10 +10,13 @@ The yardstick every deep model should beat: eGeMAPS (88 functionals) or ComParE 
 - ``ridge`` (dimensional emotion): ``Ridge(alpha)`` regressing every target at once; its ``coef_`` ``(T, D)``
   and ``intercept_`` ``(T,)`` are stored, so :meth:`AcousticBaseline.predict_values` equals ``Ridge.predict``.
 
-Standardisation is ``global`` (``StandardScaler`` fitted on the training features) or ``speaker`` (each
+Standardisation is ``global`` (``StandardScaler`` fitted on the training features), ``speaker`` (each
 speaker's features z-scored with that speaker's own mean and std, the standard cross-corpus trick: it removes
-voice and channel offsets). At inference a speaker-normalised model normalises each new speaker with its own
-statistics when speaker ids are given, else falls back to the training statistics.
+voice and channel offsets) or ``corpus`` (each corpus's features z-scored with that corpus's own statistics,
+:mod:`emoshift.features.domain_norm`; the scaler then holds the training corpora's pooled statistics). At
+inference a speaker- (corpus-) normalised model normalises each new speaker (corpus) with its own statistics
+when speaker ids (corpus names, ``domains``) are given, else falls back to the scaler's statistics; ``emoshift
+adapt --method corpus-norm`` sets those to a target corpus's (:meth:`AcousticBaseline.set_scaler`).
 
 Storage is exact and pickle-free: every number predict_proba needs is an array in safetensors, the rest JSON.
 For ``svm`` that is, per calibration fold, the fold's LinearSVC ``coef_``/``intercept_`` and its per-class
@@ -58,9 +61,9 @@ class HeadConfig(BaseModel):
     head: Literal["svm", "logreg", "ridge"] = Field(
         default="svm", description="svm: calibrated LinearSVC; logreg; ridge: Ridge regression (dimensional)"
     )
-    normalise: Literal["global", "speaker"] = Field(
+    normalise: Literal["global", "speaker", "corpus"] = Field(
         default="global",
-        description="global: StandardScaler on training speakers; speaker: per-speaker z-score",
+        description="global: StandardScaler on training speakers; speaker: per-speaker z-score; corpus: per-corpus",
     )
     C: float = Field(default=1.0, gt=0, description="inverse regularisation strength")
     alpha: float = Field(default=1.0, gt=0, description="ridge: L2 regularisation strength")
@@ -104,7 +107,9 @@ class AcousticBaseline:
 
     # ---------------------------------------------------------------------------------------------- fit
 
-    def fit(self, X: np.ndarray, y: Sequence[str], speakers: Sequence[str]) -> AcousticBaseline:
+    def fit(
+        self, X: np.ndarray, y: Sequence[str], speakers: Sequence[str], *, domains: Sequence[str] | None = None
+    ) -> AcousticBaseline:
         from sklearn.exceptions import ConvergenceWarning
         from sklearn.preprocessing import StandardScaler
 
@@ -123,9 +128,8 @@ class AcousticBaseline:
         unknown = [c for c in self.classes if c not in self.labels]
         if unknown:
             raise AcousticError(f"training label(s) {unknown} are not among the model's labels {self.labels}")
-        scaler = StandardScaler().fit(x)
-        self._params = _Params(mean=scaler.mean_.astype(np.float64), scale=scaler.scale_.astype(np.float64))
-        z = self.standardise(x, spk.tolist())  # (N, D)
+        self._params = self._scaler(StandardScaler().fit(x), x, domains)
+        z = self.standardise(x, spk.tolist(), domains=domains)  # (N, D)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", ConvergenceWarning)
             if self.config.head == "svm":
@@ -140,7 +144,8 @@ class AcousticBaseline:
         return self
 
     def fit_values(
-        self, X: np.ndarray, Y: np.ndarray, speakers: Sequence[str], *, targets: Sequence[str]
+        self, X: np.ndarray, Y: np.ndarray, speakers: Sequence[str], *, targets: Sequence[str],
+        domains: Sequence[str] | None = None,
     ) -> AcousticBaseline:
         """The ``ridge`` head: Ridge regression of ``Y`` ``(N, T)`` (dimensional ratings, ``targets`` in column
         order) on the standardised functionals; :meth:`predict_values` gives ``(N, T)`` back."""
@@ -157,21 +162,22 @@ class AcousticBaseline:
         if len(spk) != len(x):
             raise AcousticError(f"X has {len(x)} rows but speakers has {len(spk)}")
         self.labels = self.classes = list(targets)
-        scaler = StandardScaler().fit(x)
-        self._params = _Params(mean=scaler.mean_.astype(np.float64), scale=scaler.scale_.astype(np.float64))
-        est = Ridge(alpha=self.config.alpha).fit(self.standardise(x, spk), y)
+        self._params = self._scaler(StandardScaler().fit(x), x, domains)
+        est = Ridge(alpha=self.config.alpha).fit(self.standardise(x, spk, domains=domains), y)
         self._params.arrays["ridge.coef"] = np.atleast_2d(np.asarray(est.coef_, dtype=np.float64))  # (T, D)
         self._params.arrays["ridge.intercept"] = np.atleast_1d(np.asarray(est.intercept_, dtype=np.float64))
         self._estimator = est
         self.fit_info = {"n": len(x), "speakers": len(set(spk)), "converged": True}
         return self
 
-    def predict_values(self, X: np.ndarray, speakers: Sequence[str] | None = None) -> np.ndarray:
+    def predict_values(
+        self, X: np.ndarray, speakers: Sequence[str] | None = None, *, domains: Sequence[str] | None = None
+    ) -> np.ndarray:
         """The ridge head's outputs ``(N, T)`` (float64), columns in ``self.labels`` (target) order."""
         if self.config.head != "ridge":
             raise AcousticError(f"predict_values needs the ridge head, not {self.config.head!r}")
         arr = self._require().arrays
-        return self.standardise(X, speakers) @ arr["ridge.coef"].T + arr["ridge.intercept"]  # type: ignore[no-any-return]
+        return self.standardise(X, speakers, domains=domains) @ arr["ridge.coef"].T + arr["ridge.intercept"]  # type: ignore[no-any-return]
 
     def _fit_svm(self, z: np.ndarray, y: np.ndarray, spk: np.ndarray) -> None:
         from sklearn.calibration import CalibratedClassifierCV
@@ -218,24 +224,33 @@ class AcousticBaseline:
 
     # ---------------------------------------------------------------------------------------------- use
 
-    def standardise(self, X: np.ndarray, speakers: Sequence[str] | None = None) -> np.ndarray:
-        """The head's input ``(N, D)`` float64: per-speaker z-scores (``speaker`` mode, speakers given), else
-        the training StandardScaler's ``(X - mean) / scale``."""
+    def standardise(
+        self, X: np.ndarray, speakers: Sequence[str] | None = None, *, domains: Sequence[str] | None = None
+    ) -> np.ndarray:
+        """The head's input ``(N, D)`` float64: per-speaker z-scores (``speaker`` mode, speakers given),
+        per-corpus z-scores (``corpus`` mode, each row's corpus in ``domains``: its statistics over these rows),
+        else the scaler's ``(X - mean) / scale``."""
         params = self._require()
         x = _check_matrix(X, params.mean.shape[0])
         if self.config.normalise == "speaker" and speakers is not None:
             if len(speakers) != len(x):
                 raise AcousticError(f"X has {len(x)} rows but speakers has {len(speakers)}")
             return _speaker_zscore(x, np.asarray([str(s) for s in speakers]))
+        if self.config.normalise == "corpus" and domains is not None:
+            if len(domains) != len(x):
+                raise AcousticError(f"X has {len(x)} rows but domains has {len(domains)}")
+            return _corpus_zscore(x, np.asarray([str(d) for d in domains]))
         z = x - params.mean
         z /= params.scale
         return z
 
-    def predict_proba(self, X: np.ndarray, speakers: Sequence[str] | None = None) -> np.ndarray:
+    def predict_proba(
+        self, X: np.ndarray, speakers: Sequence[str] | None = None, *, domains: Sequence[str] | None = None
+    ) -> np.ndarray:
         """``(N, len(labels))`` probabilities, columns in ``self.labels`` order."""
         if self.config.head == "ridge":
             raise AcousticError("a ridge head predicts values (predict_values), not class probabilities")
-        z = self.standardise(X, speakers)
+        z = self.standardise(X, speakers, domains=domains)
         proba = self._svm_proba(z) if self.config.head == "svm" else self._logreg_proba(z)  # (N, C)
         assert self.labels is not None
         out = np.zeros((len(z), len(self.labels)), dtype=np.float64)
@@ -273,6 +288,31 @@ class AcousticBaseline:
             p = expit(decision[:, 0])
             return np.stack([1.0 - p, p], axis=1)
         return softmax(decision, axis=1)
+
+    def _scaler(self, scaler: Any, x: np.ndarray, domains: Sequence[str] | None) -> _Params:
+        """The fitted StandardScaler's statistics; in ``corpus`` mode the training corpora's pooled ones (each
+        corpus weighing the same), what rows of no named corpus are standardised with."""
+        if self.config.normalise != "corpus":
+            return _Params(mean=scaler.mean_.astype(np.float64), scale=scaler.scale_.astype(np.float64))
+        from emoshift.features.domain_norm import CorpusStats, row_moments
+
+        if domains is None or len(domains) != len(x):
+            raise AcousticError("a corpus-normalised head needs each training row's corpus (domains)")
+        names = np.asarray([str(d) for d in domains])
+        stats = CorpusStats("functional")
+        for d in np.unique(names):
+            stats.add(str(d), row_moments(x[names == d]), int((names == d).sum()))
+        fallback = stats.pooled()
+        return _Params(mean=fallback.mean, scale=fallback.std)
+
+    def set_scaler(self, mean: np.ndarray, scale: np.ndarray) -> None:
+        """Replace the scaler's statistics (what rows of no named speaker or corpus are standardised with): the
+        acoustic baseline's ``emoshift adapt --method corpus-norm``."""
+        params = self._require()
+        if mean.shape != params.mean.shape or scale.shape != params.scale.shape:
+            raise AcousticError(f"statistics of shape {mean.shape} for a head on {params.mean.shape[0]} features")
+        params.mean = np.asarray(mean, dtype=np.float64)
+        params.scale = np.asarray(scale, dtype=np.float64)
 
     def _require(self) -> _Params:
         if self._params is None:
@@ -357,6 +397,19 @@ def _check_matrix(X: np.ndarray, dim: int | None = None) -> np.ndarray:
     if not np.all(np.isfinite(x)):
         raise AcousticError("features contain NaN or infinite values")
     return x
+
+
+def _corpus_zscore(x: np.ndarray, domains: np.ndarray) -> np.ndarray:
+    """Each corpus's rows z-scored with that corpus's statistics over them (:func:`emoshift.features.domain_norm.
+    row_moments`): ``(N, D)`` float64."""
+    from emoshift.features.domain_norm import row_moments
+
+    out = np.empty_like(x)
+    for d in np.unique(domains):
+        rows = domains == d
+        m = row_moments(x[rows])
+        out[rows] = (x[rows] - m.mean) / m.std
+    return out
 
 
 def _speaker_zscore(x: np.ndarray, speakers: np.ndarray) -> np.ndarray:

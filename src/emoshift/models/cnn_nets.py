@@ -143,7 +143,7 @@ def _check_width(width_mult: float, pretrained: str | None) -> None:
 def resnet18(*, num_labels: int, **options: Any) -> SpectrogramClassifier:
     """ResNet-18 (basic blocks, depths 2-2-2-2, widths 64-512 x ``width_mult``); ``pretrained``: HF id or folder.
 
-    ``options``: pretrained, dropout, width_mult, speaker_norm, n_mels (:func:`_build`). ``width_mult`` < 1
+    ``options``: pretrained, dropout, width_mult, speaker_norm, domain_norm, n_mels (:func:`_build`). ``width_mult`` < 1
     gives the same architecture with fewer channels (tests and the CPU demo use it).
     """
     return _build(_resnet18_backbone, num_labels=num_labels, **options)
@@ -152,7 +152,7 @@ def resnet18(*, num_labels: int, **options: Any) -> SpectrogramClassifier:
 def efficientnet_b0(*, num_labels: int, **options: Any) -> SpectrogramClassifier:
     """EfficientNet-B0 (depth 1.0, width 1.0 x ``width_mult``, 1280 features); ``pretrained``: HF id or folder.
 
-    ``options``: pretrained, dropout, width_mult, speaker_norm, n_mels (:func:`_build`).
+    ``options``: pretrained, dropout, width_mult, speaker_norm, domain_norm, n_mels (:func:`_build`).
     """
     return _build(_efficientnet_b0_backbone, num_labels=num_labels, **options)
 
@@ -165,13 +165,16 @@ def _build(
     dropout: float = 0.2,
     width_mult: float = 1.0,
     speaker_norm: bool = False,
+    domain_norm: bool = False,
     n_mels: int = 128,
 ) -> SpectrogramClassifier:
     """The CNN builders' one signature (defaults stated here): ``backbone(pretrained, dropout, width_mult)``;
-    ``speaker_norm``: a fixed per-bin standardisation over ``n_mels`` bins instead of the per-utterance one."""
+    ``speaker_norm`` or ``domain_norm`` (per corpus): a fixed per-bin standardisation over ``n_mels`` bins instead
+    of the per-utterance one."""
     _check_width(width_mult, pretrained)
     net, feature_dim = backbone(pretrained, dropout, width_mult)
-    return SpectrogramClassifier(net, feature_dim, num_labels, dropout, bin_norm=n_mels if speaker_norm else None)
+    fixed = speaker_norm or domain_norm
+    return SpectrogramClassifier(net, feature_dim, num_labels, dropout, bin_norm=n_mels if fixed else None)
 
 
 def _resnet18_backbone(pretrained: str | None, dropout: float, width_mult: float) -> tuple[nn.Module, int]:

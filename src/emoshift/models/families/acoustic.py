@@ -7,7 +7,9 @@ functionals config it reads.
 
 - config: ``model.head`` (``svm``: calibrated LinearSVC, default; ``logreg``) and ``model.speaker_norm``
   (z-score each speaker's functionals with its own statistics, a standard cross-corpus trick; else a
-  StandardScaler fitted on the training speakers); the waveform options (rate, trimming) are ``features.*``;
+  StandardScaler fitted on the training speakers) or ``model.domain_norm: corpus`` (each corpus's with its own;
+  with both, each speaker's: after the corpus's they are the same); the waveform options (rate, trimming) are
+  ``features.*``;
 - stores: the per-corpus functionals cache (:class:`~emoshift.features.functionals.FunctionalCache`, under
   ``data.cache_dir/functionals``), computed once and shared by every fold;
 - fit: closed form, no epochs: the validation speakers have no model to select, so the head is fitted on the
@@ -56,16 +58,21 @@ class AcousticModel:
     baseline: AcousticBaseline
     functionals: FunctionalsConfig
 
-    def log_proba(self, x: np.ndarray, speakers: Sequence[str] | None) -> np.ndarray:
+    def log_proba(
+        self, x: np.ndarray, speakers: Sequence[str] | None, domains: Sequence[str] | None = None
+    ) -> np.ndarray:
         """``log(predict_proba)`` ``(N, C)`` float64; -inf where the probability is 0."""
         with np.errstate(divide="ignore"):
-            return np.log(self.baseline.predict_proba(x, speakers))
+            return np.log(self.baseline.predict_proba(x, speakers, domains=domains))
 
-    def outputs(self, x: np.ndarray, speakers: Sequence[str] | None) -> np.ndarray:
-        """What the family returns as logits: the ridge head's ratings ``(N, T)``, else log-probabilities."""
+    def outputs(
+        self, x: np.ndarray, speakers: Sequence[str] | None, domains: Sequence[str] | None = None
+    ) -> np.ndarray:
+        """What the family returns as logits: the ridge head's ratings ``(N, T)``, else log-probabilities;
+        ``domains``: each row's corpus (a corpus-normalised head standardises each with its own statistics)."""
         if self.baseline.config.head == "ridge":
-            return self.baseline.predict_values(x, speakers)
-        return self.log_proba(x, speakers)
+            return self.baseline.predict_values(x, speakers, domains=domains)
+        return self.log_proba(x, speakers, domains)
 
 
 def _build(
@@ -74,6 +81,7 @@ def _build(
     num_labels: int,
     head: str = "svm",
     speaker_norm: bool = False,
+    domain_norm: bool = False,
     sample_rate: int = 16_000,
     trim_silence: bool = False,
     trim_top_db: float = 40.0,
@@ -81,7 +89,8 @@ def _build(
     from emoshift.features.functionals import FunctionalsConfig
     from emoshift.models.acoustic import AcousticBaseline, HeadConfig
 
-    cfg = HeadConfig(head=head, normalise="speaker" if speaker_norm else "global")  # type: ignore[arg-type]
+    normalise = "speaker" if speaker_norm else "corpus" if domain_norm else "global"
+    cfg = HeadConfig(head=head, normalise=normalise)  # type: ignore[arg-type]
     functionals = FunctionalsConfig(
         feature_set=feature_set,  # type: ignore[arg-type]
         sample_rate=sample_rate,
@@ -105,6 +114,7 @@ def compare(*, num_labels: int, **kwargs: Any) -> AcousticModel:
 class AcousticFamily(Family):
     name = "acoustic"
     input_kind = "functionals"
+    corpus_norm = True
     # closed form, no epochs: nothing of training/trainer applies, nor the neural models' options, nor the
     # log-mel settings (functionals read only features.sample_rate, trim_silence and trim_top_db)
     unused_keys = frozenset({
@@ -121,7 +131,7 @@ class AcousticFamily(Family):
 
     # -- config ---------------------------------------------------------------------------------------
     def builder_kwargs(self, m: ModelConfig) -> dict[str, Any]:
-        return {"head": m.head, "speaker_norm": m.speaker_norm}
+        return {"head": m.head, "speaker_norm": m.speaker_norm, "domain_norm": m.domain_norm == "corpus"}
 
     def check_config(self, cfg: ExperimentConfig) -> None:
         if cfg.training.stages:
@@ -152,7 +162,7 @@ class AcousticFamily(Family):
 
         m = cfg.model
         set_name, dim = FEATURE_SETS[m.name]
-        norm = "per-speaker" if m.speaker_norm else "training-speaker"
+        norm = "per-speaker" if m.speaker_norm else "per-corpus" if m.domain_norm == "corpus" else "training-speaker"
         return f"openSMILE {set_name} functionals ({dim:,}), {norm} standardisation, {self.head(cfg)} head"
 
     # -- model ----------------------------------------------------------------------------------------
@@ -175,6 +185,7 @@ class AcousticFamily(Family):
             "model": cfg.model.name,
             "head": self.head(cfg),
             "speaker_norm": cfg.model.speaker_norm,
+            "domain_norm": cfg.model.domain_norm,
             "functionals": model.functionals.model_dump(mode="json"),
             "acoustic": meta,
             "window_s": SERVING_WINDOW_S,
@@ -240,12 +251,13 @@ class AcousticFamily(Family):
         items = [*data.train, *data.val]
         x = np.concatenate([data.stores[it.utt.corpus].matrix([it.utt.id]) for it in items])  # (N, D)
         speakers = [it.utt.speaker for it in items]
+        domains = [it.utt.corpus for it in items]
         if cfg.task_kind.rated:  # ratings (N, T) on data.target_range
             y = np.array([it.target for it in items], dtype=np.float64)
-            model.baseline.fit_values(x, y, speakers, targets=cfg.data.targets)
+            model.baseline.fit_values(x, y, speakers, targets=cfg.data.targets, domains=domains)
             return Fitted(model, epochs_run=0)
         model.baseline.labels = list(data.labels)
-        model.baseline.fit(x, [data.labels[it.label] for it in items], speakers)
+        model.baseline.fit(x, [data.labels[it.label] for it in items], speakers, domains=domains)
         return Fitted(model, epochs_run=0)
 
     # -- inference ------------------------------------------------------------------------------------
@@ -274,12 +286,36 @@ class AcousticFamily(Family):
             store = cache.build(corpus, utts, model.functionals, progress=progress)
             skipped.extend(store.skipped)
             usable = [u for u in utts if u.id in store]
-            if usable:  # per-speaker normalisation sees all of a speaker's utterances at once
-                out.append(model.outputs(store.matrix([u.id for u in usable]), [u.speaker for u in usable]))
+            if usable:  # per-speaker (per-corpus) normalisation sees all of a speaker's (corpus's) utterances at once
+                x = store.matrix([u.id for u in usable])  # (N, D)
+                out.append(model.outputs(x, [u.speaker for u in usable], [corpus] * len(usable)))
                 kept.extend(usable)
             advance(len(utts))
         logits = np.concatenate(out) if out else np.zeros((0, info.num_outputs))
         return kept, logits, skipped
+
+    def adapt_corpus_norm(
+        self, model: AcousticModel, info: ModelRecord, utterances: Sequence[Utterance], *, cache_dir: str,
+        progress: bool,
+    ) -> tuple[Any, int]:
+        """The scaler set to the target's functionals statistics (:func:`emoshift.features.domain_norm.row_moments`):
+        what a clip of no named speaker or corpus is standardised with (predict, serve)."""
+        from emoshift.features.domain_norm import row_moments
+        from emoshift.features.functionals import FunctionalCache
+        from emoshift.models.adaptation import AdaptationError
+
+        cache = FunctionalCache(Path(cache_dir) / "functionals")
+        rows: list[np.ndarray] = []
+        for corpus in dict.fromkeys(u.corpus for u in utterances):
+            utts = [u for u in utterances if u.corpus == corpus]
+            store = cache.build(corpus, utts, model.functionals, progress=progress)
+            if usable := [u.id for u in utts if u.id in store]:
+                rows.append(store.matrix(usable))
+        if not rows:
+            raise AdaptationError("none of the target's audio could be read")
+        target = row_moments(np.concatenate(rows))
+        model.baseline.set_scaler(target.mean, target.std)
+        return target, sum(len(r) for r in rows)
 
     def prepare_input(self, wave: np.ndarray, fcfg: FeatureConfig) -> torch.Tensor:
         """The waveform itself ``(1, S)``: :meth:`predict` computes the model's own functionals from it."""

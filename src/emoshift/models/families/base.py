@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from emoshift.corpora import Scan
     from emoshift.corpora.base import Skipped, Utterance
     from emoshift.data.datasets import Item
+    from emoshift.features.speaker_norm import Moments
 
 Advance = Callable[[int], None]
 FitLoop = Callable[..., "Fitted"]  # (family, cfg, data, run, *, model, progress, callbacks, loggers) -> Fitted
@@ -81,6 +82,11 @@ class Family(ABC):
     # Dotted config keys (a whole section, or one key) this family never reads: RUN/config.yaml leaves them
     # out and the run's identity (the config fingerprint) ignores them, so changing one retrains nothing.
     unused_keys: ClassVar[frozenset[str]] = frozenset()
+    # The adaptation levers (docs/adaptation.md) this family's models take: per-corpus input standardisation
+    # (model.domain_norm: corpus; emoshift adapt --method corpus-norm) and batch-norm re-estimation (AdaBN:
+    # evaluation.adapt: adabn; emoshift adapt --method adabn).
+    corpus_norm: ClassVar[bool] = False
+    batchnorm: ClassVar[bool] = False
 
     # -- config ---------------------------------------------------------------------------------------
     @abstractmethod
@@ -94,6 +100,15 @@ class Family(ABC):
     def check_config(self, cfg: ExperimentConfig) -> None:
         """Raise ValueError (one line) when ``cfg`` asks this family for something it cannot do."""
         return None
+
+    def check_levers(self, cfg: ExperimentConfig) -> None:
+        """Raise ValueError (one line) when ``cfg`` asks for an adaptation lever this family's models lack."""
+        if cfg.model.domain_norm != "none" and not self.corpus_norm:
+            raise ValueError(f"model.domain_norm: {cfg.model.domain_norm} standardises log-mels, functionals or frozen "
+                             f"embeddings per corpus; {cfg.model.name} ({self.name}) has none of them to standardise")
+        if cfg.evaluation.adapt == "adabn" and not self.batchnorm:
+            raise ValueError(f"evaluation.adapt: adabn re-estimates batch-norm statistics; {cfg.model.name} "
+                             f"({self.name}) has no batch norm (the CNNs have)")
 
     def unused(self, cfg: ExperimentConfig) -> frozenset[str]:
         """The dotted keys of ``cfg`` this family does not read (:attr:`unused_keys`, and any that depend on
@@ -187,6 +202,36 @@ class Family(ABC):
     def predict(self, model: Any, x: torch.Tensor) -> torch.Tensor:
         """Raw outputs ``(B, K)`` (logits or values) for an input ``prepare_input`` made."""
         return model(x)  # type: ignore[no-any-return]
+
+    # -- adaptation to a target corpus's unlabelled audio (never its labels) ------------------------------
+    def check_adaptation(self, info: ModelRecord, method: str) -> None:
+        """Raise AdaptationError (one line) when the model ``info`` describes cannot be adapted by ``method``
+        ("corpus-norm" or "adabn"), before any audio is read."""
+        from emoshift.models.adaptation import AdaptationError
+
+        if method == "adabn" and not self.batchnorm:
+            raise AdaptationError(f"{info.model} ({self.name}) has no batch norm to re-estimate (AdaBN applies to "
+                                  "the CNNs: resnet18, efficientnet_b0)")
+        if method == "corpus-norm" and not self.corpus_norm:
+            raise AdaptationError(f"{info.model} ({self.name}) has no input standardisation that corpus statistics "
+                                  "set (corpus-norm applies to the CNNs and the acoustic baselines)")
+
+    def adapt_corpus_norm(
+        self, model: Any, info: ModelRecord, utterances: Sequence[Utterance], *, cache_dir: str, progress: bool
+    ) -> tuple[Moments, int]:
+        """Set ``model``'s fixed input standardisation (what a clip of unknown origin gets) to the statistics
+        of ``utterances``' inputs, one corpus's; returns them and the clips they were taken over."""
+        self.check_adaptation(info, "corpus-norm")
+        raise NotImplementedError(f"{self.name} says it takes corpus-norm but does not implement it")
+
+    def adapt_batchnorm(
+        self, model: Any, info: ModelRecord, utterances: Sequence[Utterance], *, cache_dir: str, batch_size: int,
+        device: torch.device, progress: bool,
+    ) -> int:
+        """AdaBN: re-estimate ``model``'s batch-norm statistics on ``utterances``' inputs (one corpus's), every
+        weight unchanged; returns the clips seen."""
+        self.check_adaptation(info, "adabn")
+        raise NotImplementedError(f"{self.name} says it has batch norm but does not implement AdaBN")
 
 
 class NeuralFamily(Family):
