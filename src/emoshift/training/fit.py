@@ -106,7 +106,9 @@ def fit_lightning(
     return Fitted(model, trainer.current_epoch)
 
 
-def domain_adversary(family: NeuralFamily, cfg: ExperimentConfig, data: FitData, net: nn.Module) -> DomainAdversary | None:
+def domain_adversary(
+    family: NeuralFamily, cfg: ExperimentConfig, data: FitData, net: nn.Module
+) -> DomainAdversary | None:
     """``training.dann``'s corpus classifier on ``net``'s pooled embedding, fed the unlabelled target items of
     ``data`` through the family's own training dataset (:mod:`emoshift.training.adversary`); None when off."""
     if cfg.training.dann is None:

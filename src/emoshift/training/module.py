@@ -48,11 +48,14 @@ class EmotionModule(L.LightningModule):
         self.gen = torch.Generator().manual_seed(training.seed)
         self._train_loss: list[tuple[float, int]] = []
         self._stage: int | None = None
+        self._total_steps: int | None = None
 
     @property
     def progress(self) -> float:
         """The share of training steps done, in [0, 1] (the DANN reversal schedule's p)."""
-        return min(1.0, self.global_step / max(1, int(self.trainer.estimated_stepping_batches)))
+        if self._total_steps is None:  # Lightning sizes training once; asked every step, kept
+            self._total_steps = max(1, int(self.trainer.estimated_stepping_batches))
+        return min(1.0, self.global_step / self._total_steps)
 
     @property
     def monitor(self) -> str:
