@@ -64,3 +64,49 @@ def test_new_corpora_leave_ravdess_and_cremad_unchanged(tmp_path: Path) -> None:
     assert Counter(j.corpus for j in every) == {"ravdess": 128, "crema-d": 96, "iemocap": 120, "manifest": 96}
     with pytest.raises(SynthError, match="unknown synthetic corpus 'msp'"):
         plan(tmp_path, corpora=("msp",))
+
+
+def test_the_corpora_differ_in_channel_codec_room_and_level(tmp_path: Path) -> None:
+    """The leave-one-corpus-out benchmark needs recording conditions that differ: a dry full-band studio, a
+    band-limited field session with a room, a reverberant stage, a telephone line (G.711 for the phone speakers)."""
+    jobs, _ = plan(tmp_path, scale="tiny", seed=0, corpora=("ravdess", "crema-d", "iemocap", "manifest"))
+    by = {c: [j.channel for j in jobs if j.corpus == c] for c in ("ravdess", "crema-d", "iemocap", "manifest")}
+    assert {ch.lowpass_hz for ch in by["ravdess"]} == {None} and {ch.reverb_rt60 for ch in by["ravdess"]} == {0.0}
+    assert all(ch.lowpass_hz is not None and ch.lowpass_hz <= 7000 for ch in by["crema-d"])
+    assert min(ch.reverb_rt60 for ch in by["iemocap"]) >= 0.3 > max(ch.reverb_rt60 for ch in by["crema-d"]) - 0.1
+    assert all(ch.lowpass_hz is not None and ch.lowpass_hz <= 3600 for ch in by["manifest"])
+    coded = {j.extra[5][1]: j.channel.codec for j in jobs if j.corpus == "manifest"}  # device -> codec
+    assert coded == {"phone": "g711", "headset": None}
+    assert {ch.codec for c in ("ravdess", "crema-d", "iemocap") for ch in by[c]} == {None}
+    gains = {c: [ch.gain_db for ch in chs] for c, chs in by.items()}
+    assert max(gains["ravdess"]) - min(gains["ravdess"]) < 3.0 < max(gains["crema-d"]) - min(gains["crema-d"])
+
+
+def test_g711_line_quantises_to_mu_law_code_words() -> None:
+    """The G.711 line keeps the length, leaves nothing above 4 kHz, and keeps a quiet tone (mu-law's steps are
+    finest near zero: a linear 8-bit code would round it away)."""
+    import numpy as np
+
+    from emoshift.synth.channel import telephone_line
+
+    sr = 16_000
+    t = np.arange(sr) / sr
+    x = 0.3 * np.sin(2 * np.pi * 440 * t) + 0.2 * np.sin(2 * np.pi * 6000 * t)
+    y = telephone_line(x, sr)
+    assert y.shape == x.shape and y.dtype == np.float32
+    spectrum = np.abs(np.fft.rfft(y))
+    assert spectrum[6000] < 0.01 * spectrum[440]  # 6 kHz gone, 440 Hz kept
+    assert spectrum[440] > 0.5 * np.abs(np.fft.rfft(0.3 * np.sin(2 * np.pi * 440 * t)))[440]
+    quiet = np.abs(np.fft.rfft(telephone_line(0.001 * np.sin(2 * np.pi * 440 * t), sr))) ** 2
+    assert quiet[438:443].sum() > 0.95 * quiet.sum()  # a linear 8-bit code (steps of 1/127) leaves silence
+
+
+def test_a_corpus_stays_current_until_its_own_bytes_change() -> None:
+    """Version 5 changed the manifest's bytes only: folders of RAVDESS, CREMA-D and IEMOCAP written by version 4
+    are still current (the default `emoshift synth` output is not rebuilt or refused), a version-4 manifest is not."""
+    from emoshift.synth.generate import SYNTH_VERSION, current
+
+    assert SYNTH_VERSION == 5
+    assert all(current(c, 4) and current(c, 5) for c in ("ravdess", "crema-d", "iemocap"))
+    assert not current("manifest", 4) and current("manifest", 5)
+    assert not current("ravdess", 3) and not current("ravdess", SYNTH_VERSION + 1)

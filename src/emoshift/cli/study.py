@@ -36,7 +36,7 @@ def _launch_options(jobs: int | None, launcher: str, slurm: dict[str, object]) -
 @app.command("study")
 def study(
     config: Path = typer.Argument(
-        ..., help="Study file, e.g. configs/study.yaml, or configs/cross_corpus.yaml (2-10 --corpus, an N x N matrix)."
+        ..., help="Study file: configs/study.yaml, cross_corpus.yaml (N x N matrix) or domain_shift.yaml (levers)."
     ),
     corpus: list[str] = typer.Option(
         None, "--corpus", help="NAME=ROOT of a corpus (repeatable); every experiment is tested on each."
@@ -108,11 +108,17 @@ def study(
     paths = write_report(out, spec, result)
     _print_key_results(collect(out, spec, result), spec)
     console.print(f"report: {paths['html']} (with {paths['markdown'].name} and {paths['results'].name})")
-    if "cross_corpus" in paths:  # an N-corpus study (configs/cross_corpus.yaml)
-        console.print(f"cross-corpus matrix: {paths['cross_corpus']}")
+    _print_tables(paths)
     if not result.ok:
         console.print(f"[bold red]failed:[/] {', '.join(result.failed)} (see the report's Errors section)")
         raise typer.Exit(1)
+
+
+def _print_tables(paths: dict[str, Path]) -> None:
+    """The tables only some studies write: an N-corpus study's matrix, a benchmark's domain_shift.csv."""
+    for key, what in (("cross_corpus", "cross-corpus matrix"), ("domain_shift", "what closes the gap")):
+        if key in paths:
+            console.print(f"{what}: {paths[key]}")
 
 
 def _print_configs(spec: Study) -> None:

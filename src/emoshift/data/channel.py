@@ -40,7 +40,7 @@ from scipy import signal
 
 from emoshift.core.audio import resample
 from emoshift.core.errors import EmoshiftError
-from emoshift.synth.channel import room_ir
+from emoshift.synth.channel import room_ir, telephone_line
 
 __all__ = ["KINDS", "Perturbation", "PerturbationError", "canonical_specs", "parse_perturbation", "perturbation_seed"]
 
@@ -110,7 +110,7 @@ class Perturbation:
         elif self.kind == "gsm":
             out = _roundtrip(x, sr, 8_000, format="WAV", subtype="GSM610")
         elif self.kind == "telephone":
-            out = _telephone(x, sr)
+            out = telephone_line(x, sr)
         elif self.kind == "noise":
             out = _noise(x, v, np.random.default_rng(seed))
         elif self.kind == "reverb":
@@ -220,18 +220,6 @@ def _opus(x: np.ndarray, sr: int, kbps: float) -> np.ndarray:
     lo, hi = _OPUS_RANGE
     level = float(np.clip((hi - kbps) / (hi - lo), 0.0, 1.0))
     return _roundtrip(x, sr, rate, format="OGG", subtype="OPUS", level=level)
-
-
-def _telephone(x: np.ndarray, sr: int) -> np.ndarray:
-    """8 kHz, 300-3400 Hz band-pass (4th-order Butterworth), 8-bit mu-law (mu = 255) encode and decode."""
-    y = resample(x, sr, 8_000).astype(np.float64)
-    y = signal.sosfilt(signal.butter(4, [300.0, 3400.0], btype="bandpass", fs=8_000, output="sos"), y)
-    mu = 255.0
-    c = np.sign(y) * np.log1p(mu * np.minimum(np.abs(y), 1.0)) / np.log1p(mu)  # in [-1, 1]
-    c = np.round((c + 1.0) / 2.0 * 255.0) / 255.0 * 2.0 - 1.0  # 256 code words
-    y = np.sign(c) * np.expm1(np.abs(c) * np.log1p(mu)) / mu
-    out = resample(y.astype(np.float32), 8_000, sr)
-    return np.pad(out[: len(x)], (0, max(0, len(x) - len(out))))
 
 
 def _noise(x: np.ndarray, snr_db: float, rng: np.random.Generator) -> np.ndarray:

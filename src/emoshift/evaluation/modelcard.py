@@ -384,6 +384,8 @@ def _adapted_line(adapted: dict[str, Any]) -> str:
             f"{adapted.get('root')}; no label read) by {adapted.get('method')}: "
             f"{how.get(str(adapted.get('method')), 'see model.json')}; adapted from the run {adapted.get('from')}. "
             "Results below are of this adapted model (`emoshift evaluate`).")
+
+
 def _dann_line(dann: dict[str, Any]) -> str:
     """The model card's line on domain-adversarial training (model.json ``dann``)."""
     unl = dann.get("unlabelled") or {}

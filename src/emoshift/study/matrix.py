@@ -120,7 +120,7 @@ def _labels_statement(plan: MatrixPlan) -> list[Block]:
 def matrix_blocks(out: Path, study: Study) -> list[Block]:
     """The report's "Cross-corpus matrix" section for an N-corpus study (heatmap, table, labels, protocol)."""
     plan = study.matrix
-    if plan is None:
+    if plan is None or not plan.rows:  # a benchmark holding out only some corpora has no full matrix
         return []
     n = len(plan.corpora)
     loco = [r for r in plan.rows if r.kind == "loco"]

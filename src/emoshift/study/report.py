@@ -9,7 +9,8 @@ plot embedded as a base64 PNG data URI and inline CSS (no external file, script 
 Sections: key results (accuracy and UAR with 95% CIs per corpus, the fold sd and, trained over several seeds,
 the seeds' mean and sd beside them, the study's own numbers, and a chart of the UARs with their CIs and each
 seed's UAR as a dot), the findings (each claim of the study as a paired test with a verdict,
-:mod:`emoshift.study.claims`; also ``OUT/findings.csv``), the cross-corpus UAR matrix, confusion matrices,
+:mod:`emoshift.study.claims`; also ``OUT/findings.csv``), what closes the gap (a leave-one-corpus-out benchmark of the
+levers, :mod:`emoshift.study.gap`; also ``OUT/domain_shift.csv``), the cross-corpus UAR matrix, confusion matrices,
 calibration and abstention (:mod:`emoshift.study.calibration`), training curves, the fairness audit, robustness to
 channels (the study file's ``robustness:`` perturbations, :mod:`emoshift.study.robustness`), leakage flags, run time,
 errors and the environment.
@@ -32,6 +33,7 @@ from emoshift.evaluation.seeded import NOT_MEASURED
 from emoshift.study.calibration import confidence_blocks
 from emoshift.study.claims import FINDING_COLUMNS, Finding, findings_blocks, gather
 from emoshift.study.environment import environment
+from emoshift.study.gap import gap_blocks, gap_paths
 from emoshift.study.matrix import matrix_blocks, matrix_paths
 from emoshift.study.render import (
     Block,
@@ -541,6 +543,7 @@ def build_blocks(
     blocks += _overview(study, summaries, results)
     blocks += _key_results(summaries, corpora, out)
     blocks += findings_blocks(findings, study.findings)
+    blocks += gap_blocks(out, study, findings)  # a leave-one-corpus-out benchmark (configs/domain_shift.yaml)
     matrix = getattr(study, "matrix", None)  # an N-corpus study (configs/cross_corpus.yaml) has its own matrix
     blocks += matrix_blocks(out, study) if matrix is not None else _cross_corpus(summaries, corpora, out)
     blocks += _confusions(summaries, corpora, out)
@@ -574,6 +577,7 @@ def write_report(
     paths.update(matrix_paths(out, study))  # an N-corpus study: OUT/cross_corpus.csv
     findings = gather(out, study, summaries)
     atomic_write_csv(paths["findings"], FINDING_COLUMNS, [f.row() for f in findings])
+    paths.update(gap_paths(out, study, findings))  # a benchmark study: OUT/domain_shift.csv
     blocks = build_blocks(out, study, summaries, results, findings)
     atomic_write_text(paths["markdown"], render_markdown(blocks, out))
     atomic_write_text(paths["html"], render_html(blocks, study.title))

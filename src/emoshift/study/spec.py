@@ -50,7 +50,7 @@ from emoshift.config import (
 )
 from emoshift.data.channel import canonical_specs
 from emoshift.models import CONFIG_CHECKS
-from emoshift.study.cross_corpus import MatrixPlan, expand, is_cross_corpus
+from emoshift.study.domain_shift import MatrixPlan, expand, is_generated
 from emoshift.study.findings import FindingsSpec
 from emoshift.study.records import run_dir
 
@@ -451,13 +451,13 @@ def _read_study_file(
     profile: str | None,
     overrides: Sequence[str],
 ) -> tuple[StudyFile, MatrixPlan | None]:
-    """The study file validated; one with a ``cross_corpus:`` section gets its experiments from ``roots``."""
+    """The study file validated; a cross_corpus: or domain_shift: one gets its experiments from ``roots``."""
     try:
         raw = read_yaml(path)
     except ConfigError as e:
         raise StudyError(str(e)) from None
     matrix = None
-    if is_cross_corpus(raw):
+    if is_generated(raw):  # cross_corpus: or domain_shift:
         try:
             raw, matrix = expand(raw, roots, profile=profile, overrides=overrides)
         except ConfigError as e:

@@ -1,19 +1,25 @@
-"""The recording chain: a studio (RAVDESS-like) or a field session (CREMA-D-like) applied to a dry take.
+"""The recording chain of each synthetic corpus, applied to a dry take: four recording conditions.
 
 RAVDESS is a studio (48 kHz, noise floor near -75 dBFS, full band, dry). CREMA-D varies per actor session
 (16 kHz, noise at -72 to -50 dBFS with a random colour, mains hum for some, a random 3-7 kHz low-pass and
-70-250 Hz high-pass, two random microphone-colouring peaks, a small room, gain differences).
-:func:`apply_channel` runs room -> noise -> microphone colour -> band limits -> gain -> hum -> limiter.
+70-250 Hz high-pass, two random microphone-colouring peaks, a small room, gain differences). IEMOCAP is a
+reverberant stage (RT60 0.3-0.6 s, full band); the manifest corpus a telephone-band line, and its ``phone``
+speakers' line is also G.711 coded (8 kHz, 8-bit mu-law: :func:`telephone_line`), so the corpora differ in
+channel, codec, room and level (the leave-one-corpus-out benchmark, ``configs/domain_shift.yaml``).
+:func:`apply_channel` runs room -> noise -> microphone colour -> band limits -> gain -> hum -> limiter -> codec.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Literal
 
 import numpy as np
 from scipy import fft as sp_fft
 from scipy import signal
+
+from emoshift.core.audio import resample
 
 RAVDESS_SR = 48_000
 CREMAD_SR = 16_000
@@ -37,6 +43,7 @@ class Channel:
     gain_sd_db: float = 0.0  # take-to-take gain variation
     hum_dbfs: float | None = None  # 60 Hz mains hum with harmonics
     room_seed: int = 0  # the room's impulse response is fixed per session
+    codec: Literal["g711"] | None = None  # the line's coding: G.711 (telephone_line); None: none
 
 
 def studio_channel(rng: np.random.Generator, *, sr: int = RAVDESS_SR) -> Channel:
@@ -94,8 +101,11 @@ def lab_channel(rng: np.random.Generator, *, sr: int = IEMOCAP_SR) -> Channel:
     )
 
 
-def phone_channel(rng: np.random.Generator, *, sr: int = MANIFEST_SR) -> Channel:
-    """A user's own recordings (the manifest corpus): telephone band (300-3400 Hz), a noisy, coloured line."""
+def phone_channel(
+    rng: np.random.Generator, *, sr: int = MANIFEST_SR, codec: Literal["g711"] | None = None
+) -> Channel:
+    """A user's own recordings (the manifest corpus): telephone band (300-3400 Hz), a noisy, coloured line;
+    ``codec="g711"``: also coded as a telephone network codes it (:func:`telephone_line`)."""
     return Channel(
         sr=sr,
         noise_dbfs=float(rng.uniform(-60.0, -45.0)),
@@ -105,6 +115,7 @@ def phone_channel(rng: np.random.Generator, *, sr: int = MANIFEST_SR) -> Channel
         eq=((float(rng.uniform(800.0, 2500.0)), float(rng.uniform(-6.0, 6.0)), 1.2),),
         gain_db=float(rng.uniform(-6.0, 3.0)),
         gain_sd_db=1.0,
+        codec=codec,
     )
 
 
@@ -137,6 +148,21 @@ def room_ir(sr: int, rt60: float, room_seed: int) -> np.ndarray:
     return ir / np.sqrt(np.sum(ir**2))
 
 
+def telephone_line(x: np.ndarray, sr: int) -> np.ndarray:
+    """The narrow-band telephone line: 8 kHz, 300-3400 Hz band-pass (4th-order Butterworth), 8-bit mu-law
+    (mu = 255, G.711) encode and decode, back at ``sr``; ``(samples,)`` float32 of the input's length. Also the
+    ``telephone`` perturbation's and augmentation's (data/channel.py). By hand: G.711 is one formula, and
+    ``audioop`` left the standard library in Python 3.13."""
+    y = resample(x, sr, 8_000).astype(np.float64)
+    y = signal.sosfilt(signal.butter(4, [300.0, 3400.0], btype="bandpass", fs=8_000, output="sos"), y)
+    mu = 255.0
+    c = np.sign(y) * np.log1p(mu * np.minimum(np.abs(y), 1.0)) / np.log1p(mu)  # in [-1, 1]
+    c = np.round((c + 1.0) / 2.0 * 255.0) / 255.0 * 2.0 - 1.0  # 256 code words
+    y = np.sign(c) * np.expm1(np.abs(c) * np.log1p(mu)) / mu
+    out = resample(y.astype(np.float32), 8_000, sr)
+    return np.pad(out[: len(x)], (0, max(0, len(x) - len(out))))
+
+
 def _colored_noise(n: int, slope: float, rng: np.random.Generator) -> np.ndarray:
     """Unit-RMS noise whose power falls as 1/f^slope."""
     m = sp_fft.next_fast_len(n, real=True)
@@ -148,7 +174,8 @@ def _colored_noise(n: int, slope: float, rng: np.random.Generator) -> np.ndarray
 
 
 def apply_channel(wave: np.ndarray, channel: Channel, rng: np.random.Generator) -> np.ndarray:
-    """Room -> noise -> microphone colour -> band limits -> gain -> hum -> limiter. ``(samples,)`` float32."""
+    """Room -> noise -> microphone colour -> band limits -> gain -> hum -> limiter -> codec. ``(samples,)``
+    float32."""
     x = wave.astype(np.float64)
     sr = channel.sr
     if channel.reverb_rt60 > 0 and channel.reverb_mix > 0:
@@ -168,6 +195,8 @@ def apply_channel(wave: np.ndarray, channel: Channel, rng: np.random.Generator) 
     peak = float(np.max(np.abs(x))) if len(x) else 0.0
     if peak > 0.97:
         x *= 0.97 / peak  # the engineer turns the gain down rather than clip
+    if channel.codec == "g711":
+        return telephone_line(x, sr).astype(np.float32)
     return x.astype(np.float32)
 
 

@@ -46,8 +46,11 @@ from emoshift.synth.plan import (
 from emoshift.synth.voice import synthesize_utterance
 
 # Bump whenever the bytes written for a (scale, seed) change: a cached corpus of another version is rebuilt.
-SYNTH_VERSION = 4  # 2: V/A/D annotations rated from the applied prosody (synth.annotate); 3: CREMA-D crowd votes;
-# 4: texts (IEMOCAP transcriptions, the manifest's sentence column)
+SYNTH_VERSION = 5  # 2: V/A/D annotations rated from the applied prosody (synth.annotate); 3: CREMA-D crowd votes;
+# 4: texts (IEMOCAP transcriptions, the manifest's sentence column); 5: the manifest's phone speakers G.711 coded
+# The version that last changed each corpus's bytes: a corpus written by it or a later version is current (a
+# change to one corpus does not make the others' folders stale).
+CHANGED_IN: dict[str, int] = {"ravdess": 4, "crema-d": 4, "iemocap": 4, "manifest": 5}
 MARKER = ".synth.json"
 
 
@@ -153,6 +156,11 @@ def _files_under(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else []
 
 
+def current(corpus: str, written_by: int, version: int = SYNTH_VERSION) -> bool:
+    """Whether ``corpus`` written by generator version ``written_by`` holds the bytes ``version`` writes."""
+    return CHANGED_IN.get(corpus, version) <= written_by <= version
+
+
 def _check_ours(root: Path, records: dict[str, Record], wanted: tuple[str, ...], params: Params) -> None:
     """Refuse, before anything is written, a corpus folder that holds files this generator did not write or
     that it wrote for another scale, seed or generator version: nothing is ever deleted or replaced."""
@@ -167,10 +175,10 @@ def _check_ours(root: Path, records: dict[str, Record], wanted: tuple[str, ...],
                     f"{folder} already holds {len(foreign)} file(s) that emoshift synth did not write "
                     f"(e.g. {foreign[0].relative_to(root)}); choose another folder"
                 )
-        elif (rec["scale"], rec["seed"], rec["version"]) != params:
+        elif (rec["scale"], rec["seed"]) != params[:2] or not current(corpus, rec["version"], params[2]):
             scale, seed, version = params
             held = f"the {rec['scale']} corpus for seed {rec['seed']}"
-            held += "" if rec["version"] == version else f" of generator version {rec['version']}"
+            held += "" if current(corpus, rec["version"], version) else f" of generator version {rec['version']}"
             raise SynthError(
                 f"{folder} holds {held}; emoshift synth never replaces files: choose another folder for "
                 f"--scale {scale} --seed {seed} (or delete {folder} yourself)"

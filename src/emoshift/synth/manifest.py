@@ -7,8 +7,8 @@ What :mod:`emoshift.corpora.table` reads (``--corpus mine=OUT/manifest/manifest.
 
 ``manifest_speakers`` speakers (genders alternating, ages 19-70, one of four accents, two devices), each with
 ``manifest_per_speaker`` takes spread evenly over the six shared emotions (written as emoshift's names), on a
-telephone-band channel per speaker (its own sentences) (16 kHz files, 300-3400 Hz, noisy line): the most distant domain of the
-synthetic set. ``fold`` puts each speaker in ``A`` or ``B`` (predefined, speaker-disjoint folds); ``accent``
+telephone-band channel per speaker (its own sentences) (16 kHz files, 300-3400 Hz, noisy line), the ``phone``
+speakers' line also G.711 coded (8 kHz mu-law): the most distant domain of the synthetic set. ``fold`` puts each speaker in ``A`` or ``B`` (predefined, speaker-disjoint folds); ``accent``
 and ``device`` are extra columns, kept as metadata (``--by accent``). ``arousal``, ``valence`` and
 ``dominance`` (1-5: declare ``data.manifest.scale: [1, 5]`` for a dimensional run) are three simulated raters'
 mean rating of the prosody each take was rendered with (:mod:`emoshift.synth.annotate`). Paths are relative
@@ -57,14 +57,15 @@ def plan_manifest(scale: Scale, seed: int, root: Path) -> list[FileJob]:
         rng = seeded_rng(seed, NAME, "speaker", spk)
         age = int(rng.integers(19, 71))
         speaker = make_speaker(rng, speaker_id=f"{NAME}/{spk}", gender=gender, age=age, expressiveness=(0.6, 0.9))
-        channel = phone_channel(seeded_rng(seed, NAME, "channel", spk))
+        device = DEVICES[k % len(DEVICES)]  # a phone's line is also G.711 coded; a headset's is not
+        channel = phone_channel(seeded_rng(seed, NAME, "channel", spk), codec="g711" if device == "phone" else None)
         meta = (
             ("speaker", spk),
             ("gender", gender),
             ("age", str(age)),
             ("fold", "A" if k % 4 in (1, 2) else "B"),
             ("accent", ACCENTS[(k - 1) // 2 % len(ACCENTS)]),
-            ("device", DEVICES[k % len(DEVICES)]),
+            ("device", device),
         )
         pick = seeded_rng(seed, NAME, "plan", spk)
         for emotion in SIX_EMOTIONS:
