@@ -31,10 +31,13 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 LONG_FIRST = (
     "study/test_study.py",
     "study/test_fanout.py",
+    "study/test_domain_shift.py",
     "test_readme.py",
     "crash/test_kill_train.py",
     "deploy/test_install.py",
     "training/test_train.py",
+    "training/test_dann.py",
+    "training/test_fewshot.py",
     "features/test_logmel.py",
     "crash",
     "study",
