@@ -242,9 +242,9 @@ def test_closed_form_trial_fits_on_training_speakers_and_scores_validation(
         asked.update(u.speaker for u in utterances)
         return build(cache, corpus, utterances, *a, **k)
 
-    def recording_fit(head: Any, x: Any, y: Any, speakers: Any) -> Any:
+    def recording_fit(head: Any, x: Any, y: Any, speakers: Any, **options: Any) -> Any:
         fitted.extend(speakers)
-        return fit(head, x, y, speakers)
+        return fit(head, x, y, speakers, **options)
 
     monkeypatch.setattr(FunctionalCache, "build", recording_build)
     monkeypatch.setattr(AcousticBaseline, "fit", recording_fit)
