@@ -125,7 +125,7 @@ def _print_configs(spec: Study) -> None:
     """Each selected training experiment's resolved config (``--verbose``)."""
     for eid in spec.select(spec.only):
         exp = spec.experiment(eid)
-        if exp.trains:
+        if exp.trains and exp.adapt is None:
             print(f"{eid}:", file=sys.stderr)
             verbose_output(exp.config)
 

@@ -18,7 +18,11 @@ the study's ``findings:``, so the paired differences over speakers and seeds, th
 (Holm's correction across them) are the Findings machinery's (:mod:`emoshift.study.claims`). A method names
 the families it applies to (``families:``; default all: AdaBN needs batch norm, DANN a neural model) and, for
 DANN, ``unlabelled: held_out`` puts the held-out corpus's audio in ``data.unlabelled`` (its labels are never
-read). A lever is added to the benchmark by one entry under ``methods``.
+read). A method with ``adapts: {method: adabn}`` (or ``corpus-norm``, or ``few-shot`` with ``labelled_speakers:
+K``) trains nothing: its experiment adapts the reference's finished run to the held-out corpus, every seed, as
+``emoshift adapt`` does (:mod:`emoshift.study.adapting`); few-shot is scored on the held-out corpus's other
+speakers, and its finding pairs it with the reference on those. A lever is added to the benchmark by one entry
+under ``methods``.
 
 Labels follow the N-corpus study's policy (:mod:`emoshift.study.cross_corpus`: the widest of six / four that
 every corpus holds). The returned :class:`ShiftPlan` is a :class:`~emoshift.study.cross_corpus.MatrixPlan`
@@ -36,6 +40,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from emoshift.config import explain, merge
+from emoshift.study.adapting import AdaptMethod
 from emoshift.study.cross_corpus import (
     MAX_CORPORA,
     POLICY_CLASSES,
@@ -65,6 +70,15 @@ class MethodSpec(BaseModel):
     unlabelled: Literal["held_out"] | None = Field(
         None, description="held_out: data.unlabelled gets the held-out corpus's root (its audio, never its labels)"
     )
+    adapts: AdaptMethod | None = Field(
+        None, description="the reference's finished run adapted to the held-out corpus (emoshift adapt), not trained"
+    )
+
+    @model_validator(mode="after")
+    def _adapts_alone(self) -> MethodSpec:
+        if self.adapts is not None and (self.config or self.unlabelled):
+            raise ValueError("a method that adapts the reference's run trains nothing: drop config/unlabelled")
+        return self
 
 
 class DomainShiftSpec(BaseModel):
@@ -110,6 +124,8 @@ class DomainShiftSpec(BaseModel):
     def _reference_and_families(self) -> DomainShiftSpec:
         if self.reference not in self.methods:
             raise ValueError(f"reference {self.reference!r} is not one of the methods ({', '.join(self.methods)})")
+        if self.methods[self.reference].adapts is not None:
+            raise ValueError(f"the reference {self.reference!r} is trained: it cannot adapt a run")
         for name, m in self.methods.items():
             unknown = sorted(set(m.families or ()) - set(self.families))
             if unknown:
@@ -176,6 +192,20 @@ def _experiment(eid: str, title: str, family: dict[str, Any], overlay: dict[str,
     }
 
 
+def _adaptation(eid: str, title: str, family: dict[str, Any], adapts: AdaptMethod, reference: str, held: str,
+                train: Sequence[str]) -> dict[str, Any]:
+    scored = "its other speakers scored" if adapts.few_shot else "every utterance scored"
+    return {
+        "id": eid,
+        "title": title,
+        "architecture": str((family.get("model") or {}).get("name", "resnet18")),
+        "data_strategy": f"{' + '.join(train)}, adapted to {held}",
+        "description": f"{reference}'s run adapted to {held} ({adapts.describe()}); {scored}",
+        "adapt_of": reference,
+        "adapt": {**adapts.model_dump(mode="json", exclude_none=True), "corpus": held},
+    }
+
+
 def _generate(
     spec: DomainShiftSpec, corpora: Sequence[str], roots: Mapping[str, str], policy: str
 ) -> tuple[list[dict[str, Any]], list[ShiftCell], list[dict[str, Any]]]:
@@ -196,12 +226,17 @@ def _generate(
             for name, m in spec.methods.items():
                 if not spec.applies(name, fam):
                     continue
-                lever = merge(m.config, {"data": {"unlabelled": {c: roots[c]}}} if m.unlabelled else {})
                 eid = experiment_id(fam, name, c)
-                experiments.append(_experiment(
-                    eid, f"{fam}: {m.title or name}, {c} held out", overlay, lever, others, policy,
-                    f"trained on {' and '.join(others)} ({m.title or name}); {c} held out, scored on every utterance",
-                ))  # fmt: skip
+                if m.adapts is not None:  # the reference's run adapted to the held-out corpus: nothing trained
+                    experiments.append(_adaptation(eid, f"{fam}: {m.title or name}, {c} held out", overlay, m.adapts,
+                                                   reference, c, others))
+                else:
+                    lever = merge(m.config, {"data": {"unlabelled": {c: roots[c]}}} if m.unlabelled else {})
+                    experiments.append(_experiment(
+                        eid, f"{fam}: {m.title or name}, {c} held out", overlay, lever, others, policy,
+                        f"trained on {' and '.join(others)} ({m.title or name}); {c} held out, scored on every "
+                        "utterance",
+                    ))  # fmt: skip
                 cells.append(ShiftCell(family=fam, method=name, held_out=c, id=eid, reference_id=reference,
                                        in_domain_id=experiment_id(fam, IN_DOMAIN, c)))  # fmt: skip
                 if name != spec.reference:

@@ -39,11 +39,13 @@ from emoshift.study.plan import (
     Progress,
     StudyResult,
     TrainingPlan,
+    adaptation_is_current,
     audit_is_current,
     finish_training,
     missing_files,
     one_line,
     plan_training,
+    run_adaptation,
     run_audit_only,
 )
 from emoshift.study.records import run_dir
@@ -61,7 +63,7 @@ class JobTask:
     study: Study
     out: str
     eid: str
-    plan: TrainingPlan | None  # None: an audit-only experiment
+    plan: TrainingPlan | None  # None: an audit-only experiment, or an adaptation of another's run
     fold: int | None = None
     seed: int | None = None  # a repeated-training run's seed (RUN/seeds/<s>/)
     threads: int | None = None  # torch threads (None: leave torch's default)
@@ -110,6 +112,8 @@ def run_job(task: JobTask) -> JobResult:
 
 def _work(task: JobTask, notes: _Collected) -> Outcome | None:
     exp = task.study.experiment(task.eid)
+    if exp.adapt is not None:
+        return run_adaptation(task.study, exp, Path(task.out), False, notes)
     if task.plan is None:
         return run_audit_only(task.study, exp, Path(task.out), notes)
     if task.fold is None and task.seed is None:
@@ -246,6 +250,12 @@ class Scheduler:
         """The experiment's jobs, or its outcome when there is nothing to do."""
         started = time.monotonic()
         key, out = exp.id, os.fspath(self.out)
+        if exp.adapt is not None:  # one job: every seed of the source adapted in turn (minutes, not hours)
+            if adaptation_is_current(self.study, exp, self.out):
+                self.log.note(f"complete with the same source run and step: {run_dir(self.out, exp.id)}")
+                return Outcome(exp.id, "skipped", run_dir(self.out, exp.id))
+            task = JobTask(key, self.study, out, exp.id, None, threads=self.threads)
+            return _Experiment(exp, started, [task], {key: ()}, 1)
         if not exp.trains:
             if audit_is_current(self.study, exp, self.out):
                 self.log.note(f"complete with the same settings: {run_dir(self.out, exp.id)}")

@@ -2,7 +2,8 @@
 
 An experiment's run is resumed, retrained (the stale run moved aside to ``OUT/stale/<id>-<time>/``) or kept
 (:func:`plan_training`, :class:`TrainingPlan`), then trained, evaluated and audited (:func:`finish_training`), or
-an audit-only experiment audits another's run (:func:`run_audit_only`); each ends as an :class:`Outcome` of the
+an audit-only experiment audits another's run (:func:`run_audit_only`), an adaptation adapts another's finished
+run to a corpus (:func:`run_adaptation`, :mod:`emoshift.study.adapting`); each ends as an :class:`Outcome` of the
 :class:`StudyResult`, and :class:`Progress` prints the lines. :mod:`emoshift.study.runner` runs experiments one
 by one with these, :mod:`emoshift.study.fanout` as parallel jobs: the same decisions either way.
 
@@ -30,13 +31,14 @@ from emoshift.core.extras import needs
 from emoshift.core.io import atomic_write_bytes, atomic_write_json
 from emoshift.core.progress import clock, escape, say
 from emoshift.core.rundir import RunDir
+from emoshift.study.adapting import AdaptSpec, adapt_fingerprint
 from emoshift.study.records import finished, read_json
 from emoshift.study.spec import AuditSpec, Experiment, Study, run_dir
 
 if TYPE_CHECKING:
     pass
 
-Status = Literal["trained", "resumed", "retrained", "skipped", "updated", "audited", "failed"]
+Status = Literal["trained", "resumed", "retrained", "skipped", "updated", "audited", "adapted", "failed"]
 
 
 @dataclass
@@ -363,6 +365,74 @@ def run_audit_only(study: Study, exp: Experiment, out: Path, log: Notes) -> Outc
     return Outcome(exp.id, status, run.path, detail=f"audited on {', '.join(todo)}")
 
 
+def _adapter(step: AdaptSpec, root: str, progress: bool) -> Callable[[RunDir, Path], None]:
+    """``emoshift adapt`` for one seed run (or a single run): ``(source run, output folder)``; a finished
+    output is kept (an unsupervised one once its target is scored; few-shot says so itself)."""
+    import shutil
+
+    from emoshift.evaluation.evaluate import evaluate_run
+    from emoshift.training.adapt import AdaptRequest, adapt_run
+    from emoshift.training.fewshot import adapt_few_shot
+
+    def one(source: RunDir, out: Path) -> None:
+        if step.few_shot:  # fine-tuned (or refitted) on K speakers; the held-back ones and the sources scored
+            adapt_few_shot(source.path, step.corpus, root, int(step.labelled_speakers or 0), out, seed=step.seed,
+                           progress=progress)
+            return
+        done = RunDir.of(out)
+        if done.is_complete() and done.metrics(step.corpus).is_file():
+            return
+        shutil.rmtree(out, ignore_errors=True)  # an unscored or half-written adaptation: done again
+        adapt_run(AdaptRequest(run=source.path, name=step.corpus, root=root, output=out, method=step.method),
+                  progress=progress)
+        evaluate_run(out, {step.corpus: root}, progress=progress)  # every utterance of the target
+
+    return one
+
+
+def run_adaptation(study: Study, exp: Experiment, out: Path, progress: bool, log: Notes) -> Outcome:
+    """Adapt another experiment's finished run (every seed) to a corpus into OUT/runs/<id>/, then evaluate it
+    on any corpus of the study it has no result for yet. A run adapted from the source's current run with the
+    same step is kept; one from an older source run or another step is moved aside."""
+    step, source_id = exp.adapt, str(exp.spec.adapt_of)
+    assert step is not None
+    source = RunDir.of(run_dir(out, source_id))
+    source_done = read_json(source.done)
+    if source_done is None:
+        raise RuntimeError(f"{source_id} has no complete run in {source.path} to adapt")
+    run = RunDir.of(run_dir(out, exp.id))
+    fingerprint = adapt_fingerprint(step, source_done)
+    done = read_json(run.done)
+    status: Status = "adapted"
+    if done is not None and done.get("fingerprint") == fingerprint:
+        log.note(f"complete with the same source run and step: {run.path}")
+        status = "skipped"
+    else:
+        if done is not None:
+            moved = _move_aside(out, run.path, exp.id)
+            log.note(f"{run.path} is stale (the adapted run or the step changed): moved to {moved}")
+        with needs(f"adapting {exp.id}"):
+            from emoshift.training.seeds import adapt_seeds
+
+        adapt_seeds(source, run, _adapter(step, study.roots[step.corpus], progress), target=step.corpus,
+                    fingerprint=fingerprint, done={"kind": "adaptation", "adapts": source_id,
+                                                   "adaptation": step.model_dump(mode="json")})
+    did = _evaluate_and_audit(study, exp, run, progress)
+    status = "updated" if status == "skipped" and did else status
+    return Outcome(exp.id, status, run.path, detail="; ".join([step.describe(), *did] if status != "skipped" else did))
+
+
+def adaptation_is_current(study: Study, exp: Experiment, out: Path) -> bool:
+    """Whether an adaptation's run is complete for its source's current run and step, and scored everywhere."""
+    assert exp.adapt is not None
+    source_done = read_json(RunDir.of(run_dir(out, str(exp.spec.adapt_of))).done)
+    run = RunDir.of(run_dir(out, exp.id))
+    done = read_json(run.done)
+    if source_done is None or done is None or done.get("fingerprint") != adapt_fingerprint(exp.adapt, source_done):
+        return False
+    return not missing_files(list(study.roots), run.metrics)
+
+
 def audit_is_current(study: Study, exp: Experiment, out: Path) -> bool:
     """Whether an audit-only experiment's run is complete for its source's current run and settings."""
     source_done = read_json(RunDir.of(run_dir(out, str(exp.spec.audit_of))).done)
@@ -380,6 +450,8 @@ def looks_complete(study: Study, exp: Experiment, out: Path) -> bool:
     done = read_json(run.done)
     if done is None or missing_files(list(study.roots), run.metrics if exp.trains else run.audit_json):
         return False
+    if exp.adapt is not None:
+        return adaptation_is_current(study, exp, out)
     if exp.trains:
         return _same_run_config(run, study.run_config(exp.id, out), done.get("fingerprint"))
     return True

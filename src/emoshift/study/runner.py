@@ -27,6 +27,7 @@ from emoshift.study.plan import (
     StudyResult,
     looks_complete,
     one_line,
+    run_adaptation,
     run_audit_only,
     run_training,
 )
@@ -39,7 +40,9 @@ def _run_one(study: Study, exp: Experiment, out: Path, progress: bool, log: Prog
     """Run one experiment; a failure becomes a failed Outcome with its traceback in ``out/errors/<id>.txt``."""
     started = time.monotonic()
     try:
-        if exp.trains:
+        if exp.adapt is not None:
+            outcome = run_adaptation(study, exp, out, progress, log)
+        elif exp.trains:
             outcome = run_training(study, exp, out, progress, log)
         else:
             outcome = run_audit_only(study, exp, out, log)

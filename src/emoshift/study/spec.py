@@ -6,7 +6,9 @@
 - ``profiles``: named overlays (``demo``, ``paper``) on the defaults and, optionally, per experiment;
 - ``experiments``: one entry per phase, each a small overlay (``config``) with display metadata (title,
   architecture, data strategy, the study's own reported accuracy). ``extends: L4.5`` starts from another
-  experiment's overlay; ``audit_of: L2`` makes an experiment that trains nothing and audits another one's run.
+  experiment's overlay; ``audit_of: L2`` makes an experiment that trains nothing and audits another one's run;
+  ``adapt_of: L2`` with ``adapt: {method, corpus, ...}`` makes one that adapts another one's finished run to a
+  corpus instead of training, as ``emoshift adapt`` does (:mod:`emoshift.study.adapting`).
 
 An experiment's config is resolved in this order (later wins)::
 
@@ -50,6 +52,7 @@ from emoshift.config import (
 )
 from emoshift.data.channel import canonical_specs
 from emoshift.models import CONFIG_CHECKS
+from emoshift.study.adapting import AdaptSpec
 from emoshift.study.domain_shift import MatrixPlan, expand, is_generated
 from emoshift.study.findings import FindingsSpec
 from emoshift.study.records import run_dir
@@ -111,6 +114,8 @@ class ExperimentSpec(_Strict):
     config: dict[str, Any] = Field(default_factory=dict, description="overlay on the defaults")
     audit_of: str | None = Field(default=None, description="audit this experiment's run instead of training")
     audit: AuditSpec | None = Field(default=None, description="fairness audit of the run on every corpus")
+    adapt_of: str | None = Field(default=None, description="adapt this experiment's finished run instead of training")
+    adapt: AdaptSpec | None = Field(default=None, description="how adapt_of's run is adapted, and to which corpus")
     reported_accuracy: dict[str, float] = Field(
         default_factory=dict, description="the study's own reported accuracy (%) per corpus"
     )
@@ -139,11 +144,18 @@ class ExperimentSpec(_Strict):
             raise ValueError(
                 f"experiment {self.id} audits {self.audit_of} and trains nothing: drop config/extends"
             )
+        if (self.adapt_of is None) != (self.adapt is None):
+            raise ValueError(f"experiment {self.id}: adapt_of (the run to adapt) and adapt (how) go together")
+        if self.adapt_of is not None and (self.config or self.extends or self.audit_of):
+            raise ValueError(
+                f"experiment {self.id} adapts {self.adapt_of}'s run and trains nothing: drop config/extends/audit_of"
+            )
         return self
 
     @property
     def trains(self) -> bool:
-        return self.audit_of is None
+        """Whether it trains a model of its own (not an audit of another run, not an adaptation of one)."""
+        return self.audit_of is None and self.adapt_of is None
 
 
 Specs = Annotated[list[str], pydantic.AfterValidator(lambda v: canonical_specs(v, "robustness"))]  # one line if bad
@@ -185,11 +197,16 @@ class StudyFile(_Strict):
                 raise ValueError(
                     f"experiment {e.id} audits {e.audit_of!r}, which is not a training experiment here"
                 )
+            if e.adapt_of is not None and e.adapt_of not in trained:
+                raise ValueError(
+                    f"experiment {e.id} adapts {e.adapt_of!r}, which is not a training experiment here"
+                )
         for name, profile in self.profiles.items():
             unknown = sorted(set(profile.experiments) - set(ids))
             if unknown:
                 raise ValueError(f"profile {name!r} names unknown experiment(s) {', '.join(unknown)}")
-        self.findings.check_references(sorted(trained))
+        scored = trained | {e.id for e in self.experiments if e.adapt_of is not None}  # each has its predictions
+        self.findings.check_references(sorted(scored))
         return self
 
 
@@ -203,7 +220,7 @@ class Experiment(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     spec: ExperimentSpec
-    config: ExperimentConfig | None
+    config: ExperimentConfig | None  # an adaptation's: its source's (what the adapted models were trained with)
     audit: AuditSpec | None
     depends: tuple[str, ...] = ()
     teacher: str | None = Field(default=None, description="id of the distillation teacher experiment")
@@ -215,11 +232,19 @@ class Experiment(BaseModel):
 
     @property
     def trains(self) -> bool:
+        """Whether it has a model run of its own (trained, or adapted from another experiment's run)."""
         return self.config is not None
 
     @property
+    def adapt(self) -> AdaptSpec | None:
+        """The adaptation step when it adapts another experiment's run instead of training."""
+        return self.spec.adapt
+
+    @property
     def train_corpora(self) -> list[str]:
-        return list(self.config.data.corpora) if self.config else []
+        """What its model heard labels of: the config's corpora (few-shot: and the target's K speakers)."""
+        few_shot = [self.adapt.corpus] if self.adapt is not None and self.adapt.few_shot else []
+        return [*self.config.data.corpora, *few_shot] if self.config else []
 
 
 class Study(BaseModel):
@@ -276,6 +301,12 @@ class Study(BaseModel):
                     raise StudyError(
                         f"experiment {eid} trains on {corpus} but no root was given: add --corpus {corpus}=/path/to/{corpus}"
                     )
+            adapt = self.experiment(eid).adapt
+            if adapt is not None and adapt.corpus not in self.roots:
+                raise StudyError(
+                    f"experiment {eid} adapts to {adapt.corpus} but no root was given: add --corpus "
+                    f"{adapt.corpus}=/path/to/{adapt.corpus}"
+                )
         audited = [e for e in ids if self.experiment(e).audit is not None]
         if audited and not self.roots:
             raise StudyError(f"experiment {audited[0]} audits a run but no --corpus root was given")
@@ -285,6 +316,8 @@ class Study(BaseModel):
         exp = self.experiment(eid)
         if exp.config is None:
             raise StudyError(f"experiment {eid} trains nothing (it audits {exp.spec.audit_of})")
+        if exp.adapt is not None:
+            raise StudyError(f"experiment {eid} trains nothing (it adapts {exp.spec.adapt_of}'s run)")
         if exp.teacher is None:
             return exp.config
         data = exp.config.to_dict()
@@ -536,6 +569,8 @@ class _Context:
 
 def _experiment(spec: ExperimentSpec, ctx: _Context) -> Experiment:
     audit = _audit(spec, ctx.profile, ctx.profile_spec)
+    if spec.adapt_of is not None:
+        return _adaptation(spec, audit, ctx)
     if not spec.trains:
         if spec.id in ctx.scoped:
             raise StudyError(
@@ -559,6 +594,23 @@ def _experiment(spec: ExperimentSpec, ctx: _Context) -> Experiment:
         teacher=teacher,
         notes=tuple(notes),
     )
+
+
+def _adaptation(spec: ExperimentSpec, audit: AuditSpec | None, ctx: _Context) -> Experiment:
+    """An experiment that adapts another's run: its config is the source's, its target one of the corpora."""
+    assert spec.adapt is not None and spec.adapt_of is not None
+    if spec.id in ctx.scoped:
+        raise StudyError(f"--set {spec.id}:...: experiment {spec.id} trains nothing (it adapts {spec.adapt_of}'s run)")
+    source = next(e for e in ctx.file.experiments if e.id == spec.adapt_of)
+    cfg, _ = _resolve_experiment(
+        source, ctx.file, ctx.profile_spec, ctx.roots, ctx.shared, ctx.scoped.get(source.id, [])
+    )
+    target = spec.adapt.corpus
+    if target in cfg.data.corpora:
+        raise StudyError(f"experiment {spec.id}: {spec.adapt_of} trained on {target}: adapt it to another corpus")
+    if cfg.task_kind.rated:
+        raise StudyError(f"experiment {spec.id}: a study adapts categorical runs only")
+    return Experiment(spec=spec, config=cfg, audit=audit, depends=(str(spec.adapt_of),))
 
 
 def load_study(

@@ -33,8 +33,9 @@ import logging
 import shutil
 import time
 from datetime import UTC, datetime
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from emoshift.config import ExperimentConfig, build_config, load_config, save_config
 from emoshift.core.io import atomic_write_json
@@ -43,9 +44,6 @@ from emoshift.evaluation.modelcard import write_model_card
 from emoshift.evaluation.seeded import pool_seeds
 from emoshift.training.folds import ensemble_info, pool_logs, runs_all_folds, train_folds
 from emoshift.training.pipeline import TrainError, eval_roots, scan_corpora, train_run
-
-if TYPE_CHECKING:
-    from collections.abc import Sequence
 
 log = logging.getLogger("emoshift.training.seeds")
 
@@ -106,15 +104,51 @@ def train_seeds(
             train_folds(cfg_s, seed_run, progress=progress, callbacks=callbacks, scans=scans)
         else:
             train_run(cfg_s, seed_run.path, progress=progress, callbacks=callbacks, scans=scans)
-    for name in cfg.data.corpora:  # the test speakers (the seeds share them): what the leak checks read
+    pool_seed_runs(cfg, run, seeds, list(cfg.data.corpora), fingerprint, started)
+    return run.path
+
+
+def pool_seed_runs(
+    cfg: ExperimentConfig, run: RunDir, seeds: list[RunDir], corpora: Sequence[str], fingerprint: str,
+    started: float, *, done: Mapping[str, Any] | None = None,
+) -> None:
+    """RUN's top level from its finished seed runs: the splits of ``corpora`` (the seeds share them), model.json
+    (every member), the pooled predictions and metrics, log.csv, done.json (plus ``done``) and the model card."""
+    for name in corpora:  # the test speakers (the seeds share them): what the leak checks read
         if seeds[0].split(name).is_file():
             run.splits_dir.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(seeds[0].split(name), run.split(name))
     write_model_json(run, ensemble_info(run, members_of(seeds), fingerprint))
     pool_seeds(run, seeds, ci_seed=cfg.evaluation.seed, n_resamples=cfg.evaluation.n_bootstrap)
     pool_logs(seeds, run, column="seed")
-    atomic_write_json(run.done, done_info(seeds, fingerprint, started))
+    atomic_write_json(run.done, {**done_info(seeds, fingerprint, started), **(done or {})})
     write_model_card(run.path)
+
+
+def adapt_seeds(
+    source: RunDir, run: RunDir, adapt_one: Callable[[RunDir, Path], None], *, target: str, fingerprint: str,
+    done: Mapping[str, Any] | None = None,
+) -> Path:
+    """A finished run adapted to ``target`` seed by seed (a study's ``adapt_of`` experiment,
+    :mod:`emoshift.study.adapting`): ``adapt_one(seed_run, out)`` adapts one seed run of ``source`` into
+    ``RUN/seeds/<s>/`` (a complete one it keeps, so an interrupted adaptation resumes seed by seed), then the
+    adapted runs are pooled as :func:`train_seeds` pools trained ones. A source without seeds is adapted into
+    ``RUN`` itself. ``done.json`` gets ``fingerprint`` and ``done``."""
+    started = time.time()
+    cfg = load_config(source.config)
+    members = source.seed_dirs()
+    if not members:  # one run: adapted in place of RUN
+        adapt_one(source, run.path)
+        atomic_write_json(run.done, {**run.done_info(), "fingerprint": fingerprint, **(done or {})})
+        return run.path
+    run.path.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, run.config)
+    atomic_write_json(run.seeds_json, {"seeds": [int(m.path.name) for m in members]})
+    seeds = [RunDir.of(run.seed(int(m.path.name))) for m in members]
+    for i, (member, out) in enumerate(zip(members, seeds, strict=True)):
+        log.info("seed %s (%d of %d): adapting %s", member.path.name, i + 1, len(seeds), member.path)
+        adapt_one(member, out.path)
+    pool_seed_runs(cfg, run, seeds, [*cfg.data.corpora, target], fingerprint, started, done=done)
     return run.path
 
 
