@@ -1,5 +1,6 @@
-"""A run adapted by `emoshift adapt --method corpus-norm` on a plain folder of unlabelled audio: the target's
-statistics are in its weights, its ONNX graph matches its torch path, and it predicts."""
+"""A run adapted by `emoshift adapt` on a plain folder of unlabelled audio (corpus-norm: the target's statistics
+in its weights; adabn: its batch-norm statistics): its ONNX graph matches its torch path, and it predicts and
+serves (the few-shot path writes a normal fine-tuned run: tests/training/test_fewshot.py predicts with it)."""
 
 from __future__ import annotations
 
@@ -69,3 +70,45 @@ def test_corpus_norm_adapted_run_exports_and_predicts(corpus_norm_run: Path, syn
     source = Predictor(corpus_norm_run).predict_file(wavs[0])
     assert adapted.error is None and adapted.label in record["labels"]
     assert adapted.probabilities != source.probabilities
+    _serves(run2, wavs[0], adapted.probabilities)
+
+
+def _serves(run: Path, wav: Path, expected: dict[str, float]) -> None:
+    """``emoshift serve RUN`` answers with the adapted model's probabilities (the ONNX backend when exported)."""
+    from fastapi.testclient import TestClient
+
+    from emoshift.deploy.backend import open_backend
+    from emoshift.deploy.serve.app import ServeSettings, create_app
+
+    client = TestClient(create_app(run, open_backend(run, "auto"), ServeSettings()))
+    answer = client.post("/v1/predict", files={"file": ("clip.wav", wav.read_bytes(), "audio/wav")})
+    assert answer.status_code == 200, answer.text
+    got = answer.json()["probabilities"]
+    assert got.keys() == expected.keys()
+    np.testing.assert_allclose([got[k] for k in expected], list(expected.values()), atol=1e-4)
+
+
+def test_adabn_adapted_run_exports_predicts_and_serves(cnn_run: Path, synth_tiny: Path, tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    from emoshift.deploy.export import export_runs
+    from emoshift.deploy.predict import Predictor
+
+    wavs = sorted((synth_tiny / "crema-d" / "AudioWAV").glob("*.wav"))[:8]
+    target = tmp_path / "calls"
+    target.mkdir()
+    for w in wavs:
+        shutil.copy(w, target / w.name)
+    res = CliRunner().invoke(app, ["adapt", str(cnn_run), "--on", f"calls={target}", "--method", "adabn", "-o",
+                                   str(tmp_path / "run2"), "-q"])
+    assert res.exit_code == 0, res.output
+    run2 = tmp_path / "run2"
+    assert json.loads((run2 / "model.json").read_text())["adapted"]["method"] == "adabn"
+    before, after = load_file(str(cnn_run / "model.safetensors")), load_file(str(run2 / "model.safetensors"))
+    moved = [k for k in after if not np.array_equal(before[k].numpy(), after[k].numpy())]
+    assert moved and all(k.endswith(("running_mean", "running_var", "num_batches_tracked")) for k in moved)
+    report = export_runs([run2], max_files=2)  # the re-estimated statistics are in the graph: parity with torch
+    assert report["parity"]["ok"] and report["parity"]["files"] > 0
+    adapted = Predictor(run2).predict_file(wavs[0])
+    assert adapted.error is None and adapted.probabilities != Predictor(cnn_run).predict_file(wavs[0]).probabilities
+    _serves(run2, wavs[0], adapted.probabilities)

@@ -56,6 +56,13 @@ def test_experiments_claims_and_plan_are_generated(roots: dict[str, str]) -> Non
         # DANN reads the held-out corpus's audio (never its labels): filled in per experiment
         assert cfg.data.unlabelled == ({cell.held_out: roots[cell.held_out]} if cell.method == "dann" else {})
         assert (cfg.training.dann is not None) == (cell.method == "dann")
+        # AdaBN and few-shot adapt the pooled run to the held-out corpus (its config), after it, training nothing
+        exp = study.experiment(cell.id)
+        adapts = {"adabn": ("adabn", None), "few-shot": ("few-shot", 2)}.get(cell.method)
+        assert (None if exp.adapt is None else (exp.adapt.method, exp.adapt.labelled_speakers)) == adapts
+        if adapts is not None:
+            assert exp.depends == (cell.reference_id,) and exp.adapt is not None and exp.adapt.corpus == cell.held_out
+            assert cfg == study.experiment(cell.reference_id).config
     # a lever names the families it applies to: channel augmentation and DANN are the CNN's only
     assert {(c.family, c.method) for c in plan.cells} >= {
         ("acoustic", "pooled"), ("acoustic", "speaker-norm"), ("cnn", "pooled"), ("cnn", "channel-aug"), ("cnn", "dann")
@@ -76,7 +83,7 @@ def test_a_lever_is_one_entry_and_reads_the_held_out_audio_when_asked(roots: dic
         "config": {"training": {"dann": {"weight": 1.0}}}, "families": ["cnn"], "unlabelled": "held_out"
     }
     study, plan = expand(raw, roots)
-    by_id = {e["id"]: e["config"] for e in study["experiments"]}
+    by_id = {e["id"]: e["config"] for e in study["experiments"] if "config" in e}  # adaptations train nothing
     for c, root in roots.items():
         cfg = by_id[f"cnn.target-audio.{c}"]
         assert cfg["data"]["unlabelled"] == {c: root} and c not in cfg["data"]["corpora"]
@@ -194,6 +201,13 @@ def test_the_benchmark_runs_end_to_end_and_the_table_matches_the_runs(roots: dic
     lever = rows[2]
     assert f"{100 * float(lever['uar']):.1f}" in report and f"{float(lever['diff']) * 100:+.1f}" in report
     assert (out / "plots" / "gap_closed.png").is_file() and "What closes the gap" in (out / "report.html").read_text()
+
+    # run again: the adaptations are kept (same source run, same step), nothing is adapted twice
+    adapted = [out / "runs" / f"{family}.{m}.crema-d" / "done.json" for m in ("few-shot", "adabn")]
+    before = [p.stat().st_mtime_ns for p in adapted]
+    again = CliRunner().invoke(app, [*args, "--only", f"{family}.few-shot.crema-d,{family}.adabn.crema-d"])
+    assert again.exit_code == 0, again.output
+    assert [p.stat().st_mtime_ns for p in adapted] == before
 
 
 def _fake_run(out: Path, eid: str, corpus: str, uar: float | None) -> None:

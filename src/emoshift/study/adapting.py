@@ -24,11 +24,11 @@ Torch-free: the study spec validates these; :mod:`emoshift.study.plan` runs them
 
 from __future__ import annotations
 
-import hashlib
-import json
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from emoshift.study.records import derived_fingerprint
 
 __all__ = ["AdaptMethod", "AdaptSpec", "adapt_fingerprint"]
 
@@ -82,9 +82,4 @@ class AdaptSpec(AdaptMethod):
 def adapt_fingerprint(spec: AdaptSpec, source_done: dict[str, Any]) -> str:
     """What an adapted experiment's run was made from: the step, and the source run's fingerprint and finish
     time (a retrained source makes the adaptation stale)."""
-    blob = json.dumps(
-        {"adapt": spec.model_dump(mode="json"), "run": source_done.get("fingerprint"),
-         "at": source_done.get("finished")},
-        sort_keys=True,
-    )
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+    return derived_fingerprint("adapt", spec.model_dump(mode="json"), source_done)

@@ -16,8 +16,6 @@ study counts by experiment id, not absolute path, so a copied or moved output fo
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -32,7 +30,7 @@ from emoshift.core.io import atomic_write_bytes, atomic_write_json
 from emoshift.core.progress import clock, escape, say
 from emoshift.core.rundir import RunDir
 from emoshift.study.adapting import AdaptSpec, adapt_fingerprint
-from emoshift.study.records import finished, read_json
+from emoshift.study.records import derived_fingerprint, finished, read_json
 from emoshift.study.spec import AuditSpec, Experiment, Study, run_dir
 
 if TYPE_CHECKING:
@@ -307,15 +305,7 @@ def _robustness(study: Study, run: RunDir, progress: bool) -> list[str]:
 
 
 def _audit_fingerprint(audit: AuditSpec, source_done: dict[str, Any]) -> str:
-    blob = json.dumps(
-        {
-            "audit": audit.model_dump(mode="json"),
-            "run": source_done.get("fingerprint"),
-            "at": source_done.get("finished"),
-        },
-        sort_keys=True,
-    )
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+    return derived_fingerprint("audit", audit.model_dump(mode="json"), source_done)
 
 
 def _copy_audit(report: Path, run: RunDir) -> None:

@@ -6,6 +6,7 @@ torch-free, like the report.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from datetime import datetime
@@ -39,6 +40,15 @@ def finished(done: dict[str, Any] | None) -> float | None:
         return datetime.fromisoformat(str((done or {})["finished"])).timestamp()
     except (KeyError, ValueError):
         return None
+
+
+def derived_fingerprint(kind: str, settings: dict[str, Any], source_done: dict[str, Any]) -> str:
+    """What an experiment made from another's run (an audit, an adaptation) was made from: its ``kind``'s
+    settings, and the source run's fingerprint and finish time (a retrained source makes it stale)."""
+    blob = json.dumps(
+        {kind: settings, "run": source_done.get("fingerprint"), "at": source_done.get("finished")}, sort_keys=True
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 def run_dir(out: str | os.PathLike[str], eid: str) -> Path:
