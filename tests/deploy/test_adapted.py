@@ -69,3 +69,38 @@ def test_corpus_norm_adapted_run_exports_and_predicts(corpus_norm_run: Path, syn
     source = Predictor(corpus_norm_run).predict_file(wavs[0])
     assert adapted.error is None and adapted.label in record["labels"]
     assert adapted.probabilities != source.probabilities
+
+
+def test_frozen_ssl_corpus_norm_adapted_run_exports_and_predicts(
+    ssl_norm_run: Path, synth_tiny: Path, tmp_path: Path
+) -> None:
+    """A frozen SSL head trained with model.domain_norm: corpus, adapted: the target's embedding statistics in
+    its weights (embed_norm), so in its ONNX graph, which matches torch."""
+    from safetensors.torch import load_file
+
+    from emoshift.deploy.export import export_runs
+    from emoshift.deploy.predict import Predictor
+    from emoshift.features.domain_norm import CorpusStats
+
+    wavs = sorted((synth_tiny / "crema-d" / "AudioWAV").glob("*.wav"))[:6]
+    target = tmp_path / "calls"
+    target.mkdir()
+    for w in wavs:
+        shutil.copy(w, target / w.name)
+    res = CliRunner().invoke(app, ["adapt", str(ssl_norm_run), "--on", f"calls={target}", "-o",
+                                   str(tmp_path / "run2"), "-q"])
+    assert res.exit_code == 0, res.output
+    run2 = tmp_path / "run2"
+    record = json.loads((run2 / "model.json").read_text())
+    assert record["adapted"]["clips"] == 6 and record["domain_norm"] == "corpus" and record["mode"] == "frozen"
+    stats = CorpusStats.load(run2 / "domain_stats.safetensors")
+    assert stats.over == "embedding" and stats.clips == {"calls": 6}
+    weights, before = load_file(str(run2 / "model.safetensors")), load_file(str(ssl_norm_run / "model.safetensors"))
+    np.testing.assert_allclose(weights["embed_norm.mean"].numpy(), stats.moments["calls"].mean, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(weights["embed_norm.std"].numpy(), stats.moments["calls"].std, rtol=1e-5)
+    assert not np.allclose(weights["embed_norm.mean"].numpy(), before["embed_norm.mean"].numpy())
+    assert all(np.array_equal(weights[k].numpy(), v.numpy()) for k, v in before.items() if not k.startswith("embed_norm."))
+    report = export_runs([run2], max_files=2)  # the graph holds the target's statistics: parity with torch
+    assert report["parity"]["ok"] and report["parity"]["files"] > 0
+    adapted, source = Predictor(run2).predict_file(wavs[0]), Predictor(ssl_norm_run).predict_file(wavs[0])
+    assert adapted.error is None and adapted.probabilities != source.probabilities

@@ -96,9 +96,9 @@ def test_embedding_moments_are_each_elements_moments_and_training_pools_the_trai
     trained = ["a/0", "a/1"]  # a's training utterances; b is only evaluated
     m = item_moments(stores["a"], trained)
     rows = [a[i].astype(np.float64) for i in trained]
-    by_hand_mean = [[sum(r[l, e] for r in rows) / 2 for e in range(4)] for l in range(3)]
-    by_hand_std = [[np.sqrt(sum((r[l, e] - by_hand_mean[l][e]) ** 2 for r in rows) / 2) for e in range(4)]
-                   for l in range(3)]
+    by_hand_mean = [[sum(r[k, e] for r in rows) / 2 for e in range(4)] for k in range(3)]
+    by_hand_std = [[np.sqrt(sum((r[k, e] - by_hand_mean[k][e]) ** 2 for r in rows) / 2) for e in range(4)]
+                   for k in range(3)]
     by_hand_std[1][2] = 1.0  # constant over the corpus: centred, scaled by 1
     assert m.mean.shape == (3, 4)
     np.testing.assert_allclose(m.mean, by_hand_mean, rtol=1e-12)
