@@ -25,15 +25,16 @@ _WHERE: dict[str, str] = {
             "Study",
             "StudyError",
             "StudyFile",
-            "fit_stages",
             "load_study",
         ),
         "spec",
     ),
+    "fit_stages": "overlays",
     "run_dir": "records",
 }
 
 if TYPE_CHECKING:
+    from emoshift.study.overlays import fit_stages
     from emoshift.study.plan import Outcome, StudyResult
     from emoshift.study.records import run_dir
     from emoshift.study.report import RESULT_COLUMNS, collect, key_results, write_report
@@ -46,7 +47,6 @@ if TYPE_CHECKING:
         Study,
         StudyError,
         StudyFile,
-        fit_stages,
         load_study,
     )
 

@@ -127,7 +127,8 @@ def _row(out: Path, cell: ShiftCell, finding: Finding | None, reference: bool) -
         in_domain_uar=ceiling,
         gap=gap,
         # on the utterances both scored (a few-shot run scores the speakers it did not adapt on only)
-        gap_closed=ev.diff / gap if ev is not None and gap is not None and gap > 0 else share_closed(uar, pooled, ceiling),
+        gap_closed=ev.diff / gap if ev is not None and ev.diff is not None and gap is not None and gap > 0
+        else share_closed(uar, pooled, ceiling),
     )
 
 

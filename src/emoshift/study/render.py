@@ -16,7 +16,10 @@ from pathlib import Path
 
 from emoshift.core import progress
 
-CORPUS_TITLES: dict[str, str] = {"ravdess": "RAVDESS", "crema-d": "CREMA-D"}
+CORPUS_TITLES: dict[str, str] = {  # the registered corpora as their authors write them
+    "ravdess": "RAVDESS", "crema-d": "CREMA-D", "emodb": "EmoDB", "tess": "TESS", "savee": "SAVEE",
+    "iemocap": "IEMOCAP", "msp-podcast": "MSP-Podcast", "esd": "ESD",
+}
 
 
 def corpus_title(name: str) -> str:

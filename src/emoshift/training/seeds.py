@@ -32,8 +32,8 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-from datetime import UTC, datetime
 from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
