@@ -160,3 +160,20 @@ def test_finetune_domain_norm_is_refused_in_one_line() -> None:
         load_config(overrides=["model.name=hubert", "model.preset=tiny", "model.mode=finetune",
                                "model.domain_norm=corpus"], checks=CONFIG_CHECKS)
     assert "\n" not in str(e.value).strip()
+
+
+def test_corpus_norm_adaptation_needs_a_frozen_head_trained_with_domain_norm() -> None:
+    from emoshift.core.record import ModelRecord
+    from emoshift.models.adaptation import AdaptationError
+    from emoshift.models.families import get_family
+
+    def record(mode: str, norm: str) -> ModelRecord:
+        return ModelRecord.parse({"model": "hubert", "mode": mode, "labels": ["a", "b"], "domain_norm": norm})
+
+    get_family("ssl-frozen").check_adaptation(record("frozen", "corpus"), "corpus-norm")  # takes it
+    with pytest.raises(AdaptationError, match="retrain with --set model.domain_norm=corpus"):
+        get_family("ssl-frozen").check_adaptation(record("frozen", "none"), "corpus-norm")
+    with pytest.raises(AdaptationError, match="frozen SSL heads"):
+        get_family("ssl-finetune").check_adaptation(record("finetune", "none"), "corpus-norm")
+    with pytest.raises(AdaptationError, match="no batch norm"):
+        get_family("ssl-frozen").check_adaptation(record("frozen", "corpus"), "adabn")
