@@ -51,7 +51,8 @@ def test_frame_moments_are_the_moments_of_every_frame_pooled() -> None:
     np.testing.assert_allclose(m.mean, frames.mean(axis=1), rtol=1e-12)
     np.testing.assert_allclose(m.std, frames.std(axis=1), rtol=1e-9)
     constant = frame_moments(store, ["c/flat"])
-    np.testing.assert_allclose(constant.mean, -80.0) and np.testing.assert_allclose(constant.std, STD_FLOOR)
+    np.testing.assert_allclose(constant.mean, -80.0)
+    np.testing.assert_allclose(constant.std, STD_FLOOR)
     z = CorpusNormStore(store, m).get("c/1")
     np.testing.assert_allclose(z, (specs["c/1"] - m.mean[:, None]) / m.std[:, None], rtol=1e-6)
     assert z.dtype == np.float32 and "c/1" in CorpusNormStore(store, m) and len(CorpusNormStore(store, m)) == 4
