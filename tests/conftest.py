@@ -113,3 +113,20 @@ def cnn_run(synth_tiny: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
         return train(cfg, tmp / "run", progress=False)
 
     return Path(built_once(tmp_path_factory, "deploy-cnn", build))
+
+
+@pytest.fixture(scope="session")
+def ssl_norm_run(synth_tiny: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny frozen HuBERT head trained on RAVDESS with ``model.domain_norm: corpus`` (each corpus's cached
+    embeddings standardised with its own statistics), scored on RAVDESS's test speakers and CREMA-D."""
+    from emoshift.config import load_config
+    from emoshift.training.train import train
+
+    def build(tmp: Path) -> Path:
+        cfg = load_config(overrides=[*tiny_overrides(synth_tiny, tmp / "cache"), "model.name=hubert",
+                                     "model.preset=tiny", "model.mode=frozen", "model.pooling=stats",
+                                     "model.domain_norm=corpus", "training.epochs=2",
+                                     "evaluation.corpora=[crema-d]"])
+        return train(cfg, tmp / "run", progress=False)
+
+    return Path(built_once(tmp_path_factory, "ssl-norm", build))

@@ -1,6 +1,7 @@
 """A run adapted by `emoshift adapt` on a plain folder of unlabelled audio (corpus-norm: the target's statistics
-in its weights; adabn: its batch-norm statistics): its ONNX graph matches its torch path, and it predicts and
-serves (the few-shot path writes a normal fine-tuned run: tests/training/test_fewshot.py predicts with it)."""
+in its weights, a CNN's or a frozen SSL head's; adabn: its batch-norm statistics): its ONNX graph matches its
+torch path, and it predicts and serves (the few-shot path writes a normal fine-tuned run:
+tests/training/test_fewshot.py predicts with it)."""
 
 from __future__ import annotations
 
@@ -112,3 +113,38 @@ def test_adabn_adapted_run_exports_predicts_and_serves(cnn_run: Path, synth_tiny
     adapted = Predictor(run2).predict_file(wavs[0])
     assert adapted.error is None and adapted.probabilities != Predictor(cnn_run).predict_file(wavs[0]).probabilities
     _serves(run2, wavs[0], adapted.probabilities)
+
+
+def test_frozen_ssl_corpus_norm_adapted_run_exports_and_predicts(
+    ssl_norm_run: Path, synth_tiny: Path, tmp_path: Path
+) -> None:
+    """A frozen SSL head trained with model.domain_norm: corpus, adapted: the target's embedding statistics in
+    its weights (embed_norm), so in its ONNX graph, which matches torch."""
+    from safetensors.torch import load_file
+
+    from emoshift.deploy.export import export_runs
+    from emoshift.deploy.predict import Predictor
+    from emoshift.features.domain_norm import CorpusStats
+
+    wavs = sorted((synth_tiny / "crema-d" / "AudioWAV").glob("*.wav"))[:6]
+    target = tmp_path / "calls"
+    target.mkdir()
+    for w in wavs:
+        shutil.copy(w, target / w.name)
+    res = CliRunner().invoke(app, ["adapt", str(ssl_norm_run), "--on", f"calls={target}", "-o",
+                                   str(tmp_path / "run2"), "-q"])
+    assert res.exit_code == 0, res.output
+    run2 = tmp_path / "run2"
+    record = json.loads((run2 / "model.json").read_text())
+    assert record["adapted"]["clips"] == 6 and record["domain_norm"] == "corpus" and record["mode"] == "frozen"
+    stats = CorpusStats.load(run2 / "domain_stats.safetensors")
+    assert stats.over == "embedding" and stats.clips == {"calls": 6}
+    weights, before = load_file(str(run2 / "model.safetensors")), load_file(str(ssl_norm_run / "model.safetensors"))
+    np.testing.assert_allclose(weights["embed_norm.mean"].numpy(), stats.moments["calls"].mean, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(weights["embed_norm.std"].numpy(), stats.moments["calls"].std, rtol=1e-5)
+    assert not np.allclose(weights["embed_norm.mean"].numpy(), before["embed_norm.mean"].numpy())
+    assert all(np.array_equal(weights[k].numpy(), v.numpy()) for k, v in before.items() if not k.startswith("embed_norm."))
+    report = export_runs([run2], max_files=2)  # the graph holds the target's statistics: parity with torch
+    assert report["parity"]["ok"] and report["parity"]["files"] > 0
+    adapted, source = Predictor(run2).predict_file(wavs[0]), Predictor(ssl_norm_run).predict_file(wavs[0])
+    assert adapted.error is None and adapted.probabilities != source.probabilities

@@ -12,7 +12,9 @@ from emoshift.features.domain_norm import (
     CorpusStats,
     DomainStatsError,
     frame_moments,
+    item_moments,
     row_moments,
+    training_stats,
 )
 from emoshift.features.speaker_norm import STD_FLOOR, Moments
 
@@ -49,7 +51,8 @@ def test_frame_moments_are_the_moments_of_every_frame_pooled() -> None:
     np.testing.assert_allclose(m.mean, frames.mean(axis=1), rtol=1e-12)
     np.testing.assert_allclose(m.std, frames.std(axis=1), rtol=1e-9)
     constant = frame_moments(store, ["c/flat"])
-    np.testing.assert_allclose(constant.mean, -80.0) and np.testing.assert_allclose(constant.std, STD_FLOOR)
+    np.testing.assert_allclose(constant.mean, -80.0)
+    np.testing.assert_allclose(constant.std, STD_FLOOR)
     z = CorpusNormStore(store, m).get("c/1")
     np.testing.assert_allclose(z, (specs["c/1"] - m.mean[:, None]) / m.std[:, None], rtol=1e-6)
     assert z.dtype == np.float32 and "c/1" in CorpusNormStore(store, m) and len(CorpusNormStore(store, m)) == 4
@@ -82,3 +85,34 @@ def test_corpus_stats_pool_each_corpus_equally_and_round_trip(tmp_path: Path) ->
     (tmp_path / "bad.safetensors").write_bytes(b"not safetensors")
     with pytest.raises(DomainStatsError):
         CorpusStats.load(tmp_path / "bad.safetensors")
+
+
+def test_embedding_moments_are_each_elements_moments_and_training_pools_the_trained_corpora() -> None:
+    """A frozen encoder's pooled embeddings (L+1, 2H): one statistic per element over a corpus's utterances."""
+    rng = np.random.default_rng(2)
+    a = {f"a/{i}": rng.normal(2, 3, (3, 4)).astype(np.float32) for i in range(6)}
+    b = {f"b/{i}": rng.normal(-1, 0.5, (3, 4)).astype(np.float32) for i in range(4)}
+    a["a/0"][1, 2] = a["a/1"][1, 2] = 5.0
+    stores = {"a": Store(a), "b": Store(b)}
+    trained = ["a/0", "a/1"]  # a's training utterances; b is only evaluated
+    m = item_moments(stores["a"], trained)
+    rows = [a[i].astype(np.float64) for i in trained]
+    by_hand_mean = [[sum(r[k, e] for r in rows) / 2 for e in range(4)] for k in range(3)]
+    by_hand_std = [[np.sqrt(sum((r[k, e] - by_hand_mean[k][e]) ** 2 for r in rows) / 2) for e in range(4)]
+                   for k in range(3)]
+    by_hand_std[1][2] = 1.0  # constant over the corpus: centred, scaled by 1
+    assert m.mean.shape == (3, 4)
+    np.testing.assert_allclose(m.mean, by_hand_mean, rtol=1e-12)
+    np.testing.assert_allclose(m.std, by_hand_std, rtol=1e-7)
+    direct = row_moments(np.stack(rows))  # (N, L+1, 2H) in memory: the same statistics
+    np.testing.assert_allclose(direct.mean, m.mean, rtol=1e-12)
+    np.testing.assert_allclose(direct.std, m.std, rtol=1e-7)
+    z = CorpusNormStore(stores["a"], m).get("a/1")
+    np.testing.assert_allclose(z, (a["a/1"] - m.mean) / m.std, rtol=1e-6)
+    stats, target = training_stats(stores, {"a": trained}, item_moments, "embedding")
+    assert stats.over == "embedding" and stats.clips == {"a": 2, "b": 4}  # b: every utterance
+    np.testing.assert_allclose(stats.moments["b"].mean, np.stack(list(b.values())).astype(np.float64).mean(axis=0))
+    np.testing.assert_allclose(target.mean, m.mean)  # pooled over the trained corpora only
+    np.testing.assert_allclose(target.std, m.std)
+    with pytest.raises(DomainStatsError, match="no utterances"):
+        item_moments(stores["a"], [])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -95,3 +96,84 @@ def test_distillation_refuses_a_teacher_with_other_labels(synth_tiny: Path, tmp_
     with pytest.raises(RunError, match="predicts"):
         train(load_config(overrides=[*base, "training.epochs=1", f"training.distill.teacher={teacher}"]),
               tmp_path / "s", progress=False)
+
+
+def _wave(u, info, *, cached: bool = False) -> torch.Tensor:  # type: ignore[no-untyped-def]
+    """A clip as inference reads it (trimmed as features say), or as the embedding cache does (untrimmed)."""
+    from emoshift.config.features import FeatureConfig
+    from emoshift.core.audio import load_utterance
+
+    f = FeatureConfig.model_validate(info.features)
+    trim = f.trim_silence and not cached
+    return torch.from_numpy(load_utterance(u, f.sample_rate, trim=trim, trim_top_db=f.trim_top_db))[None]
+
+
+def _embeddings(model, info, utts, *, cached: bool = False) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """Each clip's pooled per-layer embeddings run alone, by hand: ``(N, L+1, 2H)`` float64."""
+    with torch.no_grad():
+        return np.concatenate([model.pooled_layer_embeddings(_wave(u, info, cached=cached), None).double().numpy()
+                               for u in utts])
+
+
+def test_frozen_domain_norm_trains_and_scores_each_corpus_with_its_own_statistics(
+    ssl_norm_run: Path, synth_tiny: Path
+) -> None:
+    import csv
+
+    from emoshift.corpora import scan
+    from emoshift.evaluation.inference import raw_outputs
+
+    run = ssl_norm_run
+    for corpus in ("ravdess", "crema-d"):
+        m = json.loads((run / "metrics" / f"{corpus}.json").read_text())
+        assert m["n"] > 0 and 0.0 <= m["uar"] <= 1.0
+    model, info = load_model(run)
+    assert info.corpus_normalised and info.mode == "frozen" and "standardised per corpus" in info.architecture
+    # the fixed standardisation holds RAVDESS's statistics over its training utterances (one training corpus)
+    with (run / "splits" / "ravdess.csv").open() as f:
+        train_ids = {r["id"] for r in csv.DictReader(f) if r["split"] == "train"}
+    ravdess = [u for u in scan("ravdess", str(synth_tiny / "ravdess")).utterances if u.id in train_ids]
+    emb = _embeddings(model, info, ravdess, cached=True)  # what training read
+    std = emb.std(axis=0)
+    np.testing.assert_allclose(model.embed_norm.mean.numpy(), emb.mean(axis=0), atol=1e-4)
+    np.testing.assert_allclose(model.embed_norm.std.numpy(), np.where(std < 1e-8, 1.0, std), atol=1e-4, rtol=1e-3)
+    # a scored corpus: its embeddings standardised with the statistics of the utterances scored, each corpus its own
+    crema = scan("crema-d", str(synth_tiny / "crema-d")).utterances[:6]
+    both = [*crema, *ravdess[:4]]
+    kept, logits, skipped = raw_outputs(model, info, both, cache_dir=str(run / "unused-cache"), batch_size=4)
+    assert not skipped and [u.id for u in kept] == [u.id for u in both]
+    head = model.frozen_head().eval()
+    for part, rows in ((crema, slice(0, 6)), (ravdess[:4], slice(6, 10))):
+        e = _embeddings(model, info, part)
+        s = e.std(axis=0)
+        z = (e - e.mean(axis=0)) / np.where(s < 1e-8, 1.0, s)
+        with torch.no_grad():
+            by_hand = head(torch.from_numpy(z.astype(np.float32))).numpy()
+        np.testing.assert_allclose(logits[rows], by_hand, atol=1e-3)
+    with torch.no_grad():  # a clip of unknown origin: the statistics the model holds, not the corpus's
+        alone = model(_wave(crema[0], info)).numpy()
+    assert not np.allclose(alone, logits[:1], atol=1e-3)
+
+
+def test_finetune_domain_norm_is_refused_in_one_line() -> None:
+    with pytest.raises(ConfigError, match="model.mode=frozen") as e:
+        load_config(overrides=["model.name=hubert", "model.preset=tiny", "model.mode=finetune",
+                               "model.domain_norm=corpus"], checks=CONFIG_CHECKS)
+    assert "\n" not in str(e.value).strip()
+
+
+def test_corpus_norm_adaptation_needs_a_frozen_head_trained_with_domain_norm() -> None:
+    from emoshift.core.record import ModelRecord
+    from emoshift.models.adaptation import AdaptationError
+    from emoshift.models.families import get_family
+
+    def record(mode: str, norm: str) -> ModelRecord:
+        return ModelRecord.parse({"model": "hubert", "mode": mode, "labels": ["a", "b"], "domain_norm": norm})
+
+    get_family("ssl-frozen").check_adaptation(record("frozen", "corpus"), "corpus-norm")  # takes it
+    with pytest.raises(AdaptationError, match="retrain with --set model.domain_norm=corpus"):
+        get_family("ssl-frozen").check_adaptation(record("frozen", "none"), "corpus-norm")
+    with pytest.raises(AdaptationError, match="frozen SSL heads"):
+        get_family("ssl-finetune").check_adaptation(record("finetune", "none"), "corpus-norm")
+    with pytest.raises(AdaptationError, match="no batch norm"):
+        get_family("ssl-frozen").check_adaptation(record("frozen", "corpus"), "adabn")

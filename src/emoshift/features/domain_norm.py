@@ -14,8 +14,14 @@ What the statistics are taken over depends on the input:
 
 - log-mels (the CNNs): per mel bin over every frame of the corpus's utterances (:func:`frame_moments`), floored
   at :data:`emoshift.features.speaker_norm.STD_FLOOR` dB as per-speaker statistics are;
-- a feature matrix ``(N, D)`` (the acoustic functionals, a frozen encoder's pooled embeddings): per column over
-  the utterances (:func:`row_moments`), a constant column scaled by 1 as scikit-learn's StandardScaler does.
+- a feature matrix ``(N, D)`` (the acoustic functionals) or stacked fixed-shape items ``(N, *shape)`` (a frozen
+  encoder's pooled embeddings ``(N, L+1, 2H)``): per column (per element of an item) over the utterances
+  (:func:`row_moments`; :func:`item_moments` over a store's items without holding them all), a constant column
+  scaled by 1 as scikit-learn's StandardScaler does.
+
+:func:`training_stats` is what training does with them, whatever the input: each corpus's statistics over its
+training utterances, and the training corpora's pooled, which a family keeps in its model for a clip of unknown
+origin.
 
 :class:`CorpusStats` is the typed record of a set of corpora's statistics (mean, std, clips and what they were
 taken over), saved as one safetensors file whose metadata holds the rest as JSON (``RUN/domain_stats.safetensors``).
@@ -27,7 +33,7 @@ unknown speaker is standardised with (docs/adaptation.md).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,7 +44,15 @@ from emoshift.core.errors import EmoshiftError
 from emoshift.core.io import atomic_write_bytes
 from emoshift.features.speaker_norm import STD_FLOOR, Moments, pooled
 
-__all__ = ["CorpusNormStore", "CorpusStats", "DomainStatsError", "frame_moments", "row_moments"]
+__all__ = [
+    "CorpusNormStore",
+    "CorpusStats",
+    "DomainStatsError",
+    "frame_moments",
+    "item_moments",
+    "row_moments",
+    "training_stats",
+]
 
 ROW_FLOOR = 1e-8  # a column (nearly) constant over a corpus is centred and scaled by 1, as StandardScaler does
 STATS_KIND = "emoshift-domain-stats"
@@ -65,18 +79,57 @@ def frame_moments(store: Any, ids: Iterable[str]) -> Moments:
 
 
 def row_moments(x: np.ndarray) -> Moments:
-    """Per-column mean and std (ddof 0) of a feature matrix ``(N, D)``; a column with std below ``ROW_FLOOR``
-    gets std 1 (centred only)."""
+    """Per-column mean and std (ddof 0) of a feature matrix ``(N, D)``, or per element of stacked items
+    ``(N, *shape)`` (moments shaped ``shape``); a column with std below ``ROW_FLOOR`` gets std 1 (centred only)."""
     m = np.asarray(x, dtype=np.float64)
-    if m.ndim != 2 or len(m) == 0:
+    if m.ndim < 2 or len(m) == 0:
         raise DomainStatsError(f"corpus statistics need a non-empty (N, D) matrix, got shape {m.shape}")
-    std = m.std(axis=0)
-    return Moments(m.mean(axis=0), np.where(std < ROW_FLOOR, 1.0, std))
+    return _floored(m.mean(axis=0), m.var(axis=0))
+
+
+def item_moments(store: Any, ids: Iterable[str]) -> Moments:
+    """:func:`row_moments` of the fixed-shape items ``store.get(id)`` of ``ids`` (a frozen encoder's pooled
+    embeddings ``(L+1, 2H)``), in float64 running sums so that a corpus is never held in memory at once:
+    moments shaped as one item."""
+    n = 0
+    s1: Any = 0.0
+    s2: Any = 0.0
+    for uid in ids:
+        x = np.asarray(store.get(uid), dtype=np.float64)  # (L+1, 2H)
+        n += 1
+        s1 = s1 + x
+        s2 = s2 + np.square(x)
+    if n == 0:
+        raise DomainStatsError("no utterances to compute corpus statistics over")
+    mean = np.asarray(s1, dtype=np.float64) / n
+    return _floored(mean, np.maximum(np.asarray(s2, dtype=np.float64) / n - mean * mean, 0.0))
+
+
+def _floored(mean: np.ndarray, var: np.ndarray) -> Moments:
+    std = np.sqrt(var)
+    return Moments(mean, np.where(std < ROW_FLOOR, 1.0, std))
+
+
+def training_stats(
+    stores: Mapping[str, Any],
+    trained: Mapping[str, Sequence[str]],
+    moments: Callable[[Any, list[str]], Moments],
+    over: str,
+) -> tuple[CorpusStats, Moments]:
+    """Each corpus's statistics ``moments(store, ids)`` over its training utterances ``trained[name]`` (every
+    utterance of a corpus with none there: one only evaluated), and the training corpora's pooled, each weighing
+    the same (all corpora's when none trained): what a clip of unknown origin gets."""
+    stats = CorpusStats(over)
+    for name, store in stores.items():
+        ids = [i for i in trained.get(name, []) if i in store] or list(store.ids)
+        stats.add(name, moments(store, ids), len(ids))
+    return stats, stats.pooled([n for n in stats.moments if trained.get(n)] or None)
 
 
 class CorpusNormStore:
-    """One corpus's log-mel store whose ``get`` gives each spectrogram as the corpus's z-scores
-    ``(x - mean) / std`` per mel bin (``moments``: that corpus's statistics); ids, membership, frames and skipped files are
+    """One corpus's store whose ``get`` gives each input as the corpus's z-scores ``(x - mean) / std``
+    (``moments``: that corpus's statistics, over an input's leading dimensions: per mel bin of a log-mel
+    ``(n_mels, T)``, per element of an embedding ``(L+1, 2H)``); ids, membership, frames and skipped files are
     the wrapped store's."""
 
     def __init__(self, store: Any, moments: Moments) -> None:
@@ -101,9 +154,11 @@ class CorpusNormStore:
         return self.store.frames(utt_id)  # type: ignore[no-any-return]
 
     def get(self, utt_id: str) -> np.ndarray:
-        """``(n_mels, frames)`` float32 z-scores."""
+        """The input's float32 z-scores, shaped as the wrapped store gives it."""
+        x = self.store.get(utt_id)  # (n_mels, T) or (L+1, 2H)
         m = self.moments
-        return ((self.store.get(utt_id) - m.mean[:, None]) / m.std[:, None]).astype(np.float32)
+        tail = (1,) * (x.ndim - m.mean.ndim)  # the dimensions that share a statistic (a log-mel's frames)
+        return ((x - m.mean.reshape(m.mean.shape + tail)) / m.std.reshape(m.std.shape + tail)).astype(np.float32)
 
 
 @dataclass

@@ -19,7 +19,10 @@ Two modes:
   trains on them (:class:`FrozenHead`). ``forward`` takes that same path, so a head trained on the cache and the
   full model fed waveforms give the same logits. Attentive pooling needs frame-level states, which the cache does
   not keep, so ``mode="frozen"`` with ``pooling="attentive"`` is refused (use "stats", its unweighted
-  counterpart, or "mean").
+  counterpart, or "mean"). With ``domain_norm=True`` (``model.domain_norm: corpus``, frozen mode only) the
+  per-layer statistics pass a fixed per-element standardisation before the head (:class:`EmbeddingStandardize`,
+  ``embed_norm``): training and evaluation feed the head each corpus's z-scores directly (``frozen_head()``
+  skips it), a clip of unknown origin gets the statistics it holds.
 
 Padding. Waveforms are standardised per utterance over valid samples (as ``Wav2Vec2FeatureExtractor`` with
 ``do_normalize=True``) and padded samples are zeroed, inside the model, so training and prediction agree. The
@@ -67,6 +70,7 @@ from emoshift.models.ssl_encoders import (
 )
 from emoshift.models.ssl_pooling import (
     AttentiveStatsPool,
+    EmbeddingStandardize,
     FrozenHead,
     LayerWeights,
     head_on_stats,
@@ -91,7 +95,8 @@ __all__ = [
 POOLINGS = ("mean", "stats", "attentive")
 MODES = ("finetune", "frozen")
 STAGES = ("head", "top", "all")
-HEAD_OPTIONS = ("pooling", "layer_sum", "head_hidden", "dropout", "mode")  # SSLClassifier's keywords
+# SSLClassifier's keywords
+HEAD_OPTIONS = ("pooling", "layer_sum", "head_hidden", "dropout", "mode", "domain_norm")
 SAMPLE_RATE = 16_000
 _HEAD_PREFIXES = ("head.", "pool.", "layer_weights.")
 
@@ -115,10 +120,14 @@ class SSLClassifier(nn.Module):
         head_hidden: int = 256,
         dropout: float = 0.1,
         mode: str = "finetune",
+        domain_norm: bool = False,
     ) -> None:
         super().__init__()
         check_choice("pooling", pooling, POOLINGS)
         check_choice("mode", mode, MODES)
+        if domain_norm and mode != "frozen":
+            raise ValueError("domain_norm standardises a frozen encoder's embeddings per corpus; in mode "
+                             f"{mode!r} the embeddings change as the encoder trains: use mode 'frozen'")
         if mode == "frozen" and pooling == "attentive":
             raise ValueError(
                 "pooling 'attentive' needs frame-level states, which the frozen mode's embedding cache does not "
@@ -141,6 +150,8 @@ class SSLClassifier(nn.Module):
         self.pool = AttentiveStatsPool(self.hidden_size) if pooling == "attentive" else None
         feat_dim = self.hidden_size if pooling == "mean" else 2 * self.hidden_size
         self.head = mlp(feat_dim, head_hidden, num_labels, dropout)
+        # domain_norm: (B, L+1, 2H) -> the same, standardised with statistics held in the weights
+        self.embed_norm = EmbeddingStandardize(self.num_layers + 1, 2 * self.hidden_size) if domain_norm else None
         self._whisper_fe: Any = None  # WhisperFeatureExtractor, made on first use
         self.freeze_feature_encoder()
         if mode == "frozen":
@@ -338,7 +349,8 @@ class SSLClassifier(nn.Module):
         return torch.stack(stats, dim=1)  # (B, L+1, 2H)
 
     def frozen_head(self) -> FrozenHead:
-        """A head over cached ``pooled_layer_embeddings`` sharing this model's head and layer weights."""
+        """A head over cached ``pooled_layer_embeddings`` sharing this model's head and layer weights (past
+        ``embed_norm``: it takes embeddings already standardised)."""
         if not self.supports_cache:
             raise ValueError(
                 f"pooling {self.pooling!r}{' with layer_sum' if self.layer_weights is not None else ''} in mode "
@@ -352,6 +364,8 @@ class SSLClassifier(nn.Module):
         """``(B, S)`` float waveforms, ``(B, S)`` sample mask -> logits ``(B, C)``."""
         if self.mode == "frozen":
             stats = self.pooled_layer_embeddings(wave, attention_mask)  # (B, L+1, 2H)
+            if self.embed_norm is not None:
+                stats = self.embed_norm(stats)
             return head_on_stats(stats, self.layer_weights, self.head, self.pooling, self.hidden_size)
         hidden, frame_mask = self._encode(wave, attention_mask, all_layers=self.layer_weights is not None)
         # (B, L+1, T, H) -> (B, T, H) by the learned layer weights, or the last layer
@@ -425,6 +439,7 @@ def saved_info(model: SSLClassifier, *, pretrained: str | None, preset: str | No
         "head_hidden": model.head_hidden,
         "dropout": model.dropout,
         "mode": model.mode,
+        "domain_norm": "corpus" if model.embed_norm is not None else "none",
         "pretrained": pretrained,
         "preset": preset,
     }
@@ -444,4 +459,5 @@ def from_saved(info: ModelRecord) -> SSLClassifier:
         head_hidden=info.required("head_hidden"),
         dropout=info.required("dropout"),
         mode=info.required("mode"),
+        domain_norm=info.corpus_normalised,
     )

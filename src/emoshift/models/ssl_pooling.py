@@ -1,6 +1,8 @@
 """Pooling and heads of the SSL classifier (:mod:`emoshift.models.ssl`): waveform normalisation, masked
 statistics over valid frames, attentive statistics pooling, the learned layer weights and the MLP head, and
-:class:`FrozenHead`, the head that trains on cached per-layer statistics ``(B, L+1, 2H)``.
+:class:`FrozenHead`, the head that trains on cached per-layer statistics ``(B, L+1, 2H)``, and
+:class:`EmbeddingStandardize`, the fixed per-element standardisation of those statistics a frozen model trained
+with ``model.domain_norm: corpus`` holds.
 """
 
 from __future__ import annotations
@@ -67,6 +69,22 @@ def mlp(in_dim: int, hidden: int, num_labels: int, dropout: float) -> nn.Sequent
     return nn.Sequential(
         nn.Linear(in_dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, num_labels)
     )
+
+
+class EmbeddingStandardize(nn.Module):
+    """A fixed standardisation of per-layer pooled statistics: ``(x - mean) / std`` with ``mean``, ``std``
+    ``(L+1, 2H)`` buffers (saved with the weights, so in the ONNX graph; set by the ssl-frozen family to the
+    training corpora's pooled embedding statistics, or by ``emoshift adapt --method corpus-norm`` to a target's)."""
+
+    def __init__(self, num_states: int, dim: int) -> None:
+        super().__init__()
+        self.mean: torch.Tensor
+        self.std: torch.Tensor
+        self.register_buffer("mean", torch.zeros(num_states, dim))
+        self.register_buffer("std", torch.ones(num_states, dim))
+
+    def forward(self, stats: torch.Tensor) -> torch.Tensor:  # (B, L+1, 2H) -> (B, L+1, 2H)
+        return (stats - self.mean) / self.std
 
 
 def head_on_stats(

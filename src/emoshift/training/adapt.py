@@ -8,7 +8,8 @@ and the family looks at their audio). What changes is the model itself, so ``pre
 - ``corpus-norm``: the model's fixed input standardisation becomes the target's statistics
   (:meth:`emoshift.models.families.Family.adapt_corpus_norm`): the CNN's per-bin standardisation (a model
   trained with ``model.domain_norm: corpus`` or ``speaker_norm``; in the weights, so in the ONNX graph), the
-  acoustic baseline's scaler. The statistics are also kept in ``RUN2/domain_stats.safetensors``
+  acoustic baseline's scaler, a frozen SSL head's embedding standardisation (``domain_norm: corpus``; in the
+  weights too). The statistics are also kept in ``RUN2/domain_stats.safetensors``
   (:class:`emoshift.features.domain_norm.CorpusStats`).
 - ``adabn``: every batch-norm layer's running statistics re-estimated on the target's inputs, weights unchanged
   (:mod:`emoshift.models.adaptation`; the CNNs).
@@ -117,7 +118,7 @@ def adapt_run(request: AdaptRequest, *, progress: bool = True) -> Adapted:
     family.save(model, out)
     ModelRecord.parse({**info.to_json(), "adapted": record}).write(out.model_json)
     if stats is not None:
-        _save_stats(out, record["corpus"], family.name, *stats)
+        _save_stats(out, record["corpus"], family.corpus_norm_over, *stats)
     write_model_card(partial)
     if dest.path.is_dir():
         dest.path.rmdir()  # empty (checked above)
@@ -137,9 +138,9 @@ def _score_in_domain(run: RunDir, cfg: Any, info: ModelRecord, *, progress: bool
         evaluate_run(run.path, roots, progress=progress)
 
 
-def _save_stats(run: RunDir, corpus: str, family: str, moments: Any, clips: int) -> None:
+def _save_stats(run: RunDir, corpus: str, over: str, moments: Any, clips: int) -> None:
     from emoshift.features.domain_norm import CorpusStats
 
-    stats = CorpusStats({"cnn": "mel bin", "acoustic": "functional"}.get(family, "input"))
+    stats = CorpusStats(over)
     stats.add(corpus, moments, clips)
     stats.save(run.domain_stats)

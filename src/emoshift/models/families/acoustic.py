@@ -115,6 +115,7 @@ class AcousticFamily(Family):
     name = "acoustic"
     input_kind = "functionals"
     corpus_norm = True
+    corpus_norm_over = "functional"
     # closed form, no epochs: nothing of training/trainer applies, nor the neural models' options, nor the
     # log-mel settings (functionals read only features.sample_rate, trim_silence and trim_top_db)
     unused_keys = frozenset({

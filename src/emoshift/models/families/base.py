@@ -86,6 +86,7 @@ class Family(ABC):
     # (model.domain_norm: corpus; emoshift adapt --method corpus-norm) and batch-norm re-estimation (AdaBN:
     # evaluation.adapt: adabn; emoshift adapt --method adabn).
     corpus_norm: ClassVar[bool] = False
+    corpus_norm_over: ClassVar[str] = "input"  # what one statistic is taken over (CorpusStats.over)
     batchnorm: ClassVar[bool] = False
 
     # -- config ---------------------------------------------------------------------------------------
@@ -214,7 +215,7 @@ class Family(ABC):
                                   "the CNNs: resnet18, efficientnet_b0)")
         if method == "corpus-norm" and not self.corpus_norm:
             raise AdaptationError(f"{info.model} ({self.name}) has no input standardisation that corpus statistics "
-                                  "set (corpus-norm applies to the CNNs and the acoustic baselines)")
+                                  "set (corpus-norm applies to the CNNs, the acoustic baselines and frozen SSL heads)")
 
     def adapt_corpus_norm(
         self, model: Any, info: ModelRecord, utterances: Sequence[Utterance], *, cache_dir: str, progress: bool

@@ -38,6 +38,7 @@ class CNNFamily(NeuralFamily):
     name = "cnn"
     input_kind = "spectrogram"
     corpus_norm = True
+    corpus_norm_over = "mel bin"
     batchnorm = True
     unused_keys = frozenset({
         "model.mode", "model.preset", "model.pooling", "model.layer_sum", "model.head_hidden",  # SSL encoders'
@@ -108,7 +109,7 @@ class CNNFamily(NeuralFamily):
             wanted = {it.utt.speaker for it in train}
             stores = _speaker_normalised(model, raw, speaker_of, wanted)
         if cfg.model.domain_norm == "corpus":
-            corpus_stores = _corpus_normalised(model, raw, train)
+            corpus_stores = _corpus_normalised(model, raw, train, self.corpus_norm_over)
             stores = stores if cfg.model.speaker_norm else corpus_stores  # a speaker's own statistics come last
         return stores
 
@@ -301,21 +302,17 @@ def _corpus_inputs(
     return groups, skipped
 
 
-def _corpus_normalised(model: nn.Module, stores: dict[str, Any], train: Sequence[Item]) -> dict[str, Any]:
+def _corpus_normalised(model: nn.Module, stores: dict[str, Any], train: Sequence[Item], over: str) -> dict[str, Any]:
     """``stores`` whose spectrograms are their corpus's z-scores, each corpus's statistics taken over its training
     utterances (all of them for a corpus with none: one only evaluated); the model's fixed standardisation is
     set to the training corpora's pooled statistics (each corpus weighing the same): what a clip of unknown
     origin gets."""
-    from emoshift.features.domain_norm import CorpusNormStore, CorpusStats, frame_moments
+    from emoshift.features.domain_norm import CorpusNormStore, frame_moments, training_stats
 
     trained: dict[str, list[str]] = {}
     for it in train:
         trained.setdefault(it.utt.corpus, []).append(it.utt.id)
-    stats = CorpusStats("mel bin")
-    for name, store in stores.items():
-        ids = [i for i in trained.get(name, []) if i in store] or list(store.ids)
-        stats.add(name, frame_moments(store, ids), len(ids))
-    target = stats.pooled([n for n in stats.moments if n in trained] or None)
+    stats, target = training_stats(stores, trained, frame_moments, over)
     norm: Any = model.norm
     with torch.no_grad():
         norm.mean.copy_(torch.from_numpy(target.mean))

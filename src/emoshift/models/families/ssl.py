@@ -5,7 +5,12 @@
   trains with layer-wise learning rates, in stages if asked.
 - ``model.mode=frozen`` (:class:`SSLFrozenFamily`): the encoder runs once per utterance into the
   EmbeddingCache (per-layer pooled statistics ``(L+1, 2H)``) and only ``model.frozen_head()`` trains, on batches
-  ``(B, L+1, 2H)``.
+  ``(B, L+1, 2H)``. With ``model.domain_norm: corpus`` each corpus's embeddings are standardised per element
+  with that corpus's statistics (:mod:`emoshift.features.domain_norm`: its training utterances in training, the
+  scored utterances at evaluation, never a label) and the head trains and scores on those z-scores; the model
+  keeps the training corpora's pooled statistics in its weights (``SSLClassifier.embed_norm``, in the ONNX graph)
+  for a clip of unknown origin, and ``emoshift adapt --method corpus-norm`` sets them to a target's. The
+  fine-tuned mode refuses it: its embeddings change as the encoder trains.
 
 Both save the whole encoder + head, so both predict from waveforms: inference sees up to ``MAX_SECONDS`` of audio
 (centred), batched by length so little is padded.
@@ -13,7 +18,7 @@ Both save the whole encoder + head, so both predict from waveforms: inference se
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -53,6 +58,13 @@ class SSLFinetuneFamily(NeuralFamily):
         if m.pretrained is not None:  # otherwise the builder's own default (hubert: facebook/hubert-base-ls960)
             kw["pretrained"] = m.pretrained
         return kw
+
+    def check_levers(self, cfg: ExperimentConfig) -> None:
+        if cfg.model.domain_norm != "none" and not self.corpus_norm:
+            raise ValueError(f"model.domain_norm: {cfg.model.domain_norm} standardises a frozen encoder's embeddings "
+                             "per corpus; with model.mode=finetune they change as the encoder trains: use "
+                             "model.mode=frozen")
+        super().check_levers(cfg)
 
     def check_model(self, m: ModelConfig) -> None:
         if m.speaker_norm:
@@ -133,29 +145,11 @@ class SSLFinetuneFamily(NeuralFamily):
         progress: bool,
     ) -> tuple[list[Utterance], np.ndarray, list[Skipped]]:
         from emoshift.config.features import FeatureConfig
-        from emoshift.core.audio import AudioError, load_utterance
-        from emoshift.corpora.base import Skipped
-        from emoshift.data.bucketing import collate_waveforms
 
-        fcfg = FeatureConfig.model_validate(info.features)
-        kept: list[Utterance] = []
-        skipped: list[Skipped] = []
-        waves: list[np.ndarray] = []
-        for u in utterances:
-            try:
-                w = load_utterance(u, fcfg.sample_rate, trim=fcfg.trim_silence, trim_top_db=fcfg.trim_top_db)
-            except AudioError as e:
-                skipped.append(Skipped(u.path, str(e)))
-                continue
-            waves.append(_at_most(w, fcfg.sample_rate))
-            kept.append(u)
-        order = np.argsort([len(w) for w in waves], kind="stable")
-        logits = np.zeros((len(kept), info.num_outputs), dtype=np.float32)
-        for i in range(0, len(order), batch_size):
-            idx = order[i : i + batch_size]
-            wave, mask = collate_waveforms([waves[j] for j in idx])  # (B, S), (B, S)
-            logits[idx] = model(wave.to(device), mask.to(device)).float().cpu().numpy()
-            advance(len(idx))
+        kept, waves, skipped = _waves(utterances, FeatureConfig.model_validate(info.features))
+        if not kept:
+            return kept, np.zeros((0, info.num_outputs), dtype=np.float32), skipped
+        logits = _by_length(waves, batch_size, lambda w, m: model(w.to(device), m.to(device)), advance)  # (N, C)
         return kept, logits, skipped
 
     def prepare_input(self, wave: np.ndarray, fcfg: FeatureConfig) -> torch.Tensor:
@@ -166,6 +160,71 @@ class SSLFinetuneFamily(NeuralFamily):
         return model(x, mask)  # type: ignore[no-any-return]
 
 
+def _waves(utterances: Sequence[Utterance], fcfg: FeatureConfig) -> tuple[list[Utterance], list[np.ndarray], list[Skipped]]:
+    """The readable utterances, their waveforms (each at most ``MAX_SECONDS``, centred) and the unreadable ones."""
+    from emoshift.core.audio import AudioError, load_utterance
+    from emoshift.corpora.base import Skipped
+
+    kept: list[Utterance] = []
+    skipped: list[Skipped] = []
+    waves: list[np.ndarray] = []
+    for u in utterances:
+        try:
+            w = load_utterance(u, fcfg.sample_rate, trim=fcfg.trim_silence, trim_top_db=fcfg.trim_top_db)
+        except AudioError as e:
+            skipped.append(Skipped(u.path, str(e)))
+            continue
+        waves.append(_at_most(w, fcfg.sample_rate))
+        kept.append(u)
+    return kept, waves, skipped
+
+
+def _by_length(
+    waves: Sequence[np.ndarray], batch_size: int, fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    advance: Advance | None = None,
+) -> np.ndarray:
+    """``fn(wave (B, S), mask (B, S)) -> (B, ...)`` over batches of similar length (little padding), rows back in
+    the order of ``waves``: ``(N, ...)`` float32 (N > 0)."""
+    from emoshift.data.bucketing import collate_waveforms
+
+    order = np.argsort([len(w) for w in waves], kind="stable")
+    parts: list[np.ndarray] = []
+    for i in range(0, len(order), batch_size):
+        idx = order[i : i + batch_size]
+        wave, mask = collate_waveforms([waves[j] for j in idx])  # (B, S), (B, S)
+        parts.append(fn(wave, mask).float().cpu().numpy())
+        if advance is not None:
+            advance(len(idx))
+    out = np.empty((len(waves), *parts[0].shape[1:]), dtype=np.float32)
+    out[order] = np.concatenate(parts)
+    return out
+
+
+def _corpus_embeddings(
+    model: nn.Module, info: ModelRecord, utterances: Sequence[Utterance], *, batch_size: int, device: torch.device,
+    advance: Advance | None = None,
+) -> tuple[list[tuple[list[Utterance], np.ndarray]], list[Skipped]]:
+    """Per corpus: (its readable utterances, their pooled per-layer embeddings ``(N, L+1, 2H)`` as the encoder
+    gives them, before any standardisation), and the files that could not be read."""
+    from emoshift.config.features import FeatureConfig
+    from emoshift.models.ssl import SSLClassifier
+
+    assert isinstance(model, SSLClassifier)  # built by this family's builders
+    fcfg = FeatureConfig.model_validate(info.features)
+    by_corpus: dict[str, list[Utterance]] = {}
+    for u in utterances:
+        by_corpus.setdefault(u.corpus, []).append(u)
+    groups: list[tuple[list[Utterance], np.ndarray]] = []
+    skipped: list[Skipped] = []
+    for utts in by_corpus.values():
+        kept, waves, bad = _waves(utts, fcfg)
+        skipped.extend(bad)
+        if kept:
+            embed = lambda w, m: model.pooled_layer_embeddings(w.to(device), m.to(device))  # noqa: E731
+            groups.append((kept, _by_length(waves, batch_size, embed, advance)))  # (N, L+1, 2H)
+    return groups, skipped
+
+
 def _at_most(wave: np.ndarray, sr: int) -> np.ndarray:
     """The centred ``MAX_SECONDS`` of a longer clip; a shorter one as it is."""
     from emoshift.core.audio import crop_or_pad
@@ -174,9 +233,14 @@ def _at_most(wave: np.ndarray, sr: int) -> np.ndarray:
     return crop_or_pad(wave, limit, mode="center") if len(wave) > MAX_SECONDS * sr else wave
 
 
+ADAPT_BATCH = 8  # clips per encoder batch when adapt reads a target's embeddings
+
+
 class SSLFrozenFamily(SSLFinetuneFamily):
     name = "ssl-frozen"
     mode = "frozen"
+    corpus_norm = True  # the cached embeddings are fixed: standardised per corpus (model.domain_norm: corpus)
+    corpus_norm_over = "embedding"
     # the head trains on cached embeddings: no encoder learning rate, no padded-audio cap on its batches
     unused_keys = SSLFinetuneFamily.unused_keys | {"training.encoder_lr", "training.max_batch_seconds"}
     mixup = True  # the head trains on cached embeddings, which mix
@@ -189,20 +253,39 @@ class SSLFrozenFamily(SSLFinetuneFamily):
                 "not keep: use model.pooling=stats (mean and std) or mean, or model.mode=finetune"
             )
 
+    def builder_kwargs(self, m: ModelConfig) -> dict[str, Any]:
+        return {**super().builder_kwargs(m), "domain_norm": m.domain_norm == "corpus"}
+
+    def describe(self, cfg: ExperimentConfig) -> str:
+        norm = ", standardised per corpus" if cfg.model.domain_norm == "corpus" else ""
+        return f"{super().describe(cfg)}{norm}"
+
     def prepare_stores(
         self, cfg: ExperimentConfig, model: nn.Module, scans: dict[str, Scan], *, progress: bool,
         train: Sequence[Item] = (),
     ) -> dict[str, Any]:
+        """corpus -> EmbeddingStore; with domain_norm: corpus each store gives its corpus's z-scores (statistics
+        over its training utterances) and the model's ``embed_norm`` holds the training corpora's pooled."""
+        from emoshift.features.domain_norm import CorpusNormStore, item_moments, training_stats
         from emoshift.features.embedding_cache import EmbeddingCache, model_cache_key
         from emoshift.models.ssl import SSLClassifier
 
         assert isinstance(model, SSLClassifier)  # built by this family's builders
         cache = EmbeddingCache(Path(cfg.data.cache_dir) / "ssl")
-        key = model_cache_key(cfg.model.model_dump(mode="json"))
-        return {
+        # the embeddings are the encoder's whatever standardises them after: one cache with or without domain_norm
+        key = model_cache_key({**cfg.model.model_dump(mode="json"), "domain_norm": "none"})
+        raw = {
             name: cache.build(name, sc.utterances, model, model_key=key, progress=progress)
             for name, sc in scans.items()
         }
+        if cfg.model.domain_norm != "corpus" or model.embed_norm is None:
+            return raw
+        trained: dict[str, list[str]] = {}
+        for it in train:
+            trained.setdefault(it.utt.corpus, []).append(it.utt.id)
+        stats, target = training_stats(raw, trained, item_moments, self.corpus_norm_over)
+        _set_embed_norm(model, target)
+        return {name: CorpusNormStore(store, stats.moments[name]) for name, store in raw.items()}
 
     def train_net(self, model: nn.Module) -> nn.Module:
         from emoshift.models.ssl import SSLClassifier
@@ -230,3 +313,78 @@ class SSLFrozenFamily(SSLFinetuneFamily):
 
     def param_groups(self, net: nn.Module, cfg: TrainingConfig) -> list[dict[str, Any]] | None:
         return None
+
+    # -- inference ------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def outputs(
+        self,
+        model: nn.Module,
+        info: ModelRecord,
+        utterances: Sequence[Utterance],
+        *,
+        cache_dir: str,
+        batch_size: int,
+        device: torch.device,
+        advance: Advance,
+        progress: bool,
+    ) -> tuple[list[Utterance], np.ndarray, list[Skipped]]:
+        """Logits from waveforms; a corpus-normalised model's head scores each corpus's embeddings standardised
+        with the statistics of those utterances (their audio alone), not the ones it holds."""
+        from emoshift.features.domain_norm import row_moments
+        from emoshift.models.ssl import SSLClassifier
+
+        if not info.corpus_normalised:
+            return super().outputs(model, info, utterances, cache_dir=cache_dir, batch_size=batch_size,
+                                   device=device, advance=advance, progress=progress)
+        assert isinstance(model, SSLClassifier)  # built by this family's builders
+        groups, skipped = _corpus_embeddings(model, info, utterances, batch_size=batch_size, device=device,
+                                             advance=advance)
+        head = model.frozen_head()  # past embed_norm
+        kept: list[Utterance] = []
+        out: list[np.ndarray] = []
+        for usable, emb in groups:  # (N, L+1, 2H)
+            m = row_moments(emb)
+            z = torch.from_numpy(((emb - m.mean) / m.std).astype(np.float32))
+            for i in range(0, len(z), batch_size):
+                out.append(head(z[i : i + batch_size].to(device)).float().cpu().numpy())  # (B, C)
+            kept.extend(usable)
+        logits = np.concatenate(out) if out else np.zeros((0, info.num_outputs), np.float32)
+        return kept, logits, skipped
+
+    # -- adaptation -------------------------------------------------------------------------------------
+    def check_adaptation(self, info: ModelRecord, method: str) -> None:
+        from emoshift.models.adaptation import AdaptationError
+
+        if method == "corpus-norm" and not info.corpus_normalised:
+            raise AdaptationError(
+                f"{info.model} (frozen) was trained without model.domain_norm=corpus: its head has no embedding "
+                "standardisation for corpus-norm to set; retrain with --set model.domain_norm=corpus"
+            )
+        super().check_adaptation(info, method)
+
+    @torch.no_grad()
+    def adapt_corpus_norm(
+        self, model: nn.Module, info: ModelRecord, utterances: Sequence[Utterance], *, cache_dir: str, progress: bool
+    ) -> tuple[Any, int]:
+        """The model's fixed embedding standardisation set to the target's embedding statistics
+        (:func:`emoshift.features.domain_norm.row_moments` per element; in the weights, so in the ONNX graph)."""
+        from emoshift.features.domain_norm import row_moments
+        from emoshift.models.adaptation import AdaptationError
+
+        self.check_adaptation(info, "corpus-norm")
+        device = next(model.parameters()).device
+        groups, _ = _corpus_embeddings(model, info, utterances, batch_size=ADAPT_BATCH, device=device)
+        if not groups:
+            raise AdaptationError("none of the target's audio could be read")
+        emb = np.concatenate([e for _, e in groups])  # (N, L+1, 2H)
+        target = row_moments(emb)
+        _set_embed_norm(model, target)
+        return target, len(emb)
+
+
+def _set_embed_norm(model: nn.Module, moments: Any) -> None:
+    """``model.embed_norm`` (a corpus-normalised frozen SSLClassifier's) set to ``moments`` ``(L+1, 2H)``."""
+    norm: Any = model.embed_norm
+    with torch.no_grad():
+        norm.mean.copy_(torch.from_numpy(np.asarray(moments.mean)))
+        norm.std.copy_(torch.from_numpy(np.asarray(moments.std)))
