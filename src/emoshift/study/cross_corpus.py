@@ -208,22 +208,28 @@ def expand(
         raise CrossCorpusError(
             f"a cross-corpus study takes {MIN_CORPORA} to {MAX_CORPORA} corpora (--corpus NAME=ROOT), got {len(corpora)}"
         )
-    data = merge((raw.get("defaults") or {}).get("data") or {}, {})
-    counts = class_counts(roots, data)
+    labels = shared_labels(roots, raw, spec)
+    rows = _rows(corpora, spec.loco)
+    plan = MatrixPlan(rows=tuple(rows), **labels)
+    study = {k: v for k, v in raw.items() if k != "cross_corpus"}
+    study["experiments"] = _experiments(rows, labels["policy"], _architecture(raw, profile, overrides))
+    return study, plan
+
+
+def shared_labels(roots: Mapping[str, str], raw: Mapping[str, Any], spec: CrossCorpusSpec) -> dict[str, Any]:
+    """The fields of :class:`MatrixPlan` every generated study shares (corpora, the label policy, how it was
+    chosen, the class counts and what each corpus lacks) for the study file ``raw``'s data defaults;
+    CrossCorpusError when a corpus has no usable utterance."""
+    counts = class_counts(roots, merge((raw.get("defaults") or {}).get("data") or {}, {}))
     empty = [c for c, n in counts.items() if not n]
     if empty:
         raise CrossCorpusError(f"corpus {empty[0]} has no usable utterances under the six-class policy")
     policy, chosen, lacking = choose_labels(spec, counts)
-    rows = _rows(corpora, spec.loco)
-    plan = MatrixPlan(
-        corpora=tuple(corpora),
-        rows=tuple(rows),
-        policy=policy,
-        classes=POLICY_CLASSES.get(policy, ()),
-        chosen=chosen,
-        counts={c: dict(sorted(n.items())) for c, n in counts.items()},
-        lacking={c: tuple(v) for c, v in lacking.items()},
-    )
-    study = {k: v for k, v in raw.items() if k != "cross_corpus"}
-    study["experiments"] = _experiments(rows, policy, _architecture(raw, profile, overrides))
-    return study, plan
+    return {
+        "corpora": tuple(roots),
+        "policy": policy,
+        "classes": POLICY_CLASSES.get(policy, ()),
+        "chosen": chosen,
+        "counts": {c: dict(sorted(n.items())) for c, n in counts.items()},
+        "lacking": {c: tuple(v) for c, v in lacking.items()},
+    }

@@ -43,14 +43,12 @@ from emoshift.config import explain, merge
 from emoshift.study.adapting import AdaptMethod
 from emoshift.study.cross_corpus import (
     MAX_CORPORA,
-    POLICY_CLASSES,
     CrossCorpusError,
     CrossCorpusSpec,
     MatrixPlan,
     MatrixRow,
-    choose_labels,
-    class_counts,
     is_cross_corpus,
+    shared_labels,
 )
 from emoshift.study.cross_corpus import expand as expand_matrix
 
@@ -245,9 +243,7 @@ def _generate(
     return experiments, cells, claims
 
 
-def _plan(spec: DomainShiftSpec, corpora: Sequence[str], counts: Mapping[str, Any], cells: list[ShiftCell],
-          policy: tuple[str, str, Mapping[str, Sequence[str]]]) -> ShiftPlan:
-    name, chosen, lacking = policy
+def _plan(spec: DomainShiftSpec, corpora: Sequence[str], labels: dict[str, Any], cells: list[ShiftCell]) -> ShiftPlan:
     first = next(iter(spec.families))
     rows: list[MatrixRow] = []
     if spec.held_out is None:  # the matrix needs every corpus's in-domain model
@@ -258,13 +254,8 @@ def _plan(spec: DomainShiftSpec, corpora: Sequence[str], counts: Mapping[str, An
             for c in corpora
         ]  # fmt: skip
     return ShiftPlan(
-        corpora=tuple(corpora),
         rows=tuple(rows),
-        policy=name,
-        classes=POLICY_CLASSES.get(name, ()),
-        chosen=chosen,
-        counts={c: dict(sorted(n.items())) for c, n in counts.items()},
-        lacking={c: tuple(v) for c, v in lacking.items()},
+        **labels,
         families=tuple(spec.families),
         methods=tuple([spec.reference, *(m for m in spec.methods if m != spec.reference)]),
         reference=spec.reference,
@@ -303,18 +294,14 @@ def expand(
     if unknown:
         raise CrossCorpusError(f"domain_shift.held_out: {unknown[0]!r} is not one of the --corpus names "
                                f"({', '.join(corpora)})")
-    counts = class_counts(roots, (raw.get("defaults") or {}).get("data") or {})
-    empty = [c for c, n in counts.items() if not n]
-    if empty:
-        raise CrossCorpusError(f"corpus {empty[0]} has no usable utterances under the six-class policy")
-    policy = choose_labels(CrossCorpusSpec(labels=spec.labels, min_class_share=spec.min_class_share), counts)
-    experiments, cells, claims = _generate(spec, corpora, roots, policy[0])
+    labels = shared_labels(roots, raw, CrossCorpusSpec(labels=spec.labels, min_class_share=spec.min_class_share))
+    experiments, cells, claims = _generate(spec, corpora, roots, labels["policy"])
     study = {k: v for k, v in raw.items() if k != "domain_shift"}
     study["experiments"] = experiments
     findings = dict(study.get("findings") or {})
     findings["claims"] = [*(findings.get("claims") or []), *claims]
     study["findings"] = findings
-    return study, _plan(spec, corpora, counts, cells, policy)
+    return study, _plan(spec, corpora, labels, cells)
 
 
 __all__ = [  # MatrixPlan: the plan of every generated study (this benchmark's is a ShiftPlan)
