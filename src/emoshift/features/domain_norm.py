@@ -42,7 +42,7 @@ import numpy as np
 
 from emoshift.core.errors import EmoshiftError
 from emoshift.core.io import atomic_write_bytes
-from emoshift.features.speaker_norm import STD_FLOOR, Moments, pooled
+from emoshift.features.speaker_norm import STD_FLOOR, Moments, StandardisedStore, pooled
 
 __all__ = [
     "CorpusNormStore",
@@ -126,39 +126,16 @@ def training_stats(
     return stats, stats.pooled([n for n in stats.moments if trained.get(n)] or None)
 
 
-class CorpusNormStore:
-    """One corpus's store whose ``get`` gives each input as the corpus's z-scores ``(x - mean) / std``
-    (``moments``: that corpus's statistics, over an input's leading dimensions: per mel bin of a log-mel
-    ``(n_mels, T)``, per element of an embedding ``(L+1, 2H)``); ids, membership, frames and skipped files are
-    the wrapped store's."""
+class CorpusNormStore(StandardisedStore):
+    """One corpus's store whose ``get`` gives each input as the corpus's z-scores (``moments``: that corpus's
+    statistics: per mel bin of a log-mel, per element of an embedding)."""
 
     def __init__(self, store: Any, moments: Moments) -> None:
-        self.store = store
+        super().__init__(store)
         self.moments = moments
 
-    @property
-    def ids(self) -> list[str]:
-        return self.store.ids  # type: ignore[no-any-return]
-
-    @property
-    def skipped(self) -> list[Any]:
-        return self.store.skipped  # type: ignore[no-any-return]
-
-    def __contains__(self, utt_id: object) -> bool:
-        return utt_id in self.store
-
-    def __len__(self) -> int:
-        return len(self.store)
-
-    def frames(self, utt_id: str) -> int:
-        return self.store.frames(utt_id)  # type: ignore[no-any-return]
-
-    def get(self, utt_id: str) -> np.ndarray:
-        """The input's float32 z-scores, shaped as the wrapped store gives it."""
-        x = self.store.get(utt_id)  # (n_mels, T) or (L+1, 2H)
-        m = self.moments
-        tail = (1,) * (x.ndim - m.mean.ndim)  # the dimensions that share a statistic (a log-mel's frames)
-        return ((x - m.mean.reshape(m.mean.shape + tail)) / m.std.reshape(m.std.shape + tail)).astype(np.float32)
+    def moments_of(self, utt_id: str) -> Moments:
+        return self.moments
 
 
 @dataclass

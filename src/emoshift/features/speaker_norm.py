@@ -7,7 +7,8 @@ additive in log-mel) and keeps how each utterance departs from that speaker's ha
 emotion lives. The statistics use a speaker's audio only, never a label, so a test speaker is normalised with
 their own unlabelled recordings (transductive, as speaker normalisation is everywhere in SER).
 
-:class:`SpeakerNormStore` gives each spectrogram ``x`` of speaker ``s`` as ``(x - mean_s) / std_s``; the CNN
+:class:`SpeakerNormStore` gives each spectrogram ``x`` of speaker ``s`` as ``(x - mean_s) / std_s`` (a
+:class:`StandardisedStore`, the wrapper per-corpus standardisation shares: ``features.domain_norm``); the CNN
 family feeds those to the model past its own standardisation (``SpectrogramClassifier.normalised``), so
 augmentation (SpecAugment's fill, zero padding) works in z-score units, where 0 is the speaker's mean. The
 model's fixed standardisation (:class:`emoshift.models.cnn_nets.BinStandardize`) holds the training speakers' pooled
@@ -16,6 +17,7 @@ statistics (:func:`pooled`) for a clip of an unknown speaker (predict, serve, th
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -64,14 +66,18 @@ def pooled(moments: Iterable[Moments]) -> Moments:
     return Moments(means.mean(axis=0), np.sqrt(variances.mean(axis=0) + means.var(axis=0)))
 
 
-class SpeakerNormStore:
-    """A feature store whose ``get`` gives each spectrogram as its speaker's z-scores; ids, membership, frames
-    and skipped files are the wrapped store's."""
+class StandardisedStore(ABC):
+    """A feature store whose ``get`` gives each input standardised, ``(x - mean) / std``, with the moments
+    :meth:`moments_of` gives for it (a subclass says whose: the speaker's, the corpus's), over the input's
+    leading dimensions (per mel bin of a log-mel ``(n_mels, T)``, per element of an embedding ``(L+1, 2H)``);
+    ids, membership, frames and skipped files are the wrapped store's."""
 
-    def __init__(self, store: Any, moments: Mapping[str, Moments], speaker_of: Mapping[str, str]) -> None:
+    def __init__(self, store: Any) -> None:
         self.store = store
-        self.moments = dict(moments)
-        self.speaker_of = dict(speaker_of)
+
+    @abstractmethod
+    def moments_of(self, utt_id: str) -> Moments:
+        """The statistics ``utt_id``'s input is standardised with."""
 
     @property
     def ids(self) -> list[str]:
@@ -91,7 +97,20 @@ class SpeakerNormStore:
         return self.store.frames(utt_id)  # type: ignore[no-any-return]
 
     def get(self, utt_id: str) -> np.ndarray:
-        """``(n_mels, frames)`` float32: ``(x - mean_s) / std_s`` with the moments of the utterance's speaker."""
-        m = self.moments[self.speaker_of[utt_id]]
-        x = self.store.get(utt_id)  # (n_mels, T)
-        return ((x - m.mean[:, None]) / m.std[:, None]).astype(np.float32)
+        """The input's float32 z-scores, shaped as the wrapped store gives it."""
+        x = self.store.get(utt_id)  # (n_mels, T) or (L+1, 2H)
+        m = self.moments_of(utt_id)
+        tail = (1,) * (x.ndim - m.mean.ndim)  # the dimensions that share a statistic (a log-mel's frames)
+        return ((x - m.mean.reshape(m.mean.shape + tail)) / m.std.reshape(m.std.shape + tail)).astype(np.float32)
+
+
+class SpeakerNormStore(StandardisedStore):
+    """A feature store whose ``get`` gives each spectrogram ``(n_mels, frames)`` as its speaker's z-scores."""
+
+    def __init__(self, store: Any, moments: Mapping[str, Moments], speaker_of: Mapping[str, str]) -> None:
+        super().__init__(store)
+        self.moments = dict(moments)
+        self.speaker_of = dict(speaker_of)
+
+    def moments_of(self, utt_id: str) -> Moments:
+        return self.moments[self.speaker_of[utt_id]]
