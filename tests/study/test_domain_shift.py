@@ -203,12 +203,18 @@ def test_the_benchmark_runs_end_to_end_and_the_table_matches_the_runs(roots: dic
     assert f"{100 * float(lever['uar']):.1f}" in report and f"{float(lever['diff']) * 100:+.1f}" in report
     assert (out / "plots" / "gap_closed.png").is_file() and "What closes the gap" in (out / "report.html").read_text()
 
-    # run again: the adaptations are kept (same source run, same step), nothing is adapted twice
-    adapted = [out / "runs" / f"{family}.{m}.crema-d" / "done.json" for m in ("few-shot", "adabn")]
-    before = [p.stat().st_mtime_ns for p in adapted]
+    # run again: a finished adaptation is kept (same source run, same step); an interrupted one made from another
+    # config of its source is moved aside and done again
+    few_shot, adabn = (out / "runs" / f"{family}.{m}.crema-d" for m in ("few-shot", "adabn"))
+    before = (few_shot / "done.json").stat().st_mtime_ns
+    (adabn / "done.json").unlink()
+    cfg = yaml.safe_load((adabn / "config.yaml").read_text())
+    cfg["training"]["epochs"] = 7
+    (adabn / "config.yaml").write_text(yaml.safe_dump(cfg))
     again = CliRunner().invoke(app, [*args, "--only", f"{family}.few-shot.crema-d,{family}.adabn.crema-d"])
     assert again.exit_code == 0, again.output
-    assert [p.stat().st_mtime_ns for p in adapted] == before
+    assert (few_shot / "done.json").stat().st_mtime_ns == before
+    assert (adabn / "done.json").is_file() and len(list((out / "stale").glob(f"{family}.adabn.crema-d-*"))) == 1
 
 
 def _fake_run(out: Path, eid: str, corpus: str, uar: float | None) -> None:

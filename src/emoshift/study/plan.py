@@ -398,7 +398,7 @@ def run_adaptation(study: Study, exp: Experiment, out: Path, progress: bool, log
         log.note(f"complete with the same source run and step: {run.path}")
         status = "skipped"
     else:
-        if done is not None:
+        if done is not None or _adapts_another_run(run, source):
             moved = _move_aside(out, run.path, exp.id)
             log.note(f"{run.path} is stale (the adapted run or the step changed): moved to {moved}")
         with needs(f"adapting {exp.id}"):
@@ -410,6 +410,19 @@ def run_adaptation(study: Study, exp: Experiment, out: Path, progress: bool, log
     did = _evaluate_and_audit(study, exp, run, progress)
     status = "updated" if status == "skipped" and did else status
     return Outcome(exp.id, status, run.path, detail="; ".join([step.describe(), *did] if status != "skipped" else did))
+
+
+def _adapts_another_run(run: RunDir, source: RunDir) -> bool:
+    """Whether an interrupted adaptation in ``run`` was made from another config of its source (retrained
+    since): its seed runs are not resumed then."""
+    if not run.config.is_file():
+        return False
+    try:
+        return load_config(run.config).fingerprint(exclude_roots=True) != load_config(
+            source.config
+        ).fingerprint(exclude_roots=True)
+    except ConfigError:
+        return True
 
 
 def adaptation_is_current(study: Study, exp: Experiment, out: Path) -> bool:
