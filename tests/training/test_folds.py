@@ -77,6 +77,19 @@ def test_every_speaker_is_scored_once_by_a_fold_that_never_saw_it(cv_run: Path, 
     assert info["members"] == [f"folds/{i}" for i in range(K)]
 
 
+def test_the_pooled_run_draws_the_figures_and_no_fold_does(cv_run: Path) -> None:
+    """A fold writes its metrics and predictions but no figure: RUN/plots/ draws every fold's out-of-fold
+    predictions at once (core.rundir.RunDir.draws_figures)."""
+    names = {p.name for p in (cv_run / "plots").iterdir()}
+    for corpus in ("ravdess", "crema-d"):
+        assert {f"confusion_{corpus}.png", f"reliability_{corpus}.png", f"risk_coverage_{corpus}.png"} <= names
+    assert ("curves.png" in names) == (cv_run / "log.csv").is_file()  # the closed-form head logs no epochs
+    for i in range(K):
+        fold_run = cv_run / "folds" / str(i)
+        assert (fold_run / "metrics" / "ravdess.json").is_file() and (fold_run / "predictions" / "ravdess.csv").is_file()
+        assert not (fold_run / "plots").exists()
+
+
 def test_pooled_and_fold_metrics_equal_sklearn(cv_run: Path) -> None:
     rows = read_csv(cv_run / "predictions/ravdess.csv")
     m = _metrics(cv_run, "ravdess")

@@ -126,8 +126,9 @@ def state_abstention(run: RunDir, info: ModelRecord, target: float, corpora: Seq
         if threshold is not None:
             title += f"\nthreshold {threshold:.3f} keeps {target:.0%} in-domain accuracy: " \
                      f"{statement['coverage']:.0%} answered here"
-        plot_risk_coverage(probs, y, run.risk_coverage_plot(corpus), title=title,
-                           marked=statement if threshold is not None else None)
+        if run.draws_figures:
+            plot_risk_coverage(probs, y, run.risk_coverage_plot(corpus), title=title,
+                               marked=statement if threshold is not None else None)
         out[corpus] = statement
     return out
 
