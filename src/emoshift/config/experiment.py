@@ -536,6 +536,12 @@ def build_config(data: dict[str, Any], *, checks: ConfigChecks | None = None) ->
         raise ConfigError(explain(e, ExperimentConfig)) from None
 
 
+# PyYAML's safe loader in C (libyaml, in PyYAML's wheels) where it is built: the same documents and errors (with
+# their line and column) as the pure-Python one, ten times faster; a study file took 0.1 s to parse, and every
+# experiment of a study, every `--set` check and every run's config.yaml is read through here.
+SAFE_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
     """A YAML file's top-level mapping (an empty file is ``{}``); ConfigError in one line otherwise, naming
     the line and column of a syntax error."""
@@ -543,7 +549,7 @@ def read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
     if not p.is_file():
         raise ConfigError(f"config file {str(p)!r} not found" + (" (it is a folder)" if p.is_dir() else ""))
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        data = yaml.load(p.read_text(encoding="utf-8"), Loader=SAFE_LOADER) or {}
     except yaml.YAMLError as e:
         raise ConfigError(f"{p}: not valid YAML{_yaml_where(e)}") from None
     except UnicodeDecodeError as e:
