@@ -93,6 +93,7 @@ def tiny_overrides(root: Path, cache: Path, *, corpora: tuple[str, ...] = ("ravd
         "training.epochs=4",
         "training.early_stopping_patience=null",
         "evaluation.n_bootstrap=100",
+        "evaluation.figures=false",  # RUN/plots/: the tests that look at figures turn them on
         "trainer.progress=false",
     ]
     for name in ("ravdess", "crema-d"):

@@ -40,6 +40,7 @@ TINY = [
     "training.batch_size=16",
     "training.early_stopping_patience=null",
     "evaluation.n_bootstrap=100",
+    "evaluation.figures=false",
     "trainer.progress=false",
 ]
 SYNTH_EMOTION = {"01": "neutral", "02": "calm", "03": "happy", "04": "sad", "05": "ang", "06": "fearful",

@@ -31,6 +31,7 @@ FAST = [
     "features.n_mels=32",
     "features.crop_s=1.0",
     "evaluation.n_bootstrap=50",
+    "evaluation.figures=false",
     "data.split.k=2",
 ]
 needs_study_file = pytest.mark.skipif(

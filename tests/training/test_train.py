@@ -38,7 +38,8 @@ RUN_FILES = [
 @pytest.fixture(scope="module")
 def tiny_run(synth_tiny: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     tmp = tmp_path_factory.mktemp("run")
-    cfg = load_config(overrides=[*tiny_overrides(synth_tiny, tmp / "cache"), "training.epochs=8", "evaluation.corpora=[crema-d]"])
+    cfg = load_config(overrides=[*tiny_overrides(synth_tiny, tmp / "cache"), "training.epochs=8", "evaluation.corpora=[crema-d]",
+                                 "evaluation.figures=true"])
     return train(cfg, tmp / "run", progress=False)
 
 
@@ -60,6 +61,18 @@ def test_run_directory_contract(tiny_run: Path) -> None:
     assert [int(r["epoch"]) for r in log] == list(range(1, len(log) + 1)) and len(log) >= 1  # from 1, as shown
     assert not (tiny_run / "checkpoints").exists()  # cleaned once complete
     assert not (tiny_run / ".lock").exists()  # a finished run holds no lock file
+
+
+def test_evaluation_figures_false_writes_every_file_but_the_figures(cnn_run: Path) -> None:
+    """The session's tiny run trains with ``evaluation.figures: false`` (tests/conftest.py): the same files as
+    the contract above, RUN/plots/ aside; and the setting is not part of what the run trained."""
+    for rel in RUN_FILES:
+        assert (cnn_run / rel).is_file() != rel.startswith("plots/"), rel
+    assert not (cnn_run / "plots").exists()
+    cfg = load_config(cnn_run / "config.yaml")
+    assert cfg.evaluation.figures is False
+    drawn = cfg.model_copy(update={"evaluation": cfg.evaluation.model_copy(update={"figures": True})})
+    assert drawn.fingerprint() == cfg.fingerprint()
 
 
 def test_learns_above_chance_on_held_out_speakers(tiny_run: Path) -> None:
@@ -183,7 +196,8 @@ def test_resume_after_kill_equals_uninterrupted(synth_tiny: Path, tmp_path: Path
 
 def test_ddp_on_cpu(synth_tiny: Path, tmp_path: Path) -> None:
     sets = [*tiny_overrides(synth_tiny, tmp_path / "cache"), "training.epochs=2",
-            "trainer.devices=2", "trainer.strategy=ddp"]  # the issue's exact flags; CPU here, so gloo
+            "trainer.devices=2", "trainer.strategy=ddp",  # the issue's exact flags; CPU here, so gloo
+            "evaluation.figures=true"]  # the whole run directory, figures too
     out = tmp_path / "ddp"
     proc = _run_cli(["train", "-q", "-o", str(out), *[a for s in sets for a in ("--set", s)]],
                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT)

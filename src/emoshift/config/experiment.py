@@ -346,6 +346,8 @@ class EvaluationConfig(Strict):
     target_accuracy: float = Field(0.9, gt=0, le=1)  # in-domain accuracy the abstention threshold keeps
     adapt: Literal["none", "adabn"] = Field("none", description="adabn: batch-norm statistics re-estimated on each "
                                             "evaluated corpus's audio, never its labels (the CNNs)")
+    figures: bool = Field(True, description="draw the run's figures (RUN/plots/: confusion, calibration, curves, "
+                          "robustness); false writes the metrics and predictions only (a sweep, a smoke test)")
 
 
 class TrackingConfig(Strict):
@@ -464,6 +466,7 @@ class ExperimentConfig(Strict):
         d = _with_defaults(self.to_dict(), self.unused_keys())
         d.pop("name", None)
         d.pop("tracking", None)  # where a run is logged is not what it trains
+        d["evaluation"].pop("figures", None)  # nor whether its figures are drawn
         d["trainer"].pop("progress", None)
         for part, key, default in ((d["training"], "seeds", None), (d["data"]["split"], "disjoint", ["speaker"]),
                                    (d["training"], "dann", None), (d["data"], "unlabelled", {}),
