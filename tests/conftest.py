@@ -104,13 +104,14 @@ def tiny_overrides(root: Path, cache: Path, *, corpora: tuple[str, ...] = ("ravd
 @pytest.fixture(scope="session")
 def cnn_run(synth_tiny: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny ResNet run (1-s crops, 32 mels), trained for 2 epochs, temperature-scaled on its validation
-    speakers (so every deploy test, export parity included, runs a calibrated graph); not exported."""
+    speakers (so every deploy test, export parity included, runs a calibrated graph), with its figures; not
+    exported."""
     from emoshift.config import load_config
     from emoshift.training.train import train
 
     def build(tmp: Path) -> Path:
         cfg = load_config(overrides=[*tiny_overrides(synth_tiny, tmp / "cache"), "training.epochs=2",
-                                     "evaluation.calibrate=temperature"])
+                                     "evaluation.calibrate=temperature", "evaluation.figures=true"])
         return train(cfg, tmp / "run", progress=False)
 
     return Path(built_once(tmp_path_factory, "deploy-cnn", build))

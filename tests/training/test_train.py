@@ -63,18 +63,6 @@ def test_run_directory_contract(tiny_run: Path) -> None:
     assert not (tiny_run / ".lock").exists()  # a finished run holds no lock file
 
 
-def test_evaluation_figures_false_writes_every_file_but_the_figures(cnn_run: Path) -> None:
-    """The session's tiny run trains with ``evaluation.figures: false`` (tests/conftest.py): the same files as
-    the contract above, RUN/plots/ aside; and the setting is not part of what the run trained."""
-    for rel in RUN_FILES:
-        assert (cnn_run / rel).is_file() != rel.startswith("plots/"), rel
-    assert not (cnn_run / "plots").exists()
-    cfg = load_config(cnn_run / "config.yaml")
-    assert cfg.evaluation.figures is False
-    drawn = cfg.model_copy(update={"evaluation": cfg.evaluation.model_copy(update={"figures": True})})
-    assert drawn.fingerprint() == cfg.fingerprint()
-
-
 def test_learns_above_chance_on_held_out_speakers(tiny_run: Path) -> None:
     m = json.loads((tiny_run / "metrics/ravdess.json").read_text())
     assert m["uar"] > 1 / 6 + 0.1, m["uar"]
