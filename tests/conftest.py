@@ -132,3 +132,18 @@ def ssl_norm_run(synth_tiny: Path, tmp_path_factory: pytest.TempPathFactory) -> 
         return train(cfg, tmp / "run", progress=False)
 
     return Path(built_once(tmp_path_factory, "ssl-norm", build))
+
+
+@pytest.fixture(scope="session")
+def exported(cnn_run: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """A copy of the CNN run with RUN/model.onnx and its export report."""
+    import shutil
+
+    from emoshift.deploy.export import export_runs
+
+    def build(tmp: Path) -> tuple[Path, dict]:
+        shutil.copytree(cnn_run, tmp / "run")
+        return tmp / "run", export_runs([tmp / "run"], max_files=12)
+
+    run, report = built_once(tmp_path_factory, "deploy-exported", build)
+    return Path(run), report
