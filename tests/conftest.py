@@ -93,6 +93,7 @@ def tiny_overrides(root: Path, cache: Path, *, corpora: tuple[str, ...] = ("ravd
         "training.epochs=4",
         "training.early_stopping_patience=null",
         "evaluation.n_bootstrap=100",
+        "evaluation.figures=false",  # RUN/plots/: the tests that look at figures turn them on
         "trainer.progress=false",
     ]
     for name in ("ravdess", "crema-d"):
@@ -103,13 +104,14 @@ def tiny_overrides(root: Path, cache: Path, *, corpora: tuple[str, ...] = ("ravd
 @pytest.fixture(scope="session")
 def cnn_run(synth_tiny: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny ResNet run (1-s crops, 32 mels), trained for 2 epochs, temperature-scaled on its validation
-    speakers (so every deploy test, export parity included, runs a calibrated graph); not exported."""
+    speakers (so every deploy test, export parity included, runs a calibrated graph), with its figures; not
+    exported."""
     from emoshift.config import load_config
     from emoshift.training.train import train
 
     def build(tmp: Path) -> Path:
         cfg = load_config(overrides=[*tiny_overrides(synth_tiny, tmp / "cache"), "training.epochs=2",
-                                     "evaluation.calibrate=temperature"])
+                                     "evaluation.calibrate=temperature", "evaluation.figures=true"])
         return train(cfg, tmp / "run", progress=False)
 
     return Path(built_once(tmp_path_factory, "deploy-cnn", build))
@@ -130,3 +132,18 @@ def ssl_norm_run(synth_tiny: Path, tmp_path_factory: pytest.TempPathFactory) -> 
         return train(cfg, tmp / "run", progress=False)
 
     return Path(built_once(tmp_path_factory, "ssl-norm", build))
+
+
+@pytest.fixture(scope="session")
+def exported(cnn_run: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """A copy of the CNN run with RUN/model.onnx and its export report."""
+    import shutil
+
+    from emoshift.deploy.export import export_runs
+
+    def build(tmp: Path) -> tuple[Path, dict]:
+        shutil.copytree(cnn_run, tmp / "run")
+        return tmp / "run", export_runs([tmp / "run"], max_files=12)
+
+    run, report = built_once(tmp_path_factory, "deploy-exported", build)
+    return Path(run), report

@@ -191,6 +191,7 @@ def test_fingerprint_of_a_config_with_default_unused_keys_is_unchanged() -> None
     assert d["training"].pop("seeds") is None  # added later (repeated training): one run hashes as before it
     assert d["training"].pop("dann") is None and d["data"].pop("unlabelled") == {}  # issue 21: likewise
     assert d["model"].pop("domain_norm") == "none" and d["evaluation"].pop("adapt") == "none"  # issue 21, likewise
+    assert d["evaluation"].pop("figures") is True  # issue 23: whether figures are drawn is never part of it
     assert cfg.fingerprint() == hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -4,9 +4,11 @@ The commands are read from README.md itself, so an example that stops working (a
 does not exist, ``compare`` refusing the README's own runs) fails here. What a reader brings is made in the
 working folder first: ``data/`` (the session's tiny synthetic corpus), ``clip.wav``, ``more_clips/``, ``long.wav``,
 ``my_corpus.csv`` (a table in nkululeko's columns with its own label ``ang``) and ``space.yaml`` (the README's own
-YAML block). Three things are changed to keep the suite lean, and only these: training is made tiny (``--set``
-overrides and ``--epochs 1`` appended, as a user may), ``synth`` writes the tiny scale, ``tune`` runs 2 trials
-and ``study`` its L0 phase. What cannot run in a test is listed in :data:`NOT_RUN` with the reason.
+YAML block). Four things are changed to keep the suite lean, and only these: training is made tiny (``--set``
+overrides and ``--epochs 1`` appended, as a user may; no figures but ``predict --plot``'s), ``synth`` writes the
+tiny scale, ``tune`` runs 2 trials and ``study`` its L0 phase under the demo profile (2 folds, one channel: the
+file's four channels cost a minute of openSMILE on perturbed copies; tests/study runs the study itself). What
+cannot run in a test is listed in :data:`NOT_RUN` with the reason.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ TINY = [
     "training.batch_size=16",
     "training.early_stopping_patience=null",
     "evaluation.n_bootstrap=100",
+    "evaluation.figures=false",
     "trainer.progress=false",
 ]
 SYNTH_EMOTION = {"01": "neutral", "02": "calm", "03": "happy", "04": "sad", "05": "ang", "06": "fearful",
@@ -83,7 +86,7 @@ def as_run(command: str, home: Path) -> list[str] | None:
     if args[0] == "tune":
         args += ["--trials", "2"]
     if args[0] == "study":
-        args += ["--only", "L0", "--set", "evaluation.n_bootstrap=100"]
+        args += ["--only", "L0", "--profile", "demo", "--set", "evaluation.n_bootstrap=100"]
     return args
 
 

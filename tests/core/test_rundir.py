@@ -57,6 +57,16 @@ def test_paths_follow_the_contract(tmp_path: Path) -> None:
     assert run.metrics("x").parent == run.metrics_dir and run.audit_json("x").parent == run.audit_dir
 
 
+def test_only_a_fold_inside_a_run_draws_no_figures(tmp_path: Path) -> None:
+    run = RunDir.of(tmp_path / "run")
+    (tmp_path / "run").mkdir()
+    assert run.draws_figures and RunDir.of(run.fold(0)).draws_figures  # no config.yaml above: not a fold run yet
+    run.config.write_text("name: x\n")
+    assert not RunDir.of(run.fold(0)).draws_figures and not RunDir.of(run.fold(12)).draws_figures
+    assert run.draws_figures and RunDir.of(run.seed(0)).draws_figures  # a seed run is a complete run, figures too
+    assert RunDir.of(tmp_path / "run" / "folds" / "best").draws_figures
+
+
 def test_complete_only_with_done_weights_and_model_json(tmp_path: Path) -> None:
     run = RunDir.of(tmp_path)
     assert not run.is_complete() and run.done_info() == {}

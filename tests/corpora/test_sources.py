@@ -177,7 +177,7 @@ def test_each_trains_and_evaluates_like_a_builtin_corpus(built: dict[str, str], 
     names = {kind: f"my-{kind}" for kind in SOURCES}
     run = tmp_path / "run"
     label_map = {k: v for m in LABEL_MAPS.values() for k, v in m.items()}
-    sets = [f"data.cache_dir={tmp_path / 'cache'}", "model.head=logreg", "evaluation.n_bootstrap=50",
+    sets = [f"data.cache_dir={tmp_path / 'cache'}", "model.head=logreg", "evaluation.n_bootstrap=50", "evaluation.figures=false",
             *(f"data.label_map.{k}={v}" for k, v in label_map.items())]
     corpora = [x for kind, spec in built.items() for x in ("-c", f"{names[kind]}={spec}")]
     result = runner.invoke(app, ["train", *corpora, "-m", "egemaps", "-o", str(run), "-q",

@@ -16,7 +16,6 @@ import fnmatch
 import json
 import os
 import signal
-import subprocess
 import sys
 import textwrap
 import time
@@ -27,6 +26,7 @@ import numpy as np
 
 from emoshift.core.io import read_csv
 from tests.conftest import tiny_overrides
+from tests.crash.forked import Forked
 
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "PYTHONUNBUFFERED": "1"}
 
@@ -89,11 +89,13 @@ KILLED_AT = textwrap.dedent(
 )
 
 
-def start(args: list[str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(args, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+def start(args: list[str]) -> Forked:
+    """``args`` (``python -m emoshift ...`` or ``python -c SCRIPT ...``) as a process forked from a server that
+    imported the training stack once (tests/crash/forked.py): stdout dropped, stderr kept."""
+    return Forked(args, ENV)
 
 
-def kill_when(proc: subprocess.Popen[bytes], reached: Callable[[], bool], what: str, limit: float = 300) -> None:
+def kill_when(proc: Forked, reached: Callable[[], bool], what: str, limit: float = 300) -> None:
     """SIGKILL ``proc`` as soon as ``reached()``; fails if it ended first."""
     deadline = time.monotonic() + limit
     while proc.poll() is None and time.monotonic() < deadline:
@@ -125,8 +127,9 @@ def lock_free(lock: Path, within: float = 10.0) -> bool:
 
 
 def run(args: list[str]) -> None:
-    done = subprocess.run(args, env=ENV, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
+    """``args`` run to its end (as :func:`start` starts it); it must succeed."""
+    proc = start(args)
+    assert proc.wait(timeout=600) == 0, proc.stderr.read().decode()[-3000:]
 
 
 def partial_files(root: Path) -> list[str]:

@@ -136,7 +136,7 @@ def test_study_full_disk_stops_the_study_in_one_line(
     config = Path(__file__).parents[2] / "configs" / "study.yaml"
     out = tmp_path / "study"
     sets = [a for s in ["training.epochs=1", "training.batch_size=16", "model.width_mult=0.125",
-                        "features.n_mels=32", "features.crop_s=1.0", "evaluation.n_bootstrap=20",
+                        "features.n_mels=32", "features.crop_s=1.0", "evaluation.n_bootstrap=20", "evaluation.figures=false",
                         "data.split.method=speaker", f"data.cache_dir={tmp_path / 'cache'}"] for a in ("--set", s)]
     path = run_cli(monkeypatch, "*/.log.csv.*.tmp", "study", str(config), "--profile", "demo", "--only", "L2",
                    "-q", "-o", str(out), "--corpus", f"ravdess={synth_tiny / 'ravdess'}",

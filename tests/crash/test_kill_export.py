@@ -12,12 +12,14 @@ import numpy as np
 from tests.crash.kill import cli, kill_when, partial_files, run, start
 
 
-def test_export_killed_then_rerun_writes_the_same_model(cnn_run: Path, tmp_path: Path) -> None:
-    # the session's tiny trained run (tests/conftest.py), copied: the session fixtures are read-only
+def test_export_killed_then_rerun_writes_the_same_model(
+    cnn_run: Path, exported: tuple[Path, dict], tmp_path: Path
+) -> None:
+    # the session's tiny trained run (tests/conftest.py), copied: the session fixtures are read-only; the
+    # reference is the same run's uninterrupted export, the session's (`exported`)
     trained = tmp_path / "run"
     shutil.copytree(cnn_run, trained)
-    ref, cut = tmp_path / "ref.onnx", tmp_path / "cut.onnx"
-    run(cli("export", str(trained), "-o", str(ref), "--max-files", "8"))
+    ref, cut = exported[0] / "model.onnx", tmp_path / "cut.onnx"
     args = cli("export", str(trained), "-o", str(cut), "--max-files", "8")
     kill_when(start(args), lambda: bool(partial_files(tmp_path)), "writing the model")
     assert not cut.exists()

@@ -1,4 +1,5 @@
-"""Runs shared by the deploy tests: the tiny CNN run (tests/conftest.py) exported to ONNX once, and helpers."""
+"""Runs shared by the deploy tests (the tiny CNN run exported to ONNX once, ``exported``, is tests/conftest.py's:
+the export-kill test reads it too), and helpers."""
 
 from __future__ import annotations
 
@@ -8,21 +9,6 @@ import numpy as np
 import pytest
 
 from tests.once import built_once
-
-
-@pytest.fixture(scope="session")
-def exported(cnn_run: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
-    """A copy of the CNN run with RUN/model.onnx and its export report."""
-    import shutil
-
-    from emoshift.deploy.export import export_runs
-
-    def build(tmp: Path) -> tuple[Path, dict]:
-        shutil.copytree(cnn_run, tmp / "run")
-        return tmp / "run", export_runs([tmp / "run"], max_files=12)
-
-    run, report = built_once(tmp_path_factory, "deploy-exported", build)
-    return Path(run), report
 
 
 @pytest.fixture(scope="session")

@@ -24,7 +24,8 @@ def fold_runs(synth_tiny: Path, tmp_path_factory: pytest.TempPathFactory) -> dic
 
     tmp = tmp_path_factory.mktemp("deploy-folds")
     base = [*tiny_overrides(synth_tiny, tmp / "cache"), *KFOLD]
-    cnn = train(load_config(overrides=[*base, "training.epochs=1"]), tmp / "cnn", progress=False)
+    cnn = train(load_config(overrides=[*base, "training.epochs=1", "evaluation.figures=true"]), tmp / "cnn",
+                progress=False)  # figures: the pooled curves (tested below); the folds draw none
     eg = train(load_config(overrides=[*base, "model.name=egemaps"]), tmp / "egemaps", progress=False)
     return {"cnn": Path(cnn), "egemaps": Path(eg)}
 

@@ -87,7 +87,7 @@ def test_three_corpus_study_writes_the_matrix(roots: dict[str, str], tmp_path: P
     sets = [
         f"data.cache_dir={tmp_path / 'cache'}", "features.n_mels=32", "features.crop_s=0.5",
         "model.name=resnet18", "model.width_mult=0.125", "training.batch_size=32", "training.epochs=1",
-        "training.early_stopping_patience=null", "evaluation.n_bootstrap=20", "trainer.progress=false",
+        "training.early_stopping_patience=null", "evaluation.n_bootstrap=20", "evaluation.figures=false", "trainer.progress=false",
     ]
     args = ["study", str(CONFIG), "-o", str(out), "-q"]
     args += [a for name, root in roots.items() for a in ("--corpus", f"{name}={root}")]

@@ -145,7 +145,7 @@ def test_the_benchmark_runs_end_to_end_and_the_table_matches_the_runs(roots: dic
     sets = [
         f"data.cache_dir={tmp_path / 'cache'}", "data.split.k=2", "features.n_mels=32", "features.crop_s=0.5",
         "model.width_mult=0.125", "training.batch_size=32", "training.epochs=1", "training.seeds=[0]",
-        "training.early_stopping_patience=null", "evaluation.n_bootstrap=20", "trainer.progress=false",
+        "training.early_stopping_patience=null", "evaluation.n_bootstrap=20", "evaluation.figures=false", "trainer.progress=false",
     ]
     args = ["study", str(config), "-o", str(out), "-q"]
     args += [a for name, root in roots.items() for a in ("--corpus", f"{name}={root}")]

@@ -31,6 +31,7 @@ FAST = [
     "features.n_mels=32",
     "features.crop_s=1.0",
     "evaluation.n_bootstrap=50",
+    "evaluation.figures=false",
     "data.split.k=2",
 ]
 needs_study_file = pytest.mark.skipif(
@@ -102,11 +103,10 @@ def test_cli_refuses_mismatched_launch_options(tmp_path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from emoshift.synth import generate
-
+def work(synth_tiny: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """This file's folder; WORK/synth is the session's tiny synthetic pair (tests/conftest.py: read-only here)."""
     root = tmp_path_factory.mktemp("fanout")
-    generate(root / "synth", scale="tiny", seed=0)
+    (root / "synth").symlink_to(synth_tiny, target_is_directory=True)
     return root
 
 

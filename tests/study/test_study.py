@@ -344,6 +344,7 @@ def _fast(cache: Path) -> list[str]:
         "features.n_mels=32",
         "features.crop_s=1.0",
         "evaluation.n_bootstrap=50",
+        "evaluation.figures=false",  # the full study below draws them (the report's images)
         "data.split.k=2",  # 2 folds of the tiny corpus's 8 actors: 4 test speakers a fold, 8 pooled
         # one seed, but L2 over two: the repeated-training path runs end to end (pooled metrics, perturbation,
         # findings over seeds) at a third of the demo's 3-seed cost; verdicts over seeds are test_findings'
@@ -383,7 +384,7 @@ def full_study(
     tiny_corpus: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[Path, str, float]:
     out = tmp_path_factory.mktemp("study") / "out"
-    code, output, seconds = _study(tiny_corpus, out)
+    code, output, seconds = _study(tiny_corpus, out, "--set", "evaluation.figures=true")
     assert code == 0, output
     return out, output, seconds
 

@@ -44,7 +44,7 @@ def cv_run(synth_tiny: Path, cache: Path, tmp_path_factory: pytest.TempPathFacto
     """Temperature-scaled: each fold model fits its own on its validation speakers (the acoustic family's
     log-probabilities), so every test below also checks that the calibrated paths agree."""
     cfg = load_config(overrides=_acoustic(synth_tiny, cache, "data.split.method=kfold", f"data.split.k={K}",
-                                          "evaluation.calibrate=temperature"))
+                                          "evaluation.calibrate=temperature", "evaluation.figures=true"))
     return train(cfg, tmp_path_factory.mktemp("cv") / "run", progress=False)
 
 
@@ -75,6 +75,35 @@ def test_every_speaker_is_scored_once_by_a_fold_that_never_saw_it(cv_run: Path, 
         assert (fold_run / "done.json").is_file()  # each fold is a normal, complete run
     info = json.loads((cv_run / "model.json").read_text())
     assert info["members"] == [f"folds/{i}" for i in range(K)]
+
+
+def test_the_pooled_run_draws_the_figures_and_no_fold_does(cv_run: Path) -> None:
+    """A fold writes its metrics and predictions but no figure: RUN/plots/ draws every fold's out-of-fold
+    predictions at once (core.rundir.RunDir.draws_figures)."""
+    names = {p.name for p in (cv_run / "plots").iterdir()}
+    for corpus in ("ravdess", "crema-d"):
+        assert {f"confusion_{corpus}.png", f"reliability_{corpus}.png", f"risk_coverage_{corpus}.png"} <= names
+    assert ("curves.png" in names) == (cv_run / "log.csv").is_file()  # the closed-form head logs no epochs
+    for i in range(K):
+        fold_run = cv_run / "folds" / str(i)
+        assert (fold_run / "metrics" / "ravdess.json").is_file() and (fold_run / "predictions" / "ravdess.csv").is_file()
+        assert not (fold_run / "plots").exists()
+
+
+def test_evaluation_figures_false_writes_every_file_but_the_figures(
+    cv_run: Path, synth_tiny: Path, cache: Path, tmp_path: Path
+) -> None:
+    """``evaluation.figures: false`` (as the tests' tiny overrides set it): the same files as the run above, RUN/plots/
+    aside; and the setting is not part of what the run trained (the same fingerprint)."""
+    sets = _acoustic(synth_tiny, cache, "data.split.method=kfold", f"data.split.k={K}", "evaluation.calibrate=temperature")
+    cfg = load_config(overrides=sets)
+    assert cfg.evaluation.figures is False
+    run = train(cfg, tmp_path / "run", progress=False)
+    drawn = {p.relative_to(cv_run).as_posix() for p in cv_run.rglob("*") if p.is_file()}
+    got = {p.relative_to(run).as_posix() for p in run.rglob("*") if p.is_file()}
+    assert got == {p for p in drawn if not p.startswith("plots/")} and not (run / "plots").exists()
+    assert load_config(overrides=[*sets, "evaluation.figures=true"]).fingerprint() == cfg.fingerprint()
+    assert json.loads((run / "done.json").read_text())["fingerprint"] == json.loads((cv_run / "done.json").read_text())["fingerprint"]
 
 
 def test_pooled_and_fold_metrics_equal_sklearn(cv_run: Path) -> None:

@@ -177,6 +177,7 @@ def mlflow_run(
         "tracking.backend=mlflow",
         "tracking.tags.team=ser",
         "name=tiny-cnn",
+        "evaluation.figures=true",  # the figures are artefacts of the MLflow run
     ]
     run = train(load_config(overrides=sets), parent / "cnn", progress=False)
     return run, f"sqlite:///{parent / 'mlflow.db'}"

@@ -38,7 +38,8 @@ RUN_FILES = [
 @pytest.fixture(scope="module")
 def tiny_run(synth_tiny: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     tmp = tmp_path_factory.mktemp("run")
-    cfg = load_config(overrides=[*tiny_overrides(synth_tiny, tmp / "cache"), "training.epochs=8", "evaluation.corpora=[crema-d]"])
+    cfg = load_config(overrides=[*tiny_overrides(synth_tiny, tmp / "cache"), "training.epochs=8", "evaluation.corpora=[crema-d]",
+                                 "evaluation.figures=true"])
     return train(cfg, tmp / "run", progress=False)
 
 
@@ -183,7 +184,8 @@ def test_resume_after_kill_equals_uninterrupted(synth_tiny: Path, tmp_path: Path
 
 def test_ddp_on_cpu(synth_tiny: Path, tmp_path: Path) -> None:
     sets = [*tiny_overrides(synth_tiny, tmp_path / "cache"), "training.epochs=2",
-            "trainer.devices=2", "trainer.strategy=ddp"]  # the exact flags; CPU here, so gloo
+            "trainer.devices=2", "trainer.strategy=ddp",  # the exact flags; CPU here, so gloo
+            "evaluation.figures=true"]  # the whole run directory, figures too
     out = tmp_path / "ddp"
     proc = _run_cli(["train", "-q", "-o", str(out), *[a for s in sets for a in ("--set", s)]],
                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT)

@@ -39,7 +39,7 @@ from emoshift.config.features import FeatureConfig
 from emoshift.config.split import SplitConfig, corpus_key
 from emoshift.config.targets import SoftTargets
 from emoshift.core.io import atomic_write_text
-from emoshift.core.overrides import ConfigError, apply_overrides, explain
+from emoshift.core.overrides import ConfigError, apply_overrides, explain, read_yaml
 from emoshift.core.rundir import RunDir, RunError
 from emoshift.core.task import Task, task_named
 from emoshift.corpora import CorpusError, list_corpora, resolve_name
@@ -346,6 +346,8 @@ class EvaluationConfig(Strict):
     target_accuracy: float = Field(0.9, gt=0, le=1)  # in-domain accuracy the abstention threshold keeps
     adapt: Literal["none", "adabn"] = Field("none", description="adabn: batch-norm statistics re-estimated on each "
                                             "evaluated corpus's audio, never its labels (the CNNs)")
+    figures: bool = Field(True, description="draw the run's figures (RUN/plots/: confusion, calibration, curves, "
+                          "robustness); false writes the metrics and predictions only (a sweep, a smoke test)")
 
 
 class TrackingConfig(Strict):
@@ -464,6 +466,7 @@ class ExperimentConfig(Strict):
         d = _with_defaults(self.to_dict(), self.unused_keys())
         d.pop("name", None)
         d.pop("tracking", None)  # where a run is logged is not what it trains
+        d["evaluation"].pop("figures", None)  # nor whether its figures are drawn
         d["trainer"].pop("progress", None)
         for part, key, default in ((d["training"], "seeds", None), (d["data"]["split"], "disjoint", ["speaker"]),
                                    (d["training"], "dann", None), (d["data"], "unlabelled", {}),
@@ -534,37 +537,6 @@ def build_config(data: dict[str, Any], *, checks: ConfigChecks | None = None) ->
         return ExperimentConfig.model_validate(data, context={"checks": checks} if checks is not None else None)
     except ValidationError as e:
         raise ConfigError(explain(e, ExperimentConfig)) from None
-
-
-def read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """A YAML file's top-level mapping (an empty file is ``{}``); ConfigError in one line otherwise, naming
-    the line and column of a syntax error."""
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"config file {str(p)!r} not found" + (" (it is a folder)" if p.is_dir() else ""))
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{p}: not valid YAML{_yaml_where(e)}") from None
-    except UnicodeDecodeError as e:
-        raise ConfigError(f"{p}: not a text file (byte {e.start} is not UTF-8)") from None
-    except OSError as e:
-        raise ConfigError(f"{p}: cannot be read ({e.strerror or e})") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{p}: expected a mapping at the top level (key: value lines), got a {type(data).__name__}")
-    return data
-
-
-def _yaml_where(e: yaml.YAMLError) -> str:
-    """`` at line 2, column 11: expected ',' or ']', but got '<stream end>'`` (1-based) from a YAML error."""
-    mark = getattr(e, "problem_mark", None)
-    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-    problem = getattr(e, "problem", None) or str(e)
-    context, cmark = getattr(e, "context", None), getattr(e, "context_mark", None)
-    if context and cmark is not None and (mark is None or cmark.line != mark.line):
-        context = f"{context} begun at line {cmark.line + 1}, column {cmark.column + 1}"
-    text = f"{problem} ({context})" if context else problem
-    return f"{where}: {' '.join(str(text).split())}"
 
 
 def load_config(

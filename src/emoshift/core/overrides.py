@@ -2,6 +2,7 @@
 
 * :func:`parse_override` - ``"training.lr=3e-4"`` -> ``(["training", "lr"], 0.0003)`` (values read as YAML);
 * :func:`apply_overrides` - apply such items to a nested dict (what ``--set`` does to a YAML config);
+* :func:`read_yaml` - a YAML file's top-level mapping, or a ConfigError naming the line and column;
 * :func:`explain` - a ValidationError as one line that names each offending key and, for an unknown one, the
   closest valid key: ``unknown config key 'training.lr_schedule'; did you mean 'training.schedule'? (...)``.
 
@@ -13,11 +14,21 @@ from __future__ import annotations
 
 import copy
 import difflib
+import os
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ValidationError
+
+# PyYAML's safe loader in C (libyaml, in PyYAML's wheels) where it is built: the same documents and errors (with
+# their line and column) as the pure-Python one, ten times faster. A study file took 0.1 s to parse, and every
+# experiment of a study and every run's config.yaml is read through read_yaml.
+try:
+    from yaml import CSafeLoader as SafeLoader
+except ImportError:  # a PyYAML built without libyaml
+    from yaml import SafeLoader  # type: ignore[assignment]
 
 from emoshift.core.errors import EmoshiftError
 
@@ -117,3 +128,34 @@ def explain(
         else:
             lines.append(f"{key}: {msg} (got {e.get('input')!r})")
     return "; ".join(lines)
+
+
+def read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A YAML file's top-level mapping (an empty file is ``{}``); ConfigError in one line otherwise, naming
+    the line and column of a syntax error."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file {str(p)!r} not found" + (" (it is a folder)" if p.is_dir() else ""))
+    try:
+        data = yaml.load(p.read_text(encoding="utf-8"), Loader=SafeLoader) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{p}: not valid YAML{_yaml_where(e)}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{p}: not a text file (byte {e.start} is not UTF-8)") from None
+    except OSError as e:
+        raise ConfigError(f"{p}: cannot be read ({e.strerror or e})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: expected a mapping at the top level (key: value lines), got a {type(data).__name__}")
+    return data
+
+
+def _yaml_where(e: yaml.YAMLError) -> str:
+    """`` at line 2, column 11: expected ',' or ']', but got '<stream end>'`` (1-based) from a YAML error."""
+    mark = getattr(e, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    problem = getattr(e, "problem", None) or str(e)
+    context, cmark = getattr(e, "context", None), getattr(e, "context_mark", None)
+    if context and cmark is not None and (mark is None or cmark.line != mark.line):
+        context = f"{context} begun at line {cmark.line + 1}, column {cmark.column + 1}"
+    text = f"{problem} ({context})" if context else problem
+    return f"{where}: {' '.join(str(text).split())}"

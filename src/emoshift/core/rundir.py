@@ -24,8 +24,10 @@
                                emoshift.features.domain_norm.CorpusStats)
     RUN/tracking.json          the MLflow run this run logs to (tracking.backend: mlflow; reused on resume)
     RUN/tensorboard/           TensorBoard event files (tracking.backend: tensorboard)
-    RUN/folds/<i>/             speaker cross-validation: each fold a run directory like this one; RUN/model.json
-                               then lists them as "members" (the fold ensemble) and RUN has no weights of its own
+    RUN/folds/<i>/             speaker cross-validation: each fold a run directory like this one, but without
+                               plots/ (RunDir.draws_figures: RUN's figures draw every fold's out-of-fold
+                               predictions at once); RUN/model.json then lists them as "members" (the fold
+                               ensemble) and RUN has no weights of its own
     RUN/seeds/<s>/             repeated training (training.seeds): each seed a complete run directory like this
                                one (single or folds); RUN/model.json lists every seed's models as "members" and
                                RUN/metrics, RUN/predictions pool the seeds (a ``seed`` column)
@@ -62,6 +64,15 @@ class RunDir:
     @classmethod
     def of(cls, path: str | os.PathLike[str]) -> RunDir:
         return cls(Path(path))
+
+    @property
+    def draws_figures(self) -> bool:
+        """Whether evaluating this run draws its figures (RUN/plots/). Not for a fold of a k-fold run
+        (``RUN/folds/<i>/`` inside a run with a config): the pooled run draws the confusion, calibration and
+        curves of every fold's out-of-fold predictions together, and a fold's own figures were a 4-fold cost
+        of a cross-validated run that no report showed. A fold still writes its metrics and predictions."""
+        parent = self.path.parent
+        return not (parent.name == "folds" and self.path.name.isdigit() and (parent.parent / "config.yaml").is_file())
 
     # -- files ----------------------------------------------------------------------------------------
     @property

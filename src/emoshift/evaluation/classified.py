@@ -121,6 +121,7 @@ def _write(scorer: Scorer, name: str, s: Scored, outside: Counter[str]) -> dict[
     title = f"{info.model} on {name} ({s.part}{marks}): UAR {metrics['uar']:.3f}"
     if metrics["collapsed"]:  # one class for (nearly) every utterance: say so where the eye goes first
         title += f"\nCOLLAPSED: predicts {metrics['collapsed']['label']!r} for {metrics['collapsed']['share']:.0%}"
-    plot_confusion(metrics["confusion"], labels, run.confusion_plot(name), title=title)
-    plot_confidence(run, name, s.values, y, metrics, s.uncalibrated)
+    if scorer.figures:
+        plot_confusion(metrics["confusion"], labels, run.confusion_plot(name), title=title)
+        plot_confidence(run, name, s.values, y, metrics, s.uncalibrated)
     return metrics

@@ -89,10 +89,12 @@ def predicted(run: RunDir, corpus: str, labels: Sequence[str]) -> tuple[np.ndarr
     return probs, np.array([index[r["true"]] for r in rows], dtype=np.int64)
 
 
-def state_abstention(run: RunDir, info: ModelRecord, target: float, corpora: Sequence[str]) -> dict[str, Any]:
+def state_abstention(
+    run: RunDir, info: ModelRecord, target: float, corpora: Sequence[str], *, figures: bool = True
+) -> dict[str, Any]:
     """The threshold keeping ``target`` accuracy on the in-domain test predictions, and what it gives on each
-    of ``corpora``: written into their metrics JSON (``abstention``), drawn as their risk-coverage plots;
-    returns the statements by corpus."""
+    of ``corpora``: written into their metrics JSON (``abstention``), drawn as their risk-coverage plots
+    (``figures``); returns the statements by corpus."""
     from emoshift.evaluation.calibration_plots import plot_risk_coverage
 
     labels = info.labels
@@ -126,8 +128,9 @@ def state_abstention(run: RunDir, info: ModelRecord, target: float, corpora: Seq
         if threshold is not None:
             title += f"\nthreshold {threshold:.3f} keeps {target:.0%} in-domain accuracy: " \
                      f"{statement['coverage']:.0%} answered here"
-        plot_risk_coverage(probs, y, run.risk_coverage_plot(corpus), title=title,
-                           marked=statement if threshold is not None else None)
+        if figures:
+            plot_risk_coverage(probs, y, run.risk_coverage_plot(corpus), title=title,
+                               marked=statement if threshold is not None else None)
         out[corpus] = statement
     return out
 

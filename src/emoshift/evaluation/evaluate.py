@@ -78,7 +78,7 @@ def evaluate_run(
         from emoshift.evaluation.confidence import state_abstention
 
         target = cfg.evaluation.target_accuracy
-        for name, statement in state_abstention(run, info, target, list(results)).items():
+        for name, statement in state_abstention(run, info, target, list(results), figures=scorer.figures).items():
             results[name]["abstention"] = statement
     refresh_model_card(run.path)  # a finished run's card gains the new rows (training writes it when it finishes)
     return results
@@ -101,6 +101,7 @@ def _evaluate_seeds(
         done = evaluate_run(seed_run.path, corpora, progress=progress, batch_size=batch_size, scans=scans,
                             cache_dir=cache_dir)
         names = list(done)
-    pooled = pool_seeds(run, seeds, ci_seed=cfg.evaluation.seed, n_resamples=cfg.evaluation.n_bootstrap)
+    pooled = pool_seeds(run, seeds, ci_seed=cfg.evaluation.seed, n_resamples=cfg.evaluation.n_bootstrap,
+                        figures=cfg.evaluation.figures)
     refresh_model_card(run.path)
     return {n: pooled[n] for n in names if n in pooled}

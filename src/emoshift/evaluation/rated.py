@@ -50,7 +50,7 @@ def evaluate_dimensional(scorer: Scorer, name: str, root: str, sc: Scan) -> dict
     metrics = _metrics(scorer, name, out, truth, dict(unrated), scale is not None)
     _write_predictions(scorer.run, name, out, truth, targets)
     rows = [i for i, u in enumerate(out.kept) if u.id in truth]
-    if rows:
+    if rows and scorer.figures:
         true = {t: [truth[out.kept[i].id][j] for i in rows] for j, t in enumerate(targets)}
         pred = {t: out.values[rows, j].tolist() for j, t in enumerate(targets)}
         scores = {t: (metrics["per_target"][t] or {}).get("ccc") for t in targets}

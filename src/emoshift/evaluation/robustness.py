@@ -206,9 +206,10 @@ def _score_corpora(
             metrics.pop("_pairs", None)
             atomic_write_json(run.perturbed_metrics(name, p.slug), metrics)
             results[name][p.spec] = metrics
-        plot_robustness(run.path, name)
-        for member in members if len(members) > 1 else []:
-            plot_robustness(member.path, name)
+        if cfg.evaluation.figures:
+            plot_robustness(run.path, name)
+            for member in members if len(members) > 1 else []:
+                plot_robustness(member.path, name)
     return results
 
 

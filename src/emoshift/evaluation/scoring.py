@@ -80,6 +80,11 @@ class Scorer:
     memo: OutputsMemo = field(default_factory=lambda: OutputsMemo(enabled=False))  # fold outputs, see training.folds
 
     @property
+    def figures(self) -> bool:
+        """Whether this evaluation draws the run's figures (``evaluation.figures``; never for a fold run)."""
+        return self.cfg.evaluation.figures and self.run.draws_figures
+
+    @property
     def is_ensemble(self) -> bool:
         return isinstance(self.model, Ensemble)
 

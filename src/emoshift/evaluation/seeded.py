@@ -59,19 +59,23 @@ def pooled_corpora(seeds: list[RunDir]) -> list[str]:
     return sorted(set.intersection(*sets)) if sets else []
 
 
-def pool_seeds(run: RunDir, seeds: list[RunDir], *, ci_seed: int = 0, n_resamples: int = 1000) -> dict[str, Any]:
+def pool_seeds(
+    run: RunDir, seeds: list[RunDir], *, ci_seed: int = 0, n_resamples: int = 1000, figures: bool = True
+) -> dict[str, Any]:
     """Write RUN's pooled predictions, metrics and confusion plot for every corpus all ``seeds`` scored;
     returns ``{corpus: metrics}``."""
     if len(seeds) < 2:
         raise RunError(f"{run.path}: pooling over seeds needs at least two seed runs, found {len(seeds)}")
-    return {name: _pool_corpus(run, seeds, name, ci_seed, n_resamples) for name in pooled_corpora(seeds)}
+    return {name: _pool_corpus(run, seeds, name, ci_seed, n_resamples, figures) for name in pooled_corpora(seeds)}
 
 
 def _seed_of(seed_run: RunDir) -> int:
     return int(seed_run.path.name)
 
 
-def _pool_corpus(run: RunDir, seeds: list[RunDir], name: str, ci_seed: int, n_resamples: int) -> dict[str, Any]:
+def _pool_corpus(
+    run: RunDir, seeds: list[RunDir], name: str, ci_seed: int, n_resamples: int, figures: bool
+) -> dict[str, Any]:
     from emoshift.evaluation.plots import plot_confusion
 
     per = [read_json(s.metrics(name), RunError) for s in seeds]
@@ -115,7 +119,8 @@ def _pool_corpus(run: RunDir, seeds: list[RunDir], name: str, ci_seed: int, n_re
     columns = list(dict.fromkeys(c for r in rows for c in r))
     atomic_write_csv(run.predictions(name), columns, rows)
     title = f"{first.get('model')} on {name} ({metrics['split']}, {len(seeds)} seeds summed): UAR {metrics['uar']:.3f}"
-    plot_confusion(metrics["confusion"], labels, run.confusion_plot(name), title=title)
+    if figures:
+        plot_confusion(metrics["confusion"], labels, run.confusion_plot(name), title=title)
     return metrics
 
 

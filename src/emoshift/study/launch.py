@@ -5,9 +5,10 @@ submitit's local executor with the same code path as SLURM.
 :func:`make_backend` turns it into a :class:`Backend` that submits ``fn(task)`` calls and says which are done.
 The scheduling itself (which job may start when) is :mod:`emoshift.study.fanout`'s.
 
-- ``pool`` (the default): ``--jobs N`` spawned worker processes on this machine. Each takes one GPU of the
-  visible ones (``CUDA_VISIBLE_DEVICES``, round-robin when there are fewer GPUs than workers) and dies with
-  the study process (:func:`~emoshift.core.lock.die_with_parent`); on CPU the cores are divided among them.
+- ``pool`` (the default): ``--jobs N`` worker processes on this machine, forked from a server that imported the
+  training code once. Each takes one GPU of the visible ones (``CUDA_VISIBLE_DEVICES``, round-robin when there
+  are fewer GPUs than workers) and dies with the study process (:func:`~emoshift.core.lock.die_with_parent`);
+  on CPU the cores are divided among them.
 - ``slurm``: every job is its own SLURM job (``submitit.SlurmExecutor``) with the ``--slurm-*`` resources;
   submitit's pickles and each job's log land in ``OUT/jobs/``. ``--jobs N`` caps how many are queued at once
   (default: no cap, so the study takes the time of its longest chain).
@@ -184,18 +185,45 @@ def visible_gpus() -> list[str]:
     return [str(i) for i in range(torch.cuda.device_count())]
 
 
-def _init_worker(slots: Any, parent: int) -> None:
-    """In each pool worker, before any job: end with the study process; take one GPU slot (or hide GPUs)."""
+# What the pool's fork server imports before it forks a worker: the job's code, and torch and Lightning under it.
+WORKER_PRELOAD = ["emoshift.study.fanout", "emoshift.training.train"]
+
+
+def _worker_context() -> Any:
+    """forkserver where the platform has it, else spawn. Each worker is forked from a server process that has
+    imported :data:`WORKER_PRELOAD` once, so ``--jobs N`` pays one import of torch and Lightning (10-15 s of a
+    core on a small machine) instead of N, and a pool restarted after a lost worker starts at once. The server
+    is a fresh interpreter this process starts, so, as with spawn, nothing of the study process is inherited:
+    not its lock, not its threads, not a CUDA context."""
+    import multiprocessing
+
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(WORKER_PRELOAD)
+    return context
+
+
+def _init_worker(slots: Any, parent: int, forked: bool) -> None:
+    """In each pool worker, before any job: end with the study process; take one GPU slot (or hide GPUs).
+
+    A spawned worker (``forked`` false) is the study process's own child. A forkserver's worker is the server's
+    child, and the server ends when the study process does (it watches a pipe the study holds): the worker dies
+    with the server, so with the study."""
     from emoshift.core.lock import die_with_parent
 
-    die_with_parent(parent)
+    server = os.getppid()
+    if forked and server == 1:  # the server, so the study, already ended
+        os._exit(1)
+    die_with_parent(server if forked else parent)
     gpu = slots.get()
     if gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu
 
 
 class PoolBackend:
-    """``jobs`` spawned worker processes (spawn: nothing of the study process, its lock included, is inherited)."""
+    """``jobs`` worker processes (:func:`_worker_context`: nothing of the study process, its lock included, is
+    inherited)."""
 
     poll_s = 0.5
 
@@ -205,16 +233,15 @@ class PoolBackend:
         self._gpus: list[str] | None = None
 
     def _start(self) -> ProcessPoolExecutor:
-        import multiprocessing
-
         if self._gpus is None:
             self._gpus = visible_gpus()
-        context = multiprocessing.get_context("spawn")
+        context = _worker_context()
         slots = context.Queue()
         for i in range(self.jobs):
             slots.put(self._gpus[i % len(self._gpus)] if self._gpus else None)
         return ProcessPoolExecutor(
-            self.jobs, mp_context=context, initializer=_init_worker, initargs=(slots, os.getpid())
+            self.jobs, mp_context=context, initializer=_init_worker,
+            initargs=(slots, os.getpid(), context.get_start_method() == "forkserver")
         )
 
     def submit(self, fn: Callable[[Any], Any], task: Any, *, name: str) -> Handle:

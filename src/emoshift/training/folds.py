@@ -138,16 +138,16 @@ def train_folds(
             save_split(tested(splits), run.split(name))
         write_model_json(run, ensemble_info(run, members, fingerprint))
         evaluate_run(run.path, roots, progress=progress, scans=scans, memo=memo)
-        pool_logs(members, run)
+        pool_logs(members, run, figures=cfg.evaluation.figures)
         atomic_write_json(run.done, done_info(members, fingerprint, started))
         write_model_card(run.path)  # the top level predict/export/serve use: the ensemble and its members' data
         tracker.log_results(run)
     return run.path
 
 
-def pool_logs(members: list[RunDir], run: RunDir, *, column: str = "fold") -> None:
+def pool_logs(members: list[RunDir], run: RunDir, *, column: str = "fold", figures: bool = True) -> None:
     """RUN/log.csv: the members' training logs one after another, with a ``fold`` column (``column``: a
-    repeated-training run's ``seed``, its members' own fold column kept); and their curves."""
+    repeated-training run's ``seed``, its members' own fold column kept); and their curves (``figures``)."""
     from emoshift.evaluation.plots import plot_curves
 
     def key(i: int, m: RunDir) -> Any:
@@ -158,7 +158,8 @@ def pool_logs(members: list[RunDir], run: RunDir, *, column: str = "fold") -> No
         return
     columns = list(dict.fromkeys(k for row in rows for k in row))
     atomic_write_csv(run.log, columns, rows)
-    plot_curves(run.log, run.curves_plot)
+    if figures:
+        plot_curves(run.log, run.curves_plot)
 
 
 def tested(splits: list[Split]) -> Split:

@@ -378,7 +378,7 @@ def evaluate_and_plot(
     # a training corpus without test speakers (a kfold run past its own k: training-only) has nothing to score
     roots = {n: r for n, r in eval_roots(cfg).items() if n not in prep.splits or prep.splits[n].ids("test")}
     evaluate_run(run.path, roots, progress=progress, scans={**(scans or {}), **prep.scans}, memo=memo)
-    if run.log.is_file():
+    if run.log.is_file() and cfg.evaluation.figures and run.draws_figures:
         plot_curves(run.log, run.curves_plot)
 
 

@@ -119,8 +119,9 @@ def pool_seed_runs(
             run.splits_dir.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(seeds[0].split(name), run.split(name))
     write_model_json(run, ensemble_info(run, members_of(seeds), fingerprint))
-    pool_seeds(run, seeds, ci_seed=cfg.evaluation.seed, n_resamples=cfg.evaluation.n_bootstrap)
-    pool_logs(seeds, run, column="seed")
+    pool_seeds(run, seeds, ci_seed=cfg.evaluation.seed, n_resamples=cfg.evaluation.n_bootstrap,
+               figures=cfg.evaluation.figures)
+    pool_logs(seeds, run, column="seed", figures=cfg.evaluation.figures)
     atomic_write_json(run.done, {**done_info(seeds, fingerprint, started), **(done or {})})
     write_model_card(run.path)
 
