@@ -66,6 +66,12 @@ class Scored:
     uncalibrated: np.ndarray | None = None
 
 
+def draws_figures(cfg: ExperimentConfig, run: RunDir) -> bool:
+    """Whether evaluating ``run`` draws its figures (RUN/plots/): ``evaluation.figures``, and never for a fold of
+    a k-fold run (:attr:`RunDir.draws_figures`). The one rule the scorer and training's curves read."""
+    return cfg.evaluation.figures and run.draws_figures
+
+
 @dataclass
 class Scorer:
     """A loaded run and how to run it: what both tasks' evaluation shares."""
@@ -81,8 +87,8 @@ class Scorer:
 
     @property
     def figures(self) -> bool:
-        """Whether this evaluation draws the run's figures (``evaluation.figures``; never for a fold run)."""
-        return self.cfg.evaluation.figures and self.run.draws_figures
+        """Whether this evaluation draws the run's figures (:func:`draws_figures`)."""
+        return draws_figures(self.cfg, self.run)
 
     @property
     def is_ensemble(self) -> bool:

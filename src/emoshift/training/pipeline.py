@@ -374,11 +374,12 @@ def evaluate_and_plot(
     """Evaluate on the training corpora (their test speakers) and on any extra corpus; plot the curves."""
     from emoshift.evaluation.evaluate import evaluate_run
     from emoshift.evaluation.plots import plot_curves
+    from emoshift.evaluation.scoring import draws_figures
 
     # a training corpus without test speakers (a kfold run past its own k: training-only) has nothing to score
     roots = {n: r for n, r in eval_roots(cfg).items() if n not in prep.splits or prep.splits[n].ids("test")}
     evaluate_run(run.path, roots, progress=progress, scans={**(scans or {}), **prep.scans}, memo=memo)
-    if run.log.is_file() and cfg.evaluation.figures and run.draws_figures:
+    if run.log.is_file() and draws_figures(cfg, run):
         plot_curves(run.log, run.curves_plot)
 
 
