@@ -55,6 +55,18 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=rank)  # stable
 
 
+@pytest.fixture(scope="session", autouse=True)
+def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``$EMOSHIFT_CACHE`` for the whole run, never the user's ``~/.cache/emoshift``: one folder every xdist worker
+    (and every command a test starts) shares, so a graph one export traced serves the exports of runs of the
+    same structure in the other worker too (emoshift.deploy.traced)."""
+    base = tmp_path_factory.getbasetemp()
+    folder = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "emoshift-cache"
+    folder.mkdir(exist_ok=True)
+    os.environ["EMOSHIFT_CACHE"] = str(folder)
+    return folder
+
+
 @pytest.fixture(scope="session")
 def synth_tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny synthetic RAVDESS + CREMA-D pair in the real layouts (seconds to generate)."""

@@ -123,7 +123,7 @@ def test_the_readme_parses_into_commands() -> None:
 
 @pytest.mark.slow
 def test_every_readme_command_runs_as_written(
-    synth_tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    synth_tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shared_cache: Path
 ) -> None:
     from emoshift.cli import app
 
@@ -131,7 +131,11 @@ def test_every_readme_command_runs_as_written(
     work.mkdir()
     home.mkdir()
     monkeypatch.setenv("HOME", str(home))
-    monkeypatch.delenv("EMOSHIFT_CACHE", raising=False)
+    monkeypatch.delenv("EMOSHIFT_CACHE", raising=False)  # the default cache, ~/.cache/emoshift, as a reader's
+    # but the graphs other tests' exports traced (emoshift.deploy.traced): `emoshift export` puts its weights in one
+    (shared_cache / "graphs").mkdir(exist_ok=True)
+    (home / ".cache" / "emoshift").mkdir(parents=True)
+    (home / ".cache" / "emoshift" / "graphs").symlink_to(shared_cache / "graphs", target_is_directory=True)
     _readers_files(work, synth_tiny)
     monkeypatch.chdir(work)
     runner = CliRunner()

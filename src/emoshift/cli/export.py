@@ -22,6 +22,9 @@ def export(
     tolerance: Annotated[float | None, typer.Option(
         "--tolerance", help="largest |onnx - torch| output difference accepted (default: 10x float32's own error "
         "on the test files, at least 1e-4); window labels must still agree except at near-ties")] = None,
+    retrace: Annotated[bool, typer.Option(
+        "--retrace", help="trace the network afresh even where a graph of its structure is kept "
+        "($EMOSHIFT_CACHE/graphs): the weights are otherwise put into that graph")] = False,
 ) -> None:
     """Export a trained model to ONNX with its log-mel front end inside; checks parity with torch on test files."""
     from emoshift.core.errors import EmoshiftError
@@ -31,7 +34,7 @@ def export(
     require("train", "emoshift export")  # torch traces the model, onnx and onnxscript write the graph
     try:
         report = export_runs(runs, output, fmt=fmt, quantize=quantize, max_files=max_files, tolerance=tolerance,
-                             progress=True)
+                             reuse_graph=not retrace, progress=True)
     except EmoshiftError as e:
         fail(str(e))
     for line in summary_lines(report):
@@ -46,8 +49,9 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
     par, q = report["parity"], report.get("quantize")
     dimensional = task_named(report.get("task")).rated
     sym, key, name = ("v", "ccc", "mean CCC") if dimensional else ("p", "uar", "UAR")
+    graph = "the kept graph of its structure, its weights put in" if report.get("graph") == "reused" else "traced"
     lines = [f"wrote {report['output']} ({report['bytes'] / 1e6:.1f} MB, {report['members']} member(s), "
-             f"inputs {', '.join(report['inputs'])}) in {report['seconds']:.0f} s"]
+             f"inputs {', '.join(report['inputs'])}; graph {graph}) in {report['seconds']:.0f} s"]
     check = (f"max |{sym}_onnx - {sym}_torch| = {par['max_abs_diff']:.2e} over {par['windows']} windows of "
              f"{par['files']} test files (tolerance {par['tolerance']:.2e}; float32's own error "
              f"{par['float32_error']:.2e})")

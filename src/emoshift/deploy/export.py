@@ -123,9 +123,13 @@ def _quiet() -> Any:
         onnx_log.setLevel(levels[1])
 
 
-def _export_graph(model: Any, meta: ModelMeta, out: Path, *, target: Path | None = None) -> None:
+def _export_graph(model: Any, meta: ModelMeta, out: Path, *, target: Path | None = None, reuse: bool = True) -> bool:
+    """Write ``model``'s ONNX graph to ``out``; returns whether a kept graph of its structure was reused
+    (:mod:`emoshift.deploy.traced`) instead of tracing it."""
     import onnx
     import torch
+
+    from emoshift.deploy import traced
 
     waveform = torch.randn(2, 16_000) * 0.1  # (B, S): shapes are symbolic in the graph
     batch, samples = torch.export.Dim("batch"), torch.export.Dim("samples", min=800)
@@ -134,19 +138,29 @@ def _export_graph(model: Any, meta: ModelMeta, out: Path, *, target: Path | None
         dynamic: dict[str, Any] = {"wave": {0: batch, 1: samples}, "mask": {0: batch, 1: samples}}
     else:
         args, dynamic = (waveform,), {"wave": {0: batch, 1: samples}}
+    axes = {name: "batch, samples >= 800" for name in dynamic}  # the Dims above, written down for the key
+    key = traced.structure_key(model, f"opset {OPSET}, inputs {meta.inputs}, outputs {meta.graph_outputs}, axes {axes}")
     tmp = out.with_name(f".{out.name}.export.tmp")
     try:
         with _quiet():
-            torch.onnx.export(model, args, str(tmp), input_names=list(meta.inputs),
-                              output_names=list(meta.graph_outputs), dynamic_shapes=dynamic, dynamo=True,
-                              opset_version=OPSET, external_data=False, verbose=False)
+            program = traced.load(key, model) if reuse and key is not None else None
+            reused = program is not None
+            if program is None:
+                program = torch.onnx.export(model, args, None, input_names=list(meta.inputs),
+                                            output_names=list(meta.graph_outputs), dynamic_shapes=dynamic,
+                                            dynamo=True, opset_version=OPSET, optimize=False, verbose=False)
+                assert program is not None  # dynamo=True always returns the ONNXProgram
+                if key is not None:
+                    traced.keep(key, program, model)
+            program.optimize()
+            program.save(str(tmp), external_data=False)
         proto = onnx.load(str(tmp))
         props = [(META_KEY, meta.to_json()), ("labels", json.dumps(list(meta.labels)))]
         if meta.task_kind.rated:
             props.append(("targets", json.dumps(list(meta.targets))))
-        for key, value in props:
+        for name, value in props:
             entry = proto.metadata_props.add()
-            entry.key, entry.value = key, value
+            entry.key, entry.value = name, value
         proto.doc_string = (
             f"emoshift {meta.model}: 16 kHz waveform -> values (B, T) of {list(meta.targets)} on {meta.target_range}"
             if meta.task_kind.rated else
@@ -154,6 +168,7 @@ def _export_graph(model: Any, meta: ModelMeta, out: Path, *, target: Path | None
         )
         onnx.save(proto, str(tmp))
         os.replace(tmp, out)
+        return reused
     except Exception as e:
         tmp.unlink(missing_ok=True)
         if isinstance(e, EmoshiftError):
@@ -345,15 +360,16 @@ def export_runs(
     quantize: str | None = None,
     max_files: int = 64,
     tolerance: float | None = None,
+    reuse_graph: bool = True,
     progress: bool = False,
 ) -> dict[str, Any]:
     """Export ``runs`` (one run, or an ensemble's members) to ``out`` (default RUN/model.onnx); returns the report.
 
     ``tolerance``: the largest ``|p_onnx - p_torch|`` accepted (default: from float32's own error, see the module
-    docstring); ``progress``: show each step (:mod:`emoshift.core.progress`)."""
-    from emoshift.core.progress import progress as steps
+    docstring); ``reuse_graph``: put the weights into a kept graph of the same structure instead of tracing
+    (:mod:`emoshift.deploy.traced`; the report's ``graph`` says which); ``progress``: show each step
+    (:mod:`emoshift.core.progress`)."""
     from emoshift.deploy.graph import build_serving_model, member_runs
-    from emoshift.deploy.onnx_backend import OnnxBackend
     from emoshift.deploy.torch_backend import TorchBackend
 
     _check_options(fmt, quantize, tolerance)
@@ -378,19 +394,17 @@ def export_runs(
         shutil.rmtree(stale, ignore_errors=True)
     with tempfile.TemporaryDirectory(prefix=EXPORT_TMP_PREFIX, dir=target.parent) as tmp:
         float_path = Path(tmp) / "model.onnx"
-        with steps(1, f"export {meta.model}: trace the graph (torch.export)", enabled=progress, unit="graph") as done:
-            _export_graph(model, meta, float_path, target=target)
-            done(1)
         files = test_files(paths, limit=max_files)
-        (ref, got, f64), problems = score_files([torch_backend, OnnxBackend(float_path), exact], files, show=progress)
+        reused, (ref, got), parity = _export_checked(model, meta, float_path, files, (torch_backend, exact),
+                                                     tolerance=tolerance, reuse=reuse_graph, target=target,
+                                                     progress=progress)
         score_key = meta.task_kind.headline  # the graphs' quality on the test files: ccc or uar
-        parity = parity_check(files, ref, got, f64, meta, tolerance=tolerance)
-        parity["skipped"] = problems
         report: dict[str, Any] = {
             "output": str(target), "format": fmt, "opset": OPSET, "runs": [str(p) for p in paths],
             "members": meta.members, "model": meta.model, "input_kind": meta.input_kind, "labels": list(meta.labels),
             "task": meta.task, "inputs": list(meta.inputs), "outputs": list(meta.graph_outputs),
-            "sample_rate": 16_000, "window_s": meta.window_s, "parity": parity,
+            "sample_rate": 16_000, "window_s": meta.window_s, "graph": "reused" if reused else "traced",
+            "parity": parity,
             f"{score_key}_torch": _quality(files, ref.results, meta),
             f"{score_key}_onnx": _quality(files, got.results, meta),
         }
@@ -412,6 +426,28 @@ def export_runs(
     report["seconds"] = round(time.time() - t0, 2)
     atomic_write_json(report_path(target), report)
     return report
+
+
+def _export_checked(model: Any, meta: ModelMeta, out: Path, files: list[TestFile], torch_backends: tuple[Any, Any],
+                    *, tolerance: float | None, reuse: bool, target: Path, progress: bool) -> tuple[bool, Any, Any]:
+    """Export ``model``'s graph to ``out`` and run the self-check (float32 torch, its float64 copy, the graph);
+    returns (whether a kept graph was reused, (torch's scores, the graph's), the parity with its ``skipped``).
+    A kept graph that fails the check is traced afresh and checked again (emoshift.deploy.traced)."""
+    from emoshift.core.progress import progress as steps
+    from emoshift.deploy.onnx_backend import OnnxBackend
+
+    for attempt in (reuse, False):
+        what = "the kept graph of this structure" if attempt else "trace the graph (torch.export)"
+        with steps(1, f"export {meta.model}: {what}", enabled=progress, unit="graph") as done:
+            reused = _export_graph(model, meta, out, target=target, reuse=attempt)
+            done(1)
+        (ref, got, f64), problems = score_files([torch_backends[0], OnnxBackend(out), torch_backends[1]], files,
+                                                show=progress)
+        parity = parity_check(files, ref, got, f64, meta, tolerance=tolerance)
+        parity["skipped"] = problems
+        if parity["ok"] or not reused:
+            break
+    return reused, (ref, got), parity
 
 
 def _check_options(fmt: str, quantize: str | None, tolerance: float | None) -> None:

@@ -107,8 +107,12 @@ class ServingModel(nn.Module):
         self.members = nn.ModuleList(members)
         self.input_kind = str(info.input_kind)
         self.rated = info.task_kind.rated  # outputs ("values",), else ("logits", "probabilities")
-        # each member's model.json temperature (evaluation.calibrate), 1.0 when it has none: logits / T
-        self.temperatures = [float(t) for t in temperatures] if temperatures else [1.0] * len(members)
+        # each member's model.json temperature (evaluation.calibrate), 1.0 when it has none: logits / T. A buffer,
+        # not constants in the graph: runs that differ only in their temperature share one traced graph
+        # (emoshift.deploy.traced)
+        temps = [float(t) for t in temperatures] if temperatures else [1.0] * len(members)
+        self.register_buffer("temperature", torch.tensor(temps, dtype=torch.float32), persistent=False)
+        self.temperature: Tensor  # (M,)
 
     def forward(self, wave: Tensor, mask: Tensor | None = None) -> tuple[Tensor, ...]:
         if self.input_kind == "waveform":
@@ -116,7 +120,7 @@ class ServingModel(nn.Module):
         else:
             raw = [m(wave) for m in self.members]
         if not self.rated:  # calibrated logits, as ModelRecord.values divides them (constants in the graph)
-            raw = [r if t == 1.0 else r / t for r, t in zip(raw, self.temperatures, strict=True)]
+            raw = [r / self.temperature[i] for i, r in enumerate(raw)]
         mean = raw[0] if len(raw) == 1 else torch.stack(raw).mean(dim=0)  # (B, K)
         if self.rated:  # a rated model: its values are its outputs, the mean of the members'
             return (mean,)
