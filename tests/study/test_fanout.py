@@ -14,6 +14,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from emoshift.cli import app
@@ -183,6 +184,18 @@ def reference(work: Path) -> Path:
     assert code == 0, output
     assert "started" not in output  # no job lines: today's output
     return out
+
+
+@needs_study_file
+@pytest.mark.slow
+def test_only_runs_the_experiment_and_its_teacher(reference: Path) -> None:
+    """The sequential reference is `--only L2c`: it ran L2c and its teacher L2b, and nothing else."""
+    assert sorted(p.name for p in (reference / "runs").iterdir()) == ["L2b", "L2c"]
+    assert {r[0] for r in _rows(reference / "results.csv")[1:]} == {"L2b", "L2c"}
+    cfg = yaml.safe_load((reference / "runs" / "L2c" / "config.yaml").read_text())
+    assert cfg["training"]["distill"]["teacher"] == str(reference / "runs" / "L2b")
+    md = (reference / "report.md").read_text()
+    assert "9 not run" in md and "| L4.9 |" in md
 
 
 @needs_study_file
