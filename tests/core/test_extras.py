@@ -41,7 +41,8 @@ def test_extras_table_matches_pyproject() -> None:
         for module in modules:
             dist = {"sklearn": "scikit-learn", "python_multipart": "python-multipart", "mlflow": "mlflow-skinny",
                     "silero_vad": "silero-vad", "optuna_integration": "optuna-integration",
-                    "starlette": "fastapi", "huggingface_hub": "transformers", "pandas": "audformat"}.get(module, module)
+                    "starlette": "fastapi", "huggingface_hub": "transformers", "pandas": "audformat",
+                    "onnx_ir": "onnx-ir"}.get(module, module)
             assert dist in names, f"[{extra}] provides {module} but pyproject.toml does not list {dist}"
 
 

@@ -24,12 +24,12 @@ from contextlib import contextmanager
 from emoshift.core.errors import EmoshiftError
 
 # extra -> the top-level import names its requirements provide (pyproject.toml lists the distributions; the
-# names differ: scikit-learn -> sklearn, python-multipart -> python_multipart, mlflow-skinny -> mlflow; starlette,
-# huggingface_hub and pandas come with fastapi, transformers and audformat).
+# names differ: scikit-learn -> sklearn, python-multipart -> python_multipart, mlflow-skinny -> mlflow, onnx-ir ->
+# onnx_ir; starlette, huggingface_hub and pandas come with fastapi, transformers and audformat).
 EXTRAS: dict[str, tuple[str, ...]] = {
     "train": (
         "torch", "lightning", "transformers", "huggingface_hub", "safetensors", "sklearn", "opensmile", "onnx",
-        "onnxscript",
+        "onnxscript", "onnx_ir",
     ),
     "serve": ("fastapi", "starlette", "uvicorn", "python_multipart"),
     "plots": ("matplotlib",),
