@@ -8,10 +8,13 @@ it into a folder every worker shares, while the others wait for it. Those fixtur
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
 import pytest
+import typer.main
+import typer.testing
 
 from tests.once import built_once
 
@@ -23,6 +26,15 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 if os.environ.get("PYTEST_XDIST_WORKER"):
     for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ.setdefault(_var, "1")
+
+# typer's CliRunner.invoke(app, ...) converts the Typer app into its click command at every call: about 90 ms
+# of typer reading every command's signature (its annotations evaluated one by one), more than most invocations
+# take themselves, and the suite invokes the CLI about a thousand times (the bad-config table alone 584). The
+# app does not change once imported, so each worker builds its command once; what is invoked is the same click
+# command typer builds. (typer.testing imports typer.main.get_command under this name; where a typer release
+# no longer does, nothing is patched and every call builds it again.)
+if hasattr(typer.testing, "_get_command"):
+    typer.testing._get_command = functools.lru_cache(maxsize=8)(typer.main.get_command)  # type: ignore[attr-defined]
 
 # The longest test files, then the folders of long end-to-end tests, collected first. `make test`'s workers (xdist,
 # --dist loadfile) take test files in collection order, each holding its current file and the next; the longest

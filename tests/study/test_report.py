@@ -358,6 +358,21 @@ def test_key_results_chart_beside_the_table(fabricated: tuple) -> None:
     assert 'alt="key results: UAR with 95% speaker-bootstrap CIs"' in page
 
 
+def test_a_report_written_again_redraws_only_what_changed(fabricated: tuple) -> None:
+    """The figures the report draws for runs that drew none are drawn again only for a run evaluated since."""
+    import os
+
+    study, out, _ = fabricated
+    write_report(out, study)
+    drawn = {p.name: p.stat().st_mtime_ns for p in (out / "plots").glob("confusion_*.png")}
+    assert {"confusion_A_ravdess.png", "confusion_B_crema-d.png"} <= set(drawn)
+    later = max(drawn.values()) + 10**9
+    os.utime(out / "runs" / "B" / "metrics" / "crema-d.json", ns=(later, later))  # B evaluated again
+    write_report(out, study)
+    again = {p.name: p.stat().st_mtime_ns for p in (out / "plots").glob("confusion_*.png")}
+    assert [n for n in drawn if again[n] != drawn[n]] == ["confusion_B_crema-d.png"]
+
+
 # --------------------------------------------------------------------------------------------------------
 # issue 24: a collapsed model is called out; notes only for experiments with scores; only the marks in use
 

@@ -300,12 +300,22 @@ def _confusions(summaries: Sequence[ExperimentSummary], corpora: Sequence[str], 
                     continue
                 from emoshift.evaluation.plots import plot_confusion
 
-                path = plot_confusion(
-                    m.confusion, m.labels, out / "plots" / f"confusion_{s.id}_{c}.png", title=f"{s.id} on {c}"
-                )
+                path = out / "plots" / f"confusion_{s.id}_{c}.png"
+                if not _drawn_since(path, RunDir.of(s.run).metrics(c)):
+                    plot_confusion(m.confusion, m.labels, path, title=f"{s.id} on {c}")
             blocks.append(Image(path, f"{s.id} on {corpus_title(c)} ({m.split})"))
             any_plot = True
     return blocks if any_plot else [*blocks[:1], Para("No run has been evaluated yet.")]
+
+
+def _drawn_since(figure: Path, source: Path) -> bool:
+    """``figure`` (one the report draws for a run that drew none) was drawn after ``source`` (the run's metrics
+    or done.json) last changed: a report written again over the same runs draws it again only for a run that
+    was retrained or evaluated again since."""
+    try:
+        return figure.stat().st_mtime_ns >= source.stat().st_mtime_ns
+    except FileNotFoundError:
+        return False
 
 
 def _best_epoch(log: Sequence[dict[str, str]]) -> tuple[str, str]:
@@ -334,8 +344,10 @@ def _curves(summaries: Sequence[ExperimentSummary], out: Path) -> list[Block]:
                 continue
             from emoshift.evaluation.plots import plot_curves
 
+            path = out / "plots" / f"curves_{s.id}.png"
             try:
-                path = plot_curves(s.log, out / "plots" / f"curves_{s.id}.png")
+                if not _drawn_since(path, RunDir.of(s.run).done):
+                    plot_curves(s.log, path)
             except ValueError:
                 continue
         images.append(Image(path, f"{s.id}: training curves"))
