@@ -79,14 +79,14 @@ def test_same_process_may_nest_and_releases_after(tmp_path: Path) -> None:
     holder.wait()
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "emoshift", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
-    )
+def _cli(*args: str) -> tuple[int, str]:
+    """``emoshift ARGS`` in this process (the lock's other holder is a real process): exit code, stderr."""
+    from typer.testing import CliRunner
+
+    from emoshift.cli import app
+
+    result = CliRunner().invoke(app, list(args))
+    return result.exit_code, result.stderr
 
 
 def test_train_and_study_refuse_a_busy_output_folder(synth_tiny: Path, tmp_path: Path) -> None:
@@ -105,9 +105,9 @@ def test_train_and_study_refuse_a_busy_output_folder(synth_tiny: Path, tmp_path:
     finally:
         holder.kill()
         holder.wait()
-    for result in (train, study):
-        assert result.returncode == 2, result.stderr
-        lines = result.stderr.strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for code, stderr in (train, study):
+        assert code == 2, stderr
+        lines = stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: "), stderr
         assert str(out.resolve()) in lines[0] and f"pid {holder.pid}" in lines[0]
     assert sorted(p.name for p in out.iterdir()) == [LOCK_NAME]  # nothing was written

@@ -93,10 +93,11 @@ def test_wheel_core_install_predicts_and_audits(exported: tuple[Path, dict], syn
     # 2. the core install in a fresh virtual environment: no torch, under 400 MB
     venv = tmp_path / "core-venv"
     started = time.monotonic()
-    made = _run([sys.executable, "-m", "venv", venv], timeout=300)
+    uv = _uv()  # uv makes the venv in a blink (no pip in it: uv installs); python -m venv installs pip first
+    made = _run([*uv, "venv", "-q", "--python", sys.executable, venv] if uv else [sys.executable, "-m", "venv", venv],
+                timeout=300)
     assert made.returncode == 0, made.stderr[-2000:]
     bin_ = venv / "bin"
-    uv = _uv()
     # uv compiles the byte code as pip does, so that the size below counts what pip's install holds
     install = [*uv, "pip", "install", "-q", "--compile-bytecode", "--python", bin_ / "python", wheel] if uv else [
         bin_ / "python", "-m", "pip", "install", "-q", wheel]
