@@ -45,6 +45,7 @@ LONG_FIRST = (
     "study/test_fanout.py",
     "study/test_domain_shift.py",
     "test_readme.py",
+    "test_legacy_runs.py",
     "crash/test_kill_train.py",
     "deploy/test_install.py",
     "training/test_train.py",
@@ -56,6 +57,9 @@ LONG_FIRST = (
     "training",
     "deploy",
     "robustness",
+    "test_architecture.py",
+    "test_docs.py",
+    "synth/test_synth.py",
 )
 
 

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from emoshift.core.rundir import MODEL_FORMAT, RunDir, RunError, write_model_json
+from tests.imports import heavy_loaded
 
 
 def test_paths_follow_the_contract(tmp_path: Path) -> None:
@@ -115,8 +114,9 @@ def test_unreadable_done_json_is_a_run_error(tmp_path: Path) -> None:
         run.done_info()
 
 
-@pytest.mark.parametrize("module", ["emoshift.core.rundir", "emoshift.study.report", "emoshift.evaluation.audit"])
+TORCH_FREE = ("emoshift.core.rundir", "emoshift.study.report", "emoshift.evaluation.audit")
+
+
+@pytest.mark.parametrize("module", TORCH_FREE)
 def test_import_is_torch_free(module: str) -> None:
-    code = f"import sys, {module}; assert 'torch' not in sys.modules, sorted(m for m in sys.modules if 'torch' in m)"
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
+    assert "torch" not in heavy_loaded(module, together=TORCH_FREE)
