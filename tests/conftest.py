@@ -20,6 +20,10 @@ from tests.once import built_once
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a model hub
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# librosa (the log-mel parity tests' reference; emoshift never imports it) compiles its numba kernels when it is
+# first imported, 30 s in a fresh environment; without LLVM's optimisation passes, 20 s. The same results: the
+# passes change how fast the kernels run, not what they compute.
+os.environ.setdefault("NUMBA_OPT", "0")
 # `make test` runs one xdist worker per core: one torch/BLAS thread each (and in the commands they start), so
 # that the workers do not oversubscribe the cores with threads that wait on each other. Set before anything
 # imports torch; code that sets its own thread count (study jobs, cache builders) still does.
