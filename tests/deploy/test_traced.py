@@ -38,25 +38,20 @@ def _graph(path: Path) -> tuple[list[str], list[np.ndarray]]:
     return [n.op_type for n in proto.graph.node], [numpy_helper.to_array(t) for t in proto.graph.initializer]
 
 
-def test_a_run_of_the_same_structure_reuses_the_graph_and_writes_what_a_trace_writes(
+def test_a_run_of_the_same_structure_gets_the_kept_graph_with_its_own_weights(
     exported: tuple[Path, dict], tmp_path: Path
 ) -> None:
     from emoshift.deploy.export import export_runs
 
-    # the exported run again: its kept graph with its weights is, op for op and weight for weight, the traced file
-    again = export_runs([exported[0]], tmp_path / "again.onnx", max_files=4)
-    assert again["graph"] == "reused" and exported[1]["graph"] == "traced"
-    (ops_a, w_a), (ops_b, w_b) = _graph(tmp_path / "again.onnx"), _graph(exported[0] / "model.onnx")
-    assert ops_a == ops_b and len(w_a) == len(w_b) and all(np.array_equal(x, y) for x, y in zip(w_a, w_b, strict=True))
-    # a run of the same structure: its own weights and temperature go in (else its parity with torch would fail)
-    run = _retrained(exported[0], tmp_path / "run")
+    run = _retrained(exported[0], tmp_path / "run")  # other weights, another temperature
     report = export_runs([run], tmp_path / "reused.onnx", max_files=4)
+    # reused, and its own weights and temperature went in: else its parity with torch would fail
     assert report["graph"] == "reused" and report["parity"]["ok"] and report["parity"]["max_abs_diff"] <= 1e-4
-    ops_c, w_c = _graph(tmp_path / "reused.onnx")
-    assert ops_c == ops_b and not all(np.array_equal(x, y) for x, y in zip(w_c, w_b, strict=True))
+    (ops_a, w_a), (ops_b, w_b) = _graph(tmp_path / "reused.onnx"), _graph(exported[0] / "model.onnx")
+    assert ops_a == ops_b and not all(np.array_equal(x, y) for x, y in zip(w_a, w_b, strict=True))
 
 
-def test_a_kept_graph_that_fails_the_self_check_is_traced_afresh(
+def test_a_kept_graph_that_fails_the_self_check_is_traced_afresh_and_reuse_writes_what_a_trace_writes(
     exported: tuple[Path, dict], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from emoshift.deploy.export import export_runs
@@ -66,8 +61,15 @@ def test_a_kept_graph_that_fails_the_self_check_is_traced_afresh(
     stale, _ = build_serving_model([exported[0]])  # the other run's weights: a graph that computes something else
     load = traced.load
     monkeypatch.setattr(traced, "load", lambda key, model: load(key, stale))
-    report = export_runs([run], tmp_path / "model.onnx", max_files=4)
+    report = export_runs([run], tmp_path / "traced.onnx", max_files=4)
     assert report["graph"] == "traced" and report["parity"]["ok"]
+    monkeypatch.undo()
+    # the fresh trace was kept: the same run again reuses it, and the file is the traced one, op for op and
+    # weight for weight
+    again = export_runs([run], tmp_path / "reused.onnx", max_files=4)
+    assert again["graph"] == "reused"
+    (ops_a, w_a), (ops_b, w_b) = _graph(tmp_path / "reused.onnx"), _graph(tmp_path / "traced.onnx")
+    assert ops_a == ops_b and len(w_a) == len(w_b) and all(np.array_equal(x, y) for x, y in zip(w_a, w_b, strict=True))
 
 
 class _Net(nn.Module):
