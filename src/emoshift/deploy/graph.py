@@ -119,7 +119,7 @@ class ServingModel(nn.Module):
             raw = [m(wave, mask) for m in self.members]  # each (B, K): logits, or values
         else:
             raw = [m(wave) for m in self.members]
-        if not self.rated:  # calibrated logits, as ModelRecord.values divides them (constants in the graph)
+        if not self.rated:  # calibrated logits, as ModelRecord.values divides them (the temperature buffer)
             raw = [r / self.temperature[i] for i, r in enumerate(raw)]
         mean = raw[0] if len(raw) == 1 else torch.stack(raw).mean(dim=0)  # (B, K)
         if self.rated:  # a rated model: its values are its outputs, the mean of the members'

@@ -126,7 +126,7 @@ def load(key: str, model: Any) -> Any | None:
         return None
     os.utime(path)  # recently used
     program = torch.onnx.ONNXProgram(graph, None)
-    program.apply_weights({k: v for k, v in named.items() if k in graph.graph.initializers})
+    program.apply_weights({k: named[k] for k in graph.graph.initializers})
     return program
 
 
