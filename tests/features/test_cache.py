@@ -132,6 +132,16 @@ def test_parallel_build_equals_in_process(
         np.testing.assert_array_equal(parallel.get(u.id), serial.get(u.id))
 
 
+def test_default_build_on_one_core_stays_in_process(
+    tmp_path: Path, corpus: list[Utterance], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No pool where this process may use one core (emoshift.core.cores): its workers would only take turns."""
+    assert len(corpus) > CHUNK
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    store = FeatureCache(tmp_path / "c").build("fake", corpus, CFG)
+    assert store.stats is not None and store.stats.workers == 1 and len(store) == len(corpus)
+
+
 # --------------------------------------------------------------------------------------- reuse, invalidation
 
 

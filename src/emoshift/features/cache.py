@@ -37,7 +37,7 @@ from typing import IO, NamedTuple, TypeVar
 import numpy as np
 
 from emoshift.config.features import FeatureConfig
-from emoshift.core import audio
+from emoshift.core import audio, cores
 from emoshift.core.io import atomic_open, atomic_write_text, disk_full, file_fingerprint, fsync_dir
 from emoshift.core.lock import die_with_parent
 from emoshift.core.progress import progress as progress_bar
@@ -68,7 +68,7 @@ __all__ = [
 ]
 
 CHUNK = 8  # files per worker task: enough to batch the STFT, small enough for a smooth progress bar
-DEFAULT_WORKERS = 2
+DEFAULT_WORKERS = 2  # at most: never more than the cores this process may use (emoshift.core.cores)
 
 try:  # POSIX advisory lock
     import fcntl
@@ -103,13 +103,14 @@ class FeatureCache:
     ) -> FeatureStore:
         """Bring the cache for ``corpus``/``cfg`` up to date for ``utterances``; return their store.
 
-        ``workers``: processes that decode in parallel (default 2; 0 or 1 = in this process).
+        ``workers``: processes that decode in parallel (default 2, or 1 where this process may use one core;
+        0 or 1 = in this process).
         ``progress``: show a progress bar (done/total, files/s, ETA) on stderr.
         The store holds the utterances that have features, in the given order; ``store.skipped`` the others'
         files with reasons, ``store.stats`` what this build did.
         """
         start = time.perf_counter()
-        n_workers = DEFAULT_WORKERS if workers is None else int(workers)
+        n_workers = cores.workers(DEFAULT_WORKERS) if workers is None else int(workers)
         if n_workers < 0:
             raise ValueError(f"workers must be >= 0, got {workers}")
         directory = self.dir_for(corpus, cfg)

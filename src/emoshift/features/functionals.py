@@ -39,7 +39,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from emoshift.core import audio
+from emoshift.core import audio, cores
 from emoshift.core.errors import EmoshiftError
 from emoshift.core.io import atomic_open, atomic_write_json
 from emoshift.core.lock import die_with_parent
@@ -49,7 +49,7 @@ from emoshift.corpora.base import Skipped, Utterance
 FORMAT_VERSION = 1
 INDEX_NAME = "index.json"
 CHUNK = 8  # files per worker task
-DEFAULT_WORKERS = 2
+DEFAULT_WORKERS = 2  # at most: never more than the cores this process may use (emoshift.core.cores)
 # name -> (opensmile.FeatureSet member, number of functionals)
 FEATURE_SETS: dict[str, tuple[str, int]] = {"egemaps": ("eGeMAPSv02", 88), "compare": ("ComParE_2016", 6373)}
 
@@ -267,13 +267,14 @@ class FunctionalCache:
     ) -> FunctionalStore:
         """Bring the cache for ``corpus``/``cfg`` up to date for ``utterances``; return their store.
 
-        ``workers``: processes extracting in parallel (default 2; 0 or 1 = in this process). The store holds
+        ``workers``: processes extracting in parallel (default 2, or 1 where this process may use one core;
+        0 or 1 = in this process). The store holds
         the utterances that have functionals, in the given order; ``store.skipped`` the others, with reasons.
         """
         import time
 
         start = time.perf_counter()
-        n_workers = DEFAULT_WORKERS if workers is None else int(workers)
+        n_workers = cores.workers(DEFAULT_WORKERS) if workers is None else int(workers)
         if n_workers < 0:
             raise ValueError(f"workers must be >= 0, got {workers}")
         version = opensmile_version()

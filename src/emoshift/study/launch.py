@@ -28,6 +28,7 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from emoshift.core.cores import cores
 from emoshift.core.errors import EmoshiftError
 from emoshift.core.extras import require
 from emoshift.core.overrides import explain
@@ -141,14 +142,6 @@ class LaunchOptions(BaseModel):
         if self.launcher == "slurm":
             return self.slurm.cpus_per_job if self.slurm else None
         return max(1, cores() // (self.jobs or 1))
-
-
-def cores() -> int:
-    """CPU cores this process may use (its affinity where the OS has one)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - macOS, Windows
-        return os.cpu_count() or 1
 
 
 class Handle(Protocol):

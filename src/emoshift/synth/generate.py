@@ -29,6 +29,7 @@ from typing import TypedDict
 import numpy as np
 import soundfile as sf
 
+from emoshift.core.cores import cores
 from emoshift.core.io import atomic_write_bytes
 from emoshift.core.progress import progress as progress_bar
 from emoshift.synth import crowd, iemocap, manifest
@@ -228,18 +229,11 @@ class SynthSummary(TypedDict):
     cached: bool  # True: OUT already held the complete corpora for (scale, seed), nothing was done
 
 
-def _default_workers() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
-
-
 def _write_all(
     todo: list[FileJob], durations: dict[str, float], workers: int | None, *, show: bool, desc: str
 ) -> None:
     """Write ``todo`` in chunks over a process pool (or here), recording each file's seconds in ``durations``."""
-    n_workers = min(workers or _default_workers(), max(1, len(todo)))
+    n_workers = min(workers or cores(), max(1, len(todo)))
     size = max(1, min(16, len(todo) // (n_workers * 6)))
     chunks = [todo[i : i + size] for i in range(0, len(todo), size)]
     with progress_bar(len(todo), desc, enabled=show) as advance:
