@@ -6,9 +6,9 @@ working folder first: ``data/`` (the session's tiny synthetic corpus), ``clip.wa
 ``my_corpus.csv`` (a table in nkululeko's columns with its own label ``ang``) and ``space.yaml`` (the README's own
 YAML block). Four things are changed to keep the suite lean, and only these: training is made tiny (``--set``
 overrides and ``--epochs 1`` appended, as a user may; no figures but ``predict --plot``'s), ``synth`` writes the
-tiny scale, ``tune`` runs 2 trials and ``study`` its L0 phase under the demo profile (2 folds, one channel: the
-file's four channels cost a minute of openSMILE on perturbed copies; tests/study runs the study itself). What
-cannot run in a test is listed in :data:`NOT_RUN` with the reason.
+tiny scale, ``tune`` runs 2 trials and ``study`` one phase under the demo profile: L2b, one CNN (2 folds, one
+channel: 13 s on a core, where the eGeMAPS baseline L0 took 30 s of openSMILE on the clips and their telephone
+copies; tests/study runs every phase). What cannot run in a test is listed in :data:`NOT_RUN` with the reason.
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ def as_run(command: str, home: Path) -> list[str] | None:
     if args[0] == "tune":
         args += ["--trials", "2"]
     if args[0] == "study":
-        args += ["--only", "L0", "--profile", "demo", "--set", "evaluation.n_bootstrap=100"]
+        args += ["--only", "L2b", "--profile", "demo", "--set", "evaluation.n_bootstrap=100"]
     return args
 
 
