@@ -63,10 +63,10 @@ if hasattr(typer.testing, "_get_command"):
 # "Development" lists the slowest tests). The order inside a file is unchanged; no test depends on the order.
 LONG_FIRST = (
     "study/test_study.py",
-    "study/test_fanout.py",
     "study/test_domain_shift.py",
     "test_readme.py",
     "test_legacy_runs.py",
+    "study/test_fanout.py",  # after files the other worker takes meanwhile: it compares with test_study's full study
     "crash/test_kill_train.py",
     "deploy/test_install.py",
     "training/test_train.py",

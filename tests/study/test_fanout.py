@@ -1,9 +1,11 @@
 """A study fanned out (`emoshift study --jobs N`, `--launcher slurm`): the same report whatever ran where.
 
-One sequential run of the smallest study with a distillation pair (`--only L2c`: L2b, then its student L2c,
-each 2 speaker folds) is the reference; the parallel runs (a spawned process pool, submitit's local executor
-on the SLURM code path) must give the same results.csv and the same pooled predictions, start a student only
-after its teacher, and land each fold job in RUN/folds/<i>/."""
+The smallest selection with a distillation pair (`--only L2c`: L2b, then its student L2c, each 2 speaker folds)
+runs in parallel (a process pool, submitit's local executor on the SLURM code path) and must give the same
+results.csv rows and the same pooled predictions as the sequential reference, start a student only after its
+teacher, and land each fold job in RUN/folds/<i>/. The reference is the session's whole study run one
+experiment after the other (tests/study/conftest.py: ``full_study``, with the same settings: tests/study/studies.py),
+whose L2b and L2c are the same experiments."""
 
 from __future__ import annotations
 
@@ -19,22 +21,12 @@ from typer.testing import CliRunner
 
 from emoshift.cli import app
 from emoshift.models import list_models
-from emoshift.study import load_study, run_study, write_report
+from emoshift.study import Study, StudyResult, load_study, run_study, write_report
 from emoshift.study.launch import LaunchError, LaunchOptions, minutes
+from tests.study import studies
+from tests.study.studies import CONFIG
 
-REPO = Path(__file__).resolve().parents[2]
-CONFIG = REPO / "configs" / "study.yaml"
 CORPORA = ("ravdess", "crema-d")
-FAST = [
-    "training.epochs=1",
-    "training.batch_size=16",
-    "model.width_mult=0.125",
-    "features.n_mels=32",
-    "features.crop_s=1.0",
-    "evaluation.n_bootstrap=50",
-    "evaluation.figures=false",
-    "data.split.k=2",
-]
 needs_study_file = pytest.mark.skipif(
     "egemaps" not in list_models(), reason="configs/study.yaml's L0 phases need the acoustic model 'egemaps'"
 )
@@ -112,7 +104,7 @@ def work(synth_tiny: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _sets(work: Path) -> list[str]:
-    return [*FAST, f"data.cache_dir={work / 'cache'}"]  # one feature cache: every run reads the same log-mels
+    return studies.overrides(work / "cache")  # the reference's settings; one feature cache for this file's runs
 
 
 def _roots(work: Path) -> dict[str, str]:
@@ -177,37 +169,50 @@ def _same_predictions(a: Path, b: Path, eid: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def reference(work: Path) -> Path:
-    """`--only L2c` one experiment after the other (the default, --jobs 1)."""
-    out = work / "sequential"
-    code, output = _cli(work, out, "--only", "L2c")
-    assert code == 0, output
+def reference(full_study: tuple[Path, str, float]) -> Path:
+    """Every experiment one after the other (the default, --jobs 1): the session's whole study."""
+    out, output, _ = full_study
     assert "started" not in output  # no job lines: today's output
     return out
 
 
+def _expected(reference: Path, *eids: str) -> list[list[str]]:
+    """The reference's results.csv: its header and the rows of ``eids``."""
+    return [r for r in _rows(reference / "results.csv") if r[0] in ("experiment", *eids)]
+
+
+@pytest.fixture(scope="module")
+def two_jobs(work: Path) -> tuple[Path, Study, StudyResult]:
+    """`--only L2c` in a pool of two jobs (run_study, then the report, as the CLI does)."""
+    out = work / "two-jobs"
+    study = load_study(CONFIG, profile="demo", roots=_roots(work), overrides=_sets(work), only=["L2c"])
+    result = run_study(study, out, progress=False, launch=LaunchOptions(jobs=2))
+    write_report(out, study, result)
+    return out, study, result
+
+
 @needs_study_file
 @pytest.mark.slow
-def test_only_runs_the_experiment_and_its_teacher(reference: Path) -> None:
-    """The sequential reference is `--only L2c`: it ran L2c and its teacher L2b, and nothing else."""
-    assert sorted(p.name for p in (reference / "runs").iterdir()) == ["L2b", "L2c"]
-    assert {r[0] for r in _rows(reference / "results.csv")[1:]} == {"L2b", "L2c"}
-    cfg = yaml.safe_load((reference / "runs" / "L2c" / "config.yaml").read_text())
-    assert cfg["training"]["distill"]["teacher"] == str(reference / "runs" / "L2b")
-    md = (reference / "report.md").read_text()
+def test_only_runs_the_experiment_and_its_teacher(two_jobs: tuple[Path, Study, StudyResult]) -> None:
+    """`--only L2c` ran L2c and its teacher L2b, and nothing else."""
+    out, _, _ = two_jobs
+    assert sorted(p.name for p in (out / "runs").iterdir()) == ["L2b", "L2c"]
+    assert {r[0] for r in _rows(out / "results.csv")[1:]} == {"L2b", "L2c"}
+    cfg = yaml.safe_load((out / "runs" / "L2c" / "config.yaml").read_text())
+    assert cfg["training"]["distill"]["teacher"] == str(out / "runs" / "L2b")
+    md = (out / "report.md").read_text()
     assert "9 not run" in md and "| L4.9 |" in md
 
 
 @needs_study_file
 @pytest.mark.slow
-def test_two_jobs_give_the_same_report_teacher_first(reference: Path, work: Path) -> None:
-    out = work / "two-jobs"
-    study = load_study(CONFIG, profile="demo", roots=_roots(work), overrides=_sets(work), only=["L2c"])
-    result = run_study(study, out, progress=False, launch=LaunchOptions(jobs=2))
-    write_report(out, study, result)
+def test_two_jobs_give_the_same_report_teacher_first(
+    reference: Path, work: Path, two_jobs: tuple[Path, Study, StudyResult]
+) -> None:
+    out, study, result = two_jobs
     assert result.ok and {o.status for o in result.outcomes.values()} == {"trained"}
 
-    expected, got = _rows(reference / "results.csv"), _rows(out / "results.csv")
+    expected, got = _expected(reference, "L2b", "L2c"), _rows(out / "results.csv")
     assert len(expected) == 5 and not _differences(expected, got), _differences(expected, got)
     changed = [row[:] for row in got]
     changed[3][5] = f"{float(changed[3][5]) + 1e-6:.6f}"
@@ -248,7 +253,7 @@ def test_submitit_local_executor_gives_the_same_results(reference: Path, work: P
     for key in ("L2b/fold0", "L2b/fold1", "L2b"):
         assert f"{key} started (job " in output and f"{key} done in " in output
     assert "L2b trained" in output
-    expected = [r for r in _rows(reference / "results.csv") if r[0] in ("experiment", "L2b")]
+    expected = _expected(reference, "L2b")
     assert not _differences(expected, _rows(out / "results.csv"))
     _same_predictions(reference, out, "L2b")
     assert list((out / "jobs").glob("*_0_log.out"))  # each job's log, submitit's files beside the runs

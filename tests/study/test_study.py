@@ -7,7 +7,6 @@ import csv
 import json
 import re
 import shutil
-import time
 from pathlib import Path
 
 import pytest
@@ -17,9 +16,9 @@ from typer.testing import CliRunner
 from emoshift.cli import app
 from emoshift.models import family_of, list_models
 from emoshift.study import StudyError, fit_stages, load_study, run_dir
+from tests.study import studies
+from tests.study.studies import CONFIG
 
-REPO = Path(__file__).resolve().parents[2]
-CONFIG = REPO / "configs" / "study.yaml"
 PHASES = ["L0", "L0b", "L2", "L2b", "L2c", "L3", "L4.3", "L4.5", "L4.6", "L4.7", "L4.9"]
 
 # configs/study.yaml's first phases (L0, L0b) are the eGeMAPS + SVM baseline: the file only loads where the
@@ -330,46 +329,10 @@ def test_cli_errors_exit_2_with_one_line(roots: dict[str, str], tmp_path: Path) 
 # End to end on the synthetic corpus
 
 
-@pytest.fixture(scope="session")
-def tiny_corpus(synth_tiny: Path) -> dict[str, str]:
-    """The session's tiny synthetic pair (tests/conftest.py), not a second copy of it: the study only reads it."""
-    return {"ravdess": str(synth_tiny / "ravdess"), "crema-d": str(synth_tiny / "crema-d")}
-
-
-def _fast(cache: Path) -> list[str]:
-    sets = [
-        "training.epochs=1",
-        "training.batch_size=16",
-        "model.width_mult=0.125",
-        "features.n_mels=32",
-        "features.crop_s=1.0",
-        "evaluation.n_bootstrap=50",
-        "evaluation.figures=false",  # the full study below has L2b draw them
-        "data.split.k=2",  # 2 folds of the tiny corpus's 8 actors: 4 test speakers a fold, 8 pooled
-        # one seed, but L2 over two: the repeated-training path runs end to end (pooled metrics, perturbation,
-        # findings over seeds) at a third of the demo's 3-seed cost; verdicts over seeds are test_findings'
-        "training.seeds=null",
-        "L2:training.seeds=[0,1]",
-        f"data.cache_dir={cache}",
-    ]
-    return [a for s in sets for a in ("--set", s)]
-
-
 def _fold_weights(run: Path, fold: int) -> Path:
     """A fold's weights in a study run: RUN/folds/<i>/, or the first seed's in a repeated-training run."""
     seeded = run / "seeds" / "0" / "folds" / str(fold) / "model.safetensors"
     return seeded if (run / "seeds").is_dir() else run / "folds" / str(fold) / "model.safetensors"
-
-
-def _study(corpus: dict[str, str], out: Path, *extra: str) -> tuple[int, str, float]:
-    args = ["study", str(CONFIG), "-o", str(out), "--profile", "demo"]
-    for name, root in corpus.items():
-        args += ["--corpus", f"{name}={root}"]
-    started = time.monotonic()
-    result = CliRunner().invoke(app, [*args, *_fast(out.parent / "cache"), *extra])
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result.exit_code, result.output, time.monotonic() - started
 
 
 def _rows(out: Path) -> list[dict[str, str]]:
@@ -377,18 +340,6 @@ def _rows(out: Path) -> list[dict[str, str]]:
         reader = csv.DictReader(f)
         assert reader.fieldnames == RESULT_COLUMNS
         return list(reader)
-
-
-@pytest.fixture(scope="module")
-def full_study(
-    tiny_corpus: dict[str, str], tmp_path_factory: pytest.TempPathFactory
-) -> tuple[Path, str, float]:
-    out = tmp_path_factory.mktemp("study") / "out"
-    # L2b draws its own figures, which the report then embeds; the others draw none, and the report draws the
-    # images it shows for them (both paths of report._confusions and _curves run)
-    code, output, seconds = _study(tiny_corpus, out, "--set", "L2b:evaluation.figures=true")
-    assert code == 0, output
-    return out, output, seconds
 
 
 @pytest.mark.slow
@@ -485,7 +436,7 @@ def test_second_run_skips_complete_experiments(
         if e != "L3"
     }
     dones = {e: (out / "runs" / e / "done.json").stat().st_mtime_ns for e in PHASES}
-    code, output, _ = _study(tiny_corpus, out)
+    code, output, _ = studies.run(tiny_corpus, out)
     assert code == 0, output
     assert (
         output.count("complete with the same") == 11
@@ -505,7 +456,7 @@ def test_changed_config_moves_the_stale_run_aside(
     shutil.copytree(full_study[0], out)
     old = json.loads((out / "runs" / "L2" / "done.json").read_text())
     changed = ["--set", "L2:training.lr=0.01", "--set", "L2:training.seeds=null"]  # one seed: half the retraining
-    code, output, _ = _study(tiny_corpus, out, "--only", "L2", *changed)
+    code, output, _ = studies.run(tiny_corpus, out, "--only", "L2", *changed)
     assert code == 0, output
     assert "moved to" in output
     (stale,) = (out / "stale").glob("L2-*")
@@ -514,7 +465,7 @@ def test_changed_config_moves_the_stale_run_aside(
     assert new["fingerprint"] != old["fingerprint"]
     assert yaml.safe_load((out / "runs" / "L2" / "config.yaml").read_text())["training"]["lr"] == 0.01
     # the audit of L2 (L3) is now stale too: it is redone against the retrained model
-    code, output, _ = _study(tiny_corpus, out, "--only", "L3", *changed)
+    code, output, _ = studies.run(tiny_corpus, out, "--only", "L3", *changed)
     assert code == 0, output
     assert "L3 audited" in output and list((out / "stale").glob("L3-*"))
     assert output.count("complete with the same") == 1
@@ -527,7 +478,7 @@ def test_a_failing_experiment_does_not_stop_the_others(
     out = tmp_path / "out"
     shutil.copytree(full_study[0], out)
     bad = ["--set", "L4.3:model.pretrained=/nonexistent/weights", "--set", "L4.3:model.width_mult=1.0"]
-    code, output, _ = _study(tiny_corpus, out, *bad)
+    code, output, _ = studies.run(tiny_corpus, out, *bad)
     assert code == 1
     assert "L4.3 failed" in output and "failed: L4.3" in output
     assert output.count("complete with the same") == 10  # every other experiment was still handled
