@@ -16,6 +16,7 @@ unpickling its child function in the server costs nothing.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import multiprocessing
 import os
 import sys
@@ -70,6 +71,9 @@ def _child(args: list[str], env: dict[str, str], stderr_path: str) -> None:
     os.dup2(null, 1)
     if args[:2] == ["-m", "emoshift"]:
         sys.argv = ["emoshift", *args[2:]]
+        # __main__'s spec as `python -m emoshift` has it: Lightning's DDP launcher starts the other ranks as
+        # `python -m <__main__.__spec__.name> ARGS` (a fresh interpreter each)
+        sys.modules["__main__"].__spec__ = importlib.util.find_spec("emoshift.__main__")
         from emoshift.cli import main
 
         main()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -20,6 +19,7 @@ from emoshift.core.io import read_csv
 from emoshift.models import CONFIG_CHECKS
 from emoshift.training.train import train
 from tests.conftest import tiny_overrides
+from tests.crash.forked import Forked
 
 RUN_FILES = [
     "config.yaml",
@@ -150,9 +150,10 @@ def test_config_errors_name_the_key() -> None:
         load_config(overrides=["model.name=resnet19"], checks=CONFIG_CHECKS)
 
 
-def _run_cli(args: list[str], **kw: object) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "-m", "emoshift", *args], env=env, **kw)  # type: ignore[call-overload]
+def _run_cli(args: list[str]) -> Forked:
+    """``python -m emoshift ARGS`` as a process of its own, forked from the server that imported the training stack
+    once per test worker (tests/crash/forked.py): the same entry point without 10 s of imports; stderr kept."""
+    return Forked([sys.executable, "-m", "emoshift", *args], {**os.environ, "PYTHONUNBUFFERED": "1"})
 
 
 def test_resume_after_kill_equals_uninterrupted(synth_tiny: Path, tmp_path: Path) -> None:
@@ -160,7 +161,7 @@ def test_resume_after_kill_equals_uninterrupted(synth_tiny: Path, tmp_path: Path
     full = train(load_config(overrides=sets), tmp_path / "full", progress=False)
 
     args = ["train", "-q", "-o", str(tmp_path / "cut"), *[a for s in sets for a in ("--set", s)]]
-    proc = _run_cli(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = _run_cli(args)
     log = tmp_path / "cut" / "log.csv"
     deadline = time.time() + 240
     while time.time() < deadline and proc.poll() is None:
@@ -187,10 +188,8 @@ def test_ddp_on_cpu(synth_tiny: Path, tmp_path: Path) -> None:
             "trainer.devices=2", "trainer.strategy=ddp",  # the issue's exact flags; CPU here, so gloo
             "evaluation.figures=true"]  # the whole run directory, figures too
     out = tmp_path / "ddp"
-    proc = _run_cli(["train", "-q", "-o", str(out), *[a for s in sets for a in ("--set", s)]],
-                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    output, _ = proc.communicate(timeout=300)
-    assert proc.returncode == 0, output.decode()[-3000:]
+    proc = _run_cli(["train", "-q", "-o", str(out), *[a for s in sets for a in ("--set", s)]])
+    assert proc.wait(timeout=300) == 0, proc.stderr.read().decode()[-3000:]  # rank 1: `python -m emoshift.__main__`
     for rel in RUN_FILES:
         assert (out / rel).is_file(), rel
     assert len(read_csv(out / "log.csv")) == 2
