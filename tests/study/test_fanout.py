@@ -111,18 +111,6 @@ def _roots(work: Path) -> dict[str, str]:
     return {c: str(work / "synth" / c) for c in CORPORA}
 
 
-def _cli(work: Path, out: Path, *extra: str) -> tuple[int, str]:
-    args = ["study", str(CONFIG), "-o", str(out), "--profile", "demo"]
-    for name, root in _roots(work).items():
-        args += ["--corpus", f"{name}={root}"]
-    for s in _sets(work):
-        args += ["--set", s]
-    result = CliRunner().invoke(app, [*args, *extra])
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result.exit_code, result.output
-
-
 def _rows(path: Path) -> list[list[str]]:
     with open(path, newline="") as f:
         return list(csv.reader(f))
@@ -248,7 +236,7 @@ def test_two_jobs_give_the_same_report_teacher_first(
 def test_submitit_local_executor_gives_the_same_results(reference: Path, work: Path) -> None:
     """`--launcher local`: submitit's LocalExecutor, the code path of `--launcher slurm`."""
     out = work / "submitit"
-    code, output = _cli(work, out, "--only", "L2b", "--launcher", "local", "--jobs", "2")
+    code, output, _ = studies.run(_roots(work), out, "--only", "L2b", "--launcher", "local", "--jobs", "2")
     assert code == 0, output
     for key in ("L2b/fold0", "L2b/fold1", "L2b"):
         assert f"{key} started (job " in output and f"{key} done in " in output
@@ -264,7 +252,7 @@ def test_submitit_local_executor_gives_the_same_results(reference: Path, work: P
 def test_a_failed_teacher_skips_its_student_with_a_reason(work: Path) -> None:
     out = work / "failing"
     bad = ["--set", "L2b:model.pretrained=/nonexistent/weights", "--set", "L2b:model.width_mult=1.0"]
-    code, output = _cli(work, out, "--only", "L2c", "--jobs", "2", *bad)
+    code, output, _ = studies.run(_roots(work), out, "--only", "L2c", "--jobs", "2", *bad)
     assert code == 1
     assert "L2b/fold0 failed in" in output and "L2b failed" in output
     assert re.search(r"L2c failed in [0-9:]+: not run: L2b failed", output) and "L2c/fold0" not in output

@@ -110,9 +110,7 @@ class FeatureCache:
         files with reasons, ``store.stats`` what this build did.
         """
         start = time.perf_counter()
-        n_workers = cores.workers(DEFAULT_WORKERS) if workers is None else int(workers)
-        if n_workers < 0:
-            raise ValueError(f"workers must be >= 0, got {workers}")
+        n_workers = cores.workers(workers, DEFAULT_WORKERS)
         directory = self.dir_for(corpus, cfg)
         directory.mkdir(parents=True, exist_ok=True)
         with _locked(directory):
@@ -123,7 +121,7 @@ class FeatureCache:
                 # nothing to compute or drop: the data file stays (cfg: the caller's, e.g. another crop_s)
                 index, n_failed, used = dataclasses.replace(old, cfg=cfg), 0, 0
             else:
-                used = _pool_size(n_workers, len(plan.todo))
+                used = cores.pool_size(n_workers, len(plan.todo), CHUNK)
                 index, n_failed = _write(directory, corpus, cfg, plan, old, used, progress)
         stats = BuildStats(
             extracted=len(plan.todo) - n_failed,
@@ -298,13 +296,6 @@ def _torch_threads(n: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
-
-
-def _pool_size(workers: int, n_files: int) -> int:
-    """Processes worth starting: none beyond this one for a single chunk of work."""
-    if n_files == 0:
-        return 0
-    return max(1, workers) if n_files > CHUNK else 1
 
 
 @contextlib.contextmanager

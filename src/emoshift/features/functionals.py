@@ -274,16 +274,14 @@ class FunctionalCache:
         import time
 
         start = time.perf_counter()
-        n_workers = cores.workers(DEFAULT_WORKERS) if workers is None else int(workers)
-        if n_workers < 0:
-            raise ValueError(f"workers must be >= 0, got {workers}")
+        n_workers = cores.workers(workers, DEFAULT_WORKERS)
         version = opensmile_version()
         directory = self.dir_for(corpus, cfg)
         directory.mkdir(parents=True, exist_ok=True)
         with _locked(directory):
             old = _read_index(directory, cfg, version)
             plan = _Plan.make(utterances, old)
-            used = _pool_size(n_workers, len(plan.todo))
+            used = cores.pool_size(n_workers, len(plan.todo), CHUNK)
             results: dict[str, np.ndarray] = {}
             failed: dict[str, str] = {}
             if plan.todo:
@@ -390,12 +388,6 @@ def _extract_chunk(
         except Exception as e:  # a decoder failure audio.py did not foresee must not end a long build
             failed[uid] = f"error: {type(e).__name__}: {e}"
     return rows, failed
-
-
-def _pool_size(workers: int, n_files: int) -> int:
-    if n_files == 0:
-        return 0
-    return max(1, workers) if n_files > CHUNK else 1
 
 
 def _extraction(
